@@ -1,0 +1,134 @@
+//! HSM access. `pkcs11.rs` is the only place in keyrite that imports cryptoki; everything else
+//! talks to the [`Hsm`] trait, so the driver and tests can use the in-memory [`mock::MockHsm`].
+
+pub mod mock;
+pub mod pkcs11;
+pub mod spki;
+
+use crate::script::{KeyAlgorithm, TokenSelector};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Who and what the HSM is, as the token and module report it. Goes into the log and the report.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenIdentity {
+    pub module_path: String,
+    pub library_description: String,
+    pub library_manufacturer: String,
+    pub library_version: String,
+    pub token_label: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub serial: String,
+    pub hardware_version: String,
+    pub firmware_version: String,
+}
+
+/// Attributes read back from the private key after generation: the evidence that the key was made
+/// inside the HSM and can never leave it. `None` means the token did not report the attribute.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeyAttributes {
+    pub local: Option<bool>,
+    pub never_extractable: Option<bool>,
+    pub always_sensitive: Option<bool>,
+    pub extractable: Option<bool>,
+    pub sensitive: Option<bool>,
+}
+
+impl KeyAttributes {
+    /// The attributes a ceremony key must show: generated on the token, never extractable, always sensitive.
+    pub fn prove_in_hsm_generation(&self) -> bool {
+        self.local == Some(true)
+            && self.never_extractable == Some(true)
+            && self.always_sensitive == Some(true)
+            && self.extractable == Some(false)
+            && self.sensitive == Some(true)
+    }
+}
+
+/// A key pair on the token: its public half as DER SubjectPublicKeyInfo, plus the evidence attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPairInfo {
+    pub label: String,
+    /// CKA_ID shared by the private and public objects, hex.
+    pub id_hex: String,
+    pub algorithm: KeyAlgorithm,
+    pub spki_der: Vec<u8>,
+    pub attributes: KeyAttributes,
+}
+
+/// Signature mechanisms keyrite uses. ECDSA is always "hash on the host, sign the digest" because
+/// SoftHSM (and several real HSMs) lack CKM_ECDSA_SHA256/384.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignMechanism {
+    /// CKM_SHA256_RSA_PKCS over the message.
+    RsaPkcs1Sha256,
+    /// CKM_SHA384_RSA_PKCS over the message.
+    RsaPkcs1Sha384,
+    /// CKM_ECDSA over a digest computed by the caller; returns raw r‖s.
+    EcdsaPrehashed,
+}
+
+/// The operations a ceremony needs from an HSM. Object handles never escape: keys are named by label.
+pub trait Hsm {
+    fn identity(&self) -> &TokenIdentity;
+    /// C_Login as the user (activation).
+    fn login(&mut self, pin: &SecretString) -> Result<(), HsmError>;
+    /// C_Logout; a no-op when not logged in.
+    fn logout(&mut self) -> Result<(), HsmError>;
+    /// True when any object (public, private, data, ...) with this CKA_LABEL exists on the token.
+    fn label_exists(&mut self, label: &str) -> Result<bool, HsmError>;
+    /// Generate a key pair inside the HSM (Token, Private, Sensitive, Extractable=false, Sign) and read
+    /// back the evidence attributes. Refuses a label that already exists.
+    fn generate_key_pair(
+        &mut self,
+        label: &str,
+        algorithm: KeyAlgorithm,
+    ) -> Result<KeyPairInfo, HsmError>;
+    /// Look up an existing key pair by label (public key and evidence attributes).
+    fn key_pair(&mut self, label: &str) -> Result<KeyPairInfo, HsmError>;
+    /// Sign with the private key labelled `label`.
+    fn sign(
+        &mut self,
+        label: &str,
+        mechanism: SignMechanism,
+        data: &[u8],
+    ) -> Result<Vec<u8>, HsmError>;
+    /// C_GenerateRandom.
+    fn random(&mut self, len: usize) -> Result<Vec<u8>, HsmError>;
+}
+
+/// Opens an HSM session for a script's `[hsm]` section. The driver takes one of these so that tests can
+/// hand it the mock.
+pub type HsmOpener<'a> =
+    dyn FnMut(&str, &TokenSelector) -> Result<Box<dyn Hsm + Send>, HsmError> + 'a;
+
+/// A PKCS#11 failure, naming the function and the CKR code, with what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HsmError {
+    /// PKCS#11 function, e.g. "C_GenerateKeyPair", or a keyrite operation such as "select token".
+    pub function: String,
+    /// CKR code name, e.g. "CKR_PIN_INCORRECT"; empty when the failure is not a PKCS#11 return value.
+    pub ckr: String,
+    pub what: String,
+    pub fix: String,
+}
+
+impl HsmError {
+    pub fn new(function: impl Into<String>, what: impl Into<String>, fix: impl Into<String>) -> Self {
+        HsmError { function: function.into(), ckr: String::new(), what: what.into(), fix: fix.into() }
+    }
+}
+
+impl fmt::Display for HsmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.ckr.is_empty() {
+            write!(f, "{}: {} — {}", self.function, self.what, self.fix)
+        } else {
+            write!(f, "{} returned {}: {} — {}", self.function, self.ckr, self.what, self.fix)
+        }
+    }
+}
+
+impl std::error::Error for HsmError {}

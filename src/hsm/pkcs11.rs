@@ -1,0 +1,1 @@
+//! PKCS#11 implementation of [`super::Hsm`] over cryptoki. (Being written.)

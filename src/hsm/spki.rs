@@ -1,0 +1,100 @@
+//! SubjectPublicKeyInfo from the raw public-key attributes a PKCS#11 token reports, and the key hash.
+//! Pure functions: the PKCS#11 module and the mock both use them.
+
+use crate::script::KeyAlgorithm;
+use const_oid::db::{rfc5912, rfc5912::ID_EC_PUBLIC_KEY};
+use der::asn1::{AnyRef, BitString, ObjectIdentifier, OctetString, UintRef};
+use der::{Decode, Encode};
+use sha2::{Digest, Sha256};
+use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+
+/// Named-curve OID of an EC algorithm; `None` for RSA.
+pub fn curve_oid(algorithm: KeyAlgorithm) -> Option<ObjectIdentifier> {
+    match algorithm {
+        KeyAlgorithm::P256 => Some(rfc5912::SECP_256_R_1),
+        KeyAlgorithm::P384 => Some(rfc5912::SECP_384_R_1),
+        KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => None,
+    }
+}
+
+/// DER of the namedCurve OID, the value PKCS#11 expects in CKA_EC_PARAMS.
+pub fn ec_params_der(algorithm: KeyAlgorithm) -> Option<Vec<u8>> {
+    curve_oid(algorithm).and_then(|oid| oid.to_der().ok())
+}
+
+/// SPKI for an EC key. `ec_point` is CKA_EC_POINT, which PKCS#11 v2.40 defines as a DER OCTET STRING
+/// around the uncompressed point; some tokens return the bare point, so both are accepted.
+pub fn ec_spki_der(algorithm: KeyAlgorithm, ec_point: &[u8]) -> Result<Vec<u8>, String> {
+    let curve = curve_oid(algorithm).ok_or_else(|| format!("{algorithm} is not an EC algorithm"))?;
+    let point = match OctetString::from_der(ec_point) {
+        Ok(os) => os.as_bytes().to_vec(),
+        Err(_) => ec_point.to_vec(),
+    };
+    let expected = match algorithm {
+        KeyAlgorithm::P256 => 65,
+        _ => 97,
+    };
+    if point.len() != expected || point.first() != Some(&0x04) {
+        return Err(format!(
+            "CKA_EC_POINT is not an uncompressed {algorithm} point ({} bytes, expected {expected})",
+            point.len()
+        ));
+    }
+    let params = AnyRef::from(&curve);
+    let spki = SubjectPublicKeyInfoOwned {
+        algorithm: AlgorithmIdentifierOwned {
+            oid: ID_EC_PUBLIC_KEY,
+            parameters: Some(params.into()),
+        },
+        subject_public_key: BitString::from_bytes(&point).map_err(|e| e.to_string())?,
+    };
+    spki.to_der().map_err(|e| e.to_string())
+}
+
+/// SPKI for an RSA key from CKA_MODULUS and CKA_PUBLIC_EXPONENT (big-endian unsigned).
+pub fn rsa_spki_der(modulus: &[u8], public_exponent: &[u8]) -> Result<Vec<u8>, String> {
+    let key = pkcs1::RsaPublicKey {
+        modulus: UintRef::new(modulus).map_err(|e| e.to_string())?,
+        public_exponent: UintRef::new(public_exponent).map_err(|e| e.to_string())?,
+    };
+    let pkcs1_der = key.to_der().map_err(|e| e.to_string())?;
+    let spki = SubjectPublicKeyInfoOwned {
+        algorithm: AlgorithmIdentifierOwned {
+            oid: rfc5912::RSA_ENCRYPTION,
+            parameters: Some(der::asn1::Null.into()),
+        },
+        subject_public_key: BitString::from_bytes(&pkcs1_der).map_err(|e| e.to_string())?,
+    };
+    spki.to_der().map_err(|e| e.to_string())
+}
+
+/// The key hash: SHA-256 over the DER SubjectPublicKeyInfo, lowercase hex. The same bytes that
+/// `openssl pkey -pubin -outform DER | sha256sum` hashes.
+pub fn key_hash(spki_der: &[u8]) -> String {
+    hex::encode(Sha256::digest(spki_der))
+}
+
+/// Lowercase hex in groups of 4, for reading aloud and for the report.
+pub fn grouped_hex(hex: &str) -> String {
+    hex.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouped_hex_groups_by_four() {
+        assert_eq!(grouped_hex("0123456789"), "0123 4567 89");
+    }
+
+    #[test]
+    fn ec_point_must_be_uncompressed_and_sized() {
+        let err = ec_spki_der(KeyAlgorithm::P256, &[0x04; 10]).unwrap_err();
+        assert!(err.contains("10 bytes"), "{err}");
+    }
+}

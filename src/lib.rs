@@ -1,0 +1,6 @@
+//! keyrite: a key-ceremony orchestrator. See docs/architecture.md for how the folders map onto trust
+//! boundaries.
+#![forbid(unsafe_code)]
+
+pub mod hsm;
+pub mod script;

@@ -1,0 +1,403 @@
+//! The ceremony script as written by the PKI team (TOML, `format = 1`).
+//!
+//! Plain data only: parsing lives in `parse.rs`, the security-level policy in `policy.rs`.
+//! Every struct denies unknown fields so that a typo is an error, never a silently ignored line.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The script format version this build understands.
+pub const SCRIPT_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Script {
+    /// Script format version; must equal [`SCRIPT_FORMAT`].
+    pub format: u32,
+    pub ceremony: CeremonyInfo,
+    #[serde(default)]
+    pub policy: PolicyOptions,
+    pub participants: Vec<Participant>,
+    pub hsm: HsmConfig,
+    #[serde(default)]
+    pub keys: Vec<KeySpec>,
+    #[serde(default)]
+    pub certificates: Vec<CertificateProfile>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CeremonyInfo {
+    /// Stable identifier, e.g. "EXR-ROOT-2026-01". Goes into every log entry's context and the report.
+    pub id: String,
+    pub name: String,
+    /// What kind of ceremony this is, e.g. "root-key-generation".
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub place: String,
+    pub security_level: SecurityLevel,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecurityLevel {
+    Medium,
+    High,
+    VeryHigh,
+}
+
+impl fmt::Display for SecurityLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SecurityLevel::Medium => "medium",
+            SecurityLevel::High => "high",
+            SecurityLevel::VeryHigh => "very-high",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyOptions {
+    /// Pairs of roles that one person may hold together, e.g. `[["security-officer", "custodian"]]`.
+    /// A witness role can never be paired with an operational role, whatever this says.
+    #[serde(default)]
+    pub allow_role_pairs: Vec<[Role; 2]>,
+}
+
+/// The trusted and witnessing roles of a ceremony (design.md, "Who uses keyrite").
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    MasterOfCeremony,
+    /// Crypto officer: operates the HSM.
+    Operator,
+    SecurityOfficer,
+    Custodian,
+    InternalWitness,
+    IndependentWitness,
+}
+
+impl Role {
+    pub const ALL: [Role; 6] = [
+        Role::MasterOfCeremony,
+        Role::Operator,
+        Role::SecurityOfficer,
+        Role::Custodian,
+        Role::InternalWitness,
+        Role::IndependentWitness,
+    ];
+
+    /// Witnesses observe and attest; they never count towards dual control.
+    pub fn is_witness(self) -> bool {
+        matches!(self, Role::InternalWitness | Role::IndependentWitness)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::MasterOfCeremony => "master-of-ceremony",
+            Role::Operator => "operator",
+            Role::SecurityOfficer => "security-officer",
+            Role::Custodian => "custodian",
+            Role::InternalWitness => "internal-witness",
+            Role::IndependentWitness => "independent-witness",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Participant {
+    pub name: String,
+    pub role: Role,
+    /// A second role, only where `policy.allow_role_pairs` names the pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub also: Option<Role>,
+    /// Organisation, e.g. the auditor's firm. Informational.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organisation: Option<String>,
+}
+
+impl Participant {
+    pub fn holds(&self, role: Role) -> bool {
+        self.role == role || self.also == Some(role)
+    }
+
+    pub fn roles(&self) -> impl Iterator<Item = Role> + '_ {
+        std::iter::once(self.role).chain(self.also)
+    }
+
+    /// A witness never counts as an operator, even if paired (policy forbids such a pair anyway).
+    pub fn is_witness(&self) -> bool {
+        self.roles().any(Role::is_witness)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HsmConfig {
+    /// Path of the PKCS#11 module, e.g. "/usr/lib/softhsm/libsofthsm2.so".
+    pub module: String,
+    pub token: TokenSelector,
+}
+
+/// How to find the token. Slot ids change between processes, so they are not offered.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSelector {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// RFC 7512 PKCS#11 URI; its `token` and `serial` attributes are honoured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+}
+
+impl fmt::Display for TokenSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.label, &self.serial, &self.uri) {
+            (Some(l), _, _) => write!(f, "label \"{l}\""),
+            (_, Some(s), _) => write!(f, "serial \"{s}\""),
+            (_, _, Some(u)) => write!(f, "{u}"),
+            _ => f.write_str("(no token selector)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KeySpec {
+    /// CKA_LABEL of the key pair on the HSM. Must not exist yet.
+    pub label: String,
+    pub algorithm: KeyAlgorithm,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub enum KeyAlgorithm {
+    #[serde(rename = "RSA-3072")]
+    Rsa3072,
+    #[serde(rename = "RSA-4096")]
+    Rsa4096,
+    #[serde(rename = "P-256")]
+    P256,
+    #[serde(rename = "P-384")]
+    P384,
+}
+
+impl KeyAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::Rsa3072 => "RSA-3072",
+            KeyAlgorithm::Rsa4096 => "RSA-4096",
+            KeyAlgorithm::P256 => "P-256",
+            KeyAlgorithm::P384 => "P-384",
+        }
+    }
+
+    /// Key size in bits (modulus for RSA, field size for EC).
+    pub fn bits(self) -> u32 {
+        match self {
+            KeyAlgorithm::Rsa3072 => 3072,
+            KeyAlgorithm::Rsa4096 => 4096,
+            KeyAlgorithm::P256 => 256,
+            KeyAlgorithm::P384 => 384,
+        }
+    }
+
+    pub fn is_rsa(self) -> bool {
+        matches!(self, KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096)
+    }
+
+    /// The hash that matches the key's strength when the profile does not name one.
+    pub fn default_hash(self) -> HashAlgorithm {
+        match self {
+            KeyAlgorithm::Rsa3072 | KeyAlgorithm::P256 => HashAlgorithm::Sha256,
+            KeyAlgorithm::Rsa4096 | KeyAlgorithm::P384 => HashAlgorithm::Sha384,
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum HashAlgorithm {
+    Sha256,
+    Sha384,
+}
+
+impl fmt::Display for HashAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HashAlgorithm::Sha256 => "SHA-256",
+            HashAlgorithm::Sha384 => "SHA-384",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateProfile {
+    /// Artifact name: the certificate is written to `artifacts/<name>.pem`.
+    pub name: String,
+    /// Label of the key (from `[[keys]]`) that the certificate certifies and that signs it.
+    pub key: String,
+    pub profile: CertificateKind,
+    pub subject: Subject,
+    pub validity_days: u32,
+    /// Signature hash; defaults to SHA-256 for P-256/RSA-3072 and SHA-384 for P-384/RSA-4096.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_hash: Option<HashAlgorithm>,
+    #[serde(default)]
+    pub extensions: ExtensionOptions,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum CertificateKind {
+    /// Self-signed root CA certificate (CA/B Forum root profile: subject C, O, CN).
+    RootCa,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Subject {
+    /// ISO 3166-1 alpha-2 country code.
+    #[serde(rename = "C")]
+    pub country: String,
+    #[serde(rename = "O")]
+    pub organization: String,
+    #[serde(rename = "CN")]
+    pub common_name: String,
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "C={}, O={}, CN={}", self.country, self.organization, self.common_name)
+    }
+}
+
+/// The root profile always carries critical basicConstraints (CA:TRUE), critical keyUsage
+/// (keyCertSign, cRLSign), SKI and AKI. These options only add to that.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionOptions {
+    /// basicConstraints pathLenConstraint; absent means unlimited, as is usual for roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_len: Option<u8>,
+    /// Add digitalSignature to keyUsage (for a root that also signs OCSP responses directly).
+    #[serde(default)]
+    pub digital_signature: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Unique, stable id used in the log and the answers file, e.g. "generate-root-key".
+    pub id: String,
+    pub title: String,
+    /// Plain-language instructions that a non-specialist can follow, read aloud in the room.
+    pub instructions: String,
+    pub action: Action,
+    /// Roles whose holders may confirm this step. Witness roles here never count towards dual control.
+    pub confirm_by: Vec<Role>,
+    /// Distinct persons (non-witness, holding a `confirm_by` role) that must confirm.
+    /// Defaults to 2 for sensitive actions and 1 otherwise; sensitive actions never accept fewer than 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_confirmations: Option<u32>,
+    /// Witness roles that must each attest the step (an attestation, not a dual-control confirmation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub witnessed_by: Vec<Role>,
+    /// For `generate_key` and `confirm_fingerprint`: the key label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// For `sign_certificate`: the certificate name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+}
+
+impl Step {
+    /// Number of distinct operational confirmations this step needs.
+    pub fn required_confirmations(&self) -> u32 {
+        let floor = if self.action.is_sensitive() { 2 } else { 1 };
+        self.min_confirmations.unwrap_or(floor).max(floor)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// People do something by hand (open a bag, check seals); keyrite records who confirmed.
+    Manual,
+    /// Record host, OS, time, time zone and network interfaces; refuse at high and very-high if online.
+    Preflight,
+    /// Open the PKCS#11 module, select the token, record its identity and log in (activation).
+    ActivateHsm,
+    /// Generate the key pair named by `key` inside the HSM.
+    GenerateKey,
+    /// Two people read the key hash aloud and confirm it matches the screen.
+    ConfirmFingerprint,
+    /// Build, lint, sign in the HSM and verify the certificate named by `certificate`.
+    SignCertificate,
+    /// Log out and close the HSM session.
+    DeactivateHsm,
+}
+
+impl Action {
+    /// Sensitive actions need dual control (design.md: keygen, activation, signing, backup, restore, destroy).
+    pub fn is_sensitive(self) -> bool {
+        matches!(self, Action::ActivateHsm | Action::GenerateKey | Action::SignCertificate)
+    }
+
+    /// Actions that talk to the HSM.
+    pub fn uses_hsm(self) -> bool {
+        matches!(
+            self,
+            Action::ActivateHsm | Action::GenerateKey | Action::SignCertificate | Action::DeactivateHsm
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Manual => "manual",
+            Action::Preflight => "preflight",
+            Action::ActivateHsm => "activate_hsm",
+            Action::GenerateKey => "generate_key",
+            Action::ConfirmFingerprint => "confirm_fingerprint",
+            Action::SignCertificate => "sign_certificate",
+            Action::DeactivateHsm => "deactivate_hsm",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Script {
+    pub fn participant(&self, name: &str) -> Option<&Participant> {
+        self.participants.iter().find(|p| p.name == name)
+    }
+
+    pub fn key(&self, label: &str) -> Option<&KeySpec> {
+        self.keys.iter().find(|k| k.label == label)
+    }
+
+    pub fn certificate(&self, name: &str) -> Option<&CertificateProfile> {
+        self.certificates.iter().find(|c| c.name == name)
+    }
+}
