@@ -2,5 +2,6 @@
 //! boundaries.
 #![forbid(unsafe_code)]
 
+pub mod engine;
 pub mod hsm;
 pub mod script;

@@ -1,0 +1,273 @@
+//! The ceremony engine: a pure state machine over the script's steps. No IO, no clock, no RNG.
+//!
+//! The driver feeds it [`Input`]s (a person confirms, an action finished, an exception, ...) and
+//! carries out the [`Effect`]s it returns: record an [`Event`] in the audit log, or perform a step's
+//! action on the HSM. The engine alone decides whether dual control is met, so no front end (headless,
+//! TUI) can bypass it: an action is only ever requested through [`Effect::Perform`].
+
+mod step;
+#[cfg(test)]
+mod tests;
+
+use crate::script::{Action, Role, Script};
+use serde::{Deserialize, Serialize};
+pub use step::StepPlan;
+
+/// What happens to the ceremony, as told by the people in the room or the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// `person` confirms (or, as a witness, attests) the current step.
+    Confirm { person: String },
+    /// Go ahead with the current step on the confirmations given so far. Refused, and logged, when
+    /// dual control is not met.
+    Proceed,
+    /// A deviation from the script, recorded at any time.
+    Exception { person: String, text: String },
+    /// The action requested by [`Effect::Perform`] succeeded.
+    ActionSucceeded,
+    /// The action requested by [`Effect::Perform`] failed; the ceremony stops.
+    ActionFailed { reason: String },
+    /// Stop the ceremony (Ctrl-C, a refused pre-flight, a person's decision).
+    Abort { reason: String },
+}
+
+/// Things that happened, in the words the audit log uses. Serialised into the log's `event` field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    StepStarted { step: String, title: String, action: Action },
+    /// A confirmation counted towards the step. `counts_for` is "dual-control" or "witness".
+    Confirmed { step: String, person: String, role: Role, counts_for: String },
+    ConfirmationRefused { step: String, person: String, reason: String },
+    /// Dual control (and witnessing) is met: the action is about to be performed.
+    StepAuthorised { step: String, action: Action, confirmed_by: Vec<String>, witnessed_by: Vec<String> },
+    StepRefused { step: String, reason: String },
+    StepCompleted { step: String },
+    StepFailed { step: String, reason: String },
+    ExceptionRecorded { step: String, person: String, text: String },
+    CeremonyCompleted,
+    CeremonyAborted { step: Option<String>, reason: String },
+}
+
+impl Event {
+    /// The step this event belongs to, for the log entry's `step` field.
+    pub fn step(&self) -> Option<&str> {
+        match self {
+            Event::StepStarted { step, .. }
+            | Event::Confirmed { step, .. }
+            | Event::ConfirmationRefused { step, .. }
+            | Event::StepAuthorised { step, .. }
+            | Event::StepRefused { step, .. }
+            | Event::StepCompleted { step }
+            | Event::StepFailed { step, .. }
+            | Event::ExceptionRecorded { step, .. } => Some(step),
+            Event::CeremonyAborted { step, .. } => step.as_deref(),
+            Event::CeremonyCompleted => None,
+        }
+    }
+
+    /// The persons acting in this event, for the log entry's `actors` field.
+    pub fn actors(&self) -> Vec<String> {
+        match self {
+            Event::Confirmed { person, .. }
+            | Event::ConfirmationRefused { person, .. }
+            | Event::ExceptionRecorded { person, .. } => vec![person.clone()],
+            Event::StepAuthorised { confirmed_by, witnessed_by, .. } => {
+                confirmed_by.iter().chain(witnessed_by).cloned().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Record(Event),
+    /// Perform the action of step `index`. The driver answers with ActionSucceeded or ActionFailed.
+    Perform { index: usize, action: Action },
+}
+
+/// Where the ceremony is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Collecting confirmations for step `index`.
+    Confirming(usize),
+    /// The action of step `index` is being performed.
+    Performing(usize),
+    Completed,
+    Aborted,
+}
+
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub name: String,
+    pub roles: Vec<Role>,
+}
+
+impl Person {
+    fn is_witness(&self) -> bool {
+        self.roles.iter().any(|r| r.is_witness())
+    }
+}
+
+/// The engine. Build it with [`Engine::new`], then call [`Engine::start`] once and [`Engine::handle`]
+/// for each input.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    steps: Vec<StepPlan>,
+    people: Vec<Person>,
+    phase: Phase,
+}
+
+impl Engine {
+    pub fn new(script: &Script) -> Self {
+        Engine {
+            steps: script.steps.iter().map(StepPlan::from_step).collect(),
+            people: script
+                .participants
+                .iter()
+                .map(|p| Person { name: p.name.clone(), roles: p.roles().collect() })
+                .collect(),
+            phase: Phase::Confirming(0),
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    pub fn steps(&self) -> &[StepPlan] {
+        &self.steps
+    }
+
+    /// The step being confirmed or performed, if any.
+    pub fn current(&self) -> Option<&StepPlan> {
+        match self.phase {
+            Phase::Confirming(i) | Phase::Performing(i) => self.steps.get(i),
+            Phase::Completed | Phase::Aborted => None,
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase, Phase::Completed | Phase::Aborted)
+    }
+
+    /// Announce the first step (or complete at once for an empty script).
+    pub fn start(&mut self) -> Vec<Effect> {
+        self.enter(0)
+    }
+
+    pub fn handle(&mut self, input: Input) -> Vec<Effect> {
+        let current_id = self.current().map(|s| s.id.clone());
+        match (self.phase, input) {
+            (Phase::Completed | Phase::Aborted, Input::Exception { person, text }) => {
+                // Exceptions after the end still belong in the record; they attach to no step.
+                self.exception(String::from("(after end)"), person, text)
+            }
+            (Phase::Completed | Phase::Aborted, _) => Vec::new(),
+            (_, Input::Exception { person, text }) => {
+                self.exception(current_id.unwrap_or_default(), person, text)
+            }
+            (_, Input::Abort { reason }) => self.abort(current_id, reason),
+            (Phase::Confirming(i), Input::Confirm { person }) => self.confirm(i, person),
+            (Phase::Confirming(i), Input::Proceed) => self.proceed(i),
+            (Phase::Performing(i), Input::Confirm { person }) => {
+                let step = self.steps[i].id.clone();
+                let reason = "the step is already being performed; confirmations are closed".into();
+                vec![Effect::Record(Event::ConfirmationRefused { step, person, reason })]
+            }
+            (Phase::Performing(i), Input::ActionSucceeded) => {
+                let mut out = vec![Effect::Record(Event::StepCompleted { step: self.steps[i].id.clone() })];
+                out.extend(self.enter(i + 1));
+                out
+            }
+            (Phase::Performing(i), Input::ActionFailed { reason }) => {
+                let step = self.steps[i].id.clone();
+                let mut out = vec![Effect::Record(Event::StepFailed { step: step.clone(), reason: reason.clone() })];
+                out.extend(self.abort(Some(step), format!("step failed: {reason}")));
+                out
+            }
+            // Action results or Proceed out of turn are driver bugs; the engine ignores them.
+            (Phase::Confirming(_), Input::ActionSucceeded | Input::ActionFailed { .. })
+            | (Phase::Performing(_), Input::Proceed) => Vec::new(),
+        }
+    }
+
+    fn enter(&mut self, index: usize) -> Vec<Effect> {
+        match self.steps.get(index) {
+            Some(step) => {
+                self.phase = Phase::Confirming(index);
+                vec![Effect::Record(Event::StepStarted {
+                    step: step.id.clone(),
+                    title: step.title.clone(),
+                    action: step.action,
+                })]
+            }
+            None => {
+                self.phase = Phase::Completed;
+                vec![Effect::Record(Event::CeremonyCompleted)]
+            }
+        }
+    }
+
+    fn confirm(&mut self, index: usize, name: String) -> Vec<Effect> {
+        let step_id = self.steps[index].id.clone();
+        let refused = |reason: String| {
+            vec![Effect::Record(Event::ConfirmationRefused { step: step_id.clone(), person: name.clone(), reason })]
+        };
+        let Some(person) = self.people.iter().find(|p| p.name == name).cloned() else {
+            return refused(format!("\"{name}\" is not a participant of this ceremony"));
+        };
+        let step = &mut self.steps[index];
+        match step.accept(&person) {
+            Err(reason) => refused(reason),
+            Ok((role, counts_for)) => {
+                let mut out = vec![Effect::Record(Event::Confirmed {
+                    step: step_id,
+                    person: name,
+                    role,
+                    counts_for: counts_for.to_string(),
+                })];
+                if step.is_authorised() {
+                    out.extend(self.authorise(index));
+                }
+                out
+            }
+        }
+    }
+
+    fn proceed(&mut self, index: usize) -> Vec<Effect> {
+        let step = &self.steps[index];
+        match step.missing() {
+            None => self.authorise(index),
+            Some(reason) => vec![Effect::Record(Event::StepRefused { step: step.id.clone(), reason })],
+        }
+    }
+
+    fn authorise(&mut self, index: usize) -> Vec<Effect> {
+        let step = &self.steps[index];
+        self.phase = Phase::Performing(index);
+        vec![
+            Effect::Record(Event::StepAuthorised {
+                step: step.id.clone(),
+                action: step.action,
+                confirmed_by: step.confirmed_by.clone(),
+                witnessed_by: step.witnessed.iter().map(|(_, p)| p.clone()).collect(),
+            }),
+            Effect::Perform { index, action: step.action },
+        ]
+    }
+
+    fn exception(&mut self, step: String, person: String, text: String) -> Vec<Effect> {
+        if !self.people.iter().any(|p| p.name == person) {
+            let reason = format!("\"{person}\" is not a participant; only participants record exceptions");
+            return vec![Effect::Record(Event::ConfirmationRefused { step, person, reason })];
+        }
+        vec![Effect::Record(Event::ExceptionRecorded { step, person, text })]
+    }
+
+    fn abort(&mut self, step: Option<String>, reason: String) -> Vec<Effect> {
+        self.phase = Phase::Aborted;
+        vec![Effect::Record(Event::CeremonyAborted { step, reason })]
+    }
+}

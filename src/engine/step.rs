@@ -1,0 +1,114 @@
+//! One step's dual-control bookkeeping: who may confirm, who has, and what is still missing.
+
+use super::Person;
+use crate::script::{Action, Role, Step};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepPlan {
+    pub id: String,
+    pub title: String,
+    pub action: Action,
+    pub confirm_by: Vec<Role>,
+    pub required: u32,
+    pub witnessed_by: Vec<Role>,
+    /// Persons whose confirmation counts (distinct, in order).
+    pub confirmed_by: Vec<String>,
+    /// (witness role, person) attestations.
+    pub witnessed: Vec<(Role, String)>,
+}
+
+impl StepPlan {
+    pub fn from_step(step: &Step) -> Self {
+        StepPlan {
+            id: step.id.clone(),
+            title: step.title.clone(),
+            action: step.action,
+            confirm_by: step.confirm_by.clone(),
+            required: step.required_confirmations(),
+            witnessed_by: step.witnessed_by.clone(),
+            confirmed_by: Vec::new(),
+            witnessed: Vec::new(),
+        }
+    }
+
+    fn has_acted(&self, name: &str) -> bool {
+        self.confirmed_by.iter().any(|p| p == name) || self.witnessed.iter().any(|(_, p)| p == name)
+    }
+
+    /// Accept `person`'s confirmation or say why not. Returns the role it counts under and whether it
+    /// is a dual-control confirmation or a witness attestation.
+    pub(super) fn accept(&mut self, person: &Person) -> Result<(Role, &'static str), String> {
+        if self.has_acted(&person.name) {
+            return Err(format!(
+                "{} has already confirmed this step; one person never counts twice",
+                person.name
+            ));
+        }
+        // A witness attests; it never stands in for an operator on a sensitive step.
+        if let Some(role) = person
+            .roles
+            .iter()
+            .copied()
+            .find(|r| self.witnessed_by.contains(r) && !self.witnessed.iter().any(|(w, _)| w == r))
+        {
+            self.witnessed.push((role, person.name.clone()));
+            return Ok((role, "witness"));
+        }
+        let eligible = person.roles.iter().copied().find(|r| self.confirm_by.contains(r));
+        match eligible {
+            Some(_) if self.action.is_sensitive() && person.is_witness() => Err(format!(
+                "{} is a witness; a witness never counts as an operator for {} (dual control)",
+                person.name, self.action
+            )),
+            Some(role) => {
+                self.confirmed_by.push(person.name.clone());
+                Ok((role, "dual-control"))
+            }
+            None => Err(format!(
+                "{} holds {}; this step is confirmed by {}{}",
+                person.name,
+                join(&person.roles),
+                join(&self.confirm_by),
+                if self.witnessed_by.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and witnessed by {}", join(&self.witnessed_by))
+                }
+            )),
+        }
+    }
+
+    pub fn is_authorised(&self) -> bool {
+        self.missing().is_none()
+    }
+
+    /// What dual control or witnessing still lacks, in words for the room; `None` when complete.
+    pub fn missing(&self) -> Option<String> {
+        let mut gaps = Vec::new();
+        let have = self.confirmed_by.len() as u32;
+        if have < self.required {
+            let who = if self.confirmed_by.is_empty() {
+                "nobody yet".to_string()
+            } else {
+                self.confirmed_by.join(", ")
+            };
+            let rule = if self.action.is_sensitive() { " (dual control)" } else { "" };
+            gaps.push(format!(
+                "{} needs confirmations from {} distinct persons in {}{rule}; confirmed by {who}",
+                self.action,
+                self.required,
+                join(&self.confirm_by)
+            ));
+        }
+        for role in &self.witnessed_by {
+            if !self.witnessed.iter().any(|(r, _)| r == role) {
+                gaps.push(format!("the {role} has not witnessed it"));
+            }
+        }
+        (!gaps.is_empty()).then(|| gaps.join("; "))
+    }
+}
+
+fn join(roles: &[Role]) -> String {
+    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" or ")
+}

@@ -1,0 +1,180 @@
+use super::*;
+use crate::script::*;
+
+fn person(name: &str, role: Role) -> Participant {
+    Participant { name: name.into(), role, also: None, organisation: None }
+}
+
+fn step(id: &str, action: Action, confirm_by: Vec<Role>, witnessed_by: Vec<Role>) -> Step {
+    Step {
+        id: id.into(),
+        title: id.into(),
+        instructions: "do it".into(),
+        action,
+        confirm_by,
+        min_confirmations: None,
+        witnessed_by,
+        key: None,
+        certificate: None,
+    }
+}
+
+fn script() -> Script {
+    Script {
+        format: SCRIPT_FORMAT,
+        ceremony: CeremonyInfo {
+            id: "T-1".into(),
+            name: "test".into(),
+            kind: "root-key-generation".into(),
+            place: "lab".into(),
+            security_level: SecurityLevel::VeryHigh,
+        },
+        policy: PolicyOptions::default(),
+        participants: vec![
+            person("Mia", Role::MasterOfCeremony),
+            person("Otto", Role::Operator),
+            person("Olga", Role::Operator),
+            person("Wim", Role::InternalWitness),
+            person("Ines", Role::IndependentWitness),
+        ],
+        hsm: HsmConfig { module: "/x.so".into(), token: TokenSelector::default() },
+        keys: vec![],
+        certificates: vec![],
+        steps: vec![
+            step("bags", Action::Manual, vec![Role::MasterOfCeremony], vec![]),
+            step(
+                "keygen",
+                Action::GenerateKey,
+                vec![Role::Operator, Role::InternalWitness],
+                vec![Role::IndependentWitness],
+            ),
+        ],
+    }
+}
+
+fn events(effects: &[Effect]) -> Vec<&Event> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Record(ev) => Some(ev),
+            Effect::Perform { .. } => None,
+        })
+        .collect()
+}
+
+fn performs(effects: &[Effect]) -> usize {
+    effects.iter().filter(|e| matches!(e, Effect::Perform { .. })).count()
+}
+
+fn at_keygen() -> Engine {
+    let mut engine = Engine::new(&script());
+    engine.start();
+    let out = engine.handle(Input::Confirm { person: "Mia".into() });
+    assert_eq!(performs(&out), 1, "a one-person manual step is authorised by one confirmation");
+    engine.handle(Input::ActionSucceeded);
+    assert_eq!(engine.phase(), Phase::Confirming(1));
+    engine
+}
+
+#[test]
+fn dual_control_needs_two_distinct_operators_and_the_witness() {
+    let mut engine = at_keygen();
+    assert_eq!(performs(&engine.handle(Input::Confirm { person: "Otto".into() })), 0);
+    assert_eq!(performs(&engine.handle(Input::Confirm { person: "Ines".into() })), 0);
+    let out = engine.handle(Input::Confirm { person: "Olga".into() });
+    assert_eq!(out.last(), Some(&Effect::Perform { index: 1, action: Action::GenerateKey }));
+    let authorised = events(&out).into_iter().find_map(|e| match e {
+        Event::StepAuthorised { confirmed_by, witnessed_by, .. } => Some((confirmed_by.clone(), witnessed_by.clone())),
+        _ => None,
+    });
+    assert_eq!(authorised, Some((vec!["Otto".to_string(), "Olga".to_string()], vec!["Ines".to_string()])));
+    let done = engine.handle(Input::ActionSucceeded);
+    assert!(events(&done).contains(&&Event::CeremonyCompleted));
+    assert_eq!(engine.phase(), Phase::Completed);
+}
+
+#[test]
+fn one_person_never_counts_twice() {
+    let mut engine = at_keygen();
+    engine.handle(Input::Confirm { person: "Otto".into() });
+    let out = engine.handle(Input::Confirm { person: "Otto".into() });
+    match events(&out).as_slice() {
+        [Event::ConfirmationRefused { reason, .. }] => assert!(reason.contains("never counts twice"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let out = engine.handle(Input::Proceed);
+    assert_eq!(performs(&out), 0, "nothing may reach the HSM");
+    match events(&out).as_slice() {
+        [Event::StepRefused { reason, .. }] => {
+            assert!(reason.contains("dual control"), "{reason}");
+            assert!(reason.contains("confirmed by Otto"), "{reason}");
+        }
+        other => panic!("expected a step refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_witness_never_counts_as_an_operator_on_a_sensitive_step() {
+    let mut engine = at_keygen();
+    engine.handle(Input::Confirm { person: "Otto".into() });
+    let out = engine.handle(Input::Confirm { person: "Wim".into() });
+    match events(&out).as_slice() {
+        [Event::ConfirmationRefused { reason, .. }] => assert!(reason.contains("witness never counts"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(engine.phase(), Phase::Confirming(1));
+}
+
+#[test]
+fn wrong_role_and_strangers_are_refused_with_reasons() {
+    let mut engine = at_keygen();
+    let out = engine.handle(Input::Confirm { person: "Mia".into() });
+    match events(&out).as_slice() {
+        [Event::ConfirmationRefused { reason, .. }] => {
+            assert!(reason.contains("holds master-of-ceremony") && reason.contains("operator"), "{reason}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let out = engine.handle(Input::Confirm { person: "Mallory".into() });
+    assert!(matches!(events(&out).as_slice(), [Event::ConfirmationRefused { reason, .. }] if reason.contains("not a participant")));
+}
+
+#[test]
+fn missing_witness_blocks_the_step() {
+    let mut engine = at_keygen();
+    engine.handle(Input::Confirm { person: "Otto".into() });
+    engine.handle(Input::Confirm { person: "Olga".into() });
+    let out = engine.handle(Input::Proceed);
+    assert!(matches!(events(&out).as_slice(), [Event::StepRefused { reason, .. }] if reason.contains("independent-witness has not witnessed")));
+}
+
+#[test]
+fn steps_run_in_order_and_failures_abort() {
+    let mut engine = Engine::new(&script());
+    engine.start();
+    // Confirmations for keygen are not accepted while step 1 is current: Otto holds no role there.
+    let out = engine.handle(Input::Confirm { person: "Otto".into() });
+    assert!(matches!(events(&out).as_slice(), [Event::ConfirmationRefused { .. }]));
+    engine.handle(Input::Confirm { person: "Mia".into() });
+    let out = engine.handle(Input::ActionFailed { reason: "bag seal broken".into() });
+    assert!(matches!(events(&out).as_slice(), [Event::StepFailed { .. }, Event::CeremonyAborted { .. }]));
+    assert!(engine.is_finished());
+    assert!(engine.handle(Input::Confirm { person: "Otto".into() }).is_empty());
+}
+
+#[test]
+fn exceptions_are_recorded_at_any_step_by_participants_only() {
+    let mut engine = at_keygen();
+    let out = engine.handle(Input::Exception { person: "Wim".into(), text: "HSM serial differs from inventory".into() });
+    assert!(matches!(events(&out).as_slice(), [Event::ExceptionRecorded { step, .. }] if step == "keygen"));
+    let out = engine.handle(Input::Exception { person: "Eve".into(), text: "x".into() });
+    assert!(matches!(events(&out).as_slice(), [Event::ConfirmationRefused { .. }]));
+}
+
+#[test]
+fn abort_is_final() {
+    let mut engine = at_keygen();
+    let out = engine.handle(Input::Abort { reason: "Ctrl-C".into() });
+    assert!(matches!(events(&out).as_slice(), [Event::CeremonyAborted { step: Some(s), .. }] if s == "keygen"));
+    assert_eq!(engine.phase(), Phase::Aborted);
+}
