@@ -3,5 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod evidence;
 pub mod hsm;
 pub mod script;
+pub mod x509;

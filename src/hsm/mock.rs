@@ -1,1 +1,175 @@
-pub struct MockHsm;
+//! An in-memory HSM for fast engine, driver and certificate tests. EC keys only (P-256, P-384);
+//! keys are derived from the label so tests are repeatable. Never used outside tests and `--mock`-free
+//! code paths: nothing in the CLI can select it.
+
+use super::{Hsm, HsmError, KeyAttributes, KeyPairInfo, SignMechanism, TokenIdentity};
+use crate::script::KeyAlgorithm;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256, Sha384};
+use spki::EncodePublicKey;
+use std::collections::BTreeMap;
+
+pub struct MockHsm {
+    identity: TokenIdentity,
+    pin: String,
+    logged_in: bool,
+    keys: BTreeMap<String, KeyAlgorithm>,
+    counter: u64,
+    /// Every mutating call, in order, so tests can prove what did (not) reach the HSM.
+    pub calls: Vec<String>,
+}
+
+impl MockHsm {
+    pub fn new(pin: &str) -> Self {
+        MockHsm {
+            identity: TokenIdentity {
+                module_path: "mock".into(),
+                library_description: "keyrite in-memory mock".into(),
+                library_manufacturer: "keyrite".into(),
+                library_version: "0.0".into(),
+                token_label: "mock-token".into(),
+                manufacturer: "keyrite".into(),
+                model: "MockHSM".into(),
+                serial: "0000000000000001".into(),
+                hardware_version: "0.0".into(),
+                firmware_version: "0.0".into(),
+            },
+            pin: pin.to_string(),
+            logged_in: false,
+            keys: BTreeMap::new(),
+            counter: 0,
+            calls: Vec::new(),
+        }
+    }
+
+    fn need_login(&self, function: &str) -> Result<(), HsmError> {
+        if self.logged_in {
+            Ok(())
+        } else {
+            let mut e = HsmError::new(function, "not logged in", "activate the HSM first");
+            e.ckr = "CKR_USER_NOT_LOGGED_IN".into();
+            Err(e)
+        }
+    }
+
+    fn spki(label: &str, algorithm: KeyAlgorithm) -> Result<Vec<u8>, HsmError> {
+        let err = |e: &dyn std::fmt::Display| HsmError::new("mock", e.to_string(), "mock defect");
+        let der = match algorithm {
+            KeyAlgorithm::P256 => p256::ecdsa::SigningKey::from_slice(&Sha256::digest(label.as_bytes()))
+                .map_err(|e| err(&e))?
+                .verifying_key()
+                .to_public_key_der(),
+            KeyAlgorithm::P384 => p384::ecdsa::SigningKey::from_slice(&Sha384::digest(label.as_bytes()))
+                .map_err(|e| err(&e))?
+                .verifying_key()
+                .to_public_key_der(),
+            other => {
+                let mut e = HsmError::new("C_GenerateKeyPair", format!("the mock has no {other}"), "use an EC key in tests");
+                e.ckr = "CKR_MECHANISM_INVALID".into();
+                return Err(e);
+            }
+        };
+        der.map(|d| d.as_bytes().to_vec()).map_err(|e| err(&e))
+    }
+
+    fn info(&self, label: &str, algorithm: KeyAlgorithm) -> Result<KeyPairInfo, HsmError> {
+        Ok(KeyPairInfo {
+            label: label.to_string(),
+            id_hex: hex::encode(&Sha256::digest(label.as_bytes())[..8]),
+            algorithm,
+            spki_der: Self::spki(label, algorithm)?,
+            attributes: KeyAttributes {
+                local: Some(true),
+                never_extractable: Some(true),
+                always_sensitive: Some(true),
+                extractable: Some(false),
+                sensitive: Some(true),
+            },
+        })
+    }
+}
+
+impl Hsm for MockHsm {
+    fn identity(&self) -> &TokenIdentity {
+        &self.identity
+    }
+
+    fn login(&mut self, pin: &SecretString) -> Result<(), HsmError> {
+        self.calls.push("C_Login".into());
+        if pin.expose_secret() != self.pin {
+            let mut e = HsmError::new("C_Login", "the PIN is incorrect", "re-enter the PIN");
+            e.ckr = "CKR_PIN_INCORRECT".into();
+            return Err(e);
+        }
+        self.logged_in = true;
+        Ok(())
+    }
+
+    fn logout(&mut self) -> Result<(), HsmError> {
+        self.calls.push("C_Logout".into());
+        self.logged_in = false;
+        Ok(())
+    }
+
+    fn label_exists(&mut self, label: &str) -> Result<bool, HsmError> {
+        Ok(self.keys.contains_key(label))
+    }
+
+    fn generate_key_pair(&mut self, label: &str, algorithm: KeyAlgorithm) -> Result<KeyPairInfo, HsmError> {
+        self.need_login("C_GenerateKeyPair")?;
+        if self.keys.contains_key(label) {
+            return Err(HsmError::new("C_GenerateKeyPair", format!("label \"{label}\" exists"), "pick a new label"));
+        }
+        let info = self.info(label, algorithm)?;
+        self.calls.push(format!("C_GenerateKeyPair {label}"));
+        self.keys.insert(label.to_string(), algorithm);
+        Ok(info)
+    }
+
+    fn key_pair(&mut self, label: &str) -> Result<KeyPairInfo, HsmError> {
+        let algorithm = *self
+            .keys
+            .get(label)
+            .ok_or_else(|| HsmError::new("C_FindObjects", format!("no key \"{label}\""), "check the label"))?;
+        self.info(label, algorithm)
+    }
+
+    fn sign(&mut self, label: &str, mechanism: SignMechanism, data: &[u8]) -> Result<Vec<u8>, HsmError> {
+        self.need_login("C_Sign")?;
+        self.calls.push(format!("C_Sign {label}"));
+        let err = |e: &dyn std::fmt::Display| HsmError::new("C_Sign", e.to_string(), "mock defect");
+        let algorithm = self.key_pair(label)?.algorithm;
+        if mechanism != SignMechanism::EcdsaPrehashed {
+            return Err(HsmError::new("C_Sign", "the mock signs ECDSA only", "use an EC key in tests"));
+        }
+        use signature::hazmat::PrehashSigner;
+        match algorithm {
+            KeyAlgorithm::P256 => {
+                let key = p256::ecdsa::SigningKey::from_slice(&Sha256::digest(label.as_bytes())).map_err(|e| err(&e))?;
+                let sig: p256::ecdsa::Signature = key.sign_prehash(data).map_err(|e| err(&e))?;
+                Ok(sig.to_bytes().to_vec())
+            }
+            _ => {
+                let key = p384::ecdsa::SigningKey::from_slice(&Sha384::digest(label.as_bytes())).map_err(|e| err(&e))?;
+                let sig: p384::ecdsa::Signature = key.sign_prehash(data).map_err(|e| err(&e))?;
+                Ok(sig.to_bytes().to_vec())
+            }
+        }
+    }
+
+    fn random(&mut self, len: usize) -> Result<Vec<u8>, HsmError> {
+        // Deterministic, distinct per call: good enough for a mock, never for a ceremony.
+        self.counter += 1;
+        let mut out = Vec::with_capacity(len);
+        let mut block = 0u64;
+        while out.len() < len {
+            let mut h = Sha256::new();
+            h.update(self.counter.to_be_bytes());
+            h.update(block.to_be_bytes());
+            out.extend_from_slice(&h.finalize());
+            block += 1;
+        }
+        out.truncate(len);
+        Ok(out)
+    }
+}

@@ -1,0 +1,126 @@
+//! Log events written by the driver (the engine's own events are `engine::Event`). Both are tagged
+//! by `kind`, with distinct kind names, so one log line parses as exactly one of them.
+
+use crate::hsm::{KeyAttributes, TokenIdentity};
+use crate::script::{Action, Role, SecurityLevel};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantRecord {
+    pub name: String,
+    pub roles: Vec<Role>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organisation: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    pub id: String,
+    pub title: String,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInterface {
+    pub name: String,
+    /// Kernel operstate ("up", "down", "unknown", ...).
+    pub operstate: String,
+    /// IFF_UP set: administratively up.
+    pub up: bool,
+    pub loopback: bool,
+}
+
+/// The ceremony laptop as found before anything happens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostFacts {
+    pub hostname: String,
+    pub os: String,
+    pub kernel: String,
+    pub utc_time: String,
+    pub time_zone: String,
+    pub interfaces: Vec<NetworkInterface>,
+}
+
+impl HostFacts {
+    pub fn online_interfaces(&self) -> Vec<&str> {
+        self.interfaces.iter().filter(|i| i.up && !i.loopback).map(|i| i.name.as_str()).collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    /// Always the first entry.
+    CeremonyStarted {
+        ceremony_id: String,
+        name: String,
+        #[serde(rename = "type")]
+        kind: String,
+        place: String,
+        security_level: SecurityLevel,
+        rehearsal: bool,
+        script_file: String,
+        script_sha256: String,
+        tool: String,
+        tool_version: String,
+        participants: Vec<ParticipantRecord>,
+        /// The script's steps in order, so the log alone says what was planned.
+        steps: Vec<PlannedStep>,
+    },
+    Preflight {
+        host: HostFacts,
+        offline: bool,
+        warnings: Vec<String>,
+    },
+    /// Written before every HSM mutation or session change (write-ahead); a result entry follows.
+    HsmIntent {
+        operation: String,
+        detail: String,
+    },
+    HsmActivated {
+        token: TokenIdentity,
+    },
+    HsmDeactivated {
+        token_serial: String,
+    },
+    HsmFailed {
+        operation: String,
+        function: String,
+        ckr: String,
+        what: String,
+    },
+    KeyGenerated {
+        label: String,
+        algorithm: String,
+        bits: u32,
+        id: String,
+        key_hash: String,
+        attributes: KeyAttributes,
+        public_key_file: String,
+    },
+    /// The key hash as shown to the room for reading aloud, before the confirmations.
+    FingerprintPresented {
+        key: String,
+        key_hash: String,
+    },
+    CertificateSigned {
+        name: String,
+        key: String,
+        subject: String,
+        serial: String,
+        not_before: String,
+        not_after: String,
+        signature_algorithm: String,
+        sha256_fingerprint: String,
+        file: String,
+    },
+    ArtifactWritten {
+        path: String,
+        sha256: String,
+        size: u64,
+    },
+    /// Always the last entry; binds report.json to the log.
+    ReportWritten {
+        report_sha256: String,
+    },
+}

@@ -1,0 +1,8 @@
+//! Evidence: the hash-chained audit log, the report derived from it, the bundle on disk, and the
+//! offline verification of all of it.
+
+pub mod bundle;
+pub mod events;
+pub mod log;
+pub mod report;
+pub mod verify;

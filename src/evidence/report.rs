@@ -1,0 +1,324 @@
+//! report.json: the ceremony report, derived entirely from the audit log.
+//!
+//! Because the report is a pure function of the log, `keyrite verify` rebuilds it from audit.jsonl and
+//! demands equality: a report cannot claim anything the chained log does not.
+
+use super::events::{HostFacts, ParticipantRecord, Record};
+use super::log::AuditEntry;
+use crate::engine::Event;
+use crate::hsm::{KeyAttributes, TokenIdentity};
+use crate::script::{Action, Role, SecurityLevel};
+use serde::{Deserialize, Serialize};
+
+pub const REPORT_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub report_format: u32,
+    /// True for `keyrite rehearse`: the keys are throw-away and prove nothing about a real HSM.
+    pub rehearsal: bool,
+    /// "completed" or "aborted".
+    pub result: String,
+    pub abort_reason: Option<String>,
+    pub ceremony: CeremonySummary,
+    pub started: String,
+    pub ended: String,
+    pub tool: String,
+    pub tool_version: String,
+    pub script_file: String,
+    pub script_sha256: String,
+    pub participants: Vec<ParticipantRecord>,
+    pub preflight: Option<Preflight>,
+    pub hsm: Option<TokenIdentity>,
+    pub steps: Vec<StepRecord>,
+    pub exceptions: Vec<ExceptionRecord>,
+    pub keys: Vec<KeyRecord>,
+    pub certificates: Vec<CertificateRecord>,
+    pub artifacts: Vec<ArtifactRecord>,
+    pub log_head: LogHead,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CeremonySummary {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub place: String,
+    pub security_level: SecurityLevel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preflight {
+    pub host: HostFacts,
+    pub offline: bool,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub id: String,
+    pub title: String,
+    pub action: Action,
+    /// "completed", "failed", "refused", "aborted" (interrupted while current) or "not-reached".
+    pub result: String,
+    pub started: Option<String>,
+    pub ended: Option<String>,
+    pub confirmations: Vec<Confirmation>,
+    pub refusals: Vec<Refusal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    pub person: String,
+    pub role: Role,
+    /// "dual-control" or "witness".
+    pub counts_for: String,
+    pub time: String,
+    pub log_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub person: Option<String>,
+    pub reason: String,
+    pub time: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionRecord {
+    pub step: String,
+    pub person: String,
+    pub text: String,
+    pub time: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub label: String,
+    pub algorithm: String,
+    pub bits: u32,
+    pub id: String,
+    /// SHA-256 of the DER SubjectPublicKeyInfo, lowercase hex.
+    pub key_hash: String,
+    pub attributes: KeyAttributes,
+    pub generated_in_hsm: bool,
+    pub public_key_file: String,
+    pub generated: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateRecord {
+    pub name: String,
+    pub key: String,
+    pub subject: String,
+    pub serial: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub signature_algorithm: String,
+    pub sha256_fingerprint: String,
+    pub file: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogHead {
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// One parsed log event: either the engine's or the driver's.
+pub enum Parsed {
+    Engine(Event),
+    Record(Record),
+}
+
+pub fn parse_event(entry: &AuditEntry) -> Result<Parsed, String> {
+    if let Ok(ev) = serde_json::from_value::<Event>(entry.event.clone()) {
+        return Ok(Parsed::Engine(ev));
+    }
+    serde_json::from_value::<Record>(entry.event.clone())
+        .map(Parsed::Record)
+        .map_err(|e| format!("log entry {} has an unknown or malformed event \"{}\": {e}", entry.seq, entry.kind()))
+}
+
+/// Build the report from the log entries up to and including the head (everything before
+/// `report_written`). Steps come from the plan in the first entry, so steps never reached are listed.
+pub fn build(entries: &[AuditEntry]) -> Result<Report, String> {
+    let first = entries.first().ok_or("the log is empty")?;
+    let last = entries.last().ok_or("the log is empty")?;
+    let Parsed::Record(Record::CeremonyStarted {
+        ceremony_id,
+        name,
+        kind,
+        place,
+        security_level,
+        rehearsal,
+        script_file,
+        script_sha256,
+        tool,
+        tool_version,
+        participants,
+        steps: planned,
+    }) = parse_event(first)?
+    else {
+        return Err("the first log entry is not ceremony_started".into());
+    };
+    let mut report = Report {
+        report_format: REPORT_FORMAT,
+        rehearsal,
+        result: "aborted".into(),
+        abort_reason: Some("the log ends before the ceremony completed".into()),
+        ceremony: CeremonySummary { id: ceremony_id, name, kind, place, security_level },
+        started: first.time.clone(),
+        ended: last.time.clone(),
+        tool,
+        tool_version,
+        script_file,
+        script_sha256,
+        participants,
+        preflight: None,
+        hsm: None,
+        steps: planned
+            .iter()
+            .map(|p| StepRecord {
+                id: p.id.clone(),
+                title: p.title.clone(),
+                action: p.action,
+                result: "not-reached".into(),
+                started: None,
+                ended: None,
+                confirmations: Vec::new(),
+                refusals: Vec::new(),
+            })
+            .collect(),
+        exceptions: Vec::new(),
+        keys: Vec::new(),
+        certificates: Vec::new(),
+        artifacts: Vec::new(),
+        log_head: LogHead { seq: last.seq, hash: last.hash.clone() },
+    };
+    for entry in &entries[1..] {
+        apply(&mut report, entry, parse_event(entry)?)?;
+    }
+    Ok(report)
+}
+
+fn step_mut<'a>(report: &'a mut Report, id: &str, seq: u64) -> Result<&'a mut StepRecord, String> {
+    report
+        .steps
+        .iter_mut()
+        .find(|s| s.id == id)
+        .ok_or_else(|| format!("log entry {seq} names step \"{id}\", which the script does not have"))
+}
+
+fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), String> {
+    let (time, seq) = (entry.time.clone(), entry.seq);
+    match parsed {
+        Parsed::Engine(event) => match event {
+            Event::StepStarted { step, .. } => {
+                let s = step_mut(report, &step, seq)?;
+                s.started = Some(time);
+                s.result = "aborted".into();
+            }
+            Event::Confirmed { step, person, role, counts_for } => step_mut(report, &step, seq)?
+                .confirmations
+                .push(Confirmation { person, role, counts_for, time, log_seq: seq }),
+            Event::ConfirmationRefused { step, person, reason } => {
+                if let Ok(s) = step_mut(report, &step, seq) {
+                    s.refusals.push(Refusal { person: Some(person), reason, time });
+                }
+            }
+            Event::StepRefused { step, reason } => {
+                let s = step_mut(report, &step, seq)?;
+                s.refusals.push(Refusal { person: None, reason, time: time.clone() });
+                s.result = "refused".into();
+                s.ended = Some(time);
+            }
+            Event::StepAuthorised { .. } => {}
+            Event::StepCompleted { step } => {
+                let s = step_mut(report, &step, seq)?;
+                s.result = "completed".into();
+                s.ended = Some(time);
+            }
+            Event::StepFailed { step, .. } => {
+                let s = step_mut(report, &step, seq)?;
+                s.result = "failed".into();
+                s.ended = Some(time);
+            }
+            Event::ExceptionRecorded { step, person, text } => {
+                report.exceptions.push(ExceptionRecord { step, person, text, time })
+            }
+            Event::CeremonyCompleted => {
+                report.result = "completed".into();
+                report.abort_reason = None;
+            }
+            Event::CeremonyAborted { reason, step } => {
+                report.result = "aborted".into();
+                report.abort_reason = Some(match step {
+                    Some(s) => format!("at step {s}: {reason}"),
+                    None => reason,
+                });
+            }
+        },
+        Parsed::Record(record) => match record {
+            Record::CeremonyStarted { .. } => return Err(format!("log entry {seq}: a second ceremony_started")),
+            Record::Preflight { host, offline, warnings } => {
+                report.preflight = Some(Preflight { host, offline, warnings })
+            }
+            Record::HsmActivated { token } => report.hsm = Some(token),
+            Record::KeyGenerated { label, algorithm, bits, id, key_hash, attributes, public_key_file } => {
+                report.keys.push(KeyRecord {
+                    label,
+                    algorithm,
+                    bits,
+                    id,
+                    key_hash,
+                    generated_in_hsm: attributes.prove_in_hsm_generation(),
+                    attributes,
+                    public_key_file,
+                    generated: time,
+                })
+            }
+            Record::CertificateSigned {
+                name,
+                key,
+                subject,
+                serial,
+                not_before,
+                not_after,
+                signature_algorithm,
+                sha256_fingerprint,
+                file,
+            } => report.certificates.push(CertificateRecord {
+                name,
+                key,
+                subject,
+                serial,
+                not_before,
+                not_after,
+                signature_algorithm,
+                sha256_fingerprint,
+                file,
+            }),
+            Record::ArtifactWritten { path, sha256, size } => {
+                report.artifacts.push(ArtifactRecord { path, sha256, size })
+            }
+            Record::ReportWritten { .. } => {
+                return Err(format!("log entry {seq}: report_written must be the last entry"))
+            }
+            Record::HsmIntent { .. }
+            | Record::HsmDeactivated { .. }
+            | Record::HsmFailed { .. }
+            | Record::FingerprintPresented { .. } => {}
+        },
+    }
+    Ok(())
+}
