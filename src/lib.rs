@@ -2,7 +2,11 @@
 //! boundaries.
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod commands;
+pub mod driver;
 pub mod engine;
+pub mod error;
 pub mod evidence;
 pub mod hsm;
 pub mod script;

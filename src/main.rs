@@ -1,2 +1,9 @@
 #![forbid(unsafe_code)]
-fn main() {}
+//! Thin entry point: parse the command line, dispatch, exit with the documented code.
+
+use clap::Parser;
+
+fn main() {
+    let cli = keyrite::cli::Cli::parse();
+    std::process::exit(keyrite::commands::dispatch(cli));
+}

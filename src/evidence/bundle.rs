@@ -1,0 +1,94 @@
+//! The evidence bundle on disk: one folder per ceremony run. Every file is created exclusively and
+//! fsynced, so evidence is never overwritten and survives a crash right after it was written.
+
+use super::report::ArtifactRecord;
+use crate::error::{Error, Result};
+use sha2::{Digest, Sha256};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const SCRIPT_FILE: &str = "script.toml";
+pub const LOG_FILE: &str = "audit.jsonl";
+pub const REPORT_FILE: &str = "report.json";
+pub const ARTIFACTS_DIR: &str = "artifacts";
+
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    root: PathBuf,
+}
+
+impl Bundle {
+    /// Create the bundle folder. It must not exist yet, or be empty: a second run never mixes its
+    /// evidence into an earlier one.
+    pub fn create(root: &Path) -> Result<Self> {
+        if root.exists() {
+            let mut entries = fs::read_dir(root).map_err(|e| Error::io("read", root, &e))?;
+            if entries.next().is_some() {
+                return Err(Error::input(
+                    format!("the output folder {} already holds files", root.display()),
+                    "choose a new --out folder; keyrite never overwrites evidence",
+                ));
+            }
+        }
+        let artifacts = root.join(ARTIFACTS_DIR);
+        fs::create_dir_all(&artifacts).map_err(|e| Error::io("create", &artifacts, &e))?;
+        Ok(Bundle { root: root.to_path_buf() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    /// Write a new file (relative path with `/`), fsync it, and return its hash record.
+    pub fn write_new(&self, relative: &str, bytes: &[u8]) -> Result<ArtifactRecord> {
+        let path = self.path(relative);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io("create", &path, &e))?;
+        file.write_all(bytes).map_err(|e| Error::io("write", &path, &e))?;
+        file.sync_all().map_err(|e| Error::io("sync", &path, &e))?;
+        Ok(ArtifactRecord {
+            path: relative.to_string(),
+            sha256: hex::encode(Sha256::digest(bytes)),
+            size: bytes.len() as u64,
+        })
+    }
+}
+
+/// A label or name turned into a safe file name: anything but `[A-Za-z0-9._-]` becomes `_`.
+pub fn file_stem(name: &str) -> String {
+    let stem: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .collect();
+    stem.trim_start_matches('.').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_a_folder_with_files_and_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = Bundle::create(&dir.path().join("out")).unwrap();
+        let rec = bundle.write_new("artifacts/a.pem", b"abc").unwrap();
+        assert_eq!(rec.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert!(bundle.write_new("artifacts/a.pem", b"xyz").is_err());
+        assert_eq!(fs::read(bundle.path("artifacts/a.pem")).unwrap(), b"abc");
+        assert!(Bundle::create(bundle.root()).is_err());
+    }
+
+    #[test]
+    fn file_stems_are_safe() {
+        assert_eq!(file_stem("Root CA/2026"), "Root_CA_2026");
+        assert_eq!(file_stem("../x"), "_x");
+    }
+}

@@ -1,0 +1,234 @@
+//! `keyrite verify DIR`: check an evidence bundle offline, item by item, and say what was checked.
+
+use super::bundle::{ARTIFACTS_DIR, LOG_FILE, REPORT_FILE, SCRIPT_FILE};
+use super::events::Record;
+use super::log::{read_chain, AuditEntry};
+use super::report::{self, Parsed, Report};
+use crate::hsm::spki::key_hash;
+use crate::x509::signer::verify_self_signed;
+use der::{DecodePem, Encode};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+use x509_cert::Certificate;
+
+/// One line of the verification table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub ok: bool,
+    /// The file the check is about, relative to the bundle.
+    pub file: String,
+    pub what: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Verification {
+    pub checks: Vec<Check>,
+}
+
+impl Verification {
+    pub fn passed(&self) -> bool {
+        !self.checks.is_empty() && self.checks.iter().all(|c| c.ok)
+    }
+
+    fn pass(&mut self, file: &str, what: impl Into<String>) {
+        self.checks.push(Check { ok: true, file: file.into(), what: what.into() });
+    }
+
+    fn fail(&mut self, file: &str, what: impl Into<String>) {
+        self.checks.push(Check { ok: false, file: file.into(), what: what.into() });
+    }
+
+    fn check(&mut self, ok: bool, file: &str, good: impl Into<String>, bad: impl Into<String>) -> bool {
+        if ok {
+            self.pass(file, good)
+        } else {
+            self.fail(file, bad)
+        }
+        ok
+    }
+
+    /// The table printed by the CLI.
+    pub fn table(&self) -> String {
+        let width = self.checks.iter().map(|c| c.file.len()).max().unwrap_or(4).max(4);
+        self.checks
+            .iter()
+            .map(|c| format!("{:<4}  {:<width$}  {}\n", if c.ok { "ok" } else { "FAIL" }, c.file, c.what))
+            .collect()
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+pub fn verify_bundle(dir: &Path) -> Verification {
+    let mut v = Verification::default();
+    let read = |name: &str| fs::read(dir.join(name));
+
+    let Ok(log_bytes) = read(LOG_FILE) else {
+        v.fail(LOG_FILE, "missing or unreadable");
+        return v;
+    };
+    let entries = match read_chain(&log_bytes) {
+        Ok(e) => e,
+        Err(e) => {
+            v.fail(LOG_FILE, format!("hash chain broken at line {}: {}", e.line, e.what));
+            return v;
+        }
+    };
+    let head = &entries[entries.len() - 1];
+    v.pass(LOG_FILE, format!("hash chain of {} entries intact, last hash {}", entries.len(), &head.hash[..16]));
+
+    check_script(&mut v, dir, &entries[0]);
+
+    let Some((report_entry, body)) = entries.split_last() else { return v };
+    let Ok(Parsed::Record(Record::ReportWritten { report_sha256 })) = report::parse_event(report_entry) else {
+        v.fail(LOG_FILE, "the last entry is not report_written: the run did not finish writing its evidence");
+        return v;
+    };
+    let Ok(report_bytes) = read(REPORT_FILE) else {
+        v.fail(REPORT_FILE, "missing or unreadable");
+        return v;
+    };
+    let actual = sha256_hex(&report_bytes);
+    if !v.check(
+        actual == report_sha256,
+        REPORT_FILE,
+        format!("SHA-256 {} matches the log's report_written entry", &actual[..16]),
+        format!("SHA-256 {actual} differs from {report_sha256} recorded in the log"),
+    ) {
+        return v;
+    }
+    let report: Report = match serde_json::from_slice(&report_bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            v.fail(REPORT_FILE, format!("does not parse as a report: {e}"));
+            return v;
+        }
+    };
+    match report::build(body) {
+        Ok(rebuilt) => {
+            v.check(
+                rebuilt == report,
+                REPORT_FILE,
+                format!("matches the log up to its head (seq {}, {})", report.log_head.seq, &report.log_head.hash[..16]),
+                "differs from the report rebuilt from the log",
+            );
+        }
+        Err(e) => v.fail(LOG_FILE, format!("cannot rebuild the report: {e}")),
+    }
+    if report.rehearsal {
+        v.pass(REPORT_FILE, "marked REHEARSAL: the keys are throw-away");
+    }
+
+    check_artifacts(&mut v, dir, &report);
+    check_keys_and_certificates(&mut v, dir, &report);
+    v
+}
+
+fn check_script(v: &mut Verification, dir: &Path, first: &AuditEntry) {
+    let recorded = match report::parse_event(first) {
+        Ok(Parsed::Record(Record::CeremonyStarted { script_sha256, .. })) => script_sha256,
+        _ => {
+            v.fail(LOG_FILE, "the first entry is not ceremony_started");
+            return;
+        }
+    };
+    match fs::read(dir.join(SCRIPT_FILE)) {
+        Ok(bytes) => {
+            let actual = sha256_hex(&bytes);
+            v.check(
+                actual == recorded,
+                SCRIPT_FILE,
+                format!("SHA-256 {} matches the log's first entry", &actual[..16]),
+                format!("SHA-256 {actual} differs from {recorded} recorded in the log"),
+            );
+        }
+        Err(_) => v.fail(SCRIPT_FILE, "missing or unreadable"),
+    }
+}
+
+fn check_artifacts(v: &mut Verification, dir: &Path, report: &Report) {
+    let listed: BTreeSet<&str> = report.artifacts.iter().map(|a| a.path.as_str()).collect();
+    for a in &report.artifacts {
+        match fs::read(dir.join(&a.path)) {
+            Ok(bytes) => {
+                let actual = sha256_hex(&bytes);
+                v.check(
+                    actual == a.sha256 && bytes.len() as u64 == a.size,
+                    &a.path,
+                    format!("SHA-256 {} and size {} match the report", &actual[..16], a.size),
+                    format!("SHA-256 {actual} ({} bytes) differs from {} ({} bytes) in the report", bytes.len(), a.sha256, a.size),
+                );
+            }
+            Err(_) => v.fail(&a.path, "listed in the report but missing"),
+        }
+    }
+    if let Ok(entries) = fs::read_dir(dir.join(ARTIFACTS_DIR)) {
+        for entry in entries.flatten() {
+            let rel = format!("{ARTIFACTS_DIR}/{}", entry.file_name().to_string_lossy());
+            if !listed.contains(rel.as_str()) {
+                v.fail(&rel, "not listed in the report: it was not produced by this ceremony");
+            }
+        }
+    }
+}
+
+fn check_keys_and_certificates(v: &mut Verification, dir: &Path, report: &Report) {
+    for key in &report.keys {
+        let file = &key.public_key_file;
+        let spki = fs::read(dir.join(file))
+            .ok()
+            .and_then(|pem| der::Document::from_pem(&String::from_utf8_lossy(&pem)).ok())
+            .map(|(_, doc)| doc.as_bytes().to_vec());
+        match spki {
+            Some(der) => {
+                let hash = key_hash(&der);
+                v.check(
+                    hash == key.key_hash,
+                    file,
+                    format!("public key of {} hashes to the recorded key hash {}", key.label, &hash[..16]),
+                    format!("public key hashes to {hash}, the report says {}", key.key_hash),
+                );
+            }
+            None => v.fail(file, "not a PEM public key"),
+        }
+        v.check(
+            key.generated_in_hsm,
+            REPORT_FILE,
+            format!("key {} was generated in the HSM and is non-extractable (attributes read back)", key.label),
+            format!("key {} lacks proof of in-HSM generation: {:?}", key.label, key.attributes),
+        );
+    }
+    for cert in &report.certificates {
+        let file = &cert.file;
+        let parsed = fs::read(dir.join(file)).ok().and_then(|pem| Certificate::from_pem(&pem).ok());
+        let Some(parsed) = parsed else {
+            v.fail(file, "not a PEM certificate");
+            continue;
+        };
+        let der = parsed.to_der().unwrap_or_default();
+        let fingerprint = sha256_hex(&der);
+        v.check(
+            fingerprint == cert.sha256_fingerprint,
+            file,
+            format!("SHA-256 fingerprint {} matches the report", &fingerprint[..16]),
+            format!("fingerprint {fingerprint} differs from {} in the report", cert.sha256_fingerprint),
+        );
+        let spki = parsed.tbs_certificate().subject_public_key_info().to_der().unwrap_or_default();
+        let hash = key_hash(&spki);
+        let recorded = report.keys.iter().find(|k| k.label == cert.key).map(|k| k.key_hash.as_str());
+        v.check(
+            Some(hash.as_str()) == recorded,
+            file,
+            format!("certificate key hashes to key {}'s recorded hash {}", cert.key, &hash[..16]),
+            format!("certificate key hashes to {hash}; key {} was recorded as {recorded:?}", cert.key),
+        );
+        match verify_self_signed(&parsed) {
+            Ok(()) => v.pass(file, "self-signature verifies"),
+            Err(e) => v.fail(file, format!("self-signature does not verify: {e}")),
+        }
+    }
+}

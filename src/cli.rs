@@ -1,0 +1,74 @@
+//! The command line, as clap definitions. Completions and the man page are generated from these.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyrite",
+    version,
+    about = "Run scripted, dual-controlled root-CA key ceremonies over PKCS#11, with hash-chained evidence",
+    long_about = "keyrite checks a ceremony script against a security level, walks the people in the room \
+through it, generates CA keys inside an HSM over PKCS#11, enforces dual control, and writes an evidence \
+bundle (hash-chained audit log, report, artifacts) that `keyrite verify` checks offline.",
+    after_help = "Exit codes: 0 ok, 1 environment (files, disk), 2 bad input (script, answers, usage), \
+3 ceremony refused or aborted, 4 HSM failure, 5 evidence verification failed."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a ceremony script and its security-level policy; print file:line:col diagnostics.
+    Check {
+        /// The ceremony script (TOML).
+        script: PathBuf,
+    },
+    /// Rehearse a script against throw-away SoftHSM2 tokens. The report is marked REHEARSAL.
+    Rehearse {
+        script: PathBuf,
+        /// The evidence bundle folder to create (must not exist, or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Confirmations for a headless run (see docs/script-format.md, "Answers files").
+        #[arg(long, conflicts_with = "auto")]
+        answers: Option<PathBuf>,
+        /// Confirm every step as the participants named in the script. Rehearsal only.
+        #[arg(long)]
+        auto: bool,
+        /// Keep or reuse the rehearsal tokens in this folder (DIR/rehearsal.toml lists them).
+        #[arg(long, value_name = "DIR")]
+        env: Option<PathBuf>,
+        /// Run the ceremony through this PKCS#11 module instead of SoftHSM2 directly, e.g. the
+        /// p11-kit proxy in front of SoftHSM2. Tokens are still made with SoftHSM2.
+        #[arg(long, value_name = "PATH")]
+        module: Option<String>,
+    },
+    /// Run the ceremony against the HSM the script names. Prompts for PINs without echo.
+    Run {
+        script: PathBuf,
+        /// The evidence bundle folder to create (must not exist, or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Confirmations for a headless run.
+        #[arg(long)]
+        answers: Option<PathBuf>,
+        /// Refused: a real ceremony is confirmed by the people in the room.
+        #[arg(long, hide = true)]
+        auto: bool,
+    },
+    /// Verify an evidence bundle offline: log chain, report, artifacts, certificates and key hashes.
+    Verify {
+        /// The evidence bundle folder.
+        dir: PathBuf,
+    },
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}

@@ -1,0 +1,235 @@
+//! What each command does, between the CLI definitions and the library.
+
+use crate::cli::{Cli, Command};
+use crate::driver::operator::{Answers, Headless, Operator};
+use crate::driver::pins::{PinSource, Prompt};
+use crate::driver::rehearsal::{self, RehearsalEnv, RehearsalPins};
+use crate::driver::{Ceremony, Opener, RunMode};
+use crate::error::{exit, Error, Result};
+use crate::evidence::verify::verify_bundle;
+use crate::hsm::{pkcs11, Hsm, HsmError};
+use crate::script::{self, LoadedScript, SecurityLevel, Severity, TokenSelector};
+use clap::CommandFactory;
+use std::path::{Path, PathBuf};
+
+pub fn dispatch(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Check { script } => check(&script),
+        Command::Rehearse { script, out, answers, auto, env, module } => {
+            rehearse(&script, &out, answers.as_deref(), auto, env.as_deref(), module)
+        }
+        Command::Run { script, out, answers, auto } => run(&script, &out, answers.as_deref(), auto),
+        Command::Verify { dir } => Ok(verify(&dir)),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "keyrite", &mut std::io::stdout());
+            Ok(exit::OK)
+        }
+        Command::Man => man(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            if !matches!(err, Error::Script { .. }) {
+                eprintln!("keyrite: error: {err}");
+            }
+            err.exit_code()
+        }
+    }
+}
+
+fn man() -> Result<i32> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut out)
+        .map_err(|e| Error::env(format!("could not render the man page: {e}"), "report this keyrite defect"))?;
+    use std::io::Write;
+    std::io::stdout()
+        .write_all(&out)
+        .map_err(|e| Error::env(format!("could not write the man page: {e}"), "check stdout"))?;
+    Ok(exit::OK)
+}
+
+/// Load and check a script; print every diagnostic; fail on errors.
+fn load_checked(path: &Path) -> Result<LoadedScript> {
+    let (loaded, diagnostics) = script::check_file(path);
+    let mut errors = 0;
+    for d in &diagnostics {
+        eprintln!("{d}");
+        if d.severity == Severity::Error {
+            errors += 1;
+        }
+    }
+    match loaded {
+        Some(loaded) if errors == 0 => Ok(loaded),
+        _ => Err(Error::Script { file: path.display().to_string(), count: errors.max(1) }),
+    }
+}
+
+fn check(path: &Path) -> Result<i32> {
+    let loaded = load_checked(path)?;
+    let s = &loaded.script;
+    println!(
+        "{}: ok — \"{}\" ({}), security level {}, {} participants, {} steps; SHA-256 {}",
+        path.display(),
+        s.ceremony.name,
+        s.ceremony.id,
+        s.ceremony.security_level,
+        s.participants.len(),
+        s.steps.len(),
+        loaded.sha256
+    );
+    Ok(exit::OK)
+}
+
+fn verify(dir: &Path) -> i32 {
+    let v = verify_bundle(dir);
+    print!("{}", v.table());
+    if v.passed() {
+        println!("verified: {} checks passed for {}", v.checks.len(), dir.display());
+        exit::OK
+    } else {
+        let failed = v.checks.iter().filter(|c| !c.ok).count();
+        println!("NOT VERIFIED: {failed} of {} checks failed for {}", v.checks.len(), dir.display());
+        exit::VERIFY_FAILED
+    }
+}
+
+fn operator_for(answers: Option<&Path>, auto: bool, script: &LoadedScript) -> Result<Box<dyn Operator>> {
+    let answers = match (answers, auto) {
+        (Some(path), _) => Answers::load(path, &script.script)?,
+        (None, true) => Answers::auto(&script.script),
+        (None, false) => {
+            return Err(Error::input(
+                "no confirmations given",
+                "pass --answers FILE with the confirmations of the people in the room (the interactive terminal UI is not built yet)",
+            ))
+        }
+    };
+    Ok(Box::new(Headless::new(answers, std::io::stdout())))
+}
+
+fn open_pkcs11(module: &str, selector: &TokenSelector) -> std::result::Result<Box<dyn Hsm + Send>, HsmError> {
+    Ok(Box::new(pkcs11::open(module, selector)?))
+}
+
+fn ceremony_exit(outcome: &crate::driver::Outcome, out: &Path) -> i32 {
+    if outcome.completed {
+        println!("ceremony completed; evidence in {}", out.display());
+        println!("verify it with: keyrite verify {}", out.display());
+        exit::OK
+    } else {
+        eprintln!(
+            "keyrite: ceremony aborted: {} — the evidence of what happened is in {}; check it with `keyrite verify {}`",
+            outcome.reason.as_deref().unwrap_or("no reason recorded"),
+            out.display(),
+            out.display()
+        );
+        if outcome.hsm_failure {
+            exit::HSM
+        } else {
+            exit::ABORTED
+        }
+    }
+}
+
+fn run(path: &Path, out: &Path, answers: Option<&Path>, auto: bool) -> Result<i32> {
+    if auto {
+        return Err(Error::input(
+            "--auto is for rehearsals only",
+            "a real ceremony is confirmed by the people in the room: use --answers FILE, or rehearse with `keyrite rehearse --auto`",
+        ));
+    }
+    let loaded = load_checked(path)?;
+    let mut operator = operator_for(answers, false, &loaded)?;
+    let level = loaded.script.ceremony.security_level;
+    let mode = RunMode {
+        rehearsal: false,
+        enforce_offline: level >= SecurityLevel::High,
+        module: loaded.script.hsm.module.clone(),
+        token: loaded.script.hsm.token.clone(),
+    };
+    let mut pins = Prompt;
+    let mut opener = open_pkcs11;
+    let outcome = run_ceremony(&loaded, mode, operator.as_mut(), &mut pins, &mut opener, out)?;
+    Ok(ceremony_exit(&outcome, out))
+}
+
+fn run_ceremony(
+    loaded: &LoadedScript,
+    mode: RunMode,
+    operator: &mut dyn Operator,
+    pins: &mut dyn PinSource,
+    opener: &mut Opener<'_>,
+    out: &Path,
+) -> Result<crate::driver::Outcome> {
+    Ceremony { loaded, mode, operator, pins, opener }.run(out)
+}
+
+fn rehearse(
+    path: &Path,
+    out: &Path,
+    answers: Option<&Path>,
+    auto: bool,
+    env: Option<&Path>,
+    module: Option<String>,
+) -> Result<i32> {
+    let loaded = load_checked(path)?;
+    let softhsm = rehearsal::find_softhsm()?;
+    // A child re-executed by the block below finds its folder here.
+    let inherited = std::env::var_os(rehearsal::DIR_VAR).map(PathBuf::from);
+    let (dir, _temp) = match (inherited, env) {
+        (Some(dir), _) => (dir, None),
+        (None, Some(dir)) => (dir.to_path_buf(), None),
+        (None, None) => {
+            let temp = tempfile::Builder::new()
+                .prefix("keyrite-rehearsal-")
+                .tempdir()
+                .map_err(|e| Error::env(format!("could not create a temporary folder: {e}"), "check TMPDIR"))?;
+            (temp.path().to_path_buf(), Some(temp))
+        }
+    };
+    let mut renv = RehearsalEnv::open(&dir)?;
+    if !renv.is_active() {
+        // SoftHSM reads SOFTHSM2_CONF once, at C_Initialize: run ourselves again with it set.
+        let status = std::process::Command::new(std::env::current_exe().map_err(|e| {
+            Error::env(format!("cannot find the keyrite executable: {e}"), "run keyrite by its full path")
+        })?)
+        .args(std::env::args_os().skip(1))
+        .env("SOFTHSM2_CONF", &renv.conf)
+        .env(rehearsal::DIR_VAR, &renv.dir)
+        .status()
+        .map_err(|e| Error::env(format!("could not start the rehearsal: {e}"), "check the keyrite executable"))?;
+        return Ok(status.code().unwrap_or(exit::ENVIRONMENT));
+    }
+    let mut operator = operator_for(answers, auto, &loaded)?;
+    let label = rehearsal_label(&loaded.script.hsm.token);
+    let token = renv.ensure_token(&softhsm, &label)?;
+    println!("REHEARSAL on throw-away SoftHSM2 token \"{}\" (serial {})", token.label, token.serial);
+    if env.is_some() {
+        println!("rehearsal tokens and their PINs: {}", renv.dir.join(rehearsal::ENV_FILE).display());
+    }
+    let mode = RunMode {
+        rehearsal: true,
+        enforce_offline: false,
+        module: module.unwrap_or(softhsm),
+        token: TokenSelector { label: Some(token.label.clone()), serial: None, uri: None },
+    };
+    let mut pins = RehearsalPins(vec![token]);
+    let mut opener = open_pkcs11;
+    let outcome = run_ceremony(&loaded, mode, operator.as_mut(), &mut pins, &mut opener, out)?;
+    Ok(ceremony_exit(&outcome, out))
+}
+
+/// The rehearsal token's label: the script's label, or one derived from its serial or URI (SoftHSM
+/// cannot be told which serial to give a new token).
+fn rehearsal_label(selector: &TokenSelector) -> String {
+    if let Some(label) = &selector.label {
+        return label.clone();
+    }
+    if let Some(uri) = &selector.uri {
+        if let Some(token) = uri.split([':', ';']).find_map(|a| a.strip_prefix("token=")) {
+            return token.replace("%20", " ");
+        }
+    }
+    format!("rehearsal-{}", selector.serial.as_deref().unwrap_or("token"))
+}

@@ -1,0 +1,263 @@
+//! Carrying out a step's action once the engine has authorised it. Every HSM mutation is preceded by
+//! an `hsm_intent` entry (write-ahead) and followed by its result.
+
+use super::operator::{Notice, Operator};
+use super::pins::PinSource;
+use super::{now_utc, preflight, RunMode, State};
+use crate::error::Result;
+use crate::evidence::bundle::{file_stem, ARTIFACTS_DIR};
+use crate::evidence::events::Record;
+use crate::hsm::spki::{grouped_hex, key_hash};
+use crate::hsm::{HsmError, KeyPairInfo};
+use crate::script::{Action, Script, Step};
+use crate::x509::{self, HsmKey};
+use der::pem::LineEnding;
+use std::time::{Duration, Instant, SystemTime};
+
+pub use crate::hsm::HsmOpener as Opener;
+
+pub(super) struct Context<'a> {
+    pub script: &'a Script,
+    pub mode: &'a RunMode,
+    pub step: &'a Step,
+}
+
+/// The outer error stops everything (evidence could not be written); the inner one fails the step.
+type Performed = Result<std::result::Result<(), String>>;
+
+/// Before confirmations: a fingerprint step shows the key hash the room must read aloud.
+pub(super) fn on_step_started(state: &mut State, script: &Script, index: usize, operator: &mut dyn Operator) -> Result<()> {
+    let step = &script.steps[index];
+    if step.action != Action::ConfirmFingerprint {
+        return Ok(());
+    }
+    let Some(label) = step.key.as_deref() else { return Ok(()) };
+    let Some(info) = known_key(state, label) else {
+        operator.notice(Notice::Warning { text: &format!("key {label} is not known yet; there is no fingerprint to show") });
+        return Ok(());
+    };
+    let hash = key_hash(&info.spki_der);
+    state.record(Some(step.id.clone()), vec![], &Record::FingerprintPresented { key: label.into(), key_hash: hash.clone() })?;
+    operator.notice(Notice::Fingerprint { key: label, grouped_hash: &grouped_hex(&hash) });
+    Ok(())
+}
+
+/// The key generated in this run, or one already on the token.
+fn known_key(state: &mut State, label: &str) -> Option<KeyPairInfo> {
+    if let Some(info) = state.keys.get(label) {
+        return Some(info.clone());
+    }
+    let info = state.hsm.as_mut()?.key_pair(label).ok()?;
+    state.keys.insert(label.to_string(), info.clone());
+    Some(info)
+}
+
+pub(super) fn perform(
+    state: &mut State,
+    ctx: &Context<'_>,
+    action: Action,
+    operator: &mut dyn Operator,
+    pins: &mut dyn PinSource,
+    opener: &mut Opener<'_>,
+) -> Performed {
+    match action {
+        Action::Manual | Action::ConfirmFingerprint => Ok(Ok(())),
+        Action::Preflight => preflight_step(state, ctx, operator),
+        Action::ActivateHsm => activate(state, ctx, pins, opener),
+        Action::GenerateKey => generate(state, ctx, operator),
+        Action::SignCertificate => sign(state, ctx, operator),
+        Action::DeactivateHsm => {
+            close_hsm(state, Some(&ctx.step.id))?;
+            Ok(Ok(()))
+        }
+    }
+}
+
+fn preflight_step(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Performed {
+    let host = preflight::gather(now_utc());
+    let warnings = preflight::warnings(&host);
+    let online = host.online_interfaces().iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for w in &warnings {
+        operator.notice(Notice::Warning { text: w });
+    }
+    let offline = online.is_empty();
+    state.record(Some(ctx.step.id.clone()), vec![], &Record::Preflight { host, offline, warnings })?;
+    if !offline && ctx.mode.enforce_offline {
+        return Ok(Err(format!(
+            "the pre-flight found network interface(s) up ({}); at security level {} the ceremony laptop must be offline — bring them down, then start a new run",
+            online.join(", "),
+            ctx.script.ceremony.security_level
+        )));
+    }
+    Ok(Ok(()))
+}
+
+fn intent(state: &mut State, ctx: &Context<'_>, operation: &str, detail: String) -> Result<()> {
+    state.record(Some(ctx.step.id.clone()), vec![], &Record::HsmIntent { operation: operation.into(), detail })
+}
+
+fn failed(state: &mut State, ctx: &Context<'_>, operation: &str, err: HsmError) -> Performed {
+    state.hsm_failed(&ctx.step.id, operation, &err)?;
+    Ok(Err(err.to_string()))
+}
+
+fn activate(state: &mut State, ctx: &Context<'_>, pins: &mut dyn PinSource, opener: &mut Opener<'_>) -> Performed {
+    let detail = format!("module {}, token {}", ctx.mode.module, ctx.mode.token);
+    intent(state, ctx, "open_and_login", detail)?;
+    let mut hsm = match opener(&ctx.mode.module, &ctx.mode.token) {
+        Ok(h) => h,
+        Err(e) => return failed(state, ctx, "open_and_login", e),
+    };
+    let pin = match pins.user_pin(hsm.identity()) {
+        Ok(pin) => pin,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    if let Err(e) = hsm.login(&pin) {
+        return failed(state, ctx, "open_and_login", e);
+    }
+    let token = hsm.identity().clone();
+    state.hsm = Some(hsm);
+    state.record(Some(ctx.step.id.clone()), vec![], &Record::HsmActivated { token })?;
+    Ok(Ok(()))
+}
+
+/// Run an HSM operation on a worker thread while the calling thread tells the room, once a second,
+/// how long it has been going (RSA-4096 keygen takes seconds on SoftHSM, longer on real HSMs).
+fn with_elapsed<T: Send>(operator: &mut dyn Operator, what: &str, op: impl FnOnce() -> T + Send) -> T {
+    let start = Instant::now();
+    let mut reported = 0;
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(op);
+        while !worker.is_finished() {
+            std::thread::sleep(Duration::from_millis(50));
+            let secs = start.elapsed().as_secs();
+            if secs > reported {
+                reported = secs;
+                operator.notice(Notice::Working { what, elapsed: start.elapsed() });
+            }
+        }
+        match worker.join() {
+            Ok(result) => result,
+            // A panic in the worker is a keyrite defect: let it surface as one.
+            Err(payload) => std::panic::resume_unwind(payload),
+        }
+    })
+}
+
+fn generate(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Performed {
+    let Some(label) = ctx.step.key.as_deref() else { return Ok(Err("the step names no key".into())) };
+    let Some(spec) = ctx.script.key(label) else { return Ok(Err(format!("key {label} is not in the script"))) };
+    let Some(hsm) = state.hsm.as_mut() else { return Ok(Err("the HSM is not activated".into())) };
+    let exists = hsm.label_exists(label);
+    match exists {
+        Ok(true) => {
+            let err = HsmError::new(
+                "C_FindObjects",
+                format!("an object labelled \"{label}\" already exists on the token; nothing was generated"),
+                "choose a new key label in the script, or use a fresh token",
+            );
+            return failed(state, ctx, "generate_key_pair", err);
+        }
+        Err(e) => return failed(state, ctx, "generate_key_pair", e),
+        Ok(false) => {}
+    }
+    intent(state, ctx, "generate_key_pair", format!("label {label}, {}", spec.algorithm))?;
+    let what = format!("generating {} key in the HSM", spec.algorithm);
+    let result = match state.hsm.as_mut() {
+        Some(hsm) => with_elapsed(operator, &what, || hsm.generate_key_pair(label, spec.algorithm)),
+        None => return Ok(Err("the HSM is not activated".into())),
+    };
+    let info = match result {
+        Ok(info) => info,
+        Err(e) => return failed(state, ctx, "generate_key_pair", e),
+    };
+    let hash = key_hash(&info.spki_der);
+    let pem = spki_pem(&info.spki_der);
+    let file = format!("{ARTIFACTS_DIR}/{}.pub.pem", file_stem(label));
+    let artifact = state.bundle.write_new(&file, pem.as_bytes())?;
+    state.record(Some(ctx.step.id.clone()), vec![], &Record::ArtifactWritten { path: artifact.path, sha256: artifact.sha256, size: artifact.size })?;
+    state.record(
+        Some(ctx.step.id.clone()),
+        vec![],
+        &Record::KeyGenerated {
+            label: label.into(),
+            algorithm: spec.algorithm.to_string(),
+            bits: spec.algorithm.bits(),
+            id: info.id_hex.clone(),
+            key_hash: hash,
+            attributes: info.attributes.clone(),
+            public_key_file: file,
+        },
+    )?;
+    let proven = info.attributes.prove_in_hsm_generation();
+    state.keys.insert(label.into(), info);
+    if !proven {
+        return Ok(Err(format!(
+            "the token does not confirm that key {label} was generated inside it and can never leave it (CKA_LOCAL, CKA_NEVER_EXTRACTABLE, CKA_ALWAYS_SENSITIVE); do not use this key"
+        )));
+    }
+    Ok(Ok(()))
+}
+
+fn spki_pem(spki_der: &[u8]) -> String {
+    der::Document::try_from(spki_der)
+        .ok()
+        .and_then(|doc| doc.to_pem("PUBLIC KEY", LineEnding::LF).ok())
+        .unwrap_or_default()
+}
+
+fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Performed {
+    let Some(name) = ctx.step.certificate.as_deref() else { return Ok(Err("the step names no certificate".into())) };
+    let Some(profile) = ctx.script.certificate(name) else { return Ok(Err(format!("certificate {name} is not in the script"))) };
+    let Some(spec) = ctx.script.key(&profile.key) else { return Ok(Err(format!("key {} is not in the script", profile.key))) };
+    let Some(info) = known_key(state, &profile.key) else {
+        return Ok(Err(format!("key {} is not on the token; generate it first", profile.key)));
+    };
+    let Some(hsm) = state.hsm.as_mut() else { return Ok(Err("the HSM is not activated".into())) };
+    let key = HsmKey::new(&profile.key, spec.algorithm, x509::signature_hash(profile, spec.algorithm), info.spki_der.clone());
+    let serial = match x509::serial_from_hsm(hsm.as_mut()) {
+        Ok(s) => s,
+        Err(e) => return failed(state, ctx, "sign_certificate", e),
+    };
+    intent(state, ctx, "sign_certificate", format!("{name} with key {} ({})", profile.key, key.hash))?;
+    let Some(hsm) = state.hsm.as_mut() else { return Ok(Err("the HSM is not activated".into())) };
+    let what = format!("signing {name} in the HSM");
+    let signed = with_elapsed(operator, &what, || x509::sign_root(hsm.as_mut(), profile, &key, &serial, SystemTime::now()));
+    let cert = match signed {
+        Ok(c) => c,
+        Err(x509::CertError::Hsm(e)) => return failed(state, ctx, "sign_certificate", e),
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let file = format!("{ARTIFACTS_DIR}/{}.pem", file_stem(name));
+    let artifact = state.bundle.write_new(&file, cert.pem.as_bytes())?;
+    state.record(Some(ctx.step.id.clone()), vec![], &Record::ArtifactWritten { path: artifact.path, sha256: artifact.sha256, size: artifact.size })?;
+    state.record(
+        Some(ctx.step.id.clone()),
+        vec![],
+        &Record::CertificateSigned {
+            name: name.into(),
+            key: profile.key.clone(),
+            subject: cert.subject,
+            serial: cert.serial_hex,
+            not_before: cert.not_before,
+            not_after: cert.not_after,
+            signature_algorithm: cert.signature_algorithm,
+            sha256_fingerprint: cert.sha256_fingerprint,
+            file,
+        },
+    )?;
+    Ok(Ok(()))
+}
+
+/// Log out and close the session, if one is open. Called by the deactivate step and at the end of
+/// every run, so an aborted ceremony never leaves the token logged in.
+pub(super) fn close_hsm(state: &mut State, step: Option<&str>) -> Result<()> {
+    let Some(mut hsm) = state.hsm.take() else { return Ok(()) };
+    let token_serial = hsm.identity().serial.clone();
+    state.record(step.map(str::to_string), vec![], &Record::HsmIntent { operation: "logout".into(), detail: format!("token {token_serial}") })?;
+    if let Err(e) = hsm.logout() {
+        state.hsm_failed(step.unwrap_or_default(), "logout", &e)?;
+    }
+    drop(hsm);
+    state.record(step.map(str::to_string), vec![], &Record::HsmDeactivated { token_serial })
+}

@@ -1,0 +1,210 @@
+//! The one effect loop: engine ⇄ HSM ⇄ evidence ⇄ the people in the room ([`Operator`]).
+//!
+//! The engine decides; this loop only carries out its effects, stamps times, and writes evidence.
+//! Every engine event and every HSM intent and result goes into the audit log before the loop moves on.
+
+mod actions;
+pub mod operator;
+pub mod pins;
+pub mod preflight;
+pub mod rehearsal;
+
+use crate::engine::{Effect, Engine, Event, Input};
+use crate::error::{Error, Result};
+use crate::evidence::bundle::{Bundle, LOG_FILE, REPORT_FILE, SCRIPT_FILE};
+use crate::evidence::events::{ParticipantRecord, PlannedStep, Record};
+use crate::evidence::log::AuditLog;
+use crate::evidence::report;
+use crate::hsm::{Hsm, HsmError, KeyPairInfo};
+use crate::script::{LoadedScript, TokenSelector};
+use operator::{Notice, Operator};
+use pins::PinSource;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+pub use actions::Opener;
+
+/// How a run differs between `run` and `rehearse`.
+#[derive(Debug, Clone)]
+pub struct RunMode {
+    pub rehearsal: bool,
+    /// Refuse the pre-flight while a non-loopback interface is up (`run` at high and very-high).
+    pub enforce_offline: bool,
+    /// The PKCS#11 module actually used (rehearsals replace the script's module with SoftHSM's).
+    pub module: String,
+    pub token: TokenSelector,
+}
+
+/// How the ceremony ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub completed: bool,
+    pub reason: Option<String>,
+    /// The abort came from the HSM (exit code 4) rather than from people or policy (exit code 3).
+    pub hsm_failure: bool,
+    pub report_sha256: String,
+}
+
+/// Everything one run needs; [`Ceremony::run`] consumes it.
+pub struct Ceremony<'a> {
+    pub loaded: &'a LoadedScript,
+    pub mode: RunMode,
+    pub operator: &'a mut dyn Operator,
+    pub pins: &'a mut dyn PinSource,
+    pub opener: &'a mut Opener<'a>,
+}
+
+pub(crate) struct State {
+    pub log: AuditLog,
+    pub bundle: Bundle,
+    pub hsm: Option<Box<dyn Hsm + Send>>,
+    pub keys: BTreeMap<String, KeyPairInfo>,
+    pub hsm_failure: bool,
+}
+
+pub fn now_utc() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+impl State {
+    pub fn record(&mut self, step: Option<String>, actors: Vec<String>, event: &impl serde::Serialize) -> Result<()> {
+        let value = serde_json::to_value(event)
+            .map_err(|e| Error::env(format!("could not encode a log event: {e}"), "report this keyrite defect"))?;
+        let path = self.log.path().to_path_buf();
+        self.log.append(now_utc(), step, actors, value).map_err(|e| Error::io("append to", &path, &e))?;
+        Ok(())
+    }
+
+    pub fn hsm_failed(&mut self, step: &str, operation: &str, err: &HsmError) -> Result<()> {
+        self.hsm_failure = true;
+        let rec = Record::HsmFailed {
+            operation: operation.into(),
+            function: err.function.clone(),
+            ckr: err.ckr.clone(),
+            what: err.what.clone(),
+        };
+        self.record(Some(step.into()), vec![], &rec)
+    }
+}
+
+impl Ceremony<'_> {
+    pub fn run(self, out: &Path) -> Result<Outcome> {
+        let Ceremony { loaded, mode, operator, pins, opener } = self;
+        let script = &loaded.script;
+        let bundle = Bundle::create(out)?;
+        bundle.write_new(SCRIPT_FILE, loaded.source.as_bytes())?;
+        let log_path = bundle.path(LOG_FILE);
+        let log = AuditLog::create(&log_path).map_err(|e| Error::io("create", &log_path, &e))?;
+        let mut state = State { log, bundle, hsm: None, keys: BTreeMap::new(), hsm_failure: false };
+
+        state.record(None, vec![], &started_record(loaded, mode.rehearsal))?;
+        let mut engine = Engine::new(script);
+        let mut pending = engine.start();
+        let total = engine.steps().len();
+        let mut step_started = Instant::now();
+
+        loop {
+            while let Some(effect) = (!pending.is_empty()).then(|| pending.remove(0)) {
+                match effect {
+                    Effect::Record(event) => {
+                        state.record(event.step().map(str::to_string), event.actors(), &event)?;
+                        match &event {
+                            Event::StepStarted { .. } => {
+                                step_started = Instant::now();
+                                let index = position(&engine);
+                                let plan = &engine.steps()[index];
+                                let instructions = &script.steps[index].instructions;
+                                operator.notice(Notice::StepStarted { index, total, step: plan, instructions });
+                                actions::on_step_started(&mut state, script, index, operator)?;
+                            }
+                            Event::ConfirmationRefused { reason, .. } | Event::StepRefused { reason, .. } => {
+                                operator.notice(Notice::Refused { reason })
+                            }
+                            Event::StepCompleted { step } => {
+                                if let Some(plan) = engine.steps().iter().find(|s| &s.id == step) {
+                                    operator.notice(Notice::StepDone { step: plan, elapsed: step_started.elapsed() });
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    Effect::Perform { index, action } => {
+                        let ctx = actions::Context { script, mode: &mode, step: &script.steps[index] };
+                        let input = match actions::perform(&mut state, &ctx, action, operator, pins, opener)? {
+                            Ok(()) => Input::ActionSucceeded,
+                            Err(reason) => Input::ActionFailed { reason },
+                        };
+                        pending.extend(engine.handle(input));
+                    }
+                }
+            }
+            if engine.is_finished() {
+                break;
+            }
+            let input = match engine.current() {
+                Some(step) => operator.next_input(step),
+                None => break,
+            };
+            pending.extend(engine.handle(input));
+        }
+        actions::close_hsm(&mut state, None)?;
+        finish(state, engine)
+    }
+}
+
+fn position(engine: &Engine) -> usize {
+    match engine.phase() {
+        crate::engine::Phase::Confirming(i) | crate::engine::Phase::Performing(i) => i,
+        _ => 0,
+    }
+}
+
+fn started_record(loaded: &LoadedScript, rehearsal: bool) -> Record {
+    let script = &loaded.script;
+    Record::CeremonyStarted {
+        ceremony_id: script.ceremony.id.clone(),
+        name: script.ceremony.name.clone(),
+        kind: script.ceremony.kind.clone(),
+        place: script.ceremony.place.clone(),
+        security_level: script.ceremony.security_level,
+        rehearsal,
+        script_file: SCRIPT_FILE.into(),
+        script_sha256: loaded.sha256.clone(),
+        tool: "keyrite".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        participants: script
+            .participants
+            .iter()
+            .map(|p| ParticipantRecord { name: p.name.clone(), roles: p.roles().collect(), organisation: p.organisation.clone() })
+            .collect(),
+        steps: script
+            .steps
+            .iter()
+            .map(|s| PlannedStep { id: s.id.clone(), title: s.title.clone(), action: s.action })
+            .collect(),
+    }
+}
+
+/// Write report.json from the log, then bind it with the final `report_written` entry.
+fn finish(mut state: State, engine: Engine) -> Result<Outcome> {
+    let log_bytes = std::fs::read(state.log.path()).map_err(|e| Error::io("read back", state.log.path(), &e))?;
+    let entries = crate::evidence::log::read_chain(&log_bytes)
+        .map_err(|e| Error::env(format!("the audit log failed its own check at line {}: {}", e.line, e.what), "keep the bundle and report this keyrite defect"))?;
+    let report = report::build(&entries).map_err(|e| Error::env(e, "keep the bundle and report this keyrite defect"))?;
+    let mut json = serde_json::to_vec_pretty(&report)
+        .map_err(|e| Error::env(format!("could not encode the report: {e}"), "report this keyrite defect"))?;
+    json.push(b'\n');
+    let written = state.bundle.write_new(REPORT_FILE, &json)?;
+    state.record(None, vec![], &Record::ReportWritten { report_sha256: written.sha256.clone() })?;
+    Ok(Outcome {
+        completed: engine.phase() == crate::engine::Phase::Completed,
+        reason: report.abort_reason,
+        hsm_failure: state.hsm_failure,
+        report_sha256: written.sha256,
+    })
+}

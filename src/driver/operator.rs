@@ -1,0 +1,182 @@
+//! The people in the room, as the driver sees them: something that answers "what happens next at this
+//! step?" and shows progress. Headless answers files and `--auto` live here; the TUI is another
+//! implementation of the same trait.
+
+use crate::engine::{Input, StepPlan};
+use crate::error::{Error, Result};
+use crate::script::{Participant, Script};
+use serde::Deserialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::time::Duration;
+
+/// What the driver tells the room.
+#[derive(Debug, Clone)]
+pub enum Notice<'a> {
+    StepStarted { index: usize, total: usize, step: &'a StepPlan, instructions: &'a str },
+    /// Read the key hash aloud and compare it with the screen.
+    Fingerprint { key: &'a str, grouped_hash: &'a str },
+    Refused { reason: &'a str },
+    Working { what: &'a str, elapsed: Duration },
+    StepDone { step: &'a StepPlan, elapsed: Duration },
+    Warning { text: &'a str },
+    Info { text: &'a str },
+}
+
+pub trait Operator {
+    /// The next input for the current step (`step`). Called repeatedly until the step is performed.
+    fn next_input(&mut self, step: &StepPlan) -> Input;
+    fn notice(&mut self, notice: Notice<'_>);
+}
+
+/// An answers file: the confirmations of a headless run, in order, step by step.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Answers {
+    #[serde(default)]
+    pub steps: Vec<AnswerStep>,
+    #[serde(default)]
+    pub exceptions: Vec<AnswerException>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerStep {
+    pub id: String,
+    /// Participants who confirm (or witness) the step, in the order they do it.
+    pub confirm: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerException {
+    /// The step at whose start the exception is recorded.
+    pub step: String,
+    pub person: String,
+    pub text: String,
+}
+
+impl Answers {
+    pub fn load(path: &Path, script: &Script) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, &e))?;
+        let answers: Answers = toml::from_str(&text).map_err(|e| {
+            Error::input(
+                format!("{}: {}", path.display(), e.message()),
+                "fix the answers file (see docs/script-format.md, \"Answers files\")",
+            )
+        })?;
+        for id in answers.steps.iter().map(|s| &s.id).chain(answers.exceptions.iter().map(|e| &e.step)) {
+            if !script.steps.iter().any(|s| &s.id == id) {
+                return Err(Error::input(
+                    format!("{}: step \"{id}\" is not in the script", path.display()),
+                    "use the step ids of the script",
+                ));
+            }
+        }
+        Ok(answers)
+    }
+
+    /// Confirmations chosen from the script alone, for `rehearse --auto`: for each step the first
+    /// distinct participants that satisfy dual control, then one holder of each witness role.
+    pub fn auto(script: &Script) -> Self {
+        let steps = script
+            .steps
+            .iter()
+            .map(|step| {
+                let required = step.required_confirmations() as usize;
+                let sensitive = step.action.is_sensitive();
+                let mut confirm: Vec<String> = script
+                    .participants
+                    .iter()
+                    .filter(|p| p.roles().any(|r| step.confirm_by.contains(&r)))
+                    .filter(|p| !(sensitive && p.is_witness()))
+                    .filter(|p| !p.roles().any(|r| step.witnessed_by.contains(&r)))
+                    .take(required)
+                    .map(|p| p.name.clone())
+                    .collect();
+                for role in &step.witnessed_by {
+                    let witness = script.participants.iter().find(|p: &&Participant| {
+                        p.holds(*role) && !confirm.contains(&p.name)
+                    });
+                    if let Some(p) = witness {
+                        confirm.push(p.name.clone());
+                    }
+                }
+                AnswerStep { id: step.id.clone(), confirm }
+            })
+            .collect();
+        Answers { steps, exceptions: Vec::new() }
+    }
+}
+
+/// Feeds an answers file to the engine and prints one line per step.
+pub struct Headless<W: std::io::Write> {
+    queued: BTreeMap<String, VecDeque<Input>>,
+    started: Option<String>,
+    out: W,
+}
+
+impl<W: std::io::Write> Headless<W> {
+    pub fn new(answers: Answers, out: W) -> Self {
+        let mut queued: BTreeMap<String, VecDeque<Input>> = BTreeMap::new();
+        for e in answers.exceptions {
+            queued.entry(e.step).or_default().push_back(Input::Exception { person: e.person, text: e.text });
+        }
+        for s in answers.steps {
+            let q = queued.entry(s.id).or_default();
+            q.extend(s.confirm.into_iter().map(|person| Input::Confirm { person }));
+        }
+        Headless { queued, started: None, out }
+    }
+
+    fn line(&mut self, text: &str) {
+        // Progress output is best-effort: a closed stdout must not stop the ceremony.
+        let _ = writeln!(self.out, "{text}");
+        let _ = self.out.flush();
+    }
+}
+
+impl<W: std::io::Write> Operator for Headless<W> {
+    fn next_input(&mut self, step: &StepPlan) -> Input {
+        let first_time = self.started.as_deref() != Some(step.id.as_str());
+        self.started = Some(step.id.clone());
+        match self.queued.get_mut(&step.id).and_then(VecDeque::pop_front) {
+            Some(input) => input,
+            None if first_time || step.missing().is_none() => Input::Proceed,
+            None => Input::Abort {
+                reason: format!(
+                    "the answers file has no further confirmations for step \"{}\": {}",
+                    step.id,
+                    step.missing().unwrap_or_default()
+                ),
+            },
+        }
+    }
+
+    fn notice(&mut self, notice: Notice<'_>) {
+        match notice {
+            Notice::StepStarted { index, total, step, .. } => {
+                let text = format!("[{}/{}] {} — {}", index + 1, total, step.id, step.title);
+                self.line(&text)
+            }
+            Notice::Fingerprint { key, grouped_hash } => {
+                self.line(&format!("      key hash of {key} (SHA-256 of the public key), read it aloud:"));
+                self.line(&format!("      {grouped_hash}"));
+            }
+            Notice::Refused { reason } => self.line(&format!("      refused: {reason}")),
+            Notice::Working { what, elapsed } => {
+                self.line(&format!("      … {what}: {}s", elapsed.as_secs()))
+            }
+            Notice::StepDone { step, elapsed } => {
+                let mut who = step.confirmed_by.join(", ");
+                if !step.witnessed.is_empty() {
+                    let witnesses: Vec<_> = step.witnessed.iter().map(|(_, p)| p.as_str()).collect();
+                    who.push_str(&format!("; witnessed by {}", witnesses.join(", ")));
+                }
+                self.line(&format!("      done in {:.1}s, confirmed by {who}", elapsed.as_secs_f64()))
+            }
+            Notice::Warning { text } => self.line(&format!("      warning: {text}")),
+            Notice::Info { text } => self.line(&format!("      {text}")),
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Rehearsals on throw-away SoftHSM2 tokens: a private SOFTHSM2_CONF and token folder, tokens made
+//! on demand with random PINs, and DIR/rehearsal.toml (mode 0600) as the only place those PINs are
+//! written, so a later rehearsal ceremony can reuse the same tokens with `--env DIR`.
+
+use super::pins::PinSource;
+use crate::error::{Error, Result};
+use crate::hsm::{pkcs11, TokenIdentity};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Where Debian puts the module (the package `softhsm2`).
+pub const SOFTHSM_MODULES: [&str; 2] =
+    ["/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"];
+pub const ENV_FILE: &str = "rehearsal.toml";
+/// Set in the re-executed child: the rehearsal folder it must use.
+pub const DIR_VAR: &str = "KEYRITE_REHEARSAL_DIR";
+
+pub fn find_softhsm() -> Result<String> {
+    SOFTHSM_MODULES.iter().find(|p| Path::new(p).exists()).map(|p| p.to_string()).ok_or_else(|| {
+        Error::env(
+            format!("libsofthsm2.so was not found (looked in {})", SOFTHSM_MODULES.join(", ")),
+            "install the Debian package softhsm2: sudo apt-get install softhsm2",
+        )
+    })
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+#[serde(deny_unknown_fields)]
+pub struct RehearsalToken {
+    pub label: String,
+    pub serial: String,
+    pub so_pin: String,
+    pub user_pin: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RehearsalFile {
+    pub note: String,
+    pub softhsm2_conf: String,
+    #[serde(default)]
+    pub tokens: Vec<RehearsalToken>,
+}
+
+pub struct RehearsalEnv {
+    pub dir: PathBuf,
+    pub conf: PathBuf,
+    file: RehearsalFile,
+}
+
+impl RehearsalEnv {
+    /// Open (or lay out) the rehearsal folder.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let tokens = dir.join("tokens");
+        fs::create_dir_all(&tokens).map_err(|e| Error::io("create", &tokens, &e))?;
+        let dir = fs::canonicalize(dir).map_err(|e| Error::io("resolve", dir, &e))?;
+        let conf = dir.join("softhsm2.conf");
+        if !conf.exists() {
+            let text = format!(
+                "# keyrite rehearsal: throw-away SoftHSM2 tokens\ndirectories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                dir.join("tokens").display()
+            );
+            fs::write(&conf, text).map_err(|e| Error::io("write", &conf, &e))?;
+        }
+        let env_file = dir.join(ENV_FILE);
+        let file = if env_file.exists() {
+            let text = fs::read_to_string(&env_file).map_err(|e| Error::io("read", &env_file, &e))?;
+            toml::from_str(&text).map_err(|e| {
+                Error::input(format!("{}: {}", env_file.display(), e.message()), "restore the file or use a new --env folder")
+            })?
+        } else {
+            RehearsalFile {
+                note: "THROW-AWAY REHEARSAL TOKENS. These PINs protect SoftHSM2 test tokens only; never use them, or these tokens, for a real ceremony.".into(),
+                softhsm2_conf: conf.display().to_string(),
+                tokens: Vec::new(),
+            }
+        };
+        Ok(RehearsalEnv { dir, conf, file })
+    }
+
+    /// Does this process already run under the rehearsal's SOFTHSM2_CONF? SoftHSM reads the variable
+    /// once, at C_Initialize, so otherwise the CLI re-executes itself with it set.
+    pub fn is_active(&self) -> bool {
+        std::env::var_os("SOFTHSM2_CONF").is_some_and(|v| Path::new(&v) == self.conf)
+    }
+
+    pub fn token(&self, label: &str) -> Option<&RehearsalToken> {
+        self.file.tokens.iter().find(|t| t.label == label)
+    }
+
+    /// The token labelled `label`, made now with random PINs if the folder does not have it yet.
+    pub fn ensure_token(&mut self, softhsm_module: &str, label: &str) -> Result<RehearsalToken> {
+        if let Some(t) = self.token(label) {
+            return Ok(t.clone());
+        }
+        let so_pin = random_pin()?;
+        let user_pin = random_pin()?;
+        let serial = pkcs11::init_token(
+            softhsm_module,
+            label,
+            &SecretString::from(so_pin.as_str()),
+            &SecretString::from(user_pin.as_str()),
+        )?;
+        let token = RehearsalToken { label: label.into(), serial, so_pin, user_pin };
+        self.file.tokens.push(token.clone());
+        self.save()?;
+        Ok(token)
+    }
+
+    fn save(&self) -> Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir.join(ENV_FILE);
+        let text = toml::to_string_pretty(&self.file)
+            .map_err(|e| Error::env(format!("could not encode {ENV_FILE}: {e}"), "report this keyrite defect"))?;
+        let tmp = self.dir.join(format!("{ENV_FILE}.new"));
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io("write", &tmp, &e))?;
+        f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| Error::io("write", &tmp, &e))?;
+        fs::rename(&tmp, &path).map_err(|e| Error::io("replace", &path, &e))
+    }
+}
+
+/// 16 characters from the OS RNG over an unambiguous alphabet (~93 bits).
+fn random_pin() -> Result<String> {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = zeroize::Zeroizing::new([0u8; 16]);
+    getrandom::fill(bytes.as_mut()).map_err(|e| Error::env(format!("the OS RNG failed: {e}"), "check the system"))?;
+    // 256 % 54 != 0 leaves a slight bias; irrelevant for throw-away rehearsal PINs.
+    Ok(bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect())
+}
+
+/// PINs for rehearsal tokens, looked up by the token's serial.
+pub struct RehearsalPins(pub Vec<RehearsalToken>);
+
+impl PinSource for RehearsalPins {
+    fn user_pin(&mut self, token: &TokenIdentity) -> Result<SecretString> {
+        self.0
+            .iter()
+            .find(|t| t.serial == token.serial)
+            .map(|t| SecretString::from(t.user_pin.as_str()))
+            .ok_or_else(|| {
+                Error::input(
+                    format!("token \"{}\" (serial {}) is not a rehearsal token of this --env folder", token.token_label, token.serial),
+                    "rehearse against the tokens listed in rehearsal.toml",
+                )
+            })
+    }
+}
