@@ -109,7 +109,7 @@ fn operator_for(answers: Option<&Path>, auto: bool, script: &LoadedScript) -> Re
 }
 
 fn open_pkcs11(module: &str, selector: &TokenSelector) -> std::result::Result<Box<dyn Hsm + Send>, HsmError> {
-    Ok(Box::new(pkcs11::open(module, selector)?))
+    Ok(Box::new(pkcs11::Pkcs11Hsm::open(module, selector)?))
 }
 
 fn ceremony_exit(outcome: &crate::driver::Outcome, out: &Path) -> i32 {

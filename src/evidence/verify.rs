@@ -181,8 +181,8 @@ fn check_keys_and_certificates(v: &mut Verification, dir: &Path, report: &Report
         let file = &key.public_key_file;
         let spki = fs::read(dir.join(file))
             .ok()
-            .and_then(|pem| der::Document::from_pem(&String::from_utf8_lossy(&pem)).ok())
-            .map(|(_, doc)| doc.as_bytes().to_vec());
+            .and_then(|pem| String::from_utf8(pem).ok())
+            .and_then(|pem| der::Document::from_pem(&pem).ok().map(|(_, doc)| doc.as_bytes().to_vec()));
         match spki {
             Some(der) => {
                 let hash = key_hash(&der);

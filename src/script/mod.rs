@@ -1,5 +1,25 @@
 //! The ceremony script: model, parsing with source locations, and the security-level policy.
 
+pub mod diagnostic;
 pub mod model;
+pub mod parse;
+pub mod policy;
 
+pub use diagnostic::{has_errors, Diagnostic, KeyPath, Severity, Target};
 pub use model::*;
+pub use parse::{load, parse, LoadedScript, SUPPORTED_FORMATS};
+
+use std::path::Path;
+
+/// Load a script and run the policy: what `keyrite check` shows. The script is returned when it parsed, even
+/// if the policy found errors, so callers can still print it; they must not run it unless
+/// `!has_errors(&diagnostics)`.
+pub fn check_file(path: &Path) -> (Option<LoadedScript>, Vec<Diagnostic>) {
+    match parse::load(path) {
+        Ok(loaded) => {
+            let diagnostics = policy::check(&loaded);
+            (Some(loaded), diagnostics)
+        }
+        Err(diagnostics) => (None, diagnostics),
+    }
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, engine scenarios, script goldens, and the SoftHSM2 integration
+# tests, which check keyrite's outputs with openssl, pkilint, pkcs11-tool and sha256sum.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash softhsm-tests/setup.sh
+# The SoftHSM tests fail (rather than skip) when an outside checker is missing.
+export KEYRITE_REQUIRE_EXTERNAL=1
+export KEYRITE_PKILINT="$PWD/.venv-pkilint/bin/lint_cabf_serverauth_cert"
+cargo test --locked "$@"

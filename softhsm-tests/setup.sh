@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what keyrite's rehearsals and tests need on Debian 12, idempotently:
+# SoftHSM2 (the throw-away HSM), OpenSC (pkcs11-tool), p11-kit (the proxy module), OpenSSL, poppler,
+# tmux, and a Python venv with pkilint in .venv-pkilint. Safe to run again; it skips what is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo was not found. Install Rust 1.85 or newer (rustup), then run this again." >&2
+  exit 1
+fi
+
+packages=(softhsm2 opensc openssl p11-kit poppler-utils tmux)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv-pkilint/bin/lint_cabf_serverauth_cert ]; then
+  echo "setup: creating .venv-pkilint with pkilint"
+  if ! python3 -m venv .venv-pkilint 2>/dev/null; then
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv .venv-pkilint
+  fi
+  .venv-pkilint/bin/pip install -q --disable-pip-version-check pkilint==0.13.3
+fi
