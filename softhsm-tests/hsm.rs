@@ -19,6 +19,13 @@ const SO_PIN: &str = "12345678";
 const USER_PIN: &str = "1234";
 const P11_KIT_PROXY: &str = "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so";
 
+/// The proxy path, after the rig has set SOFTHSM2_CONF: without it SoftHSM would use the system
+/// token directory.
+fn proxy() -> &'static str {
+    rig();
+    P11_KIT_PROXY
+}
+
 struct Rig {
     dir: PathBuf,
     module: String,
@@ -380,7 +387,7 @@ fn works_through_the_p11_kit_proxy() {
         return;
     }
     let token = fresh_token("proxy");
-    let mut hsm = Pkcs11Hsm::open(P11_KIT_PROXY, &by_label(&token.label)).unwrap();
+    let mut hsm = Pkcs11Hsm::open(proxy(), &by_label(&token.label)).unwrap();
     assert_eq!(hsm.identity().serial, token.serial);
     assert_eq!(hsm.identity().model, "SoftHSM v2");
     hsm.login(&pin()).unwrap();
@@ -411,8 +418,10 @@ fn p11_kit_proxy_first_in_a_fresh_process() {
 #[ignore = "run by p11_kit_proxy_first_in_a_fresh_process in a process of its own"]
 fn proxy_first_child() {
     let label = "proxy first";
-    let serial = init_token(P11_KIT_PROXY, label, &SecretString::from(SO_PIN), &pin()).unwrap();
-    let mut hsm = Pkcs11Hsm::open(P11_KIT_PROXY, &by_label(label)).unwrap();
+    let serial = init_token(proxy(), label, &SecretString::from(SO_PIN), &pin()).unwrap();
+    let tokens = std::fs::read_dir(rig().dir.join("tokens")).unwrap();
+    assert_eq!(tokens.count(), 1, "the token is in the private token directory");
+    let mut hsm = Pkcs11Hsm::open(proxy(), &by_label(label)).unwrap();
     assert_eq!(hsm.identity().serial, serial);
     hsm.login(&pin()).unwrap();
     let info = hsm.generate_key_pair("root", KeyAlgorithm::P384).unwrap();

@@ -112,7 +112,8 @@ impl Answers {
 /// Feeds an answers file to the engine and prints one line per step.
 pub struct Headless<W: std::io::Write> {
     queued: BTreeMap<String, VecDeque<Input>>,
-    started: Option<String>,
+    /// The step for which the answers ran out and `Proceed` was sent; a second time means abort.
+    proceeded: Option<String>,
     out: W,
 }
 
@@ -126,7 +127,7 @@ impl<W: std::io::Write> Headless<W> {
             let q = queued.entry(s.id).or_default();
             q.extend(s.confirm.into_iter().map(|person| Input::Confirm { person }));
         }
-        Headless { queued, started: None, out }
+        Headless { queued, proceeded: None, out }
     }
 
     fn line(&mut self, text: &str) {
@@ -138,12 +139,17 @@ impl<W: std::io::Write> Headless<W> {
 
 impl<W: std::io::Write> Operator for Headless<W> {
     fn next_input(&mut self, step: &StepPlan) -> Input {
-        let first_time = self.started.as_deref() != Some(step.id.as_str());
-        self.started = Some(step.id.clone());
-        match self.queued.get_mut(&step.id).and_then(VecDeque::pop_front) {
-            Some(input) => input,
-            None if first_time || step.missing().is_none() => Input::Proceed,
-            None => Input::Abort {
+        if let Some(input) = self.queued.get_mut(&step.id).and_then(VecDeque::pop_front) {
+            return input;
+        }
+        // Out of answers: ask the engine to go ahead, so that a refusal is logged with its reason.
+        if self.proceeded.as_deref() != Some(step.id.as_str()) {
+            self.proceeded = Some(step.id.clone());
+            return Input::Proceed;
+        }
+        match step.missing() {
+            None => Input::Proceed,
+            Some(_) => Input::Abort {
                 reason: format!(
                     "the answers file has no further confirmations for step \"{}\": {}",
                     step.id,
