@@ -93,6 +93,15 @@ fn check_root_bundle(out: &Path, rehearsal: bool) {
         let last = std::fs::read_to_string(out.join("audit.jsonl")).unwrap().lines().last().unwrap().to_string();
         assert!(last.contains(&sum), "the log's last entry binds report.json's sha256sum");
     }
+    if tool("python3").is_some() {
+        let chain = Command::new("python3")
+            .arg(root().join("softhsm-tests/check_chain.py"))
+            .arg(out.join("audit.jsonl"))
+            .arg(out.join("report.json"))
+            .output()
+            .unwrap();
+        assert!(chain.status.success(), "an independent chain check: {}", text(&chain));
+    }
     let v = keyrite(&["verify", out.to_str().unwrap()]);
     assert!(v.status.success(), "keyrite verify: {}", text(&v));
 }

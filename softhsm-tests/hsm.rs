@@ -76,7 +76,10 @@ fn fresh_token(prefix: &str) -> Token {
 }
 
 fn by_label(label: &str) -> TokenSelector {
-    TokenSelector { label: Some(label.into()), ..Default::default() }
+    TokenSelector {
+        label: Some(label.into()),
+        ..Default::default()
+    }
 }
 
 fn open_logged_in(prefix: &str) -> (Token, Pkcs11Hsm) {
@@ -88,7 +91,9 @@ fn open_logged_in(prefix: &str) -> (Token, Pkcs11Hsm) {
 
 fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let path = rig().dir.join(format!("{}-{name}", N.fetch_add(1, Ordering::SeqCst)));
+    let path = rig()
+        .dir
+        .join(format!("{}-{name}", N.fetch_add(1, Ordering::SeqCst)));
     std::fs::write(&path, bytes).unwrap();
     path
 }
@@ -129,7 +134,11 @@ fn pem_of(spki_der: &[u8]) -> PathBuf {
 
 /// `openssl dgst -<hash> -verify pub.pem -signature sig msg`; `sig_der` is DER for ECDSA.
 fn openssl_verifies(spki_der: &[u8], hash: &str, msg: &[u8], sig_der: &[u8]) -> bool {
-    let (pem, msg, sig) = (pem_of(spki_der), scratch("msg", msg), scratch("sig", sig_der));
+    let (pem, msg, sig) = (
+        pem_of(spki_der),
+        scratch("msg", msg),
+        scratch("sig", sig_der),
+    );
     let (ok, out) = run(Command::new("openssl")
         .args(["dgst", &format!("-{hash}"), "-verify"])
         .arg(&pem)
@@ -143,7 +152,15 @@ fn openssl_verifies(spki_der: &[u8], hash: &str, msg: &[u8], sig_der: &[u8]) -> 
 /// How many objects pkcs11-tool (OpenSC) sees with this label.
 fn pkcs11_tool_label_count(token: &str, label: &str) -> usize {
     let (ok, out) = run(Command::new("pkcs11-tool")
-        .args(["--module", &rig().module, "--token-label", token, "-l", "--pin", USER_PIN])
+        .args([
+            "--module",
+            &rig().module,
+            "--token-label",
+            token,
+            "-l",
+            "--pin",
+            USER_PIN,
+        ])
         .arg("--list-objects"));
     assert!(ok, "{out}");
     out.lines()
@@ -153,10 +170,18 @@ fn pkcs11_tool_label_count(token: &str, label: &str) -> usize {
 
 fn assert_key_evidence(info: &KeyPairInfo, algorithm: KeyAlgorithm) {
     assert_eq!(info.algorithm, algorithm);
-    assert!(info.attributes.prove_in_hsm_generation(), "{:?}", info.attributes);
+    assert!(
+        info.attributes.prove_in_hsm_generation(),
+        "{:?}",
+        info.attributes
+    );
     assert_eq!(info.id_hex.len(), 32, "16-byte CKA_ID");
     let spki = <spki::SubjectPublicKeyInfoRef as der::Decode>::from_der(&info.spki_der).unwrap();
-    let expected_oid = if algorithm.is_rsa() { "1.2.840.113549.1.1.1" } else { "1.2.840.10045.2.1" };
+    let expected_oid = if algorithm.is_rsa() {
+        "1.2.840.113549.1.1.1"
+    } else {
+        "1.2.840.10045.2.1"
+    };
     assert_eq!(spki.algorithm.oid.to_string(), expected_oid);
     assert_eq!(key_hash(&info.spki_der), openssl_key_hash(&info.spki_der));
 }
@@ -164,21 +189,41 @@ fn assert_key_evidence(info: &KeyPairInfo, algorithm: KeyAlgorithm) {
 /// Sign `msg` as keyrite does and return what openssl verifies (DER for ECDSA).
 fn sign_for_openssl(hsm: &mut Pkcs11Hsm, info: &KeyPairInfo, hash: &str, msg: &[u8]) -> Vec<u8> {
     match (info.algorithm, hash) {
-        (alg, "sha256") if alg.is_rsa() => {
-            hsm.sign(&info.label, SignMechanism::RsaPkcs1Sha256, msg).unwrap()
-        }
-        (alg, "sha384") if alg.is_rsa() => {
-            hsm.sign(&info.label, SignMechanism::RsaPkcs1Sha384, msg).unwrap()
-        }
+        (alg, "sha256") if alg.is_rsa() => hsm
+            .sign(&info.label, SignMechanism::RsaPkcs1Sha256, msg)
+            .unwrap(),
+        (alg, "sha384") if alg.is_rsa() => hsm
+            .sign(&info.label, SignMechanism::RsaPkcs1Sha384, msg)
+            .unwrap(),
         (KeyAlgorithm::P256, "sha256") => {
-            let rs = hsm.sign(&info.label, SignMechanism::EcdsaPrehashed, &Sha256::digest(msg)).unwrap();
+            let rs = hsm
+                .sign(
+                    &info.label,
+                    SignMechanism::EcdsaPrehashed,
+                    &Sha256::digest(msg),
+                )
+                .unwrap();
             assert_eq!(rs.len(), 64, "raw r‖s");
-            p256::ecdsa::Signature::from_slice(&rs).unwrap().to_der().as_bytes().to_vec()
+            p256::ecdsa::Signature::from_slice(&rs)
+                .unwrap()
+                .to_der()
+                .as_bytes()
+                .to_vec()
         }
         (KeyAlgorithm::P384, "sha384") => {
-            let rs = hsm.sign(&info.label, SignMechanism::EcdsaPrehashed, &Sha384::digest(msg)).unwrap();
+            let rs = hsm
+                .sign(
+                    &info.label,
+                    SignMechanism::EcdsaPrehashed,
+                    &Sha384::digest(msg),
+                )
+                .unwrap();
             assert_eq!(rs.len(), 96, "raw r‖s");
-            p384::ecdsa::Signature::from_slice(&rs).unwrap().to_der().as_bytes().to_vec()
+            p384::ecdsa::Signature::from_slice(&rs)
+                .unwrap()
+                .to_der()
+                .as_bytes()
+                .to_vec()
         }
         other => panic!("no test mechanism for {other:?}"),
     }
@@ -206,12 +251,22 @@ fn opens_by_label_serial_and_uri() {
     assert_eq!(id.library_manufacturer, "SoftHSM");
     assert_eq!(id.library_description, "Implementation of PKCS11");
     assert_eq!(id.module_path, *module);
-    for v in [&id.library_version, &id.hardware_version, &id.firmware_version] {
+    for v in [
+        &id.library_version,
+        &id.hardware_version,
+        &id.firmware_version,
+    ] {
         let (major, minor) = v.split_once('.').unwrap();
-        assert!(major.parse::<u8>().is_ok() && minor.parse::<u8>().is_ok(), "{v}");
+        assert!(
+            major.parse::<u8>().is_ok() && minor.parse::<u8>().is_ok(),
+            "{v}"
+        );
     }
 
-    let by_serial = TokenSelector { serial: Some(token.serial.clone()), ..Default::default() };
+    let by_serial = TokenSelector {
+        serial: Some(token.serial.clone()),
+        ..Default::default()
+    };
     assert_eq!(Pkcs11Hsm::open(module, &by_serial).unwrap().identity(), &id);
 
     // The label has a space, so the URI needs %-encoding; the pin-value query must be ignored.
@@ -220,7 +275,10 @@ fn opens_by_label_serial_and_uri() {
         token.serial,
         token.label.replace(' ', "%20")
     );
-    let by_uri = TokenSelector { uri: Some(uri), ..Default::default() };
+    let by_uri = TokenSelector {
+        uri: Some(uri),
+        ..Default::default()
+    };
     assert_eq!(Pkcs11Hsm::open(module, &by_uri).unwrap().identity(), &id);
 
     assert!(list_tokens(module).unwrap().contains(&id));
@@ -229,9 +287,15 @@ fn opens_by_label_serial_and_uri() {
 #[test]
 fn unknown_token_error_lists_the_tokens_seen() {
     let token = fresh_token("seen");
-    let err = Pkcs11Hsm::open(&rig().module, &by_label("no such token")).err().unwrap();
+    let err = Pkcs11Hsm::open(&rig().module, &by_label("no such token"))
+        .err()
+        .unwrap();
     assert_eq!(err.function, "select token");
-    assert!(err.what.contains("no token matches label \"no such token\""), "{err}");
+    assert!(
+        err.what
+            .contains("no token matches label \"no such token\""),
+        "{err}"
+    );
     let listed = format!("label \"{}\" serial \"{}\"", token.label, token.serial);
     assert!(err.what.contains(&listed), "{err}");
 }
@@ -239,11 +303,18 @@ fn unknown_token_error_lists_the_tokens_seen() {
 #[test]
 fn missing_module_error_names_the_package() {
     let sel = by_label("x");
-    let err = Pkcs11Hsm::open("/nonexistent/softhsm/libsofthsm2.so", &sel).err().unwrap();
+    let err = Pkcs11Hsm::open("/nonexistent/softhsm/libsofthsm2.so", &sel)
+        .err()
+        .unwrap();
     assert!(err.what.contains("does not exist"), "{err}");
     assert!(err.fix.contains("softhsm2"), "{err}");
-    let err = Pkcs11Hsm::open("/nonexistent/vendor/libcs_pkcs11.so", &sel).err().unwrap();
-    assert!(err.what.contains("does not exist") && !err.fix.contains("softhsm"), "{err}");
+    let err = Pkcs11Hsm::open("/nonexistent/vendor/libcs_pkcs11.so", &sel)
+        .err()
+        .unwrap();
+    assert!(
+        err.what.contains("does not exist") && !err.fix.contains("softhsm"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -251,13 +322,22 @@ fn wrong_pin_is_reported_as_ckr_pin_incorrect() {
     let token = fresh_token("pin");
     let mut hsm = Pkcs11Hsm::open(&rig().module, &by_label(&token.label)).unwrap();
     let err = hsm.login(&SecretString::from("98765")).unwrap_err();
-    assert_eq!((err.function.as_str(), err.ckr.as_str()), ("C_Login", "CKR_PIN_INCORRECT"));
+    assert_eq!(
+        (err.function.as_str(), err.ckr.as_str()),
+        ("C_Login", "CKR_PIN_INCORRECT")
+    );
     assert!(err.fix.contains("PIN"), "{err}");
-    assert!(!err.to_string().contains("98765"), "the PIN leaked into the error: {err}");
+    assert!(
+        !err.to_string().contains("98765"),
+        "the PIN leaked into the error: {err}"
+    );
     hsm.login(&pin()).unwrap();
     // Logging in again re-checks the PIN instead of reporting "already logged in".
     hsm.login(&pin()).unwrap();
-    assert_eq!(hsm.login(&SecretString::from("98765")).unwrap_err().ckr, "CKR_PIN_INCORRECT");
+    assert_eq!(
+        hsm.login(&SecretString::from("98765")).unwrap_err().ckr,
+        "CKR_PIN_INCORRECT"
+    );
     hsm.logout().unwrap();
     hsm.logout().unwrap();
 }
@@ -274,19 +354,28 @@ fn operations_need_login() {
 #[test]
 fn generates_p256_and_p384_in_the_hsm() {
     let (token, mut hsm) = open_logged_in("ec");
-    for (label, alg, hash) in [("p256", KeyAlgorithm::P256, "sha256"), ("p384", KeyAlgorithm::P384, "sha384")] {
+    for (label, alg, hash) in [
+        ("p256", KeyAlgorithm::P256, "sha256"),
+        ("p384", KeyAlgorithm::P384, "sha384"),
+    ] {
         let info = hsm.generate_key_pair(label, alg).unwrap();
         assert_eq!(info.label, label);
         assert_key_evidence(&info, alg);
         assert_signs(&mut hsm, &info, hash);
-        assert_eq!(pkcs11_tool_label_count(&token.label, label), 2, "private + public");
+        assert_eq!(
+            pkcs11_tool_label_count(&token.label, label),
+            2,
+            "private + public"
+        );
     }
 }
 
 #[test]
 fn generates_rsa_3072_and_signs_with_both_hashes() {
     let (_token, mut hsm) = open_logged_in("rsa3072");
-    let info = hsm.generate_key_pair("root", KeyAlgorithm::Rsa3072).unwrap();
+    let info = hsm
+        .generate_key_pair("root", KeyAlgorithm::Rsa3072)
+        .unwrap();
     assert_key_evidence(&info, KeyAlgorithm::Rsa3072);
     assert_signs(&mut hsm, &info, "sha256");
     assert_signs(&mut hsm, &info, "sha384");
@@ -295,7 +384,9 @@ fn generates_rsa_3072_and_signs_with_both_hashes() {
 #[test]
 fn generates_rsa_4096() {
     let (_token, mut hsm) = open_logged_in("rsa4096");
-    let info = hsm.generate_key_pair("root", KeyAlgorithm::Rsa4096).unwrap();
+    let info = hsm
+        .generate_key_pair("root", KeyAlgorithm::Rsa4096)
+        .unwrap();
     assert_key_evidence(&info, KeyAlgorithm::Rsa4096);
     assert_signs(&mut hsm, &info, "sha384");
 }
@@ -306,10 +397,19 @@ fn duplicate_label_is_refused_and_nothing_is_created() {
     let first = hsm.generate_key_pair("root", KeyAlgorithm::P256).unwrap();
     assert!(hsm.label_exists("root").unwrap());
     assert!(!hsm.label_exists("other").unwrap());
-    let err = hsm.generate_key_pair("root", KeyAlgorithm::P384).unwrap_err();
-    assert!(err.what.contains("already has an object labelled \"root\""), "{err}");
+    let err = hsm
+        .generate_key_pair("root", KeyAlgorithm::P384)
+        .unwrap_err();
+    assert!(
+        err.what.contains("already has an object labelled \"root\""),
+        "{err}"
+    );
     assert!(err.what.contains("nothing was generated"), "{err}");
-    assert_eq!(pkcs11_tool_label_count(&token.label, "root"), 2, "still one private + one public");
+    assert_eq!(
+        pkcs11_tool_label_count(&token.label, "root"),
+        2,
+        "still one private + one public"
+    );
     assert_eq!(hsm.key_pair("root").unwrap(), first);
 }
 
@@ -321,7 +421,10 @@ fn key_pair_is_found_again_after_logout_and_login() {
     // The private key is invisible now: say "log in", not "no such key".
     let err = hsm.key_pair("root").unwrap_err();
     assert!(err.what.contains("not logged in"), "{err}");
-    assert!(hsm.label_exists("root").unwrap(), "the public half stays visible");
+    assert!(
+        hsm.label_exists("root").unwrap(),
+        "the public half stays visible"
+    );
     hsm.login(&pin()).unwrap();
     assert_eq!(hsm.key_pair("root").unwrap(), made);
     assert_signs(&mut hsm, &made, "sha256");
@@ -331,15 +434,27 @@ fn key_pair_is_found_again_after_logout_and_login() {
 fn missing_key_and_misused_mechanisms_are_reported() {
     let (_token, mut hsm) = open_logged_in("misuse");
     let err = hsm.key_pair("absent").unwrap_err();
-    assert!(err.what.contains("no private key labelled \"absent\""), "{err}");
-    let err = hsm.sign("absent", SignMechanism::RsaPkcs1Sha256, b"m").unwrap_err();
-    assert!(err.what.contains("no private key labelled \"absent\""), "{err}");
+    assert!(
+        err.what.contains("no private key labelled \"absent\""),
+        "{err}"
+    );
+    let err = hsm
+        .sign("absent", SignMechanism::RsaPkcs1Sha256, b"m")
+        .unwrap_err();
+    assert!(
+        err.what.contains("no private key labelled \"absent\""),
+        "{err}"
+    );
     hsm.generate_key_pair("ec", KeyAlgorithm::P256).unwrap();
     // ECDSA over a whole message would be truncated into a valid-looking signature: refused.
-    let err = hsm.sign("ec", SignMechanism::EcdsaPrehashed, b"not a digest").unwrap_err();
+    let err = hsm
+        .sign("ec", SignMechanism::EcdsaPrehashed, b"not a digest")
+        .unwrap_err();
     assert!(err.what.contains("digest"), "{err}");
     // SoftHSM itself would answer CKR_GENERAL_ERROR here; keyrite names the real problem.
-    let err = hsm.sign("ec", SignMechanism::RsaPkcs1Sha256, b"m").unwrap_err();
+    let err = hsm
+        .sign("ec", SignMechanism::RsaPkcs1Sha256, b"m")
+        .unwrap_err();
     assert!(err.what.contains("is not an RSA key"), "{err}");
 }
 
@@ -372,10 +487,21 @@ fn tokens_are_provisioned_and_used_from_several_threads() {
 #[test]
 fn init_token_refuses_a_duplicate_label() {
     let token = fresh_token("twice");
-    let err = init_token(&rig().module, &token.label, &SecretString::from(SO_PIN), &pin()).unwrap_err();
+    let err = init_token(
+        &rig().module,
+        &token.label,
+        &SecretString::from(SO_PIN),
+        &pin(),
+    )
+    .unwrap_err();
     assert!(err.what.contains("already exists"), "{err}");
-    let long = "x".repeat(33);
-    assert!(init_token(&rig().module, &long, &SecretString::from(SO_PIN), &pin()).is_err());
+    for bad in ["x".repeat(33), "trailing ".into(), String::new()] {
+        let so = SecretString::from(SO_PIN);
+        assert!(
+            init_token(&rig().module, &bad, &so, &pin()).is_err(),
+            "{bad:?}"
+        );
+    }
 }
 
 /// keyrite depends on PKCS#11 alone: the same calls through p11-kit's proxy module, which loads
@@ -391,13 +517,18 @@ fn works_through_the_p11_kit_proxy() {
     assert_eq!(hsm.identity().serial, token.serial);
     assert_eq!(hsm.identity().model, "SoftHSM v2");
     hsm.login(&pin()).unwrap();
-    let info = hsm.generate_key_pair("via-proxy", KeyAlgorithm::P256).unwrap();
+    let info = hsm
+        .generate_key_pair("via-proxy", KeyAlgorithm::P256)
+        .unwrap();
     assert_key_evidence(&info, KeyAlgorithm::P256);
     assert_signs(&mut hsm, &info, "sha256");
     // The direct module sees the same key.
     let mut direct = Pkcs11Hsm::open(&rig().module, &by_label(&token.label)).unwrap();
     direct.login(&pin()).unwrap();
-    assert_eq!(direct.key_pair("via-proxy").unwrap().spki_der, info.spki_der);
+    assert_eq!(
+        direct.key_pair("via-proxy").unwrap().spki_der,
+        info.spki_der
+    );
 }
 
 /// The reverse order in a process of its own: p11-kit loads and initialises SoftHSM first, and the
@@ -409,7 +540,13 @@ fn p11_kit_proxy_first_in_a_fresh_process() {
         return;
     }
     let (ok, out) = run(Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "proxy_first_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "proxy_first_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env_remove("SOFTHSM2_CONF"));
     assert!(ok && out.contains("1 passed"), "{out}");
 }
@@ -420,7 +557,11 @@ fn proxy_first_child() {
     let label = "proxy first";
     let serial = init_token(proxy(), label, &SecretString::from(SO_PIN), &pin()).unwrap();
     let tokens = std::fs::read_dir(rig().dir.join("tokens")).unwrap();
-    assert_eq!(tokens.count(), 1, "the token is in the private token directory");
+    assert_eq!(
+        tokens.count(),
+        1,
+        "the token is in the private token directory"
+    );
     let mut hsm = Pkcs11Hsm::open(proxy(), &by_label(label)).unwrap();
     assert_eq!(hsm.identity().serial, serial);
     hsm.login(&pin()).unwrap();

@@ -208,3 +208,6 @@ fn finish(mut state: State, engine: Engine) -> Result<Outcome> {
         report_sha256: written.sha256,
     })
 }
+
+#[cfg(test)]
+mod tests;

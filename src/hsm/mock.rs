@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256, Sha384};
 use spki::EncodePublicKey;
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 pub struct MockHsm {
     identity: TokenIdentity,
@@ -15,8 +16,9 @@ pub struct MockHsm {
     logged_in: bool,
     keys: BTreeMap<String, KeyAlgorithm>,
     counter: u64,
-    /// Every mutating call, in order, so tests can prove what did (not) reach the HSM.
-    pub calls: Vec<String>,
+    /// Every mutating call, in order, so tests can prove what did (not) reach the HSM. Shared, so a
+    /// test keeps a handle after the driver has taken the mock.
+    pub calls: Arc<Mutex<Vec<String>>>,
 }
 
 impl MockHsm {
@@ -38,8 +40,19 @@ impl MockHsm {
             logged_in: false,
             keys: BTreeMap::new(),
             counter: 0,
-            calls: Vec::new(),
+            calls: Arc::default(),
         }
+    }
+
+    fn call(&self, what: String) {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push(what);
+        }
+    }
+
+    /// The calls so far.
+    pub fn call_log(&self) -> Vec<String> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     fn need_login(&self, function: &str) -> Result<(), HsmError> {
@@ -95,7 +108,7 @@ impl Hsm for MockHsm {
     }
 
     fn login(&mut self, pin: &SecretString) -> Result<(), HsmError> {
-        self.calls.push("C_Login".into());
+        self.call("C_Login".into());
         if pin.expose_secret() != self.pin {
             let mut e = HsmError::new("C_Login", "the PIN is incorrect", "re-enter the PIN");
             e.ckr = "CKR_PIN_INCORRECT".into();
@@ -106,7 +119,7 @@ impl Hsm for MockHsm {
     }
 
     fn logout(&mut self) -> Result<(), HsmError> {
-        self.calls.push("C_Logout".into());
+        self.call("C_Logout".into());
         self.logged_in = false;
         Ok(())
     }
@@ -121,7 +134,7 @@ impl Hsm for MockHsm {
             return Err(HsmError::new("C_GenerateKeyPair", format!("label \"{label}\" exists"), "pick a new label"));
         }
         let info = self.info(label, algorithm)?;
-        self.calls.push(format!("C_GenerateKeyPair {label}"));
+        self.call(format!("C_GenerateKeyPair {label}"));
         self.keys.insert(label.to_string(), algorithm);
         Ok(info)
     }
@@ -136,7 +149,7 @@ impl Hsm for MockHsm {
 
     fn sign(&mut self, label: &str, mechanism: SignMechanism, data: &[u8]) -> Result<Vec<u8>, HsmError> {
         self.need_login("C_Sign")?;
-        self.calls.push(format!("C_Sign {label}"));
+        self.call(format!("C_Sign {label}"));
         let err = |e: &dyn std::fmt::Display| HsmError::new("C_Sign", e.to_string(), "mock defect");
         let algorithm = self.key_pair(label)?.algorithm;
         if mechanism != SignMechanism::EcdsaPrehashed {

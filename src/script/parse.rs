@@ -143,7 +143,7 @@ fn syntax_diagnostic(file: &str, spans: &SpanIndex, source: &str, err: &toml::de
     let message = err.message();
     let text = source.get(span.clone()).unwrap_or("");
     let fix = if message.starts_with("duplicate key") {
-        format!("`{text}` may appear only once in its table; remove or rename one (use [[{text}]] for a list of tables)")
+        format!("`{text}` may appear only once in its table; merge the two or remove one")
     } else if message.starts_with("string values must be quoted") {
         "put the text in double quotes, e.g. name = \"Alice\"".to_owned()
     } else if message.starts_with("invalid basic string") || message.starts_with("invalid literal string") {
@@ -260,9 +260,17 @@ fn plain_found(found: &str) -> String {
     }
 }
 
-fn type_fix(field: &str, expected: &str) -> String {
+fn type_fix(field: &str, expected: &str, found: &str) -> String {
+    // A number in quotes is the common case; show the line as it should read.
+    let quoted_number = found
+        .strip_prefix("string \"")
+        .and_then(|f| f.strip_suffix('"'))
+        .filter(|n| n.parse::<u64>().is_ok());
     match expected {
-        "a whole number" => format!("write the number without quotes, e.g. {field} = 2"),
+        "a whole number" => match quoted_number {
+            Some(n) => format!("write {field} = {n}, without quotes"),
+            None => format!("write a number without quotes, e.g. {field} = 2"),
+        },
         "a list in square brackets" => format!("write a list, e.g. {field} = [\"operator\"]"),
         "a quoted string" => format!("put the value in double quotes, e.g. {field} = \"…\""),
         "true or false" => format!("write {field} = true or {field} = false, without quotes"),
@@ -312,7 +320,7 @@ fn serde_diagnostic(file: &str, spans: &SpanIndex, err: &toml::de::Error) -> Dia
     if let Some((found, expected)) = msg.strip_prefix("invalid type: ").and_then(|r| r.split_once(", expected ")) {
         let expected = plain_expected(expected);
         let what = format!("`{field}` must be {expected}, not {}", plain_found(found));
-        return diag(what, type_fix(&field, &expected));
+        return diag(what, type_fix(&field, &expected, found));
     }
     if let Some((found, expected)) = msg.strip_prefix("invalid value: ").and_then(|r| r.split_once(", expected ")) {
         let range = match expected {
@@ -341,3 +349,73 @@ fn split_expected(rest: &str) -> (String, Vec<String>) {
     (name, backticked(tail).into_iter().map(str::to_owned).collect())
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = include_str!("../../tests/scripts/good/minimal-medium.toml");
+
+    fn first_error(source: &str) -> String {
+        parse("t.toml", source).unwrap_err()[0].to_string()
+    }
+
+    #[test]
+    fn good_script_parses_and_hashes_its_bytes() {
+        let loaded = parse("t.toml", GOOD).unwrap();
+        assert_eq!(loaded.sha256, hex::encode(Sha256::digest(GOOD.as_bytes())));
+        assert_eq!(loaded.script.participants.len(), 3);
+    }
+
+    #[test]
+    fn format_must_be_a_bare_supported_number() {
+        let quoted = GOOD.replace("format = 1", "format = \"1\"");
+        assert_eq!(
+            first_error(&quoted),
+            "t.toml:2:10: error: `format` must be a whole number — write `format = 1` without quotes"
+        );
+    }
+
+    #[test]
+    fn enum_field_with_a_number_lists_the_accepted_values() {
+        let src = GOOD.replace("security_level = \"medium\"", "security_level = 3");
+        assert_eq!(
+            first_error(&src),
+            "t.toml:9:18: error: `security_level` must be a security level written as a quoted string — \
+             use one of \"medium\", \"high\", \"very-high\""
+        );
+    }
+
+    #[test]
+    fn near_miss_enum_values_get_a_suggestion() {
+        let src = GOOD.replace("security_level = \"medium\"", "security_level = \"Medium\"");
+        assert!(first_error(&src).contains("did you mean \"medium\"?"), "{}", first_error(&src));
+    }
+
+    #[test]
+    fn unknown_fields_and_tables_say_where_and_what_is_accepted() {
+        let src = GOOD.replace("[hsm]", "[hsm]\npin = \"1234\"");
+        assert_eq!(
+            first_error(&src),
+            "t.toml:24:1: error: unknown field `pin` in [hsm] — remove it or correct its spelling; [hsm] accepts: \
+             module, token"
+        );
+        let src = GOOD.replace("C = \"NO\"", "C = \"NO\", L = \"Oslo\"");
+        assert!(first_error(&src).contains("unknown field `L` in `subject` in [[certificates]]"));
+    }
+
+    #[test]
+    fn negative_numbers_and_wrong_lengths_are_explained() {
+        let src = GOOD.replace("validity_days = 3650", "validity_days = -1");
+        assert!(first_error(&src).contains("`validity_days` must be a whole number from 0 to 4294967295, not the number -1"));
+        let src = GOOD.replace("[[participants]]\nname = \"Mo\"", "[policy]\nallow_role_pairs = [[\"operator\"]]\n\n[[participants]]\nname = \"Mo\"");
+        let err = first_error(&src);
+        assert!(err.contains("`allow_role_pairs` has 1 items, but must be an array of length 2"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_report_the_earliest_position() {
+        let src = "format = 1\n[ceremony]\nid = \"x\nname = [1, 2\n";
+        assert!(first_error(src).starts_with("t.toml:3:8: error: TOML syntax error: invalid basic string"));
+    }
+}

@@ -151,7 +151,7 @@ impl Checker<'_> {
         for (j, &[a, b]) in self.s.policy.allow_role_pairs.iter().enumerate() {
             if a.is_witness() != b.is_witness() {
                 let at = root().key("policy").key("allow_role_pairs").index(j);
-                let what = format!("the pair [\"{a}\", \"{b}\"] has no effect: a witness role is never paired with another role");
+                let what = format!("the pair [\"{a}\", \"{b}\"] has no effect: a witness role is never paired with a non-witness role");
                 self.out.push(self.l.warning(&at, Target::Value, what, "remove it: a witness never counts as an operator"));
             }
         }
@@ -172,8 +172,9 @@ impl Checker<'_> {
             if held >= count {
                 continue;
             }
+            let article = if role.as_str().starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
             let what = match (count, held) {
-                (1, _) => format!("security level {level} needs a {role}, but no participant holds that role"),
+                (1, _) => format!("security level {level} needs {article} {role}, but no participant holds that role"),
                 (n, 0) => format!("security level {level} needs at least {n} {role}s, but no participant holds that role"),
                 (n, h) => format!("security level {level} needs at least {n} {role}s, but only {h} participant holds that role"),
             };
@@ -269,10 +270,13 @@ impl Checker<'_> {
         if (eligible.len() as u64) < u64::from(need) {
             let floor = if action.is_sensitive() { 2 } else { 1 };
             let who = if eligible.is_empty() { String::new() } else { format!(" ({})", quoted(&eligible)) };
+            let only = match eligible.len() {
+                0 => "no participant qualifies".to_owned(),
+                1 => format!("only 1 participant qualifies{who}"),
+                n => format!("only {n} participants qualify{who}"),
+            };
             let what = format!(
-                "{name} needs {need} confirmations by distinct non-witness persons holding a confirm_by role, \
-                 but only {} participants qualify{who}",
-                eligible.len()
+                "{name} needs {need} confirmations by distinct non-witness persons holding a confirm_by role, but {only}"
             );
             let lower = if need > floor { ", or lower min_confirmations" } else { "" };
             let fix = format!("add roles to confirm_by or participants who hold them{lower}");

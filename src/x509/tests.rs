@@ -64,7 +64,7 @@ fn lints_catch_a_key_swap_and_a_profile_mismatch_before_signing() {
     assert!(findings.iter().any(|f| f.contains("not the HSM key")), "{findings:?}");
     assert!(findings.iter().any(|f| f.contains("pathLenConstraint")), "{findings:?}");
     assert!(lint::lint_root_tbs(&tbs, &profile(), &key).is_ok());
-    assert!(!hsm.calls.iter().any(|c| c.starts_with("C_Sign")), "linting alone never signs");
+    assert!(!hsm.call_log().iter().any(|c| c.starts_with("C_Sign")), "linting alone never signs");
 }
 
 #[test]
@@ -73,5 +73,5 @@ fn short_serials_are_refused() {
     let key = mock_key(&mut hsm, "root-key", KeyAlgorithm::P256);
     let err = sign_root(&mut hsm, &profile(), &key, &[0x01; 4], SystemTime::now()).unwrap_err();
     assert!(err.to_string().contains("64 random bits"), "{err}");
-    assert!(!hsm.calls.iter().any(|c| c.starts_with("C_Sign")));
+    assert!(!hsm.call_log().iter().any(|c| c.starts_with("C_Sign")));
 }

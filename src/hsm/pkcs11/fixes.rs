@@ -108,7 +108,10 @@ mod tests {
     fn variant_names_become_ckr_names() {
         assert_eq!(ckr_from_variant("PinIncorrect"), "CKR_PIN_INCORRECT");
         assert_eq!(ckr_from_variant("Cancel"), "CKR_CANCEL");
-        assert_eq!(ckr_from_variant("SessionReadWriteSoExists"), "CKR_SESSION_READ_WRITE_SO_EXISTS");
+        assert_eq!(
+            ckr_from_variant("SessionReadWriteSoExists"),
+            "CKR_SESSION_READ_WRITE_SO_EXISTS"
+        );
         assert_eq!(ckr_from_variant("RandomNoRng"), "CKR_RANDOM_NO_RNG");
     }
 

@@ -112,7 +112,8 @@ fn parse_uri(uri: &str) -> Result<Vec<(Field, String)>, HsmError> {
             }
             _ => return Err(bad(format!("URI attribute \"{name}\" is not known"))),
         };
-        let value = percent_decode(raw).map_err(|e| bad(format!("URI attribute \"{name}\": {e}")))?;
+        let value =
+            percent_decode(raw).map_err(|e| bad(format!("URI attribute \"{name}\": {e}")))?;
         out.push((field, value));
     }
     if out.is_empty() {
@@ -150,7 +151,9 @@ fn percent_decode(raw: &str) -> Result<String, String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = raw.get(i + 1..i + 3).ok_or("a '%' is not followed by two hex digits")?;
+            let hex = raw
+                .get(i + 1..i + 3)
+                .ok_or("a '%' is not followed by two hex digits")?;
             let byte = u8::from_str_radix(hex, 16)
                 .map_err(|_| format!("\"%{hex}\" is not a percent-encoded byte"))?;
             out.push(byte);
@@ -227,7 +230,10 @@ mod tests {
     }
 
     fn uri(u: &str) -> Result<TokenFilter, HsmError> {
-        TokenFilter::from_selector(&TokenSelector { uri: Some(u.into()), ..Default::default() })
+        TokenFilter::from_selector(&TokenSelector {
+            uri: Some(u.into()),
+            ..Default::default()
+        })
     }
 
     #[test]
@@ -243,7 +249,10 @@ mod tests {
         let err = uri("pkcs11:?pin-value=1234").unwrap_err();
         assert!(err.what.contains("names no token attribute"), "{err}");
         assert!(!err.to_string().contains("1234"), "{err}");
-        let sel = TokenSelector { uri: Some("pkcs11:token=x?pin-value=1234".into()), ..Default::default() };
+        let sel = TokenSelector {
+            uri: Some("pkcs11:token=x?pin-value=1234".into()),
+            ..Default::default()
+        };
         let err = selection_error(&sel, "/m.so", &[], &[]);
         assert!(!err.to_string().contains("1234"), "{err}");
     }
@@ -252,7 +261,9 @@ mod tests {
     fn object_attributes_are_ignored_and_library_version_major_matches() {
         let f = uri("PKCS11:token=a;object=root;type=private;library-version=2").unwrap();
         assert!(f.matches(&token("a", "1")));
-        assert!(!uri("pkcs11:token=a;library-version=2.5").unwrap().matches(&token("a", "1")));
+        assert!(!uri("pkcs11:token=a;library-version=2.5")
+            .unwrap()
+            .matches(&token("a", "1")));
     }
 
     #[test]
@@ -291,9 +302,16 @@ mod tests {
     #[test]
     fn selection_error_lists_tokens() {
         let (a, b) = (token("a", "1"), token("b", "2"));
-        let sel = TokenSelector { label: Some("c".into()), ..Default::default() };
+        let sel = TokenSelector {
+            label: Some("c".into()),
+            ..Default::default()
+        };
         let err = selection_error(&sel, "/m.so", &[&a, &b], &[]);
-        assert!(err.what.contains("label \"a\" serial \"1\"; label \"b\" serial \"2\""), "{err}");
+        assert!(
+            err.what
+                .contains("label \"a\" serial \"1\"; label \"b\" serial \"2\""),
+            "{err}"
+        );
         let err = selection_error(&sel, "/m.so", &[&a, &b], &[&a, &b]);
         assert!(err.what.starts_with("2 tokens match"), "{err}");
     }

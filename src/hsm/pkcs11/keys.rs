@@ -1,0 +1,259 @@
+//! Finding key objects afresh (handles to private objects die at logout), reading a key pair's public
+//! half and evidence attributes, and the templates keyrite generates keys with.
+
+use super::{Ck, Pkcs11Hsm};
+use crate::hsm::{spki, HsmError, KeyAttributes, KeyPairInfo};
+use crate::script::KeyAlgorithm;
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::types::Ulong;
+
+impl Pkcs11Hsm {
+    pub(super) fn find(
+        &self,
+        template: &[Attribute],
+        doing: &str,
+    ) -> Result<Vec<ObjectHandle>, HsmError> {
+        self.session
+            .find_objects(template)
+            .ck("C_FindObjects", || doing.into())
+    }
+
+    pub(super) fn find_one(
+        &self,
+        template: &[Attribute],
+        what: &str,
+        label: &str,
+    ) -> Result<ObjectHandle, HsmError> {
+        let doing = format!("find the {what} \"{label}\"");
+        match self.find(template, &doing)?.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(HsmError::new(
+                doing,
+                format!("token \"{}\" has no {what} labelled \"{label}\"", self.token()),
+                "check the key label in the script (pkcs11-tool --list-objects shows the token's objects)",
+            )),
+            many => Err(HsmError::new(
+                doing,
+                format!("token \"{}\" has {} {what}s labelled \"{label}\"", self.token(), many.len()),
+                "labels must be unique on the token: resolve the duplicates before the ceremony",
+            )),
+        }
+    }
+
+    /// The private key, then its public half by CKA_ID (by label when the key has no CKA_ID).
+    pub(super) fn find_pair(&self, label: &str) -> Result<(ObjectHandle, ObjectHandle), HsmError> {
+        let label_attr = Attribute::Label(label.as_bytes().to_vec());
+        let private = self.find_one(
+            &[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                label_attr.clone(),
+            ],
+            "private key",
+            label,
+        )?;
+        let id = self.id_of(private, label)?;
+        let by = if id.is_empty() {
+            label_attr
+        } else {
+            Attribute::Id(id)
+        };
+        let public = self.find_one(
+            &[Attribute::Class(ObjectClass::PUBLIC_KEY), by],
+            "public key",
+            label,
+        )?;
+        Ok((private, public))
+    }
+
+    pub(super) fn attributes(
+        &self,
+        object: ObjectHandle,
+        types: &[AttributeType],
+        label: &str,
+    ) -> Result<Vec<Attribute>, HsmError> {
+        self.session
+            .get_attributes(object, types)
+            .ck("C_GetAttributeValue", || {
+                format!("read the attributes of \"{label}\"")
+            })
+    }
+
+    pub(super) fn key_type(
+        &self,
+        object: ObjectHandle,
+        label: &str,
+    ) -> Result<Option<KeyType>, HsmError> {
+        let attrs = self.attributes(object, &[AttributeType::KeyType], label)?;
+        Ok(attrs.into_iter().find_map(|a| match a {
+            Attribute::KeyType(t) => Some(t),
+            _ => None,
+        }))
+    }
+
+    pub(super) fn id_of(&self, object: ObjectHandle, label: &str) -> Result<Vec<u8>, HsmError> {
+        let attrs = self.attributes(object, &[AttributeType::Id], label)?;
+        Ok(attrs
+            .into_iter()
+            .find_map(|a| match a {
+                Attribute::Id(id) => Some(id),
+                _ => None,
+            })
+            .unwrap_or_default())
+    }
+
+    /// Public key as SPKI plus the evidence attributes of the private key.
+    pub(super) fn describe(
+        &self,
+        label: &str,
+        private: ObjectHandle,
+        public: ObjectHandle,
+    ) -> Result<KeyPairInfo, HsmError> {
+        use AttributeType as T;
+        let doing = format!("read key pair \"{label}\"");
+        let mut attributes = KeyAttributes {
+            local: None,
+            never_extractable: None,
+            always_sensitive: None,
+            extractable: None,
+            sensitive: None,
+        };
+        let mut id = Vec::new();
+        let mut key_type = None;
+        let wanted = [
+            T::Id,
+            T::KeyType,
+            T::Local,
+            T::NeverExtractable,
+            T::AlwaysSensitive,
+            T::Extractable,
+            T::Sensitive,
+        ];
+        for attr in self.attributes(private, &wanted, label)? {
+            match attr {
+                Attribute::Id(v) => id = v,
+                Attribute::KeyType(v) => key_type = Some(v),
+                Attribute::Local(v) => attributes.local = Some(v),
+                Attribute::NeverExtractable(v) => attributes.never_extractable = Some(v),
+                Attribute::AlwaysSensitive(v) => attributes.always_sensitive = Some(v),
+                Attribute::Extractable(v) => attributes.extractable = Some(v),
+                Attribute::Sensitive(v) => attributes.sensitive = Some(v),
+                _ => {}
+            }
+        }
+        let unsupported = |what: String| {
+            HsmError::new(
+                doing.clone(),
+                what,
+                "keyrite handles RSA-3072, RSA-4096, P-256 and P-384 keys: name a key of one of those",
+            )
+        };
+        let (algorithm, spki_der) = if key_type == Some(KeyType::EC) {
+            let (mut params, mut point) = (Vec::new(), Vec::new());
+            for attr in self.attributes(public, &[T::EcParams, T::EcPoint], label)? {
+                match attr {
+                    Attribute::EcParams(v) => params = v,
+                    Attribute::EcPoint(v) => point = v,
+                    _ => {}
+                }
+            }
+            let algorithm = [KeyAlgorithm::P256, KeyAlgorithm::P384]
+                .into_iter()
+                .find(|alg| spki::ec_params_der(*alg).as_deref() == Some(params.as_slice()))
+                .ok_or_else(|| {
+                    unsupported(format!(
+                        "\"{label}\" is on a curve keyrite does not support"
+                    ))
+                })?;
+            (algorithm, spki::ec_spki_der(algorithm, &point))
+        } else if key_type == Some(KeyType::RSA) {
+            let (mut modulus, mut exponent) = (Vec::new(), Vec::new());
+            for attr in self.attributes(public, &[T::Modulus, T::PublicExponent], label)? {
+                match attr {
+                    Attribute::Modulus(v) => modulus = v,
+                    Attribute::PublicExponent(v) => exponent = v,
+                    _ => {}
+                }
+            }
+            let algorithm = match rsa_bits(&modulus) {
+                3072 => KeyAlgorithm::Rsa3072,
+                4096 => KeyAlgorithm::Rsa4096,
+                bits => return Err(unsupported(format!("\"{label}\" is an RSA-{bits} key"))),
+            };
+            (algorithm, spki::rsa_spki_der(&modulus, &exponent))
+        } else {
+            return Err(unsupported(format!(
+                "\"{label}\" is neither an RSA nor an EC key"
+            )));
+        };
+        let spki_der = spki_der.map_err(|e| {
+            HsmError::new(
+                doing.clone(),
+                format!("the token's public key is malformed: {e}"),
+                "report this to the HSM vendor",
+            )
+        })?;
+        Ok(KeyPairInfo {
+            label: label.to_string(),
+            id_hex: hex::encode(id),
+            algorithm,
+            spki_der,
+            attributes,
+        })
+    }
+}
+
+/// Bit length of a big-endian unsigned integer.
+fn rsa_bits(modulus: &[u8]) -> usize {
+    let digits = modulus.iter().skip_while(|b| **b == 0).collect::<Vec<_>>();
+    digits
+        .first()
+        .map_or(0, |top| digits.len() * 8 - top.leading_zeros() as usize)
+}
+
+type Templates = (Mechanism<'static>, Vec<Attribute>, Vec<Attribute>);
+
+/// Mechanism, public and private templates for a ceremony key: the private half is a token object
+/// that only signs and never leaves the HSM; the public half only verifies.
+pub(super) fn templates(
+    label: &str,
+    id: &[u8],
+    algorithm: KeyAlgorithm,
+) -> cryptoki::error::Result<Templates> {
+    let common = |private: bool| {
+        vec![
+            Attribute::Token(true),
+            Attribute::Private(private),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.to_vec()),
+        ]
+    };
+    let mut private = common(true);
+    private.extend([
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(true),
+        Attribute::Decrypt(false),
+        Attribute::Unwrap(false),
+        Attribute::Derive(false),
+    ]);
+    let mut public = common(false);
+    public.extend([
+        Attribute::Verify(true),
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
+    ]);
+    let mechanism = match spki::ec_params_der(algorithm) {
+        Some(params) => {
+            public.push(Attribute::EcParams(params));
+            Mechanism::EccKeyPairGen
+        }
+        None => {
+            let bits = Ulong::try_from(algorithm.bits() as usize)?;
+            public.push(Attribute::ModulusBits(bits));
+            public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
+            Mechanism::RsaPkcsKeyPairGen
+        }
+    };
+    Ok((mechanism, public, private))
+}
