@@ -3,6 +3,7 @@
 use crate::cli::{Cli, Command};
 use crate::driver::operator::{Answers, Headless, Operator};
 use crate::driver::pins::{PinSource, Prompt};
+use crate::driver::prompt::{stdin_lines, LinePrompt};
 use crate::driver::rehearsal::{self, RehearsalEnv, RehearsalPins};
 use crate::driver::{Ceremony, Opener, RunMode};
 use crate::error::{exit, Error, Result};
@@ -15,13 +16,35 @@ use std::path::{Path, PathBuf};
 pub fn dispatch(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Check { script } => check(&script),
-        Command::Rehearse { script, out, answers, auto, env, module } => {
-            rehearse(&script, &out, answers.as_deref(), auto, env.as_deref(), module)
-        }
-        Command::Run { script, out, answers, auto } => run(&script, &out, answers.as_deref(), auto),
+        Command::Rehearse {
+            script,
+            out,
+            answers,
+            auto,
+            env,
+            module,
+        } => rehearse(
+            &script,
+            &out,
+            answers.as_deref(),
+            auto,
+            env.as_deref(),
+            module,
+        ),
+        Command::Run {
+            script,
+            out,
+            answers,
+            auto,
+        } => run(&script, &out, answers.as_deref(), auto),
         Command::Verify { dir } => Ok(verify(&dir)),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "keyrite", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "keyrite",
+                &mut std::io::stdout(),
+            );
             Ok(exit::OK)
         }
         Command::Man => man(),
@@ -41,7 +64,12 @@ fn man() -> Result<i32> {
     let mut out = Vec::new();
     clap_mangen::Man::new(Cli::command())
         .render(&mut out)
-        .map_err(|e| Error::env(format!("could not render the man page: {e}"), "report this keyrite defect"))?;
+        .map_err(|e| {
+            Error::env(
+                format!("could not render the man page: {e}"),
+                "report this keyrite defect",
+            )
+        })?;
     use std::io::Write;
     std::io::stdout()
         .write_all(&out)
@@ -61,7 +89,10 @@ fn load_checked(path: &Path) -> Result<LoadedScript> {
     }
     match loaded {
         Some(loaded) if errors == 0 => Ok(loaded),
-        _ => Err(Error::Script { file: path.display().to_string(), count: errors.max(1) }),
+        _ => Err(Error::Script {
+            file: path.display().to_string(),
+            count: errors.max(1),
+        }),
     }
 }
 
@@ -85,30 +116,43 @@ fn verify(dir: &Path) -> i32 {
     let v = verify_bundle(dir);
     print!("{}", v.table());
     if v.passed() {
-        println!("verified: {} checks passed for {}", v.checks.len(), dir.display());
+        println!(
+            "verified: {} checks passed for {}",
+            v.checks.len(),
+            dir.display()
+        );
         exit::OK
     } else {
         let failed = v.checks.iter().filter(|c| !c.ok).count();
-        println!("NOT VERIFIED: {failed} of {} checks failed for {}", v.checks.len(), dir.display());
+        println!(
+            "NOT VERIFIED: {failed} of {} checks failed for {}",
+            v.checks.len(),
+            dir.display()
+        );
         exit::VERIFY_FAILED
     }
 }
 
-fn operator_for(answers: Option<&Path>, auto: bool, script: &LoadedScript) -> Result<Box<dyn Operator>> {
+fn operator_for(
+    answers: Option<&Path>,
+    auto: bool,
+    script: &LoadedScript,
+) -> Result<Box<dyn Operator>> {
     let answers = match (answers, auto) {
         (Some(path), _) => Answers::load(path, &script.script)?,
         (None, true) => Answers::auto(&script.script),
         (None, false) => {
-            return Err(Error::input(
-                "no confirmations given",
-                "pass --answers FILE with the confirmations of the people in the room (the interactive terminal UI is not built yet)",
-            ))
+            let prompt = LinePrompt::new(stdin_lines(), std::io::stdout());
+            return Ok(Box::new(prompt));
         }
     };
     Ok(Box::new(Headless::new(answers, std::io::stdout())))
 }
 
-fn open_pkcs11(module: &str, selector: &TokenSelector) -> std::result::Result<Box<dyn Hsm + Send>, HsmError> {
+fn open_pkcs11(
+    module: &str,
+    selector: &TokenSelector,
+) -> std::result::Result<Box<dyn Hsm + Send>, HsmError> {
     Ok(Box::new(pkcs11::Pkcs11Hsm::open(module, selector)?))
 }
 
@@ -150,7 +194,14 @@ fn run(path: &Path, out: &Path, answers: Option<&Path>, auto: bool) -> Result<i3
     };
     let mut pins = Prompt;
     let mut opener = open_pkcs11;
-    let outcome = run_ceremony(&loaded, mode, operator.as_mut(), &mut pins, &mut opener, out)?;
+    let outcome = run_ceremony(
+        &loaded,
+        mode,
+        operator.as_mut(),
+        &mut pins,
+        &mut opener,
+        out,
+    )?;
     Ok(ceremony_exit(&outcome, out))
 }
 
@@ -162,7 +213,14 @@ fn run_ceremony(
     opener: &mut Opener<'_>,
     out: &Path,
 ) -> Result<crate::driver::Outcome> {
-    Ceremony { loaded, mode, operator, pins, opener }.run(out)
+    Ceremony {
+        loaded,
+        mode,
+        operator,
+        pins,
+        opener,
+    }
+    .run(out)
 }
 
 fn rehearse(
@@ -184,7 +242,12 @@ fn rehearse(
             let temp = tempfile::Builder::new()
                 .prefix("keyrite-rehearsal-")
                 .tempdir()
-                .map_err(|e| Error::env(format!("could not create a temporary folder: {e}"), "check TMPDIR"))?;
+                .map_err(|e| {
+                    Error::env(
+                        format!("could not create a temporary folder: {e}"),
+                        "check TMPDIR",
+                    )
+                })?;
             (temp.path().to_path_buf(), Some(temp))
         }
     };
@@ -192,31 +255,56 @@ fn rehearse(
     if !renv.is_active() {
         // SoftHSM reads SOFTHSM2_CONF once, at C_Initialize: run ourselves again with it set.
         let status = std::process::Command::new(std::env::current_exe().map_err(|e| {
-            Error::env(format!("cannot find the keyrite executable: {e}"), "run keyrite by its full path")
+            Error::env(
+                format!("cannot find the keyrite executable: {e}"),
+                "run keyrite by its full path",
+            )
         })?)
         .args(std::env::args_os().skip(1))
         .env("SOFTHSM2_CONF", &renv.conf)
         .env(rehearsal::DIR_VAR, &renv.dir)
         .status()
-        .map_err(|e| Error::env(format!("could not start the rehearsal: {e}"), "check the keyrite executable"))?;
+        .map_err(|e| {
+            Error::env(
+                format!("could not start the rehearsal: {e}"),
+                "check the keyrite executable",
+            )
+        })?;
         return Ok(status.code().unwrap_or(exit::ENVIRONMENT));
     }
     let mut operator = operator_for(answers, auto, &loaded)?;
     let label = rehearsal_label(&loaded.script.hsm.token);
     let token = renv.ensure_token(&softhsm, &label)?;
-    println!("REHEARSAL on throw-away SoftHSM2 token \"{}\" (serial {})", token.label, token.serial);
+    println!(
+        "REHEARSAL on throw-away SoftHSM2 token \"{}\" (serial {})",
+        token.label, token.serial
+    );
     if env.is_some() {
-        println!("rehearsal tokens and their PINs: {}", renv.dir.join(rehearsal::ENV_FILE).display());
+        println!(
+            "rehearsal tokens and their PINs: {}",
+            renv.dir.join(rehearsal::ENV_FILE).display()
+        );
     }
     let mode = RunMode {
         rehearsal: true,
         enforce_offline: false,
         module: module.unwrap_or(softhsm),
-        token: TokenSelector { label: Some(token.label.clone()), serial: None, uri: None },
+        token: TokenSelector {
+            label: Some(token.label.clone()),
+            serial: None,
+            uri: None,
+        },
     };
     let mut pins = RehearsalPins(vec![token]);
     let mut opener = open_pkcs11;
-    let outcome = run_ceremony(&loaded, mode, operator.as_mut(), &mut pins, &mut opener, out)?;
+    let outcome = run_ceremony(
+        &loaded,
+        mode,
+        operator.as_mut(),
+        &mut pins,
+        &mut opener,
+        out,
+    )?;
     Ok(ceremony_exit(&outcome, out))
 }
 
@@ -231,5 +319,8 @@ fn rehearsal_label(selector: &TokenSelector) -> String {
             return token.replace("%20", " ");
         }
     }
-    format!("rehearsal-{}", selector.serial.as_deref().unwrap_or("token"))
+    format!(
+        "rehearsal-{}",
+        selector.serial.as_deref().unwrap_or("token")
+    )
 }

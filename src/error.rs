@@ -33,11 +33,17 @@ pub enum Error {
 
 impl Error {
     pub fn input(what: impl Into<String>, fix: impl Into<String>) -> Self {
-        Error::Input { what: what.into(), fix: fix.into() }
+        Error::Input {
+            what: what.into(),
+            fix: fix.into(),
+        }
     }
 
     pub fn env(what: impl Into<String>, fix: impl Into<String>) -> Self {
-        Error::Environment { what: what.into(), fix: fix.into() }
+        Error::Environment {
+            what: what.into(),
+            fix: fix.into(),
+        }
     }
 
     /// An IO failure on `path`, phrased for the operator.
@@ -45,7 +51,9 @@ impl Error {
         let fix = match err.kind() {
             std::io::ErrorKind::NotFound => "check the path",
             std::io::ErrorKind::PermissionDenied => "check the file permissions",
-            std::io::ErrorKind::AlreadyExists => "choose a new output folder; evidence is never overwritten",
+            std::io::ErrorKind::AlreadyExists => {
+                "choose a new output folder; evidence is never overwritten"
+            }
             _ => "check the disk and the path, then retry",
         };
         Error::env(format!("could not {action} {}: {err}", path.display()), fix)

@@ -30,11 +30,19 @@ fn render(diagnostics: &[Diagnostic]) -> String {
 fn bad_scripts_match_their_golden_diagnostics() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let files = scripts(BAD);
-    assert!(files.len() >= 12, "expected at least 12 malformed scripts, found {}", files.len());
+    assert!(
+        files.len() >= 12,
+        "expected at least 12 malformed scripts, found {}",
+        files.len()
+    );
     let mut failures = Vec::new();
     for file in &files {
         let (_, diagnostics) = check_file(file);
-        assert!(!diagnostics.is_empty(), "{} produced no diagnostics", file.display());
+        assert!(
+            !diagnostics.is_empty(),
+            "{} produced no diagnostics",
+            file.display()
+        );
         let actual = render(&diagnostics);
         let expected_path = file.with_extension("expected");
         if update {
@@ -43,10 +51,17 @@ fn bad_scripts_match_their_golden_diagnostics() {
         }
         let expected = fs::read_to_string(&expected_path).unwrap_or_default();
         if actual != expected {
-            failures.push(format!("--- {}\n+++ actual\n{actual}", expected_path.display()));
+            failures.push(format!(
+                "--- {}\n+++ actual\n{actual}",
+                expected_path.display()
+            ));
         }
     }
-    assert!(failures.is_empty(), "golden mismatch (UPDATE_GOLDEN=1 rewrites):\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "golden mismatch (UPDATE_GOLDEN=1 rewrites):\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -54,7 +69,11 @@ fn every_expected_file_has_a_script() {
     for entry in fs::read_dir(BAD).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|x| x == "expected") {
-            assert!(path.with_extension("toml").exists(), "{} has no script", path.display());
+            assert!(
+                path.with_extension("toml").exists(),
+                "{} has no script",
+                path.display()
+            );
         }
     }
 }
@@ -94,7 +113,9 @@ fn warnings_alone_are_not_errors() {
 fn unreadable_and_non_utf8_files_are_diagnostics() {
     let (loaded, diagnostics) = check_file(Path::new("tests/scripts/no-such-file.toml"));
     assert!(loaded.is_none());
-    assert!(diagnostics[0].to_string().starts_with("tests/scripts/no-such-file.toml:1:1: error: cannot read"));
+    assert!(diagnostics[0]
+        .to_string()
+        .starts_with("tests/scripts/no-such-file.toml:1:1: error: cannot read"));
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("latin1.toml");

@@ -26,19 +26,38 @@ pub(super) struct Context<'a> {
 type Performed = Result<std::result::Result<(), String>>;
 
 /// Before confirmations: a fingerprint step shows the key hash the room must read aloud.
-pub(super) fn on_step_started(state: &mut State, script: &Script, index: usize, operator: &mut dyn Operator) -> Result<()> {
+pub(super) fn on_step_started(
+    state: &mut State,
+    script: &Script,
+    index: usize,
+    operator: &mut dyn Operator,
+) -> Result<()> {
     let step = &script.steps[index];
     if step.action != Action::ConfirmFingerprint {
         return Ok(());
     }
-    let Some(label) = step.key.as_deref() else { return Ok(()) };
+    let Some(label) = step.key.as_deref() else {
+        return Ok(());
+    };
     let Some(info) = known_key(state, label) else {
-        operator.notice(Notice::Warning { text: &format!("key {label} is not known yet; there is no fingerprint to show") });
+        operator.notice(Notice::Warning {
+            text: &format!("key {label} is not known yet; there is no fingerprint to show"),
+        });
         return Ok(());
     };
     let hash = key_hash(&info.spki_der);
-    state.record(Some(step.id.clone()), vec![], &Record::FingerprintPresented { key: label.into(), key_hash: hash.clone() })?;
-    operator.notice(Notice::Fingerprint { key: label, grouped_hash: &grouped_hex(&hash) });
+    state.record(
+        Some(step.id.clone()),
+        vec![],
+        &Record::FingerprintPresented {
+            key: label.into(),
+            key_hash: hash.clone(),
+        },
+    )?;
+    operator.notice(Notice::Fingerprint {
+        key: label,
+        grouped_hash: &grouped_hex(&hash),
+    });
     Ok(())
 }
 
@@ -76,12 +95,24 @@ pub(super) fn perform(
 fn preflight_step(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Performed {
     let host = preflight::gather(now_utc());
     let warnings = preflight::warnings(&host);
-    let online = host.online_interfaces().iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let online = host
+        .online_interfaces()
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>();
     for w in &warnings {
         operator.notice(Notice::Warning { text: w });
     }
     let offline = online.is_empty();
-    state.record(Some(ctx.step.id.clone()), vec![], &Record::Preflight { host, offline, warnings })?;
+    state.record(
+        Some(ctx.step.id.clone()),
+        vec![],
+        &Record::Preflight {
+            host,
+            offline,
+            warnings,
+        },
+    )?;
     if !offline && ctx.mode.enforce_offline {
         return Ok(Err(format!(
             "the pre-flight found network interface(s) up ({}); at security level {} the ceremony laptop must be offline — bring them down, then start a new run",
@@ -93,7 +124,14 @@ fn preflight_step(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Opera
 }
 
 fn intent(state: &mut State, ctx: &Context<'_>, operation: &str, detail: String) -> Result<()> {
-    state.record(Some(ctx.step.id.clone()), vec![], &Record::HsmIntent { operation: operation.into(), detail })
+    state.record(
+        Some(ctx.step.id.clone()),
+        vec![],
+        &Record::HsmIntent {
+            operation: operation.into(),
+            detail,
+        },
+    )
 }
 
 fn failed(state: &mut State, ctx: &Context<'_>, operation: &str, err: HsmError) -> Performed {
@@ -101,7 +139,12 @@ fn failed(state: &mut State, ctx: &Context<'_>, operation: &str, err: HsmError) 
     Ok(Err(err.to_string()))
 }
 
-fn activate(state: &mut State, ctx: &Context<'_>, pins: &mut dyn PinSource, opener: &mut Opener<'_>) -> Performed {
+fn activate(
+    state: &mut State,
+    ctx: &Context<'_>,
+    pins: &mut dyn PinSource,
+    opener: &mut Opener<'_>,
+) -> Performed {
     let detail = format!("module {}, token {}", ctx.mode.module, ctx.mode.token);
     intent(state, ctx, "open_and_login", detail)?;
     let mut hsm = match opener(&ctx.mode.module, &ctx.mode.token) {
@@ -117,13 +160,21 @@ fn activate(state: &mut State, ctx: &Context<'_>, pins: &mut dyn PinSource, open
     }
     let token = hsm.identity().clone();
     state.hsm = Some(hsm);
-    state.record(Some(ctx.step.id.clone()), vec![], &Record::HsmActivated { token })?;
+    state.record(
+        Some(ctx.step.id.clone()),
+        vec![],
+        &Record::HsmActivated { token },
+    )?;
     Ok(Ok(()))
 }
 
 /// Run an HSM operation on a worker thread while the calling thread tells the room, once a second,
 /// how long it has been going (RSA-4096 keygen takes seconds on SoftHSM, longer on real HSMs).
-fn with_elapsed<T: Send>(operator: &mut dyn Operator, what: &str, op: impl FnOnce() -> T + Send) -> T {
+fn with_elapsed<T: Send>(
+    operator: &mut dyn Operator,
+    what: &str,
+    op: impl FnOnce() -> T + Send,
+) -> T {
     let start = Instant::now();
     let mut reported = 0;
     std::thread::scope(|scope| {
@@ -133,7 +184,10 @@ fn with_elapsed<T: Send>(operator: &mut dyn Operator, what: &str, op: impl FnOnc
             let secs = start.elapsed().as_secs();
             if secs > reported {
                 reported = secs;
-                operator.notice(Notice::Working { what, elapsed: start.elapsed() });
+                operator.notice(Notice::Working {
+                    what,
+                    elapsed: start.elapsed(),
+                });
             }
         }
         match worker.join() {
@@ -145,9 +199,15 @@ fn with_elapsed<T: Send>(operator: &mut dyn Operator, what: &str, op: impl FnOnc
 }
 
 fn generate(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Performed {
-    let Some(label) = ctx.step.key.as_deref() else { return Ok(Err("the step names no key".into())) };
-    let Some(spec) = ctx.script.key(label) else { return Ok(Err(format!("key {label} is not in the script"))) };
-    let Some(hsm) = state.hsm.as_mut() else { return Ok(Err("the HSM is not activated".into())) };
+    let Some(label) = ctx.step.key.as_deref() else {
+        return Ok(Err("the step names no key".into()));
+    };
+    let Some(spec) = ctx.script.key(label) else {
+        return Ok(Err(format!("key {label} is not in the script")));
+    };
+    let Some(hsm) = state.hsm.as_mut() else {
+        return Ok(Err("the HSM is not activated".into()));
+    };
     let exists = hsm.label_exists(label);
     match exists {
         Ok(true) => {
@@ -161,10 +221,17 @@ fn generate(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -
         Err(e) => return failed(state, ctx, "generate_key_pair", e),
         Ok(false) => {}
     }
-    intent(state, ctx, "generate_key_pair", format!("label {label}, {}", spec.algorithm))?;
+    intent(
+        state,
+        ctx,
+        "generate_key_pair",
+        format!("label {label}, {}", spec.algorithm),
+    )?;
     let what = format!("generating {} key in the HSM", spec.algorithm);
     let result = match state.hsm.as_mut() {
-        Some(hsm) => with_elapsed(operator, &what, || hsm.generate_key_pair(label, spec.algorithm)),
+        Some(hsm) => with_elapsed(operator, &what, || {
+            hsm.generate_key_pair(label, spec.algorithm)
+        }),
         None => return Ok(Err("the HSM is not activated".into())),
     };
     let info = match result {
@@ -175,7 +242,15 @@ fn generate(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -
     let pem = spki_pem(&info.spki_der);
     let file = format!("{ARTIFACTS_DIR}/{}.pub.pem", file_stem(label));
     let artifact = state.bundle.write_new(&file, pem.as_bytes())?;
-    state.record(Some(ctx.step.id.clone()), vec![], &Record::ArtifactWritten { path: artifact.path, sha256: artifact.sha256, size: artifact.size })?;
+    state.record(
+        Some(ctx.step.id.clone()),
+        vec![],
+        &Record::ArtifactWritten {
+            path: artifact.path,
+            sha256: artifact.sha256,
+            size: artifact.size,
+        },
+    )?;
     state.record(
         Some(ctx.step.id.clone()),
         vec![],
@@ -207,22 +282,47 @@ fn spki_pem(spki_der: &[u8]) -> String {
 }
 
 fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Performed {
-    let Some(name) = ctx.step.certificate.as_deref() else { return Ok(Err("the step names no certificate".into())) };
-    let Some(profile) = ctx.script.certificate(name) else { return Ok(Err(format!("certificate {name} is not in the script"))) };
-    let Some(spec) = ctx.script.key(&profile.key) else { return Ok(Err(format!("key {} is not in the script", profile.key))) };
-    let Some(info) = known_key(state, &profile.key) else {
-        return Ok(Err(format!("key {} is not on the token; generate it first", profile.key)));
+    let Some(name) = ctx.step.certificate.as_deref() else {
+        return Ok(Err("the step names no certificate".into()));
     };
-    let Some(hsm) = state.hsm.as_mut() else { return Ok(Err("the HSM is not activated".into())) };
-    let key = HsmKey::new(&profile.key, spec.algorithm, x509::signature_hash(profile, spec.algorithm), info.spki_der.clone());
+    let Some(profile) = ctx.script.certificate(name) else {
+        return Ok(Err(format!("certificate {name} is not in the script")));
+    };
+    let Some(spec) = ctx.script.key(&profile.key) else {
+        return Ok(Err(format!("key {} is not in the script", profile.key)));
+    };
+    let Some(info) = known_key(state, &profile.key) else {
+        return Ok(Err(format!(
+            "key {} is not on the token; generate it first",
+            profile.key
+        )));
+    };
+    let Some(hsm) = state.hsm.as_mut() else {
+        return Ok(Err("the HSM is not activated".into()));
+    };
+    let key = HsmKey::new(
+        &profile.key,
+        spec.algorithm,
+        x509::signature_hash(profile, spec.algorithm),
+        info.spki_der.clone(),
+    );
     let serial = match x509::serial_from_hsm(hsm.as_mut()) {
         Ok(s) => s,
         Err(e) => return failed(state, ctx, "sign_certificate", e),
     };
-    intent(state, ctx, "sign_certificate", format!("{name} with key {} ({})", profile.key, key.hash))?;
-    let Some(hsm) = state.hsm.as_mut() else { return Ok(Err("the HSM is not activated".into())) };
+    intent(
+        state,
+        ctx,
+        "sign_certificate",
+        format!("{name} with key {} ({})", profile.key, key.hash),
+    )?;
+    let Some(hsm) = state.hsm.as_mut() else {
+        return Ok(Err("the HSM is not activated".into()));
+    };
     let what = format!("signing {name} in the HSM");
-    let signed = with_elapsed(operator, &what, || x509::sign_root(hsm.as_mut(), profile, &key, &serial, SystemTime::now()));
+    let signed = with_elapsed(operator, &what, || {
+        x509::sign_root(hsm.as_mut(), profile, &key, &serial, SystemTime::now())
+    });
     let cert = match signed {
         Ok(c) => c,
         Err(x509::CertError::Hsm(e)) => return failed(state, ctx, "sign_certificate", e),
@@ -230,7 +330,15 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
     };
     let file = format!("{ARTIFACTS_DIR}/{}.pem", file_stem(name));
     let artifact = state.bundle.write_new(&file, cert.pem.as_bytes())?;
-    state.record(Some(ctx.step.id.clone()), vec![], &Record::ArtifactWritten { path: artifact.path, sha256: artifact.sha256, size: artifact.size })?;
+    state.record(
+        Some(ctx.step.id.clone()),
+        vec![],
+        &Record::ArtifactWritten {
+            path: artifact.path,
+            sha256: artifact.sha256,
+            size: artifact.size,
+        },
+    )?;
     state.record(
         Some(ctx.step.id.clone()),
         vec![],
@@ -252,12 +360,25 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
 /// Log out and close the session, if one is open. Called by the deactivate step and at the end of
 /// every run, so an aborted ceremony never leaves the token logged in.
 pub(super) fn close_hsm(state: &mut State, step: Option<&str>) -> Result<()> {
-    let Some(mut hsm) = state.hsm.take() else { return Ok(()) };
+    let Some(mut hsm) = state.hsm.take() else {
+        return Ok(());
+    };
     let token_serial = hsm.identity().serial.clone();
-    state.record(step.map(str::to_string), vec![], &Record::HsmIntent { operation: "logout".into(), detail: format!("token {token_serial}") })?;
+    state.record(
+        step.map(str::to_string),
+        vec![],
+        &Record::HsmIntent {
+            operation: "logout".into(),
+            detail: format!("token {token_serial}"),
+        },
+    )?;
     if let Err(e) = hsm.logout() {
         state.hsm_failed(step.unwrap_or_default(), "logout", &e)?;
     }
     drop(hsm);
-    state.record(step.map(str::to_string), vec![], &Record::HsmDeactivated { token_serial })
+    state.record(
+        step.map(str::to_string),
+        vec![],
+        &Record::HsmDeactivated { token_serial },
+    )
 }

@@ -7,6 +7,7 @@ mod actions;
 pub mod operator;
 pub mod pins;
 pub mod preflight;
+pub mod prompt;
 pub mod rehearsal;
 
 use crate::engine::{Effect, Engine, Event, Input};
@@ -67,16 +68,30 @@ pub fn now_utc() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
 impl State {
-    pub fn record(&mut self, step: Option<String>, actors: Vec<String>, event: &impl serde::Serialize) -> Result<()> {
-        let value = serde_json::to_value(event)
-            .map_err(|e| Error::env(format!("could not encode a log event: {e}"), "report this keyrite defect"))?;
+    pub fn record(
+        &mut self,
+        step: Option<String>,
+        actors: Vec<String>,
+        event: &impl serde::Serialize,
+    ) -> Result<()> {
+        let value = serde_json::to_value(event).map_err(|e| {
+            Error::env(
+                format!("could not encode a log event: {e}"),
+                "report this keyrite defect",
+            )
+        })?;
         let path = self.log.path().to_path_buf();
-        self.log.append(now_utc(), step, actors, value).map_err(|e| Error::io("append to", &path, &e))?;
+        self.log
+            .append(now_utc(), step, actors, value)
+            .map_err(|e| Error::io("append to", &path, &e))?;
         Ok(())
     }
 
@@ -94,13 +109,25 @@ impl State {
 
 impl Ceremony<'_> {
     pub fn run(self, out: &Path) -> Result<Outcome> {
-        let Ceremony { loaded, mode, operator, pins, opener } = self;
+        let Ceremony {
+            loaded,
+            mode,
+            operator,
+            pins,
+            opener,
+        } = self;
         let script = &loaded.script;
         let bundle = Bundle::create(out)?;
         bundle.write_new(SCRIPT_FILE, loaded.source.as_bytes())?;
         let log_path = bundle.path(LOG_FILE);
         let log = AuditLog::create(&log_path).map_err(|e| Error::io("create", &log_path, &e))?;
-        let mut state = State { log, bundle, hsm: None, keys: BTreeMap::new(), hsm_failure: false };
+        let mut state = State {
+            log,
+            bundle,
+            hsm: None,
+            keys: BTreeMap::new(),
+            hsm_failure: false,
+        };
 
         state.record(None, vec![], &started_record(loaded, mode.rehearsal))?;
         let mut engine = Engine::new(script);
@@ -119,23 +146,38 @@ impl Ceremony<'_> {
                                 let index = position(&engine);
                                 let plan = &engine.steps()[index];
                                 let instructions = &script.steps[index].instructions;
-                                operator.notice(Notice::StepStarted { index, total, step: plan, instructions });
+                                operator.notice(Notice::StepStarted {
+                                    index,
+                                    total,
+                                    step: plan,
+                                    instructions,
+                                });
                                 actions::on_step_started(&mut state, script, index, operator)?;
                             }
-                            Event::ConfirmationRefused { reason, .. } | Event::StepRefused { reason, .. } => {
+                            Event::ConfirmationRefused { reason, .. }
+                            | Event::StepRefused { reason, .. } => {
                                 operator.notice(Notice::Refused { reason })
                             }
                             Event::StepCompleted { step } => {
                                 if let Some(plan) = engine.steps().iter().find(|s| &s.id == step) {
-                                    operator.notice(Notice::StepDone { step: plan, elapsed: step_started.elapsed() });
+                                    operator.notice(Notice::StepDone {
+                                        step: plan,
+                                        elapsed: step_started.elapsed(),
+                                    });
                                 }
                             }
                             _ => {}
                         }
                     }
                     Effect::Perform { index, action } => {
-                        let ctx = actions::Context { script, mode: &mode, step: &script.steps[index] };
-                        let input = match actions::perform(&mut state, &ctx, action, operator, pins, opener)? {
+                        let ctx = actions::Context {
+                            script,
+                            mode: &mode,
+                            step: &script.steps[index],
+                        };
+                        let input = match actions::perform(
+                            &mut state, &ctx, action, operator, pins, opener,
+                        )? {
                             Ok(()) => Input::ActionSucceeded,
                             Err(reason) => Input::ActionFailed { reason },
                         };
@@ -180,27 +222,54 @@ fn started_record(loaded: &LoadedScript, rehearsal: bool) -> Record {
         participants: script
             .participants
             .iter()
-            .map(|p| ParticipantRecord { name: p.name.clone(), roles: p.roles().collect(), organisation: p.organisation.clone() })
+            .map(|p| ParticipantRecord {
+                name: p.name.clone(),
+                roles: p.roles().collect(),
+                organisation: p.organisation.clone(),
+            })
             .collect(),
         steps: script
             .steps
             .iter()
-            .map(|s| PlannedStep { id: s.id.clone(), title: s.title.clone(), action: s.action })
+            .map(|s| PlannedStep {
+                id: s.id.clone(),
+                title: s.title.clone(),
+                action: s.action,
+            })
             .collect(),
     }
 }
 
 /// Write report.json from the log, then bind it with the final `report_written` entry.
 fn finish(mut state: State, engine: Engine) -> Result<Outcome> {
-    let log_bytes = std::fs::read(state.log.path()).map_err(|e| Error::io("read back", state.log.path(), &e))?;
-    let entries = crate::evidence::log::read_chain(&log_bytes)
-        .map_err(|e| Error::env(format!("the audit log failed its own check at line {}: {}", e.line, e.what), "keep the bundle and report this keyrite defect"))?;
-    let report = report::build(&entries).map_err(|e| Error::env(e, "keep the bundle and report this keyrite defect"))?;
-    let mut json = serde_json::to_vec_pretty(&report)
-        .map_err(|e| Error::env(format!("could not encode the report: {e}"), "report this keyrite defect"))?;
+    let log_bytes = std::fs::read(state.log.path())
+        .map_err(|e| Error::io("read back", state.log.path(), &e))?;
+    let entries = crate::evidence::log::read_chain(&log_bytes).map_err(|e| {
+        Error::env(
+            format!(
+                "the audit log failed its own check at line {}: {}",
+                e.line, e.what
+            ),
+            "keep the bundle and report this keyrite defect",
+        )
+    })?;
+    let report = report::build(&entries)
+        .map_err(|e| Error::env(e, "keep the bundle and report this keyrite defect"))?;
+    let mut json = serde_json::to_vec_pretty(&report).map_err(|e| {
+        Error::env(
+            format!("could not encode the report: {e}"),
+            "report this keyrite defect",
+        )
+    })?;
     json.push(b'\n');
     let written = state.bundle.write_new(REPORT_FILE, &json)?;
-    state.record(None, vec![], &Record::ReportWritten { report_sha256: written.sha256.clone() })?;
+    state.record(
+        None,
+        vec![],
+        &Record::ReportWritten {
+            report_sha256: written.sha256.clone(),
+        },
+    )?;
     Ok(Outcome {
         completed: engine.phase() == crate::engine::Phase::Completed,
         reason: report.abort_reason,

@@ -13,14 +13,34 @@ use std::time::Duration;
 /// What the driver tells the room.
 #[derive(Debug, Clone)]
 pub enum Notice<'a> {
-    StepStarted { index: usize, total: usize, step: &'a StepPlan, instructions: &'a str },
+    StepStarted {
+        index: usize,
+        total: usize,
+        step: &'a StepPlan,
+        instructions: &'a str,
+    },
     /// Read the key hash aloud and compare it with the screen.
-    Fingerprint { key: &'a str, grouped_hash: &'a str },
-    Refused { reason: &'a str },
-    Working { what: &'a str, elapsed: Duration },
-    StepDone { step: &'a StepPlan, elapsed: Duration },
-    Warning { text: &'a str },
-    Info { text: &'a str },
+    Fingerprint {
+        key: &'a str,
+        grouped_hash: &'a str,
+    },
+    Refused {
+        reason: &'a str,
+    },
+    Working {
+        what: &'a str,
+        elapsed: Duration,
+    },
+    StepDone {
+        step: &'a StepPlan,
+        elapsed: Duration,
+    },
+    Warning {
+        text: &'a str,
+    },
+    Info {
+        text: &'a str,
+    },
 }
 
 pub trait Operator {
@@ -65,7 +85,12 @@ impl Answers {
                 "fix the answers file (see docs/script-format.md, \"Answers files\")",
             )
         })?;
-        for id in answers.steps.iter().map(|s| &s.id).chain(answers.exceptions.iter().map(|e| &e.step)) {
+        for id in answers
+            .steps
+            .iter()
+            .map(|s| &s.id)
+            .chain(answers.exceptions.iter().map(|e| &e.step))
+        {
             if !script.steps.iter().any(|s| &s.id == id) {
                 return Err(Error::input(
                     format!("{}: step \"{id}\" is not in the script", path.display()),
@@ -95,17 +120,24 @@ impl Answers {
                     .map(|p| p.name.clone())
                     .collect();
                 for role in &step.witnessed_by {
-                    let witness = script.participants.iter().find(|p: &&Participant| {
-                        p.holds(*role) && !confirm.contains(&p.name)
-                    });
+                    let witness = script
+                        .participants
+                        .iter()
+                        .find(|p: &&Participant| p.holds(*role) && !confirm.contains(&p.name));
                     if let Some(p) = witness {
                         confirm.push(p.name.clone());
                     }
                 }
-                AnswerStep { id: step.id.clone(), confirm }
+                AnswerStep {
+                    id: step.id.clone(),
+                    confirm,
+                }
             })
             .collect();
-        Answers { steps, exceptions: Vec::new() }
+        Answers {
+            steps,
+            exceptions: Vec::new(),
+        }
     }
 }
 
@@ -121,13 +153,27 @@ impl<W: std::io::Write> Headless<W> {
     pub fn new(answers: Answers, out: W) -> Self {
         let mut queued: BTreeMap<String, VecDeque<Input>> = BTreeMap::new();
         for e in answers.exceptions {
-            queued.entry(e.step).or_default().push_back(Input::Exception { person: e.person, text: e.text });
+            queued
+                .entry(e.step)
+                .or_default()
+                .push_back(Input::Exception {
+                    person: e.person,
+                    text: e.text,
+                });
         }
         for s in answers.steps {
             let q = queued.entry(s.id).or_default();
-            q.extend(s.confirm.into_iter().map(|person| Input::Confirm { person }));
+            q.extend(
+                s.confirm
+                    .into_iter()
+                    .map(|person| Input::Confirm { person }),
+            );
         }
-        Headless { queued, proceeded: None, out }
+        Headless {
+            queued,
+            proceeded: None,
+            out,
+        }
     }
 
     fn line(&mut self, text: &str) {
@@ -161,12 +207,16 @@ impl<W: std::io::Write> Operator for Headless<W> {
 
     fn notice(&mut self, notice: Notice<'_>) {
         match notice {
-            Notice::StepStarted { index, total, step, .. } => {
+            Notice::StepStarted {
+                index, total, step, ..
+            } => {
                 let text = format!("[{}/{}] {} — {}", index + 1, total, step.id, step.title);
                 self.line(&text)
             }
             Notice::Fingerprint { key, grouped_hash } => {
-                self.line(&format!("      key hash of {key} (SHA-256 of the public key), read it aloud:"));
+                self.line(&format!(
+                    "      key hash of {key} (SHA-256 of the public key), read it aloud:"
+                ));
                 self.line(&format!("      {grouped_hash}"));
             }
             Notice::Refused { reason } => self.line(&format!("      refused: {reason}")),
@@ -176,10 +226,14 @@ impl<W: std::io::Write> Operator for Headless<W> {
             Notice::StepDone { step, elapsed } => {
                 let mut who = step.confirmed_by.join(", ");
                 if !step.witnessed.is_empty() {
-                    let witnesses: Vec<_> = step.witnessed.iter().map(|(_, p)| p.as_str()).collect();
+                    let witnesses: Vec<_> =
+                        step.witnessed.iter().map(|(_, p)| p.as_str()).collect();
                     who.push_str(&format!("; witnessed by {}", witnesses.join(", ")));
                 }
-                self.line(&format!("      done in {:.1}s, confirmed by {who}", elapsed.as_secs_f64()))
+                self.line(&format!(
+                    "      done in {:.1}s, confirmed by {who}",
+                    elapsed.as_secs_f64()
+                ))
             }
             Notice::Warning { text } => self.line(&format!("      warning: {text}")),
             Notice::Info { text } => self.line(&format!("      {text}")),

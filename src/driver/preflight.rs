@@ -54,7 +54,21 @@ fn time_zone() -> String {
 }
 
 pub fn is_utc(zone: &str) -> bool {
-    matches!(zone, "UTC" | "Etc/UTC" | "Etc/UCT" | "UCT" | "Universal" | "Etc/Universal" | "Zulu" | "Etc/Zulu" | "GMT" | "Etc/GMT" | "GMT0" | "UTC0")
+    matches!(
+        zone,
+        "UTC"
+            | "Etc/UTC"
+            | "Etc/UCT"
+            | "UCT"
+            | "Universal"
+            | "Etc/Universal"
+            | "Zulu"
+            | "Etc/Zulu"
+            | "GMT"
+            | "Etc/GMT"
+            | "GMT0"
+            | "UTC0"
+    )
 }
 
 fn interfaces(dir: &Path) -> Vec<NetworkInterface> {
@@ -69,9 +83,11 @@ fn interfaces(dir: &Path) -> Vec<NetworkInterface> {
                         .and_then(|f| u32::from_str_radix(f.trim_start_matches("0x"), 16).ok())
                         .unwrap_or(0);
                     NetworkInterface {
-                        operstate: read_trimmed(path.join("operstate")).unwrap_or_else(|| "unknown".into()),
+                        operstate: read_trimmed(path.join("operstate"))
+                            .unwrap_or_else(|| "unknown".into()),
                         up: flags & IFF_UP != 0,
-                        loopback: read_trimmed(path.join("type")).as_deref() == Some(ARPHRD_LOOPBACK),
+                        loopback: read_trimmed(path.join("type")).as_deref()
+                            == Some(ARPHRD_LOOPBACK),
                         name,
                     }
                 })
@@ -108,7 +124,11 @@ mod tests {
     #[test]
     fn reads_interfaces_from_a_sysfs_like_tree() {
         let dir = tempfile::tempdir().unwrap();
-        for (name, flags, ty, state) in [("lo", "0x9", "772", "unknown"), ("eth0", "0x1003", "1", "up"), ("wlan0", "0x1002", "1", "down")] {
+        for (name, flags, ty, state) in [
+            ("lo", "0x9", "772", "unknown"),
+            ("eth0", "0x1003", "1", "up"),
+            ("wlan0", "0x1002", "1", "down"),
+        ] {
             let d = dir.path().join(name);
             fs::create_dir(&d).unwrap();
             fs::write(d.join("flags"), format!("{flags}\n")).unwrap();

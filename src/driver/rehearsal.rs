@@ -13,19 +13,28 @@ use std::path::{Path, PathBuf};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Where Debian puts the module (the package `softhsm2`).
-pub const SOFTHSM_MODULES: [&str; 2] =
-    ["/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"];
+pub const SOFTHSM_MODULES: [&str; 2] = [
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+];
 pub const ENV_FILE: &str = "rehearsal.toml";
 /// Set in the re-executed child: the rehearsal folder it must use.
 pub const DIR_VAR: &str = "KEYRITE_REHEARSAL_DIR";
 
 pub fn find_softhsm() -> Result<String> {
-    SOFTHSM_MODULES.iter().find(|p| Path::new(p).exists()).map(|p| p.to_string()).ok_or_else(|| {
-        Error::env(
-            format!("libsofthsm2.so was not found (looked in {})", SOFTHSM_MODULES.join(", ")),
-            "install the Debian package softhsm2: sudo apt-get install softhsm2",
-        )
-    })
+    SOFTHSM_MODULES
+        .iter()
+        .find(|p| Path::new(p).exists())
+        .map(|p| p.to_string())
+        .ok_or_else(|| {
+            Error::env(
+                format!(
+                    "libsofthsm2.so was not found (looked in {})",
+                    SOFTHSM_MODULES.join(", ")
+                ),
+                "install the Debian package softhsm2: sudo apt-get install softhsm2",
+            )
+        })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
@@ -68,9 +77,13 @@ impl RehearsalEnv {
         }
         let env_file = dir.join(ENV_FILE);
         let file = if env_file.exists() {
-            let text = fs::read_to_string(&env_file).map_err(|e| Error::io("read", &env_file, &e))?;
+            let text =
+                fs::read_to_string(&env_file).map_err(|e| Error::io("read", &env_file, &e))?;
             toml::from_str(&text).map_err(|e| {
-                Error::input(format!("{}: {}", env_file.display(), e.message()), "restore the file or use a new --env folder")
+                Error::input(
+                    format!("{}: {}", env_file.display(), e.message()),
+                    "restore the file or use a new --env folder",
+                )
             })?
         } else {
             RehearsalFile {
@@ -105,7 +118,12 @@ impl RehearsalEnv {
             &SecretString::from(so_pin.as_str()),
             &SecretString::from(user_pin.as_str()),
         )?;
-        let token = RehearsalToken { label: label.into(), serial, so_pin, user_pin };
+        let token = RehearsalToken {
+            label: label.into(),
+            serial,
+            so_pin,
+            user_pin,
+        };
         self.file.tokens.push(token.clone());
         self.save()?;
         Ok(token)
@@ -114,8 +132,12 @@ impl RehearsalEnv {
     fn save(&self) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         let path = self.dir.join(ENV_FILE);
-        let text = toml::to_string_pretty(&self.file)
-            .map_err(|e| Error::env(format!("could not encode {ENV_FILE}: {e}"), "report this keyrite defect"))?;
+        let text = toml::to_string_pretty(&self.file).map_err(|e| {
+            Error::env(
+                format!("could not encode {ENV_FILE}: {e}"),
+                "report this keyrite defect",
+            )
+        })?;
         let tmp = self.dir.join(format!("{ENV_FILE}.new"));
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -124,7 +146,9 @@ impl RehearsalEnv {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| Error::io("write", &tmp, &e))?;
-        f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| Error::io("write", &tmp, &e))?;
+        f.write_all(text.as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| Error::io("write", &tmp, &e))?;
         fs::rename(&tmp, &path).map_err(|e| Error::io("replace", &path, &e))
     }
 }
@@ -133,9 +157,13 @@ impl RehearsalEnv {
 fn random_pin() -> Result<String> {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut bytes = zeroize::Zeroizing::new([0u8; 16]);
-    getrandom::fill(bytes.as_mut()).map_err(|e| Error::env(format!("the OS RNG failed: {e}"), "check the system"))?;
+    getrandom::fill(bytes.as_mut())
+        .map_err(|e| Error::env(format!("the OS RNG failed: {e}"), "check the system"))?;
     // 256 % 54 != 0 leaves a slight bias; irrelevant for throw-away rehearsal PINs.
-    Ok(bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect())
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect())
 }
 
 /// PINs for rehearsal tokens, looked up by the token's serial.
@@ -149,7 +177,10 @@ impl PinSource for RehearsalPins {
             .map(|t| SecretString::from(t.user_pin.as_str()))
             .ok_or_else(|| {
                 Error::input(
-                    format!("token \"{}\" (serial {}) is not a rehearsal token of this --env folder", token.token_label, token.serial),
+                    format!(
+                        "token \"{}\" (serial {}) is not a rehearsal token of this --env folder",
+                        token.token_label, token.serial
+                    ),
                     "rehearse against the tokens listed in rehearsal.toml",
                 )
             })

@@ -19,25 +19,44 @@ impl PinSource for FixedPin {
 }
 
 fn script() -> LoadedScript {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/ceremony-scripts/root-ca-p256.toml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ceremony-scripts/root-ca-p256.toml"
+    );
     parse::load(Path::new(path)).expect("the shipped script parses")
 }
 
 /// Run with the mock; returns the outcome, the bundle folder, the HSM calls and the printed lines.
-fn run_mock(loaded: &LoadedScript, answers: Answers, pin: &'static str) -> (Result<Outcome>, tempfile::TempDir, Vec<String>, String) {
+fn run_mock(
+    loaded: &LoadedScript,
+    answers: Answers,
+    pin: &'static str,
+) -> (Result<Outcome>, tempfile::TempDir, Vec<String>, String) {
     let dir = tempfile::tempdir().unwrap();
     let calls: Arc<Mutex<Vec<String>>> = Arc::default();
     let shared = calls.clone();
-    let mut opener = move |_: &str, _: &TokenSelector| -> std::result::Result<Box<dyn Hsm + Send>, HsmError> {
-        let mut mock = MockHsm::new("1234");
-        mock.calls = shared.clone();
-        Ok(Box::new(mock))
-    };
+    let mut opener =
+        move |_: &str, _: &TokenSelector| -> std::result::Result<Box<dyn Hsm + Send>, HsmError> {
+            let mut mock = MockHsm::new("1234");
+            mock.calls = shared.clone();
+            Ok(Box::new(mock))
+        };
     let mut printed = Vec::new();
     let mut operator = Headless::new(answers, &mut printed);
-    let mode = RunMode { rehearsal: true, enforce_offline: false, module: "mock".into(), token: TokenSelector::default() };
-    let outcome = Ceremony { loaded, mode, operator: &mut operator, pins: &mut FixedPin(pin), opener: &mut opener }
-        .run(&dir.path().join("out"));
+    let mode = RunMode {
+        rehearsal: true,
+        enforce_offline: false,
+        module: "mock".into(),
+        token: TokenSelector::default(),
+    };
+    let outcome = Ceremony {
+        loaded,
+        mode,
+        operator: &mut operator,
+        pins: &mut FixedPin(pin),
+        opener: &mut opener,
+    }
+    .run(&dir.path().join("out"));
     let calls = calls.lock().unwrap().clone();
     (outcome, dir, calls, String::from_utf8(printed).unwrap())
 }
@@ -50,7 +69,12 @@ fn auto_answers_complete_the_shipped_ceremony_on_the_mock() {
     assert!(outcome.completed, "{:?}\n{printed}", outcome.reason);
     assert_eq!(
         calls,
-        ["C_Login", "C_GenerateKeyPair example-root-p256-2026", "C_Sign example-root-p256-2026", "C_Logout"]
+        [
+            "C_Login",
+            "C_GenerateKeyPair example-root-p256-2026",
+            "C_Sign example-root-p256-2026",
+            "C_Logout"
+        ]
     );
     let v = verify_bundle(&dir.path().join("out"));
     assert!(v.passed(), "{}", v.table());
@@ -60,14 +84,31 @@ fn auto_answers_complete_the_shipped_ceremony_on_the_mock() {
 fn a_keygen_confirmed_by_one_operator_never_reaches_the_hsm() {
     let loaded = script();
     let mut answers = Answers::auto(&loaded.script);
-    let keygen = answers.steps.iter_mut().find(|s| s.id == "generate-root-key").unwrap();
-    *keygen = AnswerStep { id: keygen.id.clone(), confirm: vec!["Omar Haddad".into(), "Ines Moreau".into()] };
+    let keygen = answers
+        .steps
+        .iter_mut()
+        .find(|s| s.id == "generate-root-key")
+        .unwrap();
+    *keygen = AnswerStep {
+        id: keygen.id.clone(),
+        confirm: vec!["Omar Haddad".into(), "Ines Moreau".into()],
+    };
     let (outcome, dir, calls, printed) = run_mock(&loaded, answers, "1234");
     let outcome = outcome.unwrap();
     assert!(!outcome.completed && !outcome.hsm_failure);
-    assert!(outcome.reason.unwrap_or_default().contains("dual control"), "{printed}");
-    assert!(!calls.iter().any(|c| c.starts_with("C_GenerateKeyPair")), "{calls:?}");
-    assert_eq!(calls.last().map(String::as_str), Some("C_Logout"), "an aborted run logs out");
+    assert!(
+        outcome.reason.unwrap_or_default().contains("dual control"),
+        "{printed}"
+    );
+    assert!(
+        !calls.iter().any(|c| c.starts_with("C_GenerateKeyPair")),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.last().map(String::as_str),
+        Some("C_Logout"),
+        "an aborted run logs out"
+    );
     let log = std::fs::read_to_string(dir.path().join("out/audit.jsonl")).unwrap();
     assert!(log.contains("\"kind\":\"step_refused\""));
     assert!(verify_bundle(&dir.path().join("out")).passed());
@@ -79,7 +120,10 @@ fn a_wrong_pin_is_an_hsm_failure_with_the_ckr_code_and_stays_out_of_the_log() {
     let (outcome, dir, calls, printed) = run_mock(&loaded, Answers::auto(&loaded.script), "9999");
     let outcome = outcome.unwrap();
     assert!(outcome.hsm_failure && !outcome.completed);
-    assert!(outcome.reason.unwrap_or_default().contains("CKR_PIN_INCORRECT"));
+    assert!(outcome
+        .reason
+        .unwrap_or_default()
+        .contains("CKR_PIN_INCORRECT"));
     assert_eq!(calls, ["C_Login"]);
     for file in ["audit.jsonl", "report.json"] {
         let text = std::fs::read_to_string(dir.path().join("out").join(file)).unwrap();
@@ -97,13 +141,34 @@ fn write_ahead_intent_precedes_every_hsm_mutation() {
     let log = std::fs::read_to_string(dir.path().join("out/audit.jsonl")).unwrap();
     let kinds: Vec<String> = log
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]["kind"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]["kind"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    for result in ["hsm_activated", "key_generated", "certificate_signed", "hsm_deactivated"] {
-        let at = kinds.iter().position(|k| k == result).unwrap_or_else(|| panic!("{result} missing"));
-        let intent = kinds[..at].iter().rposition(|k| k == "hsm_intent").expect("an intent before it");
-        let authorised = kinds[..at].iter().rposition(|k| k == "step_authorised" || k == "step_started");
-        assert!(authorised.is_some_and(|a| a < intent), "{result}: intent after authorisation");
+    for result in [
+        "hsm_activated",
+        "key_generated",
+        "certificate_signed",
+        "hsm_deactivated",
+    ] {
+        let at = kinds
+            .iter()
+            .position(|k| k == result)
+            .unwrap_or_else(|| panic!("{result} missing"));
+        let intent = kinds[..at]
+            .iter()
+            .rposition(|k| k == "hsm_intent")
+            .expect("an intent before it");
+        let authorised = kinds[..at]
+            .iter()
+            .rposition(|k| k == "step_authorised" || k == "step_started");
+        assert!(
+            authorised.is_some_and(|a| a < intent),
+            "{result}: intent after authorisation"
+        );
     }
     assert_eq!(kinds.first().map(String::as_str), Some("ceremony_started"));
     assert_eq!(kinds.last().map(String::as_str), Some("report_written"));
@@ -120,7 +185,9 @@ fn exceptions_from_the_answers_file_reach_the_report() {
     });
     let (outcome, dir, _, _) = run_mock(&loaded, answers, "1234");
     assert!(outcome.unwrap().completed);
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("out/report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/report.json")).unwrap())
+            .unwrap();
     assert_eq!(report["exceptions"][0]["step"], "unseal-hsm");
     assert_eq!(report["exceptions"][0]["person"], "Wiebke Janssen");
 }
@@ -130,12 +197,29 @@ fn the_output_folder_is_never_reused() {
     let loaded = script();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("keep.txt"), "x").unwrap();
-    let mut opener = |_: &str, _: &TokenSelector| -> std::result::Result<Box<dyn Hsm + Send>, HsmError> { Ok(Box::new(MockHsm::new("1234"))) };
+    let mut opener =
+        |_: &str, _: &TokenSelector| -> std::result::Result<Box<dyn Hsm + Send>, HsmError> {
+            Ok(Box::new(MockHsm::new("1234")))
+        };
     let mut operator = Headless::new(Answers::auto(&loaded.script), Vec::new());
-    let mode = RunMode { rehearsal: true, enforce_offline: false, module: "mock".into(), token: TokenSelector::default() };
-    let err = Ceremony { loaded: &loaded, mode, operator: &mut operator, pins: &mut FixedPin("1234"), opener: &mut opener }
-        .run(dir.path())
-        .unwrap_err();
-    assert!(err.to_string().contains("never overwrites evidence"), "{err}");
+    let mode = RunMode {
+        rehearsal: true,
+        enforce_offline: false,
+        module: "mock".into(),
+        token: TokenSelector::default(),
+    };
+    let err = Ceremony {
+        loaded: &loaded,
+        mode,
+        operator: &mut operator,
+        pins: &mut FixedPin("1234"),
+        opener: &mut opener,
+    }
+    .run(dir.path())
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("never overwrites evidence"),
+        "{err}"
+    );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }

@@ -35,18 +35,51 @@ pub enum Input {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
-    StepStarted { step: String, title: String, action: Action },
+    StepStarted {
+        step: String,
+        title: String,
+        action: Action,
+    },
     /// A confirmation counted towards the step. `counts_for` is "dual-control" or "witness".
-    Confirmed { step: String, person: String, role: Role, counts_for: String },
-    ConfirmationRefused { step: String, person: String, reason: String },
+    Confirmed {
+        step: String,
+        person: String,
+        role: Role,
+        counts_for: String,
+    },
+    ConfirmationRefused {
+        step: String,
+        person: String,
+        reason: String,
+    },
     /// Dual control (and witnessing) is met: the action is about to be performed.
-    StepAuthorised { step: String, action: Action, confirmed_by: Vec<String>, witnessed_by: Vec<String> },
-    StepRefused { step: String, reason: String },
-    StepCompleted { step: String },
-    StepFailed { step: String, reason: String },
-    ExceptionRecorded { step: String, person: String, text: String },
+    StepAuthorised {
+        step: String,
+        action: Action,
+        confirmed_by: Vec<String>,
+        witnessed_by: Vec<String>,
+    },
+    StepRefused {
+        step: String,
+        reason: String,
+    },
+    StepCompleted {
+        step: String,
+    },
+    StepFailed {
+        step: String,
+        reason: String,
+    },
+    ExceptionRecorded {
+        step: String,
+        person: String,
+        text: String,
+    },
     CeremonyCompleted,
-    CeremonyAborted { step: Option<String>, reason: String },
+    CeremonyAborted {
+        step: Option<String>,
+        reason: String,
+    },
 }
 
 impl Event {
@@ -72,9 +105,11 @@ impl Event {
             Event::Confirmed { person, .. }
             | Event::ConfirmationRefused { person, .. }
             | Event::ExceptionRecorded { person, .. } => vec![person.clone()],
-            Event::StepAuthorised { confirmed_by, witnessed_by, .. } => {
-                confirmed_by.iter().chain(witnessed_by).cloned().collect()
-            }
+            Event::StepAuthorised {
+                confirmed_by,
+                witnessed_by,
+                ..
+            } => confirmed_by.iter().chain(witnessed_by).cloned().collect(),
             _ => Vec::new(),
         }
     }
@@ -84,7 +119,10 @@ impl Event {
 pub enum Effect {
     Record(Event),
     /// Perform the action of step `index`. The driver answers with ActionSucceeded or ActionFailed.
-    Perform { index: usize, action: Action },
+    Perform {
+        index: usize,
+        action: Action,
+    },
 }
 
 /// Where the ceremony is.
@@ -126,7 +164,10 @@ impl Engine {
             people: script
                 .participants
                 .iter()
-                .map(|p| Person { name: p.name.clone(), roles: p.roles().collect() })
+                .map(|p| Person {
+                    name: p.name.clone(),
+                    roles: p.roles().collect(),
+                })
                 .collect(),
             phase: Phase::Confirming(0),
         }
@@ -174,16 +215,25 @@ impl Engine {
             (Phase::Performing(i), Input::Confirm { person }) => {
                 let step = self.steps[i].id.clone();
                 let reason = "the step is already being performed; confirmations are closed".into();
-                vec![Effect::Record(Event::ConfirmationRefused { step, person, reason })]
+                vec![Effect::Record(Event::ConfirmationRefused {
+                    step,
+                    person,
+                    reason,
+                })]
             }
             (Phase::Performing(i), Input::ActionSucceeded) => {
-                let mut out = vec![Effect::Record(Event::StepCompleted { step: self.steps[i].id.clone() })];
+                let mut out = vec![Effect::Record(Event::StepCompleted {
+                    step: self.steps[i].id.clone(),
+                })];
                 out.extend(self.enter(i + 1));
                 out
             }
             (Phase::Performing(i), Input::ActionFailed { reason }) => {
                 let step = self.steps[i].id.clone();
-                let mut out = vec![Effect::Record(Event::StepFailed { step: step.clone(), reason: reason.clone() })];
+                let mut out = vec![Effect::Record(Event::StepFailed {
+                    step: step.clone(),
+                    reason: reason.clone(),
+                })];
                 out.extend(self.abort(Some(step), format!("step failed: {reason}")));
                 out
             }
@@ -213,7 +263,11 @@ impl Engine {
     fn confirm(&mut self, index: usize, name: String) -> Vec<Effect> {
         let step_id = self.steps[index].id.clone();
         let refused = |reason: String| {
-            vec![Effect::Record(Event::ConfirmationRefused { step: step_id.clone(), person: name.clone(), reason })]
+            vec![Effect::Record(Event::ConfirmationRefused {
+                step: step_id.clone(),
+                person: name.clone(),
+                reason,
+            })]
         };
         let Some(person) = self.people.iter().find(|p| p.name == name).cloned() else {
             return refused(format!("\"{name}\" is not a participant of this ceremony"));
@@ -240,7 +294,10 @@ impl Engine {
         let step = &self.steps[index];
         match step.missing() {
             None => self.authorise(index),
-            Some(reason) => vec![Effect::Record(Event::StepRefused { step: step.id.clone(), reason })],
+            Some(reason) => vec![Effect::Record(Event::StepRefused {
+                step: step.id.clone(),
+                reason,
+            })],
         }
     }
 
@@ -254,16 +311,28 @@ impl Engine {
                 confirmed_by: step.confirmed_by.clone(),
                 witnessed_by: step.witnessed.iter().map(|(_, p)| p.clone()).collect(),
             }),
-            Effect::Perform { index, action: step.action },
+            Effect::Perform {
+                index,
+                action: step.action,
+            },
         ]
     }
 
     fn exception(&mut self, step: String, person: String, text: String) -> Vec<Effect> {
         if !self.people.iter().any(|p| p.name == person) {
-            let reason = format!("\"{person}\" is not a participant; only participants record exceptions");
-            return vec![Effect::Record(Event::ConfirmationRefused { step, person, reason })];
+            let reason =
+                format!("\"{person}\" is not a participant; only participants record exceptions");
+            return vec![Effect::Record(Event::ConfirmationRefused {
+                step,
+                person,
+                reason,
+            })];
         }
-        vec![Effect::Record(Event::ExceptionRecorded { step, person, text })]
+        vec![Effect::Record(Event::ExceptionRecorded {
+            step,
+            person,
+            text,
+        })]
     }
 
     fn abort(&mut self, step: Option<String>, reason: String) -> Vec<Effect> {

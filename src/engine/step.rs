@@ -45,16 +45,19 @@ impl StepPlan {
             ));
         }
         // A witness attests; it never stands in for an operator on a sensitive step.
-        if let Some(role) = person
-            .roles
-            .iter()
-            .copied()
-            .find(|r| self.witnessed_by.contains(r) && !self.witnessed.iter().any(|(w, _)| w == r))
+        if let Some(role) =
+            person.roles.iter().copied().find(|r| {
+                self.witnessed_by.contains(r) && !self.witnessed.iter().any(|(w, _)| w == r)
+            })
         {
             self.witnessed.push((role, person.name.clone()));
             return Ok((role, "witness"));
         }
-        let eligible = person.roles.iter().copied().find(|r| self.confirm_by.contains(r));
+        let eligible = person
+            .roles
+            .iter()
+            .copied()
+            .find(|r| self.confirm_by.contains(r));
         match eligible {
             Some(_) if self.action.is_sensitive() && person.is_witness() => Err(format!(
                 "{} is a witness; a witness never counts as an operator for {} (dual control)",
@@ -92,13 +95,16 @@ impl StepPlan {
             } else {
                 self.confirmed_by.join(", ")
             };
-            let rule = if self.action.is_sensitive() { " (dual control)" } else { "" };
-            gaps.push(format!(
-                "{} needs confirmations from {} distinct persons in {}{rule}; confirmed by {who}",
-                self.action,
-                self.required,
-                join(&self.confirm_by)
-            ));
+            let rule = if self.action.is_sensitive() {
+                " (dual control)"
+            } else {
+                ""
+            };
+            let need = match self.required {
+                1 => format!("a confirmation from a {}", join(&self.confirm_by)),
+                n => format!("confirmations from {n} distinct persons in {}", join(&self.confirm_by)),
+            };
+            gaps.push(format!("{} needs {need}{rule}; confirmed by {who}", self.action));
         }
         for role in &self.witnessed_by {
             if !self.witnessed.iter().any(|(r, _)| r == role) {
@@ -110,5 +116,9 @@ impl StepPlan {
 }
 
 fn join(roles: &[Role]) -> String {
-    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" or ")
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(" or ")
 }

@@ -2,7 +2,12 @@ use super::*;
 use crate::script::*;
 
 fn person(name: &str, role: Role) -> Participant {
-    Participant { name: name.into(), role, also: None, organisation: None }
+    Participant {
+        name: name.into(),
+        role,
+        also: None,
+        organisation: None,
+    }
 }
 
 fn step(id: &str, action: Action, confirm_by: Vec<Role>, witnessed_by: Vec<Role>) -> Step {
@@ -37,7 +42,10 @@ fn script() -> Script {
             person("Wim", Role::InternalWitness),
             person("Ines", Role::IndependentWitness),
         ],
-        hsm: HsmConfig { module: "/x.so".into(), token: TokenSelector::default() },
+        hsm: HsmConfig {
+            module: "/x.so".into(),
+            token: TokenSelector::default(),
+        },
         keys: vec![],
         certificates: vec![],
         steps: vec![
@@ -63,14 +71,23 @@ fn events(effects: &[Effect]) -> Vec<&Event> {
 }
 
 fn performs(effects: &[Effect]) -> usize {
-    effects.iter().filter(|e| matches!(e, Effect::Perform { .. })).count()
+    effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Perform { .. }))
+        .count()
 }
 
 fn at_keygen() -> Engine {
     let mut engine = Engine::new(&script());
     engine.start();
-    let out = engine.handle(Input::Confirm { person: "Mia".into() });
-    assert_eq!(performs(&out), 1, "a one-person manual step is authorised by one confirmation");
+    let out = engine.handle(Input::Confirm {
+        person: "Mia".into(),
+    });
+    assert_eq!(
+        performs(&out),
+        1,
+        "a one-person manual step is authorised by one confirmation"
+    );
     engine.handle(Input::ActionSucceeded);
     assert_eq!(engine.phase(), Phase::Confirming(1));
     engine
@@ -79,15 +96,43 @@ fn at_keygen() -> Engine {
 #[test]
 fn dual_control_needs_two_distinct_operators_and_the_witness() {
     let mut engine = at_keygen();
-    assert_eq!(performs(&engine.handle(Input::Confirm { person: "Otto".into() })), 0);
-    assert_eq!(performs(&engine.handle(Input::Confirm { person: "Ines".into() })), 0);
-    let out = engine.handle(Input::Confirm { person: "Olga".into() });
-    assert_eq!(out.last(), Some(&Effect::Perform { index: 1, action: Action::GenerateKey }));
+    assert_eq!(
+        performs(&engine.handle(Input::Confirm {
+            person: "Otto".into()
+        })),
+        0
+    );
+    assert_eq!(
+        performs(&engine.handle(Input::Confirm {
+            person: "Ines".into()
+        })),
+        0
+    );
+    let out = engine.handle(Input::Confirm {
+        person: "Olga".into(),
+    });
+    assert_eq!(
+        out.last(),
+        Some(&Effect::Perform {
+            index: 1,
+            action: Action::GenerateKey
+        })
+    );
     let authorised = events(&out).into_iter().find_map(|e| match e {
-        Event::StepAuthorised { confirmed_by, witnessed_by, .. } => Some((confirmed_by.clone(), witnessed_by.clone())),
+        Event::StepAuthorised {
+            confirmed_by,
+            witnessed_by,
+            ..
+        } => Some((confirmed_by.clone(), witnessed_by.clone())),
         _ => None,
     });
-    assert_eq!(authorised, Some((vec!["Otto".to_string(), "Olga".to_string()], vec!["Ines".to_string()])));
+    assert_eq!(
+        authorised,
+        Some((
+            vec!["Otto".to_string(), "Olga".to_string()],
+            vec!["Ines".to_string()]
+        ))
+    );
     let done = engine.handle(Input::ActionSucceeded);
     assert!(events(&done).contains(&&Event::CeremonyCompleted));
     assert_eq!(engine.phase(), Phase::Completed);
@@ -96,10 +141,16 @@ fn dual_control_needs_two_distinct_operators_and_the_witness() {
 #[test]
 fn one_person_never_counts_twice() {
     let mut engine = at_keygen();
-    engine.handle(Input::Confirm { person: "Otto".into() });
-    let out = engine.handle(Input::Confirm { person: "Otto".into() });
+    engine.handle(Input::Confirm {
+        person: "Otto".into(),
+    });
+    let out = engine.handle(Input::Confirm {
+        person: "Otto".into(),
+    });
     match events(&out).as_slice() {
-        [Event::ConfirmationRefused { reason, .. }] => assert!(reason.contains("never counts twice"), "{reason}"),
+        [Event::ConfirmationRefused { reason, .. }] => {
+            assert!(reason.contains("never counts twice"), "{reason}")
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
     let out = engine.handle(Input::Proceed);
@@ -116,10 +167,16 @@ fn one_person_never_counts_twice() {
 #[test]
 fn a_witness_never_counts_as_an_operator_on_a_sensitive_step() {
     let mut engine = at_keygen();
-    engine.handle(Input::Confirm { person: "Otto".into() });
-    let out = engine.handle(Input::Confirm { person: "Wim".into() });
+    engine.handle(Input::Confirm {
+        person: "Otto".into(),
+    });
+    let out = engine.handle(Input::Confirm {
+        person: "Wim".into(),
+    });
     match events(&out).as_slice() {
-        [Event::ConfirmationRefused { reason, .. }] => assert!(reason.contains("witness never counts"), "{reason}"),
+        [Event::ConfirmationRefused { reason, .. }] => {
+            assert!(reason.contains("witness never counts"), "{reason}")
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(engine.phase(), Phase::Confirming(1));
@@ -128,24 +185,39 @@ fn a_witness_never_counts_as_an_operator_on_a_sensitive_step() {
 #[test]
 fn wrong_role_and_strangers_are_refused_with_reasons() {
     let mut engine = at_keygen();
-    let out = engine.handle(Input::Confirm { person: "Mia".into() });
+    let out = engine.handle(Input::Confirm {
+        person: "Mia".into(),
+    });
     match events(&out).as_slice() {
         [Event::ConfirmationRefused { reason, .. }] => {
-            assert!(reason.contains("holds master-of-ceremony") && reason.contains("operator"), "{reason}")
+            assert!(
+                reason.contains("holds master-of-ceremony") && reason.contains("operator"),
+                "{reason}"
+            )
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    let out = engine.handle(Input::Confirm { person: "Mallory".into() });
-    assert!(matches!(events(&out).as_slice(), [Event::ConfirmationRefused { reason, .. }] if reason.contains("not a participant")));
+    let out = engine.handle(Input::Confirm {
+        person: "Mallory".into(),
+    });
+    assert!(
+        matches!(events(&out).as_slice(), [Event::ConfirmationRefused { reason, .. }] if reason.contains("not a participant"))
+    );
 }
 
 #[test]
 fn missing_witness_blocks_the_step() {
     let mut engine = at_keygen();
-    engine.handle(Input::Confirm { person: "Otto".into() });
-    engine.handle(Input::Confirm { person: "Olga".into() });
+    engine.handle(Input::Confirm {
+        person: "Otto".into(),
+    });
+    engine.handle(Input::Confirm {
+        person: "Olga".into(),
+    });
     let out = engine.handle(Input::Proceed);
-    assert!(matches!(events(&out).as_slice(), [Event::StepRefused { reason, .. }] if reason.contains("independent-witness has not witnessed")));
+    assert!(
+        matches!(events(&out).as_slice(), [Event::StepRefused { reason, .. }] if reason.contains("independent-witness has not witnessed"))
+    );
 }
 
 #[test]
@@ -153,28 +225,59 @@ fn steps_run_in_order_and_failures_abort() {
     let mut engine = Engine::new(&script());
     engine.start();
     // Confirmations for keygen are not accepted while step 1 is current: Otto holds no role there.
-    let out = engine.handle(Input::Confirm { person: "Otto".into() });
-    assert!(matches!(events(&out).as_slice(), [Event::ConfirmationRefused { .. }]));
-    engine.handle(Input::Confirm { person: "Mia".into() });
-    let out = engine.handle(Input::ActionFailed { reason: "bag seal broken".into() });
-    assert!(matches!(events(&out).as_slice(), [Event::StepFailed { .. }, Event::CeremonyAborted { .. }]));
+    let out = engine.handle(Input::Confirm {
+        person: "Otto".into(),
+    });
+    assert!(matches!(
+        events(&out).as_slice(),
+        [Event::ConfirmationRefused { .. }]
+    ));
+    engine.handle(Input::Confirm {
+        person: "Mia".into(),
+    });
+    let out = engine.handle(Input::ActionFailed {
+        reason: "bag seal broken".into(),
+    });
+    assert!(matches!(
+        events(&out).as_slice(),
+        [Event::StepFailed { .. }, Event::CeremonyAborted { .. }]
+    ));
     assert!(engine.is_finished());
-    assert!(engine.handle(Input::Confirm { person: "Otto".into() }).is_empty());
+    assert!(engine
+        .handle(Input::Confirm {
+            person: "Otto".into()
+        })
+        .is_empty());
 }
 
 #[test]
 fn exceptions_are_recorded_at_any_step_by_participants_only() {
     let mut engine = at_keygen();
-    let out = engine.handle(Input::Exception { person: "Wim".into(), text: "HSM serial differs from inventory".into() });
-    assert!(matches!(events(&out).as_slice(), [Event::ExceptionRecorded { step, .. }] if step == "keygen"));
-    let out = engine.handle(Input::Exception { person: "Eve".into(), text: "x".into() });
-    assert!(matches!(events(&out).as_slice(), [Event::ConfirmationRefused { .. }]));
+    let out = engine.handle(Input::Exception {
+        person: "Wim".into(),
+        text: "HSM serial differs from inventory".into(),
+    });
+    assert!(
+        matches!(events(&out).as_slice(), [Event::ExceptionRecorded { step, .. }] if step == "keygen")
+    );
+    let out = engine.handle(Input::Exception {
+        person: "Eve".into(),
+        text: "x".into(),
+    });
+    assert!(matches!(
+        events(&out).as_slice(),
+        [Event::ConfirmationRefused { .. }]
+    ));
 }
 
 #[test]
 fn abort_is_final() {
     let mut engine = at_keygen();
-    let out = engine.handle(Input::Abort { reason: "Ctrl-C".into() });
-    assert!(matches!(events(&out).as_slice(), [Event::CeremonyAborted { step: Some(s), .. }] if s == "keygen"));
+    let out = engine.handle(Input::Abort {
+        reason: "Ctrl-C".into(),
+    });
+    assert!(
+        matches!(events(&out).as_slice(), [Event::CeremonyAborted { step: Some(s), .. }] if s == "keygen")
+    );
     assert_eq!(engine.phase(), Phase::Aborted);
 }

@@ -33,7 +33,9 @@ impl Bundle {
         }
         let artifacts = root.join(ARTIFACTS_DIR);
         fs::create_dir_all(&artifacts).map_err(|e| Error::io("create", &artifacts, &e))?;
-        Ok(Bundle { root: root.to_path_buf() })
+        Ok(Bundle {
+            root: root.to_path_buf(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -52,7 +54,8 @@ impl Bundle {
             .create_new(true)
             .open(&path)
             .map_err(|e| Error::io("create", &path, &e))?;
-        file.write_all(bytes).map_err(|e| Error::io("write", &path, &e))?;
+        file.write_all(bytes)
+            .map_err(|e| Error::io("write", &path, &e))?;
         file.sync_all().map_err(|e| Error::io("sync", &path, &e))?;
         Ok(ArtifactRecord {
             path: relative.to_string(),
@@ -66,7 +69,13 @@ impl Bundle {
 pub fn file_stem(name: &str) -> String {
     let stem: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     stem.trim_start_matches('.').to_string()
 }
@@ -80,7 +89,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bundle = Bundle::create(&dir.path().join("out")).unwrap();
         let rec = bundle.write_new("artifacts/a.pem", b"abc").unwrap();
-        assert_eq!(rec.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            rec.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert!(bundle.write_new("artifacts/a.pem", b"xyz").is_err());
         assert_eq!(fs::read(bundle.path("artifacts/a.pem")).unwrap(), b"abc");
         assert!(Bundle::create(bundle.root()).is_err());

@@ -43,7 +43,11 @@ pub struct HostFacts {
 
 impl HostFacts {
     pub fn online_interfaces(&self) -> Vec<&str> {
-        self.interfaces.iter().filter(|i| i.up && !i.loopback).map(|i| i.name.as_str()).collect()
+        self.interfaces
+            .iter()
+            .filter(|i| i.up && !i.loopback)
+            .map(|i| i.name.as_str())
+            .collect()
     }
 }
 

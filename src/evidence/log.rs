@@ -68,7 +68,12 @@ pub struct AuditLog {
 impl AuditLog {
     pub fn create(path: &Path) -> std::io::Result<Self> {
         let file = OpenOptions::new().write(true).create_new(true).open(path)?;
-        Ok(AuditLog { file, path: path.to_path_buf(), next_seq: 0, head: GENESIS_PREV.to_string() })
+        Ok(AuditLog {
+            file,
+            path: path.to_path_buf(),
+            next_seq: 0,
+            head: GENESIS_PREV.to_string(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -122,34 +127,56 @@ pub struct ChainError {
 
 /// Read `audit.jsonl` and check every link: canonical bytes, sequence, `prev`, and `hash`.
 pub fn read_chain(bytes: &[u8]) -> Result<Vec<AuditEntry>, ChainError> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| ChainError { line: 0, what: format!("not UTF-8 ({e})") })?;
+    let text = std::str::from_utf8(bytes).map_err(|e| ChainError {
+        line: 0,
+        what: format!("not UTF-8 ({e})"),
+    })?;
     if !text.is_empty() && !text.ends_with('\n') {
         let line = text.lines().count();
-        return Err(ChainError { line, what: "the last line is not terminated by a newline".into() });
+        return Err(ChainError {
+            line,
+            what: "the last line is not terminated by a newline".into(),
+        });
     }
     let mut entries: Vec<AuditEntry> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
-        let entry: AuditEntry = serde_json::from_str(line)
-            .map_err(|e| ChainError { line: n, what: format!("not a valid log entry: {e}") })?;
+        let entry: AuditEntry = serde_json::from_str(line).map_err(|e| ChainError {
+            line: n,
+            what: format!("not a valid log entry: {e}"),
+        })?;
         if entry.to_line() != line {
-            return Err(ChainError { line: n, what: "the line is not in canonical form (edited after writing?)".into() });
+            return Err(ChainError {
+                line: n,
+                what: "the line is not in canonical form (edited after writing?)".into(),
+            });
         }
         let expected_prev = entries.last().map_or(GENESIS_PREV, |e| e.hash.as_str());
         if entry.seq != i as u64 {
-            return Err(ChainError { line: n, what: format!("seq is {}, expected {i}", entry.seq) });
+            return Err(ChainError {
+                line: n,
+                what: format!("seq is {}, expected {i}", entry.seq),
+            });
         }
         if entry.prev != expected_prev {
-            return Err(ChainError { line: n, what: "prev does not match the previous entry's hash".into() });
+            return Err(ChainError {
+                line: n,
+                what: "prev does not match the previous entry's hash".into(),
+            });
         }
         if entry.compute_hash() != entry.hash {
-            return Err(ChainError { line: n, what: "hash does not match the entry's content".into() });
+            return Err(ChainError {
+                line: n,
+                what: "hash does not match the entry's content".into(),
+            });
         }
         entries.push(entry);
     }
     if entries.is_empty() {
-        return Err(ChainError { line: 0, what: "the log is empty".into() });
+        return Err(ChainError {
+            line: 0,
+            what: "the log is empty".into(),
+        });
     }
     Ok(entries)
 }
@@ -162,9 +189,20 @@ mod tests {
     fn sample(dir: &Path) -> PathBuf {
         let path = dir.join("audit.jsonl");
         let mut log = AuditLog::create(&path).unwrap();
-        log.append("2026-01-01T00:00:00Z".into(), None, vec![], json!({"kind": "a", "z": 1, "b": [2]})).unwrap();
-        log.append("2026-01-01T00:00:01Z".into(), Some("s".into()), vec!["Ann".into()], json!({"kind": "b"}))
-            .unwrap();
+        log.append(
+            "2026-01-01T00:00:00Z".into(),
+            None,
+            vec![],
+            json!({"kind": "a", "z": 1, "b": [2]}),
+        )
+        .unwrap();
+        log.append(
+            "2026-01-01T00:00:01Z".into(),
+            Some("s".into()),
+            vec!["Ann".into()],
+            json!({"kind": "b"}),
+        )
+        .unwrap();
         path
     }
 
@@ -176,7 +214,10 @@ mod tests {
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[1].prev, entries[0].hash);
         let first = String::from_utf8(bytes).unwrap();
-        assert!(first.starts_with(r#"{"actors":[],"event":{"b":[2],"kind":"a","z":1},"hash":"#), "{first}");
+        assert!(
+            first.starts_with(r#"{"actors":[],"event":{"b":[2],"kind":"a","z":1},"hash":"#),
+            "{first}"
+        );
     }
 
     #[test]
@@ -186,7 +227,10 @@ mod tests {
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x01;
-            assert!(read_chain(&bad).is_err(), "flipping byte {i} went unnoticed");
+            assert!(
+                read_chain(&bad).is_err(),
+                "flipping byte {i} went unnoticed"
+            );
         }
     }
 

@@ -146,7 +146,13 @@ pub fn parse_event(entry: &AuditEntry) -> Result<Parsed, String> {
     }
     serde_json::from_value::<Record>(entry.event.clone())
         .map(Parsed::Record)
-        .map_err(|e| format!("log entry {} has an unknown or malformed event \"{}\": {e}", entry.seq, entry.kind()))
+        .map_err(|e| {
+            format!(
+                "log entry {} has an unknown or malformed event \"{}\": {e}",
+                entry.seq,
+                entry.kind()
+            )
+        })
 }
 
 /// Build the report from the log entries up to and including the head (everything before
@@ -176,7 +182,13 @@ pub fn build(entries: &[AuditEntry]) -> Result<Report, String> {
         rehearsal,
         result: "aborted".into(),
         abort_reason: Some("the log ends before the ceremony completed".into()),
-        ceremony: CeremonySummary { id: ceremony_id, name, kind, place, security_level },
+        ceremony: CeremonySummary {
+            id: ceremony_id,
+            name,
+            kind,
+            place,
+            security_level,
+        },
         started: first.time.clone(),
         ended: last.time.clone(),
         tool,
@@ -203,7 +215,10 @@ pub fn build(entries: &[AuditEntry]) -> Result<Report, String> {
         keys: Vec::new(),
         certificates: Vec::new(),
         artifacts: Vec::new(),
-        log_head: LogHead { seq: last.seq, hash: last.hash.clone() },
+        log_head: LogHead {
+            seq: last.seq,
+            hash: last.hash.clone(),
+        },
     };
     for entry in &entries[1..] {
         apply(&mut report, entry, parse_event(entry)?)?;
@@ -212,11 +227,9 @@ pub fn build(entries: &[AuditEntry]) -> Result<Report, String> {
 }
 
 fn step_mut<'a>(report: &'a mut Report, id: &str, seq: u64) -> Result<&'a mut StepRecord, String> {
-    report
-        .steps
-        .iter_mut()
-        .find(|s| s.id == id)
-        .ok_or_else(|| format!("log entry {seq} names step \"{id}\", which the script does not have"))
+    report.steps.iter_mut().find(|s| s.id == id).ok_or_else(|| {
+        format!("log entry {seq} names step \"{id}\", which the script does not have")
+    })
 }
 
 fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), String> {
@@ -228,17 +241,40 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
                 s.started = Some(time);
                 s.result = "aborted".into();
             }
-            Event::Confirmed { step, person, role, counts_for } => step_mut(report, &step, seq)?
+            Event::Confirmed {
+                step,
+                person,
+                role,
+                counts_for,
+            } => step_mut(report, &step, seq)?
                 .confirmations
-                .push(Confirmation { person, role, counts_for, time, log_seq: seq }),
-            Event::ConfirmationRefused { step, person, reason } => {
+                .push(Confirmation {
+                    person,
+                    role,
+                    counts_for,
+                    time,
+                    log_seq: seq,
+                }),
+            Event::ConfirmationRefused {
+                step,
+                person,
+                reason,
+            } => {
                 if let Ok(s) = step_mut(report, &step, seq) {
-                    s.refusals.push(Refusal { person: Some(person), reason, time });
+                    s.refusals.push(Refusal {
+                        person: Some(person),
+                        reason,
+                        time,
+                    });
                 }
             }
             Event::StepRefused { step, reason } => {
                 let s = step_mut(report, &step, seq)?;
-                s.refusals.push(Refusal { person: None, reason, time: time.clone() });
+                s.refusals.push(Refusal {
+                    person: None,
+                    reason,
+                    time: time.clone(),
+                });
                 s.result = "refused".into();
                 s.ended = Some(time);
             }
@@ -254,7 +290,12 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
                 s.ended = Some(time);
             }
             Event::ExceptionRecorded { step, person, text } => {
-                report.exceptions.push(ExceptionRecord { step, person, text, time })
+                report.exceptions.push(ExceptionRecord {
+                    step,
+                    person,
+                    text,
+                    time,
+                })
             }
             Event::CeremonyCompleted => {
                 report.result = "completed".into();
@@ -269,24 +310,40 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
             }
         },
         Parsed::Record(record) => match record {
-            Record::CeremonyStarted { .. } => return Err(format!("log entry {seq}: a second ceremony_started")),
-            Record::Preflight { host, offline, warnings } => {
-                report.preflight = Some(Preflight { host, offline, warnings })
+            Record::CeremonyStarted { .. } => {
+                return Err(format!("log entry {seq}: a second ceremony_started"))
             }
-            Record::HsmActivated { token } => report.hsm = Some(token),
-            Record::KeyGenerated { label, algorithm, bits, id, key_hash, attributes, public_key_file } => {
-                report.keys.push(KeyRecord {
-                    label,
-                    algorithm,
-                    bits,
-                    id,
-                    key_hash,
-                    generated_in_hsm: attributes.prove_in_hsm_generation(),
-                    attributes,
-                    public_key_file,
-                    generated: time,
+            Record::Preflight {
+                host,
+                offline,
+                warnings,
+            } => {
+                report.preflight = Some(Preflight {
+                    host,
+                    offline,
+                    warnings,
                 })
             }
+            Record::HsmActivated { token } => report.hsm = Some(token),
+            Record::KeyGenerated {
+                label,
+                algorithm,
+                bits,
+                id,
+                key_hash,
+                attributes,
+                public_key_file,
+            } => report.keys.push(KeyRecord {
+                label,
+                algorithm,
+                bits,
+                id,
+                key_hash,
+                generated_in_hsm: attributes.prove_in_hsm_generation(),
+                attributes,
+                public_key_file,
+                generated: time,
+            }),
             Record::CertificateSigned {
                 name,
                 key,
@@ -312,7 +369,9 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
                 report.artifacts.push(ArtifactRecord { path, sha256, size })
             }
             Record::ReportWritten { .. } => {
-                return Err(format!("log entry {seq}: report_written must be the last entry"))
+                return Err(format!(
+                    "log entry {seq}: report_written must be the last entry"
+                ))
             }
             Record::HsmIntent { .. }
             | Record::HsmDeactivated { .. }

@@ -33,14 +33,28 @@ impl Verification {
     }
 
     fn pass(&mut self, file: &str, what: impl Into<String>) {
-        self.checks.push(Check { ok: true, file: file.into(), what: what.into() });
+        self.checks.push(Check {
+            ok: true,
+            file: file.into(),
+            what: what.into(),
+        });
     }
 
     fn fail(&mut self, file: &str, what: impl Into<String>) {
-        self.checks.push(Check { ok: false, file: file.into(), what: what.into() });
+        self.checks.push(Check {
+            ok: false,
+            file: file.into(),
+            what: what.into(),
+        });
     }
 
-    fn check(&mut self, ok: bool, file: &str, good: impl Into<String>, bad: impl Into<String>) -> bool {
+    fn check(
+        &mut self,
+        ok: bool,
+        file: &str,
+        good: impl Into<String>,
+        bad: impl Into<String>,
+    ) -> bool {
         if ok {
             self.pass(file, good)
         } else {
@@ -51,10 +65,23 @@ impl Verification {
 
     /// The table printed by the CLI.
     pub fn table(&self) -> String {
-        let width = self.checks.iter().map(|c| c.file.len()).max().unwrap_or(4).max(4);
+        let width = self
+            .checks
+            .iter()
+            .map(|c| c.file.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         self.checks
             .iter()
-            .map(|c| format!("{:<4}  {:<width$}  {}\n", if c.ok { "ok" } else { "FAIL" }, c.file, c.what))
+            .map(|c| {
+                format!(
+                    "{:<4}  {:<width$}  {}\n",
+                    if c.ok { "ok" } else { "FAIL" },
+                    c.file,
+                    c.what
+                )
+            })
             .collect()
     }
 }
@@ -74,18 +101,35 @@ pub fn verify_bundle(dir: &Path) -> Verification {
     let entries = match read_chain(&log_bytes) {
         Ok(e) => e,
         Err(e) => {
-            v.fail(LOG_FILE, format!("hash chain broken at line {}: {}", e.line, e.what));
+            v.fail(
+                LOG_FILE,
+                format!("hash chain broken at line {}: {}", e.line, e.what),
+            );
             return v;
         }
     };
     let head = &entries[entries.len() - 1];
-    v.pass(LOG_FILE, format!("hash chain of {} entries intact, last hash {}", entries.len(), &head.hash[..16]));
+    v.pass(
+        LOG_FILE,
+        format!(
+            "hash chain of {} entries intact, last hash {}",
+            entries.len(),
+            &head.hash[..16]
+        ),
+    );
 
     check_script(&mut v, dir, &entries[0]);
 
-    let Some((report_entry, body)) = entries.split_last() else { return v };
-    let Ok(Parsed::Record(Record::ReportWritten { report_sha256 })) = report::parse_event(report_entry) else {
-        v.fail(LOG_FILE, "the last entry is not report_written: the run did not finish writing its evidence");
+    let Some((report_entry, body)) = entries.split_last() else {
+        return v;
+    };
+    let Ok(Parsed::Record(Record::ReportWritten { report_sha256 })) =
+        report::parse_event(report_entry)
+    else {
+        v.fail(
+            LOG_FILE,
+            "the last entry is not report_written: the run did not finish writing its evidence",
+        );
         return v;
     };
     let Ok(report_bytes) = read(REPORT_FILE) else {
@@ -96,7 +140,10 @@ pub fn verify_bundle(dir: &Path) -> Verification {
     if !v.check(
         actual == report_sha256,
         REPORT_FILE,
-        format!("SHA-256 {} matches the log's report_written entry", &actual[..16]),
+        format!(
+            "SHA-256 {} matches the log's report_written entry",
+            &actual[..16]
+        ),
         format!("SHA-256 {actual} differs from {report_sha256} recorded in the log"),
     ) {
         return v;
@@ -113,7 +160,11 @@ pub fn verify_bundle(dir: &Path) -> Verification {
             v.check(
                 rebuilt == report,
                 REPORT_FILE,
-                format!("matches the log up to its head (seq {}, {})", report.log_head.seq, &report.log_head.hash[..16]),
+                format!(
+                    "matches the log up to its head (seq {}, {})",
+                    report.log_head.seq,
+                    &report.log_head.hash[..16]
+                ),
                 "differs from the report rebuilt from the log",
             );
         }
@@ -159,8 +210,17 @@ fn check_artifacts(v: &mut Verification, dir: &Path, report: &Report) {
                 v.check(
                     actual == a.sha256 && bytes.len() as u64 == a.size,
                     &a.path,
-                    format!("SHA-256 {} and size {} match the report", &actual[..16], a.size),
-                    format!("SHA-256 {actual} ({} bytes) differs from {} ({} bytes) in the report", bytes.len(), a.sha256, a.size),
+                    format!(
+                        "SHA-256 {} and size {} match the report",
+                        &actual[..16],
+                        a.size
+                    ),
+                    format!(
+                        "SHA-256 {actual} ({} bytes) differs from {} ({} bytes) in the report",
+                        bytes.len(),
+                        a.sha256,
+                        a.size
+                    ),
                 );
             }
             Err(_) => v.fail(&a.path, "listed in the report but missing"),
@@ -170,7 +230,10 @@ fn check_artifacts(v: &mut Verification, dir: &Path, report: &Report) {
         for entry in entries.flatten() {
             let rel = format!("{ARTIFACTS_DIR}/{}", entry.file_name().to_string_lossy());
             if !listed.contains(rel.as_str()) {
-                v.fail(&rel, "not listed in the report: it was not produced by this ceremony");
+                v.fail(
+                    &rel,
+                    "not listed in the report: it was not produced by this ceremony",
+                );
             }
         }
     }
@@ -182,15 +245,26 @@ fn check_keys_and_certificates(v: &mut Verification, dir: &Path, report: &Report
         let spki = fs::read(dir.join(file))
             .ok()
             .and_then(|pem| String::from_utf8(pem).ok())
-            .and_then(|pem| der::Document::from_pem(&pem).ok().map(|(_, doc)| doc.as_bytes().to_vec()));
+            .and_then(|pem| {
+                der::Document::from_pem(&pem)
+                    .ok()
+                    .map(|(_, doc)| doc.as_bytes().to_vec())
+            });
         match spki {
             Some(der) => {
                 let hash = key_hash(&der);
                 v.check(
                     hash == key.key_hash,
                     file,
-                    format!("public key of {} hashes to the recorded key hash {}", key.label, &hash[..16]),
-                    format!("public key hashes to {hash}, the report says {}", key.key_hash),
+                    format!(
+                        "public key of {} hashes to the recorded key hash {}",
+                        key.label,
+                        &hash[..16]
+                    ),
+                    format!(
+                        "public key hashes to {hash}, the report says {}",
+                        key.key_hash
+                    ),
                 );
             }
             None => v.fail(file, "not a PEM public key"),
@@ -198,13 +272,21 @@ fn check_keys_and_certificates(v: &mut Verification, dir: &Path, report: &Report
         v.check(
             key.generated_in_hsm,
             REPORT_FILE,
-            format!("key {} was generated in the HSM and is non-extractable (attributes read back)", key.label),
-            format!("key {} lacks proof of in-HSM generation: {:?}", key.label, key.attributes),
+            format!(
+                "key {} was generated in the HSM and is non-extractable (attributes read back)",
+                key.label
+            ),
+            format!(
+                "key {} lacks proof of in-HSM generation: {:?}",
+                key.label, key.attributes
+            ),
         );
     }
     for cert in &report.certificates {
         let file = &cert.file;
-        let parsed = fs::read(dir.join(file)).ok().and_then(|pem| Certificate::from_pem(&pem).ok());
+        let parsed = fs::read(dir.join(file))
+            .ok()
+            .and_then(|pem| Certificate::from_pem(&pem).ok());
         let Some(parsed) = parsed else {
             v.fail(file, "not a PEM certificate");
             continue;
@@ -214,17 +296,38 @@ fn check_keys_and_certificates(v: &mut Verification, dir: &Path, report: &Report
         v.check(
             fingerprint == cert.sha256_fingerprint,
             file,
-            format!("SHA-256 fingerprint {} matches the report", &fingerprint[..16]),
-            format!("fingerprint {fingerprint} differs from {} in the report", cert.sha256_fingerprint),
+            format!(
+                "SHA-256 fingerprint {} matches the report",
+                &fingerprint[..16]
+            ),
+            format!(
+                "fingerprint {fingerprint} differs from {} in the report",
+                cert.sha256_fingerprint
+            ),
         );
-        let spki = parsed.tbs_certificate().subject_public_key_info().to_der().unwrap_or_default();
+        let spki = parsed
+            .tbs_certificate()
+            .subject_public_key_info()
+            .to_der()
+            .unwrap_or_default();
         let hash = key_hash(&spki);
-        let recorded = report.keys.iter().find(|k| k.label == cert.key).map(|k| k.key_hash.as_str());
+        let recorded = report
+            .keys
+            .iter()
+            .find(|k| k.label == cert.key)
+            .map(|k| k.key_hash.as_str());
         v.check(
             Some(hash.as_str()) == recorded,
             file,
-            format!("certificate key hashes to key {}'s recorded hash {}", cert.key, &hash[..16]),
-            format!("certificate key hashes to {hash}; key {} was recorded as {recorded:?}", cert.key),
+            format!(
+                "certificate key hashes to key {}'s recorded hash {}",
+                cert.key,
+                &hash[..16]
+            ),
+            format!(
+                "certificate key hashes to {hash}; key {} was recorded as {recorded:?}",
+                cert.key
+            ),
         );
         match verify_self_signed(&parsed) {
             Ok(()) => v.pass(file, "self-signature verifies"),

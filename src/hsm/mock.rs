@@ -68,16 +68,24 @@ impl MockHsm {
     fn spki(label: &str, algorithm: KeyAlgorithm) -> Result<Vec<u8>, HsmError> {
         let err = |e: &dyn std::fmt::Display| HsmError::new("mock", e.to_string(), "mock defect");
         let der = match algorithm {
-            KeyAlgorithm::P256 => p256::ecdsa::SigningKey::from_slice(&Sha256::digest(label.as_bytes()))
-                .map_err(|e| err(&e))?
-                .verifying_key()
-                .to_public_key_der(),
-            KeyAlgorithm::P384 => p384::ecdsa::SigningKey::from_slice(&Sha384::digest(label.as_bytes()))
-                .map_err(|e| err(&e))?
-                .verifying_key()
-                .to_public_key_der(),
+            KeyAlgorithm::P256 => {
+                p256::ecdsa::SigningKey::from_slice(&Sha256::digest(label.as_bytes()))
+                    .map_err(|e| err(&e))?
+                    .verifying_key()
+                    .to_public_key_der()
+            }
+            KeyAlgorithm::P384 => {
+                p384::ecdsa::SigningKey::from_slice(&Sha384::digest(label.as_bytes()))
+                    .map_err(|e| err(&e))?
+                    .verifying_key()
+                    .to_public_key_der()
+            }
             other => {
-                let mut e = HsmError::new("C_GenerateKeyPair", format!("the mock has no {other}"), "use an EC key in tests");
+                let mut e = HsmError::new(
+                    "C_GenerateKeyPair",
+                    format!("the mock has no {other}"),
+                    "use an EC key in tests",
+                );
                 e.ckr = "CKR_MECHANISM_INVALID".into();
                 return Err(e);
             }
@@ -128,10 +136,18 @@ impl Hsm for MockHsm {
         Ok(self.keys.contains_key(label))
     }
 
-    fn generate_key_pair(&mut self, label: &str, algorithm: KeyAlgorithm) -> Result<KeyPairInfo, HsmError> {
+    fn generate_key_pair(
+        &mut self,
+        label: &str,
+        algorithm: KeyAlgorithm,
+    ) -> Result<KeyPairInfo, HsmError> {
         self.need_login("C_GenerateKeyPair")?;
         if self.keys.contains_key(label) {
-            return Err(HsmError::new("C_GenerateKeyPair", format!("label \"{label}\" exists"), "pick a new label"));
+            return Err(HsmError::new(
+                "C_GenerateKeyPair",
+                format!("label \"{label}\" exists"),
+                "pick a new label",
+            ));
         }
         let info = self.info(label, algorithm)?;
         self.call(format!("C_GenerateKeyPair {label}"));
@@ -140,30 +156,44 @@ impl Hsm for MockHsm {
     }
 
     fn key_pair(&mut self, label: &str) -> Result<KeyPairInfo, HsmError> {
-        let algorithm = *self
-            .keys
-            .get(label)
-            .ok_or_else(|| HsmError::new("C_FindObjects", format!("no key \"{label}\""), "check the label"))?;
+        let algorithm = *self.keys.get(label).ok_or_else(|| {
+            HsmError::new(
+                "C_FindObjects",
+                format!("no key \"{label}\""),
+                "check the label",
+            )
+        })?;
         self.info(label, algorithm)
     }
 
-    fn sign(&mut self, label: &str, mechanism: SignMechanism, data: &[u8]) -> Result<Vec<u8>, HsmError> {
+    fn sign(
+        &mut self,
+        label: &str,
+        mechanism: SignMechanism,
+        data: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
         self.need_login("C_Sign")?;
         self.call(format!("C_Sign {label}"));
         let err = |e: &dyn std::fmt::Display| HsmError::new("C_Sign", e.to_string(), "mock defect");
         let algorithm = self.key_pair(label)?.algorithm;
         if mechanism != SignMechanism::EcdsaPrehashed {
-            return Err(HsmError::new("C_Sign", "the mock signs ECDSA only", "use an EC key in tests"));
+            return Err(HsmError::new(
+                "C_Sign",
+                "the mock signs ECDSA only",
+                "use an EC key in tests",
+            ));
         }
         use signature::hazmat::PrehashSigner;
         match algorithm {
             KeyAlgorithm::P256 => {
-                let key = p256::ecdsa::SigningKey::from_slice(&Sha256::digest(label.as_bytes())).map_err(|e| err(&e))?;
+                let key = p256::ecdsa::SigningKey::from_slice(&Sha256::digest(label.as_bytes()))
+                    .map_err(|e| err(&e))?;
                 let sig: p256::ecdsa::Signature = key.sign_prehash(data).map_err(|e| err(&e))?;
                 Ok(sig.to_bytes().to_vec())
             }
             _ => {
-                let key = p384::ecdsa::SigningKey::from_slice(&Sha384::digest(label.as_bytes())).map_err(|e| err(&e))?;
+                let key = p384::ecdsa::SigningKey::from_slice(&Sha384::digest(label.as_bytes()))
+                    .map_err(|e| err(&e))?;
                 let sig: p384::ecdsa::Signature = key.sign_prehash(data).map_err(|e| err(&e))?;
                 Ok(sig.to_bytes().to_vec())
             }

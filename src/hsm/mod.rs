@@ -116,8 +116,17 @@ pub struct HsmError {
 }
 
 impl HsmError {
-    pub fn new(function: impl Into<String>, what: impl Into<String>, fix: impl Into<String>) -> Self {
-        HsmError { function: function.into(), ckr: String::new(), what: what.into(), fix: fix.into() }
+    pub fn new(
+        function: impl Into<String>,
+        what: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        HsmError {
+            function: function.into(),
+            ckr: String::new(),
+            what: what.into(),
+            fix: fix.into(),
+        }
     }
 }
 
@@ -126,7 +135,11 @@ impl fmt::Display for HsmError {
         if self.ckr.is_empty() {
             write!(f, "{}: {} — {}", self.function, self.what, self.fix)
         } else {
-            write!(f, "{} returned {}: {} — {}", self.function, self.ckr, self.what, self.fix)
+            write!(
+                f,
+                "{} returned {}: {} — {}",
+                self.function, self.ckr, self.what, self.fix
+            )
         }
     }
 }

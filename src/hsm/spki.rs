@@ -25,7 +25,8 @@ pub fn ec_params_der(algorithm: KeyAlgorithm) -> Option<Vec<u8>> {
 /// SPKI for an EC key. `ec_point` is CKA_EC_POINT, which PKCS#11 v2.40 defines as a DER OCTET STRING
 /// around the uncompressed point; some tokens return the bare point, so both are accepted.
 pub fn ec_spki_der(algorithm: KeyAlgorithm, ec_point: &[u8]) -> Result<Vec<u8>, String> {
-    let curve = curve_oid(algorithm).ok_or_else(|| format!("{algorithm} is not an EC algorithm"))?;
+    let curve =
+        curve_oid(algorithm).ok_or_else(|| format!("{algorithm} is not an EC algorithm"))?;
     let point = match OctetString::from_der(ec_point) {
         Ok(os) => os.as_bytes().to_vec(),
         Err(_) => ec_point.to_vec(),

@@ -37,12 +37,32 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(file: &str, (line, col): (usize, usize), what: impl Into<String>, fix: impl Into<String>) -> Self {
-        Diagnostic { file: file.to_owned(), line, col, severity: Severity::Error, what: what.into(), fix: fix.into() }
+    pub fn error(
+        file: &str,
+        (line, col): (usize, usize),
+        what: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            file: file.to_owned(),
+            line,
+            col,
+            severity: Severity::Error,
+            what: what.into(),
+            fix: fix.into(),
+        }
     }
 
-    pub fn warning(file: &str, (line, col): (usize, usize), what: impl Into<String>, fix: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(file, (line, col), what, fix) }
+    pub fn warning(
+        file: &str,
+        (line, col): (usize, usize),
+        what: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(file, (line, col), what, fix)
+        }
     }
 
     pub fn is_error(&self) -> bool {
@@ -52,7 +72,11 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}: {} — {}", self.file, self.line, self.col, self.severity, self.what, self.fix)
+        write!(
+            f,
+            "{}:{}:{}: {}: {} — {}",
+            self.file, self.line, self.col, self.severity, self.what, self.fix
+        )
     }
 }
 
@@ -172,7 +196,9 @@ impl SpanIndex {
     pub fn build(source: &str, root: &DeTable<'_>) -> Self {
         let mut ix = SpanIndex {
             spans: HashMap::new(),
-            line_starts: std::iter::once(0).chain(source.match_indices('\n').map(|(i, _)| i + 1)).collect(),
+            line_starts: std::iter::once(0)
+                .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
             source: source.to_owned(),
         };
         ix.add_table(&KeyPath::root(), root);
@@ -186,7 +212,12 @@ impl SpanIndex {
         }
     }
 
-    fn add_value(&mut self, path: KeyPath, key: Option<Range<usize>>, value: &Spanned<DeValue<'_>>) {
+    fn add_value(
+        &mut self,
+        path: KeyPath,
+        key: Option<Range<usize>>,
+        value: &Spanned<DeValue<'_>>,
+    ) {
         match value.get_ref() {
             DeValue::Table(t) => self.add_table(&path, t),
             DeValue::Array(a) => {
@@ -200,7 +231,11 @@ impl SpanIndex {
         let key = key.filter(|k| !k.is_empty());
         let value = value.span();
         if !value.is_empty() || key.is_some() {
-            let value = if value.is_empty() { key.clone().unwrap_or(value) } else { value };
+            let value = if value.is_empty() {
+                key.clone().unwrap_or(value)
+            } else {
+                value
+            };
             self.spans.insert(path, Located { key, value });
         }
     }
@@ -208,9 +243,15 @@ impl SpanIndex {
     /// 1-based line and column (in characters) of a byte offset. Offsets past the end clamp to the end.
     pub fn position(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.source.len());
-        let line = self.line_starts.partition_point(|&start| start <= offset).max(1);
+        let line = self
+            .line_starts
+            .partition_point(|&start| start <= offset)
+            .max(1);
         let start = self.line_starts[line - 1];
-        let col = self.source.get(start..offset).map_or(offset - start, |s| s.chars().count());
+        let col = self
+            .source
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count());
         (line, col + 1)
     }
 
@@ -285,7 +326,10 @@ mod tests {
         assert_eq!(ix.locate(&cb.clone().index(1), Target::Value), (8, 27));
         // A missing field falls back to its table's header.
         assert_eq!(ix.locate(&steps.index(0).key("title"), Target::Key), (3, 1));
-        assert_eq!(ix.locate(&KeyPath::root().key("nothing"), Target::Value), (1, 1));
+        assert_eq!(
+            ix.locate(&KeyPath::root().key("nothing"), Target::Value),
+            (1, 1)
+        );
     }
 
     #[test]
@@ -301,8 +345,14 @@ mod tests {
         let ix = index(src);
         let offset = src.find("\"t\"").unwrap();
         assert_eq!(ix.path_at(offset).unwrap().to_string(), "hsm.token.label");
-        assert_eq!(KeyPath::root().key("steps").index(2).table_name(), "[[steps]]");
-        assert_eq!(KeyPath::root().key("hsm").key("token").table_name(), "[hsm.token]");
+        assert_eq!(
+            KeyPath::root().key("steps").index(2).table_name(),
+            "[[steps]]"
+        );
+        assert_eq!(
+            KeyPath::root().key("hsm").key("token").table_name(),
+            "[hsm.token]"
+        );
         let subject = KeyPath::root().key("certificates").index(0).key("subject");
         assert_eq!(subject.table_name(), "`subject` in [[certificates]]");
     }

@@ -285,7 +285,11 @@ pub struct Subject {
 
 impl fmt::Display for Subject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "C={}, O={}, CN={}", self.country, self.organization, self.common_name)
+        write!(
+            f,
+            "C={}, O={}, CN={}",
+            self.country, self.organization, self.common_name
+        )
     }
 }
 
@@ -358,14 +362,20 @@ pub enum Action {
 impl Action {
     /// Sensitive actions need dual control (design.md: keygen, activation, signing, backup, restore, destroy).
     pub fn is_sensitive(self) -> bool {
-        matches!(self, Action::ActivateHsm | Action::GenerateKey | Action::SignCertificate)
+        matches!(
+            self,
+            Action::ActivateHsm | Action::GenerateKey | Action::SignCertificate
+        )
     }
 
     /// Actions that talk to the HSM.
     pub fn uses_hsm(self) -> bool {
         matches!(
             self,
-            Action::ActivateHsm | Action::GenerateKey | Action::SignCertificate | Action::DeactivateHsm
+            Action::ActivateHsm
+                | Action::GenerateKey
+                | Action::SignCertificate
+                | Action::DeactivateHsm
         )
     }
 

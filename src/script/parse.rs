@@ -2,7 +2,10 @@
 //! [`Diagnostic`] at the exact `line:col` that caused it, with the fix spelled out.
 
 use super::diagnostic::{Diagnostic, KeyPath, SpanIndex, Target};
-use super::model::{Action, CertificateKind, HashAlgorithm, KeyAlgorithm, Role, Script, SecurityLevel, SCRIPT_FORMAT};
+use super::model::{
+    Action, CertificateKind, HashAlgorithm, KeyAlgorithm, Role, Script, SecurityLevel,
+    SCRIPT_FORMAT,
+};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -35,11 +38,23 @@ impl LoadedScript {
         self.spans.locate(path, target)
     }
 
-    pub fn error(&self, path: &KeyPath, target: Target, what: impl Into<String>, fix: impl Into<String>) -> Diagnostic {
+    pub fn error(
+        &self,
+        path: &KeyPath,
+        target: Target,
+        what: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Diagnostic {
         Diagnostic::error(&self.file_name, self.locate(path, target), what, fix)
     }
 
-    pub fn warning(&self, path: &KeyPath, target: Target, what: impl Into<String>, fix: impl Into<String>) -> Diagnostic {
+    pub fn warning(
+        &self,
+        path: &KeyPath,
+        target: Target,
+        what: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Diagnostic {
         Diagnostic::warning(&self.file_name, self.locate(path, target), what, fix)
     }
 }
@@ -49,9 +64,13 @@ pub fn load(path: &Path) -> Result<LoadedScript, Vec<Diagnostic>> {
     let file_name = path.display().to_string();
     let io_error = |what: String, fix: &str| vec![Diagnostic::error(&file_name, (1, 1), what, fix)];
     let mut bytes = Vec::new();
-    let read = std::fs::File::open(path).and_then(|f| f.take(MAX_SCRIPT_BYTES + 1).read_to_end(&mut bytes));
+    let read = std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SCRIPT_BYTES + 1).read_to_end(&mut bytes));
     if let Err(e) = read {
-        return Err(io_error(format!("cannot read the script: {e}"), "check the path and that you may read the file"));
+        return Err(io_error(
+            format!("cannot read the script: {e}"),
+            "check the path and that you may read the file",
+        ));
     }
     if bytes.len() as u64 > MAX_SCRIPT_BYTES {
         return Err(io_error(
@@ -65,7 +84,10 @@ pub fn load(path: &Path) -> Result<LoadedScript, Vec<Diagnostic>> {
             let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
             let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
             let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-            let col = String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1;
+            let col = String::from_utf8_lossy(&valid[line_start..])
+                .chars()
+                .count()
+                + 1;
             return Err(vec![Diagnostic::error(
                 &file_name,
                 (line, col),
@@ -82,7 +104,10 @@ pub fn parse(file_name: &str, source: &str) -> Result<LoadedScript, Vec<Diagnost
     let (table, errors) = DeTable::parse_recoverable(source);
     let spans = SpanIndex::build(source, table.get_ref());
     // Recovery after the first syntax error mostly produces echoes of it; the earliest one is the real one.
-    if let Some(first) = errors.iter().min_by_key(|e| e.span().map_or(0, |s| s.start)) {
+    if let Some(first) = errors
+        .iter()
+        .min_by_key(|e| e.span().map_or(0, |s| s.start))
+    {
         return Err(vec![syntax_diagnostic(file_name, &spans, source, first)]);
     }
     check_format(file_name, &spans, table.get_ref())?;
@@ -98,7 +123,11 @@ pub fn parse(file_name: &str, source: &str) -> Result<LoadedScript, Vec<Diagnost
 }
 
 fn supported_formats() -> String {
-    SUPPORTED_FORMATS.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+    SUPPORTED_FORMATS
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Checked before serde: a script in another format may have other fields, and "unknown field" would hide
@@ -138,22 +167,37 @@ fn check_format(file: &str, spans: &SpanIndex, root: &DeTable<'_>) -> Result<(),
     }
 }
 
-fn syntax_diagnostic(file: &str, spans: &SpanIndex, source: &str, err: &toml::de::Error) -> Diagnostic {
+fn syntax_diagnostic(
+    file: &str,
+    spans: &SpanIndex,
+    source: &str,
+    err: &toml::de::Error,
+) -> Diagnostic {
     let span = err.span().unwrap_or(0..0);
     let message = err.message();
     let text = source.get(span.clone()).unwrap_or("");
-    let fix = if message.starts_with("duplicate key") {
+    let fix = if message.starts_with("duplicate key") && source.contains(&format!("[[{text}]]")) {
+        format!("start every entry of the {text} list with [[{text}]]")
+    } else if message.starts_with("duplicate key") {
         format!("`{text}` may appear only once in its table; merge the two or remove one")
     } else if message.starts_with("string values must be quoted") {
         "put the text in double quotes, e.g. name = \"Alice\"".to_owned()
-    } else if message.starts_with("invalid basic string") || message.starts_with("invalid literal string") {
-        "close the string on the same line; use \"\"\" … \"\"\" for text that spans lines".to_owned()
+    } else if message.starts_with("invalid basic string")
+        || message.starts_with("invalid literal string")
+    {
+        "close the string on the same line; use \"\"\" … \"\"\" for text that spans lines"
+            .to_owned()
     } else if message.contains("array") {
         "separate list items with commas and close the list with `]`".to_owned()
     } else {
         "correct the TOML syntax at this position (https://toml.io/en/v1.0.0)".to_owned()
     };
-    Diagnostic::error(file, spans.position(span.start), format!("TOML syntax error: {message}"), fix)
+    let what = if message.starts_with("duplicate key") {
+        format!("TOML syntax error: duplicate key `{text}`")
+    } else {
+        format!("TOML syntax error: {message}")
+    };
+    Diagnostic::error(file, spans.position(span.start), what, fix)
 }
 
 /// The text between backticks in a serde message: serde quotes the offending name and the accepted ones so.
@@ -168,16 +212,21 @@ fn variants<T: DeserializeOwned>() -> Vec<String> {
     let de: serde::de::value::StrDeserializer<'_, serde::de::value::Error> = "".into_deserializer();
     match T::deserialize(de) {
         Ok(_) => Vec::new(),
-        Err(e) => e.to_string().split_once(", expected ").map_or_else(Vec::new, |(_, tail)| {
-            backticked(tail).into_iter().map(str::to_owned).collect()
-        }),
+        Err(e) => e
+            .to_string()
+            .split_once(", expected ")
+            .map_or_else(Vec::new, |(_, tail)| {
+                backticked(tail).into_iter().map(str::to_owned).collect()
+            }),
     }
 }
 
 /// What a field holds and the values it accepts, for fields typed by an enum.
 fn enum_field(field: &str) -> Option<(&'static str, Vec<String>)> {
     Some(match field {
-        "role" | "also" | "confirm_by" | "witnessed_by" | "allow_role_pairs" => ("role", variants::<Role>()),
+        "role" | "also" | "confirm_by" | "witnessed_by" | "allow_role_pairs" => {
+            ("role", variants::<Role>())
+        }
         "algorithm" => ("key algorithm", variants::<KeyAlgorithm>()),
         "action" => ("action", variants::<Action>()),
         "security_level" => ("security level", variants::<SecurityLevel>()),
@@ -188,7 +237,11 @@ fn enum_field(field: &str) -> Option<(&'static str, Vec<String>)> {
 }
 
 fn quoted_list(values: &[String]) -> String {
-    values.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(", ")
+    values
+        .iter()
+        .map(|v| format!("\"{v}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -198,7 +251,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         let mut diag = row[0];
         row[0] = i + 1;
         for (j, &cb) in b.iter().enumerate() {
-            let next = (diag + usize::from(ca != cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            let next = (diag + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
             diag = row[j + 1];
             row[j + 1] = next;
         }
@@ -219,7 +274,10 @@ fn did_you_mean<'a>(wrong: &str, accepted: &'a [String]) -> Option<&'a str> {
 
 fn unknown_value_fix(field: &str, wrong: &str, accepted: &[String]) -> String {
     let mut fix = match did_you_mean(wrong, accepted) {
-        Some(m) => format!("did you mean \"{m}\"? Accepted values: {}", quoted_list(accepted)),
+        Some(m) => format!(
+            "did you mean \"{m}\"? Accepted values: {}",
+            quoted_list(accepted)
+        ),
         None => format!("use one of {}", quoted_list(accepted)),
     };
     let lower = wrong.to_lowercase();
@@ -228,7 +286,9 @@ fn unknown_value_fix(field: &str, wrong: &str, accepted: &[String]) -> String {
     } else if enum_field(field).is_some_and(|(noun, _)| noun == "role") {
         if lower.contains("audit") || lower.contains("notar") {
             fix.push_str("; an auditor or notary takes the role \"independent-witness\"");
-        } else if lower.contains("crypto") || lower.contains("officer") && !lower.contains("security") {
+        } else if lower.contains("crypto")
+            || lower.contains("officer") && !lower.contains("security")
+        {
             fix.push_str("; a crypto officer takes the role \"operator\"");
         }
     }
@@ -274,6 +334,9 @@ fn type_fix(field: &str, expected: &str, found: &str) -> String {
         "a list in square brackets" => format!("write a list, e.g. {field} = [\"operator\"]"),
         "a quoted string" => format!("put the value in double quotes, e.g. {field} = \"…\""),
         "true or false" => format!("write {field} = true or {field} = false, without quotes"),
+        "a table" => {
+            format!("write it as a table, e.g. {field} = {{ … }} (see docs/script-format.md)")
+        }
         e => format!("change the value to {e} (see docs/script-format.md)"),
     }
 }
@@ -282,7 +345,10 @@ fn serde_diagnostic(file: &str, spans: &SpanIndex, err: &toml::de::Error) -> Dia
     let msg = err.message();
     // Serde reports a missing top-level field with an empty span at 0; that means the document, not `format`.
     let (at, path) = match err.span() {
-        Some(s) if !s.is_empty() => (spans.position(s.start), spans.path_at(s.start).unwrap_or_default()),
+        Some(s) if !s.is_empty() => (
+            spans.position(s.start),
+            spans.path_at(s.start).unwrap_or_default(),
+        ),
         _ => ((1, 1), KeyPath::root()),
     };
     let field = path.last_key().unwrap_or("").to_owned();
@@ -292,24 +358,48 @@ fn serde_diagnostic(file: &str, spans: &SpanIndex, err: &toml::de::Error) -> Dia
     if let Some(rest) = msg.strip_prefix("unknown field ") {
         let (name, accepted) = split_expected(rest);
         let here = table(&path);
+        let place = if path.segments().len() == 1 {
+            "at the top level".to_owned()
+        } else {
+            format!("in {here}")
+        };
         let list = accepted.join(", ");
         let fix = match did_you_mean(&name, &accepted) {
             Some(m) => format!("did you mean `{m}`? Otherwise remove it; {here} accepts: {list}"),
             None if accepted.is_empty() => "remove it".to_owned(),
             None => format!("remove it or correct its spelling; {here} accepts: {list}"),
         };
-        return diag(format!("unknown field `{name}` in {here}"), fix);
+        return diag(format!("unknown field `{name}` {place}"), fix);
     }
     if let Some(rest) = msg.strip_prefix("unknown variant ") {
         let (value, accepted) = split_expected(rest);
         let noun = enum_field(&field).map_or("value", |(n, _)| n);
-        return diag(format!("unknown {noun} \"{value}\" in `{field}`"), unknown_value_fix(&field, &value, &accepted));
+        return diag(
+            format!("unknown {noun} \"{value}\" in `{field}`"),
+            unknown_value_fix(&field, &value, &accepted),
+        );
     }
     if let Some(rest) = msg.strip_prefix("missing field ") {
         let name = backticked(rest).first().copied().unwrap_or(rest).to_owned();
         // The span is the table that lacks the field, so the path is the table itself.
-        let what = format!("{} is missing the required field `{name}`", path.table_name());
-        return diag(what, format!("add `{name} = …` to it (see docs/script-format.md)"));
+        let (what, fix) = match (path.segments().is_empty(), name.as_str()) {
+            (true, "ceremony" | "hsm") => (
+                format!("the script has no [{name}] table"),
+                format!("add a [{name}] table"),
+            ),
+            (true, "participants" | "steps") => (
+                format!("the script has no [[{name}]] entries"),
+                format!("add [[{name}]] entries"),
+            ),
+            _ => (
+                format!(
+                    "{} is missing the required field `{name}`",
+                    path.table_name()
+                ),
+                format!("add `{name} = …` to it"),
+            ),
+        };
+        return diag(what, format!("{fix} (see docs/script-format.md)"));
     }
     if msg == "wanted string or table" {
         // toml's message when an enum field holds a number, list or boolean.
@@ -317,20 +407,32 @@ fn serde_diagnostic(file: &str, spans: &SpanIndex, err: &toml::de::Error) -> Dia
         let what = format!("`{field}` must be a {noun} written as a quoted string");
         return diag(what, format!("use one of {}", quoted_list(&accepted)));
     }
-    if let Some((found, expected)) = msg.strip_prefix("invalid type: ").and_then(|r| r.split_once(", expected ")) {
+    if let Some((found, expected)) = msg
+        .strip_prefix("invalid type: ")
+        .and_then(|r| r.split_once(", expected "))
+    {
         let expected = plain_expected(expected);
         let what = format!("`{field}` must be {expected}, not {}", plain_found(found));
         return diag(what, type_fix(&field, &expected, found));
     }
-    if let Some((found, expected)) = msg.strip_prefix("invalid value: ").and_then(|r| r.split_once(", expected ")) {
+    if let Some((found, expected)) = msg
+        .strip_prefix("invalid value: ")
+        .and_then(|r| r.split_once(", expected "))
+    {
         let range = match expected {
             "u8" => "a whole number from 0 to 255".to_owned(),
             "u32" => format!("a whole number from 0 to {}", u32::MAX),
             e => plain_expected(e),
         };
-        return diag(format!("`{field}` must be {range}, not {}", plain_found(found)), "correct the value".to_owned());
+        return diag(
+            format!("`{field}` must be {range}, not {}", plain_found(found)),
+            "write a value in that range".to_owned(),
+        );
     }
-    if let Some((found, expected)) = msg.strip_prefix("invalid length ").and_then(|r| r.split_once(", expected ")) {
+    if let Some((found, expected)) = msg
+        .strip_prefix("invalid length ")
+        .and_then(|r| r.split_once(", expected "))
+    {
         let what = format!("`{field}` has {found} items, but must be {expected}");
         let fix = if field == "allow_role_pairs" {
             "write each pair as two roles, e.g. [\"security-officer\", \"custodian\"]".to_owned()
@@ -339,16 +441,31 @@ fn serde_diagnostic(file: &str, spans: &SpanIndex, err: &toml::de::Error) -> Dia
         };
         return diag(what, fix);
     }
-    diag(format!("`{field}`: {msg}"), "correct the value (see docs/script-format.md)".to_owned())
+    diag(
+        format!("`{field}`: {msg}"),
+        "correct the value (see docs/script-format.md)".to_owned(),
+    )
 }
 
 /// Splits "`name`, expected one of `a`, `b`" into the name and the accepted list.
 fn split_expected(rest: &str) -> (String, Vec<String>) {
     let (head, tail) = rest.split_once(", expected ").unwrap_or((rest, ""));
-    let name = head.strip_prefix('`').and_then(|h| h.strip_suffix('`')).unwrap_or(head).to_owned();
-    (name, backticked(tail).into_iter().map(str::to_owned).collect())
+    let name = head
+        .strip_prefix('`')
+        .and_then(|h| h.strip_suffix('`'))
+        .unwrap_or(head);
+    // "unknown field `x`, there are no fields" has no ", expected": keep just the quoted name.
+    let name = if head.starts_with('`') && !head.ends_with('`') {
+        backticked(head).first().copied().unwrap_or(head)
+    } else {
+        name
+    };
+    let name = name.to_owned();
+    (
+        name,
+        backticked(tail).into_iter().map(str::to_owned).collect(),
+    )
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -389,7 +506,11 @@ mod tests {
     #[test]
     fn near_miss_enum_values_get_a_suggestion() {
         let src = GOOD.replace("security_level = \"medium\"", "security_level = \"Medium\"");
-        assert!(first_error(&src).contains("did you mean \"medium\"?"), "{}", first_error(&src));
+        assert!(
+            first_error(&src).contains("did you mean \"medium\"?"),
+            "{}",
+            first_error(&src)
+        );
     }
 
     #[test]
@@ -407,15 +528,24 @@ mod tests {
     #[test]
     fn negative_numbers_and_wrong_lengths_are_explained() {
         let src = GOOD.replace("validity_days = 3650", "validity_days = -1");
-        assert!(first_error(&src).contains("`validity_days` must be a whole number from 0 to 4294967295, not the number -1"));
-        let src = GOOD.replace("[[participants]]\nname = \"Mo\"", "[policy]\nallow_role_pairs = [[\"operator\"]]\n\n[[participants]]\nname = \"Mo\"");
+        assert!(first_error(&src).contains(
+            "`validity_days` must be a whole number from 0 to 4294967295, not the number -1"
+        ));
+        let src = GOOD.replace(
+            "[[participants]]\nname = \"Mo\"",
+            "[policy]\nallow_role_pairs = [[\"operator\"]]\n\n[[participants]]\nname = \"Mo\"",
+        );
         let err = first_error(&src);
-        assert!(err.contains("`allow_role_pairs` has 1 items, but must be an array of length 2"), "{err}");
+        assert!(
+            err.contains("`allow_role_pairs` has 1 items, but must be an array of length 2"),
+            "{err}"
+        );
     }
 
     #[test]
     fn syntax_errors_report_the_earliest_position() {
         let src = "format = 1\n[ceremony]\nid = \"x\nname = [1, 2\n";
-        assert!(first_error(src).starts_with("t.toml:3:8: error: TOML syntax error: invalid basic string"));
+        assert!(first_error(src)
+            .starts_with("t.toml:3:8: error: TOML syntax error: invalid basic string"));
     }
 }

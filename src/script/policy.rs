@@ -14,7 +14,11 @@ const MAX_VALIDITY_DAYS: u32 = 36525;
 
 /// All policy findings for `loaded`, sorted by position in the file.
 pub fn check(loaded: &LoadedScript) -> Vec<Diagnostic> {
-    let mut c = Checker { l: loaded, s: &loaded.script, out: Vec::new() };
+    let mut c = Checker {
+        l: loaded,
+        s: &loaded.script,
+        out: Vec::new(),
+    };
     c.ceremony();
     c.participants();
     c.roles_present();
@@ -40,14 +44,20 @@ fn step_path(i: usize) -> KeyPath {
 }
 
 fn quoted(values: impl IntoIterator<Item = impl AsRef<str>>) -> String {
-    values.into_iter().map(|v| format!("\"{}\"", v.as_ref())).collect::<Vec<_>>().join(", ")
+    values
+        .into_iter()
+        .map(|v| format!("\"{}\"", v.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A safe artifact file name: `[A-Za-z0-9._-]+`, not starting with '.' (no hidden files, no `..`).
 fn is_safe_file_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 struct Checker<'a> {
@@ -57,7 +67,14 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn push(&mut self, severity: Severity, path: &KeyPath, target: Target, what: String, fix: String) {
+    fn push(
+        &mut self,
+        severity: Severity,
+        path: &KeyPath,
+        target: Target,
+        what: String,
+        fix: String,
+    ) {
         self.out.push(match severity {
             Severity::Error => self.l.error(path, target, what, fix),
             Severity::Warning => self.l.warning(path, target, what, fix),
@@ -101,7 +118,12 @@ impl Checker<'_> {
         ];
         for (field, value, fix) in fields {
             if value.trim().is_empty() {
-                self.error(&root().key("ceremony").key(field), Target::Value, format!("`ceremony.{field}` is empty"), fix);
+                self.error(
+                    &root().key("ceremony").key(field),
+                    Target::Value,
+                    format!("`ceremony.{field}` is empty"),
+                    fix,
+                );
             }
         }
     }
@@ -113,7 +135,12 @@ impl Checker<'_> {
             let name = p.name.trim();
             if name.is_empty() {
                 let fix = "write the person's full name as it will appear in the report";
-                self.error(&at.clone().key("name"), Target::Value, "participant name is empty".into(), fix);
+                self.error(
+                    &at.clone().key("name"),
+                    Target::Value,
+                    "participant name is empty".into(),
+                    fix,
+                );
             } else if let Some(&first) = seen.get(&name.to_lowercase()) {
                 let line = self.line_of(&root().key("participants").index(first).key("name"));
                 let what = format!("participant \"{name}\" is listed twice (first on line {line})");
@@ -124,19 +151,32 @@ impl Checker<'_> {
             }
             let Some(second) = p.also else { continue };
             let (first, also) = (p.role, at.key("also"));
-            let allowed = self.s.policy.allow_role_pairs.iter().any(|&[a, b]| {
-                (a, b) == (first, second) || (b, a) == (first, second)
-            });
+            let allowed = self
+                .s
+                .policy
+                .allow_role_pairs
+                .iter()
+                .any(|&[a, b]| (a, b) == (first, second) || (b, a) == (first, second));
             if first == second {
-                let what = format!("`also` repeats the role \"{first}\" that \"{name}\" already holds");
+                let what =
+                    format!("`also` repeats the role \"{first}\" that \"{name}\" already holds");
                 self.error(&also, Target::Value, what, "remove the `also` line");
             } else if first.is_witness() != second.is_witness() {
-                let note = if allowed { " (policy.allow_role_pairs cannot allow this pair)" } else { "" };
+                let note = if allowed {
+                    " (policy.allow_role_pairs cannot allow this pair)"
+                } else {
+                    ""
+                };
                 let what = format!(
                     "\"{name}\" cannot be both {first} and {second}{note}: a witness never counts as an operator, \
                      so one person cannot both act and attest"
                 );
-                self.error(&also, Target::Value, what, format!("give the {second} role to another person"));
+                self.error(
+                    &also,
+                    Target::Value,
+                    what,
+                    format!("give the {second} role to another person"),
+                );
             } else if !allowed {
                 let what = format!(
                     "\"{name}\" holds two roles, {first} and {second}, but policy.allow_role_pairs does not allow that pair"
@@ -152,19 +192,31 @@ impl Checker<'_> {
             if a.is_witness() != b.is_witness() {
                 let at = root().key("policy").key("allow_role_pairs").index(j);
                 let what = format!("the pair [\"{a}\", \"{b}\"] has no effect: a witness role is never paired with a non-witness role");
-                self.out.push(self.l.warning(&at, Target::Value, what, "remove it: a witness never counts as an operator"));
+                self.out.push(self.l.warning(
+                    &at,
+                    Target::Value,
+                    what,
+                    "remove it: a witness never counts as an operator",
+                ));
             }
         }
     }
 
     fn roles_present(&mut self) {
         let level = self.s.ceremony.security_level;
-        let mut needed = vec![(Role::MasterOfCeremony, 1, ""), (Role::Operator, 2, " (dual control needs two)")];
+        let mut needed = vec![
+            (Role::MasterOfCeremony, 1, ""),
+            (Role::Operator, 2, " (dual control needs two)"),
+        ];
         if level >= SecurityLevel::High {
             needed.push((Role::SecurityOfficer, 1, ""));
         }
         if level >= SecurityLevel::VeryHigh {
-            needed.push((Role::IndependentWitness, 1, ", such as an auditor or a notary"));
+            needed.push((
+                Role::IndependentWitness,
+                1,
+                ", such as an auditor or a notary",
+            ));
         }
         let at = root().key("ceremony").key("security_level");
         for (role, count, hint) in needed {
@@ -172,7 +224,11 @@ impl Checker<'_> {
             if held >= count {
                 continue;
             }
-            let article = if role.as_str().starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+            let article = if role.as_str().starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
             let what = match (count, held) {
                 (1, _) => format!("security level {level} needs {article} {role}, but no participant holds that role"),
                 (n, 0) => format!("security level {level} needs at least {n} {role}s, but no participant holds that role"),
@@ -184,6 +240,15 @@ impl Checker<'_> {
     }
 
     fn steps(&mut self) {
+        if self.s.steps.is_empty() {
+            let fix = "add [[steps]] entries: the script is the procedure the room follows";
+            self.error(
+                &root().key("steps"),
+                Target::Value,
+                "the script has no steps".into(),
+                fix,
+            );
+        }
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, st) in self.s.steps.iter().enumerate() {
             let at = step_path(i);
@@ -191,17 +256,32 @@ impl Checker<'_> {
             let id = st.id.trim();
             if id.is_empty() {
                 let fix = "give the step a short unique id, e.g. id = \"generate-root-key\"; the log and the answers file use it";
-                self.error(&at.clone().key("id"), Target::Value, "step id is empty".into(), fix);
+                self.error(
+                    &at.clone().key("id"),
+                    Target::Value,
+                    "step id is empty".into(),
+                    fix,
+                );
             } else if let Some(&first) = seen.get(id) {
                 let line = self.line_of(&step_path(first).key("id"));
                 let what = format!("step id \"{id}\" is used twice (first on line {line})");
-                self.error(&at.clone().key("id"), Target::Value, what, "give each step a distinct id");
+                self.error(
+                    &at.clone().key("id"),
+                    Target::Value,
+                    what,
+                    "give each step a distinct id",
+                );
             } else {
                 seen.insert(id, i);
             }
             if st.instructions.trim().is_empty() {
                 let fix = "write, in plain language, what the people in the room must do; a non-specialist must be able to follow it";
-                self.error(&at.clone().key("instructions"), Target::Value, format!("{name} has no instructions"), fix);
+                self.error(
+                    &at.clone().key("instructions"),
+                    Target::Value,
+                    format!("{name} has no instructions"),
+                    fix,
+                );
             }
             self.confirmers(st, &at, &name);
         }
@@ -223,11 +303,15 @@ impl Checker<'_> {
                     "{name} ({action}) is sensitive, but confirm_by lists the witness role \"{role}\"; \
                      a witness never counts as an operator"
                 );
-                let fix = format!("move \"{role}\" to witnessed_by and let operational roles confirm the step");
+                let fix = format!(
+                    "move \"{role}\" to witnessed_by and let operational roles confirm the step"
+                );
                 self.error(&item, Target::Value, what, fix);
             } else if self.holders(role) == 0 {
                 let what = format!("no participant holds the role \"{role}\", so nobody can confirm {name} in that role");
-                let fix = format!("add a participant with role = \"{role}\", or remove it from confirm_by");
+                let fix = format!(
+                    "add a participant with role = \"{role}\", or remove it from confirm_by"
+                );
                 self.error(&item, Target::Value, what, fix);
             }
         }
@@ -238,8 +322,12 @@ impl Checker<'_> {
                 let fix = "witnessed_by takes internal-witness and independent-witness only; list operational roles in confirm_by";
                 self.error(&item, Target::Value, what, fix);
             } else if self.holders(role) == 0 {
-                let what = format!("no participant holds the role \"{role}\", so nobody can witness {name}");
-                let fix = format!("add a participant with role = \"{role}\", or remove it from witnessed_by");
+                let what = format!(
+                    "no participant holds the role \"{role}\", so nobody can witness {name}"
+                );
+                let fix = format!(
+                    "add a participant with role = \"{role}\", or remove it from witnessed_by"
+                );
                 self.error(&item, Target::Value, what, fix);
             }
         }
@@ -252,7 +340,12 @@ impl Checker<'_> {
             }
             Some(0) => {
                 let what = format!("min_confirmations = 0 for {name}: every step is confirmed by at least one person");
-                self.error(&min_path, Target::Value, what, "set min_confirmations = 1 or more, or remove the line");
+                self.error(
+                    &min_path,
+                    Target::Value,
+                    what,
+                    "set min_confirmations = 1 or more, or remove the line",
+                );
             }
             _ => {}
         }
@@ -269,7 +362,11 @@ impl Checker<'_> {
             .collect();
         if (eligible.len() as u64) < u64::from(need) {
             let floor = if action.is_sensitive() { 2 } else { 1 };
-            let who = if eligible.is_empty() { String::new() } else { format!(" ({})", quoted(&eligible)) };
+            let who = if eligible.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", quoted(&eligible))
+            };
             let only = match eligible.len() {
                 0 => "no participant qualifies".to_owned(),
                 1 => format!("only 1 participant qualifies{who}"),
@@ -278,9 +375,17 @@ impl Checker<'_> {
             let what = format!(
                 "{name} needs {need} confirmations by distinct non-witness persons holding a confirm_by role, but {only}"
             );
-            let lower = if need > floor { ", or lower min_confirmations" } else { "" };
+            let lower = if need > floor {
+                ", or lower min_confirmations"
+            } else {
+                ""
+            };
             let fix = format!("add roles to confirm_by or participants who hold them{lower}");
-            let target = if self.l.spans.contains(&min_path) { min_path } else { confirm_by };
+            let target = if self.l.spans.contains(&min_path) {
+                min_path
+            } else {
+                confirm_by
+            };
             self.error(&target, Target::Value, what, fix);
         }
     }
@@ -294,7 +399,10 @@ impl Checker<'_> {
                 self.error(&at, Target::Value, "key label is empty".into(), fix);
             } else if let Some(&first) = labels.get(k.label.as_str()) {
                 let line = self.line_of(&root().key("keys").index(first).key("label"));
-                let what = format!("key label \"{}\" is used twice (first on line {line})", k.label);
+                let what = format!(
+                    "key label \"{}\" is used twice (first on line {line})",
+                    k.label
+                );
                 self.error(&at, Target::Value, what, "give each key a distinct label");
             } else {
                 labels.insert(&k.label, i);
@@ -309,13 +417,24 @@ impl Checker<'_> {
                 self.error(&at.clone().key("name"), Target::Value, what, fix);
             } else if let Some(&first) = names.get(c.name.as_str()) {
                 let line = self.line_of(&root().key("certificates").index(first).key("name"));
-                let what = format!("certificate name \"{}\" is used twice (first on line {line})", c.name);
-                self.error(&at.clone().key("name"), Target::Value, what, "give each certificate a distinct name");
+                let what = format!(
+                    "certificate name \"{}\" is used twice (first on line {line})",
+                    c.name
+                );
+                self.error(
+                    &at.clone().key("name"),
+                    Target::Value,
+                    what,
+                    "give each certificate a distinct name",
+                );
             } else {
                 names.insert(&c.name, i);
             }
             if self.s.key(&c.key).is_none() {
-                let what = format!("certificate \"{}\" names key \"{}\", which no [[keys]] entry defines", c.name, c.key);
+                let what = format!(
+                    "certificate \"{}\" names key \"{}\", which no [[keys]] entry defines",
+                    c.name, c.key
+                );
                 let fix = self.known_keys_fix(&c.key);
                 self.error(&at.key("key"), Target::Value, what, fix);
             }
@@ -326,7 +445,10 @@ impl Checker<'_> {
         if self.s.keys.is_empty() {
             format!("add a [[keys]] entry with label = \"{wanted}\"")
         } else {
-            format!("use one of the key labels {}, or add a [[keys]] entry", quoted(self.s.keys.iter().map(|k| &k.label)))
+            format!(
+                "use one of the key labels {}, or add a [[keys]] entry",
+                quoted(self.s.keys.iter().map(|k| &k.label))
+            )
         }
     }
 
@@ -345,13 +467,17 @@ impl Checker<'_> {
                     self.error(&key_path, Target::Value, what, fix);
                 }
                 (Some(k), true) if self.s.key(k).is_none() => {
-                    let what = format!("{name} refers to key \"{k}\", which no [[keys]] entry defines");
+                    let what =
+                        format!("{name} refers to key \"{k}\", which no [[keys]] entry defines");
                     let fix = self.known_keys_fix(k);
                     self.error(&key_path, Target::Value, what, fix);
                 }
                 (Some(k), true) if action == Action::GenerateKey => {
                     if let Some(&first) = generated.get(k.as_str()) {
-                        let what = format!("key \"{k}\" is generated twice (first by {})", self.step_name(first));
+                        let what = format!(
+                            "key \"{k}\" is generated twice (first by {})",
+                            self.step_name(first)
+                        );
                         let fix = "generate each key once; the HSM refuses a second key with the same label";
                         self.error(&key_path, Target::Value, what, fix);
                     } else {
@@ -369,7 +495,9 @@ impl Checker<'_> {
                 (None, true) => {
                     let known = quoted(self.s.certificates.iter().map(|c| &c.name));
                     let what = format!("{name} (sign_certificate) does not say which certificate");
-                    let fix = format!("add certificate = \"…\" naming a [[certificates]] entry ({known})");
+                    let fix = format!(
+                        "add certificate = \"…\" naming a [[certificates]] entry ({known})"
+                    );
                     self.error(&cert_path, Target::Value, what, fix);
                 }
                 (Some(c), true) => match self.s.certificate(c) {
@@ -379,12 +507,18 @@ impl Checker<'_> {
                         let fix = format!("use one of the certificate names ({known}), or add a [[certificates]] entry");
                         self.error(&cert_path, Target::Value, what, fix);
                     }
-                    Some(cert) if self.s.key(&cert.key).is_some() && !generated.contains_key(cert.key.as_str()) => {
+                    Some(cert)
+                        if self.s.key(&cert.key).is_some()
+                            && !generated.contains_key(cert.key.as_str()) =>
+                    {
                         let what = format!(
                             "{name} signs certificate \"{c}\" with key \"{}\", but no earlier generate_key step creates that key",
                             cert.key
                         );
-                        let fix = format!("put a generate_key step with key = \"{}\" before this step", cert.key);
+                        let fix = format!(
+                            "put a generate_key step with key = \"{}\" before this step",
+                            cert.key
+                        );
                         self.error(&cert_path, Target::Value, what, fix);
                     }
                     Some(_) => {}
@@ -451,14 +585,20 @@ impl Checker<'_> {
         }
         let token = root().key("hsm").key("token");
         let t = &hsm.token;
-        let set: Vec<(&str, &String)> = [("label", &t.label), ("serial", &t.serial), ("uri", &t.uri)]
-            .into_iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
-            .collect();
+        let set: Vec<(&str, &String)> =
+            [("label", &t.label), ("serial", &t.serial), ("uri", &t.uri)]
+                .into_iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+                .collect();
         match set.as_slice() {
             [] => {
                 let fix = "set exactly one of label, serial or uri, e.g. token = { label = \"acme-root\" }";
-                self.error(&token, Target::Value, "[hsm.token] does not say which token to use".into(), fix);
+                self.error(
+                    &token,
+                    Target::Value,
+                    "[hsm.token] does not say which token to use".into(),
+                    fix,
+                );
             }
             [(first, _), (second, _), ..] => {
                 let what = format!("[hsm.token] sets both {first} and {second}");
@@ -470,7 +610,12 @@ impl Checker<'_> {
         for (k, v) in set {
             let at = token.clone().key(k);
             if v.trim().is_empty() {
-                self.error(&at, Target::Value, format!("token {k} is empty"), format!("write the token's {k}"));
+                self.error(
+                    &at,
+                    Target::Value,
+                    format!("token {k} is empty"),
+                    format!("write the token's {k}"),
+                );
             } else if k == "uri" && !v.starts_with("pkcs11:") {
                 let what = format!("token uri \"{v}\" is not a PKCS#11 URI");
                 let fix = "write an RFC 7512 URI that starts with pkcs11:, e.g. uri = \"pkcs11:token=acme-root\"";
@@ -485,25 +630,39 @@ impl Checker<'_> {
             let subject = at.clone().key("subject");
             let country = &c.subject.country;
             if !(country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase())) {
-                let what = format!("subject C \"{country}\" is not a two-letter country code in capitals");
-                let fix = if country.len() == 2 && country.bytes().all(|b| b.is_ascii_alphabetic()) {
+                let what =
+                    format!("subject C \"{country}\" is not a two-letter country code in capitals");
+                let fix = if country.len() == 2 && country.bytes().all(|b| b.is_ascii_alphabetic())
+                {
                     format!("write C = \"{}\"", country.to_ascii_uppercase())
                 } else {
-                    "use the ISO 3166-1 alpha-2 code of the organization's country, e.g. C = \"DE\"".to_owned()
+                    "use the ISO 3166-1 alpha-2 code of the organization's country, e.g. C = \"DE\""
+                        .to_owned()
                 };
                 self.error(&subject.clone().key("C"), Target::Value, what, fix);
             }
-            for (field, long, value) in
-                [("O", "organization", &c.subject.organization), ("CN", "common name", &c.subject.common_name)]
-            {
+            for (field, long, value) in [
+                ("O", "organization", &c.subject.organization),
+                ("CN", "common name", &c.subject.common_name),
+            ] {
                 let path = subject.clone().key(field);
                 let chars = value.chars().count();
                 if value.trim().is_empty() {
                     let what = format!("subject {field} ({long}) is empty");
-                    self.error(&path, Target::Value, what, format!("write the {long}; a root certificate must name it"));
+                    self.error(
+                        &path,
+                        Target::Value,
+                        what,
+                        format!("write the {long}; a root certificate must name it"),
+                    );
                 } else if chars > MAX_NAME_CHARS {
                     let what = format!("subject {field} is {chars} characters long; X.520 allows at most {MAX_NAME_CHARS}");
-                    self.error(&path, Target::Value, what, format!("shorten it to {MAX_NAME_CHARS} characters or fewer"));
+                    self.error(
+                        &path,
+                        Target::Value,
+                        what,
+                        format!("shorten it to {MAX_NAME_CHARS} characters or fewer"),
+                    );
                 }
             }
             let days = c.validity_days;
@@ -517,8 +676,13 @@ impl Checker<'_> {
 
     fn preflight(&mut self) {
         let steps = &self.s.steps;
-        let Some(first_hsm) = steps.iter().position(|s| s.action.uses_hsm()) else { return };
-        if steps[..first_hsm].iter().any(|s| s.action == Action::Preflight) {
+        let Some(first_hsm) = steps.iter().position(|s| s.action.uses_hsm()) else {
+            return;
+        };
+        if steps[..first_hsm]
+            .iter()
+            .any(|s| s.action == Action::Preflight)
+        {
             return;
         }
         let level = self.s.ceremony.security_level;
@@ -543,17 +707,33 @@ impl Checker<'_> {
         let level = self.s.ceremony.security_level;
         let severity = self.level_severity();
         let why = match severity {
-            Severity::Error => format!("security level {level} requires a second person to confirm the key hash"),
-            Severity::Warning => "a second person should confirm the key hash (required from level high)".to_owned(),
+            Severity::Error => {
+                format!("security level {level} requires a second person to confirm the key hash")
+            }
+            Severity::Warning => {
+                "a second person should confirm the key hash (required from level high)".to_owned()
+            }
         };
         for (i, st) in self.s.steps.iter().enumerate() {
-            let Some(key) = st.key.as_deref().filter(|_| st.action == Action::GenerateKey) else { continue };
+            let Some(key) = st
+                .key
+                .as_deref()
+                .filter(|_| st.action == Action::GenerateKey)
+            else {
+                continue;
+            };
             if self.s.key(key).is_none() {
                 continue;
             }
-            let mut read_backs = self.s.steps.iter().enumerate().skip(i + 1).filter(|(_, s)| {
-                s.action == Action::ConfirmFingerprint && s.key.as_deref() == Some(key)
-            });
+            let mut read_backs = self
+                .s
+                .steps
+                .iter()
+                .enumerate()
+                .skip(i + 1)
+                .filter(|(_, s)| {
+                    s.action == Action::ConfirmFingerprint && s.key.as_deref() == Some(key)
+                });
             let first = read_backs.clone().next();
             if read_backs.any(|(_, s)| s.required_confirmations() >= 2) {
                 continue;

@@ -8,11 +8,18 @@ use const_oid::db::rfc5280::ID_CE_EXT_KEY_USAGE;
 use der::{Decode, Encode, Tag, Tagged};
 use std::collections::BTreeSet;
 use x509_cert::certificate::{TbsCertificate, Version};
-use x509_cert::ext::pkix::{AuthorityKeyIdentifier, BasicConstraints, KeyUsage, SubjectKeyIdentifier};
+use x509_cert::ext::pkix::{
+    AuthorityKeyIdentifier, BasicConstraints, KeyUsage, SubjectKeyIdentifier,
+};
 
 /// Returns every finding; an empty list means the TBS may be signed.
-pub fn lint_root_tbs(tbs_der: &[u8], profile: &CertificateProfile, key: &HsmKey) -> Result<(), Vec<String>> {
-    let tbs = TbsCertificate::from_der(tbs_der).map_err(|e| vec![format!("the TBS does not decode: {e}")])?;
+pub fn lint_root_tbs(
+    tbs_der: &[u8],
+    profile: &CertificateProfile,
+    key: &HsmKey,
+) -> Result<(), Vec<String>> {
+    let tbs = TbsCertificate::from_der(tbs_der)
+        .map_err(|e| vec![format!("the TBS does not decode: {e}")])?;
     let mut findings = Vec::new();
     let mut check = |ok: bool, finding: &str| {
         if !ok {
@@ -22,21 +29,49 @@ pub fn lint_root_tbs(tbs_der: &[u8], profile: &CertificateProfile, key: &HsmKey)
 
     check(tbs.version() == Version::V3, "version is not v3");
     let serial = tbs.serial_number().as_bytes();
-    check(!serial.is_empty() && serial.len() <= 20, "serial must be 1 to 20 bytes");
-    check(serial.first().is_some_and(|b| b & 0x80 == 0), "serial must be positive");
-    check(serial.iter().any(|b| *b != 0), "serial must not be zero");
-    check(serial.len() >= 9, "serial must carry at least 64 random bits");
-
-    check(tbs.issuer() == tbs.subject(), "a root's issuer must equal its subject");
-    let order: Vec<_> = tbs.subject().iter_rdn().flat_map(|rdn| rdn.iter().map(|atv| atv.oid)).collect();
     check(
-        order == [COUNTRY_NAME, ORGANIZATION_NAME, COMMON_NAME] && tbs.subject().iter_rdn().all(|r| r.len() == 1),
+        !serial.is_empty() && serial.len() <= 20,
+        "serial must be 1 to 20 bytes",
+    );
+    check(
+        serial.first().is_some_and(|b| b & 0x80 == 0),
+        "serial must be positive",
+    );
+    check(serial.iter().any(|b| *b != 0), "serial must not be zero");
+    check(
+        serial.len() >= 9,
+        "serial must carry at least 64 random bits",
+    );
+
+    check(
+        tbs.issuer() == tbs.subject(),
+        "a root's issuer must equal its subject",
+    );
+    let order: Vec<_> = tbs
+        .subject()
+        .iter_rdn()
+        .flat_map(|rdn| rdn.iter().map(|atv| atv.oid))
+        .collect();
+    check(
+        order == [COUNTRY_NAME, ORGANIZATION_NAME, COMMON_NAME]
+            && tbs.subject().iter_rdn().all(|r| r.len() == 1),
         "subject must be C, O, CN in that order, one attribute each",
     );
-    let country_tag = tbs.subject().iter().find(|a| a.oid == COUNTRY_NAME).map(|a| a.value.tag());
-    check(country_tag == Some(Tag::PrintableString), "countryName must be a PrintableString");
+    let country_tag = tbs
+        .subject()
+        .iter()
+        .find(|a| a.oid == COUNTRY_NAME)
+        .map(|a| a.value.tag());
     check(
-        tbs.subject().country().ok().flatten().is_some_and(|c| c.as_str() == profile.subject.country),
+        country_tag == Some(Tag::PrintableString),
+        "countryName must be a PrintableString",
+    );
+    check(
+        tbs.subject()
+            .country()
+            .ok()
+            .flatten()
+            .is_some_and(|c| c.as_str() == profile.subject.country),
         "countryName differs from the profile",
     );
 
@@ -47,32 +82,53 @@ pub fn lint_root_tbs(tbs_der: &[u8], profile: &CertificateProfile, key: &HsmKey)
     );
 
     let spki = tbs.subject_public_key_info().to_der().unwrap_or_default();
-    check(spki == key.as_ref().0, "the certificate's public key is not the HSM key's public key");
-    check(tbs.signature().oid == key.signature_oid(), "the TBS signature algorithm does not match the key");
+    check(
+        spki == key.as_ref().0,
+        "the certificate's public key is not the HSM key's public key",
+    );
+    check(
+        tbs.signature().oid == key.signature_oid(),
+        "the TBS signature algorithm does not match the key",
+    );
 
     let exts = tbs.extensions().map(|e| e.as_slice()).unwrap_or_default();
     let mut seen = BTreeSet::new();
-    check(exts.iter().all(|e| seen.insert(e.extn_id)), "an extension appears twice");
-    check(!exts.iter().any(|e| e.extn_id == ID_CE_EXT_KEY_USAGE), "a root must not carry extKeyUsage");
+    check(
+        exts.iter().all(|e| seen.insert(e.extn_id)),
+        "an extension appears twice",
+    );
+    check(
+        !exts.iter().any(|e| e.extn_id == ID_CE_EXT_KEY_USAGE),
+        "a root must not carry extKeyUsage",
+    );
 
     match tbs.get_extension::<BasicConstraints>() {
         Ok(Some((critical, bc))) => {
             check(critical, "basicConstraints must be critical");
             check(bc.ca, "basicConstraints must say CA:TRUE");
-            check(bc.path_len_constraint == profile.extensions.path_len, "pathLenConstraint differs from the profile");
+            check(
+                bc.path_len_constraint == profile.extensions.path_len,
+                "pathLenConstraint differs from the profile",
+            );
         }
         _ => check(false, "basicConstraints is missing"),
     }
     match tbs.get_extension::<KeyUsage>() {
         Ok(Some((critical, ku))) => {
             check(critical, "keyUsage must be critical");
-            check(ku.key_cert_sign() && ku.crl_sign(), "keyUsage must include keyCertSign and cRLSign");
+            check(
+                ku.key_cert_sign() && ku.crl_sign(),
+                "keyUsage must include keyCertSign and cRLSign",
+            );
             check(
                 ku.digital_signature() == profile.extensions.digital_signature,
                 "digitalSignature in keyUsage differs from the profile",
             );
             check(
-                !(ku.key_encipherment() || ku.data_encipherment() || ku.key_agreement() || ku.non_repudiation()),
+                !(ku.key_encipherment()
+                    || ku.data_encipherment()
+                    || ku.key_agreement()
+                    || ku.non_repudiation()),
                 "keyUsage of a root must not allow encipherment, key agreement or non-repudiation",
             );
         }
@@ -91,7 +147,10 @@ pub fn lint_root_tbs(tbs_der: &[u8], profile: &CertificateProfile, key: &HsmKey)
     match tbs.get_extension::<AuthorityKeyIdentifier>() {
         Ok(Some((critical, aki))) => {
             check(!critical, "authorityKeyIdentifier must not be critical");
-            check(aki.key_identifier.is_some() && aki.key_identifier == ski, "AKI keyIdentifier must equal the SKI");
+            check(
+                aki.key_identifier.is_some() && aki.key_identifier == ski,
+                "AKI keyIdentifier must equal the SKI",
+            );
             check(
                 aki.authority_cert_issuer.is_none() && aki.authority_cert_serial_number.is_none(),
                 "AKI of a root must carry only the keyIdentifier",

@@ -76,12 +76,17 @@ pub fn sign_root(
         Time::try_from(not_after).map_err(|e| build(&e))?,
     );
     let serial = SerialNumber::new(serial).map_err(|e| build(&e))?;
-    let root = profile::Root { subject, path_len: profile.extensions.path_len, digital_signature: profile.extensions.digital_signature };
+    let root = profile::Root {
+        subject,
+        path_len: profile.extensions.path_len,
+        digital_signature: profile.extensions.digital_signature,
+    };
     let mut builder =
         CertificateBuilder::new(root, serial, validity, key.spki()?).map_err(|e| build(&e))?;
     let tbs_der = builder.finalize(key).map_err(|e| build(&e))?;
 
-    lint::lint_root_tbs(&tbs_der, profile, key).map_err(|findings| CertError::Lint(findings.join("; ")))?;
+    lint::lint_root_tbs(&tbs_der, profile, key)
+        .map_err(|findings| CertError::Lint(findings.join("; ")))?;
 
     let signature = key.sign(hsm, &tbs_der)?;
     let bits = BitString::from_bytes(&signature).map_err(|e| build(&e))?;
@@ -96,7 +101,9 @@ pub fn sign_root(
 fn describe(cert: &Certificate, der: &[u8]) -> Result<SignedCertificate, CertError> {
     let build = |e: &dyn std::fmt::Display| CertError::Build(e.to_string());
     let tbs = cert.tbs_certificate();
-    let pem = cert.to_pem(der::pem::LineEnding::LF).map_err(|e| build(&e))?;
+    let pem = cert
+        .to_pem(der::pem::LineEnding::LF)
+        .map_err(|e| build(&e))?;
     Ok(SignedCertificate {
         der: der.to_vec(),
         pem,
@@ -113,7 +120,10 @@ fn rfc3339(t: Time) -> String {
     let secs = t.to_unix_duration().as_secs() as i64;
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
-        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| t.to_string())
 }
 

@@ -26,9 +26,18 @@ pub struct Root {
 pub fn subject_name(subject: &Subject) -> der::Result<Name> {
     let mut rdns = RdnSequence::default();
     let values = [
-        (COUNTRY_NAME, Any::from(PrintableStringRef::new(&subject.country)?)),
-        (ORGANIZATION_NAME, Any::from(Utf8StringRef::new(&subject.organization)?)),
-        (COMMON_NAME, Any::from(Utf8StringRef::new(&subject.common_name)?)),
+        (
+            COUNTRY_NAME,
+            Any::from(PrintableStringRef::new(&subject.country)?),
+        ),
+        (
+            ORGANIZATION_NAME,
+            Any::from(Utf8StringRef::new(&subject.organization)?),
+        ),
+        (
+            COMMON_NAME,
+            Any::from(Utf8StringRef::new(&subject.common_name)?),
+        ),
     ];
     for (oid, value) in values {
         let mut rdn = RelativeDistinguishedName::default();
@@ -56,14 +65,20 @@ impl BuilderProfile for Root {
     ) -> x509_cert::builder::Result<Vec<Extension>> {
         let ski = SubjectKeyIdentifier::try_from(spk)?;
         let mut extensions: Vec<Extension> = Vec::new();
-        let bc = BasicConstraints { ca: true, path_len_constraint: self.path_len };
+        let bc = BasicConstraints {
+            ca: true,
+            path_len_constraint: self.path_len,
+        };
         extensions.push(bc.to_extension(tbs.subject(), &extensions)?);
         let mut usage = KeyUsages::KeyCertSign | KeyUsages::CRLSign;
         if self.digital_signature {
             usage |= KeyUsages::DigitalSignature;
         }
         extensions.push(KeyUsage(usage).to_extension(tbs.subject(), &extensions)?);
-        let aki = AuthorityKeyIdentifier { key_identifier: Some(ski.0.clone()), ..Default::default() };
+        let aki = AuthorityKeyIdentifier {
+            key_identifier: Some(ski.0.clone()),
+            ..Default::default()
+        };
         extensions.push(ski.to_extension(tbs.subject(), &extensions)?);
         extensions.push(aki.to_extension(tbs.subject(), &extensions)?);
         Ok(extensions)

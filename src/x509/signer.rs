@@ -4,7 +4,8 @@
 use crate::hsm::{Hsm, HsmError, SignMechanism};
 use crate::script::{HashAlgorithm, KeyAlgorithm};
 use const_oid::db::rfc5912::{
-    ECDSA_WITH_SHA_256, ECDSA_WITH_SHA_384, SHA_256_WITH_RSA_ENCRYPTION, SHA_384_WITH_RSA_ENCRYPTION,
+    ECDSA_WITH_SHA_256, ECDSA_WITH_SHA_384, SHA_256_WITH_RSA_ENCRYPTION,
+    SHA_384_WITH_RSA_ENCRYPTION,
 };
 use der::asn1::ObjectIdentifier;
 use der::Encode;
@@ -36,14 +37,28 @@ pub struct HsmKey {
 }
 
 impl HsmKey {
-    pub fn new(label: &str, algorithm: KeyAlgorithm, hash: HashAlgorithm, spki_der: Vec<u8>) -> Self {
-        HsmKey { label: label.to_string(), algorithm, hash, spki: SpkiBytes(spki_der) }
+    pub fn new(
+        label: &str,
+        algorithm: KeyAlgorithm,
+        hash: HashAlgorithm,
+        spki_der: Vec<u8>,
+    ) -> Self {
+        HsmKey {
+            label: label.to_string(),
+            algorithm,
+            hash,
+            spki: SpkiBytes(spki_der),
+        }
     }
 
     pub fn spki(&self) -> Result<SubjectPublicKeyInfoOwned, HsmError> {
         use der::Decode;
         SubjectPublicKeyInfoOwned::from_der(&self.spki.0).map_err(|e| {
-            HsmError::new("read public key", format!("the HSM's public key does not parse: {e}"), "check the HSM module")
+            HsmError::new(
+                "read public key",
+                format!("the HSM's public key does not parse: {e}"),
+                "check the HSM module",
+            )
         })
     }
 
@@ -110,7 +125,10 @@ impl DynSignatureAlgorithmIdentifier for HsmKey {
     fn signature_algorithm_identifier(&self) -> spki::Result<AlgorithmIdentifierOwned> {
         // RFC 4055: RSA PKCS#1 v1.5 carries NULL parameters; RFC 5758: ECDSA carries none.
         let parameters = self.algorithm.is_rsa().then(|| der::asn1::Null.into());
-        Ok(AlgorithmIdentifierOwned { oid: self.signature_oid(), parameters })
+        Ok(AlgorithmIdentifierOwned {
+            oid: self.signature_oid(),
+            parameters,
+        })
     }
 }
 
@@ -148,7 +166,8 @@ pub fn verify_signature(
                 let sig = p256::ecdsa::Signature::from_der(signature).map_err(|e| fail(&e))?;
                 return verify_ecdsa_prehash(&key, algorithm, message, &sig);
             }
-            let key = p384::ecdsa::VerifyingKey::from_public_key_der(spki_der).map_err(|e| fail(&e))?;
+            let key =
+                p384::ecdsa::VerifyingKey::from_public_key_der(spki_der).map_err(|e| fail(&e))?;
             let sig = p384::ecdsa::Signature::from_der(signature).map_err(|e| fail(&e))?;
             verify_ecdsa_prehash(&key, algorithm, message, &sig)
         }
@@ -156,7 +175,12 @@ pub fn verify_signature(
     }
 }
 
-fn verify_ecdsa_prehash<K, S>(key: &K, algorithm: &ObjectIdentifier, message: &[u8], sig: &S) -> Result<(), String>
+fn verify_ecdsa_prehash<K, S>(
+    key: &K,
+    algorithm: &ObjectIdentifier,
+    message: &[u8],
+    sig: &S,
+) -> Result<(), String>
 where
     K: signature::hazmat::PrehashVerifier<S>,
 {
@@ -172,7 +196,18 @@ where
 pub fn verify_self_signed(cert: &Certificate) -> Result<(), String> {
     let tbs = cert.tbs_certificate();
     let tbs_der = tbs.to_der().map_err(|e| e.to_string())?;
-    let spki_der = tbs.subject_public_key_info().to_der().map_err(|e| e.to_string())?;
-    let signature = cert.signature().as_bytes().ok_or("the signature BIT STRING has unused bits")?;
-    verify_signature(&spki_der, &cert.signature_algorithm().oid, &tbs_der, signature)
+    let spki_der = tbs
+        .subject_public_key_info()
+        .to_der()
+        .map_err(|e| e.to_string())?;
+    let signature = cert
+        .signature()
+        .as_bytes()
+        .ok_or("the signature BIT STRING has unused bits")?;
+    verify_signature(
+        &spki_der,
+        &cert.signature_algorithm().oid,
+        &tbs_der,
+        signature,
+    )
 }

@@ -8,7 +8,11 @@ fn profile() -> CertificateProfile {
         name: "root".into(),
         key: "root-key".into(),
         profile: CertificateKind::RootCa,
-        subject: Subject { country: "DE".into(), organization: "Example Trust, Inc.".into(), common_name: "Example Root".into() },
+        subject: Subject {
+            country: "DE".into(),
+            organization: "Example Trust, Inc.".into(),
+            common_name: "Example Root".into(),
+        },
         validity_days: 3650,
         signature_hash: None,
         extensions: ExtensionOptions::default(),
@@ -27,7 +31,14 @@ fn signs_and_verifies_a_root_for_each_curve() {
         let mut hsm = MockHsm::new("1234");
         let key = mock_key(&mut hsm, "root-key", algorithm);
         let serial = serial_from_hsm(&mut hsm).unwrap();
-        let cert = sign_root(&mut hsm, &profile(), &key, &serial, SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)).unwrap();
+        let cert = sign_root(
+            &mut hsm,
+            &profile(),
+            &key,
+            &serial,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        )
+        .unwrap();
         assert_eq!(cert.subject, "CN=Example Root,O=Example Trust\\, Inc.,C=DE");
         assert_eq!(cert.not_before, "2027-01-15T08:00:00Z");
         assert!(cert.pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
@@ -54,17 +65,39 @@ fn lints_catch_a_key_swap_and_a_profile_mismatch_before_signing() {
     let mut hsm = MockHsm::new("1234");
     let key = mock_key(&mut hsm, "root-key", KeyAlgorithm::P256);
     let other = mock_key(&mut hsm, "other-key", KeyAlgorithm::P256);
-    let root = profile::Root { subject: profile::subject_name(&profile().subject).unwrap(), path_len: None, digital_signature: false };
-    let validity = Validity::new(Time::try_from(SystemTime::now()).unwrap(), Time::try_from(SystemTime::now() + Duration::from_secs(86_400)).unwrap());
-    let mut builder = CertificateBuilder::new(root, SerialNumber::new(&[0x22; 16]).unwrap(), validity, key.spki().unwrap()).unwrap();
+    let root = profile::Root {
+        subject: profile::subject_name(&profile().subject).unwrap(),
+        path_len: None,
+        digital_signature: false,
+    };
+    let validity = Validity::new(
+        Time::try_from(SystemTime::now()).unwrap(),
+        Time::try_from(SystemTime::now() + Duration::from_secs(86_400)).unwrap(),
+    );
+    let mut builder = CertificateBuilder::new(
+        root,
+        SerialNumber::new(&[0x22; 16]).unwrap(),
+        validity,
+        key.spki().unwrap(),
+    )
+    .unwrap();
     let tbs = builder.finalize(&key).unwrap();
     let mut wants_path_len = profile();
     wants_path_len.extensions.path_len = Some(0);
     let findings = lint::lint_root_tbs(&tbs, &wants_path_len, &other).unwrap_err();
-    assert!(findings.iter().any(|f| f.contains("not the HSM key")), "{findings:?}");
-    assert!(findings.iter().any(|f| f.contains("pathLenConstraint")), "{findings:?}");
+    assert!(
+        findings.iter().any(|f| f.contains("not the HSM key")),
+        "{findings:?}"
+    );
+    assert!(
+        findings.iter().any(|f| f.contains("pathLenConstraint")),
+        "{findings:?}"
+    );
     assert!(lint::lint_root_tbs(&tbs, &profile(), &key).is_ok());
-    assert!(!hsm.call_log().iter().any(|c| c.starts_with("C_Sign")), "linting alone never signs");
+    assert!(
+        !hsm.call_log().iter().any(|c| c.starts_with("C_Sign")),
+        "linting alone never signs"
+    );
 }
 
 #[test]

@@ -1,0 +1,163 @@
+//! A plain line-by-line operator for the room, used when no answers file is given (until the terminal
+//! UI exists, and on terminals that cannot show it). Each person types their own name to confirm.
+
+use super::operator::{Notice, Operator};
+use crate::engine::{Input, StepPlan};
+use std::io::Write;
+
+/// Reads one line per call, `None` at the end of input. Stdin is read line by line through the shared
+/// `Stdin` handle so the PIN prompt can read from it too.
+pub type LineReader<'a> = Box<dyn FnMut() -> Option<String> + 'a>;
+
+pub fn stdin_lines<'a>() -> LineReader<'a> {
+    Box::new(|| {
+        let mut line = String::new();
+        match std::io::stdin().read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(line),
+        }
+    })
+}
+
+pub struct LinePrompt<'a, W: Write> {
+    input: LineReader<'a>,
+    out: W,
+    /// The instructions of the current step, printed with its header.
+    instructions: String,
+}
+
+impl<'a, W: Write> LinePrompt<'a, W> {
+    pub fn new(input: LineReader<'a>, out: W) -> Self {
+        LinePrompt {
+            input,
+            out,
+            instructions: String::new(),
+        }
+    }
+
+    fn say(&mut self, text: &str) {
+        // Output to the room is best-effort; the log is the record.
+        let _ = writeln!(self.out, "{text}");
+        let _ = self.out.flush();
+    }
+
+    fn read_line(&mut self) -> Option<String> {
+        (self.input)().map(|l| l.trim().to_string())
+    }
+}
+
+impl<W: Write> Operator for LinePrompt<'_, W> {
+    fn next_input(&mut self, step: &StepPlan) -> Input {
+        let still = step
+            .missing()
+            .unwrap_or_else(|| "nothing; type `go` to perform the step".into());
+        self.say(&format!("      still needed: {still}"));
+        self.say("      type your full name to confirm; `go` to perform the step; `! NAME: TEXT` to record an exception; `abort` to stop");
+        let _ = write!(self.out, "      > ");
+        let _ = self.out.flush();
+        let Some(line) = self.read_line() else {
+            return Input::Abort {
+                reason: "the input ended before the ceremony did".into(),
+            };
+        };
+        match line.as_str() {
+            "go" => Input::Proceed,
+            "abort" => Input::Abort {
+                reason: "aborted at the keyboard".into(),
+            },
+            _ => match line.strip_prefix('!').and_then(|rest| rest.split_once(':')) {
+                Some((person, text)) => Input::Exception {
+                    person: person.trim().into(),
+                    text: text.trim().into(),
+                },
+                None => Input::Confirm { person: line },
+            },
+        }
+    }
+
+    fn notice(&mut self, notice: Notice<'_>) {
+        match notice {
+            Notice::StepStarted {
+                index,
+                total,
+                step,
+                instructions,
+            } => {
+                self.instructions = instructions.trim().to_string();
+                self.say(&format!(
+                    "\n[{}/{}] {} — {}",
+                    index + 1,
+                    total,
+                    step.id,
+                    step.title
+                ));
+                let text = self.instructions.clone();
+                for line in text.lines() {
+                    self.say(&format!("      {line}"));
+                }
+            }
+            Notice::Fingerprint { key, grouped_hash } => self.say(&format!(
+                "      key hash of {key}, read it aloud:\n      {grouped_hash}"
+            )),
+            Notice::Refused { reason } => self.say(&format!("      refused: {reason}")),
+            Notice::Working { what, elapsed } => {
+                self.say(&format!("      … {what}: {}s", elapsed.as_secs()))
+            }
+            Notice::StepDone { elapsed, .. } => {
+                self.say(&format!("      done in {:.1}s", elapsed.as_secs_f64()))
+            }
+            Notice::Warning { text } => self.say(&format!("      warning: {text}")),
+            Notice::Info { text } => self.say(&format!("      {text}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::script::{Action, Role};
+
+    fn plan() -> StepPlan {
+        StepPlan {
+            id: "keygen".into(),
+            title: "Generate".into(),
+            action: Action::GenerateKey,
+            confirm_by: vec![Role::Operator],
+            required: 2,
+            witnessed_by: vec![],
+            confirmed_by: vec![],
+            witnessed: vec![],
+        }
+    }
+
+    #[test]
+    fn lines_become_engine_inputs() {
+        let typed = "Omar Haddad\n! Wiebke Janssen: seal torn at the corner\ngo\nabort\n";
+        let mut out = Vec::new();
+        let mut lines = typed.lines().map(str::to_string);
+        let mut p = LinePrompt::new(Box::new(move || lines.next()), &mut out);
+        assert_eq!(
+            p.next_input(&plan()),
+            Input::Confirm {
+                person: "Omar Haddad".into()
+            }
+        );
+        assert_eq!(
+            p.next_input(&plan()),
+            Input::Exception {
+                person: "Wiebke Janssen".into(),
+                text: "seal torn at the corner".into()
+            }
+        );
+        assert_eq!(p.next_input(&plan()), Input::Proceed);
+        assert!(matches!(p.next_input(&plan()), Input::Abort { .. }));
+        assert!(
+            matches!(p.next_input(&plan()), Input::Abort { reason } if reason.contains("input ended"))
+        );
+        let shown = String::from_utf8(out).unwrap();
+        assert!(
+            shown.contains("needs confirmations from 2 distinct persons"),
+            "{shown}"
+        );
+    }
+}
