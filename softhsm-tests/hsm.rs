@@ -34,10 +34,26 @@ struct Rig {
 fn rig() -> &'static Rig {
     static RIG: OnceLock<Rig> = OnceLock::new();
     RIG.get_or_init(|| {
-        // Kept after the run (statics are never dropped); it lives under the cargo target dir.
+        // Statics are never dropped, so each run's directory outlives it: sweep those of earlier runs
+        // (an hour old leaves any concurrent run alone).
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        for old in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
+            let stale = old
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 3600));
+            if stale
+                && old
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("softhsm-hsm-")
+            {
+                let _ = std::fs::remove_dir_all(old.path());
+            }
+        }
         let dir = tempfile::Builder::new()
             .prefix("softhsm-hsm-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .tempdir_in(tmp)
             .unwrap()
             .keep();
         std::fs::create_dir_all(dir.join("tokens")).unwrap();

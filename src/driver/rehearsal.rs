@@ -37,13 +37,20 @@ pub fn find_softhsm() -> Result<String> {
         })
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct RehearsalToken {
     pub label: String,
     pub serial: String,
     pub so_pin: String,
     pub user_pin: String,
+}
+
+/// Debug output never shows the PINs, even of throw-away tokens.
+impl std::fmt::Debug for RehearsalToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RehearsalToken").field("label", &self.label).field("serial", &self.serial).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

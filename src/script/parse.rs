@@ -179,7 +179,7 @@ fn syntax_diagnostic(
     let fix = if message.starts_with("duplicate key") && source.contains(&format!("[[{text}]]")) {
         format!("start every entry of the {text} list with [[{text}]]")
     } else if message.starts_with("duplicate key") {
-        format!("`{text}` may appear only once in its table; merge the two or remove one")
+        "merge the two or remove one; a key or table may appear only once in its table".to_owned()
     } else if message.starts_with("string values must be quoted") {
         "put the text in double quotes, e.g. name = \"Alice\"".to_owned()
     } else if message.starts_with("invalid basic string")
