@@ -23,7 +23,10 @@ fn every_command_has_help() {
     }
     let top = stdout(&keyrite(&["--help"]));
     assert!(top.contains("Exit codes: 0 ok"), "{top}");
-    assert!(!stdout(&keyrite(&["run", "--help"])).contains("--auto"), "run does not offer --auto");
+    assert!(
+        !stdout(&keyrite(&["run", "--help"])).contains("--auto"),
+        "run does not offer --auto"
+    );
 }
 
 #[test]
@@ -34,15 +37,27 @@ fn completions_and_man_page_come_from_the_clap_definitions() {
     let man = keyrite(&["man"]);
     assert!(man.status.success());
     let roff = stdout(&man);
-    assert!(roff.starts_with(".ie") || roff.contains(".TH keyrite"), "{}", &roff[..roff.len().min(200)]);
+    assert!(
+        roff.starts_with(".ie") || roff.contains(".TH keyrite"),
+        "{}",
+        &roff[..roff.len().min(200)]
+    );
     assert!(roff.contains("rehearse"));
 }
 
 #[test]
 fn the_shipped_scripts_pass_check() {
-    for script in ["ceremony-scripts/root-ca.toml", "ceremony-scripts/root-ca-p256.toml"] {
+    for script in [
+        "ceremony-scripts/root-ca.toml",
+        "ceremony-scripts/root-ca-p256.toml",
+    ] {
         let o = keyrite(&["check", script]);
-        assert!(o.status.success(), "{script}: {}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{script}: {}{}",
+            stdout(&o),
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert!(stdout(&o).contains("security level very-high"));
     }
 }
@@ -52,7 +67,11 @@ fn verify_of_a_missing_bundle_fails_with_code_5() {
     let dir = tempfile::tempdir().unwrap();
     let o = keyrite(&["verify", dir.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(5));
-    assert!(stdout(&o).contains("FAIL  audit.jsonl  missing or unreadable"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("FAIL  audit.jsonl  missing or unreadable"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]

@@ -49,7 +49,10 @@ pub struct RehearsalToken {
 /// Debug output never shows the PINs, even of throw-away tokens.
 impl std::fmt::Debug for RehearsalToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RehearsalToken").field("label", &self.label).field("serial", &self.serial).finish_non_exhaustive()
+        f.debug_struct("RehearsalToken")
+            .field("label", &self.label)
+            .field("serial", &self.serial)
+            .finish_non_exhaustive()
     }
 }
 

@@ -102,9 +102,15 @@ impl StepPlan {
             };
             let need = match self.required {
                 1 => format!("a confirmation from a {}", join(&self.confirm_by)),
-                n => format!("confirmations from {n} distinct persons in {}", join(&self.confirm_by)),
+                n => format!(
+                    "confirmations from {n} distinct persons in {}",
+                    join(&self.confirm_by)
+                ),
             };
-            gaps.push(format!("{} needs {need}{rule}; confirmed by {who}", self.action));
+            gaps.push(format!(
+                "{} needs {need}{rule}; confirmed by {who}",
+                self.action
+            ));
         }
         for role in &self.witnessed_by {
             if !self.witnessed.iter().any(|(r, _)| r == role) {

@@ -166,7 +166,8 @@ impl fmt::Display for TokenSelector {
         match (&self.label, &self.serial, &self.uri) {
             (Some(l), _, _) => write!(f, "label \"{l}\""),
             (_, Some(s), _) => write!(f, "serial \"{s}\""),
-            (_, _, Some(u)) => write!(f, "{u}"),
+            // The query part of a PKCS#11 URI may carry pin-value: never show it.
+            (_, _, Some(u)) => f.write_str(u.split('?').next().unwrap_or_default()),
             _ => f.write_str("(no token selector)"),
         }
     }
@@ -409,5 +410,19 @@ impl Script {
 
     pub fn certificate(&self, name: &str) -> Option<&CertificateProfile> {
         self.certificates.iter().find(|c| c.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_uri_never_displays_its_query() {
+        let sel = TokenSelector {
+            uri: Some("pkcs11:token=ca;serial=1?pin-value=1234".into()),
+            ..Default::default()
+        };
+        assert_eq!(sel.to_string(), "pkcs11:token=ca;serial=1");
     }
 }
