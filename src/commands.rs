@@ -5,7 +5,7 @@ use crate::driver::operator::{Answers, Headless, Operator};
 use crate::driver::pins::{PinSource, Prompt};
 use crate::driver::prompt::{stdin_lines, LinePrompt};
 use crate::driver::rehearsal::{self, RehearsalEnv, RehearsalPins};
-use crate::driver::{Ceremony, Opener, RunMode};
+use crate::driver::{Ceremony, RunMode};
 use crate::error::{exit, Error, Result};
 use crate::evidence::verify::verify_bundle;
 use crate::hsm::{pkcs11, Hsm, HsmError};
@@ -193,34 +193,27 @@ fn run(path: &Path, out: &Path, answers: Option<&Path>, auto: bool) -> Result<i3
         token: loaded.script.hsm.token.clone(),
     };
     let mut pins = Prompt;
-    let mut opener = open_pkcs11;
-    let outcome = run_ceremony(
-        &loaded,
-        mode,
-        operator.as_mut(),
-        &mut pins,
-        &mut opener,
-        out,
-    )?;
-    Ok(ceremony_exit(&outcome, out))
+    conduct(&loaded, mode, operator.as_mut(), &mut pins, out)
 }
 
-fn run_ceremony(
+/// Run the ceremony on the PKCS#11 module of `mode` and turn the outcome into an exit code.
+fn conduct(
     loaded: &LoadedScript,
     mode: RunMode,
     operator: &mut dyn Operator,
     pins: &mut dyn PinSource,
-    opener: &mut Opener<'_>,
     out: &Path,
-) -> Result<crate::driver::Outcome> {
-    Ceremony {
+) -> Result<i32> {
+    let mut opener = open_pkcs11;
+    let outcome = Ceremony {
         loaded,
         mode,
         operator,
         pins,
-        opener,
+        opener: &mut opener,
     }
-    .run(out)
+    .run(out)?;
+    Ok(ceremony_exit(&outcome, out))
 }
 
 fn rehearse(
@@ -296,16 +289,7 @@ fn rehearse(
         },
     };
     let mut pins = RehearsalPins(vec![token]);
-    let mut opener = open_pkcs11;
-    let outcome = run_ceremony(
-        &loaded,
-        mode,
-        operator.as_mut(),
-        &mut pins,
-        &mut opener,
-        out,
-    )?;
-    Ok(ceremony_exit(&outcome, out))
+    conduct(&loaded, mode, operator.as_mut(), &mut pins, out)
 }
 
 /// The rehearsal token's label: the script's label, or one derived from its serial or URI (SoftHSM

@@ -7,6 +7,7 @@ use super::{now_utc, preflight, RunMode, State};
 use crate::error::Result;
 use crate::evidence::bundle::{file_stem, ARTIFACTS_DIR};
 use crate::evidence::events::Record;
+use crate::evidence::report::CertificateRecord;
 use crate::hsm::spki::{grouped_hex, key_hash};
 use crate::hsm::{HsmError, KeyPairInfo};
 use crate::script::{Action, Script, Step};
@@ -241,16 +242,7 @@ fn generate(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -
     let hash = key_hash(&info.spki_der);
     let pem = spki_pem(&info.spki_der);
     let file = format!("{ARTIFACTS_DIR}/{}.pub.pem", file_stem(label));
-    let artifact = state.bundle.write_new(&file, pem.as_bytes())?;
-    state.record(
-        Some(ctx.step.id.clone()),
-        vec![],
-        &Record::ArtifactWritten {
-            path: artifact.path,
-            sha256: artifact.sha256,
-            size: artifact.size,
-        },
-    )?;
+    write_artifact(state, ctx, &file, pem.as_bytes())?;
     state.record(
         Some(ctx.step.id.clone()),
         vec![],
@@ -272,6 +264,16 @@ fn generate(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -
         )));
     }
     Ok(Ok(()))
+}
+
+/// Write a new file into the bundle and log its hash.
+fn write_artifact(state: &mut State, ctx: &Context<'_>, file: &str, bytes: &[u8]) -> Result<()> {
+    let artifact = state.bundle.write_new(file, bytes)?;
+    state.record(
+        Some(ctx.step.id.clone()),
+        vec![],
+        &Record::ArtifactWritten(artifact),
+    )
 }
 
 fn spki_pem(spki_der: &[u8]) -> String {
@@ -329,20 +331,11 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
         Err(e) => return Ok(Err(e.to_string())),
     };
     let file = format!("{ARTIFACTS_DIR}/{}.pem", file_stem(name));
-    let artifact = state.bundle.write_new(&file, cert.pem.as_bytes())?;
+    write_artifact(state, ctx, &file, cert.pem.as_bytes())?;
     state.record(
         Some(ctx.step.id.clone()),
         vec![],
-        &Record::ArtifactWritten {
-            path: artifact.path,
-            sha256: artifact.sha256,
-            size: artifact.size,
-        },
-    )?;
-    state.record(
-        Some(ctx.step.id.clone()),
-        vec![],
-        &Record::CertificateSigned {
+        &Record::CertificateSigned(CertificateRecord {
             name: name.into(),
             key: profile.key.clone(),
             subject: cert.subject,
@@ -352,7 +345,7 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
             signature_algorithm: cert.signature_algorithm,
             sha256_fingerprint: cert.sha256_fingerprint,
             file,
-        },
+        }),
     )?;
     Ok(Ok(()))
 }

@@ -1,6 +1,7 @@
 //! Log events written by the driver (the engine's own events are `engine::Event`). Both are tagged
 //! by `kind`, with distinct kind names, so one log line parses as exactly one of them.
 
+use super::report::{ArtifactRecord, CertificateRecord};
 use crate::hsm::{KeyAttributes, TokenIdentity};
 use crate::script::{Action, Role, SecurityLevel};
 use serde::{Deserialize, Serialize};
@@ -107,22 +108,8 @@ pub enum Record {
         key: String,
         key_hash: String,
     },
-    CertificateSigned {
-        name: String,
-        key: String,
-        subject: String,
-        serial: String,
-        not_before: String,
-        not_after: String,
-        signature_algorithm: String,
-        sha256_fingerprint: String,
-        file: String,
-    },
-    ArtifactWritten {
-        path: String,
-        sha256: String,
-        size: u64,
-    },
+    CertificateSigned(CertificateRecord),
+    ArtifactWritten(ArtifactRecord),
     /// Always the last entry; binds report.json to the log.
     ReportWritten {
         report_sha256: String,

@@ -344,30 +344,8 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
                 public_key_file,
                 generated: time,
             }),
-            Record::CertificateSigned {
-                name,
-                key,
-                subject,
-                serial,
-                not_before,
-                not_after,
-                signature_algorithm,
-                sha256_fingerprint,
-                file,
-            } => report.certificates.push(CertificateRecord {
-                name,
-                key,
-                subject,
-                serial,
-                not_before,
-                not_after,
-                signature_algorithm,
-                sha256_fingerprint,
-                file,
-            }),
-            Record::ArtifactWritten { path, sha256, size } => {
-                report.artifacts.push(ArtifactRecord { path, sha256, size })
-            }
+            Record::CertificateSigned(cert) => report.certificates.push(cert),
+            Record::ArtifactWritten(artifact) => report.artifacts.push(artifact),
             Record::ReportWritten { .. } => {
                 return Err(format!(
                     "log entry {seq}: report_written must be the last entry"
