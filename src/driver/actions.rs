@@ -83,7 +83,7 @@ pub(super) fn perform(
     match action {
         Action::Manual | Action::ConfirmFingerprint => Ok(Ok(())),
         Action::Preflight => preflight_step(state, ctx, operator),
-        Action::ActivateHsm => activate(state, ctx, pins, opener),
+        Action::ActivateHsm => activate(state, ctx, operator, pins, opener),
         Action::GenerateKey => generate(state, ctx, operator),
         Action::SignCertificate => sign(state, ctx, operator),
         Action::DeactivateHsm => {
@@ -143,6 +143,7 @@ fn failed(state: &mut State, ctx: &Context<'_>, operation: &str, err: HsmError) 
 fn activate(
     state: &mut State,
     ctx: &Context<'_>,
+    operator: &mut dyn Operator,
     pins: &mut dyn PinSource,
     opener: &mut Opener<'_>,
 ) -> Performed {
@@ -152,11 +153,20 @@ fn activate(
         Ok(h) => h,
         Err(e) => return failed(state, ctx, "open_and_login", e),
     };
+    let id = hsm.identity();
+    let shown = format!(
+        "HSM: {} {}, serial {}, firmware {}, token \"{}\" — compare with the label on the device",
+        id.manufacturer, id.model, id.serial, id.firmware_version, id.token_label
+    );
+    operator.notice(Notice::Info { text: &shown });
     let pin = match pins.user_pin(hsm.identity()) {
         Ok(pin) => pin,
         Err(e) => return Ok(Err(e.to_string())),
     };
-    if let Err(e) = hsm.login(&pin) {
+    let login = hsm.login(&pin);
+    // The PIN is zeroized as soon as the HSM has seen it.
+    drop(pin);
+    if let Err(e) = login {
         return failed(state, ctx, "open_and_login", e);
     }
     let token = hsm.identity().clone();
