@@ -7,4 +7,8 @@ bash softhsm-tests/setup.sh
 # The SoftHSM tests fail (rather than skip) when an outside checker is missing.
 export KEYRITE_REQUIRE_EXTERNAL=1
 export KEYRITE_PKILINT="$PWD/.venv-pkilint/bin/lint_cabf_serverauth_cert"
-cargo test --locked "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked "$@" 2>&1 | tee "$log"
+# One closing line over all test binaries.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
