@@ -10,7 +10,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-packages=(softhsm2 opensc openssl p11-kit poppler-utils tmux)
+packages=(softhsm2 opensc openssl p11-kit p11-kit-modules poppler-utils tmux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -292,19 +292,13 @@ fn rehearse(
     conduct(&loaded, mode, operator.as_mut(), &mut pins, out)
 }
 
-/// The rehearsal token's label: the script's label, or one derived from its serial or URI (SoftHSM
+/// The rehearsal token's label: the one the script asks for, or one derived from its serial (SoftHSM
 /// cannot be told which serial to give a new token).
 fn rehearsal_label(selector: &TokenSelector) -> String {
-    if let Some(label) = &selector.label {
-        return label.clone();
-    }
-    if let Some(uri) = &selector.uri {
-        if let Some(token) = uri.split([':', ';']).find_map(|a| a.strip_prefix("token=")) {
-            return token.replace("%20", " ");
-        }
-    }
-    format!(
-        "rehearsal-{}",
-        selector.serial.as_deref().unwrap_or("token")
-    )
+    pkcs11::wanted_label(selector).unwrap_or_else(|| {
+        format!(
+            "rehearsal-{}",
+            selector.serial.as_deref().unwrap_or("token")
+        )
+    })
 }

@@ -12,6 +12,7 @@ mod module;
 mod select;
 
 pub use module::{init_token, list_tokens};
+pub use select::wanted_label;
 
 use super::{Hsm, HsmError, KeyPairInfo, SignMechanism, TokenIdentity};
 use crate::script::{KeyAlgorithm, TokenSelector};

@@ -29,6 +29,16 @@ impl Field {
     }
 }
 
+/// The token label a selector asks for, from `label` or a URI's `token=` (%-decoded), if any.
+pub fn wanted_label(selector: &TokenSelector) -> Option<String> {
+    let filter = TokenFilter::from_selector(selector).ok()?;
+    filter
+        .wanted
+        .into_iter()
+        .find(|(f, _)| *f == Field::Label)
+        .map(|(_, v)| v)
+}
+
 /// Every condition a token must meet; the selector's label, serial and URI are AND-ed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TokenFilter {
@@ -314,5 +324,19 @@ mod tests {
         );
         let err = selection_error(&sel, "/m.so", &[&a, &b], &[&a, &b]);
         assert!(err.what.starts_with("2 tokens match"), "{err}");
+    }
+
+    #[test]
+    fn wanted_label_reads_label_or_uri_token() {
+        let by_uri = TokenSelector {
+            uri: Some("pkcs11:token=root%20hsm;serial=7".into()),
+            ..Default::default()
+        };
+        assert_eq!(wanted_label(&by_uri).as_deref(), Some("root hsm"));
+        let by_serial = TokenSelector {
+            serial: Some("7".into()),
+            ..Default::default()
+        };
+        assert_eq!(wanted_label(&by_serial), None);
     }
 }
