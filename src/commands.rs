@@ -7,7 +7,9 @@ use crate::driver::prompt::{stdin_lines, LinePrompt};
 use crate::driver::rehearsal::{self, RehearsalEnv, RehearsalPins};
 use crate::driver::{Ceremony, RunMode};
 use crate::error::{exit, Error, Result};
+use crate::evidence::events::ConfirmationSource;
 use crate::evidence::verify::verify_bundle;
+use crate::hsm::spki::grouped_hex;
 use crate::hsm::{pkcs11, Hsm, HsmError};
 use crate::script::{self, LoadedScript, SecurityLevel, Severity, TokenSelector};
 use clap::CommandFactory;
@@ -115,6 +117,14 @@ fn check(path: &Path) -> Result<i32> {
 fn verify(dir: &Path) -> i32 {
     let v = verify_bundle(dir);
     print!("{}", v.table());
+    if let Some(result) = &v.result {
+        println!("ceremony result:     {result}");
+    }
+    if let (Some(head), Some(report)) = (&v.log_head, &v.report_sha256) {
+        println!("log head:            {}", grouped_hex(head));
+        println!("report.json SHA-256: {}", grouped_hex(report));
+        println!("compare both with what the witnesses wrote on the paper script");
+    }
     if v.passed() {
         println!(
             "verified: {} checks passed for {}",
@@ -133,20 +143,29 @@ fn verify(dir: &Path) -> i32 {
     }
 }
 
+/// The operator for this run, and how its confirmations are recorded in the evidence.
 fn operator_for(
     answers: Option<&Path>,
     auto: bool,
     script: &LoadedScript,
-) -> Result<Box<dyn Operator>> {
-    let answers = match (answers, auto) {
-        (Some(path), _) => Answers::load(path, &script.script)?,
-        (None, true) => Answers::auto(&script.script),
+) -> Result<(Box<dyn Operator>, ConfirmationSource)> {
+    let (answers, kind) = match (answers, auto) {
+        (Some(path), _) => (Answers::load(path, &script.script)?, "answers-file"),
+        (None, true) => (Answers::auto(&script.script), "auto"),
         (None, false) => {
             let prompt = LinePrompt::new(stdin_lines(), std::io::stdout());
-            return Ok(Box::new(prompt));
+            let source = ConfirmationSource {
+                kind: "keyboard".into(),
+                answers_sha256: None,
+            };
+            return Ok((Box::new(prompt), source));
         }
     };
-    Ok(Box::new(Headless::new(answers, std::io::stdout())))
+    let source = ConfirmationSource {
+        kind: kind.into(),
+        answers_sha256: answers.file_sha256.clone(),
+    };
+    Ok((Box::new(Headless::new(answers, std::io::stdout())), source))
 }
 
 fn open_pkcs11(
@@ -157,8 +176,16 @@ fn open_pkcs11(
 }
 
 fn ceremony_exit(outcome: &crate::driver::Outcome, out: &Path) -> i32 {
+    // Written on the paper script by the witnesses, these anchor the bundle outside the laptop: a
+    // rewritten log would need a different head.
+    let anchors = format!(
+        "write on the paper script:\n  log head            {}\n  report.json SHA-256 {}",
+        grouped_hex(&outcome.log_head),
+        grouped_hex(&outcome.report_sha256)
+    );
     if outcome.completed {
         println!("ceremony completed; evidence in {}", out.display());
+        println!("{anchors}");
         println!("verify it with: keyrite verify {}", out.display());
         exit::OK
     } else {
@@ -168,6 +195,7 @@ fn ceremony_exit(outcome: &crate::driver::Outcome, out: &Path) -> i32 {
             out.display(),
             out.display()
         );
+        eprintln!("{anchors}");
         if outcome.hsm_failure {
             exit::HSM
         } else {
@@ -184,13 +212,14 @@ fn run(path: &Path, out: &Path, answers: Option<&Path>, auto: bool) -> Result<i3
         ));
     }
     let loaded = load_checked(path)?;
-    let mut operator = operator_for(answers, false, &loaded)?;
+    let (mut operator, confirmations) = operator_for(answers, false, &loaded)?;
     let level = loaded.script.ceremony.security_level;
     let mode = RunMode {
         rehearsal: false,
         enforce_offline: level >= SecurityLevel::High,
         module: loaded.script.hsm.module.clone(),
         token: loaded.script.hsm.token.clone(),
+        confirmations,
     };
     let mut pins = Prompt;
     conduct(&loaded, mode, operator.as_mut(), &mut pins, out)
@@ -265,7 +294,7 @@ fn rehearse(
         })?;
         return Ok(status.code().unwrap_or(exit::ENVIRONMENT));
     }
-    let mut operator = operator_for(answers, auto, &loaded)?;
+    let (mut operator, confirmations) = operator_for(answers, auto, &loaded)?;
     let label = rehearsal_label(&loaded.script.hsm.token);
     let token = renv.ensure_token(&softhsm, &label)?;
     println!(
@@ -282,11 +311,13 @@ fn rehearse(
         rehearsal: true,
         enforce_offline: false,
         module: module.unwrap_or(softhsm),
+        // Label and serial together: only the throw-away token made for this rehearsal matches.
         token: TokenSelector {
             label: Some(token.label.clone()),
-            serial: None,
+            serial: Some(token.serial.clone()),
             uri: None,
         },
+        confirmations,
     };
     let mut pins = RehearsalPins(vec![token]);
     conduct(&loaded, mode, operator.as_mut(), &mut pins, out)

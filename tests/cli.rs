@@ -80,3 +80,17 @@ fn a_missing_script_is_a_bad_input() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no/such/script.toml"));
 }
+
+#[test]
+fn a_malformed_script_exits_2_with_line_and_column() {
+    let o = keyrite(&["check", "tests/scripts/bad/dual-control.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("tests/scripts/bad/dual-control.toml:")
+            && err.contains(": error: ")
+            && err.contains(" — "),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+}

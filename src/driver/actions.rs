@@ -17,6 +17,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use crate::hsm::HsmOpener as Opener;
 
+/// CKA manufacturerID of SoftHSM2 tokens, also when reached through the p11-kit proxy.
+const SOFTHSM_MANUFACTURER: &str = "SoftHSM project";
+
 pub(super) struct Context<'a> {
     pub script: &'a Script,
     pub mode: &'a RunMode,
@@ -40,11 +43,15 @@ pub(super) fn on_step_started(
     let Some(label) = step.key.as_deref() else {
         return Ok(());
     };
-    let Some(info) = known_key(state, label) else {
-        operator.notice(Notice::Warning {
-            text: &format!("key {label} is not known yet; there is no fingerprint to show"),
-        });
-        return Ok(());
+    let info = match known_key(state, label) {
+        Ok(info) => info,
+        Err(why) => {
+            // The step itself then fails when performed: nobody can confirm an unseen hash.
+            operator.notice(Notice::Warning {
+                text: &format!("no key hash to show: {why}"),
+            });
+            return Ok(());
+        }
     };
     let hash = key_hash(&info.spki_der);
     state.record(
@@ -63,13 +70,16 @@ pub(super) fn on_step_started(
 }
 
 /// The key generated in this run, or one already on the token.
-fn known_key(state: &mut State, label: &str) -> Option<KeyPairInfo> {
+fn known_key(state: &mut State, label: &str) -> std::result::Result<KeyPairInfo, String> {
     if let Some(info) = state.keys.get(label) {
-        return Some(info.clone());
+        return Ok(info.clone());
     }
-    let info = state.hsm.as_mut()?.key_pair(label).ok()?;
+    let hsm = state.hsm.as_mut().ok_or_else(|| {
+        format!("key {label} was not generated in this ceremony and the HSM is not activated")
+    })?;
+    let info = hsm.key_pair(label).map_err(|e| e.to_string())?;
     state.keys.insert(label.to_string(), info.clone());
-    Some(info)
+    Ok(info)
 }
 
 pub(super) fn perform(
@@ -81,7 +91,11 @@ pub(super) fn perform(
     opener: &mut Opener<'_>,
 ) -> Performed {
     match action {
-        Action::Manual | Action::ConfirmFingerprint => Ok(Ok(())),
+        Action::Manual => Ok(Ok(())),
+        Action::ConfirmFingerprint => {
+            let label = ctx.step.key.as_deref().unwrap_or_default();
+            Ok(known_key(state, label).map(|_| ()))
+        }
         Action::Preflight => preflight_step(state, ctx, operator),
         Action::ActivateHsm => activate(state, ctx, operator, pins, opener),
         Action::GenerateKey => generate(state, ctx, operator),
@@ -147,12 +161,26 @@ fn activate(
     pins: &mut dyn PinSource,
     opener: &mut Opener<'_>,
 ) -> Performed {
+    // A second activation replaces the session: log the old one out first, on the record.
+    close_hsm(state, Some(&ctx.step.id))?;
     let detail = format!("module {}, token {}", ctx.mode.module, ctx.mode.token);
     intent(state, ctx, "open_and_login", detail)?;
     let mut hsm = match opener(&ctx.mode.module, &ctx.mode.token) {
         Ok(h) => h,
         Err(e) => return failed(state, ctx, "open_and_login", e),
     };
+    if ctx.mode.rehearsal && hsm.identity().manufacturer != SOFTHSM_MANUFACTURER {
+        let err = HsmError::new(
+            "select token",
+            format!(
+                "token \"{}\" is made by \"{}\"; rehearsals run only on throw-away SoftHSM2 tokens",
+                hsm.identity().token_label,
+                hsm.identity().manufacturer
+            ),
+            "use `keyrite run` for a real HSM; rehearse with SoftHSM2",
+        );
+        return failed(state, ctx, "open_and_login", err);
+    }
     let id = hsm.identity();
     let shown = format!(
         "HSM: {} {}, serial {}, firmware {}, token \"{}\" — compare with the label on the device",
@@ -252,7 +280,9 @@ fn generate(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -
     let hash = key_hash(&info.spki_der);
     let pem = spki_pem(&info.spki_der);
     let file = format!("{ARTIFACTS_DIR}/{}.pub.pem", file_stem(label));
-    write_artifact(state, ctx, &file, pem.as_bytes())?;
+    if let Err(e) = write_artifact(state, ctx, &file, pem.as_bytes()) {
+        return Ok(Err(e.to_string()));
+    }
     state.record(
         Some(ctx.step.id.clone()),
         vec![],
@@ -303,11 +333,9 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
     let Some(spec) = ctx.script.key(&profile.key) else {
         return Ok(Err(format!("key {} is not in the script", profile.key)));
     };
-    let Some(info) = known_key(state, &profile.key) else {
-        return Ok(Err(format!(
-            "key {} is not on the token; generate it first",
-            profile.key
-        )));
+    let info = match known_key(state, &profile.key) {
+        Ok(info) => info,
+        Err(why) => return Ok(Err(why)),
     };
     let Some(hsm) = state.hsm.as_mut() else {
         return Ok(Err("the HSM is not activated".into()));
@@ -341,7 +369,9 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
         Err(e) => return Ok(Err(e.to_string())),
     };
     let file = format!("{ARTIFACTS_DIR}/{}.pem", file_stem(name));
-    write_artifact(state, ctx, &file, cert.pem.as_bytes())?;
+    if let Err(e) = write_artifact(state, ctx, &file, cert.pem.as_bytes()) {
+        return Ok(Err(e.to_string()));
+    }
     state.record(
         Some(ctx.step.id.clone()),
         vec![],

@@ -13,7 +13,7 @@ pub mod rehearsal;
 use crate::engine::{Effect, Engine, Event, Input};
 use crate::error::{Error, Result};
 use crate::evidence::bundle::{Bundle, LOG_FILE, REPORT_FILE, SCRIPT_FILE};
-use crate::evidence::events::{ParticipantRecord, PlannedStep, Record};
+use crate::evidence::events::{ConfirmationSource, ParticipantRecord, PlannedStep, Record};
 use crate::evidence::log::AuditLog;
 use crate::evidence::report;
 use crate::hsm::{Hsm, HsmError, KeyPairInfo};
@@ -35,6 +35,8 @@ pub struct RunMode {
     /// The PKCS#11 module actually used (rehearsals replace the script's module with SoftHSM's).
     pub module: String,
     pub token: TokenSelector,
+    /// Where the confirmations come from; recorded so a report shows how dual control was given.
+    pub confirmations: ConfirmationSource,
 }
 
 /// How the ceremony ended.
@@ -45,6 +47,8 @@ pub struct Outcome {
     /// The abort came from the HSM (exit code 4) rather than from people or policy (exit code 3).
     pub hsm_failure: bool,
     pub report_sha256: String,
+    /// Hash of the last log entry before report_written, for the paper script.
+    pub log_head: String,
 }
 
 /// Everything one run needs; [`Ceremony::run`] consumes it.
@@ -116,7 +120,6 @@ impl Ceremony<'_> {
             pins,
             opener,
         } = self;
-        let script = &loaded.script;
         let bundle = Bundle::create(out)?;
         bundle.write_new(SCRIPT_FILE, loaded.source.as_bytes())?;
         let log_path = bundle.path(LOG_FILE);
@@ -128,74 +131,114 @@ impl Ceremony<'_> {
             keys: BTreeMap::new(),
             hsm_failure: false,
         };
-
-        state.record(None, vec![], &started_record(loaded, mode.rehearsal))?;
-        let mut engine = Engine::new(script);
-        let mut pending = engine.start();
-        let total = engine.steps().len();
-        let mut step_started = Instant::now();
-
-        loop {
-            while let Some(effect) = (!pending.is_empty()).then(|| pending.remove(0)) {
-                match effect {
-                    Effect::Record(event) => {
-                        state.record(event.step().map(str::to_string), event.actors(), &event)?;
-                        match &event {
-                            Event::StepStarted { .. } => {
-                                step_started = Instant::now();
-                                let index = position(&engine);
-                                let plan = &engine.steps()[index];
-                                let instructions = &script.steps[index].instructions;
-                                operator.notice(Notice::StepStarted {
-                                    index,
-                                    total,
-                                    step: plan,
-                                    instructions,
-                                });
-                                actions::on_step_started(&mut state, script, index, operator)?;
-                            }
-                            Event::ConfirmationRefused { reason, .. }
-                            | Event::StepRefused { reason, .. } => {
-                                operator.notice(Notice::Refused { reason })
-                            }
-                            Event::StepCompleted { step } => {
-                                if let Some(plan) = engine.steps().iter().find(|s| &s.id == step) {
-                                    operator.notice(Notice::StepDone {
-                                        step: plan,
-                                        elapsed: step_started.elapsed(),
-                                    });
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
-                    Effect::Perform { index, action } => {
-                        let ctx = actions::Context {
-                            script,
-                            mode: &mode,
-                            step: &script.steps[index],
-                        };
-                        let input = match actions::perform(
-                            &mut state, &ctx, action, operator, pins, opener,
-                        )? {
-                            Ok(()) => Input::ActionSucceeded,
-                            Err(reason) => Input::ActionFailed { reason },
-                        };
-                        pending.extend(engine.handle(input));
-                    }
+        state.record(None, vec![], &started_record(loaded, &mode))?;
+        let mut engine = Engine::new(&loaded.script);
+        let mut io = Io {
+            mode: &mode,
+            operator,
+            pins,
+            opener,
+        };
+        if let Err(err) = drive(&mut state, &mut engine, loaded, &mut io) {
+            // Evidence or the room failed mid-ceremony: still abort, log out and write the report
+            // so the bundle stays verifiable, then report the original error.
+            let reason = format!("keyrite stopped: {err}");
+            for effect in engine.handle(Input::Abort { reason }) {
+                if let Effect::Record(event) = effect {
+                    let _ = state.record(event.step().map(str::to_string), event.actors(), &event);
                 }
             }
-            if engine.is_finished() {
-                break;
-            }
-            let input = match engine.current() {
-                Some(step) => operator.next_input(step),
-                None => break,
-            };
-            pending.extend(engine.handle(input));
+            let _ = actions::close_hsm(&mut state, None);
+            let _ = finish(state, engine);
+            return Err(err);
         }
         actions::close_hsm(&mut state, None)?;
         finish(state, engine)
+    }
+}
+
+/// The room and the HSM, as the effect loop reaches them.
+struct Io<'m, 'a> {
+    mode: &'m RunMode,
+    operator: &'a mut dyn Operator,
+    pins: &'a mut dyn PinSource,
+    opener: &'a mut Opener<'a>,
+}
+
+/// The effect loop: carry out the engine's effects, then ask the room for the next input.
+fn drive(
+    state: &mut State,
+    engine: &mut Engine,
+    loaded: &LoadedScript,
+    io: &mut Io<'_, '_>,
+) -> Result<()> {
+    let script = &loaded.script;
+    let total = engine.steps().len();
+    let mut step_started = Instant::now();
+    let mut pending = engine.start();
+    loop {
+        while let Some(effect) = (!pending.is_empty()).then(|| pending.remove(0)) {
+            match effect {
+                Effect::Record(event) => {
+                    state.record(event.step().map(str::to_string), event.actors(), &event)?;
+                    match &event {
+                        Event::StepStarted { .. } => {
+                            step_started = Instant::now();
+                            let index = position(engine);
+                            let plan = &engine.steps()[index];
+                            let instructions = &script.steps[index].instructions;
+                            io.operator.notice(Notice::StepStarted {
+                                index,
+                                total,
+                                step: plan,
+                                instructions,
+                            });
+                            actions::on_step_started(state, script, index, io.operator)?;
+                        }
+                        Event::ConfirmationRefused { reason, .. }
+                        | Event::StepRefused { reason, .. } => {
+                            io.operator.notice(Notice::Refused { reason })
+                        }
+                        Event::StepCompleted { step } => {
+                            if let Some(plan) = engine.steps().iter().find(|s| &s.id == step) {
+                                io.operator.notice(Notice::StepDone {
+                                    step: plan,
+                                    elapsed: step_started.elapsed(),
+                                });
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Effect::Perform { index, action } => {
+                    let ctx = actions::Context {
+                        script,
+                        mode: io.mode,
+                        step: &script.steps[index],
+                    };
+                    let input = match actions::perform(
+                        state,
+                        &ctx,
+                        action,
+                        io.operator,
+                        io.pins,
+                        io.opener,
+                    )? {
+                        Ok(()) => Input::ActionSucceeded,
+                        Err(reason) => Input::ActionFailed { reason },
+                    };
+                    pending.extend(engine.handle(input));
+                }
+            }
+        }
+        if engine.is_finished() {
+            return Ok(());
+        }
+        let input = match engine.current() {
+            Some(step) => io.operator.next_input(step),
+            None => return Ok(()),
+        };
+        pending.extend(engine.handle(input));
     }
 }
 
@@ -206,7 +249,7 @@ fn position(engine: &Engine) -> usize {
     }
 }
 
-fn started_record(loaded: &LoadedScript, rehearsal: bool) -> Record {
+fn started_record(loaded: &LoadedScript, mode: &RunMode) -> Record {
     let script = &loaded.script;
     Record::CeremonyStarted {
         ceremony_id: script.ceremony.id.clone(),
@@ -214,7 +257,8 @@ fn started_record(loaded: &LoadedScript, rehearsal: bool) -> Record {
         kind: script.ceremony.kind.clone(),
         place: script.ceremony.place.clone(),
         security_level: script.ceremony.security_level,
-        rehearsal,
+        rehearsal: mode.rehearsal,
+        confirmations: mode.confirmations.clone(),
         script_file: SCRIPT_FILE.into(),
         script_sha256: loaded.sha256.clone(),
         tool: "keyrite".into(),
@@ -275,6 +319,7 @@ fn finish(mut state: State, engine: Engine) -> Result<Outcome> {
         reason: report.abort_reason,
         hsm_failure: state.hsm_failure,
         report_sha256: written.sha256,
+        log_head: report.log_head.hash,
     })
 }
 

@@ -57,6 +57,9 @@ pub struct Answers {
     pub steps: Vec<AnswerStep>,
     #[serde(default)]
     pub exceptions: Vec<AnswerException>,
+    /// SHA-256 of the answers file as read, recorded in the log.
+    #[serde(skip)]
+    pub file_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,8 +81,14 @@ pub struct AnswerException {
 
 impl Answers {
     pub fn load(path: &Path, script: &Script) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, &e))?;
-        let answers: Answers = toml::from_str(&text).map_err(|e| {
+        let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, &e))?;
+        let text = String::from_utf8(bytes.clone()).map_err(|_| {
+            Error::input(
+                format!("{} is not UTF-8 text", path.display()),
+                "save the answers file as UTF-8",
+            )
+        })?;
+        let mut answers: Answers = toml::from_str(&text).map_err(|e| {
             Error::input(
                 format!("{}: {}", path.display(), e.message()),
                 "fix the answers file (see docs/script-format.md, \"Answers files\")",
@@ -98,6 +107,7 @@ impl Answers {
                 ));
             }
         }
+        answers.file_sha256 = Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
         Ok(answers)
     }
 
@@ -137,6 +147,7 @@ impl Answers {
         Answers {
             steps,
             exceptions: Vec::new(),
+            file_sha256: None,
         }
     }
 }

@@ -71,29 +71,34 @@ pub fn is_utc(zone: &str) -> bool {
     )
 }
 
+/// Every interface under `dir`. What cannot be read counts as up: the pre-flight must never call a
+/// laptop offline because it could not look.
 fn interfaces(dir: &Path) -> Vec<NetworkInterface> {
-    let mut out: Vec<NetworkInterface> = fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .map(|e| {
-                    let path = e.path();
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    let flags = read_trimmed(path.join("flags"))
-                        .and_then(|f| u32::from_str_radix(f.trim_start_matches("0x"), 16).ok())
-                        .unwrap_or(0);
-                    NetworkInterface {
-                        operstate: read_trimmed(path.join("operstate"))
-                            .unwrap_or_else(|| "unknown".into()),
-                        up: flags & IFF_UP != 0,
-                        loopback: read_trimmed(path.join("type")).as_deref()
-                            == Some(ARPHRD_LOOPBACK),
-                        name,
-                    }
-                })
-                .collect()
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            return vec![NetworkInterface {
+                name: format!("(cannot list {}: {e})", dir.display()),
+                operstate: "unknown".into(),
+                up: true,
+                loopback: false,
+            }]
+        }
+    };
+    let mut out: Vec<NetworkInterface> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let path = e.path();
+            let flags = read_trimmed(path.join("flags"))
+                .and_then(|f| u32::from_str_radix(f.trim_start_matches("0x"), 16).ok());
+            NetworkInterface {
+                name: e.file_name().to_string_lossy().into_owned(),
+                operstate: read_trimmed(path.join("operstate")).unwrap_or_else(|| "unknown".into()),
+                up: flags.is_none_or(|f| f & IFF_UP != 0),
+                loopback: read_trimmed(path.join("type")).as_deref() == Some(ARPHRD_LOOPBACK),
+            }
         })
-        .unwrap_or_default();
+        .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }
@@ -135,6 +140,8 @@ mod tests {
             fs::write(d.join("type"), format!("{ty}\n")).unwrap();
             fs::write(d.join("operstate"), format!("{state}\n")).unwrap();
         }
+        // An interface whose flags cannot be read counts as up.
+        fs::create_dir(dir.path().join("usb0")).unwrap();
         let ifs = interfaces(dir.path());
         let facts = HostFacts {
             hostname: "h".into(),
@@ -144,9 +151,11 @@ mod tests {
             time_zone: "Europe/Berlin".into(),
             interfaces: ifs,
         };
-        assert_eq!(facts.online_interfaces(), vec!["eth0"]);
+        assert_eq!(facts.online_interfaces(), vec!["eth0", "usb0"]);
+        let missing = interfaces(&dir.path().join("nope"));
+        assert!(missing[0].up && missing[0].name.starts_with("(cannot list"));
         let w = warnings(&facts);
         assert_eq!(w.len(), 2);
-        assert!(w[0].contains("Europe/Berlin") && w[1].contains("eth0"));
+        assert!(w[0].contains("Europe/Berlin") && w[1].contains("eth0, usb0"));
     }
 }

@@ -3,6 +3,7 @@
 use super::operator::{AnswerStep, Answers, Headless};
 use super::pins::PinSource;
 use super::*;
+use crate::evidence::events::ConfirmationSource;
 use crate::evidence::verify::verify_bundle;
 use crate::hsm::mock::MockHsm;
 use crate::hsm::TokenIdentity;
@@ -44,10 +45,14 @@ fn run_mock(
     let mut printed = Vec::new();
     let mut operator = Headless::new(answers, &mut printed);
     let mode = RunMode {
-        rehearsal: true,
+        rehearsal: false,
         enforce_offline: false,
         module: "mock".into(),
         token: TokenSelector::default(),
+        confirmations: ConfirmationSource {
+            kind: "auto".into(),
+            answers_sha256: None,
+        },
     };
     let outcome = Ceremony {
         loaded,
@@ -203,10 +208,14 @@ fn the_output_folder_is_never_reused() {
         };
     let mut operator = Headless::new(Answers::auto(&loaded.script), Vec::new());
     let mode = RunMode {
-        rehearsal: true,
+        rehearsal: false,
         enforce_offline: false,
         module: "mock".into(),
         token: TokenSelector::default(),
+        confirmations: ConfirmationSource {
+            kind: "auto".into(),
+            answers_sha256: None,
+        },
     };
     let err = Ceremony {
         loaded: &loaded,
@@ -222,4 +231,184 @@ fn the_output_folder_is_never_reused() {
         "{err}"
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+/// Rewrite a bundle's log as a forger would: edit the entries, recompute every hash, rebuild and
+/// re-bind report.json. Only what the chain cannot see is left for verify to catch.
+fn forge(out: &Path, edit: impl FnOnce(&mut Vec<crate::evidence::log::AuditEntry>)) {
+    use crate::evidence::log::{read_chain, AuditLog};
+    let log_path = out.join("audit.jsonl");
+    let mut entries = read_chain(&std::fs::read(&log_path).unwrap()).unwrap();
+    entries.pop(); // report_written
+    edit(&mut entries);
+    std::fs::remove_file(&log_path).unwrap();
+    let mut log = AuditLog::create(&log_path).unwrap();
+    let mut rewritten = Vec::new();
+    for e in entries {
+        rewritten.push(log.append(e.time, e.step, e.actors, e.event).unwrap());
+    }
+    let report = crate::evidence::report::build(&rewritten).unwrap();
+    let json = serde_json::to_vec_pretty(&report).unwrap();
+    std::fs::write(out.join("report.json"), &json).unwrap();
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&json));
+    log.append(
+        "2026-01-01T00:00:00Z".into(),
+        None,
+        vec![],
+        serde_json::json!({"kind": "report_written", "report_sha256": sha}),
+    )
+    .unwrap();
+}
+
+fn completed_bundle() -> (tempfile::TempDir, std::path::PathBuf) {
+    let loaded = script();
+    let (outcome, dir, _, _) = run_mock(&loaded, Answers::auto(&loaded.script), "1234");
+    assert!(outcome.unwrap().completed);
+    let out = dir.path().join("out");
+    assert!(verify_bundle(&out).passed());
+    (dir, out)
+}
+
+fn failures(out: &Path) -> Vec<String> {
+    let v = verify_bundle(out);
+    v.checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{} {}", c.file, c.what))
+        .collect()
+}
+
+#[test]
+fn a_rehashed_log_missing_a_keygen_confirmation_does_not_replay() {
+    let (_dir, out) = completed_bundle();
+    forge(&out, |entries| {
+        let at = entries
+            .iter()
+            .position(|e| {
+                e.step.as_deref() == Some("generate-root-key") && e.actors == ["Olga Petrova"]
+            })
+            .unwrap();
+        entries.remove(at);
+        for e in entries.iter_mut() {
+            if e.kind() == "step_authorised" && e.step.as_deref() == Some("generate-root-key") {
+                e.event["confirmed_by"] = serde_json::json!(["Omar Haddad"]);
+                e.actors = vec!["Omar Haddad".into(), "Ines Moreau".into()];
+            }
+        }
+    });
+    let f = failures(&out);
+    assert!(
+        f.iter()
+            .any(|l| l.starts_with("audit.jsonl does not replay")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn a_rehashed_log_with_a_stranger_confirming_does_not_replay() {
+    let (_dir, out) = completed_bundle();
+    forge(&out, |entries| {
+        let e = entries
+            .iter_mut()
+            .find(|e| {
+                e.step.as_deref() == Some("generate-root-key") && e.actors == ["Olga Petrova"]
+            })
+            .unwrap();
+        e.actors = vec!["Mallory".into()];
+        e.event["person"] = "Mallory".into();
+    });
+    let f = failures(&out);
+    assert!(
+        f.iter()
+            .any(|l| l.contains("does not replay") && l.contains("Mallory")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn an_hsm_result_without_its_intent_does_not_replay() {
+    let (_dir, out) = completed_bundle();
+    forge(&out, |entries| {
+        let at = entries
+            .iter()
+            .position(|e| e.kind() == "hsm_intent" && e.event["operation"] == "sign_certificate")
+            .unwrap();
+        entries.remove(at);
+    });
+    let f = failures(&out);
+    assert!(
+        f.iter().any(|l| l.contains("no write-ahead intent")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn crlf_extra_root_files_and_crafted_reports_fail_without_panicking() {
+    let (_dir, out) = completed_bundle();
+    let log = std::fs::read_to_string(out.join("audit.jsonl")).unwrap();
+    std::fs::write(out.join("audit.jsonl"), log.replace('\n', "\r\n")).unwrap();
+    assert!(failures(&out)
+        .iter()
+        .any(|l| l.starts_with("audit.jsonl hash chain broken")));
+    std::fs::write(out.join("audit.jsonl"), &log).unwrap();
+
+    std::fs::write(out.join("notes.txt"), "x").unwrap();
+    assert!(failures(&out)
+        .iter()
+        .any(|l| l.starts_with("notes.txt not part of the evidence")));
+    std::fs::remove_file(out.join("notes.txt")).unwrap();
+
+    forge(&out, |entries| {
+        let e = entries
+            .iter_mut()
+            .find(|e| e.kind() == "artifact_written")
+            .unwrap();
+        e.event["path"] = "../../etc/passwd".into();
+    });
+    let f = failures(&out);
+    assert!(
+        f.iter()
+            .any(|l| l.contains("not a plain file inside artifacts/")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn a_rehearsal_refuses_a_token_that_is_not_softhsm() {
+    let loaded = script();
+    let dir = tempfile::tempdir().unwrap();
+    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+    let shared = calls.clone();
+    let mut opener =
+        move |_: &str, _: &TokenSelector| -> std::result::Result<Box<dyn Hsm + Send>, HsmError> {
+            let mut mock = MockHsm::new("1234");
+            mock.calls = shared.clone();
+            Ok(Box::new(mock))
+        };
+    let mut operator = Headless::new(Answers::auto(&loaded.script), Vec::new());
+    let mode = RunMode {
+        rehearsal: true,
+        enforce_offline: false,
+        module: "mock".into(),
+        token: TokenSelector::default(),
+        confirmations: ConfirmationSource {
+            kind: "auto".into(),
+            answers_sha256: None,
+        },
+    };
+    let outcome = Ceremony {
+        loaded: &loaded,
+        mode,
+        operator: &mut operator,
+        pins: &mut FixedPin("1234"),
+        opener: &mut opener,
+    }
+    .run(&dir.path().join("out"))
+    .unwrap();
+    assert!(outcome.hsm_failure);
+    assert!(outcome
+        .reason
+        .unwrap_or_default()
+        .contains("rehearsals run only on throw-away SoftHSM2 tokens"));
+    assert!(calls.lock().unwrap().is_empty(), "not even a login");
 }

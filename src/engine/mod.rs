@@ -270,22 +270,20 @@ impl Engine {
             })]
         };
         let Some(person) = self.people.iter().find(|p| p.name == name).cloned() else {
-            return refused(format!("\"{name}\" is not a participant of this ceremony"));
+            return unrecognised(step_id, false);
         };
         let step = &mut self.steps[index];
         match step.accept(&person) {
             Err(reason) => refused(reason),
             Ok((role, counts_for)) => {
-                let mut out = vec![Effect::Record(Event::Confirmed {
+                // The step is performed only on an explicit Proceed: the room sees every
+                // confirmation before anything reaches the HSM.
+                vec![Effect::Record(Event::Confirmed {
                     step: step_id,
                     person: name,
                     role,
                     counts_for: counts_for.to_string(),
-                })];
-                if step.is_authorised() {
-                    out.extend(self.authorise(index));
-                }
-                out
+                })]
             }
         }
     }
@@ -320,13 +318,7 @@ impl Engine {
 
     fn exception(&mut self, step: String, person: String, text: String) -> Vec<Effect> {
         if !self.people.iter().any(|p| p.name == person) {
-            let reason =
-                format!("\"{person}\" is not a participant; only participants record exceptions");
-            return vec![Effect::Record(Event::ConfirmationRefused {
-                step,
-                person,
-                reason,
-            })];
+            return unrecognised(step, true);
         }
         vec![Effect::Record(Event::ExceptionRecorded {
             step,
@@ -339,4 +331,23 @@ impl Engine {
         self.phase = Phase::Aborted;
         vec![Effect::Record(Event::CeremonyAborted { step, reason })]
     }
+}
+
+/// Recorded in place of a name that matches no participant. What was typed is never logged: it
+/// may be a mistyped PIN, and the log can never be edited.
+pub const UNRECOGNISED: &str = "(unrecognised name)";
+
+fn unrecognised(step: String, exception: bool) -> Vec<Effect> {
+    let what = if exception {
+        "an exception"
+    } else {
+        "a confirmation"
+    };
+    vec![Effect::Record(Event::ConfirmationRefused {
+        step,
+        person: UNRECOGNISED.into(),
+        reason: format!(
+            "{what} came with a name that is not a participant's; type your name exactly as the script lists it"
+        ),
+    })]
 }

@@ -44,7 +44,7 @@ impl StepPlan {
                 person.name
             ));
         }
-        // A witness attests; it never stands in for an operator on a sensitive step.
+        // A witness attests; it never stands in for a confirmer.
         if let Some(role) =
             person.roles.iter().copied().find(|r| {
                 self.witnessed_by.contains(r) && !self.witnessed.iter().any(|(w, _)| w == r)
@@ -59,9 +59,9 @@ impl StepPlan {
             .copied()
             .find(|r| self.confirm_by.contains(r));
         match eligible {
-            Some(_) if self.action.is_sensitive() && person.is_witness() => Err(format!(
-                "{} is a witness; a witness never counts as an operator for {} (dual control)",
-                person.name, self.action
+            Some(_) if person.is_witness() => Err(format!(
+                "{} is a witness; a witness attests and never counts as a confirmer (dual control)",
+                person.name
             )),
             Some(role) => {
                 self.confirmed_by.push(person.name.clone());

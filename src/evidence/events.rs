@@ -14,6 +14,16 @@ pub struct ParticipantRecord {
     pub organisation: Option<String>,
 }
 
+/// How the room's confirmations reached keyrite: typed at the keyboard, read from an answers file
+/// (whose SHA-256 is kept), or chosen by `rehearse --auto`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmationSource {
+    /// "keyboard", "answers-file" or "auto".
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers_sha256: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedStep {
     pub id: String,
@@ -64,6 +74,7 @@ pub enum Record {
         place: String,
         security_level: SecurityLevel,
         rehearsal: bool,
+        confirmations: ConfirmationSource,
         script_file: String,
         script_sha256: String,
         tool: String,

@@ -139,7 +139,8 @@ pub fn read_chain(bytes: &[u8]) -> Result<Vec<AuditEntry>, ChainError> {
         });
     }
     let mut entries: Vec<AuditEntry> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    // Split on LF only: a CR left in a line fails the canonical-form check below.
+    for (i, line) in text.split_terminator('\n').enumerate() {
         let n = i + 1;
         let entry: AuditEntry = serde_json::from_str(line).map_err(|e| ChainError {
             line: n,

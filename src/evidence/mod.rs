@@ -4,5 +4,6 @@
 pub mod bundle;
 pub mod events;
 pub mod log;
+pub mod replay;
 pub mod report;
 pub mod verify;

@@ -3,7 +3,7 @@
 //! Because the report is a pure function of the log, `keyrite verify` rebuilds it from audit.jsonl and
 //! demands equality: a report cannot claim anything the chained log does not.
 
-use super::events::{HostFacts, ParticipantRecord, Record};
+use super::events::{ConfirmationSource, HostFacts, ParticipantRecord, Record};
 use super::log::AuditEntry;
 use crate::engine::Event;
 use crate::hsm::{KeyAttributes, TokenIdentity};
@@ -18,6 +18,8 @@ pub struct Report {
     pub report_format: u32,
     /// True for `keyrite rehearse`: the keys are throw-away and prove nothing about a real HSM.
     pub rehearsal: bool,
+    /// How the confirmations were given (keyboard, answers file with its SHA-256, or --auto).
+    pub confirmations: ConfirmationSource,
     /// "completed" or "aborted".
     pub result: String,
     pub abort_reason: Option<String>,
@@ -167,6 +169,7 @@ pub fn build(entries: &[AuditEntry]) -> Result<Report, String> {
         place,
         security_level,
         rehearsal,
+        confirmations,
         script_file,
         script_sha256,
         tool,
@@ -180,6 +183,7 @@ pub fn build(entries: &[AuditEntry]) -> Result<Report, String> {
     let mut report = Report {
         report_format: REPORT_FORMAT,
         rehearsal,
+        confirmations,
         result: "aborted".into(),
         abort_reason: Some("the log ends before the ceremony completed".into()),
         ceremony: CeremonySummary {

@@ -3,6 +3,7 @@
 use super::bundle::{ARTIFACTS_DIR, LOG_FILE, REPORT_FILE, SCRIPT_FILE};
 use super::events::Record;
 use super::log::{read_chain, AuditEntry};
+use super::replay::replay;
 use super::report::{self, Parsed, Report};
 use crate::hsm::spki::key_hash;
 use crate::x509::signer::verify_self_signed;
@@ -25,6 +26,11 @@ pub struct Check {
 #[derive(Debug, Default)]
 pub struct Verification {
     pub checks: Vec<Check>,
+    /// How the ceremony ended, as the verified report says ("completed", or "aborted: why").
+    pub result: Option<String>,
+    /// Full log head and report hash, to compare with what the witnesses wrote on paper.
+    pub log_head: Option<String>,
+    pub report_sha256: Option<String>,
 }
 
 impl Verification {
@@ -86,6 +92,25 @@ impl Verification {
     }
 }
 
+/// The first 16 hex digits, for the table; never panics on a short or crafted value.
+fn short(hash: &str) -> &str {
+    hash.get(..16).unwrap_or(hash)
+}
+
+/// Files the bundle may hold at its root; anything else was not produced by the ceremony.
+const BUNDLE_ROOT: [&str; 4] = [SCRIPT_FILE, LOG_FILE, REPORT_FILE, ARTIFACTS_DIR];
+
+/// An artifact path from the report must name a plain file directly inside artifacts/.
+fn safe_artifact_path(path: &str) -> bool {
+    path.strip_prefix("artifacts/").is_some_and(|name| {
+        !name.is_empty()
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    })
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -114,11 +139,12 @@ pub fn verify_bundle(dir: &Path) -> Verification {
         format!(
             "hash chain of {} entries intact, last hash {}",
             entries.len(),
-            &head.hash[..16]
+            short(&head.hash)
         ),
     );
 
-    check_script(&mut v, dir, &entries[0]);
+    check_script(&mut v, dir, &entries);
+    check_bundle_root(&mut v, dir);
 
     let Some((report_entry, body)) = entries.split_last() else {
         return v;
@@ -137,12 +163,13 @@ pub fn verify_bundle(dir: &Path) -> Verification {
         return v;
     };
     let actual = sha256_hex(&report_bytes);
+    v.report_sha256 = Some(actual.clone());
     if !v.check(
         actual == report_sha256,
         REPORT_FILE,
         format!(
             "SHA-256 {} matches the log's report_written entry",
-            &actual[..16]
+            short(&actual)
         ),
         format!("SHA-256 {actual} differs from {report_sha256} recorded in the log"),
     ) {
@@ -163,13 +190,21 @@ pub fn verify_bundle(dir: &Path) -> Verification {
                 format!(
                     "matches the log up to its head (seq {}, {})",
                     report.log_head.seq,
-                    &report.log_head.hash[..16]
+                    short(&report.log_head.hash)
                 ),
                 "differs from the report rebuilt from the log",
             );
         }
         Err(e) => v.fail(LOG_FILE, format!("cannot rebuild the report: {e}")),
     }
+    v.log_head = Some(report.log_head.hash.clone());
+    v.result = Some(match &report.abort_reason {
+        None if report.result == "completed" => "completed".into(),
+        reason => format!(
+            "ABORTED: {}",
+            reason.as_deref().unwrap_or("no reason recorded")
+        ),
+    });
     if report.rehearsal {
         v.pass(REPORT_FILE, "marked REHEARSAL: the keys are throw-away");
     }
@@ -179,40 +214,84 @@ pub fn verify_bundle(dir: &Path) -> Verification {
     v
 }
 
-fn check_script(v: &mut Verification, dir: &Path, first: &AuditEntry) {
-    let recorded = match report::parse_event(first) {
-        Ok(Parsed::Record(Record::CeremonyStarted { script_sha256, .. })) => script_sha256,
+/// script.toml must be the script the log started with, and the log must replay through it.
+fn check_script(v: &mut Verification, dir: &Path, entries: &[AuditEntry]) {
+    let recorded = match entries.first().map(report::parse_event) {
+        Some(Ok(Parsed::Record(Record::CeremonyStarted { script_sha256, .. }))) => script_sha256,
         _ => {
             v.fail(LOG_FILE, "the first entry is not ceremony_started");
             return;
         }
     };
-    match fs::read(dir.join(SCRIPT_FILE)) {
-        Ok(bytes) => {
-            let actual = sha256_hex(&bytes);
-            v.check(
-                actual == recorded,
-                SCRIPT_FILE,
-                format!("SHA-256 {} matches the log's first entry", &actual[..16]),
-                format!("SHA-256 {actual} differs from {recorded} recorded in the log"),
+    let Ok(bytes) = fs::read(dir.join(SCRIPT_FILE)) else {
+        v.fail(SCRIPT_FILE, "missing or unreadable");
+        return;
+    };
+    let actual = sha256_hex(&bytes);
+    if !v.check(
+        actual == recorded,
+        SCRIPT_FILE,
+        format!("SHA-256 {} matches the log's first entry", short(&actual)),
+        format!("SHA-256 {actual} differs from {recorded} recorded in the log"),
+    ) {
+        return;
+    }
+    let source = String::from_utf8_lossy(&bytes);
+    let Ok(loaded) = crate::script::parse(SCRIPT_FILE, &source) else {
+        v.fail(
+            SCRIPT_FILE,
+            "does not parse as a ceremony script of this keyrite version",
+        );
+        return;
+    };
+    match replay(&loaded.script, entries) {
+        Ok(n) => v.pass(
+            LOG_FILE,
+            format!("all {n} ceremony events replay under script.toml's rules (dual control, order, roles, write-ahead)"),
+        ),
+        Err(e) => v.fail(LOG_FILE, format!("does not replay under script.toml's rules: {e}")),
+    }
+}
+
+fn check_bundle_root(v: &mut Verification, dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !BUNDLE_ROOT.contains(&name.as_str()) {
+            v.fail(
+                &name,
+                "not part of the evidence: the ceremony did not write it",
             );
         }
-        Err(_) => v.fail(SCRIPT_FILE, "missing or unreadable"),
     }
+}
+
+/// Read a file the report names, refusing (and failing) any path outside artifacts/.
+fn read_artifact(v: &mut Verification, dir: &Path, path: &str) -> Option<std::io::Result<Vec<u8>>> {
+    if !safe_artifact_path(path) {
+        v.fail(
+            REPORT_FILE,
+            format!("names the file {path:?}, which is not a plain file inside artifacts/"),
+        );
+        return None;
+    }
+    Some(fs::read(dir.join(path)))
 }
 
 fn check_artifacts(v: &mut Verification, dir: &Path, report: &Report) {
     let listed: BTreeSet<&str> = report.artifacts.iter().map(|a| a.path.as_str()).collect();
     for a in &report.artifacts {
-        match fs::read(dir.join(&a.path)) {
-            Ok(bytes) => {
+        match read_artifact(v, dir, &a.path) {
+            Some(Ok(bytes)) => {
                 let actual = sha256_hex(&bytes);
                 v.check(
                     actual == a.sha256 && bytes.len() as u64 == a.size,
                     &a.path,
                     format!(
                         "SHA-256 {} and size {} match the report",
-                        &actual[..16],
+                        short(&actual),
                         a.size
                     ),
                     format!(
@@ -223,7 +302,8 @@ fn check_artifacts(v: &mut Verification, dir: &Path, report: &Report) {
                     ),
                 );
             }
-            Err(_) => v.fail(&a.path, "listed in the report but missing"),
+            Some(Err(_)) => v.fail(&a.path, "listed in the report but missing"),
+            None => {}
         }
     }
     if let Ok(entries) = fs::read_dir(dir.join(ARTIFACTS_DIR)) {
@@ -242,7 +322,10 @@ fn check_artifacts(v: &mut Verification, dir: &Path, report: &Report) {
 fn check_keys_and_certificates(v: &mut Verification, dir: &Path, report: &Report) {
     for key in &report.keys {
         let file = &key.public_key_file;
-        let spki = fs::read(dir.join(file))
+        let Some(read) = read_artifact(v, dir, file) else {
+            continue;
+        };
+        let spki = read
             .ok()
             .and_then(|pem| String::from_utf8(pem).ok())
             .and_then(|pem| {
@@ -259,7 +342,7 @@ fn check_keys_and_certificates(v: &mut Verification, dir: &Path, report: &Report
                     format!(
                         "public key of {} hashes to the recorded key hash {}",
                         key.label,
-                        &hash[..16]
+                        short(&hash)
                     ),
                     format!(
                         "public key hashes to {hash}, the report says {}",
@@ -284,9 +367,10 @@ fn check_keys_and_certificates(v: &mut Verification, dir: &Path, report: &Report
     }
     for cert in &report.certificates {
         let file = &cert.file;
-        let parsed = fs::read(dir.join(file))
-            .ok()
-            .and_then(|pem| Certificate::from_pem(&pem).ok());
+        let Some(read) = read_artifact(v, dir, file) else {
+            continue;
+        };
+        let parsed = read.ok().and_then(|pem| Certificate::from_pem(&pem).ok());
         let Some(parsed) = parsed else {
             v.fail(file, "not a PEM certificate");
             continue;
@@ -298,7 +382,7 @@ fn check_keys_and_certificates(v: &mut Verification, dir: &Path, report: &Report
             file,
             format!(
                 "SHA-256 fingerprint {} matches the report",
-                &fingerprint[..16]
+                short(&fingerprint)
             ),
             format!(
                 "fingerprint {fingerprint} differs from {} in the report",
@@ -322,7 +406,7 @@ fn check_keys_and_certificates(v: &mut Verification, dir: &Path, report: &Report
             format!(
                 "certificate key hashes to key {}'s recorded hash {}",
                 cert.key,
-                &hash[..16]
+                short(&hash)
             ),
             format!(
                 "certificate key hashes to {hash}; key {} was recorded as {recorded:?}",

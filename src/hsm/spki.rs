@@ -27,13 +27,15 @@ pub fn ec_params_der(algorithm: KeyAlgorithm) -> Option<Vec<u8>> {
 pub fn ec_spki_der(algorithm: KeyAlgorithm, ec_point: &[u8]) -> Result<Vec<u8>, String> {
     let curve =
         curve_oid(algorithm).ok_or_else(|| format!("{algorithm} is not an EC algorithm"))?;
-    let point = match OctetString::from_der(ec_point) {
-        Ok(os) => os.as_bytes().to_vec(),
-        Err(_) => ec_point.to_vec(),
-    };
     let expected = match algorithm {
         KeyAlgorithm::P256 => 65,
         _ => 97,
+    };
+    // Only unwrap when the length fits a DER OCTET STRING around a point of this curve: a bare point
+    // can itself look like DER (first coordinate byte 0x3f).
+    let point = match OctetString::from_der(ec_point) {
+        Ok(os) if ec_point.len() == expected + 2 => os.as_bytes().to_vec(),
+        _ => ec_point.to_vec(),
     };
     if point.len() != expected || point.first() != Some(&0x04) {
         return Err(format!(

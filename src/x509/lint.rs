@@ -75,6 +75,20 @@ pub fn lint_root_tbs(
         "countryName differs from the profile",
     );
 
+    let subject_text = |value: Option<x509_cert::ext::pkix::name::DirectoryString>| {
+        value.map(|v| v.value().into_owned())
+    };
+    check(
+        subject_text(tbs.subject().organization().ok().flatten()).as_deref()
+            == Some(profile.subject.organization.as_str()),
+        "organizationName differs from the profile",
+    );
+    check(
+        subject_text(tbs.subject().common_name().ok().flatten()).as_deref()
+            == Some(profile.subject.common_name.as_str()),
+        "commonName differs from the profile",
+    );
+
     let validity = tbs.validity();
     check(
         validity.not_before.to_unix_duration() < validity.not_after.to_unix_duration(),

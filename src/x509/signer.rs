@@ -195,6 +195,9 @@ where
 /// Check a self-signed certificate's signature with its own public key.
 pub fn verify_self_signed(cert: &Certificate) -> Result<(), String> {
     let tbs = cert.tbs_certificate();
+    if tbs.signature() != cert.signature_algorithm() {
+        return Err("the signed and the outer signature algorithms differ".into());
+    }
     let tbs_der = tbs.to_der().map_err(|e| e.to_string())?;
     let spki_der = tbs
         .subject_public_key_info()

@@ -94,10 +94,6 @@ fn lints_catch_a_key_swap_and_a_profile_mismatch_before_signing() {
         "{findings:?}"
     );
     assert!(lint::lint_root_tbs(&tbs, &profile(), &key).is_ok());
-    assert!(
-        !hsm.call_log().iter().any(|c| c.starts_with("C_Sign")),
-        "linting alone never signs"
-    );
 }
 
 #[test]

@@ -1,0 +1,239 @@
+//! Replay a logged ceremony through the engine built from the bundle's own script.toml.
+//!
+//! The hash chain proves the log was not edited after the fact only if nobody re-hashed it; the
+//! replay proves something the chain cannot: that every logged decision is the one the engine makes
+//! for this script. A log edited to drop a confirmation, add a stranger or skip a step no longer
+//! replays, even when its hashes were recomputed.
+
+use super::events::Record;
+use super::log::AuditEntry;
+use super::report::{parse_event, Parsed};
+use crate::engine::{Effect, Engine, Event, Input, UNRECOGNISED};
+use crate::script::{Action, Script};
+
+/// Check the log against the script; the error names the log entry.
+pub fn replay(script: &Script, entries: &[AuditEntry]) -> Result<usize, String> {
+    let mut events: Vec<(u64, Event)> = Vec::new();
+    let mut hsm = HsmOrder::default();
+    for entry in entries {
+        match parse_event(entry)? {
+            Parsed::Engine(event) => {
+                hsm.engine_event(&event);
+                events.push((entry.seq, event));
+            }
+            Parsed::Record(record) => {
+                check_started(script, entry.seq, &record)?;
+                hsm.record(entry, &record)?;
+            }
+        }
+    }
+    let mut engine = Engine::new(script);
+    let mut at = expect(&events, 0, engine.start())?;
+    while at < events.len() {
+        let (seq, event) = &events[at];
+        let input = input_for(event).ok_or_else(|| {
+            format!(
+                "log entry {seq}: {} does not follow from anything the room did",
+                kind(event)
+            )
+        })?;
+        let produced = engine.handle(input);
+        if produced.iter().all(|e| !matches!(e, Effect::Record(_))) {
+            return Err(format!(
+                "log entry {seq}: {} is not possible at this point of the script",
+                kind(event)
+            ));
+        }
+        at = expect(&events, at, produced)?;
+    }
+    Ok(events.len())
+}
+
+/// The logged events from `at` on must be exactly the records the engine produced.
+fn expect(events: &[(u64, Event)], at: usize, produced: Vec<Effect>) -> Result<usize, String> {
+    let mut at = at;
+    for effect in produced {
+        let Effect::Record(wanted) = effect else {
+            continue;
+        };
+        match events.get(at) {
+            Some((_, logged)) if *logged == wanted => at += 1,
+            Some((seq, logged)) => {
+                return Err(format!(
+                    "log entry {seq}: the log says {}, but the script's rules give {} here",
+                    describe(logged),
+                    describe(&wanted)
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "the log ends where the script's rules give {}",
+                    describe(&wanted)
+                ))
+            }
+        }
+    }
+    Ok(at)
+}
+
+/// The input that makes the engine produce `event` first.
+fn input_for(event: &Event) -> Option<Input> {
+    Some(match event {
+        Event::Confirmed { person, .. } => Input::Confirm {
+            person: person.clone(),
+        },
+        Event::ConfirmationRefused { person, reason, .. }
+            if person == UNRECOGNISED && reason.starts_with("an exception") =>
+        {
+            Input::Exception {
+                person: person.clone(),
+                text: String::new(),
+            }
+        }
+        Event::ConfirmationRefused { person, .. } => Input::Confirm {
+            person: person.clone(),
+        },
+        Event::StepRefused { .. } => Input::Proceed,
+        Event::ExceptionRecorded { person, text, .. } => Input::Exception {
+            person: person.clone(),
+            text: text.clone(),
+        },
+        Event::StepCompleted { .. } => Input::ActionSucceeded,
+        Event::StepFailed { reason, .. } => Input::ActionFailed {
+            reason: reason.clone(),
+        },
+        Event::CeremonyAborted { reason, .. } => Input::Abort {
+            reason: reason.clone(),
+        },
+        // Proceed with dual control met.
+        Event::StepAuthorised { .. } => Input::Proceed,
+        Event::StepStarted { .. } | Event::CeremonyCompleted => return None,
+    })
+}
+
+fn kind(event: &Event) -> String {
+    serde_json::to_value(event)
+        .ok()
+        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn describe(event: &Event) -> String {
+    match event {
+        Event::Confirmed { person, step, .. } => format!("a confirmation by {person} at {step}"),
+        Event::ConfirmationRefused { person, step, .. } => {
+            format!("a refused confirmation by {person} at {step}")
+        }
+        Event::StepAuthorised {
+            step, confirmed_by, ..
+        } => {
+            format!("{step} authorised by {}", confirmed_by.join(", "))
+        }
+        other => match other.step() {
+            Some(step) => format!("{} at {step}", kind(other)),
+            None => kind(other),
+        },
+    }
+}
+
+/// The first entry's participants and steps must be the script's.
+fn check_started(script: &Script, seq: u64, record: &Record) -> Result<(), String> {
+    let Record::CeremonyStarted {
+        ceremony_id,
+        participants,
+        steps,
+        security_level,
+        ..
+    } = record
+    else {
+        return Ok(());
+    };
+    let same_people = participants.len() == script.participants.len()
+        && participants
+            .iter()
+            .zip(&script.participants)
+            .all(|(logged, p)| {
+                logged.name == p.name && logged.roles == p.roles().collect::<Vec<_>>()
+            });
+    let same_steps = steps.len() == script.steps.len()
+        && steps
+            .iter()
+            .zip(&script.steps)
+            .all(|(logged, s)| logged.id == s.id && logged.action == s.action);
+    if *ceremony_id != script.ceremony.id || *security_level != script.ceremony.security_level {
+        return Err(format!(
+            "log entry {seq}: the ceremony id or security level differs from script.toml"
+        ));
+    }
+    if !same_people {
+        return Err(format!(
+            "log entry {seq}: the participants differ from script.toml"
+        ));
+    }
+    if !same_steps {
+        return Err(format!(
+            "log entry {seq}: the steps differ from script.toml"
+        ));
+    }
+    Ok(())
+}
+
+/// Every HSM result must come inside a step authorised for that action, after its write-ahead intent.
+#[derive(Default)]
+struct HsmOrder {
+    authorised: Option<(String, Action)>,
+    intent: Option<String>,
+}
+
+impl HsmOrder {
+    fn engine_event(&mut self, event: &Event) {
+        match event {
+            Event::StepAuthorised { step, action, .. } => {
+                self.authorised = Some((step.clone(), *action))
+            }
+            Event::StepCompleted { .. } | Event::StepFailed { .. } => self.authorised = None,
+            _ => {}
+        }
+    }
+
+    fn record(&mut self, entry: &AuditEntry, record: &Record) -> Result<(), String> {
+        let needs = match record {
+            Record::HsmIntent { operation, .. } => {
+                self.intent = Some(operation.clone());
+                return Ok(());
+            }
+            Record::HsmActivated { .. } => (Action::ActivateHsm, "open_and_login"),
+            Record::KeyGenerated { .. } => (Action::GenerateKey, "generate_key_pair"),
+            Record::CertificateSigned(_) => (Action::SignCertificate, "sign_certificate"),
+            Record::HsmDeactivated { .. } => {
+                return match self.intent.take().as_deref() {
+                    Some("logout") => Ok(()),
+                    _ => Err(format!(
+                        "log entry {}: a logout without its intent entry",
+                        entry.seq
+                    )),
+                }
+            }
+            _ => return Ok(()),
+        };
+        let authorised = self.authorised.as_ref().is_some_and(|(step, action)| {
+            *action == needs.0 && entry.step.as_deref() == Some(step.as_str())
+        });
+        if !authorised {
+            return Err(format!(
+                "log entry {}: an HSM result ({}) outside a step authorised for {}",
+                entry.seq,
+                entry.kind(),
+                needs.0
+            ));
+        }
+        if self.intent.take().as_deref() != Some(needs.1) {
+            return Err(format!(
+                "log entry {}: {} has no write-ahead intent before it",
+                entry.seq,
+                entry.kind()
+            ));
+        }
+        Ok(())
+    }
+}
