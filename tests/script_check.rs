@@ -91,6 +91,33 @@ fn good_scripts_have_no_diagnostics() {
 }
 
 #[test]
+fn shipped_scripts_and_the_documented_example_have_no_diagnostics() {
+    for file in scripts("ceremony-scripts") {
+        let (loaded, diagnostics) = check_file(&file);
+        assert!(loaded.is_some(), "{} did not parse", file.display());
+        assert_eq!(render(&diagnostics), "", "{}", file.display());
+    }
+    let doc = fs::read_to_string("docs/script-format.md").unwrap();
+    let example = doc
+        .split_once("## Annotated example")
+        .and_then(|(_, rest)| rest.split_once("```toml\n"))
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(toml, _)| toml)
+        .expect("docs/script-format.md has an annotated ```toml example");
+    let loaded = parse::parse("example.toml", example).unwrap_or_else(|d| panic!("{}", render(&d)));
+    assert_eq!(render(&policy::check(&loaded)), "");
+}
+
+#[test]
+fn a_pin_in_the_token_uri_is_never_printed() {
+    let (_, diagnostics) = check_file(&Path::new(BAD).join("token-uri-pin.toml"));
+    assert!(has_errors(&diagnostics));
+    let text = render(&diagnostics);
+    assert!(!text.contains("4711"), "{text}");
+    assert!(text.contains("PKCS11:token=acme-root?…"), "{text}");
+}
+
+#[test]
 fn loaded_script_keeps_the_exact_bytes_and_their_hash() {
     let path = Path::new(GOOD).join("root-very-high.toml");
     let bytes = fs::read(&path).unwrap();

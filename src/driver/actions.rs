@@ -5,7 +5,6 @@ use super::operator::{Notice, Operator};
 use super::pins::PinSource;
 use super::{now_utc, preflight, RunMode, State};
 use crate::error::Result;
-use crate::evidence::bundle::{file_stem, ARTIFACTS_DIR};
 use crate::evidence::events::Record;
 use crate::evidence::report::CertificateRecord;
 use crate::hsm::spki::{grouped_hex, key_hash};
@@ -279,7 +278,7 @@ fn generate(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -
     };
     let hash = key_hash(&info.spki_der);
     let pem = spki_pem(&info.spki_der);
-    let file = format!("{ARTIFACTS_DIR}/{}.pub.pem", file_stem(label));
+    let file = spec.public_key_file();
     if let Err(e) = write_artifact(state, ctx, &file, pem.as_bytes()) {
         return Ok(Err(e.to_string()));
     }
@@ -368,7 +367,7 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
         Err(x509::CertError::Hsm(e)) => return failed(state, ctx, "sign_certificate", e),
         Err(e) => return Ok(Err(e.to_string())),
     };
-    let file = format!("{ARTIFACTS_DIR}/{}.pem", file_stem(name));
+    let file = profile.file();
     if let Err(e) = write_artifact(state, ctx, &file, cert.pem.as_bytes()) {
         return Ok(Err(e.to_string()));
     }

@@ -122,7 +122,8 @@ fn a_keygen_confirmed_by_one_operator_never_reaches_the_hsm() {
 #[test]
 fn a_wrong_pin_is_an_hsm_failure_with_the_ckr_code_and_stays_out_of_the_log() {
     let loaded = script();
-    let (outcome, dir, calls, printed) = run_mock(&loaded, Answers::auto(&loaded.script), "9999");
+    let (outcome, dir, calls, printed) =
+        run_mock(&loaded, Answers::auto(&loaded.script), "pin-WRONG-q7");
     let outcome = outcome.unwrap();
     assert!(outcome.hsm_failure && !outcome.completed);
     assert!(outcome
@@ -132,10 +133,10 @@ fn a_wrong_pin_is_an_hsm_failure_with_the_ckr_code_and_stays_out_of_the_log() {
     assert_eq!(calls, ["C_Login"]);
     for file in ["audit.jsonl", "report.json"] {
         let text = std::fs::read_to_string(dir.path().join("out").join(file)).unwrap();
-        assert!(!text.contains("9999"), "the PIN reached {file}");
+        assert!(!text.contains("pin-WRONG-q7"), "the PIN reached {file}");
         assert!(text.contains("CKR_PIN_INCORRECT"));
     }
-    assert!(!printed.contains("9999"));
+    assert!(!printed.contains("pin-WRONG-q7"));
 }
 
 #[test]

@@ -65,21 +65,6 @@ impl Bundle {
     }
 }
 
-/// A label or name turned into a safe file name: anything but `[A-Za-z0-9._-]` becomes `_`.
-pub fn file_stem(name: &str) -> String {
-    let stem: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    stem.trim_start_matches('.').to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,11 +81,5 @@ mod tests {
         assert!(bundle.write_new("artifacts/a.pem", b"xyz").is_err());
         assert_eq!(fs::read(bundle.path("artifacts/a.pem")).unwrap(), b"abc");
         assert!(Bundle::create(bundle.root()).is_err());
-    }
-
-    #[test]
-    fn file_stems_are_safe() {
-        assert_eq!(file_stem("Root CA/2026"), "Root_CA_2026");
-        assert_eq!(file_stem("../x"), "_x");
     }
 }

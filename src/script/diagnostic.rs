@@ -37,6 +37,8 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
+    /// `what` and `fix` pass through [`printable`]: they echo script text, which may hold a PIN in a URI
+    /// or characters that hide text or drive the terminal.
     pub fn error(
         file: &str,
         (line, col): (usize, usize),
@@ -48,8 +50,8 @@ impl Diagnostic {
             line,
             col,
             severity: Severity::Error,
-            what: what.into(),
-            fix: fix.into(),
+            what: printable(&what.into()),
+            fix: printable(&fix.into()),
         }
     }
 
@@ -83,6 +85,95 @@ impl fmt::Display for Diagnostic {
 /// True if any diagnostic is an error (warnings alone do not stop a ceremony).
 pub fn has_errors(diagnostics: &[Diagnostic]) -> bool {
     diagnostics.iter().any(Diagnostic::is_error)
+}
+
+/// Characters that show nothing, reorder text or are terminal controls: `char::is_control`, Unicode format
+/// characters (general category Cf), the other default-ignorable code points (Hangul fillers, variation
+/// selectors, U+034F, U+17B4/5) and U+2800, which renders as a blank. A name or message holding one can look
+/// identical to another, or rewrite the screen.
+pub(crate) fn is_hidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            u32::from(c),
+            0x00AD
+                | 0x034F
+                | 0x0600..=0x0605
+                | 0x061C
+                | 0x06DD
+                | 0x070F
+                | 0x0890..=0x0891
+                | 0x08E2
+                | 0x115F..=0x1160
+                | 0x17B4..=0x17B5
+                | 0x180B..=0x180F
+                | 0x200B..=0x200F
+                | 0x202A..=0x202E
+                | 0x2060..=0x206F
+                | 0x2800
+                | 0x3164
+                | 0xFE00..=0xFE0F
+                | 0xFEFF
+                | 0xFFA0
+                | 0xFFF0..=0xFFFB
+                | 0x110BD
+                | 0x110CD
+                | 0x13430..=0x1343F
+                | 0x1BCA0..=0x1BCA3
+                | 0x1D173..=0x1D17A
+                | 0xE0000..=0xE0FFF
+        )
+}
+
+/// Script text as it may reach a terminal or a log: the query of every `pkcs11:` URI (any letter case) is
+/// redacted to `?…` because it may carry a PIN, and hidden characters (see [`is_hidden_char`]) and
+/// whitespace other than a plain space are shown as `<U+XXXX>` so that nobody reads past them.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in redact_pkcs11_queries(text).chars() {
+        if is_hidden_char(c) || (c.is_whitespace() && c != ' ') {
+            out.push_str(&format!("<U+{:04X}>", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Every `pkcs11:` URI in `text` with its query redacted. A URI right after a `"` runs to the closing quote
+/// (skipping `\"` escapes, as in serde's echo of a string), otherwise to the next whitespace. When in
+/// doubt this redacts too much, never too little.
+fn redact_pkcs11_queries(text: &str) -> String {
+    // ASCII lowercasing keeps every byte offset, so positions found in `lower` index `text`.
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut pos = 0;
+    while let Some(found) = lower[pos..].find("pkcs11:") {
+        let start = pos + found;
+        let end = uri_end(text, start, text[..start].ends_with('"'));
+        out.push_str(&text[pos..start]);
+        out.push_str(&super::model::redact_token_uri(&text[start..end]));
+        pos = end;
+    }
+    out.push_str(&text[pos..]);
+    out
+}
+
+fn uri_end(text: &str, start: usize, quoted: bool) -> usize {
+    let mut escaped = false;
+    for (i, c) in text[start..].char_indices() {
+        if !quoted {
+            if c.is_whitespace() {
+                return start + i;
+            }
+        } else if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            return start + i;
+        }
+    }
+    text.len()
 }
 
 /// One step of a [`KeyPath`]: a table key or an array index (0-based).
@@ -255,6 +346,11 @@ impl SpanIndex {
         (line, col + 1)
     }
 
+    /// Byte range of the value at `path` itself (not a parent), for pointing inside a string.
+    pub fn value_span(&self, path: &KeyPath) -> Option<Range<usize>> {
+        self.spans.get(path).map(|loc| loc.value.clone())
+    }
+
     /// Whether `path` itself (not a parent) was written in the file.
     pub fn contains(&self, path: &KeyPath) -> bool {
         self.spans.contains_key(path)
@@ -312,6 +408,23 @@ mod tests {
         assert_eq!(d.to_string(), "a.toml:3:7: error: bad thing — do this");
         let w = Diagnostic::warning("a.toml", (1, 1), "odd", "check");
         assert_eq!(w.to_string(), "a.toml:1:1: warning: odd — check");
+    }
+
+    #[test]
+    fn diagnostics_never_show_a_uri_query_or_hidden_characters() {
+        let d = Diagnostic::error(
+            "a.toml",
+            (1, 1),
+            "uri \"PKCS11:token=a?pin-value=12 34\" and pkcs11:x?pin-value=9 here",
+            "string \"pkcs11:t?pin-value=a\\\"b\" end",
+        );
+        assert_eq!(d.what, "uri \"PKCS11:token=a?…\" and pkcs11:x?… here");
+        assert_eq!(d.fix, "string \"pkcs11:t?…\" end");
+        assert_eq!(
+            printable("Al\u{200B}ice\u{1b}[2J\tB\u{a0}"),
+            "Al<U+200B>ice<U+001B>[2J<U+0009>B<U+00A0>"
+        );
+        assert_eq!(printable("Zoë — “ok” …"), "Zoë — “ok” …");
     }
 
     #[test]

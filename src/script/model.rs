@@ -166,11 +166,55 @@ impl fmt::Display for TokenSelector {
         match (&self.label, &self.serial, &self.uri) {
             (Some(l), _, _) => write!(f, "label \"{l}\""),
             (_, Some(s), _) => write!(f, "serial \"{s}\""),
-            // The query part of a PKCS#11 URI may carry pin-value: never show it.
-            (_, _, Some(u)) => f.write_str(u.split('?').next().unwrap_or_default()),
+            (_, _, Some(u)) => f.write_str(&redact_token_uri(u)),
             _ => f.write_str("(no token selector)"),
         }
     }
+}
+
+/// A token URI as it may be shown anywhere (diagnostics, logs, the report): everything from the first `?` on
+/// is replaced by `?…`, because the query part of a PKCS#11 URI may carry `pin-value`, and so is the value
+/// of a `pin-value` or `pin-source` misplaced in the path. The policy refuses such a URI, but a refused
+/// script is still echoed in diagnostics, so the PIN must not leak there either.
+pub fn redact_token_uri(uri: &str) -> String {
+    let (path, query) = match uri.split_once('?') {
+        Some((path, _query)) => (path, "?…"),
+        None => (uri, ""),
+    };
+    let attributes: Vec<String> = path
+        .split(';')
+        .map(|attr| match (pin_attribute(attr), attr.split_once('=')) {
+            (Some(_), Some((name, _pin))) => format!("{name}=…"),
+            _ => attr.to_owned(),
+        })
+        .collect();
+    format!("{}{query}", attributes.join(";"))
+}
+
+/// The name of a URI path attribute that carries a PIN (`pin-value`, `pin-source`, any letter case), if
+/// `attr` is one. The first attribute still has the scheme in front: `pkcs11:pin-value=…`.
+pub(crate) fn pin_attribute(attr: &str) -> Option<&str> {
+    let name = attr.split_once('=').map_or(attr, |(n, _)| n);
+    let name = name.rsplit(':').next().unwrap_or(name);
+    (name.eq_ignore_ascii_case("pin-value") || name.eq_ignore_ascii_case("pin-source"))
+        .then_some(name)
+}
+
+/// A key label or certificate name turned into a safe file name for the evidence bundle: anything but
+/// `[A-Za-z0-9._-]` becomes `_`, and leading dots are trimmed so that no name makes a hidden file or `..`.
+/// Several names can map to one stem (`a/b` and `a_b`); the policy refuses scripts where artifacts clash.
+pub fn file_stem(name: &str) -> String {
+    let stem: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    stem.trim_start_matches('.').to_string()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -179,6 +223,13 @@ pub struct KeySpec {
     /// CKA_LABEL of the key pair on the HSM. Must not exist yet.
     pub label: String,
     pub algorithm: KeyAlgorithm,
+}
+
+impl KeySpec {
+    /// Where the evidence bundle stores the key's public key, relative to the bundle root.
+    pub fn public_key_file(&self) -> String {
+        format!("artifacts/{}.pub.pem", file_stem(&self.label))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
@@ -263,6 +314,13 @@ pub struct CertificateProfile {
     pub signature_hash: Option<HashAlgorithm>,
     #[serde(default)]
     pub extensions: ExtensionOptions,
+}
+
+impl CertificateProfile {
+    /// Where the evidence bundle stores the certificate, relative to the bundle root.
+    pub fn file(&self) -> String {
+        format!("artifacts/{}.pem", file_stem(&self.name))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -423,6 +481,44 @@ mod tests {
             uri: Some("pkcs11:token=ca;serial=1?pin-value=1234".into()),
             ..Default::default()
         };
-        assert_eq!(sel.to_string(), "pkcs11:token=ca;serial=1");
+        assert_eq!(sel.to_string(), "pkcs11:token=ca;serial=1?…");
+        assert_eq!(
+            redact_token_uri("PKCS11:token=ca?pin-source=/tmp/pin"),
+            "PKCS11:token=ca?…"
+        );
+        assert_eq!(redact_token_uri("pkcs11:token=ca"), "pkcs11:token=ca");
+        assert_eq!(
+            redact_token_uri("pkcs11:PIN-VALUE=1234;token=ca;pin-source=file:/p"),
+            "pkcs11:PIN-VALUE=…;token=ca;pin-source=…"
+        );
+    }
+
+    #[test]
+    fn file_stems_are_safe() {
+        assert_eq!(file_stem("Root CA/2026"), "Root_CA_2026");
+        assert_eq!(file_stem("../x"), "_x");
+    }
+
+    #[test]
+    fn artifact_files_use_the_file_stem() {
+        let key = KeySpec {
+            label: "a/b".into(),
+            algorithm: KeyAlgorithm::P256,
+        };
+        assert_eq!(key.public_key_file(), "artifacts/a_b.pub.pem");
+        let cert = CertificateProfile {
+            name: "a_b.pub".into(),
+            key: "a/b".into(),
+            profile: CertificateKind::RootCa,
+            subject: Subject {
+                country: "DE".into(),
+                organization: "O".into(),
+                common_name: "CN".into(),
+            },
+            validity_days: 1,
+            signature_hash: None,
+            extensions: ExtensionOptions::default(),
+        };
+        assert_eq!(cert.file(), key.public_key_file());
     }
 }

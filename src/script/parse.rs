@@ -1,7 +1,7 @@
 //! Reading a script: TOML syntax, the format version, then serde into the model. Every failure becomes a
 //! [`Diagnostic`] at the exact `line:col` that caused it, with the fix spelled out.
 
-use super::diagnostic::{Diagnostic, KeyPath, SpanIndex, Target};
+use super::diagnostic::{Diagnostic, KeyPath, Segment, SpanIndex, Target};
 use super::model::{
     Action, CertificateKind, HashAlgorithm, KeyAlgorithm, Role, Script, SecurityLevel,
     SCRIPT_FORMAT,
@@ -411,6 +411,7 @@ fn serde_diagnostic(file: &str, spans: &SpanIndex, err: &toml::de::Error) -> Dia
         .strip_prefix("invalid type: ")
         .and_then(|r| r.split_once(", expected "))
     {
+        let found = &redact_hsm_string(&path, found);
         let expected = plain_expected(expected);
         let what = format!("`{field}` must be {expected}, not {}", plain_found(found));
         return diag(what, type_fix(&field, &expected, found));
@@ -419,6 +420,7 @@ fn serde_diagnostic(file: &str, spans: &SpanIndex, err: &toml::de::Error) -> Dia
         .strip_prefix("invalid value: ")
         .and_then(|r| r.split_once(", expected "))
     {
+        let found = &redact_hsm_string(&path, found);
         let range = match expected {
             "u8" => "a whole number from 0 to 255".to_owned(),
             "u32" => format!("a whole number from 0 to {}", u32::MAX),
@@ -445,6 +447,17 @@ fn serde_diagnostic(file: &str, spans: &SpanIndex, err: &toml::de::Error) -> Dia
         format!("`{field}`: {msg}"),
         "correct the value (see docs/script-format.md)".to_owned(),
     )
+}
+
+/// serde's echo of a wrong value, with any query cut off when the value sits under `[hsm]`: a string written
+/// where the token table belongs (`token = "…?pin-value=…"`) may be a URI with a PIN but without the
+/// `pkcs11:` scheme that [`super::diagnostic::printable`] recognises.
+fn redact_hsm_string(path: &KeyPath, found: &str) -> String {
+    let under_hsm = matches!(path.segments().first(), Some(Segment::Key(k)) if k == "hsm");
+    match found.split_once('?') {
+        Some((head, _query)) if under_hsm => format!("{head}?…\""),
+        _ => found.to_owned(),
+    }
 }
 
 /// Splits "`name`, expected one of `a`, `b`" into the name and the accepted list.
@@ -540,6 +553,21 @@ mod tests {
             err.contains("`allow_role_pairs` has 1 items, but must be an array of length 2"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_pin_in_a_misplaced_hsm_string_is_never_echoed() {
+        let src = GOOD.replace(
+            "token = { serial = \"0123456789abcdef\" }",
+            "token = \"serial=0123456789abcdef?pin-value=97531\"",
+        );
+        assert_ne!(src, GOOD, "the fixture's token line changed");
+        let err = first_error(&src);
+        assert!(
+            err.contains("not the string \"serial=0123456789abcdef?…\""),
+            "{err}"
+        );
+        assert!(!err.contains("97531"), "{err}");
     }
 
     #[test]

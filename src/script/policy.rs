@@ -2,7 +2,7 @@
 //! cannot express. Each finding points at the most specific key or value and says what to do.
 
 use super::diagnostic::{Diagnostic, KeyPath, Severity, Target};
-use super::model::{Role, Script, SecurityLevel};
+use super::model::{file_stem, pin_attribute, redact_token_uri, Role, Script, SecurityLevel};
 use super::parse::LoadedScript;
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,6 +12,8 @@ const MAX_NAME_CHARS: usize = 64;
 /// 100 years: longer is certainly a typo, and beyond what relying parties handle well.
 const MAX_VALIDITY_DAYS: u32 = 36525;
 
+mod artifacts;
+mod participants;
 mod steps;
 
 /// All policy findings for `loaded`, sorted by position in the file.
@@ -87,6 +89,30 @@ impl Checker<'_> {
         self.push(Severity::Error, path, target, what, fix.into());
     }
 
+    /// An error at an exact position, for carets inside a string value (see [`Self::locate_inside`]).
+    fn error_at(&mut self, at: (usize, usize), what: String, fix: impl Into<String>) {
+        let file = &self.l.file_name;
+        self.out.push(Diagnostic::error(file, at, what, fix.into()));
+    }
+
+    /// Position of the part of a string value that `pick` finds in the value's source text (quotes
+    /// included), so the caret lands on the offending character. Falls back to the value's start when
+    /// `pick` finds nothing, e.g. when the character was written as an escape.
+    fn locate_inside(
+        &self,
+        path: &KeyPath,
+        pick: impl Fn(&str) -> Option<usize>,
+    ) -> (usize, usize) {
+        self.l
+            .spans
+            .value_span(path)
+            .and_then(|r| Some(r.start + pick(self.l.source.get(r)?)?))
+            .map_or_else(
+                || self.l.locate(path, Target::Value),
+                |offset| self.l.spans.position(offset),
+            )
+    }
+
     fn line_of(&self, path: &KeyPath) -> usize {
         self.l.locate(path, Target::Value).0
     }
@@ -130,124 +156,23 @@ impl Checker<'_> {
         }
     }
 
-    fn participants(&mut self) {
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        for (i, p) in self.s.participants.iter().enumerate() {
-            let at = root().key("participants").index(i);
-            let name = p.name.trim();
-            if name.is_empty() {
-                let fix = "write the person's full name as it will appear in the report";
-                self.error(
-                    &at.clone().key("name"),
-                    Target::Value,
-                    "participant name is empty".into(),
-                    fix,
-                );
-            } else if let Some(&first) = seen.get(&name.to_lowercase()) {
-                let line = self.line_of(&root().key("participants").index(first).key("name"));
-                let what = format!("participant \"{name}\" is listed twice (first on line {line})");
-                let fix = "list each person once; give a person a second role with `also` where policy.allow_role_pairs allows it";
-                self.error(&at.clone().key("name"), Target::Value, what, fix);
-            } else {
-                seen.insert(name.to_lowercase(), i);
-            }
-            let Some(second) = p.also else { continue };
-            let (first, also) = (p.role, at.key("also"));
-            let allowed = self
-                .s
-                .policy
-                .allow_role_pairs
-                .iter()
-                .any(|&[a, b]| (a, b) == (first, second) || (b, a) == (first, second));
-            if first == second {
-                let what =
-                    format!("`also` repeats the role \"{first}\" that \"{name}\" already holds");
-                self.error(&also, Target::Value, what, "remove the `also` line");
-            } else if first.is_witness() != second.is_witness() {
-                let note = if allowed {
-                    " (policy.allow_role_pairs cannot allow this pair)"
-                } else {
-                    ""
-                };
-                let what = format!(
-                    "\"{name}\" cannot be both {first} and {second}{note}: a witness never counts as an operator, \
-                     so one person cannot both act and attest"
-                );
-                self.error(
-                    &also,
-                    Target::Value,
-                    what,
-                    format!("give the {second} role to another person"),
-                );
-            } else if !allowed {
-                let what = format!(
-                    "\"{name}\" holds two roles, {first} and {second}, but policy.allow_role_pairs does not allow that pair"
-                );
-                let fix = format!(
-                    "give the {second} role to another person (one person, one role), or add \
-                     [\"{first}\", \"{second}\"] to policy.allow_role_pairs if your procedure allows it"
-                );
-                self.error(&also, Target::Value, what, fix);
-            }
-        }
-        for (j, &[a, b]) in self.s.policy.allow_role_pairs.iter().enumerate() {
-            if a.is_witness() != b.is_witness() {
-                let at = root().key("policy").key("allow_role_pairs").index(j);
-                let what = format!("the pair [\"{a}\", \"{b}\"] has no effect: a witness role is never paired with a non-witness role");
-                self.out.push(self.l.warning(
-                    &at,
-                    Target::Value,
-                    what,
-                    "remove it: a witness never counts as an operator",
-                ));
-            }
-        }
-    }
-
-    fn roles_present(&mut self) {
-        let level = self.s.ceremony.security_level;
-        let mut needed = vec![
-            (Role::MasterOfCeremony, 1, ""),
-            (Role::Operator, 2, " (dual control needs two)"),
-        ];
-        if level >= SecurityLevel::High {
-            needed.push((Role::SecurityOfficer, 1, ""));
-        }
-        if level >= SecurityLevel::VeryHigh {
-            needed.push((
-                Role::IndependentWitness,
-                1,
-                ", such as an auditor or a notary",
-            ));
-        }
-        let at = root().key("ceremony").key("security_level");
-        for (role, count, hint) in needed {
-            let held = self.holders(role);
-            if held >= count {
-                continue;
-            }
-            let article = if role.as_str().starts_with(['a', 'e', 'i', 'o', 'u']) {
-                "an"
-            } else {
-                "a"
-            };
-            let what = match (count, held) {
-                (1, _) => format!("security level {level} needs {article} {role}, but no participant holds that role"),
-                (n, 0) => format!("security level {level} needs at least {n} {role}s, but no participant holds that role"),
-                (n, h) => format!("security level {level} needs at least {n} {role}s, but only {h} participant holds that role"),
-            };
-            let fix = format!("add a [[participants]] entry with role = \"{role}\"{hint}");
-            self.error(&at, Target::Value, what, fix);
-        }
-    }
-
     fn keys_and_certificates(&mut self) {
+        // Entries with a label or name error of their own stay out of the artifact clash check: one
+        // message per problem.
+        let (mut sound_keys, mut sound_certs) = (Vec::new(), Vec::new());
         let mut labels: HashMap<&str, usize> = HashMap::new();
         for (i, k) in self.s.keys.iter().enumerate() {
             let at = root().key("keys").index(i).key("label");
             if k.label.trim().is_empty() {
                 let fix = "give the key a label, e.g. label = \"acme-root-g1\"; it becomes CKA_LABEL on the HSM";
                 self.error(&at, Target::Value, "key label is empty".into(), fix);
+            } else if file_stem(&k.label).is_empty() {
+                let what = format!(
+                    "key label \"{}\" leaves no file name for its public key (artifacts/<label>.pub.pem)",
+                    k.label
+                );
+                let fix = "use letters or digits in the label, e.g. label = \"acme-root-g1\"";
+                self.error(&at, Target::Value, what, fix);
             } else if let Some(&first) = labels.get(k.label.as_str()) {
                 let line = self.line_of(&root().key("keys").index(first).key("label"));
                 let what = format!(
@@ -257,6 +182,7 @@ impl Checker<'_> {
                 self.error(&at, Target::Value, what, "give each key a distinct label");
             } else {
                 labels.insert(&k.label, i);
+                sound_keys.push(i);
             }
         }
         let mut names: HashMap<&str, usize> = HashMap::new();
@@ -280,6 +206,7 @@ impl Checker<'_> {
                 );
             } else {
                 names.insert(&c.name, i);
+                sound_certs.push(i);
             }
             if self.s.key(&c.key).is_none() {
                 let what = format!(
@@ -290,6 +217,8 @@ impl Checker<'_> {
                 self.error(&at.key("key"), Target::Value, what, fix);
             }
         }
+        self.artifact_clashes(&sound_keys, &sound_certs);
+        self.signature_hashes();
     }
 
     fn known_keys_fix(&self, wanted: &str) -> String {
@@ -350,11 +279,45 @@ impl Checker<'_> {
                     format!("token {k} is empty"),
                     format!("write the token's {k}"),
                 );
-            } else if k == "uri" && !v.starts_with("pkcs11:") {
-                let what = format!("token uri \"{v}\" is not a PKCS#11 URI");
-                let fix = "write an RFC 7512 URI that starts with pkcs11:, e.g. uri = \"pkcs11:token=acme-root\"";
-                self.error(&at, Target::Value, what, fix);
+            } else if k == "uri" {
+                self.token_uri(&at, v);
             }
+        }
+    }
+
+    /// The URI is echoed redacted only: its query may hold `pin-value`, and diagnostics end up in terminals,
+    /// logs and tickets.
+    fn token_uri(&mut self, at: &KeyPath, uri: &str) {
+        let shown = redact_token_uri(uri);
+        // RFC 3986: the scheme is case-insensitive, and the HSM layer reads `PKCS11:` too.
+        if !uri
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("pkcs11:"))
+        {
+            let what = format!("token uri \"{shown}\" is not a PKCS#11 URI");
+            let fix = "write an RFC 7512 URI that starts with pkcs11:, e.g. uri = \"pkcs11:token=acme-root\"";
+            self.error(at, Target::Value, what, fix);
+        }
+        let why = "a PIN must never be written in a script, which is copied byte for byte into the evidence \
+                   bundle; keyrite asks for the activation data in the room";
+        if let Some(q) = uri.find('?') {
+            let fix = format!("remove everything from '?' on: {why}");
+            let what = format!(
+                "token uri \"{shown}\" has a query part (from '?' on), which can carry pin-value or pin-source"
+            );
+            // The caret goes on the '?' itself; the decoded and the written text agree up to it unless an
+            // escape precedes it, and then the caret falls back to the value's start.
+            let written_before = format!("\"{}", &uri[..q]);
+            let pos = self.locate_inside(at, |raw| {
+                raw.starts_with(&written_before)
+                    .then_some(written_before.len())
+            });
+            self.error_at(pos, what, fix);
+        } else if let Some(name) = uri.split(';').find_map(pin_attribute) {
+            // RFC 7512 puts pin-value in the query; in the path it is malformed, but a PIN all the same.
+            let what = format!("token uri \"{shown}\" carries a PIN in its {name} attribute");
+            let fix = format!("remove the {name} attribute: {why}");
+            self.error(at, Target::Value, what, fix);
         }
     }
 
@@ -406,5 +369,34 @@ impl Checker<'_> {
                 self.error(&at.key("validity_days"), Target::Value, what, fix);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::script::parse::parse;
+
+    const GOOD: &str = include_str!("../../tests/scripts/good/minimal-medium.toml");
+
+    fn check_with_token(token: &str) -> Vec<String> {
+        let src = GOOD.replace("token = { serial = \"0123456789abcdef\" }", token);
+        assert_ne!(src, GOOD, "the fixture's token line changed");
+        let loaded = parse("t.toml", &src).unwrap();
+        check(&loaded).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_pin_anywhere_in_the_token_uri_is_refused_and_never_shown() {
+        assert!(check_with_token("token = { uri = \"PKCS11:token=lab\" }").is_empty());
+        let found = check_with_token("token = { uri = \"pkcs11:token=lab;pin-value=97531\" }");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0]
+            .contains("\"pkcs11:token=lab;pin-value=…\" carries a PIN in its pin-value attribute"));
+        let found = check_with_token("token = { uri = \"token=lab?pin-source=/x/97531\" }");
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found
+            .iter()
+            .all(|d| d.contains("\"token=lab?…\"") && !d.contains("97531")));
     }
 }

@@ -133,11 +133,10 @@ fn parse_uri(uri: &str) -> Result<Vec<(Field, String)>, HsmError> {
 }
 
 /// The URI without its query, which may hold a pin-value that must never reach a log or an error.
+/// Never echo a URI's query or a PIN attribute (the script check refuses them, but the HSM layer is
+/// also reached with selectors that did not come from a checked script).
 fn redact(uri: &str) -> String {
-    match uri.split_once('?') {
-        Some((path, _)) => format!("{path}?…"),
-        None => uri.to_string(),
-    }
+    crate::script::redact_token_uri(uri)
 }
 
 /// The selector as an operator wrote it, minus any URI query.

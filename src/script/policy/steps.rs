@@ -68,14 +68,18 @@ impl Checker<'_> {
         let mut unheld = false;
         for (j, &role) in st.confirm_by.iter().enumerate() {
             let item = confirm_by.clone().index(j);
-            if action.is_sensitive() && role.is_witness() {
+            // On every step, not only sensitive ones: a confirmation records that a trusted person did or
+            // checked something, and a witness only attests (witnessed_by).
+            if role.is_witness() {
                 let what = format!(
-                    "{name} ({action}) is sensitive, but confirm_by lists the witness role \"{role}\"; \
-                     a witness never counts as an operator"
+                    "confirm_by of {name} lists the witness role \"{role}\"; a witness attests a step and never \
+                     counts as a confirmer"
                 );
-                let fix = format!(
-                    "move \"{role}\" to witnessed_by and let operational roles confirm the step"
-                );
+                let fix = if st.witnessed_by.contains(&role) {
+                    format!("remove \"{role}\" from confirm_by; witnessed_by already lists it")
+                } else {
+                    format!("move \"{role}\" to witnessed_by")
+                };
                 self.error(&item, Target::Value, what, fix);
             } else if self.holders(role) == 0 {
                 unheld = true;
@@ -120,7 +124,8 @@ impl Checker<'_> {
             }
             _ => {}
         }
-        if st.confirm_by.is_empty() || unheld {
+        // With only witness roles listed, the witness error above already says nobody can confirm.
+        if st.confirm_by.iter().all(|r| r.is_witness()) || unheld {
             return;
         }
         let need = st.required_confirmations();
@@ -248,12 +253,26 @@ impl Checker<'_> {
     }
 
     pub(super) fn hsm_order(&mut self) {
-        let mut active = false;
+        let mut activated_by: Option<usize> = None;
         let mut deactivated_by: Option<usize> = None;
         for (i, st) in self.s.steps.iter().enumerate() {
             let action = st.action;
+            let active = activated_by.is_some();
             if action == Action::ActivateHsm {
-                active = true;
+                // A second login on an open session is an HSM error mid-ceremony, and it usually means a
+                // deactivate_hsm step was forgotten or moved.
+                if let Some(on) = activated_by {
+                    let (name, on) = (self.step_name(i), self.step_name(on));
+                    let what = format!(
+                        "{name} activates the HSM, but it is already active: {on} activated it and no \
+                         deactivate_hsm step comes in between"
+                    );
+                    let fix =
+                        format!("remove {name}, or add a deactivate_hsm step between {on} and it");
+                    self.error(&step_path(i).key("action"), Target::Value, what, fix);
+                } else {
+                    activated_by = Some(i);
+                }
                 continue;
             }
             if !action.uses_hsm() {
@@ -277,7 +296,7 @@ impl Checker<'_> {
                 self.error(&step_path(i).key("action"), Target::Value, what, fix);
             }
             if action == Action::DeactivateHsm {
-                active = false;
+                activated_by = None;
                 deactivated_by = Some(i);
             }
         }
