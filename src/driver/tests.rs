@@ -27,13 +27,14 @@ fn script() -> LoadedScript {
     parse::load(Path::new(path)).expect("the shipped script parses")
 }
 
-/// Run with the mock; returns the outcome, the bundle folder, the HSM calls and the printed lines.
-fn run_mock(
+/// Run with the mock into `out`; returns the outcome, the HSM calls and the printed lines.
+fn run_mock_into(
     loaded: &LoadedScript,
     answers: Answers,
     pin: &'static str,
-) -> (Result<Outcome>, tempfile::TempDir, Vec<String>, String) {
-    let dir = tempfile::tempdir().unwrap();
+    rehearsal: bool,
+    out: &Path,
+) -> (Result<Outcome>, Vec<String>, String) {
     let calls: Arc<Mutex<Vec<String>>> = Arc::default();
     let shared = calls.clone();
     let mut opener =
@@ -45,7 +46,7 @@ fn run_mock(
     let mut printed = Vec::new();
     let mut operator = Headless::new(answers, &mut printed);
     let mode = RunMode {
-        rehearsal: false,
+        rehearsal,
         enforce_offline: false,
         module: "mock".into(),
         token: TokenSelector::default(),
@@ -61,9 +62,21 @@ fn run_mock(
         pins: &mut FixedPin(pin),
         opener: &mut opener,
     }
-    .run(&dir.path().join("out"));
+    .run(out);
     let calls = calls.lock().unwrap().clone();
-    (outcome, dir, calls, String::from_utf8(printed).unwrap())
+    (outcome, calls, String::from_utf8(printed).unwrap())
+}
+
+/// A run (not a rehearsal) on the mock into a fresh folder's `out`.
+fn run_mock(
+    loaded: &LoadedScript,
+    answers: Answers,
+    pin: &'static str,
+) -> (Result<Outcome>, tempfile::TempDir, Vec<String>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (outcome, calls, printed) =
+        run_mock_into(loaded, answers, pin, false, &dir.path().join("out"));
+    (outcome, dir, calls, printed)
 }
 
 #[test]
@@ -203,35 +216,20 @@ fn the_output_folder_is_never_reused() {
     let loaded = script();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("keep.txt"), "x").unwrap();
-    let mut opener =
-        |_: &str, _: &TokenSelector| -> std::result::Result<Box<dyn Hsm + Send>, HsmError> {
-            Ok(Box::new(MockHsm::new("1234")))
-        };
-    let mut operator = Headless::new(Answers::auto(&loaded.script), Vec::new());
-    let mode = RunMode {
-        rehearsal: false,
-        enforce_offline: false,
-        module: "mock".into(),
-        token: TokenSelector::default(),
-        confirmations: ConfirmationSource {
-            kind: "auto".into(),
-            answers_sha256: None,
-        },
-    };
-    let err = Ceremony {
-        loaded: &loaded,
-        mode,
-        operator: &mut operator,
-        pins: &mut FixedPin("1234"),
-        opener: &mut opener,
-    }
-    .run(dir.path())
-    .unwrap_err();
+    let (outcome, calls, _) = run_mock_into(
+        &loaded,
+        Answers::auto(&loaded.script),
+        "1234",
+        false,
+        dir.path(),
+    );
+    let err = outcome.unwrap_err();
     assert!(
         err.to_string().contains("never overwrites evidence"),
         "{err}"
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    assert!(calls.is_empty());
 }
 
 /// Rewrite a bundle's log as a forger would: edit the entries, recompute every hash, rebuild and
@@ -378,38 +376,18 @@ fn crlf_extra_root_files_and_crafted_reports_fail_without_panicking() {
 fn a_rehearsal_refuses_a_token_that_is_not_softhsm() {
     let loaded = script();
     let dir = tempfile::tempdir().unwrap();
-    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
-    let shared = calls.clone();
-    let mut opener =
-        move |_: &str, _: &TokenSelector| -> std::result::Result<Box<dyn Hsm + Send>, HsmError> {
-            let mut mock = MockHsm::new("1234");
-            mock.calls = shared.clone();
-            Ok(Box::new(mock))
-        };
-    let mut operator = Headless::new(Answers::auto(&loaded.script), Vec::new());
-    let mode = RunMode {
-        rehearsal: true,
-        enforce_offline: false,
-        module: "mock".into(),
-        token: TokenSelector::default(),
-        confirmations: ConfirmationSource {
-            kind: "auto".into(),
-            answers_sha256: None,
-        },
-    };
-    let outcome = Ceremony {
-        loaded: &loaded,
-        mode,
-        operator: &mut operator,
-        pins: &mut FixedPin("1234"),
-        opener: &mut opener,
-    }
-    .run(&dir.path().join("out"))
-    .unwrap();
+    let (outcome, calls, _) = run_mock_into(
+        &loaded,
+        Answers::auto(&loaded.script),
+        "1234",
+        true,
+        &dir.path().join("out"),
+    );
+    let outcome = outcome.unwrap();
     assert!(outcome.hsm_failure);
     assert!(outcome
         .reason
         .unwrap_or_default()
         .contains("rehearsals run only on throw-away SoftHSM2 tokens"));
-    assert!(calls.lock().unwrap().is_empty(), "not even a login");
+    assert!(calls.is_empty(), "not even a login");
 }
