@@ -7,7 +7,7 @@ use super::events::{ConfirmationSource, HostFacts, ParticipantRecord, Record};
 use super::log::AuditEntry;
 use crate::engine::Event;
 use crate::hsm::{KeyAttributes, TokenIdentity};
-use crate::script::{Action, Role, SecurityLevel};
+use crate::script::{Action, CeremonyInfo, Role};
 use serde::{Deserialize, Serialize};
 
 pub const REPORT_FORMAT: u32 = 1;
@@ -23,7 +23,7 @@ pub struct Report {
     /// "completed" or "aborted".
     pub result: String,
     pub abort_reason: Option<String>,
-    pub ceremony: CeremonySummary,
+    pub ceremony: CeremonyInfo,
     pub started: String,
     pub ended: String,
     pub tool: String,
@@ -39,16 +39,6 @@ pub struct Report {
     pub certificates: Vec<CertificateRecord>,
     pub artifacts: Vec<ArtifactRecord>,
     pub log_head: LogHead,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CeremonySummary {
-    pub id: String,
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub place: String,
-    pub security_level: SecurityLevel,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,7 +178,7 @@ pub fn build(entries: &[AuditEntry]) -> Result<Report, String> {
         confirmations,
         result: "aborted".into(),
         abort_reason: Some("the log ends before the ceremony completed".into()),
-        ceremony: CeremonySummary {
+        ceremony: CeremonyInfo {
             id: ceremony_id,
             name,
             kind,
