@@ -1,0 +1,200 @@
+//! `keyrite run` typed at a real terminal (tmux): people confirm by name, say `go`, and the PIN is
+//! entered without echo. The screen captures are checked for the PIN.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const PIN: &str = "31415926";
+
+struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("-f")
+            .arg("/dev/null")
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    }
+
+    /// The whole pane including its scrollback.
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(
+            &self
+                .run(&["capture-pane", "-p", "-S", "-2000", "-t", "app"])
+                .stdout,
+        )
+        .into_owned()
+    }
+
+    /// Poll the screen until `text` shows, with a deadline; never a blind sleep.
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {text:?}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn type_line(&self, line: &str) {
+        assert!(self
+            .run(&["send-keys", "-t", "app", "-l", line])
+            .status
+            .success());
+        assert!(self
+            .run(&["send-keys", "-t", "app", "Enter"])
+            .status
+            .success());
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+fn softhsm_token(dir: &Path) -> PathBuf {
+    std::fs::create_dir(dir.join("tokens")).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let init = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "example-root-hsm",
+            "--so-pin",
+            "27182818",
+            "--pin",
+            PIN,
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .expect("softhsm2-util runs");
+    assert!(init.status.success());
+    conf
+}
+
+#[test]
+fn a_run_typed_at_a_terminal_completes_and_never_shows_the_pin() {
+    let have_tmux = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_tmux {
+        assert!(
+            std::env::var_os("KEYRITE_REQUIRE_EXTERNAL").is_none(),
+            "tmux is required in CI"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = softhsm_token(dir.path());
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // Medium, so the pre-flight warns instead of refusing on a networked test machine.
+    let script = std::fs::read_to_string(root.join("ceremony-scripts/root-ca-p256.toml"))
+        .unwrap()
+        .replace(
+            "security_level = \"very-high\"",
+            "security_level = \"medium\"",
+        );
+    let script_path = dir.path().join("script.toml");
+    std::fs::write(&script_path, script).unwrap();
+    let out = dir.path().join("bundle");
+    let command = format!(
+        "SOFTHSM2_CONF={} {} run {} --out {}; echo KEYRITE-EXIT=$?; sleep 60",
+        conf.display(),
+        env!("CARGO_BIN_EXE_keyrite"),
+        script_path.display(),
+        out.display()
+    );
+    let tmux = Tmux {
+        socket: dir.path().join("tmux.sock"),
+    };
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "app",
+        "-x",
+        "200",
+        "-y",
+        "50",
+        &command,
+    ]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+
+    let operators = ["Omar Haddad", "Olga Petrova", "Ines Moreau"];
+    let steps: [(&str, &[&str]); 9] = [
+        ("[1/9]", &["Maria Keller", "Wiebke Janssen"]),
+        ("[2/9]", &["Maria Keller", "Ines Moreau"]),
+        ("[3/9]", &["Sven Lindqvist", "Wiebke Janssen"]),
+        ("[4/9]", &operators),
+        ("[5/9]", &operators),
+        ("[6/9]", &["Omar Haddad", "Sven Lindqvist", "Ines Moreau"]),
+        ("[7/9]", &operators),
+        ("[8/9]", &["Omar Haddad"]),
+        ("[9/9]", &["Sven Lindqvist", "Wiebke Janssen"]),
+    ];
+    for (header, names) in steps {
+        tmux.wait_for(header);
+        for name in names {
+            tmux.type_line(name);
+        }
+        tmux.type_line("go");
+        if header == "[4/9]" {
+            tmux.wait_for("User PIN for token");
+            tmux.type_line(PIN);
+        }
+    }
+    let screen = tmux.wait_for("KEYRITE-EXIT=");
+    assert!(screen.contains("KEYRITE-EXIT=0"), "{screen}");
+    assert!(screen.contains("ceremony completed"), "{screen}");
+    assert!(
+        screen.contains("key hash of example-root-p256-2026"),
+        "{screen}"
+    );
+    assert!(!screen.contains(PIN), "the PIN was echoed:\n{screen}");
+    for file in ["audit.jsonl", "report.json"] {
+        let text = std::fs::read_to_string(out.join(file)).unwrap();
+        assert!(!text.contains(PIN), "the PIN reached {file}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["confirmations"]["kind"], "keyboard");
+    let verify = Command::new(env!("CARGO_BIN_EXE_keyrite"))
+        .arg("verify")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
