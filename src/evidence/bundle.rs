@@ -57,11 +57,20 @@ impl Bundle {
         file.write_all(bytes)
             .map_err(|e| Error::io("write", &path, &e))?;
         file.sync_all().map_err(|e| Error::io("sync", &path, &e))?;
+        sync_parent(&path).map_err(|e| Error::io("sync the folder of", &path, &e))?;
         Ok(ArtifactRecord {
             path: relative.to_string(),
             sha256: hex::encode(Sha256::digest(bytes)),
             size: bytes.len() as u64,
         })
+    }
+}
+
+/// A new file's name lives in its folder: fsync the folder too, or a crash can lose the file.
+pub fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) => fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
     }
 }
 

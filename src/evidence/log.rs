@@ -68,6 +68,7 @@ pub struct AuditLog {
 impl AuditLog {
     pub fn create(path: &Path) -> std::io::Result<Self> {
         let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        super::bundle::sync_parent(path)?;
         Ok(AuditLog {
             file,
             path: path.to_path_buf(),
