@@ -28,6 +28,7 @@ pub enum Command {
     },
     /// Rehearse a script against throw-away SoftHSM2 tokens. The report is marked REHEARSAL.
     Rehearse {
+        /// The ceremony script (TOML).
         script: PathBuf,
         /// The evidence bundle folder to create (must not exist, or be empty).
         #[arg(long)]
@@ -48,6 +49,7 @@ pub enum Command {
     },
     /// Run the ceremony against the HSM the script names. Prompts for PINs without echo.
     Run {
+        /// The ceremony script (TOML).
         script: PathBuf,
         /// The evidence bundle folder to create (must not exist, or be empty).
         #[arg(long)]
@@ -59,7 +61,8 @@ pub enum Command {
         #[arg(long, hide = true)]
         auto: bool,
     },
-    /// Verify an evidence bundle offline: log chain, report, artifacts, certificates and key hashes.
+    /// Verify an evidence bundle offline: log chain, replay of the script's rules, report, artifacts,
+    /// certificates and key hashes.
     Verify {
         /// The evidence bundle folder.
         dir: PathBuf,
