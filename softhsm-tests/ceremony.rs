@@ -1,6 +1,8 @@
 //! End-to-end ceremonies through the real `keyrite` binary against SoftHSM2, with the outputs checked
 //! by tools keyrite's authors did not write: openssl, pkilint, pkcs11-tool and sha256sum.
 
+mod common;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -373,27 +375,15 @@ fn one_operator_alone_cannot_generate_a_key_and_nothing_reaches_the_hsm() {
 fn env_reuse_refuses_an_existing_label_and_keeps_pins_out_of_the_evidence() {
     let dir = tempfile::tempdir().unwrap();
     let env = dir.path().join("env");
+    let rehearse_into = |out: &Path| {
+        let (env, out) = (env.to_str().unwrap(), out.to_str().unwrap());
+        keyrite(&["rehearse", P256, "--auto", "--env", env, "--out", out])
+    };
     let first = dir.path().join("first");
-    let a = keyrite(&[
-        "rehearse",
-        P256,
-        "--auto",
-        "--env",
-        env.to_str().unwrap(),
-        "--out",
-        first.to_str().unwrap(),
-    ]);
+    let a = rehearse_into(&first);
     assert!(a.status.success(), "{}", text(&a));
     let second = dir.path().join("second");
-    let b = keyrite(&[
-        "rehearse",
-        P256,
-        "--auto",
-        "--env",
-        env.to_str().unwrap(),
-        "--out",
-        second.to_str().unwrap(),
-    ]);
+    let b = rehearse_into(&second);
     assert_eq!(b.status.code(), Some(4), "{}", text(&b));
     assert!(text(&b).contains("already exists"), "{}", text(&b));
     if tool("pkcs11-tool").is_some() {
@@ -456,31 +446,7 @@ fn run_never_accepts_auto() {
 fn run_on_softhsm_util_token(script_text: &str) -> (tempfile::TempDir, PathBuf, Output, String) {
     tool("softhsm2-util").expect("softhsm2-util");
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("tokens")).unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let init = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "example-root-hsm",
-            "--so-pin",
-            "87654321",
-            "--pin",
-            "24681357",
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", text(&init));
+    let conf = common::softhsm_util_token(dir.path(), "87654321", "24681357");
     let script_path = dir.path().join("script.toml");
     std::fs::write(&script_path, script_text).unwrap();
     let script: toml::Value = toml::from_str(script_text).unwrap();

@@ -1,7 +1,9 @@
 //! `keyrite run` typed at a real terminal (tmux): people confirm by name, say `go`, and the PIN is
 //! entered without echo. The screen captures are checked for the PIN.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -67,35 +69,6 @@ impl Drop for Tmux {
     }
 }
 
-fn softhsm_token(dir: &Path) -> PathBuf {
-    std::fs::create_dir(dir.join("tokens")).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    let init = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "example-root-hsm",
-            "--so-pin",
-            "27182818",
-            "--pin",
-            PIN,
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .expect("softhsm2-util runs");
-    assert!(init.status.success());
-    conf
-}
-
 #[test]
 fn a_run_typed_at_a_terminal_completes_and_never_shows_the_pin() {
     let have_tmux = Command::new("tmux")
@@ -110,7 +83,7 @@ fn a_run_typed_at_a_terminal_completes_and_never_shows_the_pin() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let conf = softhsm_token(dir.path());
+    let conf = common::softhsm_util_token(dir.path(), "27182818", PIN);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     // Medium, so the pre-flight warns instead of refusing on a networked test machine.
     let script = std::fs::read_to_string(root.join("ceremony-scripts/root-ca-p256.toml"))
