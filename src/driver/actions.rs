@@ -2,7 +2,7 @@
 //! an `hsm_intent` entry (write-ahead) and followed by its result.
 
 use super::operator::{Notice, Operator};
-use super::pins::PinSource;
+use super::pins::{PinRequest, PinSource};
 use super::{now_utc, preflight, RunMode, State};
 use crate::error::Result;
 use crate::evidence::events::Record;
@@ -186,7 +186,7 @@ fn activate(
         id.manufacturer, id.model, id.serial, id.firmware_version, id.token_label
     );
     operator.notice(Notice::Info { text: &shown });
-    let pin = match pins.user_pin(hsm.identity()) {
+    let pin = match pins.pin(&PinRequest::HsmUser(hsm.identity())) {
         Ok(pin) => pin,
         Err(e) => return Ok(Err(e.to_string())),
     };

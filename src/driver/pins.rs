@@ -7,8 +7,53 @@ use secrecy::SecretString;
 use std::io::{BufRead, IsTerminal};
 use zeroize::Zeroizing;
 
+/// Whose PIN is asked for. Every token keyrite logs in to is named by its identity, so a PIN source
+/// (the rehearsal's rehearsal.toml, a prompt, the TUI's PIN modal) can look it up or say whose it is.
+#[derive(Debug, Clone, Copy)]
+pub enum PinRequest<'a> {
+    /// The HSM token's user PIN (a token without a quorum split).
+    HsmUser(&'a TokenIdentity),
+    /// A custodian's quorum card.
+    CustodianCard {
+        holder: &'a str,
+        card: &'a TokenIdentity,
+    },
+    /// A participant's personal signing card.
+    PersonalCard {
+        person: &'a str,
+        card: &'a TokenIdentity,
+    },
+}
+
+impl PinRequest<'_> {
+    pub fn token(&self) -> &TokenIdentity {
+        match self {
+            PinRequest::HsmUser(token) => token,
+            PinRequest::CustodianCard { card, .. } | PinRequest::PersonalCard { card, .. } => card,
+        }
+    }
+
+    /// The question put to the person at the keyboard.
+    pub fn prompt(&self) -> String {
+        match self {
+            PinRequest::HsmUser(t) => format!(
+                "User PIN for token \"{}\" (serial {}): ",
+                t.token_label, t.serial
+            ),
+            PinRequest::CustodianCard { holder, card } => format!(
+                "{holder}, enter the PIN of your card \"{}\" (serial {}): ",
+                card.token_label, card.serial
+            ),
+            PinRequest::PersonalCard { person, card } => format!(
+                "{person}, enter the PIN of your personal card \"{}\" (serial {}): ",
+                card.token_label, card.serial
+            ),
+        }
+    }
+}
+
 pub trait PinSource {
-    fn user_pin(&mut self, token: &TokenIdentity) -> Result<SecretString>;
+    fn pin(&mut self, request: &PinRequest<'_>) -> Result<SecretString>;
 }
 
 /// `keyrite run`: ask the person at the keyboard, without echo. When stdin is not a terminal (a
@@ -16,11 +61,8 @@ pub trait PinSource {
 pub struct Prompt;
 
 impl PinSource for Prompt {
-    fn user_pin(&mut self, token: &TokenIdentity) -> Result<SecretString> {
-        let prompt = format!(
-            "User PIN for token \"{}\" (serial {}): ",
-            token.token_label, token.serial
-        );
+    fn pin(&mut self, request: &PinRequest<'_>) -> Result<SecretString> {
+        let prompt = request.prompt();
         let stdin = std::io::stdin();
         let pin = if stdin.is_terminal() {
             Zeroizing::new(rpassword::prompt_password(prompt).map_err(|e| {
@@ -44,7 +86,7 @@ impl PinSource for Prompt {
         if pin.is_empty() {
             return Err(Error::input(
                 "no PIN was entered",
-                "enter the token's user PIN",
+                "enter the PIN that was asked for",
             ));
         }
         Ok(SecretString::from(pin.as_str()))

@@ -2,9 +2,9 @@
 //! on demand with random PINs, and DIR/rehearsal.toml (mode 0600) as the only place those PINs are
 //! written, so a later rehearsal ceremony can reuse the same tokens with `--env DIR`.
 
-use super::pins::PinSource;
+use super::pins::{PinRequest, PinSource};
 use crate::error::{Error, Result};
-use crate::hsm::{pkcs11, TokenIdentity};
+use crate::hsm::pkcs11;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -180,7 +180,8 @@ fn random_pin() -> Result<String> {
 pub struct RehearsalPins(pub Vec<RehearsalToken>);
 
 impl PinSource for RehearsalPins {
-    fn user_pin(&mut self, token: &TokenIdentity) -> Result<SecretString> {
+    fn pin(&mut self, request: &PinRequest<'_>) -> Result<SecretString> {
+        let token = request.token();
         self.0
             .iter()
             .find(|t| t.serial == token.serial)

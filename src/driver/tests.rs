@@ -1,7 +1,7 @@
 //! The whole effect loop against the in-memory mock HSM: engine, evidence and operator together.
 
 use super::operator::{AnswerStep, Answers, Headless};
-use super::pins::PinSource;
+use super::pins::{PinRequest, PinSource};
 use super::*;
 use crate::evidence::events::ConfirmationSource;
 use crate::evidence::verify::verify_bundle;
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 struct FixedPin(&'static str);
 
 impl PinSource for FixedPin {
-    fn user_pin(&mut self, _: &TokenIdentity) -> Result<SecretString> {
+    fn pin(&mut self, _: &PinRequest<'_>) -> Result<SecretString> {
         Ok(SecretString::from(self.0))
     }
 }

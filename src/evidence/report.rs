@@ -38,7 +38,40 @@ pub struct Report {
     pub keys: Vec<KeyRecord>,
     pub certificates: Vec<CertificateRecord>,
     pub artifacts: Vec<ArtifactRecord>,
+    /// The M-of-N activation quorum, when the ceremony split, used or checked one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumReport>,
     pub log_head: LogHead,
+}
+
+/// The custodian quorum as the log shows it: who holds which card in which bag, and the Feldman
+/// commitments every share is checked against. Never a share, never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuorumReport {
+    /// M: shares needed to activate.
+    pub threshold: u32,
+    /// N: cards holding a share.
+    pub total: u32,
+    /// The id of the ceremony that made the split (shares carry it).
+    pub split_ceremony_id: String,
+    /// SHA-256 of the encoded Feldman commitments, lowercase hex.
+    pub commitments_sha256: String,
+    pub cards: Vec<QuorumCard>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuorumCard {
+    /// The share's index (1..=N).
+    pub index: u32,
+    pub holder: String,
+    pub token_label: String,
+    pub serial: String,
+    /// Serial of the tamper-evident bag the card is sealed in.
+    pub bag: String,
+    /// What this ceremony did with the card: "written", "presented", "refused", "healthy", "retired", …
+    pub result: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,6 +244,7 @@ pub fn build(entries: &[AuditEntry]) -> Result<Report, String> {
         keys: Vec::new(),
         certificates: Vec::new(),
         artifacts: Vec::new(),
+        quorum: None,
         log_head: LogHead {
             seq: last.seq,
             hash: last.hash.clone(),
