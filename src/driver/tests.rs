@@ -6,7 +6,6 @@ use super::*;
 use crate::evidence::events::ConfirmationSource;
 use crate::evidence::verify::verify_bundle;
 use crate::hsm::mock::MockHsm;
-use crate::hsm::TokenIdentity;
 use crate::script::parse;
 use secrecy::SecretString;
 use std::sync::{Arc, Mutex};
