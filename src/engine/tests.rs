@@ -7,6 +7,7 @@ fn person(name: &str, role: Role) -> Participant {
         role,
         also: None,
         organisation: None,
+        card: None,
     }
 }
 
@@ -45,6 +46,7 @@ fn script() -> Script {
         hsm: HsmConfig {
             module: "/x.so".into(),
             token: TokenSelector::default(),
+            cards_module: None,
         },
         keys: vec![],
         certificates: vec![],

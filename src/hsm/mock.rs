@@ -16,6 +16,8 @@ pub struct MockHsm {
     logged_in: bool,
     keys: BTreeMap<String, KeyAlgorithm>,
     counter: u64,
+    /// Certificates stored with [`Hsm::store_certificate`], by key label.
+    certs: BTreeMap<String, Vec<u8>>,
     /// Every mutating call, in order, so tests can prove what did (not) reach the HSM. Shared, so a
     /// test keeps a handle after the driver has taken the mock.
     pub calls: Arc<Mutex<Vec<String>>>,
@@ -40,6 +42,7 @@ impl MockHsm {
             logged_in: false,
             keys: BTreeMap::new(),
             counter: 0,
+            certs: BTreeMap::new(),
             calls: Arc::default(),
         }
     }
@@ -214,5 +217,27 @@ impl Hsm for MockHsm {
         }
         out.truncate(len);
         Ok(out)
+    }
+
+    fn store_certificate(
+        &mut self,
+        key_label: &str,
+        _subject_der: &[u8],
+        der: &[u8],
+    ) -> Result<(), HsmError> {
+        self.need_login("C_CreateObject")?;
+        self.key_pair(key_label)?;
+        self.call(format!("C_CreateObject certificate {key_label}"));
+        self.certs.insert(key_label.to_string(), der.to_vec());
+        Ok(())
+    }
+
+    fn signing_certificate(&mut self) -> Result<(String, Vec<u8>), HsmError> {
+        self.need_login("C_FindObjects")?;
+        self.certs
+            .iter()
+            .next()
+            .map(|(l, d)| (l.clone(), d.clone()))
+            .ok_or_else(|| HsmError::new("C_FindObjects", "no certificate", "store one first"))
     }
 }

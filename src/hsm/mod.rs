@@ -97,6 +97,29 @@ pub trait Hsm {
     ) -> Result<Vec<u8>, HsmError>;
     /// C_GenerateRandom.
     fn random(&mut self, len: usize) -> Result<Vec<u8>, HsmError>;
+    /// Store an X.509 certificate (DER) for the key pair labelled `key_label`, with that key's label
+    /// and CKA_ID (rehearsal personal cards).
+    fn store_certificate(
+        &mut self,
+        key_label: &str,
+        _subject_der: &[u8],
+        _der: &[u8],
+    ) -> Result<(), HsmError> {
+        Err(HsmError::new(
+            "store certificate",
+            format!("this token cannot store a certificate for \"{key_label}\""),
+            "use a PKCS#11 token",
+        ))
+    }
+    /// A personal card's signing key and certificate: the label of the private key and the DER of the
+    /// X.509 certificate sharing its CKA_ID. Needs a login.
+    fn signing_certificate(&mut self) -> Result<(String, Vec<u8>), HsmError> {
+        Err(HsmError::new(
+            "find the card's signing certificate",
+            "this token holds no certificates",
+            "use a PKCS#11 token as a personal card",
+        ))
+    }
 }
 
 /// Opens an HSM session for a script's `[hsm]` section. The driver takes one of these so that tests can

@@ -6,6 +6,7 @@
 //! Object handles never outlive a call: handles to private objects die at logout, so every operation
 //! finds its objects afresh by label and CKA_ID.
 
+mod certs;
 mod fixes;
 mod keys;
 mod module;
@@ -261,6 +262,19 @@ impl Hsm for Pkcs11Hsm {
         self.session
             .sign(&mech, key, data)
             .ck("C_Sign", || doing.clone())
+    }
+
+    fn store_certificate(
+        &mut self,
+        key_label: &str,
+        subject_der: &[u8],
+        der: &[u8],
+    ) -> Result<(), HsmError> {
+        self.store_cert(key_label, subject_der, der)
+    }
+
+    fn signing_certificate(&mut self) -> Result<(String, Vec<u8>), HsmError> {
+        self.signing_cert()
     }
 
     fn random(&mut self, len: usize) -> Result<Vec<u8>, HsmError> {

@@ -4,6 +4,7 @@ pub mod diagnostic;
 pub mod model;
 pub mod parse;
 pub mod policy;
+pub mod signers;
 
 pub use diagnostic::{has_errors, Diagnostic, KeyPath, Severity, Target};
 pub use model::*;

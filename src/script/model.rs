@@ -123,6 +123,11 @@ pub struct Participant {
     /// Organisation, e.g. the auditor's firm. Informational.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organisation: Option<String>,
+    /// The person's personal signing card (a PKCS#11 token holding a signing key and its X.509
+    /// certificate under one CKA_ID): label, serial or RFC 7512 URI, as for `[hsm] token`. A carded
+    /// participant signs every confirmation they give and, where the level requires, the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<TokenSelector>,
 }
 
 impl Participant {
@@ -146,6 +151,9 @@ pub struct HsmConfig {
     /// Path of the PKCS#11 module, e.g. "/usr/lib/softhsm/libsofthsm2.so".
     pub module: String,
     pub token: TokenSelector,
+    /// PKCS#11 module for the participants' personal cards (e.g. OpenSC's); defaults to `module`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cards_module: Option<String>,
 }
 
 /// How to find the token. Slot ids change between processes, so they are not offered.

@@ -2,7 +2,9 @@
 //! cannot express. Each finding points at the most specific key or value and says what to do.
 
 use super::diagnostic::{Diagnostic, KeyPath, Severity, Target};
-use super::model::{file_stem, pin_attribute, redact_token_uri, Role, Script, SecurityLevel};
+use super::model::{
+    file_stem, pin_attribute, redact_token_uri, Role, Script, SecurityLevel, TokenSelector,
+};
 use super::parse::LoadedScript;
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,6 +15,7 @@ const MAX_NAME_CHARS: usize = 64;
 const MAX_VALIDITY_DAYS: u32 = 36525;
 
 mod artifacts;
+mod cards;
 mod participants;
 mod steps;
 
@@ -26,6 +29,7 @@ pub fn check(loaded: &LoadedScript) -> Vec<Diagnostic> {
     c.ceremony();
     c.participants();
     c.roles_present();
+    c.cards();
     c.steps();
     c.keys_and_certificates();
     c.step_references();
@@ -247,7 +251,13 @@ impl Checker<'_> {
             self.error(&module, Target::Value, what, fix);
         }
         let token = root().key("hsm").key("token");
-        let t = &hsm.token;
+        let selector = hsm.token.clone();
+        self.token_selector(&token, &selector, "[hsm.token]");
+    }
+
+    /// Exactly one of label, serial or uri, none empty, and a URI without a PIN. `name` says whose
+    /// selector it is in the messages ("[hsm.token]", "card").
+    fn token_selector(&mut self, token: &KeyPath, t: &TokenSelector, name: &str) {
         let set: Vec<(&str, &String)> =
             [("label", &t.label), ("serial", &t.serial), ("uri", &t.uri)]
                 .into_iter()
@@ -257,14 +267,14 @@ impl Checker<'_> {
             [] => {
                 let fix = "set exactly one of label, serial or uri, e.g. token = { label = \"acme-root\" }";
                 self.error(
-                    &token,
+                    token,
                     Target::Value,
-                    "[hsm.token] does not say which token to use".into(),
+                    format!("{name} does not say which token to use"),
                     fix,
                 );
             }
             [(first, _), (second, _), ..] => {
-                let what = format!("[hsm.token] sets both {first} and {second}");
+                let what = format!("{name} sets both {first} and {second}");
                 let fix = "keep exactly one of label, serial or uri, so there is no doubt which token is used";
                 self.error(&token.clone().key(second), Target::Key, what, fix);
             }

@@ -2,6 +2,8 @@
 //! signing through [`crate::hsm::Hsm`], and verification of the result.
 
 pub mod lint;
+pub mod card;
+pub mod cms;
 mod profile;
 pub mod signer;
 
