@@ -60,12 +60,20 @@ pub enum Command {
         /// Refused: a real ceremony is confirmed by the people in the room.
         #[arg(long, hide = true)]
         auto: bool,
+        /// CA certificate (PEM) that issued the participants' personal cards; needed when the
+        /// script gives cards. Copied into the bundle as signatures/signers-ca.pem.
+        #[arg(long, value_name = "FILE")]
+        signers_ca: Option<PathBuf>,
     },
     /// Verify an evidence bundle offline: log chain, replay of the script's rules, report, artifacts,
     /// certificates and key hashes.
     Verify {
         /// The evidence bundle folder.
         dir: PathBuf,
+        /// Check signer certificates against this CA (PEM) instead of the bundle's
+        /// signatures/signers-ca.pem.
+        #[arg(long, value_name = "FILE")]
+        signers_ca: Option<PathBuf>,
     },
     /// Print shell completions.
     Completions {

@@ -5,10 +5,10 @@ use crate::driver::operator::{Answers, Headless, Operator};
 use crate::driver::pins::{PinSource, Prompt};
 use crate::driver::prompt::{stdin_lines, LinePrompt};
 use crate::driver::rehearsal::{self, RehearsalEnv, RehearsalPins};
-use crate::driver::{Ceremony, RunMode};
+use crate::driver::{CardSetup, Ceremony, RunMode};
 use crate::error::{exit, Error, Result};
 use crate::evidence::events::ConfirmationSource;
-use crate::evidence::verify::verify_bundle;
+use crate::evidence::verify::verify_bundle_with;
 use crate::hsm::spki::grouped_hex;
 use crate::hsm::{pkcs11, Hsm, HsmError};
 use crate::script::{self, LoadedScript, SecurityLevel, Severity, TokenSelector};
@@ -38,8 +38,9 @@ pub fn dispatch(cli: Cli) -> i32 {
             out,
             answers,
             auto,
-        } => run(&script, &out, answers.as_deref(), auto),
-        Command::Verify { dir } => Ok(verify(&dir)),
+            signers_ca,
+        } => run(&script, &out, answers.as_deref(), auto, signers_ca.as_deref()),
+        Command::Verify { dir, signers_ca } => verify(&dir, signers_ca.as_deref()),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -114,8 +115,25 @@ fn check(path: &Path) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn verify(dir: &Path) -> i32 {
-    let v = verify_bundle(dir);
+fn read_ca(path: Option<&Path>) -> Result<Option<String>> {
+    path.map(|p| {
+        std::fs::read_to_string(p).map_err(|e| {
+            Error::input(
+                format!("cannot read the signers CA {}: {e}", p.display()),
+                "give the PEM file of the CA that issued the personal cards",
+            )
+        })
+    })
+    .transpose()
+}
+
+fn verify(dir: &Path, signers_ca: Option<&Path>) -> Result<i32> {
+    let ca = read_ca(signers_ca)?;
+    Ok(verify_printed(dir, ca.as_deref()))
+}
+
+fn verify_printed(dir: &Path, signers_ca: Option<&str>) -> i32 {
+    let v = verify_bundle_with(dir, signers_ca);
     print!("{}", v.table());
     if let Some(result) = &v.result {
         println!("ceremony result:     {result}");
@@ -204,7 +222,13 @@ fn ceremony_exit(outcome: &crate::driver::Outcome, out: &Path) -> i32 {
     }
 }
 
-fn run(path: &Path, out: &Path, answers: Option<&Path>, auto: bool) -> Result<i32> {
+fn run(
+    path: &Path,
+    out: &Path,
+    answers: Option<&Path>,
+    auto: bool,
+    signers_ca: Option<&Path>,
+) -> Result<i32> {
     if auto {
         return Err(Error::input(
             "--auto is for rehearsals only",
@@ -220,6 +244,13 @@ fn run(path: &Path, out: &Path, answers: Option<&Path>, auto: bool) -> Result<i3
         module: loaded.script.hsm.module.clone(),
         token: loaded.script.hsm.token.clone(),
         confirmations,
+        cards: CardSetup {
+            module: (loaded.script.hsm.cards_module.clone())
+                .unwrap_or_else(|| loaded.script.hsm.module.clone()),
+            tokens: Default::default(),
+            ca_pem: read_ca(signers_ca)?,
+            rehearsal_ca: false,
+        },
     };
     let mut pins = Prompt;
     conduct(&loaded, mode, operator.as_mut(), &mut pins, out)
@@ -297,6 +328,7 @@ fn rehearse(
     let (mut operator, confirmations) = operator_for(answers, auto, &loaded)?;
     let label = rehearsal_label(&loaded.script.hsm.token);
     let token = renv.ensure_token(&softhsm, &label)?;
+    let cards = renv.ensure_cards(&softhsm, &loaded.script)?;
     println!(
         "REHEARSAL on throw-away SoftHSM2 token \"{}\" (serial {})",
         token.label, token.serial
@@ -318,8 +350,9 @@ fn rehearse(
             uri: None,
         },
         confirmations,
+        cards,
     };
-    let mut pins = RehearsalPins(vec![token]);
+    let mut pins = RehearsalPins(renv.tokens().to_vec());
     conduct(&loaded, mode, operator.as_mut(), &mut pins, out)
 }
 

@@ -4,6 +4,7 @@
 //! Every engine event and every HSM intent and result goes into the audit log before the loop moves on.
 
 mod actions;
+pub mod cards;
 pub mod operator;
 pub mod pins;
 pub mod preflight;
@@ -25,6 +26,7 @@ use std::path::Path;
 use std::time::Instant;
 
 pub use actions::Opener;
+pub use cards::CardSetup;
 
 /// How a run differs between `run` and `rehearse`.
 #[derive(Debug, Clone)]
@@ -37,6 +39,8 @@ pub struct RunMode {
     pub token: TokenSelector,
     /// Where the confirmations come from; recorded so a report shows how dual control was given.
     pub confirmations: ConfirmationSource,
+    /// Where the participants' personal cards are, and the CA that issued them.
+    pub cards: CardSetup,
 }
 
 /// How the ceremony ended.
@@ -66,6 +70,8 @@ pub(crate) struct State {
     pub hsm: Option<Box<dyn Hsm + Send>>,
     pub keys: BTreeMap<String, KeyPairInfo>,
     pub hsm_failure: bool,
+    /// Open personal cards, by person.
+    pub cards: BTreeMap<String, cards::Card>,
 }
 
 pub fn now_utc() -> String {
@@ -86,6 +92,16 @@ impl State {
         actors: Vec<String>,
         event: &impl serde::Serialize,
     ) -> Result<()> {
+        self.record_entry(step, actors, event).map(|_| ())
+    }
+
+    /// [`Self::record`], returning the entry as written.
+    pub fn record_entry(
+        &mut self,
+        step: Option<String>,
+        actors: Vec<String>,
+        event: &impl serde::Serialize,
+    ) -> Result<crate::evidence::log::AuditEntry> {
         let value = serde_json::to_value(event).map_err(|e| {
             Error::env(
                 format!("could not encode a log event: {e}"),
@@ -95,8 +111,7 @@ impl State {
         let path = self.log.path().to_path_buf();
         self.log
             .append(now_utc(), step, actors, value)
-            .map_err(|e| Error::io("append to", &path, &e))?;
-        Ok(())
+            .map_err(|e| Error::io("append to", &path, &e))
     }
 
     pub fn hsm_failed(&mut self, step: &str, operation: &str, err: &HsmError) -> Result<()> {
@@ -130,16 +145,19 @@ impl Ceremony<'_> {
             hsm: None,
             keys: BTreeMap::new(),
             hsm_failure: false,
+            cards: BTreeMap::new(),
         };
         state.record(None, vec![], &started_record(loaded, &mode))?;
         let mut engine = Engine::new(&loaded.script);
+        let registered = cards::register(&mut state, &loaded.script, &mode.cards, opener);
         let mut io = Io {
             mode: &mode,
             operator,
             pins,
             opener,
         };
-        if let Err(err) = drive(&mut state, &mut engine, loaded, &mut io) {
+        let driven = registered.and_then(|()| drive(&mut state, &mut engine, loaded, &mut io));
+        if let Err(err) = driven {
             // Evidence or the room failed mid-ceremony: still abort, log out and write the report
             // so the bundle stays verifiable, then report the original error.
             let reason = format!("keyrite stopped: {err}");
@@ -153,7 +171,12 @@ impl Ceremony<'_> {
             return Err(err);
         }
         actions::close_hsm(&mut state, None)?;
-        finish(state, engine)
+        // The report signatures come after report.json (and report.pdf) are final.
+        let bundle = state.bundle.clone();
+        let mut cards = std::mem::take(&mut state.cards);
+        let outcome = finish(state, engine)?;
+        cards::sign_reports(&bundle, &loaded.script, &mut cards, io.pins, io.operator)?;
+        Ok(outcome)
     }
 }
 
@@ -180,8 +203,14 @@ fn drive(
         while let Some(effect) = (!pending.is_empty()).then(|| pending.remove(0)) {
             match effect {
                 Effect::Record(event) => {
-                    state.record(event.step().map(str::to_string), event.actors(), &event)?;
+                    let entry =
+                        state.record_entry(event.step().map(str::to_string), event.actors(), &event)?;
                     match &event {
+                        Event::Confirmed {
+                            step, person, role, ..
+                        } => cards::sign_confirmation(
+                            state, script, &entry, person, *role, step, io.pins, io.operator,
+                        )?,
                         Event::StepStarted { .. } => {
                             step_started = Instant::now();
                             let index = position(engine);

@@ -2,6 +2,10 @@
 //! on demand with random PINs, and DIR/rehearsal.toml (mode 0600) as the only place those PINs are
 //! written, so a later rehearsal ceremony can reuse the same tokens with `--env DIR`.
 
+mod cards;
+
+pub use cards::{CA_FILE, CA_TOKEN, CARD_KEY};
+
 use super::pins::{PinRequest, PinSource};
 use crate::error::{Error, Result};
 use crate::hsm::pkcs11;
@@ -63,6 +67,18 @@ pub struct RehearsalFile {
     pub softhsm2_conf: String,
     #[serde(default)]
     pub tokens: Vec<RehearsalToken>,
+    /// Personal cards made for carded participants (their PINs are under `tokens`, by serial).
+    #[serde(default)]
+    pub cards: Vec<RehearsalCard>,
+}
+
+/// Whose throw-away personal card a token is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RehearsalCard {
+    pub person: String,
+    pub token_label: String,
+    pub serial: String,
 }
 
 pub struct RehearsalEnv {
@@ -100,6 +116,7 @@ impl RehearsalEnv {
                 note: "THROW-AWAY REHEARSAL TOKENS. These PINs protect SoftHSM2 test tokens only; never use them, or these tokens, for a real ceremony.".into(),
                 softhsm2_conf: conf.display().to_string(),
                 tokens: Vec::new(),
+                cards: Vec::new(),
             }
         };
         Ok(RehearsalEnv { dir, conf, file })
@@ -109,6 +126,11 @@ impl RehearsalEnv {
     /// once, at C_Initialize, so otherwise the CLI re-executes itself with it set.
     pub fn is_active(&self) -> bool {
         std::env::var_os("SOFTHSM2_CONF").is_some_and(|v| Path::new(&v) == self.conf)
+    }
+
+    /// Every token of the folder (the ceremony HSM, the participants CA, the cards).
+    pub fn tokens(&self) -> &[RehearsalToken] {
+        &self.file.tokens
     }
 
     pub fn token(&self, label: &str) -> Option<&RehearsalToken> {

@@ -12,6 +12,15 @@ pub const SCRIPT_FILE: &str = "script.toml";
 pub const LOG_FILE: &str = "audit.jsonl";
 pub const REPORT_FILE: &str = "report.json";
 pub const ARTIFACTS_DIR: &str = "artifacts";
+/// report.pdf, written by the PDF renderer; signed like report.json when present.
+pub const REPORT_PDF_FILE: &str = "report.pdf";
+/// Report signatures (signatures/<who>.<document>.p7s) and the signers CA.
+pub const SIGNATURES_DIR: &str = "signatures";
+/// The CA that issued the personal cards, as copied into the bundle.
+pub const SIGNERS_CA_FILE: &str = "signatures/signers-ca.pem";
+/// The report documents the required signers sign at the end, each only if the bundle has it
+/// (report.json always does).
+pub const SIGNED_DOCUMENTS: [&str; 2] = [REPORT_FILE, REPORT_PDF_FILE];
 
 #[derive(Debug, Clone)]
 pub struct Bundle {

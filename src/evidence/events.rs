@@ -121,8 +121,82 @@ pub enum Record {
     },
     CertificateSigned(CertificateRecord),
     ArtifactWritten(ArtifactRecord),
+    /// The CA that issued the participants' card certificates, copied into the bundle (`file`).
+    /// `rehearsal`: the throw-away "participants CA" a rehearsal makes.
+    SignersCa {
+        file: String,
+        sha256: String,
+        subject: String,
+        rehearsal: bool,
+    },
+    /// A participant's personal card as found before the first step: every signature of theirs must
+    /// verify with this certificate.
+    PersonalCard(PersonalCardRecord),
+    /// A carded participant signed the confirmation they just gave. `message` is exactly the signed
+    /// bytes (UTF-8; see docs/evidence-format.md, "Signed confirmations").
+    ConfirmationSigned(SignedConfirmation),
     /// Always the last entry; binds report.json to the log.
     ReportWritten {
         report_sha256: String,
     },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalCardRecord {
+    pub person: String,
+    pub token: TokenIdentity,
+    /// CKA_ID (hex) shared by the card's signing key and certificate.
+    pub key_id: String,
+    /// The card certificate, PEM.
+    pub certificate_pem: String,
+    /// SHA-256 of the certificate's DER SubjectPublicKeyInfo, lowercase hex.
+    pub key_hash: String,
+    pub subject: String,
+    pub issuer: String,
+    /// SHA-256 of the certificate's DER, lowercase hex.
+    pub sha256_fingerprint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedConfirmation {
+    pub person: String,
+    pub role: Role,
+    pub step: String,
+    /// Sequence number of the `confirmed` entry this signature is about.
+    pub confirmed_seq: u64,
+    /// The signed bytes: canonical JSON of {ceremony_id, confirmed_hash, confirmed_seq, person,
+    /// purpose, role, step, time}.
+    pub message: String,
+    /// e.g. "ecdsa-with-SHA256".
+    pub signature_algorithm: String,
+    /// DER signature, lowercase hex.
+    pub signature: String,
+    /// Key hash of the card that signed (see `personal_card`).
+    pub key_hash: String,
+}
+
+/// `purpose` of a signed confirmation message.
+pub const CONFIRMATION_PURPOSE: &str = "keyrite step confirmation v1";
+
+/// The exact bytes a carded participant signs for the `confirmed` entry `entry`.
+pub fn confirmation_message(
+    ceremony_id: &str,
+    entry: &super::log::AuditEntry,
+    person: &str,
+    role: Role,
+    step: &str,
+) -> String {
+    let value = serde_json::json!({
+        "ceremony_id": ceremony_id,
+        "confirmed_hash": entry.hash,
+        "confirmed_seq": entry.seq,
+        "person": person,
+        "purpose": CONFIRMATION_PURPOSE,
+        "role": role,
+        "step": step,
+        "time": entry.time,
+    });
+    String::from_utf8_lossy(&super::log::canonical_json(&value)).into_owned()
 }

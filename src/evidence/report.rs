@@ -3,7 +3,7 @@
 //! Because the report is a pure function of the log, `keyrite verify` rebuilds it from audit.jsonl and
 //! demands equality: a report cannot claim anything the chained log does not.
 
-use super::events::{ConfirmationSource, HostFacts, ParticipantRecord, Record};
+use super::events::{ConfirmationSource, HostFacts, ParticipantRecord, PersonalCardRecord, Record};
 use super::log::AuditEntry;
 use crate::engine::Event;
 use crate::hsm::{KeyAttributes, TokenIdentity};
@@ -41,7 +41,26 @@ pub struct Report {
     /// The M-of-N activation quorum, when the ceremony split, used or checked one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum: Option<QuorumReport>,
+    /// The participants' personal cards (certificate, key hash), when the script gives cards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub personal_cards: Vec<PersonalCardRecord>,
+    /// Every confirmation signed with a personal card, in log order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signed_confirmations: Vec<SignedConfirmationReport>,
     pub log_head: LogHead,
+}
+
+/// A signed confirmation as the report lists it (the signature itself stays in the log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedConfirmationReport {
+    pub step: String,
+    pub person: String,
+    pub role: Role,
+    pub time: String,
+    pub confirmed_seq: u64,
+    pub key_hash: String,
+    pub log_seq: u64,
 }
 
 /// The custodian quorum as the log shows it: who holds which card in which bag, and the Feldman
@@ -245,6 +264,8 @@ pub fn build(entries: &[AuditEntry]) -> Result<Report, String> {
         certificates: Vec::new(),
         artifacts: Vec::new(),
         quorum: None,
+        personal_cards: Vec::new(),
+        signed_confirmations: Vec::new(),
         log_head: LogHead {
             seq: last.seq,
             hash: last.hash.clone(),
@@ -376,6 +397,19 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
             }),
             Record::CertificateSigned(cert) => report.certificates.push(cert),
             Record::ArtifactWritten(artifact) => report.artifacts.push(artifact),
+            Record::PersonalCard(card) => report.personal_cards.push(card),
+            Record::ConfirmationSigned(c) => {
+                report.signed_confirmations.push(SignedConfirmationReport {
+                    step: c.step,
+                    person: c.person,
+                    role: c.role,
+                    time,
+                    confirmed_seq: c.confirmed_seq,
+                    key_hash: c.key_hash,
+                    log_seq: seq,
+                })
+            }
+            Record::SignersCa { .. } => {}
             Record::ReportWritten { .. } => {
                 return Err(format!(
                     "log entry {seq}: report_written must be the last entry"

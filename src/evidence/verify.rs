@@ -1,6 +1,8 @@
 //! `keyrite verify DIR`: check an evidence bundle offline, item by item, and say what was checked.
 
-use super::bundle::{ARTIFACTS_DIR, LOG_FILE, REPORT_FILE, SCRIPT_FILE};
+use super::bundle::{ARTIFACTS_DIR, LOG_FILE, REPORT_FILE, SCRIPT_FILE, SIGNATURES_DIR};
+
+mod signatures;
 use super::events::Record;
 use super::log::{read_chain, AuditEntry};
 use super::replay::replay;
@@ -98,7 +100,13 @@ fn short(hash: &str) -> &str {
 }
 
 /// Files the bundle may hold at its root; anything else was not produced by the ceremony.
-const BUNDLE_ROOT: [&str; 4] = [SCRIPT_FILE, LOG_FILE, REPORT_FILE, ARTIFACTS_DIR];
+const BUNDLE_ROOT: [&str; 5] = [
+    SCRIPT_FILE,
+    LOG_FILE,
+    REPORT_FILE,
+    ARTIFACTS_DIR,
+    SIGNATURES_DIR,
+];
 
 /// An artifact path from the report must name a plain file directly inside artifacts/.
 fn safe_artifact_path(path: &str) -> bool {
@@ -116,6 +124,12 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 pub fn verify_bundle(dir: &Path) -> Verification {
+    verify_bundle_with(dir, None)
+}
+
+/// [`verify_bundle`], checking signer certificates against `signers_ca` (PEM) instead of the
+/// bundle's own copy of the signers CA.
+pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification {
     let mut v = Verification::default();
     let read = |name: &str| fs::read(dir.join(name));
 
@@ -211,6 +225,7 @@ pub fn verify_bundle(dir: &Path) -> Verification {
 
     check_artifacts(&mut v, dir, &report);
     check_keys_and_certificates(&mut v, dir, &report);
+    signatures::check(&mut v, dir, &entries, signers_ca);
     v
 }
 

@@ -232,12 +232,20 @@ impl Hsm for MockHsm {
         Ok(())
     }
 
-    fn signing_certificate(&mut self) -> Result<(String, Vec<u8>), HsmError> {
-        self.need_login("C_FindObjects")?;
-        self.certs
+    fn certificates(&mut self) -> Result<Vec<(String, Vec<u8>)>, HsmError> {
+        Ok(self
+            .certs
             .iter()
-            .next()
-            .map(|(l, d)| (l.clone(), d.clone()))
-            .ok_or_else(|| HsmError::new("C_FindObjects", "no certificate", "store one first"))
+            .map(|(label, der)| (hex::encode(label), der.clone()))
+            .collect())
+    }
+
+    fn private_key_label(&mut self, id_hex: &str) -> Result<String, HsmError> {
+        self.need_login("C_FindObjects")?;
+        hex::decode(id_hex)
+            .ok()
+            .and_then(|l| String::from_utf8(l).ok())
+            .filter(|l| self.keys.contains_key(l))
+            .ok_or_else(|| HsmError::new("C_FindObjects", "no such key", "check the id"))
     }
 }

@@ -111,12 +111,16 @@ pub trait Hsm {
             "use a PKCS#11 token",
         ))
     }
-    /// A personal card's signing key and certificate: the label of the private key and the DER of the
-    /// X.509 certificate sharing its CKA_ID. Needs a login.
-    fn signing_certificate(&mut self) -> Result<(String, Vec<u8>), HsmError> {
+    /// Every X.509 certificate object on the token as (CKA_ID hex, DER); public, no login needed.
+    fn certificates(&mut self) -> Result<Vec<(String, Vec<u8>)>, HsmError> {
+        Ok(Vec::new())
+    }
+    /// The CKA_LABEL of the private key whose CKA_ID is `id_hex` (a personal card's signing key, found
+    /// through its certificate). Needs a login.
+    fn private_key_label(&mut self, id_hex: &str) -> Result<String, HsmError> {
         Err(HsmError::new(
-            "find the card's signing certificate",
-            "this token holds no certificates",
+            "find the card's signing key",
+            format!("no private key with CKA_ID {id_hex}"),
             "use a PKCS#11 token as a personal card",
         ))
     }

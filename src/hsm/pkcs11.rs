@@ -273,8 +273,12 @@ impl Hsm for Pkcs11Hsm {
         self.store_cert(key_label, subject_der, der)
     }
 
-    fn signing_certificate(&mut self) -> Result<(String, Vec<u8>), HsmError> {
-        self.signing_cert()
+    fn certificates(&mut self) -> Result<Vec<(String, Vec<u8>)>, HsmError> {
+        self.certs()
+    }
+
+    fn private_key_label(&mut self, id_hex: &str) -> Result<String, HsmError> {
+        self.label_for_id(id_hex)
     }
 
     fn random(&mut self, len: usize) -> Result<Vec<u8>, HsmError> {

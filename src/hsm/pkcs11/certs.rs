@@ -34,19 +34,19 @@ impl Pkcs11Hsm {
         Ok(())
     }
 
-    /// The first X.509 certificate whose CKA_ID names a private key on the token: that key's label
-    /// and the certificate's DER.
-    pub(super) fn signing_cert(&mut self) -> Result<(String, Vec<u8>), HsmError> {
-        let doing = "find the card's signing certificate";
-        self.require_login(doing)?;
-        let certs = self.find(
+    /// Every X.509 certificate object on the token (public objects: no login needed), as
+    /// (CKA_ID hex, DER), in the order the token lists them.
+    pub(super) fn certs(&mut self) -> Result<Vec<(String, Vec<u8>)>, HsmError> {
+        let doing = "list the certificates on the card";
+        let found = self.find(
             &[
                 Attribute::Class(ObjectClass::CERTIFICATE),
                 Attribute::CertificateType(CertificateType::X_509),
             ],
             doing,
         )?;
-        for cert in certs {
+        let mut out = Vec::new();
+        for cert in found {
             let attrs = self.attributes(cert, &[AttributeType::Id, AttributeType::Value], doing)?;
             let (mut id, mut value) = (Vec::new(), Vec::new());
             for a in attrs {
@@ -56,34 +56,44 @@ impl Pkcs11Hsm {
                     _ => {}
                 }
             }
-            if id.is_empty() || value.is_empty() {
-                continue;
+            if !value.is_empty() {
+                out.push((hex::encode(id), value));
             }
-            let keys = self.find(
-                &[Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Id(id)],
-                doing,
-            )?;
-            let Some(key) = keys.first() else { continue };
-            let label = self
-                .attributes(*key, &[AttributeType::Label], doing)?
+        }
+        Ok(out)
+    }
+
+    /// The CKA_LABEL of the private key with CKA_ID `id_hex` (needs a login).
+    pub(super) fn label_for_id(&mut self, id_hex: &str) -> Result<String, HsmError> {
+        let doing = format!("find the private key with CKA_ID {id_hex}");
+        self.require_login(&doing)?;
+        let id = hex::decode(id_hex).map_err(|e| HsmError::new(&doing, e.to_string(), "report this keyrite defect"))?;
+        let keys = self.find(
+            &[Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Id(id)],
+            &doing,
+        )?;
+        let label = match keys.as_slice() {
+            [key] => self
+                .attributes(*key, &[AttributeType::Label], &doing)?
                 .into_iter()
                 .find_map(|a| match a {
                     Attribute::Label(l) => Some(String::from_utf8_lossy(&l).into_owned()),
                     _ => None,
                 })
-                .unwrap_or_default();
-            if !label.is_empty() {
-                return Ok((label, value));
-            }
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        if label.is_empty() {
+            return Err(HsmError::new(
+                doing,
+                format!(
+                    "token \"{}\" has no single labelled private key with the certificate's CKA_ID",
+                    self.token()
+                ),
+                "put the signing key and its certificate on the card under one CKA_ID, and give the key a \
+                 CKA_LABEL (pkcs11-tool --list-objects shows them)",
+            ));
         }
-        Err(HsmError::new(
-            doing,
-            format!(
-                "token \"{}\" holds no X.509 certificate whose CKA_ID matches a labelled private key",
-                self.token()
-            ),
-            "put the signing key and its certificate on the card with the same CKA_ID \
-             (pkcs11-tool --list-objects shows them), or use the card issued for this person",
-        ))
+        Ok(label)
     }
 }

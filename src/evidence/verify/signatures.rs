@@ -1,0 +1,306 @@
+//! Signature checks of `keyrite verify`: the personal cards and the signers CA the log recorded,
+//! every signed confirmation, every report signature (detached CMS), and that everyone the security
+//! level requires has signed.
+
+use super::{sha256_hex, short, Verification};
+use crate::evidence::bundle::{LOG_FILE, SIGNATURES_DIR, SIGNED_DOCUMENTS, SIGNERS_CA_FILE, SCRIPT_FILE};
+use crate::evidence::events::{confirmation_message, PersonalCardRecord, Record, SignedConfirmation};
+use crate::evidence::log::AuditEntry;
+use crate::evidence::report::{parse_event, Parsed};
+use crate::engine::Event;
+use crate::hsm::spki::key_hash;
+use crate::script::signers::{required_report_signers, signer_stem};
+use crate::script::Script;
+use crate::x509::card::check_issued_by;
+use crate::x509::cms::verify_detached;
+use crate::x509::signer::verify_signature;
+use const_oid::db::rfc5912::{ECDSA_WITH_SHA_256, ECDSA_WITH_SHA_384};
+use der::{DecodePem, Encode};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+use x509_cert::Certificate;
+
+struct Card {
+    cert: Certificate,
+    der: Vec<u8>,
+    spki: Vec<u8>,
+}
+
+pub(super) fn check(v: &mut Verification, dir: &Path, entries: &[AuditEntry], ca_override: Option<&str>) {
+    let Some(script) = fs::read(dir.join(SCRIPT_FILE))
+        .ok()
+        .and_then(|b| crate::script::parse(SCRIPT_FILE, &String::from_utf8_lossy(&b)).ok())
+        .map(|l| l.script)
+    else {
+        return; // check_script has already failed it
+    };
+    let mut ca_record = None;
+    let mut cards: Vec<PersonalCardRecord> = Vec::new();
+    let mut signed: Vec<(u64, SignedConfirmation)> = Vec::new();
+    let mut confirmed: BTreeMap<u64, (&AuditEntry, String, crate::script::Role, String)> = BTreeMap::new();
+    for entry in entries {
+        match parse_event(entry) {
+            Ok(Parsed::Record(Record::SignersCa { file, sha256, rehearsal, .. })) => {
+                ca_record = Some((file, sha256, rehearsal))
+            }
+            Ok(Parsed::Record(Record::PersonalCard(card))) => cards.push(card),
+            Ok(Parsed::Record(Record::ConfirmationSigned(s))) => signed.push((entry.seq, s)),
+            Ok(Parsed::Engine(Event::Confirmed { step, person, role, .. })) => {
+                confirmed.insert(entry.seq, (entry, person, role, step));
+            }
+            _ => {}
+        }
+    }
+    let carded: BTreeSet<&str> = script
+        .participants
+        .iter()
+        .filter(|p| p.card.is_some())
+        .map(|p| p.name.as_str())
+        .collect();
+    if carded.is_empty() && cards.is_empty() && !dir.join(SIGNATURES_DIR).exists() {
+        return;
+    }
+    let Some(ca) = signers_ca(v, dir, ca_record, ca_override) else {
+        return;
+    };
+    let known = check_cards(v, &cards, &carded, &ca);
+    check_confirmations(v, &script, &known, &confirmed, &signed);
+    check_report_signatures(v, dir, &script, &known);
+}
+
+/// The CA every card certificate must chain to: the one given on the command line, else the
+/// bundle's copy, which must be the file the log recorded.
+fn signers_ca(
+    v: &mut Verification,
+    dir: &Path,
+    record: Option<(String, String, bool)>,
+    ca_override: Option<&str>,
+) -> Option<Certificate> {
+    let Some((file, sha256, rehearsal)) = record else {
+        v.fail(LOG_FILE, "the script gives personal cards but the log records no signers CA (signers_ca)");
+        return None;
+    };
+    if file != SIGNERS_CA_FILE {
+        v.fail(LOG_FILE, format!("the signers CA is recorded as {file:?}, not {SIGNERS_CA_FILE}"));
+        return None;
+    }
+    let (pem, origin) = match ca_override {
+        Some(pem) => (pem.as_bytes().to_vec(), "given with --signers-ca"),
+        None => {
+            let Ok(bytes) = fs::read(dir.join(SIGNERS_CA_FILE)) else {
+                v.fail(SIGNERS_CA_FILE, "missing or unreadable");
+                return None;
+            };
+            let actual = sha256_hex(&bytes);
+            if !v.check(
+                actual == sha256,
+                SIGNERS_CA_FILE,
+                format!("SHA-256 {} matches the log's signers_ca entry", short(&actual)),
+                format!("SHA-256 {actual} differs from {sha256} recorded in the log"),
+            ) {
+                return None;
+            }
+            (
+                bytes,
+                if rehearsal {
+                    "the bundle's copy (REHEARSAL participants CA)"
+                } else {
+                    "the bundle's copy; compare it with your CA or pass --signers-ca FILE"
+                },
+            )
+        }
+    };
+    match Certificate::from_pem(&pem) {
+        Ok(ca) => {
+            v.pass(
+                SIGNERS_CA_FILE,
+                format!("signer certificates are checked against \"{}\", {origin}", ca.tbs_certificate().subject()),
+            );
+            Some(ca)
+        }
+        Err(e) => {
+            v.fail(SIGNERS_CA_FILE, format!("the signers CA is not a PEM certificate: {e}"));
+            None
+        }
+    }
+}
+
+fn check_cards<'a>(
+    v: &mut Verification,
+    cards: &'a [PersonalCardRecord],
+    carded: &BTreeSet<&str>,
+    ca: &Certificate,
+) -> BTreeMap<&'a str, Card> {
+    let mut known = BTreeMap::new();
+    for rec in cards {
+        let who = &rec.person;
+        let parsed = Certificate::from_pem(rec.certificate_pem.as_bytes()).ok().and_then(|cert| {
+            let der = cert.to_der().ok()?;
+            let spki = cert.tbs_certificate().subject_public_key_info().to_der().ok()?;
+            Some(Card { cert, der, spki })
+        });
+        let Some(card) = parsed else {
+            v.fail(LOG_FILE, format!("personal card of {who}: the certificate does not parse"));
+            continue;
+        };
+        if !carded.contains(who.as_str()) {
+            v.fail(LOG_FILE, format!("a personal card is recorded for {who}, who has no card in script.toml"));
+            continue;
+        }
+        let hash = key_hash(&card.spki);
+        if !v.check(
+            hash == rec.key_hash && sha256_hex(&card.der) == rec.sha256_fingerprint,
+            LOG_FILE,
+            format!("personal card of {who}: certificate key hash {} as recorded", short(&hash)),
+            format!("personal card of {who}: the certificate does not match its recorded key hash or fingerprint"),
+        ) {
+            continue;
+        }
+        match check_issued_by(&card.cert, ca) {
+            Ok(()) => {
+                v.pass(LOG_FILE, format!("personal card of {who}: certificate issued by the signers CA"));
+                known.insert(who.as_str(), card);
+            }
+            Err(e) => v.fail(LOG_FILE, format!("personal card of {who}: {e}")),
+        }
+    }
+    for who in carded {
+        if !cards.iter().any(|c| c.person == *who) {
+            v.fail(LOG_FILE, format!("{who} has a card in script.toml but the log records no personal_card for them"));
+        }
+    }
+    known
+}
+
+fn check_confirmations(
+    v: &mut Verification,
+    script: &Script,
+    known: &BTreeMap<&str, Card>,
+    confirmed: &BTreeMap<u64, (&AuditEntry, String, crate::script::Role, String)>,
+    signed: &[(u64, SignedConfirmation)],
+) {
+    let mut good = 0;
+    let mut bad = 0;
+    let mut covered = BTreeSet::new();
+    for (seq, s) in signed {
+        let mut fail = |v: &mut Verification, why: String| {
+            bad += 1;
+            v.fail(LOG_FILE, format!("signed confirmation at entry {seq} ({}, step {}): {why}", s.person, s.step));
+        };
+        let Some((entry, person, role, step)) = confirmed.get(&s.confirmed_seq) else {
+            fail(v, format!("entry {} is not a confirmation", s.confirmed_seq));
+            continue;
+        };
+        if (person, role, step) != (&s.person, &s.role, &s.step) {
+            fail(v, "does not match the confirmation it names".into());
+            continue;
+        }
+        let expected = confirmation_message(&script.ceremony.id, entry, person, *role, step);
+        if s.message != expected {
+            fail(v, "the signed message is not the one the confirmation entry defines".into());
+            continue;
+        }
+        let Some(card) = known.get(s.person.as_str()) else {
+            fail(v, "no verified personal card for this person".into());
+            continue;
+        };
+        let oid = match s.signature_algorithm.as_str() {
+            "ecdsa-with-SHA256" => ECDSA_WITH_SHA_256,
+            "ecdsa-with-SHA384" => ECDSA_WITH_SHA_384,
+            other => {
+                fail(v, format!("unsupported signature algorithm {other}"));
+                continue;
+            }
+        };
+        let sig = hex::decode(&s.signature).unwrap_or_default();
+        match verify_signature(&card.spki, &oid, s.message.as_bytes(), &sig) {
+            Ok(()) if key_hash(&card.spki) == s.key_hash => {
+                good += 1;
+                covered.insert(s.confirmed_seq);
+            }
+            Ok(()) => fail(v, "the recorded key hash is not the card's".into()),
+            Err(e) => fail(v, format!("the signature does not verify with the card certificate: {e}")),
+        }
+    }
+    for (seq, (_, person, _, step)) in confirmed {
+        let has_card = script.participants.iter().any(|p| &p.name == person && p.card.is_some());
+        if has_card && !covered.contains(seq) {
+            bad += 1;
+            v.fail(LOG_FILE, format!("the confirmation at entry {seq} by {person} (step {step}) has no valid card signature"));
+        }
+    }
+    if bad == 0 {
+        v.pass(
+            LOG_FILE,
+            format!("all {good} confirmations by carded participants are signed and verify with their card certificates"),
+        );
+    }
+}
+
+fn check_report_signatures(v: &mut Verification, dir: &Path, script: &Script, known: &BTreeMap<&str, Card>) {
+    let documents: Vec<&str> = SIGNED_DOCUMENTS
+        .iter()
+        .copied()
+        .filter(|d| dir.join(d).exists())
+        .collect();
+    let stems: BTreeMap<String, &str> = script
+        .participants
+        .iter()
+        .map(|p| (signer_stem(script, &p.name), p.name.as_str()))
+        .collect();
+    let mut good: BTreeSet<String> = BTreeSet::new();
+    let Ok(listing) = fs::read_dir(dir.join(SIGNATURES_DIR)) else {
+        v.fail(SIGNATURES_DIR, "missing: the report signatures are not in the bundle");
+        return;
+    };
+    let mut names: Vec<String> = listing.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    for name in names {
+        let file = format!("{SIGNATURES_DIR}/{name}");
+        if file == SIGNERS_CA_FILE {
+            continue;
+        }
+        let parsed = name.strip_suffix(".p7s").and_then(|rest| {
+            documents.iter().find_map(|d| {
+                let stem = rest.strip_suffix(&format!(".{d}"))?;
+                Some((stems.get(stem)?, *d))
+            })
+        });
+        let Some((person, document)) = parsed else {
+            v.fail(&file, "not part of the evidence: not a signature of a participant over a report document");
+            continue;
+        };
+        let Some(card) = known.get(person) else {
+            v.fail(&file, format!("{person} has no verified personal card"));
+            continue;
+        };
+        let (Ok(p7s), Ok(content)) = (fs::read(dir.join(&file)), fs::read(dir.join(document))) else {
+            v.fail(&file, "unreadable");
+            continue;
+        };
+        match verify_detached(&p7s, &content) {
+            Ok(cert) if cert.to_der().ok().as_deref() == Some(card.der.as_slice()) => {
+                v.pass(&file, format!("CMS signature of {person} over {document} verifies with their card certificate"));
+                good.insert(file);
+            }
+            Ok(_) => v.fail(&file, format!("signed with a certificate that is not {person}'s personal card")),
+            Err(e) => v.fail(&file, format!("CMS signature over {document} does not verify: {e}")),
+        }
+    }
+    let level = script.ceremony.security_level;
+    for signer in required_report_signers(script) {
+        for document in &documents {
+            let file = format!("{SIGNATURES_DIR}/{}.{document}.p7s", signer.stem);
+            if !good.contains(&file) && !dir.join(&file).exists() {
+                v.fail(
+                    &file,
+                    format!(
+                        "missing: the {} ({}) must sign {document} at security level {level}",
+                        signer.reason, signer.person
+                    ),
+                );
+            }
+        }
+    }
+}
