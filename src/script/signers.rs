@@ -5,9 +5,9 @@
 //! - very-high: the security officer(s), the independent witness(es), and every participant with a
 //!   personal card.
 //!
-//! Only people with a `card` can sign. The policy makes the security officer and the independent
-//! witness carry a card at high and very-high (an error) and advises it at medium (a warning); a
-//! required role without a card at medium is therefore simply not a signer.
+//! Only people with a `card` can sign. The policy makes the holders of these roles carry a card at
+//! very-high (an error) and advises it at medium and high (a warning); below very-high a role holder
+//! without a card is therefore simply not a signer.
 
 use super::model::{Role, Script, SecurityLevel};
 

@@ -1,16 +1,24 @@
 //! Policy rules about personal cards: the people who must sign the report need one.
 
 use super::{root, Checker};
+use crate::script::diagnostic::Severity;
+use crate::script::model::SecurityLevel;
 use crate::script::diagnostic::Target;
 use crate::script::signers::signing_roles;
 
 impl Checker<'_> {
-    /// Every holder of a report-signing role needs a card (error at high and above, advice at medium),
+    /// Every holder of a report-signing role needs a card (an error at very-high, a warning below),
     /// and a card selector names exactly one of label, serial or uri, without a PIN.
     pub(super) fn cards(&mut self) {
         let level = self.s.ceremony.security_level;
         let roles = signing_roles(level);
-        let severity = self.level_severity();
+        // An error at very-high (the report must carry these signatures); advice below, where a role
+        // holder without a card simply does not sign.
+        let severity = if level == SecurityLevel::VeryHigh {
+            Severity::Error
+        } else {
+            Severity::Warning
+        };
         for (i, p) in self.s.participants.iter().enumerate() {
             let at = root().key("participants").index(i);
             match &p.card {
