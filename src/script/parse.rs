@@ -532,7 +532,7 @@ mod tests {
         assert_eq!(
             first_error(&src),
             "t.toml:24:1: error: unknown field `pin` in [hsm] — remove it or correct its spelling; [hsm] accepts: \
-             module, token"
+             module, token, cards_module"
         );
         let src = GOOD.replace("C = \"NO\"", "C = \"NO\", L = \"Oslo\"");
         assert!(first_error(&src).contains("unknown field `L` in `subject` in [[certificates]]"));
