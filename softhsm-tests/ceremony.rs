@@ -447,6 +447,20 @@ fn run_on_softhsm_util_token(script_text: &str) -> (tempfile::TempDir, PathBuf, 
     tool("softhsm2-util").expect("softhsm2-util");
     let dir = tempfile::tempdir().unwrap();
     let conf = common::softhsm_util_token(dir.path(), "87654321", "24681357");
+    // The security officer and the independent witness sign with cards the organisation issued;
+    // the others have none here.
+    tool("pkcs11-tool").expect("pkcs11-tool");
+    let cards = [
+        ("Sven Lindqvist", "card-sven-lindqvist"),
+        ("Ines Moreau", "card-ines-moreau"),
+    ];
+    let ca = common::softhsm_util_cards(dir.path(), &conf, &cards, "24681357");
+    let script_text: String = script_text
+        .lines()
+        .filter(|l| !l.starts_with("card = ") || cards.iter().any(|(_, c)| l.contains(c)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let script_text = script_text.as_str();
     let script_path = dir.path().join("script.toml");
     std::fs::write(&script_path, script_text).unwrap();
     let script: toml::Value = toml::from_str(script_text).unwrap();
@@ -475,6 +489,8 @@ fn run_on_softhsm_util_token(script_text: &str) -> (tempfile::TempDir, PathBuf, 
             answers.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
+            "--signers-ca",
+            ca.to_str().unwrap(),
         ])
         .env("SOFTHSM2_CONF", &conf)
         .stdin(Stdio::piped())
@@ -487,7 +503,8 @@ fn run_on_softhsm_util_token(script_text: &str) -> (tempfile::TempDir, PathBuf, 
         .stdin
         .take()
         .unwrap()
-        .write_all(b"24681357\n")
+        // The HSM's PIN, then the cards' (one line per request; all share it here).
+        .write_all("24681357\n".repeat(64).as_bytes())
         .unwrap();
     let result = child.wait_with_output().unwrap();
     assert!(
@@ -506,12 +523,24 @@ fn run_at_medium_completes_on_the_scripts_module() {
         "security_level = \"very-high\"",
         "security_level = \"medium\"",
     );
-    let (_dir, out, result, _) = run_on_softhsm_util_token(&medium);
+    let (dir, out, result, _) = run_on_softhsm_util_token(&medium);
     assert!(result.status.success(), "{}", text(&result));
     let r = report(&out);
     assert_eq!(r["rehearsal"], false);
     assert_eq!(r["hsm"]["module_path"], SOFTHSM);
     check_root_bundle(&out, false);
+    // Medium: the security officer signs the report with the card the organisation issued, found on
+    // the token by the certificate's CKA_ID; the independent witness signs only confirmations.
+    let p7s = out.join("signatures/sven-lindqvist.report.json.p7s");
+    let v = sh(&format!(
+        "openssl cms -verify -binary -inform DER -in {} -content {} -CAfile {} -purpose any -out /dev/null",
+        p7s.display(),
+        out.join("report.json").display(),
+        dir.path().join("ca.pem").display()
+    ));
+    assert!(v.status.success(), "{}", text(&v));
+    assert!(!out.join("signatures/ines-moreau.report.json.p7s").exists());
+    assert!(!r["signed_confirmations"].as_array().unwrap().is_empty());
 }
 
 #[test]

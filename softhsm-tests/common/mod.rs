@@ -30,3 +30,53 @@ pub fn softhsm_util_token(dir: &Path, so_pin: &str, user_pin: &str) -> PathBuf {
     );
     conf
 }
+
+/// An organisation's card CA and personal cards as `keyrite run` meets them: the CA is an openssl
+/// key pair in `dir` (test only), and each card a softhsm2-util token whose P-256 key pkcs11-tool
+/// generated and whose certificate (keyUsage digitalSignature + nonRepudiation) pkcs11-tool wrote
+/// under the key's CKA_ID. Returns the CA certificate's path.
+pub fn softhsm_util_cards(dir: &Path, conf: &Path, cards: &[(&str, &str)], user_pin: &str) -> PathBuf {
+    let module = "/usr/lib/softhsm/libsofthsm2.so";
+    let sh = |cmd: String| {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .current_dir(dir)
+            .env("SOFTHSM2_CONF", conf)
+            .output()
+            .expect("sh runs");
+        assert!(
+            o.status.success(),
+            "{cmd}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
+        -days 30 -subj '/O=Example Trust Services/CN=Example card CA' \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign"
+        .into());
+    std::fs::write(
+        dir.join("card.ext"),
+        "keyUsage=critical,digitalSignature,nonRepudiation\nbasicConstraints=critical,CA:FALSE\n",
+    )
+    .unwrap();
+    for (person, label) in cards {
+        let p11 = format!("pkcs11-tool --module {module} --token-label {label} --login --pin {user_pin}");
+        sh(format!(
+            "softhsm2-util --init-token --free --label {label} --so-pin 13572468 --pin {user_pin}"
+        ));
+        sh(format!(
+            "{p11} --keypairgen --key-type EC:prime256v1 --id 0a01 --label 'signing key' >/dev/null"
+        ));
+        sh(format!(
+            "{p11} --read-object --type pubkey --id 0a01 -o {label}.pub.der && \
+             openssl pkey -pubin -inform DER -in {label}.pub.der -out {label}.pub.pem && \
+             openssl req -new -key ca.key -subj '/O=Example Trust Services/CN={person}' -out {label}.csr && \
+             openssl x509 -req -in {label}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+               -force_pubkey {label}.pub.pem -extfile card.ext -outform DER -out {label}.crt.der && \
+             {p11} --write-object {label}.crt.der --type cert --id 0a01 --label 'signing key' >/dev/null"
+        ));
+    }
+    dir.join("ca.pem")
+}
