@@ -51,6 +51,22 @@ impl Tmux {
         }
     }
 
+    /// Like [`Self::wait_for`], until `text` shows `n` times (prompts repeat in the scrollback).
+    fn wait_for_nth(&self, text: &str, n: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.screen();
+            if screen.matches(text).count() >= n {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {text:?} #{n}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn type_line(&self, line: &str) {
         assert!(self
             .run(&["send-keys", "-t", "app", "-l", line])
@@ -85,22 +101,35 @@ fn a_run_typed_at_a_terminal_completes_and_never_shows_the_pin() {
     let dir = tempfile::tempdir().unwrap();
     let conf = common::softhsm_util_token(dir.path(), "27182818", PIN);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // The security officer signs with a personal card (PIN asked after each of his confirmations and
+    // for the report signature); the others have no card here.
+    let ca = common::softhsm_util_cards(
+        dir.path(),
+        &conf,
+        &[("Sven Lindqvist", "card-sven-lindqvist")],
+        PIN,
+    );
     // Medium, so the pre-flight warns instead of refusing on a networked test machine.
-    let script = std::fs::read_to_string(root.join("ceremony-scripts/root-ca-p256.toml"))
+    let script: String = std::fs::read_to_string(root.join("ceremony-scripts/root-ca-p256.toml"))
         .unwrap()
         .replace(
             "security_level = \"very-high\"",
             "security_level = \"medium\"",
-        );
+        )
+        .lines()
+        .filter(|l| !l.starts_with("card = ") || l.contains("card-sven-lindqvist"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let script_path = dir.path().join("script.toml");
     std::fs::write(&script_path, script).unwrap();
     let out = dir.path().join("bundle");
     let command = format!(
-        "SOFTHSM2_CONF={} {} run {} --out {}; echo KEYRITE-EXIT=$?; sleep 60",
+        "SOFTHSM2_CONF={} {} run {} --out {} --signers-ca {}; echo KEYRITE-EXIT=$?; sleep 60",
         conf.display(),
         env!("CARGO_BIN_EXE_keyrite"),
         script_path.display(),
-        out.display()
+        out.display(),
+        ca.display()
     );
     let tmux = Tmux {
         socket: dir.path().join("tmux.sock"),
@@ -134,10 +163,17 @@ fn a_run_typed_at_a_terminal_completes_and_never_shows_the_pin() {
         ("[8/9]", &["Omar Haddad"]),
         ("[9/9]", &["Sven Lindqvist", "Wiebke Janssen"]),
     ];
+    let card_prompt = "Sven Lindqvist, enter the PIN of your personal card";
+    let mut card_pins = 0;
     for (header, names) in steps {
         tmux.wait_for(header);
         for name in names {
             tmux.type_line(name);
+            if *name == "Sven Lindqvist" {
+                card_pins += 1;
+                tmux.wait_for_nth(card_prompt, card_pins);
+                tmux.type_line(PIN);
+            }
         }
         tmux.type_line("go");
         if header == "[4/9]" {
@@ -145,6 +181,9 @@ fn a_run_typed_at_a_terminal_completes_and_never_shows_the_pin() {
             tmux.type_line(PIN);
         }
     }
+    // The report signature at the end.
+    tmux.wait_for_nth(card_prompt, card_pins + 1);
+    tmux.type_line(PIN);
     let screen = tmux.wait_for("KEYRITE-EXIT=");
     assert!(screen.contains("KEYRITE-EXIT=0"), "{screen}");
     assert!(screen.contains("ceremony completed"), "{screen}");
@@ -160,6 +199,10 @@ fn a_run_typed_at_a_terminal_completes_and_never_shows_the_pin() {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["confirmations"]["kind"], "keyboard");
+    assert_eq!(report["signed_confirmations"].as_array().unwrap().len(), 3);
+    assert!(out
+        .join("signatures/sven-lindqvist.report.json.p7s")
+        .exists());
     let verify = Command::new(env!("CARGO_BIN_EXE_keyrite"))
         .arg("verify")
         .arg(&out)
