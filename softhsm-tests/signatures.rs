@@ -42,9 +42,12 @@ fn have_tools() -> bool {
                 .is_ok_and(|o| o.status.success())
         })
         .collect();
-    let softhsm = ["/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"]
-        .iter()
-        .any(|p| Path::new(p).exists());
+    let softhsm = [
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    ]
+    .iter()
+    .any(|p| Path::new(p).exists());
     if missing.is_empty() && softhsm {
         return true;
     }
@@ -57,7 +60,11 @@ fn have_tools() -> bool {
 }
 
 fn sh(cmd: &str) -> Output {
-    Command::new("sh").arg("-c").arg(cmd).output().expect("sh runs")
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("sh runs")
 }
 
 fn verify(out: &Path) -> Output {
@@ -66,7 +73,12 @@ fn verify(out: &Path) -> Output {
 
 /// A fresh copy of the bundle for one tamper case.
 fn copy(out: &Path, to: &Path) -> PathBuf {
-    let status = Command::new("cp").arg("-r").arg(out).arg(to).status().unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(out)
+        .arg(to)
+        .status()
+        .unwrap();
     assert!(status.success());
     to.to_path_buf()
 }
@@ -115,7 +127,10 @@ fn every_signature_verifies_with_openssl_and_tampering_is_named() {
 
     // The rehearsal CA says what it is; it is kept in the env folder and copied into the bundle.
     let ca = env.join("participants-ca.pem");
-    let subject = sh(&format!("openssl x509 -in '{}' -noout -subject", ca.display()));
+    let subject = sh(&format!(
+        "openssl x509 -in '{}' -noout -subject",
+        ca.display()
+    ));
     assert!(String::from_utf8_lossy(&subject.stdout).contains("REHEARSAL participants CA"));
     assert_eq!(
         std::fs::read(&ca).unwrap(),
@@ -125,7 +140,11 @@ fn every_signature_verifies_with_openssl_and_tampering_is_named() {
     let report: Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     let cards = report["personal_cards"].as_array().unwrap();
-    assert_eq!(cards.len(), 6, "every participant of the shipped script has a card");
+    assert_eq!(
+        cards.len(),
+        6,
+        "every participant of the shipped script has a card"
+    );
     let documents: Vec<&str> = ["report.json", "report.pdf"]
         .into_iter()
         .filter(|d| out.join(d).exists())
@@ -136,8 +155,14 @@ fn every_signature_verifies_with_openssl_and_tampering_is_named() {
         // The card certificate: key hash as recorded, usable for signing.
         let cert = dir.path().join(format!("{stem}.pem"));
         std::fs::write(&cert, card["certificate_pem"].as_str().unwrap()).unwrap();
-        assert_eq!(key_hash_of_pem_cert(&cert), card["key_hash"].as_str().unwrap());
-        let ku = sh(&format!("openssl x509 -in '{}' -noout -ext keyUsage", cert.display()));
+        assert_eq!(
+            key_hash_of_pem_cert(&cert),
+            card["key_hash"].as_str().unwrap()
+        );
+        let ku = sh(&format!(
+            "openssl x509 -in '{}' -noout -ext keyUsage",
+            cert.display()
+        ));
         assert!(
             String::from_utf8_lossy(&ku.stdout).contains("Digital Signature, Non Repudiation"),
             "{}",
@@ -161,7 +186,10 @@ fn every_signature_verifies_with_openssl_and_tampering_is_named() {
                 inside.display()
             ));
             assert!(o.status.success(), "{}", text(&o));
-            assert_eq!(key_hash_of_pem_cert(&inside), card["key_hash"].as_str().unwrap());
+            assert_eq!(
+                key_hash_of_pem_cert(&inside),
+                card["key_hash"].as_str().unwrap()
+            );
         }
     }
 
@@ -174,7 +202,11 @@ fn every_signature_verifies_with_openssl_and_tampering_is_named() {
             continue;
         }
         let e = &entry["event"];
-        let stem = e["person"].as_str().unwrap().to_lowercase().replace(' ', "-");
+        let stem = e["person"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .replace(' ', "-");
         let msg = dir.path().join("msg");
         let sig = dir.path().join("sig");
         std::fs::write(&msg, e["message"].as_str().unwrap()).unwrap();
@@ -187,14 +219,21 @@ fn every_signature_verifies_with_openssl_and_tampering_is_named() {
             sig.display(),
             msg.display()
         ));
-        assert!(String::from_utf8_lossy(&o.stdout).contains("Verified OK"), "{}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("Verified OK"),
+            "{}",
+            text(&o)
+        );
         signed += 1;
     }
     assert_eq!(
         signed,
         report["signed_confirmations"].as_array().unwrap().len()
     );
-    assert!(signed >= 9, "every step has at least one carded confirmation");
+    assert!(
+        signed >= 9,
+        "every step has at least one carded confirmation"
+    );
 
     // Tamper 1: one byte of a report signature.
     let t = copy(&out, &dir.path().join("t1"));
@@ -207,7 +246,8 @@ fn every_signature_verifies_with_openssl_and_tampering_is_named() {
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     let f = failures(&o);
     assert!(
-        f.iter().any(|l| l.contains("signatures/sven-lindqvist.report.json.p7s")),
+        f.iter()
+            .any(|l| l.contains("signatures/sven-lindqvist.report.json.p7s")),
         "{f:?}"
     );
 
@@ -215,12 +255,23 @@ fn every_signature_verifies_with_openssl_and_tampering_is_named() {
     let t = copy(&out, &dir.path().join("t2"));
     let log_path = t.join("audit.jsonl");
     let mut bytes = std::fs::read(&log_path).unwrap();
-    let third_line = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(1).unwrap().0 + 20;
+    let third_line = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(1)
+        .unwrap()
+        .0
+        + 20;
     bytes[third_line] ^= 0x01;
     std::fs::write(&log_path, bytes).unwrap();
     let o = verify(&t);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
-    assert!(failures(&o).iter().any(|l| l.contains("audit.jsonl")), "{}", text(&o));
+    assert!(
+        failures(&o).iter().any(|l| l.contains("audit.jsonl")),
+        "{}",
+        text(&o)
+    );
 
     // Tamper 3: the security officer's signature is gone.
     let t = copy(&out, &dir.path().join("t3"));
@@ -229,7 +280,8 @@ fn every_signature_verifies_with_openssl_and_tampering_is_named() {
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     let f = failures(&o);
     assert!(
-        f.iter().any(|l| l.contains("security-officer") && l.contains("Sven Lindqvist")),
+        f.iter()
+            .any(|l| l.contains("security-officer") && l.contains("Sven Lindqvist")),
         "{f:?}"
     );
 
@@ -245,7 +297,8 @@ fn every_signature_verifies_with_openssl_and_tampering_is_named() {
     assert!(
         failures(&o)
             .iter()
-            .any(|l| l.contains("sven-lindqvist.report.json.p7s") && l.contains("not Sven Lindqvist's")),
+            .any(|l| l.contains("sven-lindqvist.report.json.p7s")
+                && l.contains("not Sven Lindqvist's")),
         "{}",
         text(&o)
     );

@@ -39,7 +39,13 @@ pub fn dispatch(cli: Cli) -> i32 {
             answers,
             auto,
             signers_ca,
-        } => run(&script, &out, answers.as_deref(), auto, signers_ca.as_deref()),
+        } => run(
+            &script,
+            &out,
+            answers.as_deref(),
+            auto,
+            signers_ca.as_deref(),
+        ),
         Command::Verify { dir, signers_ca } => verify(&dir, signers_ca.as_deref()),
         Command::Completions { shell } => {
             clap_complete::generate(

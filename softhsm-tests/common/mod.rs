@@ -35,7 +35,12 @@ pub fn softhsm_util_token(dir: &Path, so_pin: &str, user_pin: &str) -> PathBuf {
 /// key pair in `dir` (test only), and each card a softhsm2-util token whose P-256 key pkcs11-tool
 /// generated and whose certificate (keyUsage digitalSignature + nonRepudiation) pkcs11-tool wrote
 /// under the key's CKA_ID. Returns the CA certificate's path.
-pub fn softhsm_util_cards(dir: &Path, conf: &Path, cards: &[(&str, &str)], user_pin: &str) -> PathBuf {
+pub fn softhsm_util_cards(
+    dir: &Path,
+    conf: &Path,
+    cards: &[(&str, &str)],
+    user_pin: &str,
+) -> PathBuf {
     let module = "/usr/lib/softhsm/libsofthsm2.so";
     let sh = |cmd: String| {
         let o = Command::new("sh")
@@ -62,7 +67,8 @@ pub fn softhsm_util_cards(dir: &Path, conf: &Path, cards: &[(&str, &str)], user_
     )
     .unwrap();
     for (person, label) in cards {
-        let p11 = format!("pkcs11-tool --module {module} --token-label {label} --login --pin {user_pin}");
+        let p11 =
+            format!("pkcs11-tool --module {module} --token-label {label} --login --pin {user_pin}");
         sh(format!(
             "softhsm2-util --init-token --free --label {label} --so-pin 13572468 --pin {user_pin}"
         ));

@@ -10,7 +10,9 @@ use super::pins::{PinRequest, PinSource};
 use super::{Opener, State};
 use crate::error::{Error, Result};
 use crate::evidence::bundle::{Bundle, SIGNATURES_DIR, SIGNED_DOCUMENTS, SIGNERS_CA_FILE};
-use crate::evidence::events::{confirmation_message, PersonalCardRecord, Record, SignedConfirmation};
+use crate::evidence::events::{
+    confirmation_message, PersonalCardRecord, Record, SignedConfirmation,
+};
 use crate::evidence::log::AuditEntry;
 use crate::hsm::spki::key_hash;
 use crate::hsm::Hsm;
@@ -68,7 +70,11 @@ pub(super) fn register(
     setup: &CardSetup,
     opener: &mut Opener<'_>,
 ) -> Result<()> {
-    let carded: Vec<_> = script.participants.iter().filter(|p| p.card.is_some()).collect();
+    let carded: Vec<_> = script
+        .participants
+        .iter()
+        .filter(|p| p.card.is_some())
+        .collect();
     if carded.is_empty() {
         return Ok(());
     }
@@ -128,8 +134,9 @@ pub(super) fn register(
             .subject_public_key_info()
             .to_der()
             .map_err(|e| fail(e.to_string()))?;
-        let algorithm = algorithm_of(&spki_der)
-            .ok_or_else(|| fail("the card key is not P-256 or P-384, which keyrite signs with".into()))?;
+        let algorithm = algorithm_of(&spki_der).ok_or_else(|| {
+            fail("the card key is not P-256 or P-384, which keyrite signs with".into())
+        })?;
         let pem = cert
             .to_pem(der::pem::LineEnding::LF)
             .map_err(|e| fail(e.to_string()))?;
@@ -190,18 +197,15 @@ fn with_card<T>(
     if let Some(e) = last {
         return Err(Error::Hsm(e));
     }
-    let result = card
-        .hsm
-        .private_key_label(&card.key_id)
-        .and_then(|label| {
-            let key = HsmKey::new(
-                &label,
-                card.algorithm,
-                card.algorithm.default_hash(),
-                card.spki_der.clone(),
-            );
-            f(card.hsm.as_mut(), &key)
-        });
+    let result = card.hsm.private_key_label(&card.key_id).and_then(|label| {
+        let key = HsmKey::new(
+            &label,
+            card.algorithm,
+            card.algorithm.default_hash(),
+            card.spki_der.clone(),
+        );
+        f(card.hsm.as_mut(), &key)
+    });
     let logout = card.hsm.logout();
     let value = result.map_err(Error::Hsm)?;
     logout.map_err(Error::Hsm)?;
@@ -264,7 +268,10 @@ pub(super) fn sign_reports(
     let mut failures = Vec::new();
     for signer in required_report_signers(script) {
         let Some(card) = cards.get_mut(&signer.person) else {
-            failures.push(format!("{} ({}): card not registered", signer.person, signer.reason));
+            failures.push(format!(
+                "{} ({}): card not registered",
+                signer.person, signer.reason
+            ));
             continue;
         };
         let cert = card.cert_der.clone();
@@ -277,7 +284,11 @@ pub(super) fn sign_reports(
                         .map(|p7s| (*name, p7s))
                         .map_err(|e| match e {
                             crate::x509::CertError::Hsm(h) => h,
-                            other => crate::hsm::HsmError::new("CMS signing", other.to_string(), "report this keyrite defect"),
+                            other => crate::hsm::HsmError::new(
+                                "CMS signing",
+                                other.to_string(),
+                                "report this keyrite defect",
+                            ),
                         })
                 })
                 .collect::<std::result::Result<Vec<_>, _>>()
@@ -288,7 +299,10 @@ pub(super) fn sign_reports(
                     let file = format!("{SIGNATURES_DIR}/{}.{name}.p7s", signer.stem);
                     bundle.write_new(&file, &p7s)?;
                     operator.notice(Notice::Info {
-                        text: &format!("{} ({}) signed {name}: {file}", signer.person, signer.reason),
+                        text: &format!(
+                            "{} ({}) signed {name}: {file}",
+                            signer.person, signer.reason
+                        ),
                     });
                 }
             }

@@ -203,13 +203,23 @@ fn drive(
         while let Some(effect) = (!pending.is_empty()).then(|| pending.remove(0)) {
             match effect {
                 Effect::Record(event) => {
-                    let entry =
-                        state.record_entry(event.step().map(str::to_string), event.actors(), &event)?;
+                    let entry = state.record_entry(
+                        event.step().map(str::to_string),
+                        event.actors(),
+                        &event,
+                    )?;
                     match &event {
                         Event::Confirmed {
                             step, person, role, ..
                         } => cards::sign_confirmation(
-                            state, script, &entry, person, *role, step, io.pins, io.operator,
+                            state,
+                            script,
+                            &entry,
+                            person,
+                            *role,
+                            step,
+                            io.pins,
+                            io.operator,
                         )?,
                         Event::StepStarted { .. } => {
                             step_started = Instant::now();

@@ -4,7 +4,7 @@
 
 mod cards;
 
-pub use cards::{CA_FILE, CA_TOKEN, CARD_KEY};
+pub use cards::{CARD_KEY, CA_FILE, CA_TOKEN};
 
 use super::pins::{PinRequest, PinSource};
 use crate::error::{Error, Result};

@@ -30,7 +30,10 @@ pub const REHEARSAL_ORG: &str = "keyrite REHEARSAL - throw-away";
 /// O and CN as UTF8Strings.
 pub fn name(organization: &str, common_name: &str) -> der::Result<Name> {
     let mut rdns = RdnSequence::default();
-    for (oid, value) in [(ORGANIZATION_NAME, organization), (COMMON_NAME, common_name)] {
+    for (oid, value) in [
+        (ORGANIZATION_NAME, organization),
+        (COMMON_NAME, common_name),
+    ] {
         let mut rdn = RelativeDistinguishedName::default();
         rdn.insert(AttributeTypeAndValue {
             oid,
@@ -86,18 +89,31 @@ impl BuilderProfile for Profile {
     }
 }
 
+/// What a new certificate says about its subject.
+pub struct Subject<'a> {
+    pub name: Name,
+    /// DER SubjectPublicKeyInfo; ignored for the self-signed CA certificate.
+    pub spki: &'a [u8],
+    pub serial: &'a [u8],
+    pub not_before: SystemTime,
+    pub days: u64,
+}
+
 /// Issue a certificate signed in `hsm` by `issuer_key`. `issuer` None: self-signed CA certificate of
-/// `issuer_key` itself (then `subject_spki` is ignored); else a card certificate for `subject_spki`.
+/// `issuer_key` itself; else a card certificate for `subject.spki` issued by that CA certificate.
 pub fn issue(
     hsm: &mut dyn Hsm,
     issuer_key: &HsmKey,
     issuer: Option<&Certificate>,
-    subject: Name,
-    subject_spki: &[u8],
-    serial: &[u8],
-    not_before: SystemTime,
-    days: u64,
+    subject: Subject<'_>,
 ) -> Result<Vec<u8>, CertError> {
+    let Subject {
+        name: subject,
+        spki: subject_spki,
+        serial,
+        not_before,
+        days,
+    } = subject;
     let build = |e: &dyn std::fmt::Display| CertError::Build(e.to_string());
     let validity = Validity::new(
         Time::try_from(not_before).map_err(|e| build(&e))?,
@@ -125,9 +141,7 @@ pub fn issue(
     let tbs_der = builder.finalize(issuer_key).map_err(|e| build(&e))?;
     let signature = issuer_key.sign(hsm, &tbs_der)?;
     let bits = BitString::from_bytes(&signature).map_err(|e| build(&e))?;
-    let cert = builder
-        .assemble(bits, issuer_key)
-        .map_err(|e| build(&e))?;
+    let cert = builder.assemble(bits, issuer_key).map_err(|e| build(&e))?;
     cert.to_der().map_err(|e| build(&e))
 }
 

@@ -15,7 +15,9 @@ use cms::content_info::{CmsVersion, ContentInfo};
 use cms::signed_data::{
     CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
 };
-use const_oid::db::rfc5911::{ID_CONTENT_TYPE, ID_DATA, ID_MESSAGE_DIGEST, ID_SIGNED_DATA, ID_SIGNING_TIME};
+use const_oid::db::rfc5911::{
+    ID_CONTENT_TYPE, ID_DATA, ID_MESSAGE_DIGEST, ID_SIGNED_DATA, ID_SIGNING_TIME,
+};
 use const_oid::db::rfc5912::{ID_SHA_256, ID_SHA_384};
 use der::asn1::{Any, ObjectIdentifier, OctetString, SetOfVec};
 use der::{Decode, Encode};
@@ -58,15 +60,23 @@ pub fn sign_detached(
     let mut attrs = SetOfVec::new();
     let time = Time::try_from(signing_time).map_err(|e| build(&e))?;
     for attr in [
-        attribute(ID_CONTENT_TYPE, Any::encode_from(&ID_DATA).map_err(|e| build(&e))?),
-        attribute(ID_SIGNING_TIME, Any::encode_from(&time).map_err(|e| build(&e))?),
+        attribute(
+            ID_CONTENT_TYPE,
+            Any::encode_from(&ID_DATA).map_err(|e| build(&e))?,
+        ),
+        attribute(
+            ID_SIGNING_TIME,
+            Any::encode_from(&time).map_err(|e| build(&e))?,
+        ),
         attribute(
             ID_MESSAGE_DIGEST,
             Any::encode_from(&OctetString::new(md).map_err(|e| build(&e))?)
                 .map_err(|e| build(&e))?,
         ),
     ] {
-        attrs.insert(attr.map_err(|e| build(&e))?).map_err(|e| build(&e))?;
+        attrs
+            .insert(attr.map_err(|e| build(&e))?)
+            .map_err(|e| build(&e))?;
     }
     let to_sign = attrs.to_der().map_err(|e| build(&e))?;
     let signature = key.sign(hsm, &to_sign)?;
@@ -117,7 +127,10 @@ pub fn sign_detached(
 pub fn verify_detached(p7s: &[u8], content: &[u8]) -> Result<Certificate, String> {
     let ci = ContentInfo::from_der(p7s).map_err(|e| format!("not a DER CMS ContentInfo: {e}"))?;
     if ci.content_type != ID_SIGNED_DATA {
-        return Err(format!("content type {} is not signed-data", ci.content_type));
+        return Err(format!(
+            "content type {} is not signed-data",
+            ci.content_type
+        ));
     }
     let sd: SignedData = ci
         .content
@@ -127,7 +140,10 @@ pub fn verify_detached(p7s: &[u8], content: &[u8]) -> Result<Certificate, String
         return Err("the signature is not detached: it carries its own content".into());
     }
     let [si] = sd.signer_infos.0.as_slice() else {
-        return Err(format!("{} signers instead of one", sd.signer_infos.0.len()));
+        return Err(format!(
+            "{} signers instead of one",
+            sd.signer_infos.0.len()
+        ));
     };
     let SignerIdentifier::IssuerAndSerialNumber(ias) = &si.sid else {
         return Err("the signer is not named by issuer and serial number".into());
@@ -173,7 +189,10 @@ pub fn verify_detached(p7s: &[u8], content: &[u8]) -> Result<Certificate, String
         .decode_as()
         .map_err(|e| format!("message-digest attribute: {e}"))?;
     if md.as_bytes() != digest(hash, content).1.as_slice() {
-        return Err("the message digest does not match the file: the file or the signature was changed".into());
+        return Err(
+            "the message digest does not match the file: the file or the signature was changed"
+                .into(),
+        );
     }
     let signed = attrs.to_der().map_err(|e| e.to_string())?;
     let spki = cert
@@ -181,7 +200,12 @@ pub fn verify_detached(p7s: &[u8], content: &[u8]) -> Result<Certificate, String
         .subject_public_key_info()
         .to_der()
         .map_err(|e| e.to_string())?;
-    verify_signature(&spki, &si.signature_algorithm.oid, &signed, si.signature.as_bytes())
-        .map_err(|e| format!("the signature does not verify with the included certificate: {e}"))?;
+    verify_signature(
+        &spki,
+        &si.signature_algorithm.oid,
+        &signed,
+        si.signature.as_bytes(),
+    )
+    .map_err(|e| format!("the signature does not verify with the included certificate: {e}"))?;
     Ok(cert)
 }

@@ -1,9 +1,9 @@
 //! Certificates: the self-signed root profile, built-in lints on the TBS before it reaches the HSM,
 //! signing through [`crate::hsm::Hsm`], and verification of the result.
 
-pub mod lint;
 pub mod card;
 pub mod cms;
+pub mod lint;
 mod profile;
 pub mod signer;
 

@@ -12,7 +12,7 @@ use crate::hsm::pkcs11::Pkcs11Hsm;
 use crate::hsm::Hsm;
 use crate::script::signers::signer_stem;
 use crate::script::{HashAlgorithm, KeyAlgorithm, Script, TokenSelector};
-use crate::x509::card::{issue, name, PARTICIPANTS_CA_CN, REHEARSAL_ORG};
+use crate::x509::card::{issue, name, Subject, PARTICIPANTS_CA_CN, REHEARSAL_ORG};
 use crate::x509::{serial_from_hsm, HsmKey};
 use der::{Decode, DecodePem, Encode, EncodePem};
 use secrecy::SecretString;
@@ -38,7 +38,9 @@ fn hsm_err(e: impl std::fmt::Display) -> Error {
 }
 
 fn open_logged_in(renv: &RehearsalEnv, module: &str, label: &str) -> Result<Pkcs11Hsm> {
-    let token = renv.token(label).ok_or_else(|| hsm_err(format!("no token {label}")))?;
+    let token = renv
+        .token(label)
+        .ok_or_else(|| hsm_err(format!("no token {label}")))?;
     let selector = TokenSelector {
         label: Some(token.label.clone()),
         serial: Some(token.serial.clone()),
@@ -55,7 +57,12 @@ fn p256_key(hsm: &mut dyn Hsm, label: &str) -> Result<HsmKey> {
     } else {
         hsm.generate_key_pair(label, KeyAlgorithm::P256)?
     };
-    Ok(HsmKey::new(label, KeyAlgorithm::P256, HashAlgorithm::Sha256, info.spki_der))
+    Ok(HsmKey::new(
+        label,
+        KeyAlgorithm::P256,
+        HashAlgorithm::Sha256,
+        info.spki_der,
+    ))
 }
 
 /// The card token label for a person: the label the script names, else "card-<stem>" (≤ 32 bytes).
@@ -87,8 +94,14 @@ impl RehearsalEnv {
             Err(_) => {
                 let subject = name(REHEARSAL_ORG, PARTICIPANTS_CA_CN).map_err(hsm_err)?;
                 let serial = serial_from_hsm(&mut ca_hsm)?;
-                let der = issue(&mut ca_hsm, &ca_key, None, subject, &[], &serial, now, CA_DAYS)
-                    .map_err(hsm_err)?;
+                let request = Subject {
+                    name: subject,
+                    spki: &[],
+                    serial: &serial,
+                    not_before: now,
+                    days: CA_DAYS,
+                };
+                let der = issue(&mut ca_hsm, &ca_key, None, request).map_err(hsm_err)?;
                 let pem = Certificate::from_der(&der)
                     .and_then(|c| c.to_pem(der::pem::LineEnding::LF))
                     .map_err(hsm_err)?;
@@ -108,17 +121,14 @@ impl RehearsalEnv {
                 let subject_der = subject.to_der().map_err(hsm_err)?;
                 let serial = serial_from_hsm(&mut ca_hsm)?;
                 let spki = key.spki()?.to_der().map_err(hsm_err)?;
-                let der = issue(
-                    &mut ca_hsm,
-                    &ca_key,
-                    Some(&ca),
-                    subject,
-                    &spki,
-                    &serial,
-                    now,
-                    CARD_DAYS,
-                )
-                .map_err(hsm_err)?;
+                let request = Subject {
+                    name: subject,
+                    spki: &spki,
+                    serial: &serial,
+                    not_before: now,
+                    days: CARD_DAYS,
+                };
+                let der = issue(&mut ca_hsm, &ca_key, Some(&ca), request).map_err(hsm_err)?;
                 hsm.store_certificate(CARD_KEY, &subject_der, &der)?;
             }
             hsm.logout()?;

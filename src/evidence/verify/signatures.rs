@@ -3,11 +3,15 @@
 //! level requires has signed.
 
 use super::{sha256_hex, short, Verification};
-use crate::evidence::bundle::{LOG_FILE, SIGNATURES_DIR, SIGNED_DOCUMENTS, SIGNERS_CA_FILE, SCRIPT_FILE};
-use crate::evidence::events::{confirmation_message, PersonalCardRecord, Record, SignedConfirmation};
+use crate::engine::Event;
+use crate::evidence::bundle::{
+    LOG_FILE, SCRIPT_FILE, SIGNATURES_DIR, SIGNED_DOCUMENTS, SIGNERS_CA_FILE,
+};
+use crate::evidence::events::{
+    confirmation_message, PersonalCardRecord, Record, SignedConfirmation,
+};
 use crate::evidence::log::AuditEntry;
 use crate::evidence::report::{parse_event, Parsed};
-use crate::engine::Event;
 use crate::hsm::spki::key_hash;
 use crate::script::signers::{required_report_signers, signer_stem};
 use crate::script::Script;
@@ -27,7 +31,12 @@ struct Card {
     spki: Vec<u8>,
 }
 
-pub(super) fn check(v: &mut Verification, dir: &Path, entries: &[AuditEntry], ca_override: Option<&str>) {
+pub(super) fn check(
+    v: &mut Verification,
+    dir: &Path,
+    entries: &[AuditEntry],
+    ca_override: Option<&str>,
+) {
     let Some(script) = fs::read(dir.join(SCRIPT_FILE))
         .ok()
         .and_then(|b| crate::script::parse(SCRIPT_FILE, &String::from_utf8_lossy(&b)).ok())
@@ -38,15 +47,21 @@ pub(super) fn check(v: &mut Verification, dir: &Path, entries: &[AuditEntry], ca
     let mut ca_record = None;
     let mut cards: Vec<PersonalCardRecord> = Vec::new();
     let mut signed: Vec<(u64, SignedConfirmation)> = Vec::new();
-    let mut confirmed: BTreeMap<u64, (&AuditEntry, String, crate::script::Role, String)> = BTreeMap::new();
+    let mut confirmed: BTreeMap<u64, (&AuditEntry, String, crate::script::Role, String)> =
+        BTreeMap::new();
     for entry in entries {
         match parse_event(entry) {
-            Ok(Parsed::Record(Record::SignersCa { file, sha256, rehearsal, .. })) => {
-                ca_record = Some((file, sha256, rehearsal))
-            }
+            Ok(Parsed::Record(Record::SignersCa {
+                file,
+                sha256,
+                rehearsal,
+                ..
+            })) => ca_record = Some((file, sha256, rehearsal)),
             Ok(Parsed::Record(Record::PersonalCard(card))) => cards.push(card),
             Ok(Parsed::Record(Record::ConfirmationSigned(s))) => signed.push((entry.seq, s)),
-            Ok(Parsed::Engine(Event::Confirmed { step, person, role, .. })) => {
+            Ok(Parsed::Engine(Event::Confirmed {
+                step, person, role, ..
+            })) => {
                 confirmed.insert(entry.seq, (entry, person, role, step));
             }
             _ => {}
@@ -78,11 +93,17 @@ fn signers_ca(
     ca_override: Option<&str>,
 ) -> Option<Certificate> {
     let Some((file, sha256, rehearsal)) = record else {
-        v.fail(LOG_FILE, "the script gives personal cards but the log records no signers CA (signers_ca)");
+        v.fail(
+            LOG_FILE,
+            "the script gives personal cards but the log records no signers CA (signers_ca)",
+        );
         return None;
     };
     if file != SIGNERS_CA_FILE {
-        v.fail(LOG_FILE, format!("the signers CA is recorded as {file:?}, not {SIGNERS_CA_FILE}"));
+        v.fail(
+            LOG_FILE,
+            format!("the signers CA is recorded as {file:?}, not {SIGNERS_CA_FILE}"),
+        );
         return None;
     }
     let (pem, origin) = match ca_override {
@@ -96,7 +117,10 @@ fn signers_ca(
             if !v.check(
                 actual == sha256,
                 SIGNERS_CA_FILE,
-                format!("SHA-256 {} matches the log's signers_ca entry", short(&actual)),
+                format!(
+                    "SHA-256 {} matches the log's signers_ca entry",
+                    short(&actual)
+                ),
                 format!("SHA-256 {actual} differs from {sha256} recorded in the log"),
             ) {
                 return None;
@@ -115,12 +139,18 @@ fn signers_ca(
         Ok(ca) => {
             v.pass(
                 SIGNERS_CA_FILE,
-                format!("signer certificates are checked against \"{}\", {origin}", ca.tbs_certificate().subject()),
+                format!(
+                    "signer certificates are checked against \"{}\", {origin}",
+                    ca.tbs_certificate().subject()
+                ),
             );
             Some(ca)
         }
         Err(e) => {
-            v.fail(SIGNERS_CA_FILE, format!("the signers CA is not a PEM certificate: {e}"));
+            v.fail(
+                SIGNERS_CA_FILE,
+                format!("the signers CA is not a PEM certificate: {e}"),
+            );
             None
         }
     }
@@ -135,17 +165,29 @@ fn check_cards<'a>(
     let mut known = BTreeMap::new();
     for rec in cards {
         let who = &rec.person;
-        let parsed = Certificate::from_pem(rec.certificate_pem.as_bytes()).ok().and_then(|cert| {
-            let der = cert.to_der().ok()?;
-            let spki = cert.tbs_certificate().subject_public_key_info().to_der().ok()?;
-            Some(Card { cert, der, spki })
-        });
+        let parsed = Certificate::from_pem(rec.certificate_pem.as_bytes())
+            .ok()
+            .and_then(|cert| {
+                let der = cert.to_der().ok()?;
+                let spki = cert
+                    .tbs_certificate()
+                    .subject_public_key_info()
+                    .to_der()
+                    .ok()?;
+                Some(Card { cert, der, spki })
+            });
         let Some(card) = parsed else {
-            v.fail(LOG_FILE, format!("personal card of {who}: the certificate does not parse"));
+            v.fail(
+                LOG_FILE,
+                format!("personal card of {who}: the certificate does not parse"),
+            );
             continue;
         };
         if !carded.contains(who.as_str()) {
-            v.fail(LOG_FILE, format!("a personal card is recorded for {who}, who has no card in script.toml"));
+            v.fail(
+                LOG_FILE,
+                format!("a personal card is recorded for {who}, who has no card in script.toml"),
+            );
             continue;
         }
         let hash = key_hash(&card.spki);
@@ -159,7 +201,10 @@ fn check_cards<'a>(
         }
         match check_issued_by(&card.cert, ca) {
             Ok(()) => {
-                v.pass(LOG_FILE, format!("personal card of {who}: certificate issued by the signers CA"));
+                v.pass(
+                    LOG_FILE,
+                    format!("personal card of {who}: certificate issued by the signers CA"),
+                );
                 known.insert(who.as_str(), card);
             }
             Err(e) => v.fail(LOG_FILE, format!("personal card of {who}: {e}")),
@@ -167,7 +212,12 @@ fn check_cards<'a>(
     }
     for who in carded {
         if !cards.iter().any(|c| c.person == *who) {
-            v.fail(LOG_FILE, format!("{who} has a card in script.toml but the log records no personal_card for them"));
+            v.fail(
+                LOG_FILE,
+                format!(
+                    "{who} has a card in script.toml but the log records no personal_card for them"
+                ),
+            );
         }
     }
     known
@@ -186,10 +236,19 @@ fn check_confirmations(
     for (seq, s) in signed {
         let mut fail = |v: &mut Verification, why: String| {
             bad += 1;
-            v.fail(LOG_FILE, format!("signed confirmation at entry {seq} ({}, step {}): {why}", s.person, s.step));
+            v.fail(
+                LOG_FILE,
+                format!(
+                    "signed confirmation at entry {seq} ({}, step {}): {why}",
+                    s.person, s.step
+                ),
+            );
         };
         let Some((entry, person, role, step)) = confirmed.get(&s.confirmed_seq) else {
-            fail(v, format!("entry {} is not a confirmation", s.confirmed_seq));
+            fail(
+                v,
+                format!("entry {} is not a confirmation", s.confirmed_seq),
+            );
             continue;
         };
         if (person, role, step) != (&s.person, &s.role, &s.step) {
@@ -198,7 +257,10 @@ fn check_confirmations(
         }
         let expected = confirmation_message(&script.ceremony.id, entry, person, *role, step);
         if s.message != expected {
-            fail(v, "the signed message is not the one the confirmation entry defines".into());
+            fail(
+                v,
+                "the signed message is not the one the confirmation entry defines".into(),
+            );
             continue;
         }
         let Some(card) = known.get(s.person.as_str()) else {
@@ -220,11 +282,17 @@ fn check_confirmations(
                 covered.insert(s.confirmed_seq);
             }
             Ok(()) => fail(v, "the recorded key hash is not the card's".into()),
-            Err(e) => fail(v, format!("the signature does not verify with the card certificate: {e}")),
+            Err(e) => fail(
+                v,
+                format!("the signature does not verify with the card certificate: {e}"),
+            ),
         }
     }
     for (seq, (_, person, _, step)) in confirmed {
-        let has_card = script.participants.iter().any(|p| &p.name == person && p.card.is_some());
+        let has_card = script
+            .participants
+            .iter()
+            .any(|p| &p.name == person && p.card.is_some());
         if has_card && !covered.contains(seq) {
             bad += 1;
             v.fail(LOG_FILE, format!("the confirmation at entry {seq} by {person} (step {step}) has no valid card signature"));
@@ -238,7 +306,12 @@ fn check_confirmations(
     }
 }
 
-fn check_report_signatures(v: &mut Verification, dir: &Path, script: &Script, known: &BTreeMap<&str, Card>) {
+fn check_report_signatures(
+    v: &mut Verification,
+    dir: &Path,
+    script: &Script,
+    known: &BTreeMap<&str, Card>,
+) {
     let documents: Vec<&str> = SIGNED_DOCUMENTS
         .iter()
         .copied()
@@ -251,10 +324,16 @@ fn check_report_signatures(v: &mut Verification, dir: &Path, script: &Script, kn
         .collect();
     let mut good: BTreeSet<String> = BTreeSet::new();
     let Ok(listing) = fs::read_dir(dir.join(SIGNATURES_DIR)) else {
-        v.fail(SIGNATURES_DIR, "missing: the report signatures are not in the bundle");
+        v.fail(
+            SIGNATURES_DIR,
+            "missing: the report signatures are not in the bundle",
+        );
         return;
     };
-    let mut names: Vec<String> = listing.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = listing
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     for name in names {
         let file = format!("{SIGNATURES_DIR}/{name}");
@@ -268,14 +347,18 @@ fn check_report_signatures(v: &mut Verification, dir: &Path, script: &Script, kn
             })
         });
         let Some((person, document)) = parsed else {
-            v.fail(&file, "not part of the evidence: not a signature of a participant over a report document");
+            v.fail(
+                &file,
+                "not part of the evidence: not a signature of a participant over a report document",
+            );
             continue;
         };
         let Some(card) = known.get(person) else {
             v.fail(&file, format!("{person} has no verified personal card"));
             continue;
         };
-        let (Ok(p7s), Ok(content)) = (fs::read(dir.join(&file)), fs::read(dir.join(document))) else {
+        let (Ok(p7s), Ok(content)) = (fs::read(dir.join(&file)), fs::read(dir.join(document)))
+        else {
             v.fail(&file, "unreadable");
             continue;
         };
@@ -284,8 +367,14 @@ fn check_report_signatures(v: &mut Verification, dir: &Path, script: &Script, kn
                 v.pass(&file, format!("CMS signature of {person} over {document} verifies with their card certificate"));
                 good.insert(file);
             }
-            Ok(_) => v.fail(&file, format!("signed with a certificate that is not {person}'s personal card")),
-            Err(e) => v.fail(&file, format!("CMS signature over {document} does not verify: {e}")),
+            Ok(_) => v.fail(
+                &file,
+                format!("signed with a certificate that is not {person}'s personal card"),
+            ),
+            Err(e) => v.fail(
+                &file,
+                format!("CMS signature over {document} does not verify: {e}"),
+            ),
         }
     }
     let level = script.ceremony.security_level;

@@ -67,9 +67,13 @@ impl Pkcs11Hsm {
     pub(super) fn label_for_id(&mut self, id_hex: &str) -> Result<String, HsmError> {
         let doing = format!("find the private key with CKA_ID {id_hex}");
         self.require_login(&doing)?;
-        let id = hex::decode(id_hex).map_err(|e| HsmError::new(&doing, e.to_string(), "report this keyrite defect"))?;
+        let id = hex::decode(id_hex)
+            .map_err(|e| HsmError::new(&doing, e.to_string(), "report this keyrite defect"))?;
         let keys = self.find(
-            &[Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Id(id)],
+            &[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::Id(id),
+            ],
             &doing,
         )?;
         let label = match keys.as_slice() {

@@ -2,8 +2,8 @@
 
 use super::{root, Checker};
 use crate::script::diagnostic::Severity;
-use crate::script::model::SecurityLevel;
 use crate::script::diagnostic::Target;
+use crate::script::model::SecurityLevel;
 use crate::script::signers::signing_roles;
 
 impl Checker<'_> {
@@ -34,7 +34,13 @@ impl Checker<'_> {
                         );
                         let fix = "add card = { label = \"…\" } (or serial / uri) naming the person's signing card; \
                                    `keyrite rehearse` makes a throw-away card for it";
-                        self.push(severity, &at.clone().key("name"), Target::Value, what, fix.into());
+                        self.push(
+                            severity,
+                            &at.clone().key("name"),
+                            Target::Value,
+                            what,
+                            fix.into(),
+                        );
                     }
                 }
             }
