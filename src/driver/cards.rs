@@ -319,3 +319,6 @@ pub(super) fn sign_reports(
         ))
     }
 }
+
+#[cfg(test)]
+mod tests;

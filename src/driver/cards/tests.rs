@@ -1,0 +1,213 @@
+//! Personal cards on the mock HSM: every carded confirmation is signed, the report signatures are
+//! detached CMS that verify, and a card that keeps refusing its PIN stops the ceremony.
+
+use super::*;
+use crate::driver::operator::{Answers, Headless};
+use crate::driver::{Ceremony, Outcome, RunMode};
+use crate::evidence::events::ConfirmationSource;
+use crate::evidence::verify::verify_bundle;
+use crate::hsm::mock::MockHsm;
+use crate::hsm::HsmError;
+use crate::script::{parse, LoadedScript};
+use crate::x509::card::{issue, name, Subject};
+use secrecy::SecretString;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// The right PIN for the ceremony HSM; cards get `card_pin`.
+struct Pins {
+    card_pin: &'static str,
+    asked: Vec<String>,
+}
+
+impl PinSource for Pins {
+    fn pin(&mut self, request: &PinRequest<'_>) -> Result<SecretString> {
+        Ok(SecretString::from(match request {
+            PinRequest::PersonalCard { person, .. } => {
+                self.asked.push(person.to_string());
+                self.card_pin
+            }
+            _ => "1234",
+        }))
+    }
+}
+
+fn shipped() -> LoadedScript {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ceremony-scripts/root-ca-p256.toml"
+    );
+    parse::load(Path::new(path)).unwrap()
+}
+
+/// A mock CA and one mock card per carded participant (keys derived from distinct labels).
+fn mock_cards(script: &Script) -> (CardSetup, BTreeMap<String, MockHsm>) {
+    let mut ca_hsm = MockHsm::new("1234");
+    ca_hsm.login(&SecretString::from("1234")).unwrap();
+    let info = ca_hsm.generate_key_pair("ca", KeyAlgorithm::P256).unwrap();
+    let ca_key = HsmKey::new(
+        "ca",
+        KeyAlgorithm::P256,
+        crate::script::HashAlgorithm::Sha256,
+        info.spki_der,
+    );
+    let now = std::time::SystemTime::now();
+    let ca_der = issue(
+        &mut ca_hsm,
+        &ca_key,
+        None,
+        Subject {
+            name: name("Test", "test CA").unwrap(),
+            spki: &[],
+            serial: &[1],
+            not_before: now,
+            days: 1,
+        },
+    )
+    .unwrap();
+    let ca = Certificate::from_der(&ca_der).unwrap();
+    let mut setup = CardSetup {
+        module: "mock".into(),
+        ca_pem: Some(ca.to_pem(der::pem::LineEnding::LF).unwrap()),
+        rehearsal_ca: true,
+        ..CardSetup::default()
+    };
+    let mut cards = BTreeMap::new();
+    for (i, p) in script
+        .participants
+        .iter()
+        .filter(|p| p.card.is_some())
+        .enumerate()
+    {
+        let label = format!("card-{i}");
+        let mut card = MockHsm::new("Kq-owl-Lime");
+        card.login(&SecretString::from("Kq-owl-Lime")).unwrap();
+        let spki = card
+            .generate_key_pair(&label, KeyAlgorithm::P256)
+            .unwrap()
+            .spki_der;
+        let serial = [2, i as u8 + 1];
+        let der = issue(
+            &mut ca_hsm,
+            &ca_key,
+            Some(&ca),
+            Subject {
+                name: name("Test", &p.name).unwrap(),
+                spki: &spki,
+                serial: &serial,
+                not_before: now,
+                days: 1,
+            },
+        )
+        .unwrap();
+        card.store_certificate(&label, &[], &der).unwrap();
+        card.logout().unwrap();
+        setup.tokens.insert(
+            p.name.clone(),
+            TokenSelector {
+                label: Some(label.clone()),
+                ..TokenSelector::default()
+            },
+        );
+        cards.insert(label, card);
+    }
+    (setup, cards)
+}
+
+fn run(card_pin: &'static str, out: &Path) -> (Result<Outcome>, Vec<String>, Vec<String>) {
+    let loaded = shipped();
+    let (setup, cards) = mock_cards(&loaded.script);
+    let cards = Arc::new(Mutex::new(cards));
+    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+    let shared = calls.clone();
+    let mut opener =
+        move |_: &str, sel: &TokenSelector| -> std::result::Result<Box<dyn Hsm + Send>, HsmError> {
+            let card = sel
+                .label
+                .as_ref()
+                .and_then(|l| cards.lock().unwrap().remove(l));
+            let mut hsm = card.unwrap_or_else(|| MockHsm::new("1234"));
+            hsm.calls = shared.clone();
+            Ok(Box::new(hsm))
+        };
+    let mode = RunMode {
+        // Not a rehearsal: rehearsals accept SoftHSM2 tokens only.
+        rehearsal: false,
+        enforce_offline: false,
+        module: "mock".into(),
+        token: TokenSelector::default(),
+        confirmations: ConfirmationSource {
+            kind: "auto".into(),
+            answers_sha256: None,
+        },
+        cards: setup,
+    };
+    let mut printed = Vec::new();
+    let mut operator = Headless::new(Answers::auto(&loaded.script), &mut printed);
+    let mut pins = Pins {
+        card_pin,
+        asked: Vec::new(),
+    };
+    let outcome = Ceremony {
+        loaded: &loaded,
+        mode,
+        operator: &mut operator,
+        pins: &mut pins,
+        opener: &mut opener,
+    }
+    .run(out);
+    let calls = calls.lock().unwrap().clone();
+    (outcome, calls, pins.asked)
+}
+
+#[test]
+fn carded_confirmations_and_the_report_are_signed_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (outcome, calls, asked) = run("Kq-owl-Lime", &out);
+    let outcome = outcome.unwrap();
+    assert!(outcome.completed, "{:?}", outcome.reason);
+    let report: crate::evidence::report::Report =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let confirmations: usize = report.steps.iter().map(|s| s.confirmations.len()).sum();
+    assert_eq!(
+        report.signed_confirmations.len(),
+        confirmations,
+        "every confirmer has a card"
+    );
+    assert_eq!(report.personal_cards.len(), 6);
+    // One PIN per signed confirmation, plus one per report signer.
+    assert_eq!(asked.len(), confirmations + 6);
+    assert!(
+        calls.iter().any(|c| c.starts_with("C_Sign card-")),
+        "{calls:?}"
+    );
+    let v = verify_bundle(&out);
+    assert!(v.passed(), "{}", v.table());
+    assert!(v
+        .table()
+        .contains("signatures/sven-lindqvist.report.json.p7s"));
+    let p7s = std::fs::read(out.join("signatures/ines-moreau.report.json.p7s")).unwrap();
+    let content = std::fs::read(out.join("report.json")).unwrap();
+    assert!(crate::x509::cms::verify_detached(&p7s, &content).is_ok());
+    let mut other = content.clone();
+    other[10] ^= 1;
+    assert!(crate::x509::cms::verify_detached(&p7s, &other).is_err());
+}
+
+#[test]
+fn a_card_that_refuses_the_pin_three_times_stops_the_ceremony() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (outcome, _, asked) = run("wrong-Pin-Owl", &out);
+    let err = outcome.err().expect("the ceremony stops");
+    assert!(err.to_string().contains("CKR_PIN_INCORRECT"), "{err}");
+    assert_eq!(asked.len(), 3, "three attempts, then stop");
+    // The bundle still closes with a report of the aborted ceremony.
+    let v = verify_bundle(&out);
+    assert!(
+        v.result.as_deref().unwrap_or("").starts_with("ABORTED"),
+        "{}",
+        v.table()
+    );
+}
