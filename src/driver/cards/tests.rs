@@ -200,7 +200,7 @@ fn a_card_that_refuses_the_pin_three_times_stops_the_ceremony() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let (outcome, _, asked) = run("wrong-Pin-Owl", &out);
-    let err = outcome.err().expect("the ceremony stops");
+    let err = outcome.expect_err("the ceremony stops");
     assert!(err.to_string().contains("CKR_PIN_INCORRECT"), "{err}");
     assert_eq!(asked.len(), 3, "three attempts, then stop");
     // The bundle still closes with a report of the aborted ceremony.
