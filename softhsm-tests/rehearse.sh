@@ -11,4 +11,12 @@ cargo build --locked --quiet
 target/debug/keyrite check "$script"
 target/debug/keyrite rehearse "$script" --auto --out "$out"
 target/debug/keyrite verify "$out"
+# The report signatures, checked by openssl alone against the bundle's (rehearsal) signers CA.
+for doc in report.json report.pdf; do
+  for p7s in "$out"/signatures/*."$doc".p7s; do
+    [ -e "$p7s" ] || continue
+    openssl cms -verify -binary -inform DER -in "$p7s" -content "$out/$doc" \
+      -CAfile "$out/signatures/signers-ca.pem" -purpose any -out /dev/null
+  done
+done
 echo "rehearsal evidence: $out"
