@@ -207,11 +207,24 @@ fn ceremony_exit(outcome: &crate::driver::Outcome, out: &Path) -> i32 {
         grouped_hex(&outcome.log_head),
         grouped_hex(&outcome.report_sha256)
     );
+    if !outcome.unsigned.is_empty() {
+        // The evidence is complete, but the report lacks signatures the security level requires.
+        eprintln!(
+            "keyrite: report signatures missing: {} — the bundle in {} is otherwise complete; \
+             `keyrite verify` will name the missing signers",
+            outcome.unsigned.join("; "),
+            out.display()
+        );
+    }
     if outcome.completed {
         println!("ceremony completed; evidence in {}", out.display());
         println!("{anchors}");
         println!("verify it with: keyrite verify {}", out.display());
-        exit::OK
+        if outcome.unsigned.is_empty() {
+            exit::OK
+        } else {
+            exit::HSM
+        }
     } else {
         eprintln!(
             "keyrite: ceremony aborted: {} — the evidence of what happened is in {}; check it with `keyrite verify {}`",

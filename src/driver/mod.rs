@@ -53,6 +53,9 @@ pub struct Outcome {
     pub report_sha256: String,
     /// Hash of the last log entry before report_written, for the paper script.
     pub log_head: String,
+    /// Required report signatures that could not be made ("person (role): why"); the bundle is
+    /// complete otherwise, and `keyrite verify` names them as missing.
+    pub unsigned: Vec<String>,
 }
 
 /// Everything one run needs; [`Ceremony::run`] consumes it.
@@ -174,8 +177,9 @@ impl Ceremony<'_> {
         // The report signatures come after report.json (and report.pdf) are final.
         let bundle = state.bundle.clone();
         let mut cards = std::mem::take(&mut state.cards);
-        let outcome = finish(state, engine)?;
-        cards::sign_reports(&bundle, &loaded.script, &mut cards, io.pins, io.operator)?;
+        let mut outcome = finish(state, engine)?;
+        outcome.unsigned =
+            cards::sign_reports(&bundle, &loaded.script, &mut cards, io.pins, io.operator)?;
         Ok(outcome)
     }
 }
@@ -359,6 +363,7 @@ fn finish(mut state: State, engine: Engine) -> Result<Outcome> {
         hsm_failure: state.hsm_failure,
         report_sha256: written.sha256,
         log_head: report.log_head.hash,
+        unsigned: Vec::new(),
     })
 }
 
