@@ -28,10 +28,12 @@ impl Checker<'_> {
                 }
                 None => {
                     if let Some(role) = roles.iter().find(|r| p.holds(**r)) {
-                        let what = format!(
-                            "the {role} \"{}\" has no personal card, but security level {level} needs the {role}'s signature on the report",
-                            p.name.trim()
-                        );
+                        let name = p.name.trim();
+                        let what = if severity == Severity::Error {
+                            format!("the {role} \"{name}\" has no personal card, but security level {level} needs the {role}'s signature on the report")
+                        } else {
+                            format!("the {role} \"{name}\" has no personal card, so the report will lack the {role}'s signature that security level {level} asks for")
+                        };
                         let fix = "add card = { label = \"…\" } (or serial / uri) naming the person's signing card; \
                                    `keyrite rehearse` makes a throw-away card for it";
                         self.push(
