@@ -106,34 +106,29 @@ fn signers_ca(
         );
         return None;
     }
+    // The bundle's copy must be the file the log recorded, even when another CA is given.
+    let Ok(bytes) = fs::read(dir.join(SIGNERS_CA_FILE)) else {
+        v.fail(SIGNERS_CA_FILE, "missing or unreadable");
+        return None;
+    };
+    let actual = sha256_hex(&bytes);
+    let bundle_ok = v.check(
+        actual == sha256,
+        SIGNERS_CA_FILE,
+        format!(
+            "SHA-256 {} matches the log's signers_ca entry",
+            short(&actual)
+        ),
+        format!("SHA-256 {actual} differs from {sha256} recorded in the log"),
+    );
     let (pem, origin) = match ca_override {
         Some(pem) => (pem.as_bytes().to_vec(), "given with --signers-ca"),
-        None => {
-            let Ok(bytes) = fs::read(dir.join(SIGNERS_CA_FILE)) else {
-                v.fail(SIGNERS_CA_FILE, "missing or unreadable");
-                return None;
-            };
-            let actual = sha256_hex(&bytes);
-            if !v.check(
-                actual == sha256,
-                SIGNERS_CA_FILE,
-                format!(
-                    "SHA-256 {} matches the log's signers_ca entry",
-                    short(&actual)
-                ),
-                format!("SHA-256 {actual} differs from {sha256} recorded in the log"),
-            ) {
-                return None;
-            }
-            (
-                bytes,
-                if rehearsal {
-                    "the bundle's copy (REHEARSAL participants CA)"
-                } else {
-                    "the bundle's copy; compare it with your CA or pass --signers-ca FILE"
-                },
-            )
-        }
+        None if !bundle_ok => return None,
+        None if rehearsal => (bytes, "the bundle's copy (REHEARSAL participants CA)"),
+        None => (
+            bytes,
+            "the bundle's copy; compare it with your CA or pass --signers-ca FILE",
+        ),
     };
     match Certificate::from_pem(&pem) {
         Ok(ca) => {
