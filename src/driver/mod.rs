@@ -4,7 +4,7 @@
 //! Every engine event and every HSM intent and result goes into the audit log before the loop moves on.
 
 mod actions;
-pub mod cards;
+pub mod personal_cards;
 pub mod operator;
 pub mod pins;
 pub mod preflight;
@@ -26,7 +26,7 @@ use std::path::Path;
 use std::time::Instant;
 
 pub use actions::Opener;
-pub use cards::CardSetup;
+pub use personal_cards::CardSetup;
 
 /// How a run differs between `run` and `rehearse`.
 #[derive(Debug, Clone)]
@@ -74,7 +74,7 @@ pub(crate) struct State {
     pub keys: BTreeMap<String, KeyPairInfo>,
     pub hsm_failure: bool,
     /// Open personal cards, by person.
-    pub cards: BTreeMap<String, cards::Card>,
+    pub cards: BTreeMap<String, personal_cards::Card>,
 }
 
 pub fn now_utc() -> String {
@@ -152,7 +152,7 @@ impl Ceremony<'_> {
         };
         state.record(None, vec![], &started_record(loaded, &mode))?;
         let mut engine = Engine::new(&loaded.script);
-        let registered = cards::register(&mut state, &loaded.script, &mode.cards, opener);
+        let registered = personal_cards::register(&mut state, &loaded.script, &mode.cards, opener);
         let mut io = Io {
             mode: &mode,
             operator,
@@ -179,7 +179,7 @@ impl Ceremony<'_> {
         let mut cards = std::mem::take(&mut state.cards);
         let mut outcome = finish(state, engine)?;
         outcome.unsigned =
-            cards::sign_reports(&bundle, &loaded.script, &mut cards, io.pins, io.operator)?;
+            personal_cards::sign_reports(&bundle, &loaded.script, &mut cards, io.pins, io.operator)?;
         Ok(outcome)
     }
 }
@@ -215,7 +215,7 @@ fn drive(
                     match &event {
                         Event::Confirmed {
                             step, person, role, ..
-                        } => cards::sign_confirmation(
+                        } => personal_cards::sign_confirmation(
                             state,
                             script,
                             &entry,

@@ -6,7 +6,7 @@
 //! copies it into its bundle as signatures/signers-ca.pem.
 
 use super::{RehearsalCard, RehearsalEnv};
-use crate::driver::cards::CardSetup;
+use crate::driver::personal_cards::CardSetup;
 use crate::error::{Error, Result};
 use crate::hsm::pkcs11::Pkcs11Hsm;
 use crate::hsm::Hsm;
