@@ -46,6 +46,10 @@ pub enum Command {
         /// p11-kit proxy in front of SoftHSM2. Tokens are still made with SoftHSM2.
         #[arg(long, value_name = "PATH")]
         module: Option<String>,
+        /// Use the plain line prompt instead of the terminal UI (the TUI opens on an interactive
+        /// terminal when no --answers or --auto is given).
+        #[arg(long)]
+        plain: bool,
     },
     /// Run the ceremony against the HSM the script names. Prompts for PINs without echo.
     Run {
@@ -60,6 +64,10 @@ pub enum Command {
         /// Refused: a real ceremony is confirmed by the people in the room.
         #[arg(long, hide = true)]
         auto: bool,
+        /// Use the plain line prompt instead of the terminal UI (the TUI opens on an interactive
+        /// terminal when no --answers or --auto is given).
+        #[arg(long)]
+        plain: bool,
     },
     /// Verify an evidence bundle offline: log chain, replay of the script's rules, report, artifacts,
     /// certificates and key hashes.
