@@ -339,7 +339,7 @@ fn driver(model: &mut Model, event: DriverEvent) -> Vec<Command> {
                 index,
                 total,
                 plan,
-                instructions: instructions.trim().to_string(),
+                instructions: paragraphs(&instructions),
             });
             model.fingerprint = None;
             model.notes.clear();
@@ -544,4 +544,13 @@ fn pick(model: &mut Model, purpose: Purpose, cursor: usize, code: KeyCode) -> Ve
             Vec::new()
         }
     }
+}
+
+/// Scripts wrap instructions by hand; rejoin each paragraph so the pane can wrap it to its width.
+fn paragraphs(text: &str) -> String {
+    text.trim()
+        .split("\n\n")
+        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

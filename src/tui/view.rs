@@ -3,6 +3,7 @@
 
 use super::model::{Current, Modal, Model, NoteKind, Purpose};
 use super::quorum::QuorumView;
+use crate::hsm::spki::grouped_hex;
 use crate::script::Action;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -97,7 +98,7 @@ pub fn view(model: &Model, frame: &mut Frame) {
     }
     if bottom_height > 0 {
         let [people, evidence] =
-            Layout::horizontal([Constraint::Length(left_width), Constraint::Min(1)])
+            Layout::horizontal([Constraint::Length(left_width + 4), Constraint::Min(1)])
                 .areas(bottom);
         render_participants(model, &theme, frame, people);
         render_evidence(model, &theme, frame, evidence);
@@ -114,26 +115,35 @@ fn fingerprint_step(model: &Model) -> bool {
 }
 
 fn render_header(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
-    let mut left = vec![
-        Span::styled(" keyrite ", theme.bold()),
-        Span::raw(format!(
-            "│ {} │ {} │ security level {} ",
-            model.name, model.kind, model.level
-        )),
-    ];
+    let [left_area, clock_area] =
+        Layout::horizontal([Constraint::Min(1), Constraint::Length(14)]).areas(area);
+    let mut left = vec![Span::styled(" keyrite ", theme.bold())];
     if model.rehearsal {
         left.push(Span::styled(
             " REHEARSAL ",
             theme.fg(Color::Yellow).add_modifier(Modifier::BOLD),
         ));
     }
-    frame.render_widget(Paragraph::new(Line::from(left)).style(theme.bar()), area);
+    // The ceremony type gives way on a narrow terminal; name and level stay.
+    let kind = if area.width >= 100 {
+        format!(" │ {}", model.kind)
+    } else {
+        String::new()
+    };
+    left.push(Span::raw(format!(
+        "│ level {} │ {}{kind} ",
+        model.level, model.name
+    )));
+    frame.render_widget(
+        Paragraph::new(Line::from(left)).style(theme.bar()),
+        left_area,
+    );
     let clock = format!("{} UTC ", model.clock);
     frame.render_widget(
         Paragraph::new(clock)
             .alignment(Alignment::Right)
             .style(theme.bar()),
-        area,
+        clock_area,
     );
 }
 
@@ -188,7 +198,14 @@ fn action_text(action: Action) -> &'static str {
     }
 }
 
-fn status_lines<'a>(model: &'a Model, current: &'a Current, theme: &Theme) -> Vec<Line<'a>> {
+/// The step's status for the room. `compact` (a small terminal) leaves out the roles line: the
+/// engine's "still needed" already names the missing roles.
+fn status_lines<'a>(
+    model: &'a Model,
+    current: &'a Current,
+    theme: &Theme,
+    compact: bool,
+) -> Vec<Line<'a>> {
     let plan = &current.plan;
     let roles = |r: &[crate::script::Role]| {
         r.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" or ")
@@ -199,12 +216,14 @@ fn status_lines<'a>(model: &'a Model, current: &'a Current, theme: &Theme) -> Ve
     ])];
     let mut needs = format!("{} × {}", plan.required, roles(&plan.confirm_by));
     if !plan.witnessed_by.is_empty() {
-        needs.push_str(&format!("; witness: {}", roles(&plan.witnessed_by)));
+        needs.push_str(&format!(" · witnessed by {}", roles(&plan.witnessed_by)));
     }
-    lines.push(Line::from(vec![
-        Span::styled("needs: ", theme.bold()),
-        Span::raw(needs),
-    ]));
+    if !compact || plan.missing().is_none() {
+        lines.push(Line::from(vec![
+            Span::styled("roles: ", theme.bold()),
+            Span::raw(needs),
+        ]));
+    }
     let mut who: Vec<String> = plan.confirmed_by.iter().map(|p| format!("✓ {p}")).collect();
     who.extend(plan.witnessed.iter().map(|(_, p)| format!("✓ {p} (witness)")));
     lines.push(Line::from(vec![
@@ -265,7 +284,7 @@ fn render_current(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
     let outer = block(&title);
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
-    let status = status_lines(model, current, theme);
+    let status = status_lines(model, current, theme, inner.height < 16);
     let status_height = wrapped_height(&status, inner.width).min(inner.height.saturating_sub(3));
     let [top, bottom] = Layout::vertical([
         Constraint::Min(1),
@@ -285,13 +304,20 @@ fn render_fingerprint(model: &Model, theme: &Theme, frame: &mut Frame, area: Rec
     let outer = block("Key hash: read it aloud, group by group");
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
-    let mut lines = vec![
-        Line::styled(
-            format!("Step {} of {} · {}", current.index + 1, current.total, current.plan.title),
+    let compact = inner.height < 22;
+    let mut lines = Vec::new();
+    if !compact {
+        lines.push(Line::styled(
+            format!(
+                "Step {} of {} · {}",
+                current.index + 1,
+                current.total,
+                current.plan.title
+            ),
             theme.bold(),
-        ),
-        Line::from(format!("SHA-256 of the public key of {}:", fp.key)),
-    ];
+        ));
+    }
+    lines.push(Line::from(format!("SHA-256 of the public key {}:", fp.key)));
     let groups: Vec<&str> = fp.grouped_hash.split(' ').collect();
     for chunk in groups.chunks(8) {
         lines.push(Line::styled(format!("  {}", chunk.join(" ")), theme.bold()));
@@ -312,8 +338,14 @@ fn render_fingerprint(model: &Model, theme: &Theme, frame: &mut Frame, area: Rec
     if !line.is_empty() {
         lines.push(Line::from(format!("  {line}")));
     }
-    lines.push(Line::from(""));
-    lines.extend(status_lines(model, current, theme).into_iter().skip(1));
+    if !compact {
+        lines.push(Line::from(""));
+    }
+    lines.extend(
+        status_lines(model, current, theme, compact)
+            .into_iter()
+            .skip(1),
+    );
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
 }
 
@@ -381,8 +413,8 @@ fn render_evidence(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) 
         .iter()
         .map(|e| {
             Line::from(vec![
-                Span::raw(format!("{:>4} {} ", e.seq, e.time)),
-                Span::raw(format!("{:<24}", e.kind)),
+                Span::raw(format!("{:>3} {} ", e.seq, e.time)),
+                Span::raw(format!("{:<21}", e.kind)),
                 Span::styled(e.hash.clone(), theme.dim()),
             ])
         })
@@ -417,8 +449,14 @@ fn render_final(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
     if let (Some(head), Some(report)) = (&done.log_head, &done.report_sha256) {
         lines.push(Line::from(""));
         lines.push(Line::from("Write on the paper script:"));
-        lines.push(Line::from(format!("  log head            {head}")));
-        lines.push(Line::from(format!("  report.json SHA-256 {report}")));
+        for (label, hash) in [("log head", head), ("report.json SHA-256", report)] {
+            lines.push(Line::from(format!("  {label}:")));
+            let grouped = grouped_hex(hash);
+            let groups: Vec<&str> = grouped.split(' ').collect();
+            for chunk in groups.chunks(8) {
+                lines.push(Line::styled(format!("    {}", chunk.join(" ")), theme.bold()));
+            }
+        }
     }
     if let Some(error) = &done.error {
         lines.push(Line::from(""));
