@@ -167,7 +167,11 @@ fn walk(tmux: &mut Tmux, mut on_activate: impl FnMut(&mut Tmux)) {
 }
 
 fn verify(out: &Path) {
-    let verify = Command::new(keyrite()).arg("verify").arg(out).output().unwrap();
+    let verify = Command::new(keyrite())
+        .arg("verify")
+        .arg(out)
+        .output()
+        .unwrap();
     assert!(
         verify.status.success(),
         "{}",

@@ -110,9 +110,15 @@ pub enum Purpose {
 pub enum Modal {
     None,
     /// Choose who acts: the participant list, by number or arrows.
-    Pick { purpose: Purpose, cursor: usize },
+    Pick {
+        purpose: Purpose,
+        cursor: usize,
+    },
     /// Free text of an exception, recorded for `person`.
-    ExceptionText { person: String, text: String },
+    ExceptionText {
+        person: String,
+        text: String,
+    },
     /// The PIN modal: masked, the buffer is zeroized when dropped.
     Pin {
         prompt: String,

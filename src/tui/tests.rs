@@ -17,7 +17,9 @@ const PIN: &str = "Kq-owl-Lime";
 
 fn script() -> Script {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ceremony-scripts/root-ca-p256.toml");
-    script::load(&path).expect("the shipped script loads").script
+    script::load(&path)
+        .expect("the shipped script loads")
+        .script
 }
 
 fn model() -> Model {
@@ -44,8 +46,12 @@ fn at_step(index: usize) -> Model {
         .map(|seq| EvidenceRow {
             seq,
             time: "00:41:07".into(),
-            kind: ["step_started", "confirmed", "step_authorised", "step_completed"]
-                [seq as usize % 4]
+            kind: [
+                "step_started",
+                "confirmed",
+                "step_authorised",
+                "step_completed",
+            ][seq as usize % 4]
                 .into(),
             hash: format!("{:08x}", seq * 0x9e37_79b9 % 0xffff_ffff),
             step: None,
@@ -158,14 +164,19 @@ fn an_exception_names_who_and_what() {
     key(&mut m, KeyCode::Char('5'));
     typed(&mut m, "seal torn");
     let cmds = key(&mut m, KeyCode::Enter);
-    assert!(matches!(&cmds[..], [Command::Reply(Input::Exception { person, text })]
-        if person == "Wiebke Janssen" && text == "seal torn"));
+    assert!(
+        matches!(&cmds[..], [Command::Reply(Input::Exception { person, text })]
+        if person == "Wiebke Janssen" && text == "seal torn")
+    );
 }
 
 #[test]
 fn the_pin_modal_hands_over_the_typed_pin_and_can_be_cancelled() {
     let mut m = at_step(3);
-    driver(&mut m, DriverEvent::NeedPin("User PIN for token \"x\": ".into()));
+    driver(
+        &mut m,
+        DriverEvent::NeedPin("User PIN for token \"x\": ".into()),
+    );
     typed(&mut m, "Kq-owl-Limx");
     key(&mut m, KeyCode::Backspace);
     typed(&mut m, "e");
@@ -197,7 +208,10 @@ fn the_final_screen_leaves_on_q() {
     let mut m = at_step(8);
     driver(&mut m, DriverEvent::Finished(done()));
     assert!(m.is_final());
-    assert!(matches!(&key(&mut m, KeyCode::Char('q'))[..], [Command::Quit]));
+    assert!(matches!(
+        &key(&mut m, KeyCode::Char('q'))[..],
+        [Command::Quit]
+    ));
 }
 
 #[test]
@@ -289,7 +303,12 @@ fn screen_pin() {
         &mut m,
         DriverEvent::Info("HSM: SoftHSM project SoftHSM v2, serial 44d6c8a3b52beca9, firmware 2.6, token \"example-root-hsm\" — compare with the label on the device".into()),
     );
-    driver(&mut m, DriverEvent::NeedPin("User PIN for token \"example-root-hsm\" (serial 44d6c8a3b52beca9): ".into()));
+    driver(
+        &mut m,
+        DriverEvent::NeedPin(
+            "User PIN for token \"example-root-hsm\" (serial 44d6c8a3b52beca9): ".into(),
+        ),
+    );
     typed(&mut m, PIN);
     snap("modal_pin", &m);
 }
@@ -323,12 +342,17 @@ fn screen_working() {
 #[test]
 fn screen_fingerprint() {
     let mut m = at_step(5);
-    assert_eq!(m.current.as_ref().unwrap().plan.action, Action::ConfirmFingerprint);
+    assert_eq!(
+        m.current.as_ref().unwrap().plan.action,
+        Action::ConfirmFingerprint
+    );
     driver(
         &mut m,
         DriverEvent::Fingerprint {
             key: "example-root-p256-2026".into(),
-            grouped_hash: "e582 94f2 e9a2 2748 6e8b 061b 31cc 528f d7fa 3f19 0a1b 2c3d 4e5f 6071 8293 a4b5".into(),
+            grouped_hash:
+                "e582 94f2 e9a2 2748 6e8b 061b 31cc 528f d7fa 3f19 0a1b 2c3d 4e5f 6071 8293 a4b5"
+                    .into(),
         },
     );
     let fp = m.fingerprint.as_ref().unwrap();
@@ -346,18 +370,32 @@ fn quorum(refused: bool) -> QuorumView {
         threshold: 3,
         total: 5,
         cards: vec![
-            card("Omar Haddad", "custodian-1 (serial 0a1b)", CardState::Accepted),
+            card(
+                "Omar Haddad",
+                "custodian-1 (serial 0a1b)",
+                CardState::Accepted,
+            ),
             card(
                 "Olga Petrova",
                 "custodian-2 (serial 0a1c)",
                 if refused {
-                    CardState::Refused("the card belongs to the EXAMPLE-2025 split, not this one".into())
+                    CardState::Refused(
+                        "the card belongs to the EXAMPLE-2025 split, not this one".into(),
+                    )
                 } else {
                     CardState::Accepted
                 },
             ),
-            card("Sven Lindqvist", "custodian-3 (serial 0a1d)", CardState::Accepted),
-            card("Maria Keller", "custodian-4 (serial 0a1e)", CardState::Pending),
+            card(
+                "Sven Lindqvist",
+                "custodian-3 (serial 0a1d)",
+                CardState::Accepted,
+            ),
+            card(
+                "Maria Keller",
+                "custodian-4 (serial 0a1e)",
+                CardState::Pending,
+            ),
         ],
     }
 }

@@ -68,21 +68,14 @@ pub fn view(model: &Model, frame: &mut Frame) {
     ])
     .areas(area);
     render_header(model, &theme, frame, header);
-    frame.render_widget(
-        Paragraph::new(help_text(model)).style(theme.bar()),
-        help,
-    );
+    frame.render_widget(Paragraph::new(help_text(model)).style(theme.bar()), help);
     if model.is_final() {
         render_final(model, &theme, frame, body);
         return;
     }
     // The fingerprint and quorum screens take the whole body height; the other panes step aside.
     let full = model.quorum.is_some() || fingerprint_step(model);
-    let bottom_height = if full {
-        0
-    } else {
-        (body.height / 3).max(8)
-    };
+    let bottom_height = if full { 0 } else { (body.height / 3).max(8) };
     let [top, bottom] =
         Layout::vertical([Constraint::Min(1), Constraint::Length(bottom_height)]).areas(body);
     let left_width = (top.width * 2 / 5).clamp(30, 44);
@@ -155,7 +148,9 @@ fn help_text(model: &Model) -> String {
         Modal::ConfirmAbort => "y: abort the ceremony · any other key: carry on",
         Modal::Error { .. } => "Enter: close",
         Modal::None if model.finished.is_some() => "Enter or q: leave keyrite",
-        Modal::None => "c: confirm · g: go (perform the step) · x: record an exception · Ctrl-C: abort",
+        Modal::None => {
+            "c: confirm · g: go (perform the step) · x: record an exception · Ctrl-C: abort"
+        }
     };
     format!(" {keys}")
 }
@@ -198,34 +193,53 @@ fn action_text(action: Action) -> &'static str {
     }
 }
 
-/// The step's status for the room. `compact` (a small terminal) leaves out the roles line: the
-/// engine's "still needed" already names the missing roles.
+/// The step's status for the room, most urgent first (a small pane cuts from the bottom): the
+/// engine's latest refusals, the HSM at work, who confirmed, what is still needed, then what keyrite
+/// will do. `compact` (a small terminal) keeps two notes and leaves out the roles line: the engine's
+/// "still needed" already names the missing roles.
 fn status_lines<'a>(
     model: &'a Model,
     current: &'a Current,
     theme: &Theme,
     compact: bool,
+    with_action: bool,
 ) -> Vec<Line<'a>> {
     let plan = &current.plan;
     let roles = |r: &[crate::script::Role]| {
-        r.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" or ")
+        r.iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(" or ")
     };
-    let mut lines = vec![Line::from(vec![
-        Span::styled("keyrite will: ", theme.bold()),
-        Span::raw(action_text(plan.action)),
-    ])];
-    let mut needs = format!("{} × {}", plan.required, roles(&plan.confirm_by));
-    if !plan.witnessed_by.is_empty() {
-        needs.push_str(&format!(" · witnessed by {}", roles(&plan.witnessed_by)));
+    let mut lines = Vec::new();
+    let keep = if compact { 2 } else { model.notes.len() };
+    for note in model.notes.iter().rev().take(keep) {
+        let (prefix, style) = match note.kind {
+            NoteKind::Refused => ("✗ refused: ", theme.bad()),
+            NoteKind::Warning => ("! warning: ", theme.warn()),
+            NoteKind::Info => ("i ", Style::default()),
+        };
+        lines.push(Line::styled(format!("{prefix}{}", note.text), style));
     }
-    if !compact || plan.missing().is_none() {
-        lines.push(Line::from(vec![
-            Span::styled("roles: ", theme.bold()),
-            Span::raw(needs),
-        ]));
+    if let Some((what, secs)) = &model.working {
+        let spin = SPINNER[(model.ticks % 4) as usize];
+        lines.push(Line::styled(
+            format!("{spin} {what} … {secs}s"),
+            theme.bold(),
+        ));
+    } else if !model.awaiting && model.finished.is_none() {
+        let spin = SPINNER[(model.ticks % 4) as usize];
+        lines.push(Line::styled(
+            format!("{spin} keyrite is working …"),
+            theme.dim(),
+        ));
     }
     let mut who: Vec<String> = plan.confirmed_by.iter().map(|p| format!("✓ {p}")).collect();
-    who.extend(plan.witnessed.iter().map(|(_, p)| format!("✓ {p} (witness)")));
+    who.extend(
+        plan.witnessed
+            .iter()
+            .map(|(_, p)| format!("✓ {p} (witness)")),
+    );
     lines.push(Line::from(vec![
         Span::styled("confirmed: ", theme.bold()),
         Span::raw(if who.is_empty() {
@@ -235,26 +249,30 @@ fn status_lines<'a>(
         }),
     ]));
     match plan.missing() {
-        Some(missing) => lines.push(Line::styled(format!("still needed: {missing}"), theme.warn())),
+        Some(missing) => lines.push(Line::styled(
+            format!("still needed: {missing}"),
+            theme.warn(),
+        )),
         None => lines.push(Line::styled(
             "ready: press g to perform the step",
             theme.good().add_modifier(Modifier::BOLD),
         )),
     }
-    if let Some((what, secs)) = &model.working {
-        let spin = SPINNER[(model.ticks % 4) as usize];
-        lines.push(Line::styled(format!("{spin} {what} … {secs}s"), theme.bold()));
-    } else if !model.awaiting && model.finished.is_none() {
-        let spin = SPINNER[(model.ticks % 4) as usize];
-        lines.push(Line::styled(format!("{spin} keyrite is working …"), theme.dim()));
+    if with_action {
+        lines.push(Line::from(vec![
+            Span::styled("keyrite will: ", theme.bold()),
+            Span::raw(action_text(plan.action)),
+        ]));
     }
-    for note in &model.notes {
-        let (prefix, style) = match note.kind {
-            NoteKind::Refused => ("✗ refused: ", theme.bad()),
-            NoteKind::Warning => ("! warning: ", theme.warn()),
-            NoteKind::Info => ("i ", Style::default()),
-        };
-        lines.push(Line::styled(format!("{prefix}{}", note.text), style));
+    if !compact || plan.missing().is_none() {
+        let mut needs = format!("{} × {}", plan.required, roles(&plan.confirm_by));
+        if !plan.witnessed_by.is_empty() {
+            needs.push_str(&format!(" · witnessed by {}", roles(&plan.witnessed_by)));
+        }
+        lines.push(Line::from(vec![
+            Span::styled("roles: ", theme.bold()),
+            Span::raw(needs),
+        ]));
     }
     lines
 }
@@ -284,13 +302,10 @@ fn render_current(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
     let outer = block(&title);
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
-    let status = status_lines(model, current, theme, inner.height < 16);
+    let status = status_lines(model, current, theme, inner.height < 16, true);
     let status_height = wrapped_height(&status, inner.width).min(inner.height.saturating_sub(3));
-    let [top, bottom] = Layout::vertical([
-        Constraint::Min(1),
-        Constraint::Length(status_height),
-    ])
-    .areas(inner);
+    let [top, bottom] =
+        Layout::vertical([Constraint::Min(1), Constraint::Length(status_height)]).areas(inner);
     let mut text = vec![Line::styled(current.plan.title.clone(), theme.bold())];
     text.extend(current.instructions.lines().map(Line::from));
     frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), top);
@@ -341,11 +356,7 @@ fn render_fingerprint(model: &Model, theme: &Theme, frame: &mut Frame, area: Rec
     if !compact {
         lines.push(Line::from(""));
     }
-    lines.extend(
-        status_lines(model, current, theme, compact)
-            .into_iter()
-            .skip(1),
-    );
+    lines.extend(status_lines(model, current, theme, compact, false));
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
 }
 
@@ -430,7 +441,10 @@ fn render_final(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
         return;
     };
     let mut lines = if done.completed {
-        vec![Line::styled("✓ Ceremony completed.", theme.good().add_modifier(Modifier::BOLD))]
+        vec![Line::styled(
+            "✓ Ceremony completed.",
+            theme.good().add_modifier(Modifier::BOLD),
+        )]
     } else {
         vec![Line::styled(
             format!(
@@ -445,7 +459,10 @@ fn render_final(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
     lines.push(Line::styled(format!("  {}", model.bundle), theme.bold()));
     lines.push(Line::from(""));
     lines.push(Line::from("Check it, now and on any other computer, with:"));
-    lines.push(Line::styled(format!("  keyrite verify {}", model.bundle), theme.bold()));
+    lines.push(Line::styled(
+        format!("  keyrite verify {}", model.bundle),
+        theme.bold(),
+    ));
     if let (Some(head), Some(report)) = (&done.log_head, &done.report_sha256) {
         lines.push(Line::from(""));
         lines.push(Line::from("Write on the paper script:"));
@@ -454,13 +471,19 @@ fn render_final(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
             let grouped = grouped_hex(hash);
             let groups: Vec<&str> = grouped.split(' ').collect();
             for chunk in groups.chunks(8) {
-                lines.push(Line::styled(format!("    {}", chunk.join(" ")), theme.bold()));
+                lines.push(Line::styled(
+                    format!("    {}", chunk.join(" ")),
+                    theme.bold(),
+                ));
             }
         }
     }
     if let Some(error) = &done.error {
         lines.push(Line::from(""));
-        lines.push(Line::styled(format!("keyrite stopped: {error}"), theme.bad()));
+        lines.push(Line::styled(
+            format!("keyrite stopped: {error}"),
+            theme.bad(),
+        ));
     }
     frame.render_widget(
         Paragraph::new(lines)
@@ -559,9 +582,11 @@ fn render_modal(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
     let rect = centered(area, area.width.saturating_sub(8).min(76), height);
     frame.render_widget(Clear, rect);
     frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(Block::bordered().title(format!(" {title} ")).border_style(theme.bold())),
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::bordered()
+                .title(format!(" {title} "))
+                .border_style(theme.bold()),
+        ),
         rect,
     );
 }
