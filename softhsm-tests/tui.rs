@@ -274,3 +274,109 @@ fn a_run_takes_the_pin_in_the_masked_modal() {
     }
     assert_never_shown(&tmux, &[PIN.to_string(), SO_PIN.to_string()]);
 }
+
+/// The unhappy paths through the real binary: a resize below 80×24 and back, an exception typed
+/// into the log, Ctrl-C answered "no", then a wrong PIN: the error dialog, the aborted final
+/// screen, exit code 4, and a bundle that still verifies.
+#[test]
+fn a_wrong_pin_shows_the_error_dialog_and_the_bundle_still_verifies() {
+    if !have_tmux() {
+        return;
+    }
+    const PIN: &str = "Kq-owl-Lime";
+    const WRONG: &str = "Zz-moth-Fig";
+    let dir = tempfile::tempdir().unwrap();
+    let conf = common::softhsm_util_token(dir.path(), "Vx-heron-Plum", PIN);
+    let script = std::fs::read_to_string(root().join("ceremony-scripts/root-ca-p256.toml"))
+        .unwrap()
+        .replace(
+            "security_level = \"very-high\"",
+            "security_level = \"medium\"",
+        );
+    let script_path = dir.path().join("script.toml");
+    std::fs::write(&script_path, script).unwrap();
+    let out = dir.path().join("bundle");
+    let command = format!(
+        "SOFTHSM2_CONF={} {} run {} --out {}; echo KEYRITE-EXIT=$?; sleep 60",
+        conf.display(),
+        keyrite(),
+        script_path.display(),
+        out.display()
+    );
+    let mut tmux = Tmux::start(dir.path(), &command);
+    tmux.wait_for("▶  1 ");
+    // Too small, then back: the screen says so, and nothing is lost.
+    tmux.run(&["resize-window", "-t", "app", "-x", "70", "-y", "20"]);
+    tmux.wait_for("make it at least 80×24");
+    tmux.run(&["resize-window", "-t", "app", "-x", "80", "-y", "24"]);
+    tmux.wait_for("▶  1 ");
+    // An exception, by the internal witness.
+    tmux.keys(&["x", &WIEBKE.to_string()]);
+    tmux.wait_for("Exception recorded by Wiebke Janssen");
+    tmux.literal("laptop seal number differs from the inventory");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("exception_recorded");
+    // Ctrl-C asks first; "n" carries on.
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("Abort the ceremony?");
+    tmux.keys(&["n"]);
+    walk_until_pin(&mut tmux);
+    tmux.literal(WRONG);
+    tmux.keys(&["Enter"]);
+    let error = tmux.wait_for("What failed:");
+    assert!(error.contains("failed"), "{error}");
+    tmux.wait_for("CKR_PIN_INCORRECT");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Ceremony aborted");
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("KEYRITE-EXIT=");
+    assert!(screen.contains("KEYRITE-EXIT=4"), "{screen}");
+    verify(&out);
+    let log = std::fs::read_to_string(out.join("audit.jsonl")).unwrap();
+    assert!(log.contains("laptop seal number differs from the inventory"));
+    assert!(!log.contains(WRONG) && !log.contains(PIN));
+    assert_never_shown(&tmux, &[PIN.to_string(), WRONG.to_string()]);
+}
+
+/// Steps 1–3 as in [`walk`], then the go at step 4, up to the PIN dialog.
+fn walk_until_pin(tmux: &mut Tmux) {
+    for (i, people) in STEPS.iter().take(4).enumerate() {
+        tmux.wait_for(&format!("▶ {:>2} ", i + 1));
+        for &p in *people {
+            tmux.confirm(p);
+        }
+        tmux.keys(&["g"]);
+    }
+    tmux.wait_for("User PIN for token");
+}
+
+/// Ctrl-C, then "y": the abort is logged with its reason and the bundle verifies (exit code 3).
+#[test]
+fn ctrl_c_then_yes_aborts_on_the_record() {
+    if !have_tmux() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bundle");
+    let command = format!(
+        "{} rehearse {} --out {}; echo KEYRITE-EXIT=$?; sleep 60",
+        keyrite(),
+        root().join("ceremony-scripts/root-ca-p256.toml").display(),
+        out.display(),
+    );
+    let mut tmux = Tmux::start(dir.path(), &command);
+    tmux.wait_for("▶  1 ");
+    tmux.confirm(MARIA);
+    tmux.wait_for("✓ Maria Keller");
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("Abort the ceremony?");
+    tmux.keys(&["y"]);
+    let done = tmux.wait_for("Ceremony aborted");
+    assert!(done.contains("Ctrl-C"), "{done}");
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("KEYRITE-EXIT=");
+    assert!(screen.contains("KEYRITE-EXIT=3"), "{screen}");
+    verify(&out);
+    let log = std::fs::read_to_string(out.join("audit.jsonl")).unwrap();
+    assert!(log.contains("ceremony_aborted") && log.contains("Ctrl-C"));
+}
