@@ -65,7 +65,7 @@ pub enum Command {
         #[arg(long, hide = true)]
         auto: bool,
         /// Use the plain line prompt instead of the terminal UI (the TUI opens on an interactive
-        /// terminal when no --answers or --auto is given).
+        /// terminal when no answers file is given).
         #[arg(long)]
         plain: bool,
     },
