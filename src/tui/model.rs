@@ -106,7 +106,6 @@ pub enum Purpose {
 }
 
 /// What sits on top of the screen and takes the keys.
-#[derive(Debug)]
 pub enum Modal {
     None,
     /// Choose who acts: the participant list, by number or arrows.
@@ -131,6 +130,36 @@ pub enum Modal {
         what: String,
         todo: String,
     },
+}
+
+/// Debug output never shows a PIN being typed.
+impl std::fmt::Debug for Modal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Modal::None => f.write_str("None"),
+            Modal::Pick { purpose, cursor } => f
+                .debug_struct("Pick")
+                .field("purpose", purpose)
+                .field("cursor", cursor)
+                .finish(),
+            Modal::ExceptionText { person, text } => f
+                .debug_struct("ExceptionText")
+                .field("person", person)
+                .field("text", text)
+                .finish(),
+            Modal::Pin { prompt, .. } => f
+                .debug_struct("Pin")
+                .field("prompt", prompt)
+                .finish_non_exhaustive(),
+            Modal::ConfirmAbort => f.write_str("ConfirmAbort"),
+            Modal::Error { title, what, todo } => f
+                .debug_struct("Error")
+                .field("title", title)
+                .field("what", what)
+                .field("todo", todo)
+                .finish(),
+        }
+    }
 }
 
 /// What the driver (on its own thread) tells the TUI; owned copies of the driver's notices.
@@ -202,8 +231,9 @@ pub struct Model {
     pub evidence: Vec<EvidenceRow>,
     /// The driver waits in `next_input`.
     pub awaiting: bool,
-    /// Inputs given while the driver was busy, sent when it next asks.
-    pub queued: VecDeque<Input>,
+    /// Inputs given while the driver was busy, with the step they were given at; sent when it next
+    /// asks. A confirmation or go is only ever delivered to the step it was given for.
+    pub queued: VecDeque<(Option<String>, Input)>,
     pub modal: Modal,
     pub finished: Option<Finished>,
     last_seq: Option<u64>,
@@ -267,7 +297,8 @@ impl Model {
             self.awaiting = false;
             vec![Command::Reply(input)]
         } else {
-            self.queued.push_back(input);
+            let step = self.current.as_ref().map(|c| c.plan.id.clone());
+            self.queued.push_back((step, input));
             Vec::new()
         }
     }
@@ -374,11 +405,21 @@ fn driver(model: &mut Model, event: DriverEvent) -> Vec<Command> {
         DriverEvent::Info(text) => model.note(NoteKind::Info, text),
         DriverEvent::NeedInput(plan) => {
             model.working = None;
+            let plan_id = plan.id.clone();
             if let Some(current) = model.current.as_mut() {
                 current.plan = plan;
             }
-            if let Some(input) = model.queued.pop_front() {
-                return vec![Command::Reply(input)];
+            while let Some((given_at, input)) = model.queued.pop_front() {
+                let for_this_step = matches!(input, Input::Exception { .. } | Input::Abort { .. })
+                    || given_at.as_deref() == Some(plan_id.as_str());
+                if for_this_step {
+                    return vec![Command::Reply(input)];
+                }
+                model.note(
+                    NoteKind::Warning,
+                    "a confirmation or go typed during the previous step was not used; give it again"
+                        .into(),
+                );
             }
             model.awaiting = true;
         }

@@ -146,6 +146,35 @@ fn inputs_given_while_the_driver_is_busy_wait_for_it() {
 }
 
 #[test]
+fn a_confirmation_typed_during_one_step_never_lands_on_the_next() {
+    let s = script();
+    let mut m = at_step(0);
+    key(&mut m, KeyCode::Char('g'));
+    key(&mut m, KeyCode::Char('c'));
+    key(&mut m, KeyCode::Char('1'));
+    key(&mut m, KeyCode::Char('x'));
+    key(&mut m, KeyCode::Char('5'));
+    typed(&mut m, "late");
+    key(&mut m, KeyCode::Enter);
+    driver(&mut m, start(&s, 1));
+    let cmds = driver(&mut m, DriverEvent::NeedInput(plan(&s, 1)));
+    assert!(
+        matches!(&cmds[..], [Command::Reply(Input::Exception { .. })]),
+        "{cmds:?}"
+    );
+    assert!(m.queued.is_empty());
+    assert!(m.notes.iter().any(|n| n.text.contains("was not used")));
+}
+
+#[test]
+fn debug_output_never_shows_the_pin_being_typed() {
+    let mut m = at_step(3);
+    driver(&mut m, DriverEvent::NeedPin("PIN?".into()));
+    typed(&mut m, PIN);
+    assert!(!format!("{:?}", m.modal).contains(PIN));
+}
+
+#[test]
 fn ctrl_c_asks_before_aborting() {
     let mut m = at_step(2);
     assert!(ctrl_c(&mut m).is_empty());
