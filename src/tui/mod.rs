@@ -6,6 +6,7 @@
 //! [`proxy::TuiOperator`] and [`proxy::TuiPins`] over channels. The UI wakes on a key, on a driver
 //! message, or on a 4 Hz clock tick; there is no busy loop. The TUI carries no business rules.
 
+mod keys;
 pub mod model;
 pub mod proxy;
 pub mod quorum;

@@ -8,7 +8,7 @@ use crate::engine::{Input, StepPlan};
 use crate::error::Error;
 use crate::evidence::pgp_words::pgp_words;
 use crate::script::Script;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::KeyEvent;
 use secrecy::SecretString;
 use std::collections::VecDeque;
 use zeroize::Zeroizing;
@@ -284,7 +284,7 @@ impl Model {
         }
     }
 
-    fn note(&mut self, kind: NoteKind, text: String) {
+    pub(super) fn note(&mut self, kind: NoteKind, text: String) {
         self.notes.push(Note { kind, text });
         if self.notes.len() > NOTES {
             self.notes.remove(0);
@@ -292,7 +292,7 @@ impl Model {
     }
 
     /// Hand an input to the driver now if it waits, or keep it for when it next asks.
-    fn send(&mut self, input: Input) -> Vec<Command> {
+    pub(super) fn send(&mut self, input: Input) -> Vec<Command> {
         if self.awaiting {
             self.awaiting = false;
             vec![Command::Reply(input)]
@@ -321,7 +321,7 @@ pub fn update(model: &mut Model, msg: Msg) -> Vec<Command> {
             Vec::new()
         }
         Msg::Driver(event) => driver(model, event),
-        Msg::Key(key) => self::key(model, key),
+        Msg::Key(key) => super::keys::key(model, key),
     }
 }
 
@@ -455,142 +455,6 @@ fn driver(model: &mut Model, event: DriverEvent) -> Vec<Command> {
         }
     }
     Vec::new()
-}
-
-fn key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
-    let ctrl_c = key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
-    let modal = std::mem::replace(&mut model.modal, Modal::None);
-    match modal {
-        Modal::Pin { prompt, mut buffer } => match key.code {
-            KeyCode::Enter if !buffer.is_empty() => {
-                let pin = SecretString::from(buffer.as_str());
-                vec![Command::Pin(Ok(pin))]
-            }
-            KeyCode::Esc => vec![Command::Pin(Err(Error::input(
-                "PIN entry was cancelled",
-                "start a new run and enter the PIN when asked",
-            )))],
-            _ if ctrl_c => vec![Command::Pin(Err(Error::input(
-                "PIN entry was cancelled with Ctrl-C",
-                "start a new run and enter the PIN when asked",
-            )))],
-            KeyCode::Backspace => {
-                buffer.pop();
-                model.modal = Modal::Pin { prompt, buffer };
-                Vec::new()
-            }
-            KeyCode::Char(c) => {
-                buffer.push(c);
-                model.modal = Modal::Pin { prompt, buffer };
-                Vec::new()
-            }
-            _ => {
-                model.modal = Modal::Pin { prompt, buffer };
-                Vec::new()
-            }
-        },
-        Modal::Error { .. } if matches!(key.code, KeyCode::Enter | KeyCode::Esc) => Vec::new(),
-        modal @ Modal::Error { .. } => {
-            model.modal = modal;
-            Vec::new()
-        }
-        _ if model.finished.is_some() => match key.code {
-            KeyCode::Enter | KeyCode::Char('q') => vec![Command::Quit],
-            _ => Vec::new(),
-        },
-        Modal::ConfirmAbort => match key.code {
-            KeyCode::Char('y') | KeyCode::Char('Y') => model.send(Input::Abort {
-                reason: "aborted at the keyboard (Ctrl-C, confirmed)".into(),
-            }),
-            _ => Vec::new(),
-        },
-        _ if ctrl_c => {
-            model.modal = Modal::ConfirmAbort;
-            Vec::new()
-        }
-        Modal::Pick { purpose, cursor } => pick(model, purpose, cursor, key.code),
-        Modal::ExceptionText { person, mut text } => match key.code {
-            KeyCode::Esc => Vec::new(),
-            KeyCode::Enter if !text.trim().is_empty() => {
-                let text = text.trim().to_string();
-                model.note(NoteKind::Info, format!("exception by {person}: {text}"));
-                model.send(Input::Exception { person, text })
-            }
-            KeyCode::Backspace => {
-                text.pop();
-                model.modal = Modal::ExceptionText { person, text };
-                Vec::new()
-            }
-            KeyCode::Char(c) => {
-                text.push(c);
-                model.modal = Modal::ExceptionText { person, text };
-                Vec::new()
-            }
-            _ => {
-                model.modal = Modal::ExceptionText { person, text };
-                Vec::new()
-            }
-        },
-        Modal::None => match key.code {
-            KeyCode::Char('c') => {
-                model.modal = Modal::Pick {
-                    purpose: Purpose::Confirm,
-                    cursor: 0,
-                };
-                Vec::new()
-            }
-            KeyCode::Char('x') => {
-                model.modal = Modal::Pick {
-                    purpose: Purpose::Exception,
-                    cursor: 0,
-                };
-                Vec::new()
-            }
-            KeyCode::Char('g') => model.send(Input::Proceed),
-            _ => Vec::new(),
-        },
-    }
-}
-
-fn pick(model: &mut Model, purpose: Purpose, cursor: usize, code: KeyCode) -> Vec<Command> {
-    let count = model.participants.len();
-    let chosen = match code {
-        KeyCode::Esc => return Vec::new(),
-        KeyCode::Up => {
-            model.modal = Modal::Pick {
-                purpose,
-                cursor: cursor.saturating_sub(1),
-            };
-            return Vec::new();
-        }
-        KeyCode::Down => {
-            model.modal = Modal::Pick {
-                purpose,
-                cursor: (cursor + 1).min(count.saturating_sub(1)),
-            };
-            return Vec::new();
-        }
-        KeyCode::Enter => cursor,
-        KeyCode::Char(d @ '1'..='9') => (d as usize) - ('1' as usize),
-        _ => {
-            model.modal = Modal::Pick { purpose, cursor };
-            return Vec::new();
-        }
-    };
-    let Some(person) = model.participants.get(chosen).map(|p| p.name.clone()) else {
-        model.modal = Modal::Pick { purpose, cursor };
-        return Vec::new();
-    };
-    match purpose {
-        Purpose::Confirm => model.send(Input::Confirm { person }),
-        Purpose::Exception => {
-            model.modal = Modal::ExceptionText {
-                person,
-                text: String::new(),
-            };
-            Vec::new()
-        }
-    }
 }
 
 /// Scripts wrap instructions by hand; rejoin each paragraph so the pane can wrap it to its width.
