@@ -1,5 +1,6 @@
-//! `keyrite run` typed at a real terminal (tmux): people confirm by name, say `go`, and the PIN is
-//! entered without echo. The screen captures are checked for the PIN.
+//! `keyrite run --plain` typed at a real terminal (tmux): the line prompt, where people confirm by
+//! name, say `go`, and the PIN is entered without echo. The screen captures are checked for the PIN.
+//! (Without --plain, a terminal gets the TUI: see softhsm-tests/tui.rs.)
 
 mod common;
 
@@ -124,7 +125,7 @@ fn a_run_typed_at_a_terminal_completes_and_never_shows_the_pin() {
     std::fs::write(&script_path, script).unwrap();
     let out = dir.path().join("bundle");
     let command = format!(
-        "SOFTHSM2_CONF={} {} run {} --out {} --signers-ca {}; echo KEYRITE-EXIT=$?; sleep 60",
+        "SOFTHSM2_CONF={} {} run --plain {} --out {} --signers-ca {}; echo KEYRITE-EXIT=$?; sleep 60",
         conf.display(),
         env!("CARGO_BIN_EXE_keyrite"),
         script_path.display(),

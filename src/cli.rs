@@ -46,6 +46,10 @@ pub enum Command {
         /// p11-kit proxy in front of SoftHSM2. Tokens are still made with SoftHSM2.
         #[arg(long, value_name = "PATH")]
         module: Option<String>,
+        /// Use the plain line prompt instead of the terminal UI (the TUI opens on an interactive
+        /// terminal when no --answers or --auto is given).
+        #[arg(long)]
+        plain: bool,
     },
     /// Run the ceremony against the HSM the script names. Prompts for PINs without echo.
     Run {
@@ -64,6 +68,10 @@ pub enum Command {
         /// script gives cards. Copied into the bundle as signatures/signers-ca.pem.
         #[arg(long, value_name = "FILE")]
         signers_ca: Option<PathBuf>,
+        /// Use the plain line prompt instead of the terminal UI (the TUI opens on an interactive
+        /// terminal when no answers file is given).
+        #[arg(long)]
+        plain: bool,
     },
     /// Verify an evidence bundle offline: log chain, replay of the script's rules, report, artifacts,
     /// certificates and key hashes.

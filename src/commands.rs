@@ -25,11 +25,15 @@ pub fn dispatch(cli: Cli) -> i32 {
             auto,
             env,
             module,
+            plain,
         } => rehearse(
             &script,
             &out,
-            answers.as_deref(),
-            auto,
+            Front {
+                answers: answers.as_deref(),
+                auto,
+                plain,
+            },
             env.as_deref(),
             module,
         ),
@@ -38,12 +42,16 @@ pub fn dispatch(cli: Cli) -> i32 {
             out,
             answers,
             auto,
+            plain,
             signers_ca,
         } => run(
             &script,
             &out,
-            answers.as_deref(),
-            auto,
+            Front {
+                answers: answers.as_deref(),
+                auto,
+                plain,
+            },
             signers_ca.as_deref(),
         ),
         Command::Verify { dir, signers_ca } => verify(&dir, signers_ca.as_deref()),
@@ -241,13 +249,28 @@ fn ceremony_exit(outcome: &crate::driver::Outcome, out: &Path) -> i32 {
     }
 }
 
+/// Who is in front of the ceremony: an answers file, `--auto`, the line prompt (`--plain`), or the
+/// terminal UI on an interactive terminal.
+#[derive(Clone, Copy)]
+struct Front<'a> {
+    answers: Option<&'a Path>,
+    auto: bool,
+    plain: bool,
+}
+
+impl Front<'_> {
+    fn tui(&self) -> bool {
+        crate::tui::wanted(self.answers, self.auto, self.plain)
+    }
+}
+
 fn run(
     path: &Path,
     out: &Path,
-    answers: Option<&Path>,
-    auto: bool,
+    front: Front<'_>,
     signers_ca: Option<&Path>,
 ) -> Result<i32> {
+    let Front { answers, auto, .. } = front;
     if auto {
         return Err(Error::input(
             "--auto is for rehearsals only",
@@ -271,6 +294,10 @@ fn run(
             rehearsal_ca: false,
         },
     };
+    if front.tui() {
+        let outcome = crate::tui::conduct(&loaded, mode, None, open_pkcs11, out)?;
+        return Ok(ceremony_exit(&outcome, out));
+    }
     let mut pins = Prompt;
     conduct(&loaded, mode, operator.as_mut(), &mut pins, out)
 }
@@ -298,11 +325,11 @@ fn conduct(
 fn rehearse(
     path: &Path,
     out: &Path,
-    answers: Option<&Path>,
-    auto: bool,
+    front: Front<'_>,
     env: Option<&Path>,
     module: Option<String>,
 ) -> Result<i32> {
+    let Front { answers, auto, .. } = front;
     let loaded = load_checked(path)?;
     let softhsm = rehearsal::find_softhsm()?;
     // A child re-executed by the block below finds its folder here.
@@ -372,6 +399,10 @@ fn rehearse(
         cards,
     };
     let mut pins = RehearsalPins(renv.tokens().to_vec());
+    if front.tui() {
+        let outcome = crate::tui::conduct(&loaded, mode, Some(&mut pins), open_pkcs11, out)?;
+        return Ok(ceremony_exit(&outcome, out));
+    }
     conduct(&loaded, mode, operator.as_mut(), &mut pins, out)
 }
 

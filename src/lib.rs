@@ -10,4 +10,5 @@ pub mod error;
 pub mod evidence;
 pub mod hsm;
 pub mod script;
+pub mod tui;
 pub mod x509;

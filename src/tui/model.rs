@@ -1,0 +1,467 @@
+//! The TUI's state and its one transition function, `update`. No IO, no clock: the runtime feeds it
+//! messages (keys, ticks, what the driver said, the audit-log tail) and carries out the commands it
+//! returns (answer the driver, hand over a PIN, quit). No business rule lives here: whether a
+//! confirmation counts, what is missing and why a step is refused all come from the engine.
+
+use super::quorum::QuorumView;
+use crate::engine::{Input, StepPlan};
+use crate::error::Error;
+use crate::evidence::pgp_words::pgp_words;
+use crate::script::Script;
+use ratatui::crossterm::event::KeyEvent;
+use secrecy::SecretString;
+use std::collections::VecDeque;
+use zeroize::Zeroizing;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepState {
+    Pending,
+    Current,
+    Done,
+    Failed,
+}
+
+impl StepState {
+    /// Shown next to each step, so the state never rests on colour alone.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            StepState::Pending => "·",
+            StepState::Current => "▶",
+            StepState::Done => "✓",
+            StepState::Failed => "✗",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StepRow {
+    pub id: String,
+    pub title: String,
+    pub state: StepState,
+}
+
+#[derive(Debug, Clone)]
+pub struct ParticipantRow {
+    pub name: String,
+    pub roles: String,
+}
+
+/// One line of the audit log as the evidence pane shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceRow {
+    pub seq: u64,
+    /// HH:MM:SS (UTC).
+    pub time: String,
+    pub kind: String,
+    /// The first 8 hex digits of the entry's hash.
+    pub hash: String,
+    pub step: Option<String>,
+    /// The `reason` of a step_failed or ceremony_aborted entry.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Fingerprint {
+    pub key: String,
+    pub grouped_hash: String,
+    pub words: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub index: usize,
+    pub total: usize,
+    pub plan: StepPlan,
+    pub instructions: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoteKind {
+    Info,
+    Warning,
+    Refused,
+}
+
+#[derive(Debug, Clone)]
+pub struct Note {
+    pub kind: NoteKind,
+    pub text: String,
+}
+
+/// How the ceremony ended, for the final screen.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub completed: bool,
+    pub reason: Option<String>,
+    pub log_head: Option<String>,
+    pub report_sha256: Option<String>,
+    /// keyrite itself stopped (evidence could not be written, ...).
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Confirm,
+    Exception,
+}
+
+/// What sits on top of the screen and takes the keys.
+pub enum Modal {
+    None,
+    /// Choose who acts: the participant list, by number or arrows.
+    Pick {
+        purpose: Purpose,
+        cursor: usize,
+    },
+    /// Free text of an exception, recorded for `person`.
+    ExceptionText {
+        person: String,
+        text: String,
+    },
+    /// The PIN modal: masked, the buffer is zeroized when dropped.
+    Pin {
+        prompt: String,
+        buffer: Zeroizing<String>,
+    },
+    /// Ctrl-C: ask before aborting.
+    ConfirmAbort,
+    Error {
+        title: String,
+        what: String,
+        todo: String,
+    },
+}
+
+/// Debug output never shows a PIN being typed.
+impl std::fmt::Debug for Modal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Modal::None => f.write_str("None"),
+            Modal::Pick { purpose, cursor } => f
+                .debug_struct("Pick")
+                .field("purpose", purpose)
+                .field("cursor", cursor)
+                .finish(),
+            Modal::ExceptionText { person, text } => f
+                .debug_struct("ExceptionText")
+                .field("person", person)
+                .field("text", text)
+                .finish(),
+            Modal::Pin { prompt, .. } => f
+                .debug_struct("Pin")
+                .field("prompt", prompt)
+                .finish_non_exhaustive(),
+            Modal::ConfirmAbort => f.write_str("ConfirmAbort"),
+            Modal::Error { title, what, todo } => f
+                .debug_struct("Error")
+                .field("title", title)
+                .field("what", what)
+                .field("todo", todo)
+                .finish(),
+        }
+    }
+}
+
+/// What the driver (on its own thread) tells the TUI; owned copies of the driver's notices.
+#[derive(Debug, Clone)]
+pub enum DriverEvent {
+    StepStarted {
+        index: usize,
+        total: usize,
+        plan: StepPlan,
+        instructions: String,
+    },
+    Fingerprint {
+        key: String,
+        grouped_hash: String,
+    },
+    Refused(String),
+    Working {
+        what: String,
+        secs: u64,
+    },
+    StepDone(StepPlan),
+    Warning(String),
+    Info(String),
+    /// The driver waits for the next input at this step.
+    NeedInput(StepPlan),
+    /// The driver waits for a PIN.
+    NeedPin(String),
+    /// The quorum screen (wired by the quorum driver; see `super::quorum`).
+    Quorum(Option<QuorumView>),
+    Finished(Finished),
+}
+
+#[derive(Debug)]
+pub enum Msg {
+    Key(KeyEvent),
+    /// Clock tick (≤ 4 Hz): the UTC clock as shown, HH:MM:SS.
+    Tick(String),
+    Driver(DriverEvent),
+    /// The tail of the audit log, re-read when the file grew.
+    Evidence(Vec<EvidenceRow>),
+}
+
+/// What the runtime must do after an update.
+#[derive(Debug)]
+pub enum Command {
+    /// Answer the driver's `next_input`.
+    Reply(Input),
+    /// Answer the driver's PIN request.
+    Pin(Result<SecretString, Error>),
+    Quit,
+}
+
+pub struct Model {
+    pub name: String,
+    pub kind: String,
+    pub level: String,
+    pub rehearsal: bool,
+    pub bundle: String,
+    pub clock: String,
+    pub ticks: u64,
+    pub color: bool,
+    pub steps: Vec<StepRow>,
+    pub participants: Vec<ParticipantRow>,
+    pub current: Option<Current>,
+    pub fingerprint: Option<Fingerprint>,
+    pub quorum: Option<QuorumView>,
+    pub notes: Vec<Note>,
+    pub working: Option<(String, u64)>,
+    pub evidence: Vec<EvidenceRow>,
+    /// The driver waits in `next_input`.
+    pub awaiting: bool,
+    /// Inputs given while the driver was busy, with the step they were given at; sent when it next
+    /// asks. A confirmation or go is only ever delivered to the step it was given for.
+    pub queued: VecDeque<(Option<String>, Input)>,
+    pub modal: Modal,
+    pub finished: Option<Finished>,
+    last_seq: Option<u64>,
+}
+
+/// How many notes the current-step pane keeps.
+const NOTES: usize = 4;
+
+impl Model {
+    pub fn new(script: &Script, rehearsal: bool, bundle: &str, color: bool) -> Self {
+        Model {
+            name: script.ceremony.name.clone(),
+            kind: script.ceremony.kind.clone(),
+            level: script.ceremony.security_level.to_string(),
+            rehearsal,
+            bundle: bundle.to_string(),
+            clock: String::new(),
+            ticks: 0,
+            color,
+            steps: script
+                .steps
+                .iter()
+                .map(|s| StepRow {
+                    id: s.id.clone(),
+                    title: s.title.clone(),
+                    state: StepState::Pending,
+                })
+                .collect(),
+            participants: script
+                .participants
+                .iter()
+                .map(|p| ParticipantRow {
+                    name: p.name.clone(),
+                    roles: p.roles().map(|r| r.as_str()).collect::<Vec<_>>().join(", "),
+                })
+                .collect(),
+            current: None,
+            fingerprint: None,
+            quorum: None,
+            notes: Vec::new(),
+            working: None,
+            evidence: Vec::new(),
+            awaiting: false,
+            queued: VecDeque::new(),
+            modal: Modal::None,
+            finished: None,
+            last_seq: None,
+        }
+    }
+
+    pub(super) fn note(&mut self, kind: NoteKind, text: String) {
+        self.notes.push(Note { kind, text });
+        if self.notes.len() > NOTES {
+            self.notes.remove(0);
+        }
+    }
+
+    /// Hand an input to the driver now if it waits, or keep it for when it next asks.
+    pub(super) fn send(&mut self, input: Input) -> Vec<Command> {
+        if self.awaiting {
+            self.awaiting = false;
+            vec![Command::Reply(input)]
+        } else {
+            let step = self.current.as_ref().map(|c| c.plan.id.clone());
+            self.queued.push_back((step, input));
+            Vec::new()
+        }
+    }
+
+    /// The ceremony is over and the final screen shows.
+    pub fn is_final(&self) -> bool {
+        self.finished.is_some() && matches!(self.modal, Modal::None)
+    }
+}
+
+pub fn update(model: &mut Model, msg: Msg) -> Vec<Command> {
+    match msg {
+        Msg::Tick(clock) => {
+            model.clock = clock;
+            model.ticks = model.ticks.wrapping_add(1);
+            Vec::new()
+        }
+        Msg::Evidence(rows) => {
+            evidence(model, rows);
+            Vec::new()
+        }
+        Msg::Driver(event) => driver(model, event),
+        Msg::Key(key) => super::keys::key(model, key),
+    }
+}
+
+fn evidence(model: &mut Model, rows: Vec<EvidenceRow>) {
+    for row in &rows {
+        if model.last_seq.is_some_and(|seen| row.seq <= seen) {
+            continue;
+        }
+        if row.kind == "step_failed" {
+            if let Some(step) = model
+                .steps
+                .iter_mut()
+                .find(|s| Some(&s.id) == row.step.as_ref())
+            {
+                step.state = StepState::Failed;
+            }
+            model.modal = Modal::Error {
+                title: format!(
+                    "Step \"{}\" failed",
+                    row.step.as_deref().unwrap_or("(none)")
+                ),
+                what: row.reason.clone().unwrap_or_default(),
+                todo: "The ceremony stops here: a failed action is never retried inside a run, so \
+                       the evidence stays one straight line. The bundle stays verifiable. Fix the \
+                       cause, then start a new run."
+                    .into(),
+            };
+        }
+    }
+    if let Some(last) = rows.last() {
+        model.last_seq = Some(last.seq);
+    }
+    model.evidence = rows;
+}
+
+fn driver(model: &mut Model, event: DriverEvent) -> Vec<Command> {
+    match event {
+        DriverEvent::StepStarted {
+            index,
+            total,
+            plan,
+            instructions,
+        } => {
+            for (i, row) in model.steps.iter_mut().enumerate() {
+                if i == index {
+                    row.state = StepState::Current;
+                } else if row.state == StepState::Current {
+                    row.state = StepState::Done;
+                }
+            }
+            model.current = Some(Current {
+                index,
+                total,
+                plan,
+                instructions: paragraphs(&instructions),
+            });
+            model.fingerprint = None;
+            model.notes.clear();
+            model.working = None;
+        }
+        DriverEvent::Fingerprint { key, grouped_hash } => {
+            let bytes = hex::decode(grouped_hash.replace(' ', "")).unwrap_or_default();
+            model.fingerprint = Some(Fingerprint {
+                key,
+                grouped_hash,
+                words: pgp_words(&bytes),
+            });
+        }
+        DriverEvent::Refused(reason) => model.note(NoteKind::Refused, reason),
+        DriverEvent::Working { what, secs } => model.working = Some((what, secs)),
+        DriverEvent::StepDone(plan) => {
+            model.working = None;
+            if let Some(row) = model.steps.iter_mut().find(|s| s.id == plan.id) {
+                row.state = StepState::Done;
+            }
+            if let Some(current) = model.current.as_mut() {
+                current.plan = plan;
+            }
+        }
+        DriverEvent::Warning(text) => model.note(NoteKind::Warning, text),
+        DriverEvent::Info(text) => model.note(NoteKind::Info, text),
+        DriverEvent::NeedInput(plan) => {
+            model.working = None;
+            let plan_id = plan.id.clone();
+            if let Some(current) = model.current.as_mut() {
+                current.plan = plan;
+            }
+            while let Some((given_at, input)) = model.queued.pop_front() {
+                let for_this_step = matches!(input, Input::Exception { .. } | Input::Abort { .. })
+                    || given_at.as_deref() == Some(plan_id.as_str());
+                if for_this_step {
+                    return vec![Command::Reply(input)];
+                }
+                model.note(
+                    NoteKind::Warning,
+                    "a confirmation or go typed during the previous step was not used; give it again"
+                        .into(),
+                );
+            }
+            model.awaiting = true;
+        }
+        DriverEvent::NeedPin(prompt) => {
+            model.modal = Modal::Pin {
+                prompt,
+                buffer: Zeroizing::new(String::new()),
+            };
+        }
+        DriverEvent::Quorum(view) => model.quorum = view,
+        DriverEvent::Finished(finished) => {
+            model.working = None;
+            model.awaiting = false;
+            if !finished.completed {
+                for row in &mut model.steps {
+                    if row.state == StepState::Current {
+                        row.state = StepState::Failed;
+                    }
+                }
+            }
+            if let Some(error) = &finished.error {
+                model.modal = Modal::Error {
+                    title: "keyrite stopped".into(),
+                    what: error.clone(),
+                    todo: "The ceremony was aborted and logged; keep the bundle and check it with \
+                           keyrite verify."
+                        .into(),
+                };
+            } else if !matches!(model.modal, Modal::Error { .. }) {
+                model.modal = Modal::None;
+            }
+            model.finished = Some(finished);
+        }
+    }
+    Vec::new()
+}
+
+/// Scripts wrap instructions by hand; rejoin each paragraph so the pane can wrap it to its width.
+fn paragraphs(text: &str) -> String {
+    text.trim()
+        .split("\n\n")
+        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

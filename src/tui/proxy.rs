@@ -1,0 +1,83 @@
+//! The driver's side of the TUI: an [`Operator`] and a [`PinSource`] that live on the driver's
+//! thread and talk to the UI thread over channels. The UI thread owns the terminal, so it keeps
+//! redrawing (clock, spinner, elapsed time) while the driver waits on the HSM.
+
+use super::model::{DriverEvent, Msg};
+use crate::driver::operator::{Notice, Operator};
+use crate::driver::pins::{PinRequest, PinSource};
+use crate::engine::{Input, StepPlan};
+use crate::error::{Error, Result};
+use secrecy::SecretString;
+use std::sync::mpsc::{Receiver, Sender};
+
+pub struct TuiOperator {
+    pub to_ui: Sender<Msg>,
+    pub inputs: Receiver<Input>,
+}
+
+impl TuiOperator {
+    fn tell(&self, event: DriverEvent) {
+        // A closed UI is noticed at the next input, which then aborts.
+        let _ = self.to_ui.send(Msg::Driver(event));
+    }
+}
+
+impl Operator for TuiOperator {
+    fn next_input(&mut self, step: &StepPlan) -> Input {
+        self.tell(DriverEvent::NeedInput(step.clone()));
+        self.inputs.recv().unwrap_or(Input::Abort {
+            reason: "the terminal UI closed before the ceremony ended".into(),
+        })
+    }
+
+    fn notice(&mut self, notice: Notice<'_>) {
+        let event = match notice {
+            Notice::StepStarted {
+                index,
+                total,
+                step,
+                instructions,
+            } => DriverEvent::StepStarted {
+                index,
+                total,
+                plan: step.clone(),
+                instructions: instructions.to_string(),
+            },
+            Notice::Fingerprint { key, grouped_hash } => DriverEvent::Fingerprint {
+                key: key.into(),
+                grouped_hash: grouped_hash.into(),
+            },
+            Notice::Refused { reason } => DriverEvent::Refused(reason.into()),
+            Notice::Working { what, elapsed } => DriverEvent::Working {
+                what: what.into(),
+                secs: elapsed.as_secs(),
+            },
+            Notice::StepDone { step, .. } => DriverEvent::StepDone(step.clone()),
+            Notice::Warning { text } => DriverEvent::Warning(text.into()),
+            Notice::Info { text } => DriverEvent::Info(text.into()),
+            // The quorum driver's card notices map to DriverEvent::Quorum here (see tui/quorum.rs).
+        };
+        self.tell(event);
+    }
+}
+
+/// PINs typed into the TUI's modal. The PIN crosses the channel inside a `SecretString`.
+pub struct TuiPins {
+    pub to_ui: Sender<Msg>,
+    pub pins: Receiver<Result<SecretString>>,
+}
+
+impl PinSource for TuiPins {
+    fn pin(&mut self, request: &PinRequest<'_>) -> Result<SecretString> {
+        let closed = || {
+            Error::env(
+                "the terminal UI closed while a PIN was asked for",
+                "start a new run",
+            )
+        };
+        self.to_ui
+            .send(Msg::Driver(DriverEvent::NeedPin(request.prompt())))
+            .map_err(|_| closed())?;
+        self.pins.recv().map_err(|_| closed())?
+    }
+}

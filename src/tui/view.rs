@@ -1,0 +1,592 @@
+//! `view(&Model, &mut Frame)`: a pure function of the model. States are shown by symbols and words,
+//! never by colour alone; with NO_COLOR set, the model's `color` is false and only bold/reverse remain.
+
+use super::model::{Current, Modal, Model, NoteKind, Purpose};
+use super::quorum::QuorumView;
+use crate::hsm::spki::grouped_hex;
+use crate::script::Action;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
+use ratatui::Frame;
+
+pub const MIN_WIDTH: u16 = 80;
+pub const MIN_HEIGHT: u16 = 24;
+const SPINNER: [&str; 4] = ["|", "/", "-", "\\"];
+
+/// Styles that fall back to modifiers when colour is off.
+struct Theme(bool);
+
+impl Theme {
+    fn fg(&self, color: Color) -> Style {
+        if self.0 {
+            Style::default().fg(color)
+        } else {
+            Style::default()
+        }
+    }
+    fn bold(&self) -> Style {
+        Style::default().add_modifier(Modifier::BOLD)
+    }
+    fn good(&self) -> Style {
+        self.fg(Color::Green)
+    }
+    fn bad(&self) -> Style {
+        self.fg(Color::Red).add_modifier(Modifier::BOLD)
+    }
+    fn warn(&self) -> Style {
+        self.fg(Color::Yellow)
+    }
+    fn dim(&self) -> Style {
+        self.fg(Color::DarkGray)
+    }
+    fn bar(&self) -> Style {
+        Style::default().add_modifier(Modifier::REVERSED)
+    }
+}
+
+pub fn view(model: &Model, frame: &mut Frame) {
+    let area = frame.area();
+    let theme = Theme(model.color);
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let text = vec![
+            Line::from("The terminal is too small for keyrite."),
+            Line::from(format!(
+                "It is {}×{}; make it at least {MIN_WIDTH}×{MIN_HEIGHT}.",
+                area.width, area.height
+            )),
+            Line::from("The ceremony waits; nothing is lost."),
+        ];
+        frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
+        return;
+    }
+    let [header, body, help] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    render_header(model, &theme, frame, header);
+    frame.render_widget(Paragraph::new(help_text(model)).style(theme.bar()), help);
+    if model.is_final() {
+        render_final(model, &theme, frame, body);
+        return;
+    }
+    // The fingerprint and quorum screens take the whole body height; the other panes step aside.
+    let full = model.quorum.is_some() || fingerprint_step(model);
+    let bottom_height = if full { 0 } else { (body.height / 3).max(8) };
+    let [top, bottom] =
+        Layout::vertical([Constraint::Min(1), Constraint::Length(bottom_height)]).areas(body);
+    let left_width = (top.width * 2 / 5).clamp(30, 44);
+    let [steps, current] =
+        Layout::horizontal([Constraint::Length(left_width), Constraint::Min(1)]).areas(top);
+    render_steps(model, &theme, frame, steps);
+    if let Some(quorum) = &model.quorum {
+        render_quorum(quorum, &theme, frame, current);
+    } else if fingerprint_step(model) {
+        render_fingerprint(model, &theme, frame, current);
+    } else {
+        render_current(model, &theme, frame, current);
+    }
+    if bottom_height > 0 {
+        let [people, evidence] =
+            Layout::horizontal([Constraint::Length(left_width + 4), Constraint::Min(1)])
+                .areas(bottom);
+        render_participants(model, &theme, frame, people);
+        render_evidence(model, &theme, frame, evidence);
+    }
+    render_modal(model, &theme, frame, area);
+}
+
+fn fingerprint_step(model: &Model) -> bool {
+    model.fingerprint.is_some()
+        && model
+            .current
+            .as_ref()
+            .is_some_and(|c| c.plan.action == Action::ConfirmFingerprint)
+}
+
+fn render_header(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let [left_area, clock_area] =
+        Layout::horizontal([Constraint::Min(1), Constraint::Length(14)]).areas(area);
+    let mut left = vec![Span::styled(" keyrite ", theme.bold())];
+    if model.rehearsal {
+        left.push(Span::styled(
+            " REHEARSAL ",
+            theme.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ));
+    }
+    // The ceremony type gives way on a narrow terminal; name and level stay.
+    let kind = if area.width >= 100 {
+        format!(" │ {}", model.kind)
+    } else {
+        String::new()
+    };
+    left.push(Span::raw(format!(
+        "│ level {} │ {}{kind} ",
+        model.level, model.name
+    )));
+    frame.render_widget(
+        Paragraph::new(Line::from(left)).style(theme.bar()),
+        left_area,
+    );
+    let clock = format!("{} UTC ", model.clock);
+    frame.render_widget(
+        Paragraph::new(clock)
+            .alignment(Alignment::Right)
+            .style(theme.bar()),
+        clock_area,
+    );
+}
+
+fn help_text(model: &Model) -> String {
+    let keys = match &model.modal {
+        Modal::Pick { .. } => "1-9 or ↑↓ Enter: choose the person · Esc: cancel",
+        Modal::ExceptionText { .. } => "type what happened · Enter: record it · Esc: cancel",
+        Modal::Pin { .. } => "type the PIN (not shown) · Enter: submit · Esc: cancel",
+        Modal::ConfirmAbort => "y: abort the ceremony · any other key: carry on",
+        Modal::Error { .. } => "Enter: close",
+        Modal::None if model.finished.is_some() => "Enter or q: leave keyrite",
+        Modal::None => {
+            "c: confirm · g: go (perform the step) · x: record an exception · Ctrl-C: abort"
+        }
+    };
+    format!(" {keys}")
+}
+
+fn block(title: &str) -> Block<'_> {
+    Block::bordered().title(format!(" {title} "))
+}
+
+fn render_steps(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let lines: Vec<Line> = model
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let style = match s.state {
+                super::model::StepState::Current => theme.bold(),
+                super::model::StepState::Done => theme.good(),
+                super::model::StepState::Failed => theme.bad(),
+                super::model::StepState::Pending => theme.dim(),
+            };
+            Line::styled(
+                format!("{} {:>2} {}", s.state.symbol(), i + 1, s.title),
+                style,
+            )
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines).block(block("Steps")), area);
+}
+
+/// What keyrite does when the step is performed, in the room's words.
+fn action_text(action: Action) -> &'static str {
+    match action {
+        Action::Manual => "nothing on the HSM; it records who confirmed",
+        Action::Preflight => "record the laptop, its clock and network interfaces",
+        Action::ActivateHsm => "open the HSM session and ask for the PIN",
+        Action::GenerateKey => "generate the key pair inside the HSM",
+        Action::ConfirmFingerprint => "record that the key hash was read back",
+        Action::SignCertificate => "build, sign and check the certificate",
+        Action::DeactivateHsm => "log out of the HSM and close the session",
+    }
+}
+
+/// The step's status for the room, most urgent first (a small pane cuts from the bottom): the
+/// engine's latest refusals, the HSM at work, who confirmed, what is still needed, then what keyrite
+/// will do. `compact` (a small terminal) keeps two notes and leaves out the roles line: the engine's
+/// "still needed" already names the missing roles.
+fn status_lines<'a>(
+    model: &'a Model,
+    current: &'a Current,
+    theme: &Theme,
+    compact: bool,
+    with_action: bool,
+) -> Vec<Line<'a>> {
+    let plan = &current.plan;
+    let roles = |r: &[crate::script::Role]| {
+        r.iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    let mut lines = Vec::new();
+    let keep = if compact { 2 } else { model.notes.len() };
+    for note in model.notes.iter().rev().take(keep) {
+        let (prefix, style) = match note.kind {
+            NoteKind::Refused => ("✗ refused: ", theme.bad()),
+            NoteKind::Warning => ("! warning: ", theme.warn()),
+            NoteKind::Info => ("i ", Style::default()),
+        };
+        lines.push(Line::styled(format!("{prefix}{}", note.text), style));
+    }
+    if let Some((what, secs)) = &model.working {
+        let spin = SPINNER[(model.ticks % 4) as usize];
+        lines.push(Line::styled(
+            format!("{spin} {what} … {secs}s"),
+            theme.bold(),
+        ));
+    } else if !model.awaiting && model.finished.is_none() {
+        let spin = SPINNER[(model.ticks % 4) as usize];
+        lines.push(Line::styled(
+            format!("{spin} keyrite is working …"),
+            theme.dim(),
+        ));
+    }
+    let mut who: Vec<String> = plan.confirmed_by.iter().map(|p| format!("✓ {p}")).collect();
+    who.extend(
+        plan.witnessed
+            .iter()
+            .map(|(_, p)| format!("✓ {p} (witness)")),
+    );
+    lines.push(Line::from(vec![
+        Span::styled("confirmed: ", theme.bold()),
+        Span::raw(if who.is_empty() {
+            "nobody yet".to_string()
+        } else {
+            who.join(", ")
+        }),
+    ]));
+    match plan.missing() {
+        Some(missing) => lines.push(Line::styled(
+            format!("still needed: {missing}"),
+            theme.warn(),
+        )),
+        None => lines.push(Line::styled(
+            "ready: press g to perform the step",
+            theme.good().add_modifier(Modifier::BOLD),
+        )),
+    }
+    if with_action {
+        lines.push(Line::from(vec![
+            Span::styled("keyrite will: ", theme.bold()),
+            Span::raw(action_text(plan.action)),
+        ]));
+    }
+    if !compact || plan.missing().is_none() {
+        let mut needs = format!("{} × {}", plan.required, roles(&plan.confirm_by));
+        if !plan.witnessed_by.is_empty() {
+            needs.push_str(&format!(" · witnessed by {}", roles(&plan.witnessed_by)));
+        }
+        lines.push(Line::from(vec![
+            Span::styled("roles: ", theme.bold()),
+            Span::raw(needs),
+        ]));
+    }
+    lines
+}
+
+fn wrapped_height(lines: &[Line], width: u16) -> u16 {
+    let width = usize::from(width.max(1));
+    lines
+        .iter()
+        .map(|l| l.width().max(1).div_ceil(width) as u16)
+        .sum()
+}
+
+fn render_current(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let Some(current) = &model.current else {
+        frame.render_widget(
+            Paragraph::new("Starting the ceremony …").block(block("Current step")),
+            area,
+        );
+        return;
+    };
+    let title = format!(
+        "Step {} of {} · {}",
+        current.index + 1,
+        current.total,
+        current.plan.id
+    );
+    let outer = block(&title);
+    let inner = outer.inner(area);
+    frame.render_widget(outer, area);
+    let status = status_lines(model, current, theme, inner.height < 16, true);
+    let status_height = wrapped_height(&status, inner.width).min(inner.height.saturating_sub(3));
+    let [top, bottom] =
+        Layout::vertical([Constraint::Min(1), Constraint::Length(status_height)]).areas(inner);
+    let mut text = vec![Line::styled(current.plan.title.clone(), theme.bold())];
+    text.extend(current.instructions.lines().map(Line::from));
+    frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), top);
+    frame.render_widget(Paragraph::new(status).wrap(Wrap { trim: true }), bottom);
+}
+
+fn render_fingerprint(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let (Some(fp), Some(current)) = (&model.fingerprint, &model.current) else {
+        return;
+    };
+    let outer = block("Key hash: read it aloud, group by group");
+    let inner = outer.inner(area);
+    frame.render_widget(outer, area);
+    let compact = inner.height < 22;
+    let mut lines = Vec::new();
+    if !compact {
+        lines.push(Line::styled(
+            format!(
+                "Step {} of {} · {}",
+                current.index + 1,
+                current.total,
+                current.plan.title
+            ),
+            theme.bold(),
+        ));
+    }
+    lines.push(Line::from(format!("SHA-256 of the public key {}:", fp.key)));
+    let groups: Vec<&str> = fp.grouped_hash.split(' ').collect();
+    for chunk in groups.chunks(8) {
+        lines.push(Line::styled(format!("  {}", chunk.join(" ")), theme.bold()));
+    }
+    lines.push(Line::from("the same, as PGP words:"));
+    let width = usize::from(inner.width.saturating_sub(2)).max(20);
+    let mut line = String::new();
+    for word in &fp.words {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            lines.push(Line::from(format!("  {line}")));
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(Line::from(format!("  {line}")));
+    }
+    if !compact {
+        lines.push(Line::from(""));
+    }
+    lines.extend(status_lines(model, current, theme, compact, false));
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+}
+
+fn render_quorum(quorum: &QuorumView, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let mut lines = vec![
+        Line::styled(
+            format!("{} of {} cards are needed", quorum.threshold, quorum.total),
+            theme.bold(),
+        ),
+        Line::from(quorum.summary()),
+        Line::from(""),
+    ];
+    for (i, card) in quorum.cards.iter().enumerate() {
+        let (result, style) = match &card.state {
+            super::quorum::CardState::Pending => ("waiting".to_string(), theme.dim()),
+            super::quorum::CardState::Accepted => ("accepted".to_string(), theme.good()),
+            super::quorum::CardState::Refused(why) => (format!("REFUSED: {why}"), theme.bad()),
+        };
+        lines.push(Line::styled(
+            format!(
+                "{} card {} · {} · {} · {result}",
+                card.state.symbol(),
+                i + 1,
+                card.holder,
+                card.label
+            ),
+            style,
+        ));
+    }
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block("Quorum: custodian cards")),
+        area,
+    );
+}
+
+fn render_participants(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let acted = |name: &str| {
+        model.current.as_ref().is_some_and(|c| {
+            c.plan.confirmed_by.iter().any(|p| p == name)
+                || c.plan.witnessed.iter().any(|(_, p)| p == name)
+        })
+    };
+    let lines: Vec<Line> = model
+        .participants
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mark = if acted(&p.name) { "✓" } else { " " };
+            Line::from(vec![
+                Span::raw(format!("{mark}{} ", i + 1)),
+                Span::styled(p.name.clone(), theme.bold()),
+                Span::styled(format!(" {}", p.roles), theme.dim()),
+            ])
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines).block(block("Participants")), area);
+}
+
+fn render_evidence(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let rows = usize::from(area.height.saturating_sub(2));
+    let skip = model.evidence.len().saturating_sub(rows);
+    let lines: Vec<Line> = model.evidence[skip..]
+        .iter()
+        .map(|e| {
+            Line::from(vec![
+                Span::raw(format!("{:>3} {} ", e.seq, e.time)),
+                Span::raw(format!("{:<21}", e.kind)),
+                Span::styled(e.hash.clone(), theme.dim()),
+            ])
+        })
+        .collect();
+    frame.render_widget(
+        Paragraph::new(lines).block(block("Evidence (audit.jsonl)")),
+        area,
+    );
+}
+
+fn render_final(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let Some(done) = &model.finished else {
+        return;
+    };
+    let mut lines = if done.completed {
+        vec![Line::styled(
+            "✓ Ceremony completed.",
+            theme.good().add_modifier(Modifier::BOLD),
+        )]
+    } else {
+        vec![Line::styled(
+            format!(
+                "✗ Ceremony aborted: {}",
+                done.reason.as_deref().unwrap_or("no reason recorded")
+            ),
+            theme.bad(),
+        )]
+    };
+    lines.push(Line::from(""));
+    lines.push(Line::from("The evidence bundle is in:"));
+    lines.push(Line::styled(format!("  {}", model.bundle), theme.bold()));
+    lines.push(Line::from(""));
+    lines.push(Line::from("Check it, now and on any other computer, with:"));
+    lines.push(Line::styled(
+        format!("  keyrite verify {}", model.bundle),
+        theme.bold(),
+    ));
+    if let (Some(head), Some(report)) = (&done.log_head, &done.report_sha256) {
+        lines.push(Line::from(""));
+        lines.push(Line::from("Write on the paper script:"));
+        for (label, hash) in [("log head", head), ("report.json SHA-256", report)] {
+            lines.push(Line::from(format!("  {label}:")));
+            let grouped = grouped_hex(hash);
+            let groups: Vec<&str> = grouped.split(' ').collect();
+            for chunk in groups.chunks(8) {
+                lines.push(Line::styled(
+                    format!("    {}", chunk.join(" ")),
+                    theme.bold(),
+                ));
+            }
+        }
+    }
+    if let Some(error) = &done.error {
+        lines.push(Line::from(""));
+        lines.push(Line::styled(
+            format!("keyrite stopped: {error}"),
+            theme.bad(),
+        ));
+    }
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block("Done")),
+        area,
+    );
+}
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let width = width.min(area.width);
+    let height = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    }
+}
+
+fn render_modal(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let (title, lines, height): (String, Vec<Line>, u16) = match &model.modal {
+        Modal::None => return,
+        Modal::Pick { purpose, cursor } => {
+            let title = match purpose {
+                Purpose::Confirm => "Who confirms?",
+                Purpose::Exception => "Who records the exception?",
+            };
+            let mut lines = vec![Line::from(match purpose {
+                Purpose::Confirm => {
+                    "Pick your own name. keyrite checks your role; one person never counts twice."
+                }
+                Purpose::Exception => "Pick the person who reports what happened.",
+            })];
+            for (i, p) in model.participants.iter().enumerate() {
+                let marker = if i == *cursor { "›" } else { " " };
+                let style = if i == *cursor {
+                    theme.bold().add_modifier(Modifier::REVERSED)
+                } else {
+                    Style::default()
+                };
+                lines.push(Line::styled(
+                    format!("{marker} {} {}  ({})", i + 1, p.name, p.roles),
+                    style,
+                ));
+            }
+            let height = lines.len() as u16 + 4;
+            (title.to_string(), lines, height)
+        }
+        Modal::ExceptionText { person, text } => (
+            format!("Exception recorded by {person}"),
+            vec![
+                Line::from("What deviates from the script? It goes into the log at once."),
+                Line::from(""),
+                Line::styled(format!("> {text}_"), theme.bold()),
+            ],
+            8,
+        ),
+        Modal::Pin { prompt, buffer } => (
+            "PIN".to_string(),
+            vec![
+                Line::from(prompt.trim_end().to_string()),
+                Line::from(""),
+                Line::styled(
+                    format!("PIN: {}", "•".repeat(buffer.chars().count())),
+                    theme.bold(),
+                ),
+                Line::from(""),
+                Line::styled(
+                    "The PIN is never shown, logged or stored; it is wiped after login.",
+                    theme.dim(),
+                ),
+            ],
+            10,
+        ),
+        Modal::ConfirmAbort => (
+            "Abort the ceremony?".to_string(),
+            vec![
+                Line::from("Press y to abort. The abort is logged, the HSM is logged out, and"),
+                Line::from("the evidence bundle stays verifiable. Any other key carries on."),
+            ],
+            6,
+        ),
+        Modal::Error { title, what, todo } => (
+            title.clone(),
+            vec![
+                Line::styled("What failed:", theme.bold()),
+                Line::styled(what.clone(), theme.bad()),
+                Line::from(""),
+                Line::styled("What to do:", theme.bold()),
+                Line::from(todo.clone()),
+            ],
+            14,
+        ),
+    };
+    let rect = centered(area, area.width.saturating_sub(8).min(76), height);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::bordered()
+                .title(format!(" {title} "))
+                .border_style(theme.bold()),
+        ),
+        rect,
+    );
+}
