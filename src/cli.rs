@@ -46,6 +46,10 @@ pub enum Command {
         /// p11-kit proxy in front of SoftHSM2. Tokens are still made with SoftHSM2.
         #[arg(long, value_name = "PATH")]
         module: Option<String>,
+        /// The file an `attach` step records, e.g. `--attach record-video=/media/usb/ceremony.mp4`.
+        /// May be given once per attach step; otherwise the answers file or the prompt gives it.
+        #[arg(long = "attach", value_name = "STEP=PATH")]
+        attach: Vec<String>,
     },
     /// Run the ceremony against the HSM the script names. Prompts for PINs without echo.
     Run {
@@ -60,12 +64,25 @@ pub enum Command {
         /// Refused: a real ceremony is confirmed by the people in the room.
         #[arg(long, hide = true)]
         auto: bool,
+        /// The file an `attach` step records, e.g. `--attach record-video=/media/usb/ceremony.mp4`.
+        /// May be given once per attach step; otherwise the answers file or the prompt gives it.
+        #[arg(long = "attach", value_name = "STEP=PATH")]
+        attach: Vec<String>,
     },
     /// Verify an evidence bundle offline: log chain, replay of the script's rules, report, artifacts,
     /// certificates and key hashes.
     Verify {
         /// The evidence bundle folder.
         dir: PathBuf,
+    },
+    /// Make the paper script for the room as a PDF: every step with its instructions, the roles
+    /// involved, columns for initials and time, and a blank exceptions sheet.
+    Print {
+        /// The ceremony script (TOML).
+        script: PathBuf,
+        /// The PDF to write (must not exist yet).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Print shell completions.
     Completions {

@@ -1,7 +1,7 @@
 //! What each command does, between the CLI definitions and the library.
 
 use crate::cli::{Cli, Command};
-use crate::driver::operator::{Answers, Headless, Operator};
+use crate::driver::operator::{Answers, Headless, Operator, WithAttachments};
 use crate::driver::pins::{PinSource, Prompt};
 use crate::driver::prompt::{stdin_lines, LinePrompt};
 use crate::driver::rehearsal::{self, RehearsalEnv, RehearsalPins};
@@ -13,6 +13,7 @@ use crate::hsm::spki::grouped_hex;
 use crate::hsm::{pkcs11, Hsm, HsmError};
 use crate::script::{self, LoadedScript, SecurityLevel, Severity, TokenSelector};
 use clap::CommandFactory;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub fn dispatch(cli: Cli) -> i32 {
@@ -25,11 +26,15 @@ pub fn dispatch(cli: Cli) -> i32 {
             auto,
             env,
             module,
+            attach,
         } => rehearse(
             &script,
             &out,
-            answers.as_deref(),
-            auto,
+            Room {
+                answers: answers.as_deref(),
+                auto,
+                attach: &attach,
+            },
             env.as_deref(),
             module,
         ),
@@ -38,8 +43,18 @@ pub fn dispatch(cli: Cli) -> i32 {
             out,
             answers,
             auto,
-        } => run(&script, &out, answers.as_deref(), auto),
+            attach,
+        } => run(
+            &script,
+            &out,
+            Room {
+                answers: answers.as_deref(),
+                auto,
+                attach: &attach,
+            },
+        ),
         Command::Verify { dir } => Ok(verify(&dir)),
+        Command::Print { script, out } => print(&script, &out),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -114,6 +129,25 @@ fn check(path: &Path) -> Result<i32> {
     Ok(exit::OK)
 }
 
+/// `keyrite print`: the paper script, written to a new file.
+fn print(path: &Path, out: &Path) -> Result<i32> {
+    let loaded = load_checked(path)?;
+    let pdf = crate::evidence::pdf::script::render(&loaded);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .map_err(|e| Error::io("create", out, &e))?;
+    std::io::Write::write_all(&mut file, &pdf).map_err(|e| Error::io("write", out, &e))?;
+    println!(
+        "{}: paper script for \"{}\" written to {}",
+        path.display(),
+        loaded.script.ceremony.name,
+        out.display()
+    );
+    Ok(exit::OK)
+}
+
 fn verify(dir: &Path) -> i32 {
     let v = verify_bundle(dir);
     print!("{}", v.table());
@@ -144,7 +178,44 @@ fn verify(dir: &Path) -> i32 {
 }
 
 /// The operator for this run, and how its confirmations are recorded in the evidence.
-fn operator_for(
+/// Where the room's input comes from: answers file, `--auto`, or the keyboard; plus `--attach` paths.
+struct Room<'a> {
+    answers: Option<&'a Path>,
+    auto: bool,
+    attach: &'a [String],
+}
+
+fn operator_for(room: Room<'_>, script: &LoadedScript) -> Result<(Box<dyn Operator>, ConfirmationSource)> {
+    let paths = attach_paths(room.attach, &script.script)?;
+    let (operator, source) = plain_operator(room.answers, room.auto, script)?;
+    if paths.is_empty() {
+        return Ok((operator, source));
+    }
+    Ok((Box::new(WithAttachments { inner: operator, paths }), source))
+}
+
+/// `--attach STEP=PATH` values, each naming an attach step of the script.
+fn attach_paths(values: &[String], script: &script::Script) -> Result<BTreeMap<String, String>> {
+    let mut paths = BTreeMap::new();
+    for value in values {
+        let Some((step, path)) = value.split_once('=').filter(|(s, p)| !s.is_empty() && !p.is_empty()) else {
+            return Err(Error::input(
+                format!("--attach {value}: expected STEP=PATH"),
+                "write it as --attach STEP-ID=PATH, e.g. --attach record-video=/media/usb/ceremony.mp4",
+            ));
+        };
+        if !script.steps.iter().any(|s| s.id == step && s.action == script::Action::Attach) {
+            return Err(Error::input(
+                format!("--attach {value}: the script has no attach step \"{step}\""),
+                "name the id of a step with action = \"attach\"",
+            ));
+        }
+        paths.insert(step.to_string(), path.to_string());
+    }
+    Ok(paths)
+}
+
+fn plain_operator(
     answers: Option<&Path>,
     auto: bool,
     script: &LoadedScript,
@@ -204,15 +275,15 @@ fn ceremony_exit(outcome: &crate::driver::Outcome, out: &Path) -> i32 {
     }
 }
 
-fn run(path: &Path, out: &Path, answers: Option<&Path>, auto: bool) -> Result<i32> {
-    if auto {
+fn run(path: &Path, out: &Path, room: Room<'_>) -> Result<i32> {
+    if room.auto {
         return Err(Error::input(
             "--auto is for rehearsals only",
             "a real ceremony is confirmed by the people in the room: use --answers FILE, or rehearse with `keyrite rehearse --auto`",
         ));
     }
     let loaded = load_checked(path)?;
-    let (mut operator, confirmations) = operator_for(answers, false, &loaded)?;
+    let (mut operator, confirmations) = operator_for(room, &loaded)?;
     let level = loaded.script.ceremony.security_level;
     let mode = RunMode {
         rehearsal: false,
@@ -248,8 +319,7 @@ fn conduct(
 fn rehearse(
     path: &Path,
     out: &Path,
-    answers: Option<&Path>,
-    auto: bool,
+    room: Room<'_>,
     env: Option<&Path>,
     module: Option<String>,
 ) -> Result<i32> {
@@ -294,7 +364,7 @@ fn rehearse(
         })?;
         return Ok(status.code().unwrap_or(exit::ENVIRONMENT));
     }
-    let (mut operator, confirmations) = operator_for(answers, auto, &loaded)?;
+    let (mut operator, confirmations) = operator_for(room, &loaded)?;
     let label = rehearsal_label(&loaded.script.hsm.token);
     let token = renv.ensure_token(&softhsm, &label)?;
     println!(

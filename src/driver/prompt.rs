@@ -110,6 +110,15 @@ impl<W: Write> Operator for LinePrompt<'_, W> {
             Notice::Info { text } => self.say(&format!("      {text}")),
         }
     }
+
+    fn attachment(&mut self, _step: &str, description: &str) -> Option<String> {
+        self.say(&format!(
+            "      path of the file to attach ({description}); empty to give none:"
+        ));
+        let _ = write!(self.out, "      > ");
+        let _ = self.out.flush();
+        self.read_line().filter(|l| !l.is_empty())
+    }
 }
 
 #[cfg(test)]

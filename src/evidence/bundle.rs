@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 pub const SCRIPT_FILE: &str = "script.toml";
 pub const LOG_FILE: &str = "audit.jsonl";
 pub const REPORT_FILE: &str = "report.json";
+/// report.pdf, rendered from report.json after it is written; `verify` re-renders and compares.
+pub const REPORT_PDF_FILE: &str = "report.pdf";
 pub const ARTIFACTS_DIR: &str = "artifacts";
 
 #[derive(Debug, Clone)]

@@ -121,6 +121,13 @@ pub enum Record {
     },
     CertificateSigned(CertificateRecord),
     ArtifactWritten(ArtifactRecord),
+    /// An `attach` step hashed a file kept outside the bundle (a recording, a scanned sheet).
+    Attached {
+        description: String,
+        file_name: String,
+        sha256: String,
+        size: u64,
+    },
     /// Always the last entry; binds report.json to the log.
     ReportWritten {
         report_sha256: String,

@@ -1,6 +1,6 @@
 //! `keyrite verify DIR`: check an evidence bundle offline, item by item, and say what was checked.
 
-use super::bundle::{ARTIFACTS_DIR, LOG_FILE, REPORT_FILE, SCRIPT_FILE};
+use super::bundle::{ARTIFACTS_DIR, LOG_FILE, REPORT_FILE, REPORT_PDF_FILE, SCRIPT_FILE};
 use super::events::Record;
 use super::log::{read_chain, AuditEntry};
 use super::replay::replay;
@@ -98,7 +98,13 @@ fn short(hash: &str) -> &str {
 }
 
 /// Files the bundle may hold at its root; anything else was not produced by the ceremony.
-const BUNDLE_ROOT: [&str; 4] = [SCRIPT_FILE, LOG_FILE, REPORT_FILE, ARTIFACTS_DIR];
+const BUNDLE_ROOT: [&str; 5] = [
+    SCRIPT_FILE,
+    LOG_FILE,
+    REPORT_FILE,
+    REPORT_PDF_FILE,
+    ARTIFACTS_DIR,
+];
 
 /// An artifact path from the report must name a plain file directly inside artifacts/.
 fn safe_artifact_path(path: &str) -> bool {
@@ -209,9 +215,33 @@ pub fn verify_bundle(dir: &Path) -> Verification {
         v.pass(REPORT_FILE, "marked REHEARSAL: the keys are throw-away");
     }
 
+    check_report_pdf(&mut v, dir, &report);
     check_artifacts(&mut v, dir, &report);
     check_keys_and_certificates(&mut v, dir, &report);
     v
+}
+
+/// report.pdf must be exactly what this keyrite renders from report.json.
+fn check_report_pdf(v: &mut Verification, dir: &Path, report: &Report) {
+    let Ok(pdf) = fs::read(dir.join(REPORT_PDF_FILE)) else {
+        v.fail(REPORT_PDF_FILE, "missing or unreadable");
+        return;
+    };
+    let rendered = super::pdf::render(report);
+    v.check(
+        pdf == rendered,
+        REPORT_PDF_FILE,
+        format!(
+            "byte-identical to the rendering of report.json (SHA-256 {})",
+            short(&sha256_hex(&pdf))
+        ),
+        format!(
+            "differs from the rendering of report.json (SHA-256 {} on disk, {} rendered): \
+             the PDF was altered, or made by another keyrite version",
+            sha256_hex(&pdf),
+            sha256_hex(&rendered)
+        ),
+    );
 }
 
 /// script.toml must be the script the log started with, and the log must replay through it.

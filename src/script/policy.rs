@@ -13,6 +13,7 @@ const MAX_NAME_CHARS: usize = 64;
 const MAX_VALIDITY_DAYS: u32 = 36525;
 
 mod artifacts;
+mod attach;
 mod participants;
 mod steps;
 
@@ -34,6 +35,7 @@ pub fn check(loaded: &LoadedScript) -> Vec<Diagnostic> {
     c.subjects();
     c.preflight();
     c.fingerprints();
+    c.attachments();
     // Stable: findings at the same place keep the order of the rules above.
     c.out.sort_by_key(|d| (d.line, d.col));
     c.out
