@@ -170,9 +170,9 @@ fn root_rehearsal_report_matches_its_schema_and_reads_back_from_the_pdf() {
     let v = keyrite(&["verify", out.to_str().unwrap()]);
     assert!(v.status.success(), "{}", text(&v));
     assert!(
-        stdout(&v)
-            .lines()
-            .any(|l| l.starts_with("ok") && l.contains("report.pdf") && l.contains("byte-identical")),
+        stdout(&v).lines().any(|l| l.starts_with("ok")
+            && l.contains("report.pdf")
+            && l.contains("byte-identical")),
         "{}",
         text(&v)
     );
@@ -186,7 +186,10 @@ fn root_rehearsal_report_matches_its_schema_and_reads_back_from_the_pdf() {
         let path = dir.path().join("broken.json");
         std::fs::write(&path, serde_json::to_vec(&broken).unwrap()).unwrap();
         let err = validate(&python, &path).unwrap_err();
-        assert!(err.contains("log_head") && err.contains("key_hash"), "{err}");
+        assert!(
+            err.contains("log_head") && err.contains("key_hash"),
+            "{err}"
+        );
     }
 
     let pdf = out.join("report.pdf");
@@ -249,7 +252,11 @@ fn attach_records_a_hash_that_sha256sum_confirms() {
     let base = std::fs::read_to_string(root().join(P256)).unwrap();
     std::fs::write(&script, format!("{base}{ATTACH_STEP}")).unwrap();
     let scan = dir.path().join("sign-in sheet.pdf");
-    std::fs::write(&scan, b"%PDF-1.4 a scanned sheet, not a real one\n".repeat(1000)).unwrap();
+    std::fs::write(
+        &scan,
+        b"%PDF-1.4 a scanned sheet, not a real one\n".repeat(1000),
+    )
+    .unwrap();
     let out = dir.path().join("bundle");
     let attach = format!("attach-sign-in-sheet={}", scan.display());
     let run = keyrite(&[
@@ -296,7 +303,11 @@ fn attach_records_a_hash_that_sha256sum_confirms() {
         out2.to_str().unwrap(),
     ]);
     assert_eq!(run.status.code(), Some(3), "{}", text(&run));
-    assert!(text(&run).contains("--attach attach-sign-in-sheet=PATH"), "{}", text(&run));
+    assert!(
+        text(&run).contains("--attach attach-sign-in-sheet=PATH"),
+        "{}",
+        text(&run)
+    );
     // --attach must name an attach step of the script.
     let run = keyrite(&[
         "rehearse",

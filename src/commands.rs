@@ -185,26 +185,42 @@ struct Room<'a> {
     attach: &'a [String],
 }
 
-fn operator_for(room: Room<'_>, script: &LoadedScript) -> Result<(Box<dyn Operator>, ConfirmationSource)> {
+fn operator_for(
+    room: Room<'_>,
+    script: &LoadedScript,
+) -> Result<(Box<dyn Operator>, ConfirmationSource)> {
     let paths = attach_paths(room.attach, &script.script)?;
     let (operator, source) = plain_operator(room.answers, room.auto, script)?;
     if paths.is_empty() {
         return Ok((operator, source));
     }
-    Ok((Box::new(WithAttachments { inner: operator, paths }), source))
+    Ok((
+        Box::new(WithAttachments {
+            inner: operator,
+            paths,
+        }),
+        source,
+    ))
 }
 
 /// `--attach STEP=PATH` values, each naming an attach step of the script.
 fn attach_paths(values: &[String], script: &script::Script) -> Result<BTreeMap<String, String>> {
     let mut paths = BTreeMap::new();
     for value in values {
-        let Some((step, path)) = value.split_once('=').filter(|(s, p)| !s.is_empty() && !p.is_empty()) else {
+        let Some((step, path)) = value
+            .split_once('=')
+            .filter(|(s, p)| !s.is_empty() && !p.is_empty())
+        else {
             return Err(Error::input(
                 format!("--attach {value}: expected STEP=PATH"),
                 "write it as --attach STEP-ID=PATH, e.g. --attach record-video=/media/usb/ceremony.mp4",
             ));
         };
-        if !script.steps.iter().any(|s| s.id == step && s.action == script::Action::Attach) {
+        if !script
+            .steps
+            .iter()
+            .any(|s| s.id == step && s.action == script::Action::Attach)
+        {
             return Err(Error::input(
                 format!("--attach {value}: the script has no attach step \"{step}\""),
                 "name the id of a step with action = \"attach\"",

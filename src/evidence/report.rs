@@ -186,8 +186,8 @@ pub enum Parsed {
 
 /// report.json's exact bytes: pretty-printed JSON and a final newline.
 pub fn to_json(report: &Report) -> Result<Vec<u8>, String> {
-    let mut json =
-        serde_json::to_vec_pretty(report).map_err(|e| format!("could not encode the report: {e}"))?;
+    let mut json = serde_json::to_vec_pretty(report)
+        .map_err(|e| format!("could not encode the report: {e}"))?;
     json.push(b'\n');
     Ok(json)
 }

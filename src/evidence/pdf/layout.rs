@@ -176,6 +176,13 @@ impl Layout {
                 })
                 .collect();
             let lines = cells.iter().map(Vec::len).max().unwrap_or(1).max(1);
+            // Keep a row whole when it fits on a fresh page; only taller rows are split.
+            let whole = lines as f32 * lead + 2.0 * CELL_PAD;
+            let header_due = if header_drawn { 0.0 } else { header_h };
+            if self.y - whole - header_due < BOTTOM && whole + header_h < TOP - BOTTOM {
+                self.new_page();
+                header_drawn = false;
+            }
             let mut done = 0;
             while done < lines {
                 // At least one line of the row (and the header, if due) must fit.
@@ -214,7 +221,14 @@ impl Layout {
         let height = count as f32 * lead + 2.0 * CELL_PAD;
         let top = self.y;
         if header {
-            push_fill_rect(&mut self.ops, MARGIN_X, top - height, CONTENT_W, height, 0.9);
+            push_fill_rect(
+                &mut self.ops,
+                MARGIN_X,
+                top - height,
+                CONTENT_W,
+                height,
+                0.9,
+            );
         }
         let mut x = MARGIN_X;
         for (column, lines) in columns.iter().zip(cells) {

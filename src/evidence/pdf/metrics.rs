@@ -56,8 +56,10 @@ pub fn win_ansi(text: &str) -> String {
         .map(|c| match c {
             '\t' | '\n' | '\r' => ' ',
             ' '..='~' | '\u{A0}'..='\u{FF}' => c,
-            '€' | '‚' | 'ƒ' | '„' | '…' | '†' | '‡' | 'ˆ' | '‰' | 'Š' | '‹' | 'Œ' | 'Ž' | '‘' | '’'
-            | '“' | '”' | '•' | '–' | '—' | '˜' | '™' | 'š' | '›' | 'œ' | 'ž' | 'Ÿ' => c,
+            '€' | '‚' | 'ƒ' | '„' | '…' | '†' | '‡' | 'ˆ' | '‰' | 'Š' | '‹' | 'Œ' | 'Ž' | '‘'
+            | '’' | '“' | '”' | '•' | '–' | '—' | '˜' | '™' | 'š' | '›' | 'œ' | 'ž' | 'Ÿ' => {
+                c
+            }
             _ => '?',
         })
         .collect()
@@ -180,7 +182,10 @@ mod tests {
 
     #[test]
     fn keeps_latin_letters_and_marks_the_rest() {
-        assert_eq!(win_ansi("Sven Lindqvist, Jörg Müller"), "Sven Lindqvist, Jörg Müller");
+        assert_eq!(
+            win_ansi("Sven Lindqvist, Jörg Müller"),
+            "Sven Lindqvist, Jörg Müller"
+        );
         assert_eq!(win_ansi("Łukasz 李"), "?ukasz ?");
     }
 }

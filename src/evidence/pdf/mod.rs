@@ -72,7 +72,14 @@ pub(crate) fn decorate(pages: Vec<Vec<Op>>, footer: &Footer) -> Vec<Vec<Op>> {
             ops.push(Op::SetOutlineColor { col: grey(0.0) });
             ops.extend(content);
             let y = 46.0;
-            push_line(&mut ops, MARGIN_X, y + 12.0, PAGE_W - MARGIN_X, y + 12.0, 0.4);
+            push_line(
+                &mut ops,
+                MARGIN_X,
+                y + 12.0,
+                PAGE_W - MARGIN_X,
+                y + 12.0,
+                0.4,
+            );
             push_text(&mut ops, MARGIN_X, y, Face::Regular, 7.5, &footer.left);
             let hash_x = MARGIN_X;
             push_text(&mut ops, hash_x, y - 10.0, Face::Mono, 7.5, &footer.hash);
@@ -104,8 +111,8 @@ pub(crate) fn assemble(title: &str, date: &str, id_seed: &str, pages: Vec<Vec<Op
     let info = &mut doc.metadata.info;
     // The document dates are the report's end; printpdf's default is the Unix epoch, never "now".
     if let Ok(when) = printpdf::OffsetDateTime::from_unix_timestamp(seconds) {
-        info.creation_date = when.clone();
-        info.modification_date = when.clone();
+        info.creation_date = when;
+        info.modification_date = when;
         info.metadata_date = when;
     }
     info.creator = "keyrite".into();

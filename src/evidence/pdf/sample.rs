@@ -1,8 +1,8 @@
 //! A synthetic report for the tests and the criterion bench: `steps` transcript rows, long names,
 //! accents, a quorum and a long exception. Not used by any command.
 
-use crate::evidence::report::Report;
 use crate::evidence::events::{ConfirmationSource, ParticipantRecord};
+use crate::evidence::report::Report;
 use crate::evidence::report::{
     Confirmation, ExceptionRecord, KeyRecord, LogHead, QuorumCard, QuorumReport, StepRecord,
     REPORT_FORMAT,
@@ -16,7 +16,10 @@ pub fn sample_report(steps: usize) -> Report {
     let people = [
         ("Maria Keller", Role::MasterOfCeremony),
         ("Sven Lindqvist", Role::SecurityOfficer),
-        ("Jörg Müller-Lüdenscheidt von Hohenzollern-Sigmaringen", Role::Operator),
+        (
+            "Jörg Müller-Lüdenscheidt von Hohenzollern-Sigmaringen",
+            Role::Operator,
+        ),
         ("Ines Moreau", Role::IndependentWitness),
     ];
     Report {
@@ -118,4 +121,3 @@ pub fn sample_report(steps: usize) -> Report {
         },
     }
 }
-

@@ -12,7 +12,11 @@ use crate::script::{LoadedScript, Role, Step};
 pub fn render(loaded: &LoadedScript) -> Vec<u8> {
     let s = &loaded.script;
     let mut l = Layout::new();
-    l.para(Face::Bold, 10.0, "KEY CEREMONY SCRIPT - PAPER COPY FOR THE ROOM");
+    l.para(
+        Face::Bold,
+        10.0,
+        "KEY CEREMONY SCRIPT - PAPER COPY FOR THE ROOM",
+    );
     l.title(&s.ceremony.name, 20.0);
     l.space(8.0);
     l.key_values(&[
@@ -142,7 +146,7 @@ pub fn render(loaded: &LoadedScript) -> Vec<u8> {
 
 fn step_text(st: &Step) -> String {
     let mut text = format!("{}  [{}]\n", st.title, st.id);
-    text.push_str(st.instructions.trim());
+    text.push_str(&reflow(&st.instructions));
     let mut detail = vec![format!("action: {}", st.action)];
     if let Some(k) = &st.key {
         detail.push(format!("key: {k}"));
@@ -155,6 +159,35 @@ fn step_text(st: &Step) -> String {
     }
     text.push_str(&format!("\n({})", detail.join("; ")));
     text
+}
+
+/// Join the hard-wrapped lines of a TOML multi-line string into paragraphs, so the PDF can wrap them
+/// to its own width. Blank lines and list items (`-`, `*`, `1.`) keep their line breaks.
+fn reflow(text: &str) -> String {
+    let mut out = String::new();
+    let mut blank = false;
+    for line in text.trim().lines().map(str::trim) {
+        if line.is_empty() {
+            blank = true;
+            continue;
+        }
+        let item = line.starts_with(['-', '*', '•'])
+            || line
+                .split_once(['.', ')'])
+                .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        if !out.is_empty() {
+            out.push_str(if blank {
+                "\n\n"
+            } else if item {
+                "\n"
+            } else {
+                " "
+            });
+        }
+        out.push_str(line);
+        blank = false;
+    }
+    out
 }
 
 fn who(st: &Step) -> String {
@@ -174,4 +207,18 @@ fn who(st: &Step) -> String {
         text.push_str(&format!("\nwitness: {}", w.join(", ")));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reflow;
+
+    #[test]
+    fn reflow_joins_wrapped_lines_and_keeps_lists() {
+        assert_eq!(reflow("a b\nc d\n\ne"), "a b c d\n\ne");
+        assert_eq!(
+            reflow("do:\n1. one\n2. two\n- three"),
+            "do:\n1. one\n2. two\n- three"
+        );
+    }
 }

@@ -91,7 +91,10 @@ fn cover(l: &mut Layout, r: &Report) {
             regular("Host", &pre.host.hostname),
             regular("Operating system", &pre.host.os),
             regular("Kernel", &pre.host.kernel),
-            regular("Clock (UTC) / zone", format!("{} / {}", pre.host.utc_time, pre.host.time_zone)),
+            regular(
+                "Clock (UTC) / zone",
+                format!("{} / {}", pre.host.utc_time, pre.host.time_zone),
+            ),
             regular(
                 "Offline",
                 if pre.offline {
@@ -113,7 +116,11 @@ fn cover(l: &mut Layout, r: &Report) {
 }
 
 fn roles(roles: &[crate::script::Role]) -> String {
-    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn participants(l: &mut Layout, r: &Report) {
@@ -155,7 +162,11 @@ fn participants(l: &mut Layout, r: &Report) {
 fn hsm(l: &mut Layout, r: &Report) {
     l.heading("Hardware security module");
     let Some(h) = &r.hsm else {
-        l.para(Face::Regular, BODY, "The HSM was never activated in this ceremony.");
+        l.para(
+            Face::Regular,
+            BODY,
+            "The HSM was never activated in this ceremony.",
+        );
         return;
     };
     l.key_values(&[
@@ -221,15 +232,32 @@ fn key(l: &mut Layout, k: &KeyRecord) {
         ),
         regular("Attributes", attribute_line(&k.attributes)),
         regular("Public key file", &k.public_key_file),
-        mono("Key hash (SHA-256 of SPKI)", grouped_hex(&k.key_hash)),
-        regular("Key hash in PGP words", key_hash_words(&k.key_hash)),
     ]);
+    // The key hash on one line of its own, large enough to read aloud, then as PGP words.
+    l.ensure(90.0);
+    l.para(
+        Face::Bold,
+        BODY,
+        "Key hash (SHA-256 of the DER SubjectPublicKeyInfo), to read aloud:",
+    );
+    l.para(Face::Mono, 10.0, &grouped_hex(&k.key_hash));
+    l.para(
+        Face::Bold,
+        BODY,
+        "The same key hash in PGP words (two words per group of four hex digits):",
+    );
+    l.para(Face::Regular, BODY, &key_hash_words(&k.key_hash));
+    l.space(4.0);
 }
 
 fn keys(l: &mut Layout, r: &Report) {
     l.heading("Keys");
     if r.keys.is_empty() {
-        l.para(Face::Regular, BODY, "No key was generated in this ceremony.");
+        l.para(
+            Face::Regular,
+            BODY,
+            "No key was generated in this ceremony.",
+        );
     }
     for k in &r.keys {
         key(l, k);
@@ -239,7 +267,11 @@ fn keys(l: &mut Layout, r: &Report) {
 fn certificates(l: &mut Layout, r: &Report) {
     l.heading("Certificates");
     if r.certificates.is_empty() {
-        l.para(Face::Regular, BODY, "No certificate was signed in this ceremony.");
+        l.para(
+            Face::Regular,
+            BODY,
+            "No certificate was signed in this ceremony.",
+        );
     }
     for c in &r.certificates {
         l.subheading(&format!("Certificate \"{}\"", c.name));
@@ -267,10 +299,7 @@ fn quorum(l: &mut Layout, r: &Report) {
         return;
     };
     l.key_values(&[
-        regular(
-            "Threshold",
-            format!("{} of {} cards", q.threshold, q.total),
-        ),
+        regular("Threshold", format!("{} of {} cards", q.threshold, q.total)),
         regular("Split in ceremony", &q.split_ceremony_id),
         mono("Commitments SHA-256", grouped_hex(&q.commitments_sha256)),
     ]);
@@ -346,7 +375,7 @@ fn confirmers(s: &StepRecord) -> String {
             } else {
                 c.role.as_str()
             };
-            format!("{} ({kind}) {time}", c.person)
+            format!("{time} {} ({kind})", c.person)
         })
         .collect();
     for refusal in &s.refusals {
@@ -375,28 +404,26 @@ fn transcript(l: &mut Layout, r: &Report) {
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let action = serde_json::to_value(s.action)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
+            // Spaces instead of underscores, so a long action name wraps between its words.
+            let action = s.action.as_str().replace('_', " ");
             vec![
                 (i + 1).to_string(),
                 format!("{}\n{}", s.title, s.id),
                 action,
                 format!("{}\n{}", time(&s.started), time(&s.ended)),
                 confirmers(s),
-                s.result.to_uppercase(),
+                s.result.clone(),
             ]
         })
         .collect();
     l.table(
         &[
-            Column::new("#", 0.05, Face::Regular),
-            Column::new("Step", 0.27, Face::Regular),
-            Column::new("Action", 0.14, Face::Regular),
+            Column::new("#", 0.045, Face::Regular),
+            Column::new("Step", 0.255, Face::Regular),
+            Column::new("Action", 0.12, Face::Regular),
             Column::new("Start / end (UTC)", 0.11, Face::Regular),
-            Column::new("Confirmed by (time UTC)", 0.31, Face::Regular),
-            Column::new("Result", 0.12, Face::Regular),
+            Column::new("Confirmed by (UTC time, name, role)", 0.36, Face::Regular),
+            Column::new("Result", 0.11, Face::Regular),
         ],
         &rows,
     );
@@ -455,6 +482,8 @@ fn artifacts(l: &mut Layout, r: &Report) {
 }
 
 fn log_head(l: &mut Layout, r: &Report) {
+    // A short section: keep it on one page.
+    l.ensure(150.0);
     l.heading("Audit-log head");
     l.key_values(&[
         regular("Last entry covered", format!("seq {}", r.log_head.seq)),
@@ -482,7 +511,7 @@ fn signatures(l: &mut Layout, r: &Report) {
          shown and read aloud in the room.",
     );
     l.space(4.0);
-    let block = 84.0;
+    let block = 96.0;
     for p in &r.participants {
         l.ensure(block);
         let top = l.y();
@@ -502,7 +531,13 @@ fn signatures(l: &mut Layout, r: &Report) {
         }
         let date_x = MARGIN_X + CONTENT_W * 0.62;
         l.text_at(date_x, top - 12.0, Face::Regular, 9.0, "Date:");
-        l.line(date_x + 26.0, top - 13.0, MARGIN_X + CONTENT_W, top - 13.0, 0.5);
+        l.line(
+            date_x + 26.0,
+            top - 13.0,
+            MARGIN_X + CONTENT_W,
+            top - 13.0,
+            0.5,
+        );
         let line_y = top - block + 20.0;
         l.line(MARGIN_X, line_y, MARGIN_X + CONTENT_W, line_y, 0.7);
         l.text_at(MARGIN_X, line_y - 10.0, Face::Regular, 7.5, "Signature");

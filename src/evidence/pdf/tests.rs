@@ -1,5 +1,5 @@
-use super::*;
 use super::sample::sample_report;
+use super::*;
 
 #[test]
 fn same_report_renders_to_identical_bytes() {
@@ -43,4 +43,14 @@ fn long_transcripts_break_into_numbered_pages() {
 fn key_hash_words_are_pgp_words_in_pairs() {
     let words = sections::key_hash_words("e58294f2");
     assert_eq!(words, "topmost Istanbul  /  Pluto vagabond");
+}
+
+/// `KEYRITE_PDF_SAMPLE=/tmp/x.pdf cargo test --lib sample_pdf` writes the sample report to look at.
+#[test]
+fn sample_pdf_can_be_written_for_a_look() {
+    let pdf = render(&sample_report(30));
+    if let Some(path) = std::env::var_os("KEYRITE_PDF_SAMPLE") {
+        std::fs::write(path, &pdf).unwrap();
+    }
+    assert!(pdf.len() > 1000);
 }
