@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "setup: cargo was not found. Install Rust 1.85 or newer (rustup), then run this again." >&2
+  echo "setup: cargo was not found. Install Rust 1.88 or newer (rustup), then run this again." >&2
   exit 1
 fi
 

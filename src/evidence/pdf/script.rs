@@ -92,6 +92,8 @@ pub fn render(loaded: &LoadedScript) -> Vec<u8> {
         &rows,
     );
 
+    // A short section: keep it on one page.
+    l.ensure(190.0);
     l.heading("Anchors written at the end");
     l.para(
         Face::Regular,
@@ -99,7 +101,6 @@ pub fn render(loaded: &LoadedScript) -> Vec<u8> {
         "When the ceremony ends keyrite prints the audit-log head and the report.json SHA-256. \
          Copy both here in groups of four; the witnesses compare and initial.",
     );
-    let blank = || vec![String::new(), "\n\n".into(), String::new()];
     l.table(
         &[
             Column::new("Anchor", 0.22, Face::Regular),
@@ -109,7 +110,6 @@ pub fn render(loaded: &LoadedScript) -> Vec<u8> {
         &[
             vec!["Log head".into(), "\n\n".into(), String::new()],
             vec!["report.json SHA-256".into(), "\n\n".into(), String::new()],
-            blank(),
         ],
     );
 
