@@ -92,4 +92,30 @@ mod tests {
         assert_eq!(size, 3);
         assert!(hash_file(&dir.path().join("missing")).is_err());
     }
+
+    #[test]
+    fn paths_come_from_the_command_line_first_then_the_answers_file() {
+        use crate::driver::operator::{Answers, Headless, WithAttachments};
+        let mut answers = Answers::default();
+        answers
+            .attachments
+            .insert("video".into(), "/answers/video.mp4".into());
+        answers
+            .attachments
+            .insert("sheet".into(), "/answers/sheet.pdf".into());
+        let headless = Headless::new(answers, Vec::new());
+        let mut op = WithAttachments {
+            inner: Box::new(headless),
+            paths: [("video".to_string(), "/cli/video.mp4".to_string())].into(),
+        };
+        assert_eq!(
+            op.attachment("video", "v").as_deref(),
+            Some("/cli/video.mp4")
+        );
+        assert_eq!(
+            op.attachment("sheet", "s").as_deref(),
+            Some("/answers/sheet.pdf")
+        );
+        assert_eq!(op.attachment("other", "o"), None);
+    }
 }
