@@ -485,10 +485,15 @@ fn log_head(l: &mut Layout, r: &Report) {
     // A short section: keep it on one page.
     l.ensure(150.0);
     l.heading("Audit-log head");
-    l.key_values(&[
-        regular("Last entry covered", format!("seq {}", r.log_head.seq)),
-        mono("Its hash", grouped_hex(&r.log_head.hash)),
-    ]);
+    l.para(
+        Face::Bold,
+        BODY,
+        &format!(
+            "Hash of log entry {} (the last before report_written):",
+            r.log_head.seq
+        ),
+    );
+    l.para(Face::Mono, 10.0, &grouped_hex(&r.log_head.hash));
     l.para(
         Face::Regular,
         BODY,
