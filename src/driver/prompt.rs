@@ -169,4 +169,20 @@ mod tests {
             "{shown}"
         );
     }
+
+    #[test]
+    fn an_attach_step_asks_for_the_path() {
+        let mut out = Vec::new();
+        let mut lines = ["/media/usb/video.mp4", ""].into_iter().map(str::to_string);
+        let mut p = LinePrompt::new(Box::new(move || lines.next()), &mut out);
+        assert_eq!(
+            p.attachment("attach-video", "video of the ceremony")
+                .as_deref(),
+            Some("/media/usb/video.mp4")
+        );
+        assert_eq!(p.attachment("attach-video", "video of the ceremony"), None);
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("path of the file to attach (video of the ceremony)"));
+    }
 }
