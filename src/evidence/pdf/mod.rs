@@ -80,7 +80,16 @@ pub(crate) fn decorate(pages: Vec<Vec<Op>>, footer: &Footer) -> Vec<Vec<Op>> {
                 y + 12.0,
                 0.4,
             );
-            push_text(&mut ops, MARGIN_X, y, Face::Regular, 7.5, &footer.left);
+            // The ceremony id is on the cover in full; in the footer it yields to the REHEARSAL mark.
+            let room = PAGE_W - 2.0 * MARGIN_X - 130.0;
+            push_text(
+                &mut ops,
+                MARGIN_X,
+                y,
+                Face::Regular,
+                7.5,
+                &fit(&footer.left, room),
+            );
             let hash_x = MARGIN_X;
             push_text(&mut ops, hash_x, y - 10.0, Face::Mono, 7.5, &footer.hash);
             let page = format!("page {} of {}", i + 1, total);
@@ -101,6 +110,21 @@ pub(crate) fn decorate(pages: Vec<Vec<Op>>, footer: &Footer) -> Vec<Vec<Op>> {
             ops
         })
         .collect()
+}
+
+/// `text` shortened with "..." to at most `width` points in the footer face.
+fn fit(text: &str, width: f32) -> String {
+    let text = metrics::win_ansi(text);
+    if Face::Regular.width(&text, 7.5) <= width {
+        return text;
+    }
+    let mut chars: Vec<char> = text.chars().collect();
+    while !chars.is_empty()
+        && Face::Regular.width(&format!("{}...", String::from_iter(&chars)), 7.5) > width
+    {
+        chars.pop();
+    }
+    format!("{}...", String::from_iter(&chars))
 }
 
 /// Serialise the pages into a PDF whose every byte follows from the inputs.

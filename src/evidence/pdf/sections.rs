@@ -516,21 +516,25 @@ fn signatures(l: &mut Layout, r: &Report) {
          shown and read aloud in the room.",
     );
     l.space(4.0);
-    let block = 96.0;
     for p in &r.participants {
-        l.ensure(block);
-        let top = l.y();
         let name_w = CONTENT_W * 0.55;
-        let mut y = top - 12.0;
-        for line in wrap(&p.name, Face::Bold, 11.0, name_w).iter().take(2) {
-            l.text_at(MARGIN_X, y, Face::Bold, 11.0, line);
-            y -= 13.0;
-        }
+        let names = wrap(&p.name, Face::Bold, 11.0, name_w);
         let mut role = roles(&p.roles);
         if let Some(org) = &p.organisation {
             role = format!("{role} - {org}");
         }
-        for line in wrap(&role, Face::Regular, 9.0, name_w).iter().take(2) {
+        let role_lines = wrap(&role, Face::Regular, 9.0, name_w);
+        // Room for every line of the name and role, then at least 40 pt to sign in.
+        let text_h = 13.0 * names.len() as f32 + 11.0 * role_lines.len() as f32;
+        let block = (text_h + 60.0).max(96.0);
+        l.ensure(block);
+        let top = l.y();
+        let mut y = top - 12.0;
+        for line in &names {
+            l.text_at(MARGIN_X, y, Face::Bold, 11.0, line);
+            y -= 13.0;
+        }
+        for line in &role_lines {
             l.text_at(MARGIN_X, y, Face::Regular, 9.0, line);
             y -= 11.0;
         }
