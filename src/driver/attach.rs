@@ -12,9 +12,20 @@ use crate::script::Step;
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// SHA-256 (lowercase hex) and size of the file at `path`.
-pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+#[cfg(test)]
+fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+    hash_file_with_progress(path, |_| {})
+}
+
+/// SHA-256 (lowercase hex) and size of the file at `path`, calling `progress` with the bytes read so
+/// far after every block (recordings are gigabytes: the room sees that keyrite is still reading).
+pub fn hash_file_with_progress(
+    path: &Path,
+    mut progress: impl FnMut(u64),
+) -> std::io::Result<(String, u64)> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -26,6 +37,7 @@ pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
         }
         hasher.update(&buf[..n]);
         size += n as u64;
+        progress(size);
     }
     Ok((hex::encode(hasher.finalize()), size))
 }
@@ -46,7 +58,19 @@ pub(super) fn perform(
         )));
     };
     let path = Path::new(&path);
-    let (sha256, size) = match hash_file(path) {
+    let started = Instant::now();
+    let mut shown = started;
+    let what = format!("hashing {}", path.display());
+    let hashed = hash_file_with_progress(path, |_| {
+        if shown.elapsed() >= Duration::from_secs(2) {
+            shown = Instant::now();
+            operator.notice(Notice::Working {
+                what: &what,
+                elapsed: started.elapsed(),
+            });
+        }
+    });
+    let (sha256, size) = match hashed {
         Ok(found) => found,
         Err(e) => {
             return Ok(Err(format!(
