@@ -483,7 +483,7 @@ fn artifacts(l: &mut Layout, r: &Report) {
 
 fn log_head(l: &mut Layout, r: &Report) {
     // A short section: keep it on one page.
-    l.ensure(150.0);
+    l.ensure(115.0);
     l.heading("Audit-log head");
     l.para(
         Face::Bold,
