@@ -237,6 +237,7 @@ fn every_single_byte_change_fails_verify_naming_the_file() {
     for file in [
         "audit.jsonl",
         "report.json",
+        "report.pdf",
         "script.toml",
         cert.as_str(),
         pubkey.as_str(),

@@ -7,6 +7,8 @@ bash softhsm-tests/setup.sh
 # The SoftHSM tests fail (rather than skip) when an outside checker is missing.
 export KEYRITE_REQUIRE_EXTERNAL=1
 export KEYRITE_PKILINT="$PWD/.venv-pkilint/bin/lint_cabf_serverauth_cert"
+# A Python with jsonschema, for validating report.json against docs/report.schema.json.
+export KEYRITE_JSONSCHEMA_PYTHON="$PWD/.venv-pkilint/bin/python"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked "$@" 2>&1 | tee "$log"

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what keyrite's rehearsals and tests need on Debian 12, idempotently:
 # SoftHSM2 (the throw-away HSM), OpenSC (pkcs11-tool), p11-kit (the proxy module), OpenSSL, poppler,
-# tmux, and a Python venv with pkilint in .venv-pkilint. Safe to run again; it skips what is there.
+# tmux, and a Python venv with pkilint and jsonschema in .venv-pkilint. Safe to run again; it skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "setup: cargo was not found. Install Rust 1.85 or newer (rustup), then run this again." >&2
+  echo "setup: cargo was not found. Install Rust 1.88 or newer (rustup), then run this again." >&2
   exit 1
 fi
 
@@ -30,4 +30,9 @@ if [ ! -x .venv-pkilint/bin/lint_cabf_serverauth_cert ]; then
     python3 -m venv .venv-pkilint
   fi
   .venv-pkilint/bin/pip install -q --disable-pip-version-check pkilint==0.13.3
+fi
+# jsonschema validates every report.json against docs/report.schema.json (draft 2020-12).
+if ! .venv-pkilint/bin/python -c 'import jsonschema' 2>/dev/null; then
+  echo "setup: adding jsonschema to .venv-pkilint"
+  .venv-pkilint/bin/pip install -q --disable-pip-version-check jsonschema==4.26.0
 fi

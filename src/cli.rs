@@ -50,6 +50,10 @@ pub enum Command {
         /// terminal when no --answers or --auto is given).
         #[arg(long)]
         plain: bool,
+        /// The file an `attach` step records, e.g. `--attach record-video=/media/usb/ceremony.mp4`.
+        /// May be given once per attach step; otherwise the answers file or the prompt gives it.
+        #[arg(long = "attach", value_name = "STEP=PATH")]
+        attach: Vec<String>,
     },
     /// Run the ceremony against the HSM the script names. Prompts for PINs without echo.
     Run {
@@ -72,6 +76,10 @@ pub enum Command {
         /// terminal when no answers file is given).
         #[arg(long)]
         plain: bool,
+        /// The file an `attach` step records, e.g. `--attach record-video=/media/usb/ceremony.mp4`.
+        /// May be given once per attach step; otherwise the answers file or the prompt gives it.
+        #[arg(long = "attach", value_name = "STEP=PATH")]
+        attach: Vec<String>,
     },
     /// Verify an evidence bundle offline: log chain, replay of the script's rules, report, artifacts,
     /// certificates and key hashes.
@@ -82,6 +90,15 @@ pub enum Command {
         /// signatures/signers-ca.pem.
         #[arg(long, value_name = "FILE")]
         signers_ca: Option<PathBuf>,
+    },
+    /// Make the paper script for the room as a PDF: every step with its instructions, the roles
+    /// involved, columns for initials and time, and a blank exceptions sheet.
+    Print {
+        /// The ceremony script (TOML).
+        script: PathBuf,
+        /// The PDF to write (must not exist yet).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Print shell completions.
     Completions {

@@ -1,7 +1,7 @@
 //! What each command does, between the CLI definitions and the library.
 
 use crate::cli::{Cli, Command};
-use crate::driver::operator::{Answers, Headless, Operator};
+use crate::driver::operator::{Answers, Headless, Operator, WithAttachments};
 use crate::driver::pins::{PinSource, Prompt};
 use crate::driver::prompt::{stdin_lines, LinePrompt};
 use crate::driver::rehearsal::{self, RehearsalEnv, RehearsalPins};
@@ -13,6 +13,7 @@ use crate::hsm::spki::grouped_hex;
 use crate::hsm::{pkcs11, Hsm, HsmError};
 use crate::script::{self, LoadedScript, SecurityLevel, Severity, TokenSelector};
 use clap::CommandFactory;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub fn dispatch(cli: Cli) -> i32 {
@@ -26,13 +27,15 @@ pub fn dispatch(cli: Cli) -> i32 {
             env,
             module,
             plain,
+            attach,
         } => rehearse(
             &script,
             &out,
-            Front {
+            Room {
                 answers: answers.as_deref(),
                 auto,
                 plain,
+                attach: &attach,
             },
             env.as_deref(),
             module,
@@ -44,17 +47,20 @@ pub fn dispatch(cli: Cli) -> i32 {
             auto,
             plain,
             signers_ca,
+            attach,
         } => run(
             &script,
             &out,
-            Front {
+            Room {
                 answers: answers.as_deref(),
                 auto,
                 plain,
+                attach: &attach,
             },
             signers_ca.as_deref(),
         ),
         Command::Verify { dir, signers_ca } => verify(&dir, signers_ca.as_deref()),
+        Command::Print { script, out } => print(&script, &out),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -141,6 +147,25 @@ fn read_ca(path: Option<&Path>) -> Result<Option<String>> {
     .transpose()
 }
 
+/// `keyrite print`: the paper script, written to a new file.
+fn print(path: &Path, out: &Path) -> Result<i32> {
+    let loaded = load_checked(path)?;
+    let pdf = crate::evidence::pdf::script::render(&loaded);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .map_err(|e| Error::io("create", out, &e))?;
+    std::io::Write::write_all(&mut file, &pdf).map_err(|e| Error::io("write", out, &e))?;
+    println!(
+        "{}: paper script for \"{}\" written to {}",
+        path.display(),
+        loaded.script.ceremony.name,
+        out.display()
+    );
+    Ok(exit::OK)
+}
+
 fn verify(dir: &Path, signers_ca: Option<&Path>) -> Result<i32> {
     let ca = read_ca(signers_ca)?;
     Ok(verify_printed(dir, ca.as_deref()))
@@ -176,7 +201,69 @@ fn verify_printed(dir: &Path, signers_ca: Option<&str>) -> i32 {
 }
 
 /// The operator for this run, and how its confirmations are recorded in the evidence.
+/// Where the room's input comes from: an answers file, `--auto`, the line prompt (`--plain`), or the
+/// terminal UI on an interactive terminal; plus `--attach` paths.
+#[derive(Clone, Copy)]
+struct Room<'a> {
+    answers: Option<&'a Path>,
+    auto: bool,
+    plain: bool,
+    attach: &'a [String],
+}
+
+impl Room<'_> {
+    fn tui(&self) -> bool {
+        crate::tui::wanted(self.answers, self.auto, self.plain)
+    }
+}
+
 fn operator_for(
+    room: Room<'_>,
+    script: &LoadedScript,
+) -> Result<(Box<dyn Operator>, ConfirmationSource)> {
+    let paths = attach_paths(room.attach, &script.script)?;
+    let (operator, source) = plain_operator(room.answers, room.auto, script)?;
+    if paths.is_empty() {
+        return Ok((operator, source));
+    }
+    Ok((
+        Box::new(WithAttachments {
+            inner: operator,
+            paths,
+        }),
+        source,
+    ))
+}
+
+/// `--attach STEP=PATH` values, each naming an attach step of the script.
+fn attach_paths(values: &[String], script: &script::Script) -> Result<BTreeMap<String, String>> {
+    let mut paths = BTreeMap::new();
+    for value in values {
+        let Some((step, path)) = value
+            .split_once('=')
+            .filter(|(s, p)| !s.is_empty() && !p.is_empty())
+        else {
+            return Err(Error::input(
+                format!("--attach {value}: expected STEP=PATH"),
+                "write it as --attach STEP-ID=PATH, e.g. --attach record-video=/media/usb/ceremony.mp4",
+            ));
+        };
+        if !script
+            .steps
+            .iter()
+            .any(|s| s.id == step && s.action == script::Action::Attach)
+        {
+            return Err(Error::input(
+                format!("--attach {value}: the script has no attach step \"{step}\""),
+                "name the id of a step with action = \"attach\"",
+            ));
+        }
+        paths.insert(step.to_string(), path.to_string());
+    }
+    Ok(paths)
+}
+
+fn plain_operator(
     answers: Option<&Path>,
     auto: bool,
     script: &LoadedScript,
@@ -249,36 +336,15 @@ fn ceremony_exit(outcome: &crate::driver::Outcome, out: &Path) -> i32 {
     }
 }
 
-/// Who is in front of the ceremony: an answers file, `--auto`, the line prompt (`--plain`), or the
-/// terminal UI on an interactive terminal.
-#[derive(Clone, Copy)]
-struct Front<'a> {
-    answers: Option<&'a Path>,
-    auto: bool,
-    plain: bool,
-}
-
-impl Front<'_> {
-    fn tui(&self) -> bool {
-        crate::tui::wanted(self.answers, self.auto, self.plain)
-    }
-}
-
-fn run(
-    path: &Path,
-    out: &Path,
-    front: Front<'_>,
-    signers_ca: Option<&Path>,
-) -> Result<i32> {
-    let Front { answers, auto, .. } = front;
-    if auto {
+fn run(path: &Path, out: &Path, room: Room<'_>, signers_ca: Option<&Path>) -> Result<i32> {
+    if room.auto {
         return Err(Error::input(
             "--auto is for rehearsals only",
             "a real ceremony is confirmed by the people in the room: use --answers FILE, or rehearse with `keyrite rehearse --auto`",
         ));
     }
     let loaded = load_checked(path)?;
-    let (mut operator, confirmations) = operator_for(answers, false, &loaded)?;
+    let (mut operator, confirmations) = operator_for(room, &loaded)?;
     let level = loaded.script.ceremony.security_level;
     let mode = RunMode {
         rehearsal: false,
@@ -294,7 +360,7 @@ fn run(
             rehearsal_ca: false,
         },
     };
-    if front.tui() {
+    if room.tui() {
         let outcome = crate::tui::conduct(&loaded, mode, None, open_pkcs11, out)?;
         return Ok(ceremony_exit(&outcome, out));
     }
@@ -325,11 +391,10 @@ fn conduct(
 fn rehearse(
     path: &Path,
     out: &Path,
-    front: Front<'_>,
+    room: Room<'_>,
     env: Option<&Path>,
     module: Option<String>,
 ) -> Result<i32> {
-    let Front { answers, auto, .. } = front;
     let loaded = load_checked(path)?;
     let softhsm = rehearsal::find_softhsm()?;
     // A child re-executed by the block below finds its folder here.
@@ -371,7 +436,7 @@ fn rehearse(
         })?;
         return Ok(status.code().unwrap_or(exit::ENVIRONMENT));
     }
-    let (mut operator, confirmations) = operator_for(answers, auto, &loaded)?;
+    let (mut operator, confirmations) = operator_for(room, &loaded)?;
     let label = rehearsal_label(&loaded.script.hsm.token);
     let token = renv.ensure_token(&softhsm, &label)?;
     let cards = renv.ensure_cards(&softhsm, &loaded.script)?;
@@ -399,7 +464,7 @@ fn rehearse(
         cards,
     };
     let mut pins = RehearsalPins(renv.tokens().to_vec());
-    if front.tui() {
+    if room.tui() {
         let outcome = crate::tui::conduct(&loaded, mode, Some(&mut pins), open_pkcs11, out)?;
         return Ok(ceremony_exit(&outcome, out));
     }

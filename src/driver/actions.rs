@@ -103,6 +103,7 @@ pub(super) fn perform(
             close_hsm(state, Some(&ctx.step.id))?;
             Ok(Ok(()))
         }
+        Action::Attach => super::attach::perform(state, ctx.step, operator),
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod actions;
 pub mod personal_cards;
+mod attach;
 pub mod operator;
 pub mod pins;
 pub mod preflight;
@@ -13,7 +14,7 @@ pub mod rehearsal;
 
 use crate::engine::{Effect, Engine, Event, Input};
 use crate::error::{Error, Result};
-use crate::evidence::bundle::{Bundle, LOG_FILE, REPORT_FILE, SCRIPT_FILE};
+use crate::evidence::bundle::{Bundle, LOG_FILE, REPORT_FILE, REPORT_PDF_FILE, SCRIPT_FILE};
 use crate::evidence::events::{ConfirmationSource, ParticipantRecord, PlannedStep, Record};
 use crate::evidence::log::AuditLog;
 use crate::evidence::report;
@@ -342,14 +343,12 @@ fn finish(mut state: State, engine: Engine) -> Result<Outcome> {
     })?;
     let report = report::build(&entries)
         .map_err(|e| Error::env(e, "keep the bundle and report this keyrite defect"))?;
-    let mut json = serde_json::to_vec_pretty(&report).map_err(|e| {
-        Error::env(
-            format!("could not encode the report: {e}"),
-            "report this keyrite defect",
-        )
-    })?;
-    json.push(b'\n');
+    let json = report::to_json(&report).map_err(|e| Error::env(e, "report this keyrite defect"))?;
     let written = state.bundle.write_new(REPORT_FILE, &json)?;
+    // report.pdf is a pure rendering of report.json; verify re-renders it and demands equality.
+    state
+        .bundle
+        .write_new(REPORT_PDF_FILE, &crate::evidence::pdf::render(&report))?;
     state.record(
         None,
         vec![],

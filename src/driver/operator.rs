@@ -47,6 +47,13 @@ pub trait Operator {
     /// The next input for the current step (`step`). Called repeatedly until the step is performed.
     fn next_input(&mut self, step: &StepPlan) -> Input;
     fn notice(&mut self, notice: Notice<'_>);
+    /// The path of the file an `attach` step records (`description` says what it is), given at
+    /// run time because the file (a video of the ceremony) does not exist when the script is
+    /// written. `None`: no file is given, and the step fails.
+    fn attachment(&mut self, step: &str, description: &str) -> Option<String> {
+        let _ = (step, description);
+        None
+    }
 }
 
 /// An answers file: the confirmations of a headless run, in order, step by step.
@@ -57,6 +64,9 @@ pub struct Answers {
     pub steps: Vec<AnswerStep>,
     #[serde(default)]
     pub exceptions: Vec<AnswerException>,
+    /// For `attach` steps: step id = path of the file to hash.
+    #[serde(default)]
+    pub attachments: BTreeMap<String, String>,
     /// SHA-256 of the answers file as read, recorded in the log.
     #[serde(skip)]
     pub file_sha256: Option<String>,
@@ -99,6 +109,7 @@ impl Answers {
             .iter()
             .map(|s| &s.id)
             .chain(answers.exceptions.iter().map(|e| &e.step))
+            .chain(answers.attachments.keys())
         {
             if !script.steps.iter().any(|s| &s.id == id) {
                 return Err(Error::input(
@@ -147,6 +158,7 @@ impl Answers {
         Answers {
             steps,
             exceptions: Vec::new(),
+            attachments: BTreeMap::new(),
             file_sha256: None,
         }
     }
@@ -157,6 +169,7 @@ pub struct Headless<W: std::io::Write> {
     queued: BTreeMap<String, VecDeque<Input>>,
     /// The step for which the answers ran out and `Proceed` was sent; a second time means abort.
     proceeded: Option<String>,
+    attachments: BTreeMap<String, String>,
     out: W,
 }
 
@@ -183,6 +196,7 @@ impl<W: std::io::Write> Headless<W> {
         Headless {
             queued,
             proceeded: None,
+            attachments: answers.attachments,
             out,
         }
     }
@@ -248,6 +262,34 @@ impl<W: std::io::Write> Operator for Headless<W> {
             }
             Notice::Warning { text } => self.line(&format!("      warning: {text}")),
             Notice::Info { text } => self.line(&format!("      {text}")),
+        }
+    }
+
+    fn attachment(&mut self, step: &str, _description: &str) -> Option<String> {
+        self.attachments.get(step).cloned()
+    }
+}
+
+/// Gives `attach` steps the paths named on the command line (`--attach STEP=PATH`), and asks the
+/// wrapped operator for the others.
+pub struct WithAttachments<'a> {
+    pub inner: Box<dyn Operator + 'a>,
+    pub paths: BTreeMap<String, String>,
+}
+
+impl Operator for WithAttachments<'_> {
+    fn next_input(&mut self, step: &StepPlan) -> Input {
+        self.inner.next_input(step)
+    }
+
+    fn notice(&mut self, notice: Notice<'_>) {
+        self.inner.notice(notice)
+    }
+
+    fn attachment(&mut self, step: &str, description: &str) -> Option<String> {
+        match self.paths.get(step) {
+            Some(path) => Some(path.clone()),
+            None => self.inner.attachment(step, description),
         }
     }
 }

@@ -110,6 +110,15 @@ impl<W: Write> Operator for LinePrompt<'_, W> {
             Notice::Info { text } => self.say(&format!("      {text}")),
         }
     }
+
+    fn attachment(&mut self, _step: &str, description: &str) -> Option<String> {
+        self.say(&format!(
+            "      path of the file to attach ({description}); empty to give none:"
+        ));
+        let _ = write!(self.out, "      > ");
+        let _ = self.out.flush();
+        self.read_line().filter(|l| !l.is_empty())
+    }
 }
 
 #[cfg(test)]
@@ -159,5 +168,21 @@ mod tests {
             shown.contains("needs confirmations from 2 distinct persons"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn an_attach_step_asks_for_the_path() {
+        let mut out = Vec::new();
+        let mut lines = ["/media/usb/video.mp4", ""].into_iter().map(str::to_string);
+        let mut p = LinePrompt::new(Box::new(move || lines.next()), &mut out);
+        assert_eq!(
+            p.attachment("attach-video", "video of the ceremony")
+                .as_deref(),
+            Some("/media/usb/video.mp4")
+        );
+        assert_eq!(p.attachment("attach-video", "video of the ceremony"), None);
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("path of the file to attach (video of the ceremony)"));
     }
 }

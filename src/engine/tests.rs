@@ -22,6 +22,7 @@ fn step(id: &str, action: Action, confirm_by: Vec<Role>, witnessed_by: Vec<Role>
         witnessed_by,
         key: None,
         certificate: None,
+        attachment: None,
     }
 }
 

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 pub const SCRIPT_FILE: &str = "script.toml";
 pub const LOG_FILE: &str = "audit.jsonl";
 pub const REPORT_FILE: &str = "report.json";
-pub const ARTIFACTS_DIR: &str = "artifacts";
-/// report.pdf, written by the PDF renderer; signed like report.json when present.
+/// report.pdf, rendered from report.json after it is written; `verify` re-renders and compares.
 pub const REPORT_PDF_FILE: &str = "report.pdf";
+pub const ARTIFACTS_DIR: &str = "artifacts";
 /// Report signatures (signatures/<who>.<document>.p7s) and the signers CA.
 pub const SIGNATURES_DIR: &str = "signatures";
 /// The CA that issued the personal cards, as copied into the bundle.

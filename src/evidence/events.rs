@@ -135,6 +135,13 @@ pub enum Record {
     /// A carded participant signed the confirmation they just gave. `message` is exactly the signed
     /// bytes (UTF-8; see docs/evidence-format.md, "Signed confirmations").
     ConfirmationSigned(SignedConfirmation),
+    /// An `attach` step hashed a file kept outside the bundle (a recording, a scanned sheet).
+    Attached {
+        description: String,
+        file_name: String,
+        sha256: String,
+        size: u64,
+    },
     /// Always the last entry; binds report.json to the log.
     ReportWritten {
         report_sha256: String,

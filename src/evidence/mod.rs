@@ -4,6 +4,7 @@
 pub mod bundle;
 pub mod events;
 pub mod log;
+pub mod pdf;
 pub mod pgp_words;
 pub mod replay;
 pub mod report;

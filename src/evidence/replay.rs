@@ -205,6 +205,18 @@ impl HsmOrder {
             Record::HsmActivated { .. } => (Action::ActivateHsm, "open_and_login"),
             Record::KeyGenerated { .. } => (Action::GenerateKey, "generate_key_pair"),
             Record::CertificateSigned(_) => (Action::SignCertificate, "sign_certificate"),
+            Record::Attached { .. } => {
+                let inside = self.authorised.as_ref().is_some_and(|(step, action)| {
+                    *action == Action::Attach && entry.step.as_deref() == Some(step.as_str())
+                });
+                return match inside {
+                    true => Ok(()),
+                    false => Err(format!(
+                        "log entry {}: an attachment outside a step authorised for attach",
+                        entry.seq
+                    )),
+                };
+            }
             Record::HsmDeactivated { .. } => {
                 return match self.intent.take().as_deref() {
                     Some("logout") => Ok(()),

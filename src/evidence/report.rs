@@ -10,7 +10,8 @@ use crate::hsm::{KeyAttributes, TokenIdentity};
 use crate::script::{Action, CeremonyInfo, Role};
 use serde::{Deserialize, Serialize};
 
-pub const REPORT_FORMAT: u32 = 1;
+/// Version 2 added `attachments`.
+pub const REPORT_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +39,8 @@ pub struct Report {
     pub keys: Vec<KeyRecord>,
     pub certificates: Vec<CertificateRecord>,
     pub artifacts: Vec<ArtifactRecord>,
+    /// Files kept outside the bundle (recordings, scanned sheets), hashed by `attach` steps.
+    pub attachments: Vec<AttachmentRecord>,
     /// The M-of-N activation quorum, when the ceremony split, used or checked one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum: Option<QuorumReport>,
@@ -172,6 +175,20 @@ pub struct ArtifactRecord {
     pub size: u64,
 }
 
+/// A file outside the bundle whose SHA-256 and size an `attach` step recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentRecord {
+    pub step: String,
+    /// What the file is, from the script (e.g. "video of the whole ceremony").
+    pub description: String,
+    /// The file's name as given at run time, without its folder.
+    pub file_name: String,
+    /// SHA-256 of the file's bytes, lowercase hex (what `sha256sum FILE` prints).
+    pub sha256: String,
+    pub size: u64,
+    pub time: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogHead {
     pub seq: u64,
@@ -184,6 +201,14 @@ pub struct LogHead {
 pub enum Parsed {
     Engine(Event),
     Record(Record),
+}
+
+/// report.json's exact bytes: pretty-printed JSON and a final newline.
+pub fn to_json(report: &Report) -> Result<Vec<u8>, String> {
+    let mut json = serde_json::to_vec_pretty(report)
+        .map_err(|e| format!("could not encode the report: {e}"))?;
+    json.push(b'\n');
+    Ok(json)
 }
 
 pub fn parse_event(entry: &AuditEntry) -> Result<Parsed, String> {
@@ -263,6 +288,7 @@ pub fn build(entries: &[AuditEntry]) -> Result<Report, String> {
         keys: Vec::new(),
         certificates: Vec::new(),
         artifacts: Vec::new(),
+        attachments: Vec::new(),
         quorum: None,
         personal_cards: Vec::new(),
         signed_confirmations: Vec::new(),
@@ -410,6 +436,19 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
                 })
             }
             Record::SignersCa { .. } => {}
+            Record::Attached {
+                description,
+                file_name,
+                sha256,
+                size,
+            } => report.attachments.push(AttachmentRecord {
+                step: entry.step.clone().unwrap_or_default(),
+                description,
+                file_name,
+                sha256,
+                size,
+                time,
+            }),
             Record::ReportWritten { .. } => {
                 return Err(format!(
                     "log entry {seq}: report_written must be the last entry"

@@ -1,6 +1,8 @@
 //! `keyrite verify DIR`: check an evidence bundle offline, item by item, and say what was checked.
 
-use super::bundle::{ARTIFACTS_DIR, LOG_FILE, REPORT_FILE, SCRIPT_FILE, SIGNATURES_DIR};
+use super::bundle::{
+    ARTIFACTS_DIR, LOG_FILE, REPORT_FILE, REPORT_PDF_FILE, SCRIPT_FILE, SIGNATURES_DIR,
+};
 
 mod signatures;
 use super::events::Record;
@@ -100,10 +102,11 @@ fn short(hash: &str) -> &str {
 }
 
 /// Files the bundle may hold at its root; anything else was not produced by the ceremony.
-const BUNDLE_ROOT: [&str; 5] = [
+const BUNDLE_ROOT: [&str; 6] = [
     SCRIPT_FILE,
     LOG_FILE,
     REPORT_FILE,
+    REPORT_PDF_FILE,
     ARTIFACTS_DIR,
     SIGNATURES_DIR,
 ];
@@ -223,10 +226,34 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
         v.pass(REPORT_FILE, "marked REHEARSAL: the keys are throw-away");
     }
 
+    check_report_pdf(&mut v, dir, &report);
     check_artifacts(&mut v, dir, &report);
     check_keys_and_certificates(&mut v, dir, &report);
     signatures::check(&mut v, dir, &entries, signers_ca);
     v
+}
+
+/// report.pdf must be exactly what this keyrite renders from report.json.
+fn check_report_pdf(v: &mut Verification, dir: &Path, report: &Report) {
+    let Ok(pdf) = fs::read(dir.join(REPORT_PDF_FILE)) else {
+        v.fail(REPORT_PDF_FILE, "missing or unreadable");
+        return;
+    };
+    let rendered = super::pdf::render(report);
+    v.check(
+        pdf == rendered,
+        REPORT_PDF_FILE,
+        format!(
+            "byte-identical to the rendering of report.json (SHA-256 {})",
+            short(&sha256_hex(&pdf))
+        ),
+        format!(
+            "differs from the rendering of report.json (SHA-256 {} on disk, {} rendered): \
+             the PDF was altered, or made by another keyrite version",
+            sha256_hex(&pdf),
+            sha256_hex(&rendered)
+        ),
+    );
 }
 
 /// script.toml must be the script the log started with, and the log must replay through it.

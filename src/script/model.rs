@@ -397,6 +397,9 @@ pub struct Step {
     /// For `sign_certificate`: the certificate name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
+    /// For `attach`: what the file is, e.g. "video recording of the whole ceremony".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<String>,
 }
 
 impl Step {
@@ -424,6 +427,10 @@ pub enum Action {
     SignCertificate,
     /// Log out and close the HSM session.
     DeactivateHsm,
+    /// Record the SHA-256 and size of a file kept outside the bundle (a video of the ceremony, a
+    /// scanned sign-in sheet). The step's `attachment` says what the file is; its path is given at
+    /// run time (`--attach STEP=PATH`, the answers file's `[attachments]`, or the prompt).
+    Attach,
 }
 
 impl Action {
@@ -455,6 +462,7 @@ impl Action {
             Action::ConfirmFingerprint => "confirm_fingerprint",
             Action::SignCertificate => "sign_certificate",
             Action::DeactivateHsm => "deactivate_hsm",
+            Action::Attach => "attach",
         }
     }
 }

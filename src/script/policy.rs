@@ -16,6 +16,7 @@ const MAX_VALIDITY_DAYS: u32 = 36525;
 
 mod artifacts;
 mod cards;
+mod attach;
 mod participants;
 mod steps;
 
@@ -38,6 +39,7 @@ pub fn check(loaded: &LoadedScript) -> Vec<Diagnostic> {
     c.subjects();
     c.preflight();
     c.fingerprints();
+    c.attachments();
     // Stable: findings at the same place keep the order of the rules above.
     c.out.sort_by_key(|d| (d.line, d.col));
     c.out

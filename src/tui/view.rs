@@ -190,6 +190,7 @@ fn action_text(action: Action) -> &'static str {
         Action::ConfirmFingerprint => "record that the key hash was read back",
         Action::SignCertificate => "build, sign and check the certificate",
         Action::DeactivateHsm => "log out of the HSM and close the session",
+        Action::Attach => "hash the file you name and record its SHA-256 and size",
     }
 }
 

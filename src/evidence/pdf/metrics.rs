@@ -1,0 +1,191 @@
+//! Text widths of the PDF built-in fonts, so text can be wrapped inside its cell.
+//!
+//! The built-in fonts are written with WinAnsiEncoding (CP1252). Characters outside it are shown as
+//! `?`; [`win_ansi`] makes that substitution explicit so what is measured is what is printed.
+
+use printpdf::BuiltinFont;
+
+/// The three faces the documents use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Face {
+    Regular,
+    Bold,
+    Mono,
+}
+
+impl Face {
+    pub fn font(self) -> BuiltinFont {
+        match self {
+            Face::Regular => BuiltinFont::Helvetica,
+            Face::Bold => BuiltinFont::HelveticaBold,
+            Face::Mono => BuiltinFont::Courier,
+        }
+    }
+
+    /// Width of `text` in points at `size`.
+    pub fn width(self, text: &str, size: f32) -> f32 {
+        let units: u32 = text.chars().map(|c| u32::from(self.char_width(c))).sum();
+        units as f32 * size / 1000.0
+    }
+
+    fn char_width(self, c: char) -> u16 {
+        let table = match self {
+            Face::Mono => return 600,
+            Face::Regular => &HELVETICA,
+            Face::Bold => &HELVETICA_BOLD,
+        };
+        let base = match c {
+            ' '..='~' => c,
+            _ => latin_base(c).unwrap_or('W'),
+        };
+        match base {
+            // Ligature-like letters are wider than any base letter.
+            'Æ' | 'Œ' => 1000,
+            'æ' | 'œ' => 944,
+            'ß' => 611,
+            ' '..='~' => table[(base as usize) - 32],
+            _ => 1000,
+        }
+    }
+}
+
+/// The text as the built-in fonts can show it: every character outside WinAnsi becomes `?`, and
+/// control characters (tabs, stray newlines) become spaces.
+pub fn win_ansi(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\t' | '\n' | '\r' => ' ',
+            ' '..='~' | '\u{A0}'..='\u{FF}' => c,
+            '€' | '‚' | 'ƒ' | '„' | '…' | '†' | '‡' | 'ˆ' | '‰' | 'Š' | '‹' | 'Œ' | 'Ž' | '‘'
+            | '’' | '“' | '”' | '•' | '–' | '—' | '˜' | '™' | 'š' | '›' | 'œ' | 'ž' | 'Ÿ' => {
+                c
+            }
+            _ => '?',
+        })
+        .collect()
+}
+
+/// The unaccented letter an accented Latin letter is as wide as (Helvetica draws them alike).
+fn latin_base(c: char) -> Option<char> {
+    Some(match c {
+        'À'..='Å' => 'A',
+        'Ç' => 'C',
+        'È'..='Ë' => 'E',
+        'Ì'..='Ï' => 'I',
+        'Ð' => 'D',
+        'Ñ' => 'N',
+        'Ò'..='Ö' | 'Ø' => 'O',
+        'Ù'..='Ü' => 'U',
+        'Ý' | 'Ÿ' => 'Y',
+        'Þ' => 'P',
+        'à'..='å' => 'a',
+        'ç' => 'c',
+        'è'..='ë' => 'e',
+        'ì'..='ï' => 'i',
+        'ð' | 'ò'..='ö' | 'ø' => 'o',
+        'ñ' => 'n',
+        'ù'..='ü' => 'u',
+        'ý' | 'ÿ' => 'y',
+        'þ' => 'p',
+        'Š' => 'S',
+        'š' => 's',
+        'Ž' => 'Z',
+        'ž' => 'z',
+        'Æ' | 'Œ' | 'æ' | 'œ' | 'ß' => c,
+        _ => return None,
+    })
+}
+
+/// Widths of ' '..='~' in Helvetica, in 1/1000 em (Adobe AFM).
+const HELVETICA: [u16; 95] = [
+    278, 278, 355, 556, 556, 889, 667, 191, 333, 333, 389, 584, 278, 333, 278, 278, 556, 556, 556,
+    556, 556, 556, 556, 556, 556, 556, 278, 278, 584, 584, 584, 556, 1015, 667, 667, 722, 722, 667,
+    611, 778, 722, 278, 500, 667, 556, 833, 722, 778, 667, 778, 722, 667, 611, 722, 667, 944, 667,
+    667, 611, 278, 278, 278, 469, 556, 333, 556, 556, 500, 556, 556, 278, 556, 556, 222, 222, 500,
+    222, 833, 556, 556, 556, 556, 333, 500, 278, 556, 500, 722, 500, 500, 500, 334, 260, 334, 584,
+];
+
+/// Widths of ' '..='~' in Helvetica-Bold, in 1/1000 em (Adobe AFM).
+const HELVETICA_BOLD: [u16; 95] = [
+    278, 333, 474, 556, 556, 889, 722, 238, 333, 333, 389, 584, 278, 333, 278, 278, 556, 556, 556,
+    556, 556, 556, 556, 556, 556, 556, 333, 333, 584, 584, 584, 611, 975, 722, 722, 722, 722, 667,
+    611, 778, 722, 278, 556, 722, 611, 833, 722, 778, 667, 778, 722, 667, 611, 722, 667, 944, 667,
+    667, 611, 333, 278, 333, 584, 556, 333, 556, 611, 556, 611, 556, 333, 611, 611, 278, 278, 556,
+    278, 889, 611, 611, 611, 611, 389, 556, 333, 611, 556, 778, 556, 556, 500, 389, 280, 389, 584,
+];
+
+/// Break `text` into lines no wider than `width` points. Words longer than a line (hashes, paths)
+/// are broken between characters, so nothing ever runs outside its cell. Newlines are kept.
+pub fn wrap(text: &str, face: Face, size: f32, width: f32) -> Vec<String> {
+    let mut lines = Vec::new();
+    for paragraph in text.split('\n') {
+        let paragraph = win_ansi(paragraph);
+        let mut line = String::new();
+        for word in paragraph.split(' ').filter(|w| !w.is_empty()) {
+            let candidate = if line.is_empty() {
+                word.to_string()
+            } else {
+                format!("{line} {word}")
+            };
+            if face.width(&candidate, size) <= width {
+                line = candidate;
+                continue;
+            }
+            if !line.is_empty() {
+                lines.push(std::mem::take(&mut line));
+            }
+            if face.width(word, size) <= width {
+                line = word.to_string();
+                continue;
+            }
+            for c in word.chars() {
+                let mut next = line.clone();
+                next.push(c);
+                if face.width(&next, size) > width && !line.is_empty() {
+                    lines.push(std::mem::take(&mut line));
+                    line.push(c);
+                } else {
+                    line = next;
+                }
+            }
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_follow_the_afm() {
+        // "Hello" in Helvetica: H 722 + e 556 + l 222 + l 222 + o 556 = 2278.
+        assert!((Face::Regular.width("Hello", 10.0) - 22.78).abs() < 1e-3);
+        assert_eq!(Face::Mono.width("abcd", 10.0), 24.0);
+        assert_eq!(
+            Face::Regular.width("Müller", 10.0),
+            Face::Regular.width("Muller", 10.0)
+        );
+    }
+
+    #[test]
+    fn wraps_words_and_breaks_long_tokens() {
+        let lines = wrap("aaaa bbbb cccc", Face::Mono, 10.0, 6.0 * 9.0);
+        assert_eq!(lines, ["aaaa bbbb", "cccc"]);
+        let hash = "0123456789abcdef0123456789abcdef";
+        let lines = wrap(hash, Face::Mono, 10.0, 60.0);
+        assert_eq!(lines.concat(), hash);
+        assert!(lines.iter().all(|l| Face::Mono.width(l, 10.0) <= 60.0));
+        assert_eq!(wrap("a\nb", Face::Regular, 10.0, 100.0), ["a", "b"]);
+    }
+
+    #[test]
+    fn keeps_latin_letters_and_marks_the_rest() {
+        assert_eq!(
+            win_ansi("Sven Lindqvist, Jörg Müller"),
+            "Sven Lindqvist, Jörg Müller"
+        );
+        assert_eq!(win_ansi("Łukasz 李"), "?ukasz ?");
+    }
+}

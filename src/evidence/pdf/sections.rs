@@ -1,0 +1,555 @@
+//! The sections of report.pdf, in reading order.
+
+use super::layout::{Column, Layout, BODY, CONTENT_W, MARGIN_X};
+use super::metrics::{wrap, Face};
+use crate::evidence::pgp_words::pgp_words;
+use crate::evidence::report::{KeyRecord, Report, StepRecord};
+use crate::hsm::spki::grouped_hex;
+use crate::hsm::KeyAttributes;
+use printpdf::Op;
+
+pub fn layout(report: &Report) -> Vec<Vec<Op>> {
+    let mut l = Layout::new();
+    cover(&mut l, report);
+    participants(&mut l, report);
+    hsm(&mut l, report);
+    keys(&mut l, report);
+    certificates(&mut l, report);
+    quorum(&mut l, report);
+    attachments(&mut l, report);
+    transcript(&mut l, report);
+    exceptions(&mut l, report);
+    artifacts(&mut l, report);
+    log_head(&mut l, report);
+    signatures(&mut l, report);
+    l.finish()
+}
+
+fn regular(label: &str, value: impl Into<String>) -> (&str, String, Face) {
+    (label, value.into(), Face::Regular)
+}
+
+fn mono(label: &str, value: impl Into<String>) -> (&str, String, Face) {
+    (label, value.into(), Face::Mono)
+}
+
+fn result_line(report: &Report) -> String {
+    match (&report.result[..], &report.abort_reason) {
+        ("completed", None) => "COMPLETED".into(),
+        (_, Some(reason)) => format!("ABORTED: {reason}"),
+        (other, None) => other.to_uppercase(),
+    }
+}
+
+fn cover(l: &mut Layout, r: &Report) {
+    l.para(Face::Bold, 10.0, "KEY CEREMONY REPORT");
+    l.title(&r.ceremony.name, 20.0);
+    l.space(10.0);
+    if r.rehearsal {
+        l.para(
+            Face::Bold,
+            11.0,
+            "REHEARSAL on throw-away SoftHSM tokens: the keys in this report prove nothing about a \
+             real HSM and must never be trusted.",
+        );
+    }
+    let confirmations = match (&r.confirmations.kind[..], &r.confirmations.answers_sha256) {
+        ("answers-file", Some(sha)) => format!("answers file, SHA-256 {}", grouped_hex(sha)),
+        ("auto", _) => "automatic (rehearse --auto): nobody confirmed in person".into(),
+        (kind, _) => kind.replace('-', " "),
+    };
+    l.key_values(&[
+        regular("Result", result_line(r)),
+        regular("Ceremony id", &r.ceremony.id),
+        regular("Type", &r.ceremony.kind),
+        regular("Place", &r.ceremony.place),
+        regular("Security level", r.ceremony.security_level.to_string()),
+        regular("Started (UTC)", &r.started),
+        regular("Ended (UTC)", &r.ended),
+        regular("Confirmations", confirmations),
+        regular("Script", &r.script_file),
+        mono("Script SHA-256", grouped_hex(&r.script_sha256)),
+        regular("Tool", format!("{} {}", r.tool, r.tool_version)),
+        mono(
+            "Audit-log head",
+            format!("seq {}: {}", r.log_head.seq, grouped_hex(&r.log_head.hash)),
+        ),
+        regular("Report format", r.report_format.to_string()),
+    ]);
+    l.para(
+        Face::Regular,
+        BODY,
+        "This report is rendered from report.json, which keyrite derives from the hash-chained \
+         audit log (audit.jsonl) and nothing else. The footer of every page carries the SHA-256 of \
+         report.json. `keyrite verify` on the evidence folder re-checks the log chain, rebuilds \
+         report.json from the log, re-renders this PDF and demands byte equality.",
+    );
+    if let Some(pre) = &r.preflight {
+        l.subheading("Ceremony laptop (pre-flight)");
+        let online: Vec<&str> = pre.host.online_interfaces();
+        l.key_values(&[
+            regular("Host", &pre.host.hostname),
+            regular("Operating system", &pre.host.os),
+            regular("Kernel", &pre.host.kernel),
+            regular(
+                "Clock (UTC) / zone",
+                format!("{} / {}", pre.host.utc_time, pre.host.time_zone),
+            ),
+            regular(
+                "Offline",
+                if pre.offline {
+                    "yes: no network interface up except loopback".to_string()
+                } else {
+                    format!("NO: interfaces up: {}", online.join(", "))
+                },
+            ),
+            regular(
+                "Warnings",
+                if pre.warnings.is_empty() {
+                    "none".to_string()
+                } else {
+                    pre.warnings.join("\n")
+                },
+            ),
+        ]);
+    }
+}
+
+fn roles(roles: &[crate::script::Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn participants(l: &mut Layout, r: &Report) {
+    l.heading("Participants");
+    let rows: Vec<Vec<String>> = r
+        .participants
+        .iter()
+        .map(|p| {
+            let steps = r
+                .steps
+                .iter()
+                .filter(|s| s.confirmations.iter().any(|c| c.person == p.name))
+                .count();
+            vec![
+                p.name.clone(),
+                roles(&p.roles),
+                p.organisation.clone().unwrap_or_default(),
+                steps.to_string(),
+            ]
+        })
+        .collect();
+    l.table(
+        &[
+            Column::new("Name", 0.3, Face::Regular),
+            Column::new("Role(s)", 0.27, Face::Regular),
+            Column::new("Organisation", 0.28, Face::Regular),
+            Column::new("Steps confirmed", 0.15, Face::Regular),
+        ],
+        &rows,
+    );
+    l.para(
+        Face::Regular,
+        8.5,
+        "Identity checks are steps of the script (for example a manual \"check everyone's \
+         identity\" step); who confirmed and witnessed them is in the step transcript.",
+    );
+}
+
+fn hsm(l: &mut Layout, r: &Report) {
+    l.heading("Hardware security module");
+    let Some(h) = &r.hsm else {
+        l.para(
+            Face::Regular,
+            BODY,
+            "The HSM was never activated in this ceremony.",
+        );
+        return;
+    };
+    l.key_values(&[
+        regular("Make", &h.manufacturer),
+        regular("Model", &h.model),
+        mono("Serial", &h.serial),
+        regular("Firmware version", &h.firmware_version),
+        regular("Hardware version", &h.hardware_version),
+        regular("Token label", &h.token_label),
+        regular(
+            "PKCS#11 library",
+            format!(
+                "{} ({}), version {}",
+                h.library_description, h.library_manufacturer, h.library_version
+            ),
+        ),
+        mono("Module path", &h.module_path),
+    ]);
+}
+
+fn attribute_line(a: &KeyAttributes) -> String {
+    let show = |name: &str, v: Option<bool>| {
+        format!(
+            "{name}={}",
+            v.map_or("unreported".to_string(), |b| b.to_string())
+        )
+    };
+    [
+        show("CKA_LOCAL", a.local),
+        show("CKA_NEVER_EXTRACTABLE", a.never_extractable),
+        show("CKA_ALWAYS_SENSITIVE", a.always_sensitive),
+        show("CKA_EXTRACTABLE", a.extractable),
+        show("CKA_SENSITIVE", a.sensitive),
+    ]
+    .join(", ")
+}
+
+/// The key hash as PGP words, four words to a group to match four hex digits... of two bytes each.
+pub fn key_hash_words(hash_hex: &str) -> String {
+    match hex::decode(hash_hex) {
+        Ok(bytes) => pgp_words(&bytes)
+            .chunks(2)
+            .map(|pair| pair.join(" "))
+            .collect::<Vec<_>>()
+            .join("  /  "),
+        Err(_) => "(the recorded key hash is not hex)".into(),
+    }
+}
+
+fn key(l: &mut Layout, k: &KeyRecord) {
+    l.subheading(&format!("Key \"{}\"", k.label));
+    l.key_values(&[
+        regular("Algorithm", format!("{} ({} bits)", k.algorithm, k.bits)),
+        mono("CKA_ID", &k.id),
+        regular("Generated (UTC)", &k.generated),
+        regular(
+            "Made in the HSM",
+            if k.generated_in_hsm {
+                "yes: generated on the token, never extractable, always sensitive"
+            } else {
+                "NOT PROVEN: the attributes below do not show in-HSM generation"
+            },
+        ),
+        regular("Attributes", attribute_line(&k.attributes)),
+        regular("Public key file", &k.public_key_file),
+    ]);
+    // The key hash on one line of its own, large enough to read aloud, then as PGP words.
+    l.ensure(90.0);
+    l.para(
+        Face::Bold,
+        BODY,
+        "Key hash (SHA-256 of the DER SubjectPublicKeyInfo), to read aloud:",
+    );
+    l.para(Face::Mono, 10.0, &grouped_hex(&k.key_hash));
+    l.para(
+        Face::Bold,
+        BODY,
+        "The same key hash in PGP words (two words per group of four hex digits):",
+    );
+    l.para(Face::Regular, BODY, &key_hash_words(&k.key_hash));
+    l.space(4.0);
+}
+
+fn keys(l: &mut Layout, r: &Report) {
+    l.heading("Keys");
+    if r.keys.is_empty() {
+        l.para(
+            Face::Regular,
+            BODY,
+            "No key was generated in this ceremony.",
+        );
+    }
+    for k in &r.keys {
+        key(l, k);
+    }
+}
+
+fn certificates(l: &mut Layout, r: &Report) {
+    l.heading("Certificates");
+    if r.certificates.is_empty() {
+        l.para(
+            Face::Regular,
+            BODY,
+            "No certificate was signed in this ceremony.",
+        );
+    }
+    for c in &r.certificates {
+        l.subheading(&format!("Certificate \"{}\"", c.name));
+        l.key_values(&[
+            regular("Subject", &c.subject),
+            mono("Serial", &c.serial),
+            regular("Valid from (UTC)", &c.not_before),
+            regular("Valid until (UTC)", &c.not_after),
+            regular("Signature algorithm", &c.signature_algorithm),
+            regular("Signed with key", &c.key),
+            mono("SHA-256 fingerprint", grouped_hex(&c.sha256_fingerprint)),
+            regular("File", &c.file),
+        ]);
+    }
+}
+
+fn quorum(l: &mut Layout, r: &Report) {
+    l.heading("Activation quorum");
+    let Some(q) = &r.quorum else {
+        l.para(
+            Face::Regular,
+            BODY,
+            "No M-of-N quorum was split, used or checked in this ceremony.",
+        );
+        return;
+    };
+    l.key_values(&[
+        regular("Threshold", format!("{} of {} cards", q.threshold, q.total)),
+        regular("Split in ceremony", &q.split_ceremony_id),
+        mono("Commitments SHA-256", grouped_hex(&q.commitments_sha256)),
+    ]);
+    let rows: Vec<Vec<String>> = q
+        .cards
+        .iter()
+        .map(|c| {
+            vec![
+                c.index.to_string(),
+                c.holder.clone(),
+                c.token_label.clone(),
+                c.serial.clone(),
+                c.bag.clone(),
+                c.result.clone(),
+            ]
+        })
+        .collect();
+    l.table(
+        &[
+            Column::new("Share", 0.08, Face::Regular),
+            Column::new("Holder", 0.22, Face::Regular),
+            Column::new("Card token", 0.2, Face::Regular),
+            Column::new("Card serial", 0.18, Face::Mono),
+            Column::new("Bag serial", 0.17, Face::Mono),
+            Column::new("Result", 0.15, Face::Regular),
+        ],
+        &rows,
+    );
+}
+
+fn attachments(l: &mut Layout, r: &Report) {
+    if r.attachments.is_empty() {
+        return;
+    }
+    l.heading("Attached external evidence");
+    l.para(
+        Face::Regular,
+        8.5,
+        "Files kept outside the evidence folder (recordings, scanned sheets). Check each with \
+         `sha256sum FILE`.",
+    );
+    let rows: Vec<Vec<String>> = r
+        .attachments
+        .iter()
+        .map(|a| {
+            vec![
+                format!("{}\n{}", a.description, a.file_name),
+                a.size.to_string(),
+                grouped_hex(&a.sha256),
+                format!("{}\n{}", a.step, a.time),
+            ]
+        })
+        .collect();
+    l.table(
+        &[
+            Column::new("What / file name", 0.32, Face::Regular),
+            Column::new("Bytes", 0.12, Face::Regular),
+            Column::new("SHA-256", 0.34, Face::Mono),
+            Column::new("Step / time (UTC)", 0.22, Face::Regular),
+        ],
+        &rows,
+    );
+}
+
+fn confirmers(s: &StepRecord) -> String {
+    let mut lines: Vec<String> = s
+        .confirmations
+        .iter()
+        .map(|c| {
+            let time = c.time.get(11..19).unwrap_or(&c.time);
+            let kind = if c.counts_for == "witness" {
+                "witness"
+            } else {
+                c.role.as_str()
+            };
+            format!("{time} {} ({kind})", c.person)
+        })
+        .collect();
+    for refusal in &s.refusals {
+        lines.push(format!(
+            "REFUSED{}: {}",
+            refusal
+                .person
+                .as_ref()
+                .map(|p| format!(" by {p}"))
+                .unwrap_or_default(),
+            refusal.reason
+        ));
+    }
+    lines.join("\n")
+}
+
+fn transcript(l: &mut Layout, r: &Report) {
+    l.heading("Step transcript");
+    let time = |t: &Option<String>| {
+        t.as_deref()
+            .map(|t| t.get(11..19).unwrap_or(t).to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    let rows: Vec<Vec<String>> = r
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            // Spaces instead of underscores, so a long action name wraps between its words.
+            let action = s.action.as_str().replace('_', " ");
+            vec![
+                (i + 1).to_string(),
+                format!("{}\n{}", s.title, s.id),
+                action,
+                format!("{}\n{}", time(&s.started), time(&s.ended)),
+                confirmers(s),
+                s.result.clone(),
+            ]
+        })
+        .collect();
+    l.table(
+        &[
+            Column::new("#", 0.045, Face::Regular),
+            Column::new("Step", 0.255, Face::Regular),
+            Column::new("Action", 0.12, Face::Regular),
+            Column::new("Start / end (UTC)", 0.11, Face::Regular),
+            Column::new("Confirmed by (UTC time, name, role)", 0.36, Face::Regular),
+            Column::new("Result", 0.11, Face::Regular),
+        ],
+        &rows,
+    );
+    l.para(
+        Face::Regular,
+        8.5,
+        "All times are UTC; the dates are those of the cover page. \"witness\" marks an attestation, \
+         which never counts towards dual control.",
+    );
+}
+
+fn exceptions(l: &mut Layout, r: &Report) {
+    l.heading("Exceptions");
+    if r.exceptions.is_empty() {
+        l.para(Face::Regular, BODY, "No exception was recorded.");
+        return;
+    }
+    let rows: Vec<Vec<String>> = r
+        .exceptions
+        .iter()
+        .map(|e| {
+            vec![
+                e.time.clone(),
+                e.step.clone(),
+                e.person.clone(),
+                e.text.clone(),
+            ]
+        })
+        .collect();
+    l.table(
+        &[
+            Column::new("Time (UTC)", 0.2, Face::Regular),
+            Column::new("Step", 0.18, Face::Regular),
+            Column::new("Reported by", 0.18, Face::Regular),
+            Column::new("What happened", 0.44, Face::Regular),
+        ],
+        &rows,
+    );
+}
+
+fn artifacts(l: &mut Layout, r: &Report) {
+    l.heading("Files in the evidence folder");
+    let rows: Vec<Vec<String>> = r
+        .artifacts
+        .iter()
+        .map(|a| vec![a.path.clone(), a.size.to_string(), grouped_hex(&a.sha256)])
+        .collect();
+    l.table(
+        &[
+            Column::new("File", 0.34, Face::Regular),
+            Column::new("Bytes", 0.12, Face::Regular),
+            Column::new("SHA-256", 0.54, Face::Mono),
+        ],
+        &rows,
+    );
+}
+
+fn log_head(l: &mut Layout, r: &Report) {
+    // A short section: keep it on one page.
+    l.ensure(115.0);
+    l.heading("Audit-log head");
+    l.para(
+        Face::Bold,
+        BODY,
+        &format!(
+            "Hash of log entry {} (the last before report_written):",
+            r.log_head.seq
+        ),
+    );
+    l.para(Face::Mono, 10.0, &grouped_hex(&r.log_head.hash));
+    l.para(
+        Face::Regular,
+        BODY,
+        "Every log entry carries the hash of the one before, so this hash fixes the whole log up to \
+         this point. Compare it with the hash written by hand on the paper script during the \
+         ceremony. The log's last entry (report_written) records the SHA-256 of report.json shown \
+         in the footer.",
+    );
+}
+
+fn signatures(l: &mut Layout, r: &Report) {
+    l.new_page();
+    l.title("Signatures", 16.0);
+    l.space(6.0);
+    l.para(
+        Face::Regular,
+        BODY,
+        "By signing, each participant states that this report is a true record of the ceremony \
+         they took part in, and that the key hashes and the audit-log head above match what was \
+         shown and read aloud in the room.",
+    );
+    l.space(4.0);
+    for p in &r.participants {
+        let name_w = CONTENT_W * 0.55;
+        let names = wrap(&p.name, Face::Bold, 11.0, name_w);
+        let mut role = roles(&p.roles);
+        if let Some(org) = &p.organisation {
+            role = format!("{role} - {org}");
+        }
+        let role_lines = wrap(&role, Face::Regular, 9.0, name_w);
+        // Room for every line of the name and role, then at least 40 pt to sign in.
+        let text_h = 13.0 * names.len() as f32 + 11.0 * role_lines.len() as f32;
+        let block = (text_h + 60.0).max(96.0);
+        l.ensure(block);
+        let top = l.y();
+        let mut y = top - 12.0;
+        for line in &names {
+            l.text_at(MARGIN_X, y, Face::Bold, 11.0, line);
+            y -= 13.0;
+        }
+        for line in &role_lines {
+            l.text_at(MARGIN_X, y, Face::Regular, 9.0, line);
+            y -= 11.0;
+        }
+        let date_x = MARGIN_X + CONTENT_W * 0.62;
+        l.text_at(date_x, top - 12.0, Face::Regular, 9.0, "Date:");
+        l.line(
+            date_x + 26.0,
+            top - 13.0,
+            MARGIN_X + CONTENT_W,
+            top - 13.0,
+            0.5,
+        );
+        let line_y = top - block + 20.0;
+        l.line(MARGIN_X, line_y, MARGIN_X + CONTENT_W, line_y, 0.7);
+        l.text_at(MARGIN_X, line_y - 10.0, Face::Regular, 7.5, "Signature");
+        l.set_y(top - block);
+    }
+}
