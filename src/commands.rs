@@ -264,12 +264,7 @@ impl Front<'_> {
     }
 }
 
-fn run(
-    path: &Path,
-    out: &Path,
-    front: Front<'_>,
-    signers_ca: Option<&Path>,
-) -> Result<i32> {
+fn run(path: &Path, out: &Path, front: Front<'_>, signers_ca: Option<&Path>) -> Result<i32> {
     let Front { answers, auto, .. } = front;
     if auto {
         return Err(Error::input(

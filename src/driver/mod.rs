@@ -4,8 +4,8 @@
 //! Every engine event and every HSM intent and result goes into the audit log before the loop moves on.
 
 mod actions;
-pub mod personal_cards;
 pub mod operator;
+pub mod personal_cards;
 pub mod pins;
 pub mod preflight;
 pub mod prompt;
@@ -178,8 +178,13 @@ impl Ceremony<'_> {
         let bundle = state.bundle.clone();
         let mut cards = std::mem::take(&mut state.cards);
         let mut outcome = finish(state, engine)?;
-        outcome.unsigned =
-            personal_cards::sign_reports(&bundle, &loaded.script, &mut cards, io.pins, io.operator)?;
+        outcome.unsigned = personal_cards::sign_reports(
+            &bundle,
+            &loaded.script,
+            &mut cards,
+            io.pins,
+            io.operator,
+        )?;
         Ok(outcome)
     }
 }
