@@ -156,3 +156,28 @@ fn screen_final_with_report_signatures() {
     );
     snap("final_signed", &m);
 }
+
+#[test]
+fn a_failed_step_shown_after_a_pin_request_keeps_the_request() {
+    // The driver logs step_failed, aborts, then asks a card PIN for the report signature; the UI
+    // may read the log tail after that request.
+    let mut m = at_step(3);
+    driver(&mut m, DriverEvent::NeedPin(card_pin()));
+    typed(&mut m, "Kq");
+    let failed = EvidenceRow {
+        seq: 100,
+        time: "00:41:08".into(),
+        kind: "step_failed".into(),
+        hash: "0badf00d".into(),
+        step: Some("activate-hsm".into()),
+        reason: Some("C_Login failed: CKR_PIN_INCORRECT".into()),
+    };
+    update(&mut m, Msg::Evidence(vec![failed]));
+    assert!(matches!(m.modal, Modal::Error { .. }), "{:?}", m.modal);
+    key(&mut m, KeyCode::Enter);
+    let Modal::Pin { ask, buffer, .. } = &m.modal else {
+        panic!("{:?}", m.modal);
+    };
+    assert_eq!(ask.kind, PinKind::PersonalCard);
+    assert!(buffer.is_empty());
+}

@@ -408,6 +408,12 @@ fn evidence(model: &mut Model, rows: Vec<EvidenceRow>) {
             {
                 step.state = StepState::Failed;
             }
+            // A PIN modal already open waits behind the error (its half-typed PIN is wiped).
+            if let Modal::Pin { ask, warning, .. } =
+                std::mem::replace(&mut model.modal, Modal::None)
+            {
+                model.pending_pin = Some((ask, warning));
+            }
             model.modal = Modal::Error {
                 title: format!(
                     "Step \"{}\" failed",
