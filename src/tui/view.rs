@@ -486,6 +486,10 @@ fn render_final(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
             theme.bad(),
         ));
     }
+    // A small screen drops the blank lines before it cuts anything from the bottom.
+    if wrapped_height(&lines, area.width.saturating_sub(2)) > area.height.saturating_sub(2) {
+        lines.retain(|l| l.width() > 0);
+    }
     frame.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
