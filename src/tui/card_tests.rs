@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 
 const CARD_PROMPT: &str =
     "Omar Haddad, enter the PIN of your personal card \"card-omar-haddad\" (serial 5b0e1c7d42a9f386): ";
-const REFUSED: &str = "Omar Haddad's card refused the login: C_Login failed: CKR_PIN_INCORRECT — the PIN is wrong — ask the holder to type it again";
+const REFUSED: &str = "Omar Haddad's card refused the login: C_Login returned CKR_PIN_INCORRECT: log in to token \"card-omar-haddad\" as user — the PIN was wrong: re-enter it carefully. Tokens lock after a few wrong tries, so check the remaining tries (pkcs11-tool -L shows 'user PIN count low' / 'final try') first";
 
 fn card_pin() -> PinAsk {
     PinAsk {
