@@ -1,6 +1,8 @@
 //! The terminal UI end to end, in a detached tmux session at 80×24: the real binary, every
-//! confirmation typed with send-keys, every wait on screen text (polling capture-pane, never a blind
-//! sleep), the bundle verified afterwards, and every captured screen searched for the PINs.
+//! confirmation typed with send-keys, every PIN (the HSM's, and each personal card's after each
+//! carded confirmation and for the report signatures) typed into the masked modal, every wait on
+//! screen text (polling capture-pane, never a blind sleep), the bundle verified afterwards, and every
+//! captured screen searched for the PINs.
 
 mod common;
 
@@ -15,6 +17,28 @@ const OLGA: char = '3';
 const SVEN: char = '4';
 const WIEBKE: char = '5';
 const INES: char = '6';
+
+/// Names by picker number, as the card-PIN prompt names them.
+fn name(number: char) -> &'static str {
+    match number {
+        MARIA => "Maria Keller",
+        OMAR => "Omar Haddad",
+        OLGA => "Olga Petrova",
+        SVEN => "Sven Lindqvist",
+        WIEBKE => "Wiebke Janssen",
+        _ => "Ines Moreau",
+    }
+}
+
+/// Every participant's personal card, by the labels of ceremony-scripts/root-ca-p256.toml.
+const CARDS: [(&str, &str); 6] = [
+    ("Maria Keller", "card-maria-keller"),
+    ("Omar Haddad", "card-omar-haddad"),
+    ("Olga Petrova", "card-olga-petrova"),
+    ("Sven Lindqvist", "card-sven-lindqvist"),
+    ("Wiebke Janssen", "card-wiebke-janssen"),
+    ("Ines Moreau", "card-ines-moreau"),
+];
 
 /// Who confirms each of the 9 steps (as in softhsm-tests/interactive.rs).
 const STEPS: [&[char]; 9] = [
@@ -113,6 +137,16 @@ impl Tmux {
     fn confirm(&self, number: char) {
         self.keys(&["c", &number.to_string()]);
     }
+
+    /// Wait for `person`'s card-PIN modal, type `pin` (checking it shows masked), and submit it.
+    fn card_pin(&mut self, person: &str, pin: &str) -> String {
+        let modal = self.wait_for(&format!("{person}, enter the PIN of your personal card"));
+        assert!(modal.contains("Personal card PIN"), "{modal}");
+        self.literal(pin);
+        self.wait_for(&format!("PIN: {}", "•".repeat(pin.chars().count())));
+        self.keys(&["Enter"]);
+        modal
+    }
 }
 
 impl Drop for Tmux {
@@ -143,8 +177,9 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Walk the 9 steps through the TUI. `on_activate` runs after `g` at the HSM login step.
-fn walk(tmux: &mut Tmux, mut on_activate: impl FnMut(&mut Tmux)) {
+/// Walk the 9 steps through the TUI. `on_activate` runs after `g` at the HSM login step. With
+/// `card_pin`, every participant has a card whose PIN the modal asks after each confirmation.
+fn walk(tmux: &mut Tmux, card_pin: Option<&str>, mut on_activate: impl FnMut(&mut Tmux)) {
     for (i, people) in STEPS.iter().enumerate() {
         let n = i + 1;
         tmux.wait_for(&format!("▶ {n:>2} "));
@@ -153,6 +188,9 @@ fn walk(tmux: &mut Tmux, mut on_activate: impl FnMut(&mut Tmux)) {
         }
         for &p in *people {
             tmux.confirm(p);
+            if let Some(pin) = card_pin {
+                tmux.card_pin(name(p), pin);
+            }
         }
         if n == 1 {
             // The same person twice: the engine refuses, and the TUI says why.
@@ -207,26 +245,86 @@ fn a_rehearsal_walked_through_the_tui_completes_and_verifies() {
     let mut tmux = Tmux::start(dir.path(), &command);
     let first = tmux.wait_for("REHEARSAL");
     assert!(first.contains("level very-high"), "{first}");
-    walk(&mut tmux, |_| {});
+    walk(&mut tmux, None, |_| {});
     let done = tmux.wait_for("Ceremony completed");
     assert!(
         done.contains(&format!("keyrite verify {}", out.display())),
         "{done}"
     );
+    // The rehearsal cards sign the report (very-high: every carded participant); the final screen
+    // lists the signatures.
+    assert!(done.contains("Report signatures and notices:"), "{done}");
+    assert!(done.contains("Maria Keller (carded participant"), "{done}");
     tmux.keys(&["q"]);
     let screen = tmux.wait_for("KEYRITE-EXIT=");
     assert!(screen.contains("KEYRITE-EXIT=0"), "{screen}");
     verify(&out);
-    // The rehearsal's PINs, from its rehearsal.toml, never reach the screen.
+    // Every PIN of the rehearsal's rehearsal.toml (the HSM token, the participants CA and each
+    // throw-away card: an SO and a user PIN per `[[tokens]]` entry) never reaches the screen.
     let toml = std::fs::read_to_string(env.join("rehearsal.toml")).unwrap();
+    let tokens = toml.lines().filter(|l| l.trim() == "[[tokens]]").count();
+    assert!(
+        tokens >= 1 + 1 + CARDS.len(),
+        "HSM, CA and 6 cards:\n{toml}"
+    );
     let pins: Vec<String> = toml
         .lines()
         .filter_map(|l| l.split_once('='))
         .filter(|(k, _)| k.trim().ends_with("_pin"))
         .map(|(_, v)| v.trim().trim_matches('"').to_string())
         .collect();
-    assert_eq!(pins.len(), 2, "{toml}");
+    assert_eq!(pins.len(), 2 * tokens, "{toml}");
     assert_never_shown(&tmux, &pins);
+}
+
+/// A softhsm2-util HSM token, a softhsm2-util card with a certificate from an openssl CA for every
+/// participant (PIN `card_pin`), and the shipped P-256 script at medium (so the pre-flight warns
+/// instead of refusing on a networked test machine). Returns the tmux command that runs it.
+fn run_command(dir: &Path, so_pin: &str, pin: &str, card_pin: &str) -> String {
+    let conf = common::softhsm_util_token(dir, so_pin, pin);
+    let ca = common::softhsm_util_cards(dir, &conf, &CARDS, card_pin);
+    let script = std::fs::read_to_string(root().join("ceremony-scripts/root-ca-p256.toml"))
+        .unwrap()
+        .replace(
+            "security_level = \"very-high\"",
+            "security_level = \"medium\"",
+        );
+    let script_path = dir.join("script.toml");
+    std::fs::write(&script_path, script).unwrap();
+    format!(
+        "SOFTHSM2_CONF={} {} run {} --out {} --signers-ca {}; echo KEYRITE-EXIT=$?; sleep 60",
+        conf.display(),
+        keyrite(),
+        script_path.display(),
+        dir.join("bundle").display(),
+        ca.display()
+    )
+}
+
+/// The security officer's detached CMS signature of report.json checks out with openssl against
+/// the card CA (medium: he is the one required report signer).
+fn assert_report_signed_by_sven(dir: &Path) {
+    let out = dir.join("bundle");
+    let p7s = out.join("signatures/sven-lindqvist.report.json.p7s");
+    assert!(p7s.exists(), "no report signature by Sven Lindqvist");
+    let cms = Command::new("openssl")
+        .args([
+            "cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any",
+        ])
+        .arg("-in")
+        .arg(&p7s)
+        .arg("-content")
+        .arg(out.join("report.json"))
+        .arg("-CAfile")
+        .arg(dir.join("ca.pem"))
+        .args(["-out", "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(
+        cms.status.success(),
+        "openssl cms -verify: {}",
+        String::from_utf8_lossy(&cms.stderr)
+    );
 }
 
 #[test]
@@ -236,48 +334,63 @@ fn a_run_takes_the_pin_in_the_masked_modal() {
     }
     const PIN: &str = "Kq-owl-Lime";
     const SO_PIN: &str = "Vx-heron-Plum";
+    const CARD_PIN: &str = "Jw-finch-Rye";
     let dir = tempfile::tempdir().unwrap();
-    let conf = common::softhsm_util_token(dir.path(), SO_PIN, PIN);
-    // Medium, so the pre-flight warns instead of refusing on a networked test machine.
-    let script = std::fs::read_to_string(root().join("ceremony-scripts/root-ca-p256.toml"))
-        .unwrap()
-        .replace(
-            "security_level = \"very-high\"",
-            "security_level = \"medium\"",
-        );
-    let script_path = dir.path().join("script.toml");
-    std::fs::write(&script_path, script).unwrap();
+    let command = run_command(dir.path(), SO_PIN, PIN, CARD_PIN);
     let out = dir.path().join("bundle");
-    let command = format!(
-        "SOFTHSM2_CONF={} {} run {} --out {}; echo KEYRITE-EXIT=$?; sleep 60",
-        conf.display(),
-        keyrite(),
-        script_path.display(),
-        out.display()
-    );
     let mut tmux = Tmux::start(dir.path(), &command);
-    walk(&mut tmux, |tmux| {
-        tmux.wait_for("User PIN for token");
+    walk(&mut tmux, Some(CARD_PIN), |tmux| {
+        let modal = tmux.wait_for("User PIN for token");
+        assert!(modal.contains("HSM PIN"), "{modal}");
         tmux.literal(PIN);
         let masked = tmux.wait_for(&format!("PIN: {}", "•".repeat(PIN.len())));
         assert!(!masked.contains(PIN));
         tmux.keys(&["Enter"]);
     });
-    tmux.wait_for("Ceremony completed");
+    // The security officer signs the report with his card at the end.
+    tmux.card_pin(name(SVEN), CARD_PIN);
+    let done = tmux.wait_for("Ceremony completed");
+    assert!(
+        done.contains("Sven Lindqvist (security-officer) signed"),
+        "{done}"
+    );
     tmux.keys(&["q"]);
     let screen = tmux.wait_for("KEYRITE-EXIT=");
     assert!(screen.contains("KEYRITE-EXIT=0"), "{screen}");
+    // The driver's notice after each card signature showed in the step pane.
+    assert!(
+        tmux.seen
+            .iter()
+            .any(|s| s.contains("Omar Haddad signed the")),
+        "no signature notice was shown"
+    );
     verify(&out);
+    assert_report_signed_by_sven(dir.path());
     for file in ["audit.jsonl", "report.json"] {
         let text = std::fs::read_to_string(out.join(file)).unwrap();
-        assert!(!text.contains(PIN), "the PIN reached {file}");
+        assert!(
+            !text.contains(PIN) && !text.contains(CARD_PIN),
+            "a PIN reached {file}"
+        );
     }
-    assert_never_shown(&tmux, &[PIN.to_string(), SO_PIN.to_string()]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let signed: usize = STEPS.iter().map(|people| people.len()).sum();
+    assert_eq!(
+        report["signed_confirmations"].as_array().unwrap().len(),
+        signed,
+        "every confirmation is signed with a card"
+    );
+    assert_never_shown(
+        &tmux,
+        &[PIN.to_string(), SO_PIN.to_string(), CARD_PIN.to_string()],
+    );
 }
 
 /// The unhappy paths through the real binary: a resize below 80×24 and back, an exception typed
-/// into the log, Ctrl-C answered "no", then a wrong PIN: the error dialog, the aborted final
-/// screen, exit code 4, and a bundle that still verifies.
+/// into the log, Ctrl-C answered "no", a wrong card PIN (the card's refusal in the modal, then the
+/// right PIN), then a wrong HSM PIN: the error dialog, the report still signed by the security
+/// officer's card, the aborted final screen, exit code 4, and a bundle that still verifies.
 #[test]
 fn a_wrong_pin_shows_the_error_dialog_and_the_bundle_still_verifies() {
     if !have_tmux() {
@@ -285,24 +398,11 @@ fn a_wrong_pin_shows_the_error_dialog_and_the_bundle_still_verifies() {
     }
     const PIN: &str = "Kq-owl-Lime";
     const WRONG: &str = "Zz-moth-Fig";
+    const CARD_PIN: &str = "Jw-finch-Rye";
+    const WRONG_CARD: &str = "Qy-wren-Oak";
     let dir = tempfile::tempdir().unwrap();
-    let conf = common::softhsm_util_token(dir.path(), "Vx-heron-Plum", PIN);
-    let script = std::fs::read_to_string(root().join("ceremony-scripts/root-ca-p256.toml"))
-        .unwrap()
-        .replace(
-            "security_level = \"very-high\"",
-            "security_level = \"medium\"",
-        );
-    let script_path = dir.path().join("script.toml");
-    std::fs::write(&script_path, script).unwrap();
+    let command = run_command(dir.path(), "Vx-heron-Plum", PIN, CARD_PIN);
     let out = dir.path().join("bundle");
-    let command = format!(
-        "SOFTHSM2_CONF={} {} run {} --out {}; echo KEYRITE-EXIT=$?; sleep 60",
-        conf.display(),
-        keyrite(),
-        script_path.display(),
-        out.display()
-    );
     let mut tmux = Tmux::start(dir.path(), &command);
     tmux.wait_for("▶  1 ");
     // Too small, then back: the screen says so, and nothing is lost.
@@ -320,30 +420,112 @@ fn a_wrong_pin_shows_the_error_dialog_and_the_bundle_still_verifies() {
     tmux.keys(&["C-c"]);
     tmux.wait_for("Abort the ceremony?");
     tmux.keys(&["n"]);
-    walk_until_pin(&mut tmux);
+    // A wrong card PIN: the card refuses, and the modal asks again with the card's answer on top.
+    tmux.confirm(MARIA);
+    tmux.card_pin(name(MARIA), WRONG_CARD);
+    // "! " is the modal's warning line (the step pane says "! warning: ").
+    let again = tmux.wait_for("! Maria Keller's card refused the login");
+    assert!(again.contains("Personal card PIN"), "{again}");
+    tmux.card_pin(name(MARIA), CARD_PIN);
+    tmux.wait_for("Maria Keller signed the");
+    walk_until_pin(&mut tmux, CARD_PIN);
     tmux.literal(WRONG);
     tmux.keys(&["Enter"]);
     let error = tmux.wait_for("What failed:");
     assert!(error.contains("failed"), "{error}");
     tmux.wait_for("CKR_PIN_INCORRECT");
     tmux.keys(&["Enter"]);
-    tmux.wait_for("Ceremony aborted");
+    // The aborted ceremony's report is still signed by the security officer.
+    tmux.card_pin(name(SVEN), CARD_PIN);
+    let done = tmux.wait_for("Ceremony aborted");
+    assert!(
+        done.contains("Sven Lindqvist (security-officer) signed"),
+        "{done}"
+    );
     tmux.keys(&["q"]);
     let screen = tmux.wait_for("KEYRITE-EXIT=");
     assert!(screen.contains("KEYRITE-EXIT=4"), "{screen}");
     verify(&out);
+    assert_report_signed_by_sven(dir.path());
     let log = std::fs::read_to_string(out.join("audit.jsonl")).unwrap();
     assert!(log.contains("laptop seal number differs from the inventory"));
-    assert!(!log.contains(WRONG) && !log.contains(PIN));
-    assert_never_shown(&tmux, &[PIN.to_string(), WRONG.to_string()]);
+    for pin in [PIN, WRONG, CARD_PIN, WRONG_CARD] {
+        assert!(!log.contains(pin), "a PIN reached the log");
+    }
+    assert_never_shown(
+        &tmux,
+        &[
+            PIN.to_string(),
+            WRONG.to_string(),
+            CARD_PIN.to_string(),
+            WRONG_CARD.to_string(),
+        ],
+    );
 }
 
-/// Steps 1–3 as in [`walk`], then the go at step 4, up to the PIN dialog.
-fn walk_until_pin(tmux: &mut Tmux) {
+/// Three wrong PINs for a personal card: the modal asks three times, each retry with the card's
+/// refusal on top; then keyrite stops, says why in its dialog, logs the abort (exit code 4), and the
+/// bundle's chain and report stay intact (see the KNOWN GAP below for the two checks that fail).
+#[test]
+fn three_wrong_card_pins_stop_the_ceremony_on_the_record() {
+    if !have_tmux() {
+        return;
+    }
+    const CARD_PIN: &str = "Jw-finch-Rye";
+    const WRONG_CARD: &str = "Qy-wren-Oak";
+    let dir = tempfile::tempdir().unwrap();
+    let command = run_command(dir.path(), "Vx-heron-Plum", "Kq-owl-Lime", CARD_PIN);
+    let out = dir.path().join("bundle");
+    let mut tmux = Tmux::start(dir.path(), &command);
+    tmux.wait_for("▶  1 ");
+    tmux.confirm(MARIA);
+    let first = tmux.card_pin(name(MARIA), WRONG_CARD);
+    assert!(!first.contains("card refused the login"), "{first}");
+    for _ in 0..2 {
+        tmux.wait_for("! Maria Keller's card refused the login");
+        tmux.card_pin(name(MARIA), WRONG_CARD);
+    }
+    let stopped = tmux.wait_for("keyrite stopped");
+    assert!(stopped.contains("CKR_PIN_INCORRECT"), "{stopped}");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Ceremony aborted");
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("KEYRITE-EXIT=");
+    assert!(screen.contains("KEYRITE-EXIT=4"), "{screen}");
+    let log = std::fs::read_to_string(out.join("audit.jsonl")).unwrap();
+    assert!(log.contains("ceremony_aborted") && !log.contains("confirmation_signed"));
+    // KNOWN GAP in the driver (src/driver/mod.rs, personal_cards.rs), not in the TUI: when a card
+    // refuses three PINs, the `confirmed` entry stays in the log unsigned, and keyrite stops before
+    // the report signatures, so verify fails exactly these two checks while the hash chain and the
+    // report are intact. Once the driver handles it, replace this block with `verify(&out)`.
+    let verified = Command::new(keyrite())
+        .arg("verify")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        table.contains("hash chain of") && table.contains("intact"),
+        "{table}"
+    );
+    let failed: Vec<&str> = table.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert_eq!(failed.len(), 2, "{table}");
+    assert!(failed[0].contains("by Maria Keller (step preflight) has no valid card signature"));
+    assert!(failed[1].contains("sven-lindqvist.report.json.p7s"));
+    assert_never_shown(&tmux, &[CARD_PIN.to_string(), WRONG_CARD.to_string()]);
+}
+
+/// Steps 1–3 as in [`walk`] (Maria's step-1 confirmation, with its card PIN, already given), then
+/// the go at step 4, up to the HSM PIN dialog.
+fn walk_until_pin(tmux: &mut Tmux, card_pin: &str) {
     for (i, people) in STEPS.iter().take(4).enumerate() {
         tmux.wait_for(&format!("▶ {:>2} ", i + 1));
         for &p in *people {
+            if i == 0 && p == MARIA {
+                continue;
+            }
             tmux.confirm(p);
+            tmux.card_pin(name(p), card_pin);
         }
         tmux.keys(&["g"]);
     }

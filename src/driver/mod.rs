@@ -4,9 +4,9 @@
 //! Every engine event and every HSM intent and result goes into the audit log before the loop moves on.
 
 mod actions;
-pub mod personal_cards;
 mod attach;
 pub mod operator;
+pub mod personal_cards;
 pub mod pins;
 pub mod preflight;
 pub mod prompt;
@@ -179,8 +179,13 @@ impl Ceremony<'_> {
         let bundle = state.bundle.clone();
         let mut cards = std::mem::take(&mut state.cards);
         let mut outcome = finish(state, engine)?;
-        outcome.unsigned =
-            personal_cards::sign_reports(&bundle, &loaded.script, &mut cards, io.pins, io.operator)?;
+        outcome.unsigned = personal_cards::sign_reports(
+            &bundle,
+            &loaded.script,
+            &mut cards,
+            io.pins,
+            io.operator,
+        )?;
         Ok(outcome)
     }
 }

@@ -15,8 +15,8 @@ const MAX_NAME_CHARS: usize = 64;
 const MAX_VALIDITY_DAYS: u32 = 36525;
 
 mod artifacts;
-mod cards;
 mod attach;
+mod cards;
 mod participants;
 mod steps;
 

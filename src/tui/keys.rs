@@ -11,7 +11,11 @@ pub(super) fn key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
     let ctrl_c = key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
     let modal = std::mem::replace(&mut model.modal, Modal::None);
     match modal {
-        Modal::Pin { prompt, mut buffer } => match key.code {
+        Modal::Pin {
+            ask,
+            warning,
+            mut buffer,
+        } => match key.code {
             KeyCode::Enter if !buffer.is_empty() => {
                 let pin = SecretString::from(buffer.as_str());
                 vec![Command::Pin(Ok(pin))]
@@ -26,16 +30,28 @@ pub(super) fn key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
             )))],
             KeyCode::Backspace => {
                 buffer.pop();
-                model.modal = Modal::Pin { prompt, buffer };
+                model.modal = Modal::Pin {
+                    ask,
+                    warning,
+                    buffer,
+                };
                 Vec::new()
             }
             KeyCode::Char(c) => {
                 buffer.push(c);
-                model.modal = Modal::Pin { prompt, buffer };
+                model.modal = Modal::Pin {
+                    ask,
+                    warning,
+                    buffer,
+                };
                 Vec::new()
             }
             _ => {
-                model.modal = Modal::Pin { prompt, buffer };
+                model.modal = Modal::Pin {
+                    ask,
+                    warning,
+                    buffer,
+                };
                 Vec::new()
             }
         },

@@ -8,10 +8,13 @@
 
 mod keys;
 pub mod model;
+mod pin_view;
 pub mod proxy;
 pub mod quorum;
 pub mod view;
 
+#[cfg(test)]
+mod card_tests;
 #[cfg(test)]
 mod tests;
 

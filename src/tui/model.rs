@@ -118,9 +118,11 @@ pub enum Modal {
         person: String,
         text: String,
     },
-    /// The PIN modal: masked, the buffer is zeroized when dropped.
+    /// The PIN modal: masked, the buffer is zeroized when dropped. `warning` is the driver's warning
+    /// that came just before this request (a card that refused the previous PIN).
     Pin {
-        prompt: String,
+        ask: PinAsk,
+        warning: Option<String>,
         buffer: Zeroizing<String>,
     },
     /// Ctrl-C: ask before aborting.
@@ -147,9 +149,10 @@ impl std::fmt::Debug for Modal {
                 .field("person", person)
                 .field("text", text)
                 .finish(),
-            Modal::Pin { prompt, .. } => f
+            Modal::Pin { ask, warning, .. } => f
                 .debug_struct("Pin")
-                .field("prompt", prompt)
+                .field("ask", ask)
+                .field("warning", warning)
                 .finish_non_exhaustive(),
             Modal::ConfirmAbort => f.write_str("ConfirmAbort"),
             Modal::Error { title, what, todo } => f
@@ -158,6 +161,37 @@ impl std::fmt::Debug for Modal {
                 .field("what", what)
                 .field("todo", todo)
                 .finish(),
+        }
+    }
+}
+
+/// Whose PIN the driver asks for: the HSM's, a custodian's quorum card's, or a participant's
+/// personal signing card's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinKind {
+    Hsm,
+    CustodianCard,
+    PersonalCard,
+}
+
+/// A PIN request as the TUI shows it: the driver's own prompt (`PinRequest::prompt`) and its kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinAsk {
+    pub kind: PinKind,
+    pub prompt: String,
+}
+
+impl PinAsk {
+    pub fn of(request: &crate::driver::pins::PinRequest<'_>) -> Self {
+        use crate::driver::pins::PinRequest;
+        let kind = match request {
+            PinRequest::HsmUser(_) => PinKind::Hsm,
+            PinRequest::CustodianCard { .. } => PinKind::CustodianCard,
+            PinRequest::PersonalCard { .. } => PinKind::PersonalCard,
+        };
+        PinAsk {
+            kind,
+            prompt: request.prompt(),
         }
     }
 }
@@ -186,7 +220,7 @@ pub enum DriverEvent {
     /// The driver waits for the next input at this step.
     NeedInput(StepPlan),
     /// The driver waits for a PIN.
-    NeedPin(String),
+    NeedPin(PinAsk),
     /// The quorum screen (wired by the quorum driver; see `super::quorum`).
     Quorum(Option<QuorumView>),
     Finished(Finished),
@@ -235,6 +269,15 @@ pub struct Model {
     /// asks. A confirmation or go is only ever delivered to the step it was given for.
     pub queued: VecDeque<(Option<String>, Input)>,
     pub modal: Modal,
+    /// A PIN request that came while another modal (a pick, an exception, Ctrl-C's question, an
+    /// error) was open: the PIN modal opens when that one closes, so keys meant for it never land in
+    /// the PIN.
+    pub pending_pin: Option<(PinAsk, Option<String>)>,
+    /// The driver's last event, when it was a warning: shown in a PIN modal that follows at once.
+    pin_warning: Option<String>,
+    /// Notices since the driver last asked for input (at the end: the report signatures, or why
+    /// one is missing), for the final screen.
+    pub closing: Vec<Note>,
     pub finished: Option<Finished>,
     last_seq: Option<u64>,
 }
@@ -279,6 +322,9 @@ impl Model {
             awaiting: false,
             queued: VecDeque::new(),
             modal: Modal::None,
+            pending_pin: None,
+            pin_warning: None,
+            closing: Vec::new(),
             finished: None,
             last_seq: None,
         }
@@ -320,10 +366,34 @@ pub fn update(model: &mut Model, msg: Msg) -> Vec<Command> {
             evidence(model, rows);
             Vec::new()
         }
-        Msg::Driver(event) => driver(model, event),
-        Msg::Key(key) => super::keys::key(model, key),
+        Msg::Driver(event) => {
+            let commands = driver(model, event);
+            open_pending_pin(model);
+            commands
+        }
+        Msg::Key(key) => {
+            let commands = super::keys::key(model, key);
+            open_pending_pin(model);
+            commands
+        }
     }
 }
+
+/// A PIN request waits while another modal is open; it opens as soon as the screen is free.
+fn open_pending_pin(model: &mut Model) {
+    if matches!(model.modal, Modal::None) && model.finished.is_none() {
+        if let Some((ask, warning)) = model.pending_pin.take() {
+            model.modal = Modal::Pin {
+                ask,
+                warning,
+                buffer: Zeroizing::new(String::new()),
+            };
+        }
+    }
+}
+
+/// How many closing notices the final screen keeps.
+const CLOSING: usize = 16;
 
 fn evidence(model: &mut Model, rows: Vec<EvidenceRow>) {
     for row in &rows {
@@ -337,6 +407,12 @@ fn evidence(model: &mut Model, rows: Vec<EvidenceRow>) {
                 .find(|s| Some(&s.id) == row.step.as_ref())
             {
                 step.state = StepState::Failed;
+            }
+            // A PIN modal already open waits behind the error (its half-typed PIN is wiped).
+            if let Modal::Pin { ask, warning, .. } =
+                std::mem::replace(&mut model.modal, Modal::None)
+            {
+                model.pending_pin = Some((ask, warning));
             }
             model.modal = Modal::Error {
                 title: format!(
@@ -358,6 +434,21 @@ fn evidence(model: &mut Model, rows: Vec<EvidenceRow>) {
 }
 
 fn driver(model: &mut Model, event: DriverEvent) -> Vec<Command> {
+    let pin_warning = model.pin_warning.take();
+    match &event {
+        DriverEvent::Info(text) | DriverEvent::Warning(text) if model.closing.len() < CLOSING => {
+            let kind = match event {
+                DriverEvent::Info(_) => NoteKind::Info,
+                _ => NoteKind::Warning,
+            };
+            model.closing.push(Note {
+                kind,
+                text: text.clone(),
+            });
+        }
+        DriverEvent::StepStarted { .. } | DriverEvent::NeedInput(_) => model.closing.clear(),
+        _ => {}
+    }
     match event {
         DriverEvent::StepStarted {
             index,
@@ -401,7 +492,10 @@ fn driver(model: &mut Model, event: DriverEvent) -> Vec<Command> {
                 current.plan = plan;
             }
         }
-        DriverEvent::Warning(text) => model.note(NoteKind::Warning, text),
+        DriverEvent::Warning(text) => {
+            model.pin_warning = Some(text.clone());
+            model.note(NoteKind::Warning, text);
+        }
         DriverEvent::Info(text) => model.note(NoteKind::Info, text),
         DriverEvent::NeedInput(plan) => {
             model.working = None;
@@ -423,15 +517,14 @@ fn driver(model: &mut Model, event: DriverEvent) -> Vec<Command> {
             }
             model.awaiting = true;
         }
-        DriverEvent::NeedPin(prompt) => {
-            model.modal = Modal::Pin {
-                prompt,
-                buffer: Zeroizing::new(String::new()),
-            };
+        DriverEvent::NeedPin(ask) => {
+            // Opened by `open_pending_pin` now, or when the modal on screen closes.
+            model.pending_pin = Some((ask, pin_warning));
         }
         DriverEvent::Quorum(view) => model.quorum = view,
         DriverEvent::Finished(finished) => {
             model.working = None;
+            model.pending_pin = None;
             model.awaiting = false;
             if !finished.completed {
                 for row in &mut model.steps {

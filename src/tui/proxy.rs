@@ -2,7 +2,7 @@
 //! thread and talk to the UI thread over channels. The UI thread owns the terminal, so it keeps
 //! redrawing (clock, spinner, elapsed time) while the driver waits on the HSM.
 
-use super::model::{DriverEvent, Msg};
+use super::model::{DriverEvent, Msg, PinAsk};
 use crate::driver::operator::{Notice, Operator};
 use crate::driver::pins::{PinRequest, PinSource};
 use crate::engine::{Input, StepPlan};
@@ -76,7 +76,7 @@ impl PinSource for TuiPins {
             )
         };
         self.to_ui
-            .send(Msg::Driver(DriverEvent::NeedPin(request.prompt())))
+            .send(Msg::Driver(DriverEvent::NeedPin(PinAsk::of(request))))
             .map_err(|_| closed())?;
         self.pins.recv().map_err(|_| closed())?
     }

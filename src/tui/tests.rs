@@ -13,27 +13,27 @@ use secrecy::ExposeSecret;
 use std::path::Path;
 
 /// A PIN made of letters that never occur in hex output.
-const PIN: &str = "Kq-owl-Lime";
+pub(super) const PIN: &str = "Kq-owl-Lime";
 
-fn script() -> Script {
+pub(super) fn script() -> Script {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ceremony-scripts/root-ca-p256.toml");
     script::load(&path)
         .expect("the shipped script loads")
         .script
 }
 
-fn model() -> Model {
+pub(super) fn model() -> Model {
     let mut m = Model::new(&script(), true, "/srv/ceremony/out", true);
     update(&mut m, Msg::Tick("00:41:07".into()));
     m
 }
 
-fn plan(script: &Script, index: usize) -> StepPlan {
+pub(super) fn plan(script: &Script, index: usize) -> StepPlan {
     StepPlan::from_step(&script.steps[index])
 }
 
 /// The model as the driver leaves it at step `index`, waiting for input.
-fn at_step(index: usize) -> Model {
+pub(super) fn at_step(index: usize) -> Model {
     let s = script();
     let mut m = model();
     for i in 0..index {
@@ -62,7 +62,7 @@ fn at_step(index: usize) -> Model {
     m
 }
 
-fn start(s: &Script, index: usize) -> DriverEvent {
+pub(super) fn start(s: &Script, index: usize) -> DriverEvent {
     DriverEvent::StepStarted {
         index,
         total: s.steps.len(),
@@ -71,34 +71,34 @@ fn start(s: &Script, index: usize) -> DriverEvent {
     }
 }
 
-fn driver(m: &mut Model, event: DriverEvent) -> Vec<Command> {
+pub(super) fn driver(m: &mut Model, event: DriverEvent) -> Vec<Command> {
     update(m, Msg::Driver(event))
 }
 
-fn key(m: &mut Model, code: KeyCode) -> Vec<Command> {
+pub(super) fn key(m: &mut Model, code: KeyCode) -> Vec<Command> {
     update(m, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)))
 }
 
-fn ctrl_c(m: &mut Model) -> Vec<Command> {
+pub(super) fn ctrl_c(m: &mut Model) -> Vec<Command> {
     update(
         m,
         Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
     )
 }
 
-fn typed(m: &mut Model, text: &str) {
+pub(super) fn typed(m: &mut Model, text: &str) {
     for c in text.chars() {
         assert!(key(m, KeyCode::Char(c)).is_empty());
     }
 }
 
-fn render(m: &Model, width: u16, height: u16) -> String {
+pub(super) fn render(m: &Model, width: u16, height: u16) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     terminal.draw(|f| view(m, f)).unwrap();
     format!("{}", terminal.backend())
 }
 
-fn snap(name: &str, m: &Model) {
+pub(super) fn snap(name: &str, m: &Model) {
     for (w, h) in [(80, 24), (120, 40)] {
         let screen = render(m, w, h);
         assert!(!screen.contains(PIN), "{name}: the PIN shows");
@@ -106,7 +106,14 @@ fn snap(name: &str, m: &Model) {
     }
 }
 
-fn confirmed(m: &Model) -> Vec<String> {
+pub(super) fn hsm_pin(prompt: &str) -> PinAsk {
+    PinAsk {
+        kind: PinKind::Hsm,
+        prompt: prompt.into(),
+    }
+}
+
+pub(super) fn confirmed(m: &Model) -> Vec<String> {
     m.current.as_ref().unwrap().plan.confirmed_by.clone()
 }
 
@@ -169,7 +176,7 @@ fn a_confirmation_typed_during_one_step_never_lands_on_the_next() {
 #[test]
 fn debug_output_never_shows_the_pin_being_typed() {
     let mut m = at_step(3);
-    driver(&mut m, DriverEvent::NeedPin("PIN?".into()));
+    driver(&mut m, DriverEvent::NeedPin(hsm_pin("PIN?")));
     typed(&mut m, PIN);
     assert!(!format!("{:?}", m.modal).contains(PIN));
 }
@@ -204,7 +211,7 @@ fn the_pin_modal_hands_over_the_typed_pin_and_can_be_cancelled() {
     let mut m = at_step(3);
     driver(
         &mut m,
-        DriverEvent::NeedPin("User PIN for token \"x\": ".into()),
+        DriverEvent::NeedPin(hsm_pin("User PIN for token \"x\": ")),
     );
     typed(&mut m, "Kq-owl-Limx");
     key(&mut m, KeyCode::Backspace);
@@ -215,7 +222,7 @@ fn the_pin_modal_hands_over_the_typed_pin_and_can_be_cancelled() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(m.modal, Modal::None));
-    driver(&mut m, DriverEvent::NeedPin("again".into()));
+    driver(&mut m, DriverEvent::NeedPin(hsm_pin("again")));
     assert!(matches!(
         &key(&mut m, KeyCode::Esc)[..],
         [Command::Pin(Err(_))]
@@ -273,7 +280,7 @@ fn failed_row() -> EvidenceRow {
     }
 }
 
-fn done() -> Finished {
+pub(super) fn done() -> Finished {
     Finished {
         completed: true,
         reason: None,
@@ -334,9 +341,9 @@ fn screen_pin() {
     );
     driver(
         &mut m,
-        DriverEvent::NeedPin(
-            "User PIN for token \"example-root-hsm\" (serial 44d6c8a3b52beca9): ".into(),
-        ),
+        DriverEvent::NeedPin(hsm_pin(
+            "User PIN for token \"example-root-hsm\" (serial 44d6c8a3b52beca9): ",
+        )),
     );
     typed(&mut m, PIN);
     snap("modal_pin", &m);

@@ -16,7 +16,7 @@ pub const MIN_HEIGHT: u16 = 24;
 const SPINNER: [&str; 4] = ["|", "/", "-", "\\"];
 
 /// Styles that fall back to modifiers when colour is off.
-struct Theme(bool);
+pub(super) struct Theme(pub(super) bool);
 
 impl Theme {
     fn fg(&self, color: Color) -> Style {
@@ -26,19 +26,19 @@ impl Theme {
             Style::default()
         }
     }
-    fn bold(&self) -> Style {
+    pub(super) fn bold(&self) -> Style {
         Style::default().add_modifier(Modifier::BOLD)
     }
-    fn good(&self) -> Style {
+    pub(super) fn good(&self) -> Style {
         self.fg(Color::Green)
     }
-    fn bad(&self) -> Style {
+    pub(super) fn bad(&self) -> Style {
         self.fg(Color::Red).add_modifier(Modifier::BOLD)
     }
-    fn warn(&self) -> Style {
+    pub(super) fn warn(&self) -> Style {
         self.fg(Color::Yellow)
     }
-    fn dim(&self) -> Style {
+    pub(super) fn dim(&self) -> Style {
         self.fg(Color::DarkGray)
     }
     fn bar(&self) -> Style {
@@ -479,12 +479,17 @@ fn render_final(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
             }
         }
     }
+    super::pin_view::closing_notices(model, theme, &mut lines);
     if let Some(error) = &done.error {
         lines.push(Line::from(""));
         lines.push(Line::styled(
             format!("keyrite stopped: {error}"),
             theme.bad(),
         ));
+    }
+    // A small screen drops the blank lines before it cuts anything from the bottom.
+    if wrapped_height(&lines, area.width.saturating_sub(2)) > area.height.saturating_sub(2) {
+        lines.retain(|l| l.width() > 0);
     }
     frame.render_widget(
         Paragraph::new(lines)
@@ -543,23 +548,14 @@ fn render_modal(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
             ],
             8,
         ),
-        Modal::Pin { prompt, buffer } => (
-            "PIN".to_string(),
-            vec![
-                Line::from(prompt.trim_end().to_string()),
-                Line::from(""),
-                Line::styled(
-                    format!("PIN: {}", "•".repeat(buffer.chars().count())),
-                    theme.bold(),
-                ),
-                Line::from(""),
-                Line::styled(
-                    "The PIN is never shown, logged or stored; it is wiped after login.",
-                    theme.dim(),
-                ),
-            ],
-            10,
-        ),
+        Modal::Pin {
+            ask,
+            warning,
+            buffer,
+        } => {
+            let inner = area.width.saturating_sub(8).min(76).saturating_sub(2);
+            super::pin_view::pin_modal(ask, warning.as_deref(), buffer, theme, inner)
+        }
         Modal::ConfirmAbort => (
             "Abort the ceremony?".to_string(),
             vec![

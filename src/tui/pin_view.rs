@@ -1,0 +1,74 @@
+//! The PIN modal's text, and the notices the final screen keeps (the report signatures, or why one
+//! is missing). Part of the pure view: no IO.
+
+use super::model::{Model, NoteKind, PinAsk, PinKind};
+use super::view::Theme;
+use ratatui::text::Line;
+
+/// Title, lines and height of the PIN modal. The prompt is the driver's own
+/// (`PinRequest::prompt`); the typed PIN shows as one dot per character, never as text. The height
+/// fits the text wrapped to `inner_width`.
+pub(super) fn pin_modal<'a>(
+    ask: &PinAsk,
+    warning: Option<&str>,
+    buffer: &str,
+    theme: &Theme,
+    inner_width: u16,
+) -> (String, Vec<Line<'a>>, u16) {
+    let (title, why) = match ask.kind {
+        PinKind::Hsm => ("HSM PIN", None),
+        PinKind::CustodianCard => ("Quorum card PIN", None),
+        PinKind::PersonalCard => (
+            "Personal card PIN",
+            Some(
+                "Your card signs, in your name, the confirmation you just gave (or, at the end, \
+                 the ceremony report). Only you type this PIN.",
+            ),
+        ),
+    };
+    let mut lines = Vec::new();
+    if let Some(warning) = warning {
+        lines.push(Line::styled(format!("! {warning}"), theme.bad()));
+        lines.push(Line::from(""));
+    }
+    lines.push(Line::styled(
+        ask.prompt.trim_end().to_string(),
+        theme.bold(),
+    ));
+    if let Some(why) = why {
+        lines.push(Line::from(why));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::styled(
+        format!("PIN: {}", "•".repeat(buffer.chars().count())),
+        theme.bold(),
+    ));
+    lines.push(Line::from(""));
+    lines.push(Line::styled(
+        "The PIN is never shown, logged or stored; it is wiped after login.",
+        theme.dim(),
+    ));
+    let width = usize::from(inner_width.max(1));
+    let text: usize = lines.iter().map(|l| l.width().max(1).div_ceil(width)).sum();
+    // Borders, and a spare line for word wrapping.
+    let height = u16::try_from(text + 3).unwrap_or(u16::MAX);
+    (title.to_string(), lines, height)
+}
+
+/// The notices given since the driver last asked for input: at the end of a ceremony, who signed
+/// the report and whose signature is missing (warnings first, so a small screen never cuts them).
+pub(super) fn closing_notices<'a>(model: &'a Model, theme: &Theme, lines: &mut Vec<Line<'a>>) {
+    if model.closing.is_empty() {
+        return;
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::styled("Report signatures and notices:", theme.bold()));
+    let warnings = model.closing.iter().filter(|n| n.kind != NoteKind::Info);
+    let infos = model.closing.iter().filter(|n| n.kind == NoteKind::Info);
+    for note in warnings {
+        lines.push(Line::styled(format!("  ! {}", note.text), theme.warn()));
+    }
+    for note in infos {
+        lines.push(Line::from(format!("  i {}", note.text)));
+    }
+}
