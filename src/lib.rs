@@ -9,5 +9,6 @@ pub mod engine;
 pub mod error;
 pub mod evidence;
 pub mod hsm;
+pub mod quorum;
 pub mod script;
 pub mod x509;
