@@ -4,10 +4,13 @@
 //! Every engine event and every HSM intent and result goes into the audit log before the loop moves on.
 
 mod actions;
+pub mod cards;
 pub mod operator;
 pub mod pins;
 pub mod preflight;
 pub mod prompt;
+mod quorum;
+mod quorum_cards;
 pub mod rehearsal;
 
 use crate::engine::{Effect, Engine, Event, Input};
@@ -66,6 +69,8 @@ pub(crate) struct State {
     pub hsm: Option<Box<dyn Hsm + Send>>,
     pub keys: BTreeMap<String, KeyPairInfo>,
     pub hsm_failure: bool,
+    /// After activate_quorum: the combined secret and its commitments (for a reshare). Zeroized on drop.
+    pub quorum: Option<(crate::quorum::Secret, crate::quorum::Commitments)>,
 }
 
 pub fn now_utc() -> String {
@@ -130,6 +135,7 @@ impl Ceremony<'_> {
             hsm: None,
             keys: BTreeMap::new(),
             hsm_failure: false,
+            quorum: None,
         };
         state.record(None, vec![], &started_record(loaded, &mode))?;
         let mut engine = Engine::new(&loaded.script);

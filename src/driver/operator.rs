@@ -2,6 +2,7 @@
 //! step?" and shows progress. Headless answers files and `--auto` live here; the TUI is another
 //! implementation of the same trait.
 
+use super::cards::{from_queue, AnswerCard, AnswerCards, CardPresentation, CardRequest};
 use crate::engine::{Input, StepPlan};
 use crate::error::{Error, Result};
 use crate::script::{Participant, Script};
@@ -47,6 +48,12 @@ pub trait Operator {
     /// The next input for the current step (`step`). Called repeatedly until the step is performed.
     fn next_input(&mut self, step: &StepPlan) -> Input;
     fn notice(&mut self, notice: Notice<'_>);
+    /// Quorum steps: which custodian card is presented next, and by whom (see `driver::cards`).
+    /// Called until the step has what it needs or the answer is `NoMore`. The default presents none.
+    fn present_card(&mut self, request: &CardRequest<'_>) -> CardPresentation {
+        let _ = request;
+        CardPresentation::NoMore
+    }
 }
 
 /// An answers file: the confirmations of a headless run, in order, step by step.
@@ -57,6 +64,12 @@ pub struct Answers {
     pub steps: Vec<AnswerStep>,
     #[serde(default)]
     pub exceptions: Vec<AnswerException>,
+    /// Custodian cards presented at quorum steps, step by step, in order.
+    #[serde(default)]
+    pub cards: Vec<AnswerCards>,
+    /// `rehearse --auto`: present every card in script order, each by its holder.
+    #[serde(skip)]
+    pub auto_cards: bool,
     /// SHA-256 of the answers file as read, recorded in the log.
     #[serde(skip)]
     pub file_sha256: Option<String>,
@@ -99,6 +112,7 @@ impl Answers {
             .iter()
             .map(|s| &s.id)
             .chain(answers.exceptions.iter().map(|e| &e.step))
+            .chain(answers.cards.iter().map(|c| &c.step))
         {
             if !script.steps.iter().any(|s| &s.id == id) {
                 return Err(Error::input(
@@ -147,6 +161,8 @@ impl Answers {
         Answers {
             steps,
             exceptions: Vec::new(),
+            cards: Vec::new(),
+            auto_cards: true,
             file_sha256: None,
         }
     }
@@ -155,6 +171,8 @@ impl Answers {
 /// Feeds an answers file to the engine and prints one line per step.
 pub struct Headless<W: std::io::Write> {
     queued: BTreeMap<String, VecDeque<Input>>,
+    cards: BTreeMap<String, VecDeque<AnswerCard>>,
+    auto_cards: bool,
     /// The step for which the answers ran out and `Proceed` was sent; a second time means abort.
     proceeded: Option<String>,
     out: W,
@@ -180,8 +198,14 @@ impl<W: std::io::Write> Headless<W> {
                     .map(|person| Input::Confirm { person }),
             );
         }
+        let mut cards: BTreeMap<String, VecDeque<AnswerCard>> = BTreeMap::new();
+        for c in answers.cards {
+            cards.entry(c.step).or_default().extend(c.present);
+        }
         Headless {
             queued,
+            cards,
+            auto_cards: answers.auto_cards,
             proceeded: None,
             out,
         }
@@ -249,5 +273,21 @@ impl<W: std::io::Write> Operator for Headless<W> {
             Notice::Warning { text } => self.line(&format!("      warning: {text}")),
             Notice::Info { text } => self.line(&format!("      {text}")),
         }
+    }
+
+    fn present_card(&mut self, request: &CardRequest<'_>) -> CardPresentation {
+        let answer = from_queue(request, self.cards.get_mut(request.step), self.auto_cards);
+        let text = match &answer {
+            CardPresentation::Card { card, presented_by } => format!(
+                "      {presented_by} presents card \"{}\"",
+                request.cards[*card].label
+            ),
+            CardPresentation::NoMore => format!(
+                "      no further card is presented ({} of {} needed accepted)",
+                request.accepted, request.needed
+            ),
+        };
+        self.line(&text);
+        answer
     }
 }

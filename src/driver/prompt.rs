@@ -1,6 +1,7 @@
 //! A plain line-by-line operator for the room, used when no answers file is given (until the terminal
 //! UI exists, and on terminals that cannot show it). Each person types their own name to confirm.
 
+use super::cards::{CardPresentation, CardRequest};
 use super::operator::{Notice, Operator};
 use crate::engine::{Input, StepPlan};
 use std::io::Write;
@@ -108,6 +109,65 @@ impl<W: Write> Operator for LinePrompt<'_, W> {
             }
             Notice::Warning { text } => self.say(&format!("      warning: {text}")),
             Notice::Info { text } => self.say(&format!("      {text}")),
+        }
+    }
+
+    /// Lists the cards (no order implied) and reads which one is presented: its label or number,
+    /// optionally followed by `by NAME` when someone other than the holder presents it; `done` ends.
+    fn present_card(&mut self, request: &CardRequest<'_>) -> CardPresentation {
+        self.say(&format!(
+            "      {}: {} of {} cards accepted; present the cards in any order",
+            request.purpose.as_str(),
+            request.accepted,
+            request.needed
+        ));
+        let mut list = Vec::new();
+        for (i, c) in request.cards.iter().enumerate() {
+            let state = if c.accepted { " (accepted)" } else { "" };
+            list.push(format!(
+                "        {}. card \"{}\" of {}, bag {}{state}",
+                i + 1,
+                c.label,
+                c.holder,
+                c.bag
+            ));
+        }
+        for line in list {
+            self.say(&line);
+        }
+        self.say("      type the card's label or number (then `by NAME` if not its holder); `done` when no further card is presented");
+        let _ = write!(self.out, "      card> ");
+        let _ = self.out.flush();
+        let Some(line) = self.read_line() else {
+            return CardPresentation::NoMore;
+        };
+        if line == "done" || line.is_empty() {
+            return CardPresentation::NoMore;
+        }
+        let (which, by) = match line.split_once(" by ") {
+            Some((w, b)) => (w.trim(), Some(b.trim().to_string())),
+            None => (line.as_str(), None),
+        };
+        let found = request
+            .cards
+            .iter()
+            .position(|c| c.label == which)
+            .or_else(|| {
+                which
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=request.cards.len()).contains(n))
+                    .map(|n| n - 1)
+            });
+        match found {
+            Some(card) => CardPresentation::Card {
+                card,
+                presented_by: by.unwrap_or_else(|| request.cards[card].holder.to_string()),
+            },
+            None => {
+                self.say(&format!("      no card \"{which}\" in this step"));
+                self.present_card(request)
+            }
         }
     }
 }

@@ -21,6 +21,17 @@ pub const ENV_FILE: &str = "rehearsal.toml";
 /// Set in the re-executed child: the rehearsal folder it must use.
 pub const DIR_VAR: &str = "KEYRITE_REHEARSAL_DIR";
 
+/// The rehearsal token's label for a script's token selector: the label the script asks for, or one
+/// derived from its serial (SoftHSM cannot be told which serial to give a new token).
+pub fn rehearsal_label(selector: &crate::script::TokenSelector) -> String {
+    pkcs11::wanted_label(selector).unwrap_or_else(|| {
+        format!(
+            "rehearsal-{}",
+            selector.serial.as_deref().unwrap_or("token")
+        )
+    })
+}
+
 pub fn find_softhsm() -> Result<String> {
     SOFTHSM_MODULES
         .iter()
@@ -185,7 +196,10 @@ impl PinSource for RehearsalPins {
         self.0
             .iter()
             .find(|t| t.serial == token.serial)
-            .map(|t| SecretString::from(t.user_pin.as_str()))
+            .map(|t| match request {
+                PinRequest::HsmSecurityOfficer(_) => SecretString::from(t.so_pin.as_str()),
+                _ => SecretString::from(t.user_pin.as_str()),
+            })
             .ok_or_else(|| {
                 Error::input(
                     format!(

@@ -4,6 +4,7 @@
 pub mod bundle;
 pub mod events;
 pub mod log;
+pub mod quorum;
 pub mod replay;
 pub mod report;
 pub mod verify;

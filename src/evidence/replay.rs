@@ -217,7 +217,9 @@ impl HsmOrder {
             _ => return Ok(()),
         };
         let authorised = self.authorised.as_ref().is_some_and(|(step, action)| {
-            *action == needs.0 && entry.step.as_deref() == Some(step.as_str())
+            let allowed =
+                *action == needs.0 || (needs.0 == Action::ActivateHsm && action.is_activation());
+            allowed && entry.step.as_deref() == Some(step.as_str())
         });
         if !authorised {
             return Err(format!(

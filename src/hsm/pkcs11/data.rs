@@ -58,11 +58,11 @@ impl Pkcs11Hsm {
     ) -> Result<Option<Zeroizing<Vec<u8>>>, HsmError> {
         let doing = format!("read \"{label}\" from card \"{}\"", self.token());
         let found = self.data_objects(label, &doing)?;
-        let object = match found.as_slice() {
-            [] => return Ok(None),
-            [one] => *one,
-            many => {
-                return Err(HsmError::new(
+        let object =
+            match found.as_slice() {
+                [] => return Ok(None),
+                [one] => *one,
+                many => return Err(HsmError::new(
                     doing,
                     format!(
                         "card \"{}\" holds {} objects labelled \"{label}\"",
@@ -70,9 +70,8 @@ impl Pkcs11Hsm {
                         many.len()
                     ),
                     "a card holds one share per split: have the security officer inspect the card",
-                ))
-            }
-        };
+                )),
+            };
         let attrs = self
             .session
             .get_attributes(object, &[AttributeType::Value])
@@ -125,9 +124,9 @@ impl Pkcs11Hsm {
 
     pub(super) fn token_pin_state(&mut self) -> Result<PinState, HsmError> {
         let ctx = module::loaded_module(&self.identity.module_path)?;
-        let info = ctx
-            .get_token_info(self.slot)
-            .ck("C_GetTokenInfo", || format!("read the flags of \"{}\"", self.token()))?;
+        let info = ctx.get_token_info(self.slot).ck("C_GetTokenInfo", || {
+            format!("read the flags of \"{}\"", self.token())
+        })?;
         Ok(PinState {
             count_low: info.user_pin_count_low(),
             final_try: info.user_pin_final_try(),
@@ -151,13 +150,17 @@ impl Pkcs11Hsm {
             .logout()
             .ck("C_Logout", || format!("log out of \"{token}\""))?;
         let what = || format!("set the SO PIN of \"{token}\"");
-        self.session.login(UserType::So, Some(so.old)).ck("C_Login", what)?;
+        self.session
+            .login(UserType::So, Some(so.old))
+            .ck("C_Login", what)?;
         let set = self.session.set_pin(so.old, so.new).ck("C_SetPIN", what);
         let out = self.session.logout().ck("C_Logout", what);
         set?;
         out?;
         self.session
             .login(UserType::User, Some(user.new))
-            .ck("C_Login", || format!("log in to \"{token}\" with the new user PIN"))
+            .ck("C_Login", || {
+                format!("log in to \"{token}\" with the new user PIN")
+            })
     }
 }

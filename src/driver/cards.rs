@@ -1,0 +1,107 @@
+//! Card presentation for quorum steps: which custodian card is presented next.
+//!
+//! The driver calls [`super::operator::Operator::present_card`] with a [`CardRequest`] listing the
+//! step's cards (in script order, which implies no order of presentation) and how many have been
+//! accepted; the operator answers with the card now presented and who presents it, or
+//! [`CardPresentation::NoMore`]. The driver then asks for the card's PIN (`PinSource`) and checks the
+//! share. A TUI implements this as a card picker: any card not yet accepted, plus "no more cards".
+
+use serde::Deserialize;
+
+/// What the cards are presented for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardPurpose {
+    /// Quorum login: M valid shares are needed.
+    Activation,
+    /// Share health check: every card is checked, nothing is combined.
+    HealthCheck,
+    /// Old shares are destroyed after a reshare.
+    Retirement,
+}
+
+impl CardPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CardPurpose::Activation => "quorum activation",
+            CardPurpose::HealthCheck => "share health check",
+            CardPurpose::Retirement => "retirement of the old shares",
+        }
+    }
+}
+
+/// One card the step may be given.
+#[derive(Debug, Clone)]
+pub struct CardChoice<'a> {
+    pub holder: &'a str,
+    /// The card's token label (as the script names it).
+    pub label: &'a str,
+    pub bag: &'a str,
+    /// Already accepted in this step.
+    pub accepted: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct CardRequest<'a> {
+    pub step: &'a str,
+    pub purpose: CardPurpose,
+    pub cards: &'a [CardChoice<'a>],
+    /// Cards accepted so far in this step.
+    pub accepted: usize,
+    /// Cards needed for the step to succeed (M for activation, N otherwise).
+    pub needed: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CardPresentation {
+    /// `card` indexes [`CardRequest::cards`]; `presented_by` is the person handing it over.
+    Card { card: usize, presented_by: String },
+    /// Nobody presents a further card.
+    NoMore,
+}
+
+/// `[[cards]]` in an answers file: the cards presented at a step, in order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerCards {
+    pub step: String,
+    pub present: Vec<AnswerCard>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerCard {
+    /// The card's token label.
+    pub card: String,
+    /// Who presents it; defaults to the card's holder.
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+/// The answer to a request from a queue of answers-file cards; `auto` presents the remaining cards
+/// in script order, each by its holder.
+pub fn from_queue(
+    request: &CardRequest<'_>,
+    queue: Option<&mut std::collections::VecDeque<AnswerCard>>,
+    auto: bool,
+) -> CardPresentation {
+    if let Some(next) = queue.and_then(|q| q.pop_front()) {
+        return match request.cards.iter().position(|c| c.label == next.card) {
+            Some(card) => CardPresentation::Card {
+                card,
+                presented_by: next
+                    .by
+                    .unwrap_or_else(|| request.cards[card].holder.to_string()),
+            },
+            None => CardPresentation::NoMore,
+        };
+    }
+    if auto {
+        if let Some((card, c)) = request.cards.iter().enumerate().find(|(_, c)| !c.accepted) {
+            return CardPresentation::Card {
+                card,
+                presented_by: c.holder.to_string(),
+            };
+        }
+    }
+    CardPresentation::NoMore
+}
