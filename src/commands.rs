@@ -319,7 +319,18 @@ fn rehearse(
         },
         confirmations,
     };
-    let mut pins = RehearsalPins(vec![token]);
+    let mut tokens = vec![token];
+    // One throw-away SoftHSM token per custodian card, each with its own random PIN.
+    if let Some(q) = &loaded.script.quorum {
+        let reshare = q.reshare.iter().flat_map(|r| r.cards.iter());
+        for card in q.cards.iter().chain(reshare) {
+            let t = renv.ensure_token(&softhsm, &rehearsal::rehearsal_label(&card.token))?;
+            if !tokens.iter().any(|x| x.serial == t.serial) {
+                tokens.push(t);
+            }
+        }
+    }
+    let mut pins = RehearsalPins(tokens);
     conduct(&loaded, mode, operator.as_mut(), &mut pins, out)
 }
 

@@ -14,6 +14,7 @@ const MAX_VALIDITY_DAYS: u32 = 36525;
 
 mod artifacts;
 mod participants;
+mod quorum;
 mod steps;
 
 /// All policy findings for `loaded`, sorted by position in the file.
@@ -34,6 +35,7 @@ pub fn check(loaded: &LoadedScript) -> Vec<Diagnostic> {
     c.subjects();
     c.preflight();
     c.fingerprints();
+    c.quorum();
     // Stable: findings at the same place keep the order of the rules above.
     c.out.sort_by_key(|d| (d.line, d.col));
     c.out
