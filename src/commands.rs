@@ -310,7 +310,7 @@ fn rehearse(
     let mode = RunMode {
         rehearsal: true,
         enforce_offline: false,
-        module: module.unwrap_or(softhsm),
+        module: module.unwrap_or(softhsm.clone()),
         // Label and serial together: only the throw-away token made for this rehearsal matches.
         token: TokenSelector {
             label: Some(token.label.clone()),
