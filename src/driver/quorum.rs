@@ -134,6 +134,7 @@ pub(super) fn open_card(
 }
 
 /// Write share `i` and the commitments to each card of `set`, then read each back and verify it.
+#[allow(clippy::too_many_arguments)]
 fn write_cards(
     state: &mut State,
     ctx: &Context<'_>,

@@ -233,7 +233,7 @@ impl Share {
 
     fn vsss(&self) -> Result<VShare, QuorumError> {
         let value = Option::from(Scalar::from_repr(FieldBytes::from(*self.value)))
-            .ok_or_else(|| QuorumError::Feldman { index: self.index })?;
+            .ok_or(QuorumError::Feldman { index: self.index })?;
         Ok(VShare::with_identifier_and_value(
             IdentifierPrimeField(Scalar::from(u64::from(self.index))),
             IdentifierPrimeField(value),
