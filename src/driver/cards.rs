@@ -105,3 +105,90 @@ pub fn from_queue(
     }
     CardPresentation::NoMore
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    fn choices(accepted: [bool; 3]) -> Vec<CardChoice<'static>> {
+        let names = [("Ann", "card-a"), ("Bo", "card-b"), ("Cy", "card-c")];
+        names
+            .iter()
+            .zip(accepted)
+            .map(|((holder, label), accepted)| CardChoice {
+                holder,
+                label,
+                bag: "TEB-1",
+                accepted,
+            })
+            .collect()
+    }
+
+    fn request<'a>(cards: &'a [CardChoice<'a>]) -> CardRequest<'a> {
+        CardRequest {
+            step: "activate",
+            purpose: CardPurpose::Activation,
+            cards,
+            accepted: 0,
+            needed: 2,
+        }
+    }
+
+    #[test]
+    fn answers_present_in_their_order_and_by_the_named_person() {
+        let cards = choices([false; 3]);
+        let mut q: VecDeque<AnswerCard> = VecDeque::from(vec![
+            AnswerCard {
+                card: "card-c".into(),
+                by: None,
+            },
+            AnswerCard {
+                card: "card-a".into(),
+                by: Some("Bo".into()),
+            },
+            AnswerCard {
+                card: "card-x".into(),
+                by: None,
+            },
+        ]);
+        let r = request(&cards);
+        assert_eq!(
+            from_queue(&r, Some(&mut q), false),
+            CardPresentation::Card {
+                card: 2,
+                presented_by: "Cy".into()
+            }
+        );
+        assert_eq!(
+            from_queue(&r, Some(&mut q), false),
+            CardPresentation::Card {
+                card: 0,
+                presented_by: "Bo".into()
+            }
+        );
+        // An unknown card ends the presentation rather than guessing.
+        assert_eq!(from_queue(&r, Some(&mut q), true), CardPresentation::NoMore);
+        assert_eq!(
+            from_queue(&r, Some(&mut q), false),
+            CardPresentation::NoMore
+        );
+    }
+
+    #[test]
+    fn auto_presents_the_next_card_not_yet_accepted() {
+        let cards = choices([true, false, false]);
+        assert_eq!(
+            from_queue(&request(&cards), None, true),
+            CardPresentation::Card {
+                card: 1,
+                presented_by: "Bo".into()
+            }
+        );
+        let all = choices([true; 3]);
+        assert_eq!(
+            from_queue(&request(&all), None, true),
+            CardPresentation::NoMore
+        );
+    }
+}
