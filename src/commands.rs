@@ -324,7 +324,8 @@ fn rehearse(
     if let Some(q) = &loaded.script.quorum {
         let reshare = q.reshare.iter().flat_map(|r| r.cards.iter());
         for card in q.cards.iter().chain(reshare) {
-            let t = renv.ensure_token(&softhsm, &rehearsal::rehearsal_label(&card.token))?;
+            let label = rehearsal::rehearsal_label(&card.token);
+            let t = renv.ensure_card(&softhsm, &label, &card.holder)?;
             if !tokens.iter().any(|x| x.serial == t.serial) {
                 tokens.push(t);
             }

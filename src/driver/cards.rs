@@ -38,6 +38,8 @@ pub struct CardChoice<'a> {
     pub bag: &'a str,
     /// Already accepted in this step.
     pub accepted: bool,
+    /// Presented and refused at least once in this step (it may be presented again).
+    pub refused: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -96,7 +98,13 @@ pub fn from_queue(
         };
     }
     if auto {
-        if let Some((card, c)) = request.cards.iter().enumerate().find(|(_, c)| !c.accepted) {
+        // Each card once: a refused card is not presented again, so a refusal ends the step.
+        let next = request
+            .cards
+            .iter()
+            .enumerate()
+            .find(|(_, c)| !c.accepted && !c.refused);
+        if let Some((card, c)) = next {
             return CardPresentation::Card {
                 card,
                 presented_by: c.holder.to_string(),
@@ -121,6 +129,7 @@ mod tests {
                 label,
                 bag: "TEB-1",
                 accepted,
+                refused: false,
             })
             .collect()
     }

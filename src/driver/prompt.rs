@@ -123,7 +123,11 @@ impl<W: Write> Operator for LinePrompt<'_, W> {
         ));
         let mut list = Vec::new();
         for (i, c) in request.cards.iter().enumerate() {
-            let state = if c.accepted { " (accepted)" } else { "" };
+            let state = match (c.accepted, c.refused) {
+                (true, _) => " (accepted)",
+                (false, true) => " (refused)",
+                _ => "",
+            };
             list.push(format!(
                 "        {}. card \"{}\" of {}, bag {}{state}",
                 i + 1,

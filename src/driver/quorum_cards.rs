@@ -54,6 +54,7 @@ fn collect(
 ) -> crate::error::Result<Vec<(usize, Taken)>> {
     let mut accepted: Vec<(usize, Taken)> = Vec::new();
     let mut by: Vec<String> = Vec::new();
+    let mut refused: Vec<usize> = Vec::new();
     while accepted.len() < needed {
         let choices: Vec<CardChoice<'_>> = cards
             .iter()
@@ -63,6 +64,7 @@ fn collect(
                 label: c.token.label.as_deref().unwrap_or(""),
                 bag: &c.bag,
                 accepted: accepted.iter().any(|(a, _)| *a == i),
+                refused: refused.contains(&i),
             })
             .collect();
         let request = CardRequest {
@@ -77,7 +79,8 @@ fn collect(
             CardPresentation::Card { card, presented_by } if card < cards.len() => {
                 (card, presented_by)
             }
-            CardPresentation::Card { .. } => continue,
+            // An index outside the list is an operator defect: stop asking rather than loop.
+            CardPresentation::Card { .. } => break,
         };
         let c = &cards[card];
         let named = scripted_ref(c);
@@ -102,12 +105,14 @@ fn collect(
         };
         if let Some(why) = precheck {
             refuse(state, ctx, operator, named, &presented_by, None, why)?;
+            refused.push(card);
             continue;
         }
         let (mut hsm, named) = match open_card(ctx, c, pins, opener) {
             Ok(x) => x,
             Err((named, why)) => {
                 refuse(state, ctx, operator, named, &presented_by, None, why)?;
+                refused.push(card);
                 continue;
             }
         };
@@ -141,7 +146,10 @@ fn collect(
                 by.push(presented_by);
                 accepted.push((card, taken));
             }
-            Err(why) => refuse(state, ctx, operator, named, &presented_by, None, why)?,
+            Err(why) => {
+                refuse(state, ctx, operator, named, &presented_by, None, why)?;
+                refused.push(card);
+            }
         }
     }
     Ok(accepted)

@@ -53,6 +53,9 @@ pub fn find_softhsm() -> Result<String> {
 pub struct RehearsalToken {
     pub label: String,
     pub serial: String,
+    /// For a custodian card: the holder named in the script's `[quorum]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
     pub so_pin: String,
     pub user_pin: String,
 }
@@ -142,12 +145,31 @@ impl RehearsalEnv {
         let token = RehearsalToken {
             label: label.into(),
             serial,
+            holder: None,
             so_pin,
             user_pin,
         };
         self.file.tokens.push(token.clone());
         self.save()?;
         Ok(token)
+    }
+
+    /// A custodian card's token, made now if needed, with its holder recorded in rehearsal.toml.
+    pub fn ensure_card(
+        &mut self,
+        softhsm_module: &str,
+        label: &str,
+        holder: &str,
+    ) -> Result<RehearsalToken> {
+        let token = self.ensure_token(softhsm_module, label)?;
+        if token.holder.as_deref() == Some(holder) {
+            return Ok(token);
+        }
+        for t in self.file.tokens.iter_mut().filter(|t| t.label == label) {
+            t.holder = Some(holder.to_string());
+        }
+        self.save()?;
+        Ok(self.token(label).cloned().unwrap_or(token))
     }
 
     fn save(&self) -> Result<()> {
