@@ -11,6 +11,8 @@ pub mod preflight;
 pub mod prompt;
 mod quorum;
 mod quorum_cards;
+#[cfg(test)]
+mod quorum_tests;
 pub mod rehearsal;
 
 use crate::engine::{Effect, Engine, Event, Input};
