@@ -379,7 +379,7 @@ pub(super) fn health_check(
     pins: &mut dyn PinSource,
     opener: &mut Opener<'_>,
 ) -> Performed {
-    let (mut exp, cards, _) = match expect(ctx) {
+    let (mut exp, cards, m) = match expect(ctx) {
         Ok(x) => x,
         Err(why) => return Ok(Err(why)),
     };
@@ -401,9 +401,15 @@ pub(super) fn health_check(
         .filter(|c| !who.contains(&c.holder))
         .map(|c| describe(&scripted_ref(c)))
         .collect();
-    if let Some(s) = summary(&exp, who) {
-        state.record(Some(ctx.step.id.clone()), vec![], &Record::SharesChecked(s))?;
-    }
+    // Recorded even when no card was healthy: the script's split, M and N, and nobody healthy.
+    let s = summary(&exp, who).unwrap_or_else(|| QuorumSummary {
+        split_ceremony_id: exp.split_ceremony.to_string(),
+        threshold: m,
+        total: u16::try_from(cards.len()).unwrap_or(u16::MAX),
+        commitments_sha256: exp.pinned_sha256.unwrap_or_default().to_string(),
+        holders: Vec::new(),
+    });
+    state.record(Some(ctx.step.id.clone()), vec![], &Record::SharesChecked(s))?;
     if missing.is_empty() {
         Ok(Ok(()))
     } else {
