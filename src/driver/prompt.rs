@@ -224,4 +224,57 @@ mod tests {
             "{shown}"
         );
     }
+
+    #[test]
+    fn cards_are_chosen_by_label_or_number_in_any_order() {
+        use crate::driver::cards::{CardChoice, CardPurpose};
+        let typed = "card-b by Ann\n7\n1\ndone\n";
+        let mut out = Vec::new();
+        let mut lines = typed.lines().map(str::to_string);
+        let mut p = LinePrompt::new(Box::new(move || lines.next()), &mut out);
+        let cards = [
+            CardChoice {
+                holder: "Ann",
+                label: "card-a",
+                bag: "TEB-1",
+                accepted: false,
+                refused: false,
+            },
+            CardChoice {
+                holder: "Bo",
+                label: "card-b",
+                bag: "TEB-2",
+                accepted: false,
+                refused: true,
+            },
+        ];
+        let request = CardRequest {
+            step: "activate",
+            purpose: CardPurpose::Activation,
+            cards: &cards,
+            accepted: 0,
+            needed: 2,
+        };
+        assert_eq!(
+            p.present_card(&request),
+            CardPresentation::Card {
+                card: 1,
+                presented_by: "Ann".into()
+            }
+        );
+        // "7" names no card: asked again, then card 1 by its holder.
+        assert_eq!(
+            p.present_card(&request),
+            CardPresentation::Card {
+                card: 0,
+                presented_by: "Ann".into()
+            }
+        );
+        assert_eq!(p.present_card(&request), CardPresentation::NoMore);
+        let shown = String::from_utf8(out).unwrap();
+        assert!(
+            shown.contains("in any order") && shown.contains("(refused)"),
+            "{shown}"
+        );
+    }
 }
