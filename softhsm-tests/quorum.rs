@@ -60,7 +60,11 @@ impl Env {
         let env = self.env_dir();
         let mut args = vec![
             "rehearse".to_string(),
-            format!("ceremony-scripts/{script}"),
+            if script.starts_with('/') {
+                script.to_string()
+            } else {
+                format!("ceremony-scripts/{script}")
+            },
             "--out".into(),
             out.display().to_string(),
             "--env".into(),
@@ -474,6 +478,89 @@ fn quorum_ceremonies_abuse_cases_and_secret_scan() {
         }
     }
     assert!(hits.is_empty(), "secrets found in: {hits:?}");
+    // Last, as it resets the user PIN: the derived SO PIN is the HSM's SO PIN.
+    assert!(
+        so_pin_works(&env, hsm, so_pin.expose_secret()),
+        "derived SO PIN"
+    );
+}
+
+/// Does the token accept `so_pin` as its SO PIN? Proven the only way pkcs11-tool offers (an SO
+/// session must be R/W): C_InitPIN with a new user PIN, which must then log in. Changes the user PIN,
+/// so it is the last check on a token.
+fn so_pin_works(env: &Env, token: &str, so_pin: &str) -> bool {
+    let new_pin = "Kq-owl-Lime-reset";
+    let init = Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            SOFTHSM,
+            "--token-label",
+            token,
+            "--login",
+            "--login-type",
+            "so",
+        ])
+        .args(["--so-pin", so_pin, "--init-pin", "--new-pin", new_pin])
+        .env("SOFTHSM2_CONF", env.conf())
+        .output()
+        .unwrap();
+    init.status.success()
+        && env
+            .p11(token, new_pin, &["--list-objects"])
+            .status
+            .success()
+}
+
+/// A split as the first HSM step on a factory-fresh token: C_InitToken and C_InitPIN, then the derived
+/// PINs; a later quorum activation on the same environment uses them.
+#[test]
+fn a_split_initialises_a_fresh_token() {
+    if !have("softhsm2-util") || !have("pkcs11-tool") || !Path::new(SOFTHSM).exists() {
+        return;
+    }
+    let mut env = Env {
+        dir: tempfile::tempdir().unwrap(),
+        captures: Vec::new(),
+        bundles: Vec::new(),
+    };
+    let text =
+        std::fs::read_to_string(root().join("ceremony-scripts/root-ca-quorum.toml")).unwrap();
+    let (a, b) = (
+        text.find("[[steps]]\nid = \"activate-hsm\"").unwrap(),
+        text.find("[[steps]]\nid = \"split-activation\"").unwrap(),
+    );
+    let fresh = format!("{}{}", &text[..a], &text[b..]);
+    let script = env.dir.path().join("fresh.toml");
+    std::fs::write(&script, fresh).unwrap();
+    let (out, bundle) = env.rehearse(script.to_str().unwrap(), "fresh", None);
+    assert!(out.status.success(), "{}", text_of(&out));
+    verify(&bundle);
+    let log = std::fs::read_to_string(bundle.join("audit.jsonl")).unwrap();
+    assert!(
+        log.contains("C_InitToken and C_InitPIN with throw-away PINs"),
+        "{log}"
+    );
+    let (shares, commitments) = shares_of(&env, &OLD_CARDS[..1], ROOT_ID);
+    let (more, _) = shares_of(&env, &OLD_CARDS[3..], ROOT_ID);
+    let secret = combine(&[shares[0].clone(), more[0].clone()], &commitments).unwrap();
+    let hsm = "example-quorum-hsm";
+    let ok = env.p11(hsm, secret.user_pin().expose_secret(), &["--list-objects"]);
+    assert!(ok.status.success(), "derived user PIN: {}", text_of(&ok));
+    let (out, bundle) = env.rehearse("key-activation.toml", "activation", None);
+    assert!(out.status.success(), "{}", text_of(&out));
+    verify(&bundle);
+    assert!(
+        !so_pin_works(&env, hsm, "Kq-owl-Lime-wrong"),
+        "the check can fail"
+    );
+    assert!(
+        so_pin_works(&env, hsm, secret.so_pin().expose_secret()),
+        "derived SO PIN"
+    );
+}
+
+fn text_of(out: &Output) -> String {
+    text(out)
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

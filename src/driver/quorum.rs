@@ -16,6 +16,7 @@ use crate::hsm::{Hsm, PinChange};
 use crate::quorum::{self, commitments_label, share_label, Commitments, Secret, Share};
 use crate::script::{KeyAlgorithm, QuorumCard, QuorumConfig, QuorumSet, TokenSelector};
 use crate::x509::{self, HsmKey};
+use secrecy::SecretString;
 
 /// Log statement of a split: the PINs were derived and set by keyrite and never shown.
 pub(super) const NOBODY_SAW: &str =
@@ -261,10 +262,18 @@ pub(super) fn split_activation(
         Ok(x) => x,
         Err(why) => return Ok(Err(why)),
     };
+    // No session yet: a factory-fresh token, initialised now with throw-away PINs held only in
+    // memory (the HSM's RNG needs a session), which the derived PINs then replace.
+    let fresh = if state.hsm.is_none() {
+        match fresh_token(state, ctx, operator, opener)? {
+            Ok(pins) => Some(pins),
+            Err(why) => return Ok(Err(why)),
+        }
+    } else {
+        None
+    };
     let Some(hsm) = state.hsm.as_mut() else {
-        return Ok(Err(
-            "the HSM is not activated: activate it with its current PIN first".into(),
-        ));
+        return Ok(Err("the HSM is not activated".into()));
     };
     let (secret, shares, commitments) = match hsm.random(64) {
         Ok(r) => match Secret::generate(&r[..32]).and_then(|s| {
@@ -294,12 +303,16 @@ pub(super) fn split_activation(
         return Ok(Err("the HSM session was lost".into()));
     };
     let token = hsm.identity().clone();
-    let (old_user, old_so) = match (
-        pins.pin(&PinRequest::HsmUser(&token)),
-        pins.pin(&PinRequest::HsmSecurityOfficer(&token)),
-    ) {
-        (Ok(u), Ok(s)) => (u, s),
-        (Err(e), _) | (_, Err(e)) => return Ok(Err(e.to_string())),
+    let fresh_init = fresh.is_some();
+    let (old_user, old_so) = match fresh {
+        Some(olds) => olds,
+        None => match (
+            pins.pin(&PinRequest::HsmUser(&token)),
+            pins.pin(&PinRequest::HsmSecurityOfficer(&token)),
+        ) {
+            (Ok(u), Ok(s)) => (u, s),
+            (Err(e), _) | (_, Err(e)) => return Ok(Err(e.to_string())),
+        },
     };
     intent(
         state,
@@ -330,13 +343,92 @@ pub(super) fn split_activation(
         serial: token.serial.clone(),
         model: token.model.clone(),
         firmware_version: token.firmware_version.clone(),
-        method: "C_SetPIN (user and SO)".into(),
+        method: if fresh_init {
+            "C_InitToken and C_InitPIN with throw-away PINs held only in memory, then C_SetPIN (user and SO)"
+        } else {
+            "C_SetPIN (user and SO)"
+        }
+        .into(),
         statement: NOBODY_SAW.into(),
     };
     let rec = split_record("split", &commitments, cards, Some(pins_set), None);
     state.record(Some(ctx.step.id.clone()), vec![], &rec)?;
     state.quorum = Some((secret, commitments));
     Ok(Ok(()))
+}
+
+/// C_InitToken + C_InitPIN on the module's first uninitialised token, labelled as the script's token,
+/// with random throw-away PINs; then open it and log in. Returns the (user, SO) PINs.
+fn fresh_token(
+    state: &mut State,
+    ctx: &Context<'_>,
+    operator: &mut dyn Operator,
+    opener: &mut Opener<'_>,
+) -> crate::error::Result<Result<(SecretString, SecretString), String>> {
+    let Some(label) = crate::hsm::pkcs11::wanted_label(&ctx.mode.token) else {
+        return Ok(Err(
+            "a split on a fresh token names the token by label (it has no serial yet)".into(),
+        ));
+    };
+    let (user, so) = match (throwaway_pin(), throwaway_pin()) {
+        (Ok(u), Ok(s)) => (u, s),
+        (Err(e), _) | (_, Err(e)) => return Ok(Err(e.to_string())),
+    };
+    intent(
+        state,
+        ctx,
+        "init_token",
+        format!(
+            "C_InitToken and C_InitPIN on the first uninitialised token of {}, label \"{label}\"",
+            ctx.mode.module
+        ),
+    )?;
+    let serial = match crate::hsm::pkcs11::init_token(&ctx.mode.module, &label, &so, &user) {
+        Ok(s) => s,
+        Err(e) => return failed(state, ctx, "init_token", e).map(|r| r.map(|()| (user, so))),
+    };
+    let selector = TokenSelector {
+        label: Some(label),
+        serial: Some(serial),
+        uri: None,
+    };
+    intent(
+        state,
+        ctx,
+        "open_and_login",
+        format!("module {}, token {selector}", ctx.mode.module),
+    )?;
+    let mut hsm = match opener(&ctx.mode.module, &selector) {
+        Ok(h) => h,
+        Err(e) => return failed(state, ctx, "open_and_login", e).map(|r| r.map(|()| (user, so))),
+    };
+    if ctx.mode.rehearsal && hsm.identity().manufacturer != SOFTHSM_MANUFACTURER {
+        return Ok(Err("rehearsals initialise only SoftHSM2 tokens".into()));
+    }
+    if let Err(e) = hsm.login(&user) {
+        return failed(state, ctx, "open_and_login", e).map(|r| r.map(|()| (user, so)));
+    }
+    let id = hsm.identity().clone();
+    operator.notice(Notice::Info {
+        text: &format!(
+            "HSM: {} {}, serial {}, firmware {}, token \"{}\" initialised — compare with the label on the device",
+            id.manufacturer, id.model, id.serial, id.firmware_version, id.token_label
+        ),
+    });
+    state.hsm = Some(hsm);
+    state.record(
+        Some(ctx.step.id.clone()),
+        vec![],
+        &Record::HsmActivated { token: id },
+    )?;
+    Ok(Ok((user, so)))
+}
+
+fn throwaway_pin() -> Result<SecretString, String> {
+    let mut bytes = zeroize::Zeroizing::new([0u8; 16]);
+    getrandom::fill(bytes.as_mut()).map_err(|e| format!("the OS RNG failed: {e}"))?;
+    let pin = zeroize::Zeroizing::new(hex::encode(bytes.as_slice()));
+    Ok(SecretString::from(pin.as_str()))
 }
 
 pub(super) fn reshare(

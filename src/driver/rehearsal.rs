@@ -172,6 +172,28 @@ impl RehearsalEnv {
         Ok(self.token(label).cloned().unwrap_or(token))
     }
 
+    /// Record a token that a quorum split initialised (its PINs are derived from the quorum secret
+    /// and known to nobody, so none are written). No-op if the module does not show it.
+    pub fn adopt_token(&mut self, module: &str, label: &str) -> Result<()> {
+        if self.token(label).is_some() {
+            return Ok(());
+        }
+        let found = pkcs11::list_tokens(module)?
+            .into_iter()
+            .find(|t| t.token_label == label);
+        if let Some(t) = found {
+            self.file.tokens.push(RehearsalToken {
+                label: label.into(),
+                serial: t.serial,
+                holder: None,
+                so_pin: String::new(),
+                user_pin: String::new(),
+            });
+            self.save()?;
+        }
+        Ok(())
+    }
+
     fn save(&self) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         let path = self.dir.join(ENV_FILE);

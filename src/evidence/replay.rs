@@ -217,8 +217,9 @@ impl HsmOrder {
             _ => return Ok(()),
         };
         let authorised = self.authorised.as_ref().is_some_and(|(step, action)| {
-            let allowed =
-                *action == needs.0 || (needs.0 == Action::ActivateHsm && action.is_activation());
+            // A split on a fresh token initialises it and logs in: it activates too.
+            let activates = action.is_activation() || *action == Action::SplitActivation;
+            let allowed = *action == needs.0 || (needs.0 == Action::ActivateHsm && activates);
             allowed && entry.step.as_deref() == Some(step.as_str())
         });
         if !authorised {

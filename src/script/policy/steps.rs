@@ -261,6 +261,11 @@ impl Checker<'_> {
         for (i, st) in self.s.steps.iter().enumerate() {
             let action = st.action;
             let active = activated_by.is_some();
+            // A split on a factory-fresh token initialises it and logs in: it activates.
+            if action == Action::SplitActivation && !active && deactivated_by.is_none() {
+                activated_by = Some(i);
+                continue;
+            }
             if action.is_activation() {
                 // A second login on an open session is an HSM error mid-ceremony, and it usually means a
                 // deactivate_hsm step was forgotten or moved.
