@@ -438,12 +438,37 @@ fn rehearse(
     }
     let (mut operator, confirmations) = operator_for(room, &loaded)?;
     let label = rehearsal_label(&loaded.script.hsm.token);
-    let token = renv.ensure_token(&softhsm, &label)?;
+    // A script whose first HSM step is a quorum split starts from a factory-fresh token: the split
+    // initialises it, so the rehearsal leaves a free slot instead of making the token.
+    let fresh = loaded
+        .script
+        .steps
+        .iter()
+        .find(|s| s.action.uses_hsm())
+        .is_some_and(|s| s.action == script::Action::SplitActivation)
+        && renv.token(&label).is_none();
+    let module_used = module.unwrap_or(softhsm.clone());
+    let selector = if fresh {
+        println!("REHEARSAL: the split initialises a fresh throw-away SoftHSM2 token \"{label}\"");
+        TokenSelector {
+            label: Some(label.clone()),
+            serial: None,
+            uri: None,
+        }
+    } else {
+        let token = renv.ensure_token(&softhsm, &label)?;
+        println!(
+            "REHEARSAL on throw-away SoftHSM2 token \"{}\" (serial {})",
+            token.label, token.serial
+        );
+        // Label and serial together: only the throw-away token made for this rehearsal matches.
+        TokenSelector {
+            label: Some(token.label.clone()),
+            serial: Some(token.serial.clone()),
+            uri: None,
+        }
+    };
     let cards = renv.ensure_cards(&softhsm, &loaded.script)?;
-    println!(
-        "REHEARSAL on throw-away SoftHSM2 token \"{}\" (serial {})",
-        token.label, token.serial
-    );
     if env.is_some() {
         println!(
             "rehearsal tokens and their PINs: {}",
@@ -453,22 +478,31 @@ fn rehearse(
     let mode = RunMode {
         rehearsal: true,
         enforce_offline: false,
-        module: module.unwrap_or(softhsm),
-        // Label and serial together: only the throw-away token made for this rehearsal matches.
-        token: TokenSelector {
-            label: Some(token.label.clone()),
-            serial: Some(token.serial.clone()),
-            uri: None,
-        },
+        module: module_used.clone(),
+        token: selector,
         confirmations,
         cards,
     };
-    let mut pins = RehearsalPins(renv.tokens().to_vec());
-    if room.tui() {
-        let outcome = crate::tui::conduct(&loaded, mode, Some(&mut pins), open_pkcs11, out)?;
-        return Ok(ceremony_exit(&outcome, out));
+    // One throw-away SoftHSM token per custodian card, each with its own random PIN.
+    if let Some(q) = &loaded.script.quorum {
+        let reshare = q.reshare.iter().flat_map(|r| r.cards.iter());
+        for card in q.cards.iter().chain(reshare) {
+            let label = rehearsal::rehearsal_label(&card.token);
+            renv.ensure_card(&softhsm, &label, &card.holder)?;
+        }
     }
-    conduct(&loaded, mode, operator.as_mut(), &mut pins, out)
+    let mut pins = RehearsalPins(renv.tokens().to_vec());
+    let code = if room.tui() {
+        let outcome = crate::tui::conduct(&loaded, mode, Some(&mut pins), open_pkcs11, out)?;
+        ceremony_exit(&outcome, out)
+    } else {
+        conduct(&loaded, mode, operator.as_mut(), &mut pins, out)?
+    };
+    if fresh {
+        // Later rehearsals on this --env find the split's token; its PINs are the quorum's.
+        renv.adopt_token(&module_used, &label)?;
+    }
+    Ok(code)
 }
 
 /// The rehearsal token's label: the one the script asks for, or one derived from its serial (SoftHSM

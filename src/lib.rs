@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod evidence;
 pub mod hsm;
+pub mod quorum;
 pub mod script;
 pub mod tui;
 pub mod x509;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 pub use crate::hsm::HsmOpener as Opener;
 
 /// CKA manufacturerID of SoftHSM2 tokens, also when reached through the p11-kit proxy.
-const SOFTHSM_MANUFACTURER: &str = "SoftHSM project";
+pub(super) const SOFTHSM_MANUFACTURER: &str = "SoftHSM project";
 
 pub(super) struct Context<'a> {
     pub script: &'a Script,
@@ -26,7 +26,7 @@ pub(super) struct Context<'a> {
 }
 
 /// The outer error stops everything (evidence could not be written); the inner one fails the step.
-type Performed = Result<std::result::Result<(), String>>;
+pub(super) type Performed = Result<std::result::Result<(), String>>;
 
 /// Before confirmations: a fingerprint step shows the key hash the room must read aloud.
 pub(super) fn on_step_started(
@@ -104,6 +104,19 @@ pub(super) fn perform(
             Ok(Ok(()))
         }
         Action::Attach => super::attach::perform(state, ctx.step, operator),
+        Action::SplitActivation => {
+            super::quorum::split_activation(state, ctx, operator, pins, opener)
+        }
+        Action::ActivateQuorum => {
+            close_hsm(state, Some(&ctx.step.id))?;
+            super::quorum_cards::activate(state, ctx, operator, pins, opener)
+        }
+        Action::ShareHealthCheck => {
+            super::quorum_cards::health_check(state, ctx, operator, pins, opener)
+        }
+        Action::Reshare => super::quorum::reshare(state, ctx, operator, pins, opener),
+        Action::RetireShares => super::quorum_cards::retire(state, ctx, operator, pins, opener),
+        Action::SignTestMessage => super::quorum::sign_test_message(state, ctx),
     }
 }
 
@@ -138,7 +151,12 @@ fn preflight_step(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Opera
     Ok(Ok(()))
 }
 
-fn intent(state: &mut State, ctx: &Context<'_>, operation: &str, detail: String) -> Result<()> {
+pub(super) fn intent(
+    state: &mut State,
+    ctx: &Context<'_>,
+    operation: &str,
+    detail: String,
+) -> Result<()> {
     state.record(
         Some(ctx.step.id.clone()),
         vec![],
@@ -149,7 +167,12 @@ fn intent(state: &mut State, ctx: &Context<'_>, operation: &str, detail: String)
     )
 }
 
-fn failed(state: &mut State, ctx: &Context<'_>, operation: &str, err: HsmError) -> Performed {
+pub(super) fn failed(
+    state: &mut State,
+    ctx: &Context<'_>,
+    operation: &str,
+    err: HsmError,
+) -> Performed {
     state.hsm_failed(&ctx.step.id, operation, &err)?;
     Ok(Err(err.to_string()))
 }
@@ -307,7 +330,12 @@ fn generate(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -
 }
 
 /// Write a new file into the bundle and log its hash.
-fn write_artifact(state: &mut State, ctx: &Context<'_>, file: &str, bytes: &[u8]) -> Result<()> {
+pub(super) fn write_artifact(
+    state: &mut State,
+    ctx: &Context<'_>,
+    file: &str,
+    bytes: &[u8],
+) -> Result<()> {
     let artifact = state.bundle.write_new(file, bytes)?;
     state.record(
         Some(ctx.step.id.clone()),
@@ -393,6 +421,8 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
 /// Log out and close the session, if one is open. Called by the deactivate step and at the end of
 /// every run, so an aborted ceremony never leaves the token logged in.
 pub(super) fn close_hsm(state: &mut State, step: Option<&str>) -> Result<()> {
+    // The combined secret lives only as long as the session it activated.
+    state.quorum = None;
     let Some(mut hsm) = state.hsm.take() else {
         return Ok(());
     };

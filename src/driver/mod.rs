@@ -5,11 +5,16 @@
 
 mod actions;
 mod attach;
+pub mod cards;
 pub mod operator;
 pub mod personal_cards;
 pub mod pins;
 pub mod preflight;
 pub mod prompt;
+mod quorum;
+mod quorum_cards;
+#[cfg(test)]
+mod quorum_tests;
 pub mod rehearsal;
 
 use crate::engine::{Effect, Engine, Event, Input};
@@ -76,6 +81,8 @@ pub(crate) struct State {
     pub hsm_failure: bool,
     /// Open personal cards, by person.
     pub cards: BTreeMap<String, personal_cards::Card>,
+    /// After activate_quorum: the combined secret and its commitments (for a reshare). Zeroized on drop.
+    pub quorum: Option<(crate::quorum::Secret, crate::quorum::Commitments)>,
 }
 
 pub fn now_utc() -> String {
@@ -150,6 +157,7 @@ impl Ceremony<'_> {
             keys: BTreeMap::new(),
             hsm_failure: false,
             cards: BTreeMap::new(),
+            quorum: None,
         };
         state.record(None, vec![], &started_record(loaded, &mode))?;
         let mut engine = Engine::new(&loaded.script);

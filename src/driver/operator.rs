@@ -2,6 +2,7 @@
 //! step?" and shows progress. Headless answers files and `--auto` live here; the TUI is another
 //! implementation of the same trait.
 
+use super::cards::{from_queue, AnswerCard, AnswerCards, CardPresentation, CardRequest};
 use crate::engine::{Input, StepPlan};
 use crate::error::{Error, Result};
 use crate::script::{Participant, Script};
@@ -54,6 +55,13 @@ pub trait Operator {
         let _ = (step, description);
         None
     }
+
+    /// Quorum steps: which custodian card is presented next, and by whom (see `driver::cards`).
+    /// Called until the step has what it needs or the answer is `NoMore`. The default presents none.
+    fn present_card(&mut self, request: &CardRequest<'_>) -> CardPresentation {
+        let _ = request;
+        CardPresentation::NoMore
+    }
 }
 
 /// An answers file: the confirmations of a headless run, in order, step by step.
@@ -67,6 +75,12 @@ pub struct Answers {
     /// For `attach` steps: step id = path of the file to hash.
     #[serde(default)]
     pub attachments: BTreeMap<String, String>,
+    /// Custodian cards presented at quorum steps, step by step, in order.
+    #[serde(default)]
+    pub cards: Vec<AnswerCards>,
+    /// `rehearse --auto`: present every card in script order, each by its holder.
+    #[serde(skip)]
+    pub auto_cards: bool,
     /// SHA-256 of the answers file as read, recorded in the log.
     #[serde(skip)]
     pub file_sha256: Option<String>,
@@ -110,6 +124,7 @@ impl Answers {
             .map(|s| &s.id)
             .chain(answers.exceptions.iter().map(|e| &e.step))
             .chain(answers.attachments.keys())
+            .chain(answers.cards.iter().map(|c| &c.step))
         {
             if !script.steps.iter().any(|s| &s.id == id) {
                 return Err(Error::input(
@@ -159,6 +174,8 @@ impl Answers {
             steps,
             exceptions: Vec::new(),
             attachments: BTreeMap::new(),
+            cards: Vec::new(),
+            auto_cards: true,
             file_sha256: None,
         }
     }
@@ -167,6 +184,8 @@ impl Answers {
 /// Feeds an answers file to the engine and prints one line per step.
 pub struct Headless<W: std::io::Write> {
     queued: BTreeMap<String, VecDeque<Input>>,
+    cards: BTreeMap<String, VecDeque<AnswerCard>>,
+    auto_cards: bool,
     /// The step for which the answers ran out and `Proceed` was sent; a second time means abort.
     proceeded: Option<String>,
     attachments: BTreeMap<String, String>,
@@ -193,8 +212,14 @@ impl<W: std::io::Write> Headless<W> {
                     .map(|person| Input::Confirm { person }),
             );
         }
+        let mut cards: BTreeMap<String, VecDeque<AnswerCard>> = BTreeMap::new();
+        for c in answers.cards {
+            cards.entry(c.step).or_default().extend(c.present);
+        }
         Headless {
             queued,
+            cards,
+            auto_cards: answers.auto_cards,
             proceeded: None,
             attachments: answers.attachments,
             out,
@@ -268,6 +293,22 @@ impl<W: std::io::Write> Operator for Headless<W> {
     fn attachment(&mut self, step: &str, _description: &str) -> Option<String> {
         self.attachments.get(step).cloned()
     }
+
+    fn present_card(&mut self, request: &CardRequest<'_>) -> CardPresentation {
+        let answer = from_queue(request, self.cards.get_mut(request.step), self.auto_cards);
+        let text = match &answer {
+            CardPresentation::Card { card, presented_by } => format!(
+                "      {presented_by} presents card \"{}\"",
+                request.cards[*card].label
+            ),
+            CardPresentation::NoMore => format!(
+                "      no further card is presented ({} of {} needed accepted)",
+                request.accepted, request.needed
+            ),
+        };
+        self.line(&text);
+        answer
+    }
 }
 
 /// Gives `attach` steps the paths named on the command line (`--attach STEP=PATH`), and asks the
@@ -291,5 +332,9 @@ impl Operator for WithAttachments<'_> {
             Some(path) => Some(path.clone()),
             None => self.inner.attachment(step, description),
         }
+    }
+
+    fn present_card(&mut self, request: &CardRequest<'_>) -> CardPresentation {
+        self.inner.present_card(request)
     }
 }

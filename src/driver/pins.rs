@@ -13,6 +13,8 @@ use zeroize::Zeroizing;
 pub enum PinRequest<'a> {
     /// The HSM token's user PIN (a token without a quorum split).
     HsmUser(&'a TokenIdentity),
+    /// The HSM token's current SO PIN, asked once by a split_activation step that replaces it.
+    HsmSecurityOfficer(&'a TokenIdentity),
     /// A custodian's quorum card.
     CustodianCard {
         holder: &'a str,
@@ -28,7 +30,7 @@ pub enum PinRequest<'a> {
 impl PinRequest<'_> {
     pub fn token(&self) -> &TokenIdentity {
         match self {
-            PinRequest::HsmUser(token) => token,
+            PinRequest::HsmUser(token) | PinRequest::HsmSecurityOfficer(token) => token,
             PinRequest::CustodianCard { card, .. } | PinRequest::PersonalCard { card, .. } => card,
         }
     }
@@ -38,6 +40,10 @@ impl PinRequest<'_> {
         match self {
             PinRequest::HsmUser(t) => format!(
                 "User PIN for token \"{}\" (serial {}): ",
+                t.token_label, t.serial
+            ),
+            PinRequest::HsmSecurityOfficer(t) => format!(
+                "Current SO PIN for token \"{}\" (serial {}); it is replaced by a quorum-derived PIN: ",
                 t.token_label, t.serial
             ),
             PinRequest::CustodianCard { holder, card } => format!(

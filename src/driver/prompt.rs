@@ -1,6 +1,7 @@
 //! A plain line-by-line operator for the room, used when no answers file is given (until the terminal
 //! UI exists, and on terminals that cannot show it). Each person types their own name to confirm.
 
+use super::cards::{CardPresentation, CardRequest};
 use super::operator::{Notice, Operator};
 use crate::engine::{Input, StepPlan};
 use std::io::Write;
@@ -119,6 +120,69 @@ impl<W: Write> Operator for LinePrompt<'_, W> {
         let _ = self.out.flush();
         self.read_line().filter(|l| !l.is_empty())
     }
+
+    /// Lists the cards (no order implied) and reads which one is presented: its label or number,
+    /// optionally followed by `by NAME` when someone other than the holder presents it; `done` ends.
+    fn present_card(&mut self, request: &CardRequest<'_>) -> CardPresentation {
+        self.say(&format!(
+            "      {}: {} of {} cards accepted; present the cards in any order",
+            request.purpose.as_str(),
+            request.accepted,
+            request.needed
+        ));
+        let mut list = Vec::new();
+        for (i, c) in request.cards.iter().enumerate() {
+            let state = match (c.accepted, c.refused) {
+                (true, _) => " (accepted)",
+                (false, true) => " (refused)",
+                _ => "",
+            };
+            list.push(format!(
+                "        {}. card \"{}\" of {}, bag {}{state}",
+                i + 1,
+                c.label,
+                c.holder,
+                c.bag
+            ));
+        }
+        for line in list {
+            self.say(&line);
+        }
+        self.say("      type the card's label or number (then `by NAME` if not its holder); `done` when no further card is presented");
+        let _ = write!(self.out, "      card> ");
+        let _ = self.out.flush();
+        let Some(line) = self.read_line() else {
+            return CardPresentation::NoMore;
+        };
+        if line == "done" || line.is_empty() {
+            return CardPresentation::NoMore;
+        }
+        let (which, by) = match line.split_once(" by ") {
+            Some((w, b)) => (w.trim(), Some(b.trim().to_string())),
+            None => (line.as_str(), None),
+        };
+        let found = request
+            .cards
+            .iter()
+            .position(|c| c.label == which)
+            .or_else(|| {
+                which
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=request.cards.len()).contains(n))
+                    .map(|n| n - 1)
+            });
+        match found {
+            Some(card) => CardPresentation::Card {
+                card,
+                presented_by: by.unwrap_or_else(|| request.cards[card].holder.to_string()),
+            },
+            None => {
+                self.say(&format!("      no card \"{which}\" in this step"));
+                self.present_card(request)
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -184,5 +248,58 @@ mod tests {
         assert!(String::from_utf8(out)
             .unwrap()
             .contains("path of the file to attach (video of the ceremony)"));
+    }
+
+    #[test]
+    fn cards_are_chosen_by_label_or_number_in_any_order() {
+        use crate::driver::cards::{CardChoice, CardPurpose};
+        let typed = "card-b by Ann\n7\n1\ndone\n";
+        let mut out = Vec::new();
+        let mut lines = typed.lines().map(str::to_string);
+        let mut p = LinePrompt::new(Box::new(move || lines.next()), &mut out);
+        let cards = [
+            CardChoice {
+                holder: "Ann",
+                label: "card-a",
+                bag: "TEB-1",
+                accepted: false,
+                refused: false,
+            },
+            CardChoice {
+                holder: "Bo",
+                label: "card-b",
+                bag: "TEB-2",
+                accepted: false,
+                refused: true,
+            },
+        ];
+        let request = CardRequest {
+            step: "activate",
+            purpose: CardPurpose::Activation,
+            cards: &cards,
+            accepted: 0,
+            needed: 2,
+        };
+        assert_eq!(
+            p.present_card(&request),
+            CardPresentation::Card {
+                card: 1,
+                presented_by: "Ann".into()
+            }
+        );
+        // "7" names no card: asked again, then card 1 by its holder.
+        assert_eq!(
+            p.present_card(&request),
+            CardPresentation::Card {
+                card: 0,
+                presented_by: "Ann".into()
+            }
+        );
+        assert_eq!(p.present_card(&request), CardPresentation::NoMore);
+        let shown = String::from_utf8(out).unwrap();
+        assert!(
+            shown.contains("in any order") && shown.contains("(refused)"),
+            "{shown}"
+        );
     }
 }

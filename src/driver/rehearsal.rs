@@ -25,6 +25,17 @@ pub const ENV_FILE: &str = "rehearsal.toml";
 /// Set in the re-executed child: the rehearsal folder it must use.
 pub const DIR_VAR: &str = "KEYRITE_REHEARSAL_DIR";
 
+/// The rehearsal token's label for a script's token selector: the label the script asks for, or one
+/// derived from its serial (SoftHSM cannot be told which serial to give a new token).
+pub fn rehearsal_label(selector: &crate::script::TokenSelector) -> String {
+    pkcs11::wanted_label(selector).unwrap_or_else(|| {
+        format!(
+            "rehearsal-{}",
+            selector.serial.as_deref().unwrap_or("token")
+        )
+    })
+}
+
 pub fn find_softhsm() -> Result<String> {
     SOFTHSM_MODULES
         .iter()
@@ -46,6 +57,9 @@ pub fn find_softhsm() -> Result<String> {
 pub struct RehearsalToken {
     pub label: String,
     pub serial: String,
+    /// For a custodian card: the holder named in the script's `[quorum]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
     pub so_pin: String,
     pub user_pin: String,
 }
@@ -153,12 +167,53 @@ impl RehearsalEnv {
         let token = RehearsalToken {
             label: label.into(),
             serial,
+            holder: None,
             so_pin,
             user_pin,
         };
         self.file.tokens.push(token.clone());
         self.save()?;
         Ok(token)
+    }
+
+    /// A custodian card's token, made now if needed, with its holder recorded in rehearsal.toml.
+    pub fn ensure_card(
+        &mut self,
+        softhsm_module: &str,
+        label: &str,
+        holder: &str,
+    ) -> Result<RehearsalToken> {
+        let token = self.ensure_token(softhsm_module, label)?;
+        if token.holder.as_deref() == Some(holder) {
+            return Ok(token);
+        }
+        for t in self.file.tokens.iter_mut().filter(|t| t.label == label) {
+            t.holder = Some(holder.to_string());
+        }
+        self.save()?;
+        Ok(self.token(label).cloned().unwrap_or(token))
+    }
+
+    /// Record a token that a quorum split initialised (its PINs are derived from the quorum secret
+    /// and known to nobody, so none are written). No-op if the module does not show it.
+    pub fn adopt_token(&mut self, module: &str, label: &str) -> Result<()> {
+        if self.token(label).is_some() {
+            return Ok(());
+        }
+        let found = pkcs11::list_tokens(module)?
+            .into_iter()
+            .find(|t| t.token_label == label);
+        if let Some(t) = found {
+            self.file.tokens.push(RehearsalToken {
+                label: label.into(),
+                serial: t.serial,
+                holder: None,
+                so_pin: String::new(),
+                user_pin: String::new(),
+            });
+            self.save()?;
+        }
+        Ok(())
     }
 
     fn save(&self) -> Result<()> {
@@ -207,7 +262,10 @@ impl PinSource for RehearsalPins {
         self.0
             .iter()
             .find(|t| t.serial == token.serial)
-            .map(|t| SecretString::from(t.user_pin.as_str()))
+            .map(|t| match request {
+                PinRequest::HsmSecurityOfficer(_) => SecretString::from(t.so_pin.as_str()),
+                _ => SecretString::from(t.user_pin.as_str()),
+            })
             .ok_or_else(|| {
                 Error::input(
                     format!(

@@ -37,6 +37,7 @@ fn script() -> Script {
             security_level: SecurityLevel::VeryHigh,
         },
         policy: PolicyOptions::default(),
+        quorum: None,
         participants: vec![
             person("Mia", Role::MasterOfCeremony),
             person("Otto", Role::Operator),

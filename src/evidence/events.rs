@@ -1,6 +1,7 @@
 //! Log events written by the driver (the engine's own events are `engine::Event`). Both are tagged
 //! by `kind`, with distinct kind names, so one log line parses as exactly one of them.
 
+use super::quorum::{CardEvent, QuorumSummary, RetireRecord, SplitRecord};
 use super::report::{ArtifactRecord, CertificateRecord};
 use crate::hsm::{KeyAttributes, TokenIdentity};
 use crate::script::{Action, Role, SecurityLevel};
@@ -141,6 +142,30 @@ pub enum Record {
         file_name: String,
         sha256: String,
         size: u64,
+    },
+    /// Quorum (src/evidence/quorum.rs): a split or reshare wrote and verified every card.
+    QuorumSplit(SplitRecord),
+    /// A card presented at activation passed every check; its share counts.
+    QuorumCardAccepted(CardEvent),
+    /// A card presented at a quorum step was refused, with the reason.
+    QuorumCardRefused(CardEvent),
+    /// M shares combined to the committed secret; the HSM login follows.
+    QuorumActivated(QuorumSummary),
+    /// Health check of one card (result "healthy" or "unhealthy").
+    ShareChecked(CardEvent),
+    /// End of a health check.
+    SharesChecked(QuorumSummary),
+    /// An old share (and its commitments object) destroyed on a card.
+    ShareDestroyed(CardEvent),
+    /// The old share set's commitments are retired.
+    SharesRetired(RetireRecord),
+    /// A test message signed with a key and verified with its public key.
+    TestMessageSigned {
+        key: String,
+        message: String,
+        signature_algorithm: String,
+        signature: String,
+        verified: bool,
     },
     /// Always the last entry; binds report.json to the log.
     ReportWritten {

@@ -6,6 +6,7 @@ pub mod events;
 pub mod log;
 pub mod pdf;
 pub mod pgp_words;
+pub mod quorum;
 pub mod replay;
 pub mod report;
 pub mod verify;

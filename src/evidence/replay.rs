@@ -229,7 +229,10 @@ impl HsmOrder {
             _ => return Ok(()),
         };
         let authorised = self.authorised.as_ref().is_some_and(|(step, action)| {
-            *action == needs.0 && entry.step.as_deref() == Some(step.as_str())
+            // A split on a fresh token initialises it and logs in: it activates too.
+            let activates = action.is_activation() || *action == Action::SplitActivation;
+            let allowed = *action == needs.0 || (needs.0 == Action::ActivateHsm && activates);
+            allowed && entry.step.as_deref() == Some(step.as_str())
         });
         if !authorised {
             return Err(format!(

@@ -5,6 +5,7 @@
 
 use super::events::{ConfirmationSource, HostFacts, ParticipantRecord, PersonalCardRecord, Record};
 use super::log::AuditEntry;
+use super::quorum;
 use crate::engine::Event;
 use crate::hsm::{KeyAttributes, TokenIdentity};
 use crate::script::{Action, CeremonyInfo, Role};
@@ -80,6 +81,9 @@ pub struct QuorumReport {
     /// SHA-256 of the encoded Feldman commitments, lowercase hex.
     pub commitments_sha256: String,
     pub cards: Vec<QuorumCard>,
+    /// After a reshare: SHA-256 of the old share set's commitments, whose shares were destroyed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_commitments_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -454,10 +458,20 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
                     "log entry {seq}: report_written must be the last entry"
                 ))
             }
+            Record::QuorumSplit(r) => quorum::apply_split(&mut report.quorum, &r),
+            Record::QuorumCardAccepted(e)
+            | Record::QuorumCardRefused(e)
+            | Record::ShareChecked(e)
+            | Record::ShareDestroyed(e) => quorum::apply_card(&mut report.quorum, &e),
+            Record::QuorumActivated(s) | Record::SharesChecked(s) => {
+                quorum::apply_summary(&mut report.quorum, &s)
+            }
+            Record::SharesRetired(r) => quorum::apply_retired(&mut report.quorum, &r),
             Record::HsmIntent { .. }
             | Record::HsmDeactivated { .. }
             | Record::HsmFailed { .. }
-            | Record::FingerprintPresented { .. } => {}
+            | Record::FingerprintPresented { .. }
+            | Record::TestMessageSigned { .. } => {}
         },
     }
     Ok(())

@@ -2,7 +2,7 @@
 //! keys are derived from the label so tests are repeatable. Never used outside tests and `--mock`-free
 //! code paths: nothing in the CLI can select it.
 
-use super::{Hsm, HsmError, KeyAttributes, KeyPairInfo, SignMechanism, TokenIdentity};
+use super::{Hsm, HsmError, KeyAttributes, KeyPairInfo, PinChange, SignMechanism, TokenIdentity};
 use crate::script::KeyAlgorithm;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256, Sha384};
@@ -201,6 +201,20 @@ impl Hsm for MockHsm {
                 Ok(sig.to_bytes().to_vec())
             }
         }
+    }
+
+    fn change_pins(&mut self, user: PinChange<'_>, so: PinChange<'_>) -> Result<(), HsmError> {
+        self.need_login("C_SetPIN")?;
+        if user.old.expose_secret() != self.pin {
+            let mut e = HsmError::new("C_SetPIN", "the old PIN is incorrect", "re-enter it");
+            e.ckr = "CKR_PIN_INCORRECT".into();
+            return Err(e);
+        }
+        let _ = so;
+        self.call("C_SetPIN user".into());
+        self.call("C_SetPIN so".into());
+        self.pin = user.new.expose_secret().to_string();
+        Ok(())
     }
 
     fn random(&mut self, len: usize) -> Result<Vec<u8>, HsmError> {

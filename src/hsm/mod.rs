@@ -9,6 +9,41 @@ use crate::script::{KeyAlgorithm, TokenSelector};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use zeroize::Zeroizing;
+
+/// A token's user-PIN state flags (CK_TOKEN_INFO), shown to a custodian after a wrong card PIN.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinState {
+    /// CKF_USER_PIN_COUNT_LOW: a wrong PIN was entered since the last successful login.
+    pub count_low: bool,
+    /// CKF_USER_PIN_FINAL_TRY: one more wrong PIN locks the token.
+    pub final_try: bool,
+    /// CKF_USER_PIN_LOCKED: the user PIN is locked.
+    pub locked: bool,
+}
+
+impl PinState {
+    /// What the token says about the remaining tries, when it says anything.
+    pub fn describe(&self) -> Option<&'static str> {
+        if self.locked {
+            Some("the card's PIN is now LOCKED: only its security officer can unlock it")
+        } else if self.final_try {
+            Some("FINAL TRY: one more wrong PIN locks the card")
+        } else if self.count_low {
+            Some("the card reports a low PIN retry count (COUNT_LOW)")
+        } else {
+            None
+        }
+    }
+}
+
+fn unsupported(function: &str) -> HsmError {
+    HsmError::new(
+        function,
+        "this token driver does not support quorum card operations",
+        "use a PKCS#11 token (keyrite's PKCS#11 driver) for quorum cards",
+    )
+}
 
 /// Who and what the HSM is, as the token and module report it. Goes into the log and the report.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -124,6 +159,44 @@ pub trait Hsm {
             "use a PKCS#11 token as a personal card",
         ))
     }
+
+    /// Quorum cards: create a token, private, non-modifiable CKO_DATA object (needs a user login).
+    /// Refuses a label that already exists.
+    fn write_data(&mut self, label: &str, value: &[u8]) -> Result<(), HsmError> {
+        let _ = (label, value);
+        Err(unsupported("write data object"))
+    }
+    /// The value of the data object labelled `label`, `None` when the token has none.
+    fn read_data(&mut self, label: &str) -> Result<Option<Zeroizing<Vec<u8>>>, HsmError> {
+        let _ = label;
+        Err(unsupported("read data object"))
+    }
+    /// Labels of the keyrite quorum data objects on the token.
+    fn data_labels(&mut self) -> Result<Vec<String>, HsmError> {
+        Err(unsupported("list data objects"))
+    }
+    /// Destroy every data object labelled `label`; returns how many were destroyed.
+    fn destroy_data(&mut self, label: &str) -> Result<usize, HsmError> {
+        let _ = label;
+        Err(unsupported("destroy data object"))
+    }
+    /// The user-PIN flags as the token reports them now.
+    fn pin_state(&mut self) -> Result<PinState, HsmError> {
+        Err(unsupported("read token flags"))
+    }
+    /// Replace both PINs with C_SetPIN: the user PIN in the current user session, then the SO PIN in
+    /// an SO session; ends logged in as user with the new user PIN.
+    fn change_pins(&mut self, user: PinChange<'_>, so: PinChange<'_>) -> Result<(), HsmError> {
+        let _ = (user, so);
+        Err(unsupported("C_SetPIN"))
+    }
+}
+
+/// An old and a new PIN for [`Hsm::change_pins`].
+#[derive(Clone, Copy)]
+pub struct PinChange<'a> {
+    pub old: &'a SecretString,
+    pub new: &'a SecretString,
 }
 
 /// Opens an HSM session for a script's `[hsm]` section. The driver takes one of these so that tests can

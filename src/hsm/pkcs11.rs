@@ -7,6 +7,7 @@
 //! finds its objects afresh by label and CKA_ID.
 
 mod certs;
+mod data;
 mod fixes;
 mod keys;
 mod module;
@@ -15,7 +16,7 @@ mod select;
 pub use module::{init_token, list_tokens};
 pub use select::wanted_label;
 
-use super::{Hsm, HsmError, KeyPairInfo, SignMechanism, TokenIdentity};
+use super::{Hsm, HsmError, KeyPairInfo, PinChange, PinState, SignMechanism, TokenIdentity};
 use crate::script::{KeyAlgorithm, TokenSelector};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
@@ -31,6 +32,7 @@ const KEY_ID_LEN: usize = 16;
 pub struct Pkcs11Hsm {
     session: Session,
     identity: TokenIdentity,
+    slot: Slot,
 }
 
 const _: () = {
@@ -100,6 +102,7 @@ impl Pkcs11Hsm {
         Ok(Pkcs11Hsm {
             session,
             identity: identity.clone(),
+            slot: *slot,
         })
     }
 
@@ -293,5 +296,29 @@ impl Hsm for Pkcs11Hsm {
         self.session
             .generate_random_vec(n)
             .ck("C_GenerateRandom", what)
+    }
+
+    fn write_data(&mut self, label: &str, value: &[u8]) -> Result<(), HsmError> {
+        self.write_data_object(label, value)
+    }
+
+    fn read_data(&mut self, label: &str) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, HsmError> {
+        self.read_data_object(label)
+    }
+
+    fn data_labels(&mut self) -> Result<Vec<String>, HsmError> {
+        self.quorum_data_labels()
+    }
+
+    fn destroy_data(&mut self, label: &str) -> Result<usize, HsmError> {
+        self.destroy_data_objects(label)
+    }
+
+    fn pin_state(&mut self) -> Result<PinState, HsmError> {
+        self.token_pin_state()
+    }
+
+    fn change_pins(&mut self, user: PinChange<'_>, so: PinChange<'_>) -> Result<(), HsmError> {
+        self.set_both_pins(user, so)
     }
 }

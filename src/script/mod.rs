@@ -4,11 +4,13 @@ pub mod diagnostic;
 pub mod model;
 pub mod parse;
 pub mod policy;
+pub mod quorum;
 pub mod signers;
 
 pub use diagnostic::{has_errors, Diagnostic, KeyPath, Severity, Target};
 pub use model::*;
 pub use parse::{load, parse, LoadedScript, SUPPORTED_FORMATS};
+pub use quorum::{QuorumCard, QuorumConfig, QuorumSet};
 
 use std::path::Path;
 

@@ -23,6 +23,9 @@ pub struct Script {
     pub keys: Vec<KeySpec>,
     #[serde(default)]
     pub certificates: Vec<CertificateProfile>,
+    /// The M-of-N custodian quorum that holds the HSM's activation secret (script_quorum.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<super::quorum::QuorumConfig>,
     pub steps: Vec<Step>,
 }
 
@@ -431,6 +434,18 @@ pub enum Action {
     /// scanned sign-in sheet). The step's `attachment` says what the file is; its path is given at
     /// run time (`--attach STEP=PATH`, the answers file's `[attachments]`, or the prompt).
     Attach,
+    /// Make the activation secret, set both HSM PINs from it and write one share to each card.
+    SplitActivation,
+    /// Quorum login: M custodians present their cards; the combined secret's PIN activates the HSM.
+    ActivateQuorum,
+    /// Each custodian proves their card holds a valid share (no reconstruction).
+    ShareHealthCheck,
+    /// After activate_quorum: split the same secret afresh to `[quorum.reshare]`.
+    Reshare,
+    /// Destroy the old shares on the old cards (after a reshare).
+    RetireShares,
+    /// Sign a test message with `key` and verify the signature with its public key.
+    SignTestMessage,
 }
 
 impl Action {
@@ -438,8 +453,20 @@ impl Action {
     pub fn is_sensitive(self) -> bool {
         matches!(
             self,
-            Action::ActivateHsm | Action::GenerateKey | Action::SignCertificate
+            Action::ActivateHsm
+                | Action::GenerateKey
+                | Action::SignCertificate
+                | Action::SplitActivation
+                | Action::ActivateQuorum
+                | Action::Reshare
+                | Action::RetireShares
+                | Action::SignTestMessage
         )
+    }
+
+    /// Actions that open the HSM session and log in.
+    pub fn is_activation(self) -> bool {
+        matches!(self, Action::ActivateHsm | Action::ActivateQuorum)
     }
 
     /// Actions that talk to the HSM.
@@ -450,6 +477,10 @@ impl Action {
                 | Action::GenerateKey
                 | Action::SignCertificate
                 | Action::DeactivateHsm
+                | Action::SplitActivation
+                | Action::ActivateQuorum
+                | Action::Reshare
+                | Action::SignTestMessage
         )
     }
 
@@ -463,6 +494,12 @@ impl Action {
             Action::SignCertificate => "sign_certificate",
             Action::DeactivateHsm => "deactivate_hsm",
             Action::Attach => "attach",
+            Action::SplitActivation => "split_activation",
+            Action::ActivateQuorum => "activate_quorum",
+            Action::ShareHealthCheck => "share_health_check",
+            Action::Reshare => "reshare",
+            Action::RetireShares => "retire_shares",
+            Action::SignTestMessage => "sign_test_message",
         }
     }
 }

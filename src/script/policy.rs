@@ -18,6 +18,7 @@ mod artifacts;
 mod attach;
 mod cards;
 mod participants;
+mod quorum;
 mod steps;
 
 /// All policy findings for `loaded`, sorted by position in the file.
@@ -40,6 +41,7 @@ pub fn check(loaded: &LoadedScript) -> Vec<Diagnostic> {
     c.preflight();
     c.fingerprints();
     c.attachments();
+    c.quorum();
     // Stable: findings at the same place keep the order of the rules above.
     c.out.sort_by_key(|d| (d.line, d.col));
     c.out

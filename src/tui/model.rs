@@ -170,6 +170,7 @@ impl std::fmt::Debug for Modal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PinKind {
     Hsm,
+    HsmSecurityOfficer,
     CustodianCard,
     PersonalCard,
 }
@@ -186,6 +187,7 @@ impl PinAsk {
         use crate::driver::pins::PinRequest;
         let kind = match request {
             PinRequest::HsmUser(_) => PinKind::Hsm,
+            PinRequest::HsmSecurityOfficer(_) => PinKind::HsmSecurityOfficer,
             PinRequest::CustodianCard { .. } => PinKind::CustodianCard,
             PinRequest::PersonalCard { .. } => PinKind::PersonalCard,
         };

@@ -17,6 +17,7 @@ pub(super) fn pin_modal<'a>(
 ) -> (String, Vec<Line<'a>>, u16) {
     let (title, why) = match ask.kind {
         PinKind::Hsm => ("HSM PIN", None),
+        PinKind::HsmSecurityOfficer => ("HSM security-officer PIN", None),
         PinKind::CustodianCard => ("Quorum card PIN", None),
         PinKind::PersonalCard => (
             "Personal card PIN",

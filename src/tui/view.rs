@@ -191,6 +191,14 @@ fn action_text(action: Action) -> &'static str {
         Action::SignCertificate => "build, sign and check the certificate",
         Action::DeactivateHsm => "log out of the HSM and close the session",
         Action::Attach => "hash the file you name and record its SHA-256 and size",
+        Action::SplitActivation => {
+            "make the activation secret, set the HSM PINs from it, write one share per card"
+        }
+        Action::ActivateQuorum => "combine the custodians' shares and log in to the HSM",
+        Action::ShareHealthCheck => "check each presented card's share against the commitments",
+        Action::Reshare => "split the same secret afresh onto the new cards",
+        Action::RetireShares => "destroy the old shares on the old cards",
+        Action::SignTestMessage => "sign a test message with the key and verify it",
     }
 }
 

@@ -108,6 +108,7 @@ pub fn sample_report(steps: usize) -> Report {
             total: 3,
             split_ceremony_id: "TEST-2026".into(),
             commitments_sha256: "cd".repeat(32),
+            retired_commitments_sha256: None,
             cards: vec![QuorumCard {
                 index: 1,
                 holder: "Sven Lindqvist".into(),

@@ -178,7 +178,10 @@ impl Checker<'_> {
             let (at, name, action) = (step_path(i), self.step_name(i), st.action);
             let key_path = at.clone().key("key");
             let cert_path = at.clone().key("certificate");
-            let uses_key = matches!(action, Action::GenerateKey | Action::ConfirmFingerprint);
+            let uses_key = matches!(
+                action,
+                Action::GenerateKey | Action::ConfirmFingerprint | Action::SignTestMessage
+            );
             match (&st.key, uses_key) {
                 (None, true) => {
                     let what = format!("{name} ({action}) does not say which key");
@@ -258,7 +261,12 @@ impl Checker<'_> {
         for (i, st) in self.s.steps.iter().enumerate() {
             let action = st.action;
             let active = activated_by.is_some();
-            if action == Action::ActivateHsm {
+            // A split on a factory-fresh token initialises it and logs in: it activates.
+            if action == Action::SplitActivation && !active && deactivated_by.is_none() {
+                activated_by = Some(i);
+                continue;
+            }
+            if action.is_activation() {
                 // A second login on an open session is an HSM error mid-ceremony, and it usually means a
                 // deactivate_hsm step was forgotten or moved.
                 if let Some(on) = activated_by {

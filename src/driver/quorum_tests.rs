@@ -1,0 +1,285 @@
+//! Quorum steps through the whole effect loop on mocks: an HSM mock and in-memory custodian cards.
+
+use super::operator::{Answers, Headless};
+use super::pins::{PinRequest, PinSource};
+use super::*;
+use crate::evidence::events::ConfirmationSource;
+use crate::evidence::verify::verify_bundle;
+use crate::hsm::mock::MockHsm;
+use crate::hsm::{KeyPairInfo, PinState, SignMechanism, TokenIdentity};
+use crate::script::{parse, KeyAlgorithm};
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use zeroize::Zeroizing;
+
+type Store = Arc<Mutex<BTreeMap<String, BTreeMap<String, Vec<u8>>>>>;
+
+/// A custodian card: data objects only, PIN "card-pin".
+struct MockCard {
+    identity: TokenIdentity,
+    store: Store,
+    logged_in: bool,
+}
+
+impl MockCard {
+    fn objects(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, BTreeMap<String, Vec<u8>>>> {
+        self.store.lock().unwrap()
+    }
+    fn no(&self, f: &str) -> HsmError {
+        HsmError::new(f, "a card has no keys", "mock")
+    }
+}
+
+impl Hsm for MockCard {
+    fn identity(&self) -> &TokenIdentity {
+        &self.identity
+    }
+    fn login(&mut self, pin: &SecretString) -> std::result::Result<(), HsmError> {
+        if pin.expose_secret() != "card-pin" {
+            let mut e = HsmError::new("C_Login", "wrong", "retry");
+            e.ckr = "CKR_PIN_INCORRECT".into();
+            return Err(e);
+        }
+        self.logged_in = true;
+        Ok(())
+    }
+    fn logout(&mut self) -> std::result::Result<(), HsmError> {
+        self.logged_in = false;
+        Ok(())
+    }
+    fn label_exists(&mut self, _: &str) -> std::result::Result<bool, HsmError> {
+        Ok(false)
+    }
+    fn generate_key_pair(
+        &mut self,
+        _: &str,
+        _: KeyAlgorithm,
+    ) -> std::result::Result<KeyPairInfo, HsmError> {
+        Err(self.no("C_GenerateKeyPair"))
+    }
+    fn key_pair(&mut self, _: &str) -> std::result::Result<KeyPairInfo, HsmError> {
+        Err(self.no("C_FindObjects"))
+    }
+    fn sign(
+        &mut self,
+        _: &str,
+        _: SignMechanism,
+        _: &[u8],
+    ) -> std::result::Result<Vec<u8>, HsmError> {
+        Err(self.no("C_Sign"))
+    }
+    fn random(&mut self, len: usize) -> std::result::Result<Vec<u8>, HsmError> {
+        Ok(vec![7; len])
+    }
+    fn write_data(&mut self, label: &str, value: &[u8]) -> std::result::Result<(), HsmError> {
+        assert!(self.logged_in);
+        let me = self.identity.token_label.clone();
+        let mut all = self.objects();
+        let card = all.entry(me).or_default();
+        if card.contains_key(label) {
+            return Err(HsmError::new("C_CreateObject", "exists", "mock"));
+        }
+        card.insert(label.into(), value.to_vec());
+        Ok(())
+    }
+    fn read_data(
+        &mut self,
+        label: &str,
+    ) -> std::result::Result<Option<Zeroizing<Vec<u8>>>, HsmError> {
+        assert!(self.logged_in);
+        let me = self.identity.token_label.clone();
+        Ok(self
+            .objects()
+            .get(&me)
+            .and_then(|c| c.get(label))
+            .map(|v| Zeroizing::new(v.clone())))
+    }
+    fn data_labels(&mut self) -> std::result::Result<Vec<String>, HsmError> {
+        let me = self.identity.token_label.clone();
+        Ok(self
+            .objects()
+            .get(&me)
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+    fn destroy_data(&mut self, label: &str) -> std::result::Result<usize, HsmError> {
+        let me = self.identity.token_label.clone();
+        Ok(self
+            .objects()
+            .get_mut(&me)
+            .and_then(|c| c.remove(label))
+            .map_or(0, |_| 1))
+    }
+    fn pin_state(&mut self) -> std::result::Result<PinState, HsmError> {
+        Ok(PinState {
+            count_low: true,
+            final_try: true,
+            locked: false,
+        })
+    }
+}
+
+/// Card PINs are "card-pin"; the HSM's current user PIN is `hsm_pin`.
+struct Pins(String);
+
+impl PinSource for Pins {
+    fn pin(&mut self, request: &PinRequest<'_>) -> Result<SecretString> {
+        Ok(SecretString::from(match request {
+            PinRequest::CustodianCard { .. } => "card-pin".to_string(),
+            _ => self.0.clone(),
+        }))
+    }
+}
+
+fn load(name: &str) -> LoadedScript {
+    let path = format!("{}/ceremony-scripts/{name}", env!("CARGO_MANIFEST_DIR"));
+    parse::load(Path::new(&path)).expect("the shipped script parses")
+}
+
+/// Run `loaded` with the HSM mock (PIN `hsm_pin`, optionally holding `key`) and the card store.
+fn run(
+    loaded: &LoadedScript,
+    answers: Answers,
+    hsm_pin: &str,
+    key: Option<&str>,
+    store: &Store,
+    out: &Path,
+) -> (Outcome, Vec<String>, String) {
+    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (shared, store, pin, key) = (
+        calls.clone(),
+        store.clone(),
+        hsm_pin.to_string(),
+        key.map(str::to_string),
+    );
+    let mut opener =
+        move |_: &str, sel: &TokenSelector| -> std::result::Result<Box<dyn Hsm + Send>, HsmError> {
+            let label = sel.label.clone().unwrap_or_default();
+            if label.contains("custodian-card") {
+                let mut identity = MockHsm::new("x").identity().clone();
+                identity.token_label = label.clone();
+                identity.serial = format!("serial-{label}");
+                return Ok(Box::new(MockCard {
+                    identity,
+                    store: store.clone(),
+                    logged_in: false,
+                }));
+            }
+            let mut mock = MockHsm::new(&pin);
+            if let Some(k) = &key {
+                mock.login(&SecretString::from(pin.as_str()))?;
+                mock.generate_key_pair(k, KeyAlgorithm::P256)?;
+                mock.logout()?;
+            }
+            mock.calls = shared.clone();
+            Ok(Box::new(mock))
+        };
+    let mut printed = Vec::new();
+    let mut operator = Headless::new(answers, &mut printed);
+    let mode = RunMode {
+        rehearsal: false,
+        enforce_offline: false,
+        module: "mock".into(),
+        token: TokenSelector {
+            label: Some("example-quorum-hsm".into()),
+            ..TokenSelector::default()
+        },
+        confirmations: ConfirmationSource {
+            kind: "auto".into(),
+            answers_sha256: None,
+        },
+        cards: crate::driver::CardSetup::default(),
+    };
+    let outcome = Ceremony {
+        loaded,
+        mode,
+        operator: &mut operator,
+        pins: &mut Pins(hsm_pin.into()),
+        opener: &mut opener,
+    }
+    .run(out)
+    .unwrap();
+    let calls = calls.lock().unwrap().clone();
+    (outcome, calls, String::from_utf8(printed).unwrap())
+}
+
+#[test]
+fn split_then_quorum_activation_and_refusals_on_mocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Store = Arc::default();
+    let root = load("root-ca-quorum.toml");
+    let (outcome, calls, printed) = run(
+        &root,
+        Answers::auto(&root.script),
+        "1234",
+        None,
+        &store,
+        &dir.path().join("root"),
+    );
+    assert!(outcome.completed, "{:?}\n{printed}", outcome.reason);
+    assert!(calls.contains(&"C_SetPIN so".to_string()), "{calls:?}");
+    let v = verify_bundle(&dir.path().join("root"));
+    assert!(v.passed(), "{}", v.table());
+
+    // The cards rebuild the secret; its derived PIN is the HSM's PIN from now on.
+    let objects = store.lock().unwrap().clone();
+    assert_eq!(objects.len(), 4);
+    let card = |l: &str, o: &str| objects[&format!("example-custodian-card-{l}")][o].clone();
+    let id = "EXAMPLE-ROOT-QUORUM-2026";
+    let commitments =
+        crate::quorum::Commitments::decode(&card("a", &format!("keyrite-commitments:{id}")))
+            .unwrap();
+    let shares: Vec<_> = ["b", "d"]
+        .iter()
+        .map(|l| crate::quorum::Share::decode(&card(l, &format!("keyrite-share:{id}"))).unwrap())
+        .collect();
+    let pin = crate::quorum::combine(&shares, &commitments)
+        .unwrap()
+        .user_pin();
+    let derived = pin.expose_secret().to_string();
+
+    let ka = load("key-activation.toml");
+    let key = Some("example-root-quorum-2026");
+    let (outcome, calls, printed) = run(
+        &ka,
+        Answers::auto(&ka.script),
+        &derived,
+        key,
+        &store,
+        &dir.path().join("ka"),
+    );
+    assert!(outcome.completed, "{:?}\n{printed}", outcome.reason);
+    assert!(calls.contains(&"C_Login".to_string()));
+    let v = verify_bundle(&dir.path().join("ka"));
+    assert!(v.passed(), "{}", v.table());
+
+    // The same card twice: refused with its own message; the HSM never sees a login.
+    let mut answers = Answers::auto(&ka.script);
+    answers.auto_cards = false;
+    answers.cards = toml::from_str::<Answers>(
+        "[[cards]]\nstep = \"activate-quorum\"\npresent = [{ card = \"example-custodian-card-c\" }, { card = \"example-custodian-card-c\" }]\n",
+    )
+    .unwrap()
+    .cards;
+    let (outcome, calls, printed) = run(
+        &ka,
+        answers,
+        &derived,
+        key,
+        &store,
+        &dir.path().join("twice"),
+    );
+    assert!(!outcome.completed);
+    assert!(
+        printed.contains("was already presented at this step"),
+        "{printed}"
+    );
+    assert!(outcome
+        .reason
+        .unwrap_or_default()
+        .contains("only 1 of the 2 cards"));
+    assert!(!calls.iter().any(|c| c == "C_Login"), "{calls:?}");
+    let v = verify_bundle(&dir.path().join("twice"));
+    assert!(v.passed(), "{}", v.table());
+}

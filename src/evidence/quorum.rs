@@ -1,0 +1,145 @@
+//! Quorum log records (split, card presented / refused, activation, health check, retirement) and how
+//! they fill the report's quorum section. No record ever holds a share, the secret or a PIN.
+
+use super::report::{QuorumCard, QuorumReport};
+use serde::{Deserialize, Serialize};
+
+/// A custodian card as the log names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardRef {
+    pub holder: String,
+    pub token_label: String,
+    pub serial: String,
+    pub bag: String,
+}
+
+/// `quorum_split`: a split (root ceremony) or a reshare wrote one share to each card and read every
+/// card back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitRecord {
+    /// "split" or "reshare".
+    pub purpose: String,
+    pub split_ceremony_id: String,
+    /// The split's nonce, hex: shares of another split of the same ceremony are refused.
+    pub nonce: String,
+    pub threshold: u16,
+    pub total: u16,
+    /// The encoded Feldman commitments (public), hex, and their SHA-256.
+    pub commitments: String,
+    pub commitments_sha256: String,
+    /// Cards in share-index order (index = position + 1), each read back and verified.
+    pub cards: Vec<CardRef>,
+    /// The HSM whose PINs were set from the secret (absent for a reshare, which keeps the PINs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsm: Option<HsmPinsSet>,
+    /// For a reshare: the commitments of the share set this one replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces_commitments_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HsmPinsSet {
+    pub token_label: String,
+    pub serial: String,
+    pub model: String,
+    pub firmware_version: String,
+    /// How the PINs were set: "C_SetPIN (user and SO)".
+    pub method: String,
+    /// Always "no person saw either PIN: both were derived inside keyrite and never shown".
+    pub statement: String,
+}
+
+/// `quorum_card_accepted` / `quorum_card_refused` / `share_checked`: one card at one step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardEvent {
+    #[serde(flatten)]
+    pub card: CardRef,
+    /// Who handed the card over (normally its holder).
+    pub presented_by: String,
+    /// The share index the card holds, once read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u16>,
+    /// "accepted", "refused", "healthy", "unhealthy", "retired".
+    pub result: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `quorum_activated` (M valid shares combined to the committed secret; the HSM login follows) and
+/// `shares_checked` (the end of a health check).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumSummary {
+    pub split_ceremony_id: String,
+    pub threshold: u16,
+    pub total: u16,
+    pub commitments_sha256: String,
+    /// Holders whose cards were accepted (activation) or found healthy (health check).
+    pub holders: Vec<String>,
+}
+
+/// `shares_retired`: the old share set after a reshare; its commitments are retired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetireRecord {
+    pub split_ceremony_id: String,
+    pub commitments_sha256: String,
+    pub cards: Vec<CardRef>,
+}
+
+fn section(quorum: &mut Option<QuorumReport>) -> &mut QuorumReport {
+    quorum.get_or_insert_with(|| QuorumReport {
+        threshold: 0,
+        total: 0,
+        split_ceremony_id: String::new(),
+        commitments_sha256: String::new(),
+        cards: Vec::new(),
+        retired_commitments_sha256: None,
+    })
+}
+
+/// A split or reshare: the section now describes the new share set; earlier card entries stay.
+pub fn apply_split(quorum: &mut Option<QuorumReport>, split: &SplitRecord) {
+    let q = section(quorum);
+    q.threshold = u32::from(split.threshold);
+    q.total = u32::from(split.total);
+    q.split_ceremony_id = split.split_ceremony_id.clone();
+    q.commitments_sha256 = split.commitments_sha256.clone();
+    q.cards
+        .extend(split.cards.iter().enumerate().map(|(i, c)| QuorumCard {
+            index: i as u32 + 1,
+            holder: c.holder.clone(),
+            token_label: c.token_label.clone(),
+            serial: c.serial.clone(),
+            bag: c.bag.clone(),
+            result: "written".into(),
+        }));
+}
+
+/// Activation or health check: the split the cards belong to, unless a split came first.
+pub fn apply_summary(quorum: &mut Option<QuorumReport>, s: &QuorumSummary) {
+    let q = section(quorum);
+    if q.commitments_sha256.is_empty() {
+        q.threshold = u32::from(s.threshold);
+        q.total = u32::from(s.total);
+        q.split_ceremony_id = s.split_ceremony_id.clone();
+        q.commitments_sha256 = s.commitments_sha256.clone();
+    }
+}
+
+pub fn apply_card(quorum: &mut Option<QuorumReport>, e: &CardEvent) {
+    let result = match &e.reason {
+        Some(r) => format!("{}: {r}", e.result),
+        None => e.result.clone(),
+    };
+    section(quorum).cards.push(QuorumCard {
+        index: e.index.map(u32::from).unwrap_or(0),
+        holder: e.card.holder.clone(),
+        token_label: e.card.token_label.clone(),
+        serial: e.card.serial.clone(),
+        bag: e.card.bag.clone(),
+        result,
+    });
+}
+
+pub fn apply_retired(quorum: &mut Option<QuorumReport>, r: &RetireRecord) {
+    section(quorum).retired_commitments_sha256 = Some(r.commitments_sha256.clone());
+}

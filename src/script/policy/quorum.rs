@@ -1,0 +1,242 @@
+//! `[quorum]` rules (docs/script-format.md, "Quorum"): M ≥ 2; N ≥ M, N ≥ M+1 at high, N ≥ M+2 at
+//! very-high; one card per holder; holders are custodians; quorum steps in a sensible order.
+
+use super::{quoted, root, step_path, Checker};
+use crate::script::diagnostic::{KeyPath, Target};
+use crate::script::model::{Action, Role, SecurityLevel};
+use crate::script::quorum::QuorumCard;
+use std::collections::HashMap;
+
+const QUORUM_ACTIONS: [Action; 5] = [
+    Action::SplitActivation,
+    Action::ActivateQuorum,
+    Action::ShareHealthCheck,
+    Action::Reshare,
+    Action::RetireShares,
+];
+
+impl Checker<'_> {
+    pub(super) fn quorum(&mut self) {
+        let Some(q) = self.s.quorum.as_ref() else {
+            for (i, st) in self.s.steps.iter().enumerate() {
+                if QUORUM_ACTIONS.contains(&st.action) {
+                    let what = format!(
+                        "{} ({}) needs the custodian quorum, but the script has no [quorum] section",
+                        self.step_name(i),
+                        st.action
+                    );
+                    let fix =
+                        "add [quorum] with threshold and [[quorum.cards]] (holder, token, bag)";
+                    self.error(&step_path(i).key("action"), Target::Value, what, fix);
+                }
+            }
+            return;
+        };
+        let at = root().key("quorum");
+        self.quorum_set(&at, q.threshold, &q.cards);
+        if let Some(r) = &q.reshare {
+            self.quorum_set(&at.clone().key("reshare"), r.threshold, &r.cards);
+        }
+        let splits = self
+            .s
+            .steps
+            .iter()
+            .any(|s| s.action == Action::SplitActivation);
+        if !splits
+            && q.split_ceremony
+                .as_deref()
+                .is_none_or(|s| s.trim().is_empty())
+        {
+            let what = "[quorum] does not say which ceremony made the split the cards hold".into();
+            let fix = "add split_ceremony = \"<id of the ceremony that made the split>\" (from its report)";
+            self.error(&at, Target::Key, what, fix);
+        }
+        if let Some(sha) = &q.commitments_sha256 {
+            if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+                let what = format!("`quorum.commitments_sha256` \"{sha}\" is not a SHA-256 in hex");
+                let fix = "copy quorum.commitments_sha256 from the split ceremony's report.json (64 hex digits)";
+                self.error(
+                    &at.clone().key("commitments_sha256"),
+                    Target::Value,
+                    what,
+                    fix,
+                );
+            }
+        }
+        self.quorum_order(splits, q.reshare.is_some());
+    }
+
+    fn quorum_set(&mut self, at: &KeyPath, threshold: u16, cards: &[QuorumCard]) {
+        let level = self.s.ceremony.security_level;
+        let n = cards.len();
+        let m = usize::from(threshold);
+        let spare = match level {
+            SecurityLevel::Medium => 0,
+            SecurityLevel::High => 1,
+            SecurityLevel::VeryHigh => 2,
+        };
+        if m < 2 {
+            let what = format!("quorum threshold {threshold} lets one person activate the HSM");
+            self.error(
+                &at.clone().key("threshold"),
+                Target::Value,
+                what,
+                "set threshold = 2 or more (M-of-N needs M ≥ 2)",
+            );
+        } else if n < m + spare {
+            let what = if spare == 0 {
+                format!("{n} card(s) cannot reach a threshold of {m}")
+            } else {
+                format!(
+                    "security level {level} needs at least {} cards for a threshold of {m} (N ≥ M+{spare}, so a lost card is survivable), but [quorum] lists {n}",
+                    m + spare
+                )
+            };
+            let fix = "add [[quorum.cards]] entries (one per custodian), or lower the threshold";
+            self.error(&at.clone().key("threshold"), Target::Value, what, fix);
+        }
+        let mut holders: HashMap<&str, usize> = HashMap::new();
+        let mut labels: HashMap<String, usize> = HashMap::new();
+        for (i, card) in cards.iter().enumerate() {
+            let c = at.clone().key("cards").index(i);
+            match self.s.participant(&card.holder) {
+                None => {
+                    let known = quoted(
+                        self.s
+                            .participants
+                            .iter()
+                            .filter(|p| p.holds(Role::Custodian))
+                            .map(|p| &p.name),
+                    );
+                    let what = format!("card holder \"{}\" is not a participant", card.holder);
+                    let fix =
+                        format!("name a participant with the custodian role ({known}), or add one");
+                    self.error(&c.clone().key("holder"), Target::Value, what, fix);
+                }
+                Some(p) if !p.holds(Role::Custodian) => {
+                    let what = format!(
+                        "card holder \"{}\" does not hold the custodian role",
+                        card.holder
+                    );
+                    let fix = "give the holder role = \"custodian\" (or also = \"custodian\"), or choose a custodian";
+                    self.error(&c.clone().key("holder"), Target::Value, what, fix);
+                }
+                Some(_) => {}
+            }
+            if let Some(&first) = holders.get(card.holder.as_str()) {
+                let what = format!(
+                    "\"{}\" holds two cards (cards #{} and #{}); one custodian may hold one card",
+                    card.holder,
+                    first + 1,
+                    i + 1
+                );
+                let fix =
+                    "give the card to another custodian: a person with two shares weakens M-of-N";
+                self.error(&c.clone().key("holder"), Target::Value, what, fix);
+            } else {
+                holders.insert(&card.holder, i);
+            }
+            let t = &card.token;
+            let set = [&t.label, &t.serial, &t.uri]
+                .iter()
+                .filter(|v| v.is_some())
+                .count();
+            if set != 1 {
+                let what = format!(
+                    "card #{} must name its token by exactly one of label, serial or uri",
+                    i + 1
+                );
+                self.error(
+                    &c.clone().key("token"),
+                    Target::Value,
+                    what,
+                    "e.g. token = { label = \"custodian-card-1\" }",
+                );
+            }
+            let key = t.to_string();
+            if let Some(&first) = labels.get(&key) {
+                let what = format!(
+                    "cards #{} and #{} name the same token ({key})",
+                    first + 1,
+                    i + 1
+                );
+                self.error(
+                    &c.clone().key("token"),
+                    Target::Value,
+                    what,
+                    "each share goes to its own card",
+                );
+            } else {
+                labels.insert(key, i);
+            }
+            if card.bag.trim().is_empty() {
+                let what = format!("card #{} has no tamper-evident bag serial", i + 1);
+                self.error(
+                    &c.clone().key("bag"),
+                    Target::Value,
+                    what,
+                    "write the bag's serial, e.g. bag = \"TEB-104233\"",
+                );
+            }
+        }
+    }
+
+    fn quorum_order(&mut self, has_split: bool, has_reshare_set: bool) {
+        let (mut split_at, mut quorum_login_at, mut reshare_at) = (None, None, None);
+        for (i, st) in self.s.steps.iter().enumerate() {
+            let name = self.step_name(i);
+            let at = step_path(i).key("action");
+            match st.action {
+                Action::ActivateHsm if split_at.is_some() || !has_split => {
+                    let what = format!(
+                        "{name} logs in with a typed user PIN, but this HSM's PINs come from the quorum (nobody knows them)"
+                    );
+                    self.error(
+                        &at,
+                        Target::Value,
+                        what,
+                        "use action = \"activate_quorum\" (custodians present their cards)",
+                    );
+                }
+                Action::ActivateQuorum if has_split && split_at.is_none() => {
+                    let what = format!(
+                        "{name} needs the quorum, but the split_activation step comes later"
+                    );
+                    self.error(&at, Target::Value, what, "activate with activate_hsm before the split, and with activate_quorum after it");
+                }
+                Action::SplitActivation => split_at = Some(i),
+                Action::ActivateQuorum => quorum_login_at = Some(i),
+                Action::Reshare => {
+                    if quorum_login_at.is_none() {
+                        let what = format!(
+                            "{name} needs the secret, but no activate_quorum step comes before it"
+                        );
+                        self.error(
+                            &at,
+                            Target::Value,
+                            what,
+                            "put an activate_quorum step before the reshare",
+                        );
+                    }
+                    if !has_reshare_set {
+                        let what = format!("{name} has no new cards to write");
+                        self.error(
+                            &at,
+                            Target::Value,
+                            what,
+                            "add [quorum.reshare] with threshold and [[quorum.reshare.cards]]",
+                        );
+                    }
+                    reshare_at = Some(i);
+                }
+                Action::RetireShares if reshare_at.is_none() => {
+                    let what = format!(
+                        "{name} destroys the old shares, but no reshare step replaces them first"
+                    );
+                    self.error(&at, Target::Value, what, "put a reshare step before retire_shares: destroying the only shares locks the HSM forever");
+                }
+                _ => {}
+            }
+        }
+    }
+}
