@@ -8,10 +8,11 @@ use crate::error::Result;
 use crate::evidence::events::Record;
 use crate::evidence::report::CertificateRecord;
 use crate::hsm::spki::{grouped_hex, key_hash};
-use crate::hsm::{HsmError, KeyPairInfo};
+use crate::hsm::{Hsm, HsmError, KeyPairInfo};
 use crate::script::{Action, Script, Step};
 use crate::x509::{self, HsmKey};
 use der::pem::LineEnding;
+use secrecy::SecretString;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use crate::hsm::HsmOpener as Opener;
@@ -187,10 +188,40 @@ fn activate(
     // A second activation replaces the session: log the old one out first, on the record.
     close_hsm(state, Some(&ctx.step.id))?;
     let detail = format!("module {}, token {}", ctx.mode.module, ctx.mode.token);
-    intent(state, ctx, "open_and_login", detail)?;
-    let mut hsm = match opener(&ctx.mode.module, &ctx.mode.token) {
+    let hsm = match open_hsm(state, ctx, opener, detail)? {
         Ok(h) => h,
-        Err(e) => return failed(state, ctx, "open_and_login", e),
+        Err(why) => return Ok(Err(why)),
+    };
+    let id = hsm.identity();
+    let shown = format!(
+        "HSM: {} {}, serial {}, firmware {}, token \"{}\" — compare with the label on the device",
+        id.manufacturer, id.model, id.serial, id.firmware_version, id.token_label
+    );
+    operator.notice(Notice::Info { text: &shown });
+    let pin = match pins.pin(&PinRequest::HsmUser(hsm.identity())) {
+        Ok(pin) => pin,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    login_hsm(state, ctx, hsm, pin)
+}
+
+/// Open the ceremony's HSM token after a write-ahead `open_and_login` intent (`detail` says how).
+/// A rehearsal refuses any token that is not SoftHSM2's. The inner `Err` is a failure already
+/// logged as `hsm_failed`.
+pub(super) fn open_hsm(
+    state: &mut State,
+    ctx: &Context<'_>,
+    opener: &mut Opener<'_>,
+    detail: String,
+) -> Result<std::result::Result<Box<dyn Hsm + Send>, String>> {
+    intent(state, ctx, "open_and_login", detail)?;
+    let refuse = |state: &mut State, err: HsmError| {
+        state.hsm_failed(&ctx.step.id, "open_and_login", &err)?;
+        Ok(Err(err.to_string()))
+    };
+    let hsm = match opener(&ctx.mode.module, &ctx.mode.token) {
+        Ok(h) => h,
+        Err(e) => return refuse(state, e),
     };
     if ctx.mode.rehearsal && hsm.identity().manufacturer != SOFTHSM_MANUFACTURER {
         let err = HsmError::new(
@@ -202,20 +233,20 @@ fn activate(
             ),
             "use `keyrite run` for a real HSM; rehearse with SoftHSM2",
         );
-        return failed(state, ctx, "open_and_login", err);
+        return refuse(state, err);
     }
-    let id = hsm.identity();
-    let shown = format!(
-        "HSM: {} {}, serial {}, firmware {}, token \"{}\" — compare with the label on the device",
-        id.manufacturer, id.model, id.serial, id.firmware_version, id.token_label
-    );
-    operator.notice(Notice::Info { text: &shown });
-    let pin = match pins.pin(&PinRequest::HsmUser(hsm.identity())) {
-        Ok(pin) => pin,
-        Err(e) => return Ok(Err(e.to_string())),
-    };
+    Ok(Ok(hsm))
+}
+
+/// Log in with `pin`, which is dropped (zeroized) as soon as the HSM has seen it; keep the session
+/// and record `hsm_activated`.
+pub(super) fn login_hsm(
+    state: &mut State,
+    ctx: &Context<'_>,
+    mut hsm: Box<dyn Hsm + Send>,
+    pin: SecretString,
+) -> Performed {
     let login = hsm.login(&pin);
-    // The PIN is zeroized as soon as the HSM has seen it.
     drop(pin);
     if let Err(e) = login {
         return failed(state, ctx, "open_and_login", e);

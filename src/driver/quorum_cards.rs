@@ -8,7 +8,7 @@
 //! commitments of another ceremony or split, an index out of range or already presented, and Feldman
 //! verification.
 
-use super::actions::{failed, intent, Context, Performed, SOFTHSM_MANUFACTURER};
+use super::actions::{intent, login_hsm, open_hsm, Context, Performed};
 use super::cards::{CardChoice, CardPresentation, CardPurpose, CardRequest};
 use super::operator::{Notice, Operator};
 use super::pins::PinSource;
@@ -339,35 +339,13 @@ pub(super) fn activate(
         "module {}, token {} (quorum-derived PIN)",
         ctx.mode.module, ctx.mode.token
     );
-    intent(state, ctx, "open_and_login", detail)?;
-    let mut hsm = match opener(&ctx.mode.module, &ctx.mode.token) {
+    let hsm = match open_hsm(state, ctx, opener, detail)? {
         Ok(h) => h,
-        Err(e) => return failed(state, ctx, "open_and_login", e),
+        Err(why) => return Ok(Err(why)),
     };
-    if ctx.mode.rehearsal && hsm.identity().manufacturer != SOFTHSM_MANUFACTURER {
-        let err = HsmError::new(
-            "select token",
-            format!(
-                "token \"{}\" is not a SoftHSM2 token",
-                hsm.identity().token_label
-            ),
-            "rehearse with SoftHSM2; use `keyrite run` for a real HSM",
-        );
-        return failed(state, ctx, "open_and_login", err);
+    if let Err(why) = login_hsm(state, ctx, hsm, secret.user_pin())? {
+        return Ok(Err(why));
     }
-    let pin = secret.user_pin();
-    let login = hsm.login(&pin);
-    drop(pin);
-    if let Err(e) = login {
-        return failed(state, ctx, "open_and_login", e);
-    }
-    let token = hsm.identity().clone();
-    state.hsm = Some(hsm);
-    state.record(
-        Some(ctx.step.id.clone()),
-        vec![],
-        &Record::HsmActivated { token },
-    )?;
     state.quorum = Some((secret, commitments));
     Ok(Ok(()))
 }
