@@ -10,7 +10,9 @@ pub mod metrics;
 #[doc(hidden)]
 pub mod sample;
 pub mod script;
+mod cards;
 mod sections;
+mod signatures;
 
 use super::report::Report;
 use crate::hsm::spki::grouped_hex;
