@@ -168,18 +168,19 @@ pub fn section(l: &mut Layout, r: &Report) {
     }
 }
 
-/// The paragraph of the signature page on digital signatures.
-pub fn digital_rule(r: &Report, signers: &[RequiredSigner]) -> String {
+/// The signature page's part on digital signatures: the rule, and how to check a signature.
+pub fn digital_rule(l: &mut Layout, r: &Report, signers: &[RequiredSigner]) {
     let level = r.ceremony.security_level;
     let roles: Vec<&str> = signing_roles(level).iter().map(|r| r.as_str()).collect();
     let mut who = format!("the holders of the roles {}", roles.join(" and "));
     if every_carded_participant_signs(level) {
         who.push_str(", and every participant with a personal card,");
     }
+    l.subheading("Digital signatures");
     let rule = format!(
-        "Digital signatures. At security level {level}, {who} sign report.json and report.pdf \
-         with their personal cards, as detached CMS files in {SIGNATURES_DIR}/ beside this report \
-         (a role holder without a card cannot sign)."
+        "At security level {level}, {who} sign report.json and report.pdf with their personal \
+         cards, as detached CMS files in {SIGNATURES_DIR}/ beside this report (a role holder \
+         without a card cannot sign)."
     );
     if signers.is_empty() {
         let why = if r.personal_cards.is_empty() {
@@ -187,13 +188,29 @@ pub fn digital_rule(r: &Report, signers: &[RequiredSigner]) -> String {
         } else {
             "no carded participant holds such a role"
         };
-        return format!("{rule} Here {why}, so this report carries no digital signature.");
+        l.para(
+            Face::Regular,
+            8.5,
+            &format!("{rule} Here {why}, so this report carries no digital signature."),
+        );
+        return;
     }
-    format!(
-        "{rule} This PDF cannot contain its own signatures: the block of each of the {} required \
-         signers below names their files. Check one with `openssl cms -verify -binary -inform DER \
-         -in {SIGNATURES_DIR}/NAME.report.pdf.p7s -content report.pdf -CAfile {SIGNERS_CA_FILE} -purpose any \
-         -out /dev/null` (report.json likewise), or all with `keyrite verify`.",
-        signers.len()
-    )
+    l.para(
+        Face::Regular,
+        8.5,
+        &format!(
+            "{rule} This PDF cannot contain its own signatures: the block of each of the {} \
+             required signers below names their files. `keyrite verify` checks them all; \
+             without keyrite, check each file with:",
+            signers.len()
+        ),
+    );
+    l.para(
+        Face::Mono,
+        7.5,
+        &format!(
+            "openssl cms -verify -binary -inform DER -in {SIGNATURES_DIR}/NAME.report.pdf.p7s \
+             -content report.pdf -CAfile {SIGNERS_CA_FILE} -purpose any -out /dev/null"
+        ),
+    );
 }

@@ -1,8 +1,8 @@
 //! The sections of report.pdf, in reading order.
 
 use super::cards::{transcript_legend, SignedSet, SIGNED_MARK};
-use super::layout::{Column, Layout, BODY};
-use super::metrics::Face;
+use super::layout::{Column, Layout, BODY, CONTENT_W};
+use super::metrics::{wrap, Face};
 use crate::evidence::pgp_words::pgp_words;
 use crate::evidence::report::{KeyRecord, Report, StepRecord};
 use crate::hsm::spki::grouped_hex;
@@ -429,12 +429,13 @@ fn transcript(l: &mut Layout, r: &Report) {
     l.table(
         &[
             Column::new("#", 0.045, Face::Regular),
-            Column::new("Step", 0.215, Face::Regular),
-            Column::new("Action", 0.105, Face::Regular),
-            Column::new("Start / end (UTC)", 0.11, Face::Regular),
+            Column::new("Step", 0.21, Face::Regular),
+            Column::new("Action", 0.1, Face::Regular),
+            Column::new("Start / end (UTC)", 0.105, Face::Regular),
             // Wide enough for "hh:mm:ss name (independent-witness) [signed]" on one line.
             Column::new("Confirmed by (UTC time, name, role)", 0.43, Face::Regular),
-            Column::new("Result", 0.095, Face::Regular),
+            // "not-reached" on one line.
+            Column::new("Result", 0.11, Face::Regular),
         ],
         &rows,
     );
@@ -445,6 +446,8 @@ fn transcript(l: &mut Layout, r: &Report) {
          which never counts towards dual control.",
     );
     if let Some(legend) = transcript_legend(r) {
+        // The legend stays whole, on the page of the table's end if it fits there.
+        l.ensure(wrap(&legend, Face::Regular, 8.5, CONTENT_W).len() as f32 * 8.5 * 1.3 + 4.0);
         l.para(Face::Regular, 8.5, &legend);
     }
 }

@@ -21,7 +21,7 @@ pub fn page(l: &mut Layout, r: &Report) {
          they took part in, and that the key hashes and the audit-log head above match what was \
          shown and read aloud in the room.",
     );
-    l.para(Face::Regular, 8.5, &digital_rule(r, &signers));
+    digital_rule(l, r, &signers);
     l.space(4.0);
     let left_w = CONTENT_W * 0.55;
     let right_x = MARGIN_X + CONTENT_W * 0.6;
