@@ -94,7 +94,11 @@ pub fn required_report_signers(script: &Script) -> Vec<RequiredSigner> {
 /// a-z and 0-9 turned into one '-' ("Sven Lindqvist" → "sven-lindqvist"). When two participants would
 /// share a stem, the later one gets "-2", "-3", … by participant order.
 pub fn signer_stem(script: &Script, person: &str) -> String {
-    let names: Vec<&str> = script.participants.iter().map(|p| p.name.as_str()).collect();
+    let names: Vec<&str> = script
+        .participants
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
     stem_among(&names, person)
 }
 

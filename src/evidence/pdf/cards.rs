@@ -125,11 +125,7 @@ pub fn section(l: &mut Layout, r: &Report) {
             .filter(|s| s.person == card.person)
             .count();
         l.key_values(&[
-            (
-                "Card token label",
-                t.token_label.clone(),
-                Face::Regular,
-            ),
+            ("Card token label", t.token_label.clone(), Face::Regular),
             ("Card token serial", t.serial.clone(), Face::Mono),
             (
                 "Card make / model",

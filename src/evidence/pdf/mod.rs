@@ -5,12 +5,12 @@
 //! same bytes and `keyrite verify` re-renders report.pdf and demands byte equality.
 //! The paper script for the room (`keyrite print`, [`script`]) shares the layout engine.
 
+mod cards;
 pub mod layout;
 pub mod metrics;
 #[doc(hidden)]
 pub mod sample;
 pub mod script;
-mod cards;
 mod sections;
 mod signatures;
 

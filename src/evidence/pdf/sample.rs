@@ -9,8 +9,8 @@ use crate::evidence::report::{
     SignedConfirmationReport, StepRecord, REPORT_FORMAT,
 };
 use crate::hsm::{KeyAttributes, TokenIdentity};
-use crate::x509::card::{PARTICIPANTS_CA_CN, REHEARSAL_ORG};
 use crate::script::{Action, CeremonyInfo, Role, SecurityLevel};
+use crate::x509::card::{PARTICIPANTS_CA_CN, REHEARSAL_ORG};
 
 /// A report with `steps` transcript rows, long names and accents, for tests and the bench.
 #[doc(hidden)]
@@ -172,7 +172,8 @@ fn card(name: &str, j: usize) -> PersonalCardRecord {
             firmware_version: "2.6".into(),
         },
         key_id: "140ecdfc8be3ac6948cce5c2516958e3".into(),
-        certificate_pem: "-----BEGIN CERTIFICATE-----\n(sample)\n-----END CERTIFICATE-----\n".into(),
+        certificate_pem: "-----BEGIN CERTIFICATE-----\n(sample)\n-----END CERTIFICATE-----\n"
+            .into(),
         key_hash: card_key_hash(j + 1),
         subject: format!("CN={name},O={REHEARSAL_ORG}"),
         issuer: format!("CN={PARTICIPANTS_CA_CN},O={REHEARSAL_ORG}"),

@@ -37,7 +37,10 @@ pub fn page(l: &mut Layout, r: &Report) {
         let mut digital: Vec<(Face, f32, String)> = Vec::new();
         match signers.iter().find(|s| s.person == p.name) {
             Some(signer) => {
-                let head = format!("Signs digitally, as {}, in {SIGNATURES_DIR}/:", signer.reason);
+                let head = format!(
+                    "Signs digitally, as {}, in {SIGNATURES_DIR}/:",
+                    signer.reason
+                );
                 for line in wrap(&head, Face::Bold, 8.0, right_w) {
                     digital.push((Face::Bold, 8.0, line));
                 }
