@@ -1,5 +1,4 @@
-//! report.pdf rendering speed: a report with a 200-step transcript must render in ≤ 100 ms; the same
-//! report without its personal cards shows what the cards cost
+//! report.pdf rendering speed: a report with a 200-step transcript must render in ≤ 100 ms
 //! (docs/performance.md records the measured number).
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -10,12 +9,6 @@ fn report_pdf(c: &mut Criterion) {
     let report = sample_report(200);
     c.bench_function("report.pdf, 200-step transcript", |b| {
         b.iter(|| render(black_box(&report)))
-    });
-    let mut bare = report.clone();
-    bare.personal_cards.clear();
-    bare.signed_confirmations.clear();
-    c.bench_function("report.pdf, 200-step transcript, no cards", |b| {
-        b.iter(|| render(black_box(&bare)))
     });
 }
 
