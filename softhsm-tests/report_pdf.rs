@@ -206,6 +206,30 @@ fn root_rehearsal_report_matches_its_schema_and_reads_back_from_the_pdf() {
             assert!(shown.contains(&hash), "key hash {hash} missing:\n{shown}");
         }
         assert!(shown.contains("REHEARSAL"));
+        // Personal cards: every card's key hash as printed, and, on the signature page, the file of
+        // every report signature the ceremony wrote (very-high: every carded participant signs).
+        let cards = report["personal_cards"].as_array().unwrap();
+        assert_eq!(cards.len(), 6, "the shipped script gives everyone a card");
+        for c in cards {
+            let hash = grouped(c["key_hash"].as_str().unwrap());
+            assert!(
+                shown.contains(&hash),
+                "card key hash {hash} missing:\n{shown}"
+            );
+        }
+        assert!(shown.contains("REHEARSAL participants CA"));
+        assert!(shown.contains("[signed]"));
+        let mut p7s: Vec<String> = std::fs::read_dir(out.join("signatures"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".p7s"))
+            .collect();
+        p7s.sort();
+        assert_eq!(p7s.len(), 2 * cards.len(), "{p7s:?}");
+        for file in &p7s {
+            assert!(shown.contains(file.as_str()), "{file} missing:\n{shown}");
+        }
         for page in 1..=pages {
             let mark = format!("page {page} of {pages}");
             assert!(shown.contains(&mark), "{mark} missing");

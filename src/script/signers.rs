@@ -29,45 +29,91 @@ pub fn signing_roles(level: SecurityLevel) -> &'static [Role] {
     }
 }
 
-/// The required report signers of `script`, in participant order.
-pub fn required_report_signers(script: &Script) -> Vec<RequiredSigner> {
-    let level = script.ceremony.security_level;
+/// Whether every participant with a personal card signs the report at `level`, whatever their role.
+pub fn every_carded_participant_signs(level: SecurityLevel) -> bool {
+    level == SecurityLevel::VeryHigh
+}
+
+/// A participant as the signer rule sees them. The script gives these at run time; report.json gives
+/// the same facts afterwards (its participants in script order, and its personal cards), so the
+/// ceremony, `keyrite verify` and report.pdf all apply one rule.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    pub name: &'a str,
+    /// The main role first, then the paired one, if any.
+    pub roles: &'a [Role],
+    pub carded: bool,
+}
+
+/// The required report signers among `people` (every participant, in script order) at `level`.
+pub fn required_signers(level: SecurityLevel, people: &[Candidate<'_>]) -> Vec<RequiredSigner> {
     let roles = signing_roles(level);
-    script
-        .participants
+    let names: Vec<&str> = people.iter().map(|p| p.name).collect();
+    people
         .iter()
-        .filter(|p| p.card.is_some())
+        .filter(|p| p.carded)
         .filter_map(|p| {
-            let reason = match roles.iter().find(|r| p.holds(**r)) {
+            let reason = match roles.iter().find(|r| p.roles.contains(r)) {
                 Some(role) => role.to_string(),
-                None if level == SecurityLevel::VeryHigh => {
-                    format!("carded participant ({})", p.role)
-                }
+                None if every_carded_participant_signs(level) => format!(
+                    "carded participant ({})",
+                    p.roles.first().map_or("participant", |r| r.as_str())
+                ),
                 None => return None,
             };
             Some(RequiredSigner {
-                person: p.name.clone(),
+                person: p.name.to_string(),
                 reason,
-                stem: signer_stem(script, &p.name),
+                stem: stem_among(&names, p.name),
             })
         })
         .collect()
+}
+
+/// The required report signers of `script`, in participant order.
+pub fn required_report_signers(script: &Script) -> Vec<RequiredSigner> {
+    let roles: Vec<Vec<Role>> = script
+        .participants
+        .iter()
+        .map(|p| p.roles().collect())
+        .collect();
+    let people: Vec<Candidate<'_>> = script
+        .participants
+        .iter()
+        .zip(&roles)
+        .map(|(p, roles)| Candidate {
+            name: &p.name,
+            roles,
+            carded: p.card.is_some(),
+        })
+        .collect();
+    required_signers(script.ceremony.security_level, &people)
 }
 
 /// The file-name stem for `person`: the name in lower case, every run of characters other than
 /// a-z and 0-9 turned into one '-' ("Sven Lindqvist" → "sven-lindqvist"). When two participants would
 /// share a stem, the later one gets "-2", "-3", … by participant order.
 pub fn signer_stem(script: &Script, person: &str) -> String {
+    let names: Vec<&str> = script
+        .participants
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    stem_among(&names, person)
+}
+
+/// [`signer_stem`] over the participants' names in script order.
+pub fn stem_among(names: &[&str], person: &str) -> String {
     let mut taken: Vec<String> = Vec::new();
-    for p in &script.participants {
-        let base = slug(&p.name);
+    for name in names {
+        let base = slug(name);
         let mut stem = base.clone();
         let mut n = 2;
         while taken.contains(&stem) {
             stem = format!("{base}-{n}");
             n += 1;
         }
-        if p.name == person {
+        if *name == person {
             return stem;
         }
         taken.push(stem);

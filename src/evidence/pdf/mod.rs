@@ -5,12 +5,14 @@
 //! same bytes and `keyrite verify` re-renders report.pdf and demands byte equality.
 //! The paper script for the room (`keyrite print`, [`script`]) shares the layout engine.
 
+mod cards;
 pub mod layout;
 pub mod metrics;
 #[doc(hidden)]
 pub mod sample;
 pub mod script;
 mod sections;
+mod signatures;
 
 use super::report::Report;
 use crate::hsm::spki::grouped_hex;

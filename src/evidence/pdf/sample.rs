@@ -1,14 +1,16 @@
 //! A synthetic report for the tests and the criterion bench: `steps` transcript rows, long names,
-//! accents, a quorum and a long exception. Not used by any command.
+//! accents, a quorum, a long exception, and personal cards for all but the first participant, which
+//! sign their confirmations. Not used by any command.
 
-use crate::evidence::events::{ConfirmationSource, ParticipantRecord};
+use crate::evidence::events::{ConfirmationSource, ParticipantRecord, PersonalCardRecord};
 use crate::evidence::report::Report;
 use crate::evidence::report::{
-    Confirmation, ExceptionRecord, KeyRecord, LogHead, QuorumCard, QuorumReport, StepRecord,
-    REPORT_FORMAT,
+    Confirmation, ExceptionRecord, KeyRecord, LogHead, QuorumCard, QuorumReport,
+    SignedConfirmationReport, StepRecord, REPORT_FORMAT,
 };
-use crate::hsm::KeyAttributes;
+use crate::hsm::{KeyAttributes, TokenIdentity};
 use crate::script::{Action, CeremonyInfo, Role, SecurityLevel};
+use crate::x509::card::{PARTICIPANTS_CA_CN, REHEARSAL_ORG};
 
 /// A report with `steps` transcript rows, long names and accents, for tests and the bench.
 #[doc(hidden)]
@@ -64,12 +66,13 @@ pub fn sample_report(steps: usize) -> Report {
                 ended: Some("2026-01-02T10:01:00Z".into()),
                 confirmations: people
                     .iter()
-                    .map(|(name, role)| Confirmation {
+                    .enumerate()
+                    .map(|(j, (name, role))| Confirmation {
                         person: (*name).into(),
                         role: *role,
                         counts_for: "dual-control".into(),
                         time: "2026-01-02T10:00:30Z".into(),
-                        log_seq: i as u64,
+                        log_seq: confirmed_seq(i, j),
                     })
                     .collect(),
                 refusals: vec![],
@@ -101,8 +104,27 @@ pub fn sample_report(steps: usize) -> Report {
         certificates: vec![],
         artifacts: vec![],
         attachments: vec![],
-        personal_cards: vec![],
-        signed_confirmations: vec![],
+        personal_cards: people[1..]
+            .iter()
+            .enumerate()
+            .map(|(j, (name, _))| card(name, j))
+            .collect(),
+        signed_confirmations: (0..steps)
+            .flat_map(|i| {
+                people[1..]
+                    .iter()
+                    .enumerate()
+                    .map(move |(j, (name, role))| SignedConfirmationReport {
+                        step: format!("step-{i}"),
+                        person: (*name).into(),
+                        role: *role,
+                        time: "2026-01-02T10:00:30Z".into(),
+                        confirmed_seq: confirmed_seq(i, j + 1),
+                        key_hash: card_key_hash(j + 1),
+                        log_seq: confirmed_seq(i, j + 1) + 1,
+                    })
+            })
+            .collect(),
         quorum: Some(QuorumReport {
             threshold: 2,
             total: 3,
@@ -122,5 +144,40 @@ pub fn sample_report(steps: usize) -> Report {
             seq: 42,
             hash: "ef".repeat(32),
         },
+    }
+}
+
+/// Log sequence number of participant `j`'s confirmation of step `i` (its signature follows it).
+fn confirmed_seq(i: usize, j: usize) -> u64 {
+    (10 + i * 8 + j * 2) as u64
+}
+
+fn card_key_hash(j: usize) -> String {
+    format!("{:02x}", 0x10 + j).repeat(32)
+}
+
+fn card(name: &str, j: usize) -> PersonalCardRecord {
+    let stem = crate::script::signers::stem_among(&[name], name);
+    PersonalCardRecord {
+        person: name.into(),
+        token: TokenIdentity {
+            module_path: "/usr/lib/softhsm/libsofthsm2.so".into(),
+            library_description: "Implementation of PKCS11".into(),
+            library_manufacturer: "SoftHSM".into(),
+            library_version: "2.6".into(),
+            token_label: format!("card-{stem}"),
+            manufacturer: "SoftHSM project".into(),
+            model: "SoftHSM v2".into(),
+            serial: format!("{:016x}", 0x1383_3332_56fd_4327u64 + j as u64),
+            hardware_version: "2.6".into(),
+            firmware_version: "2.6".into(),
+        },
+        key_id: "140ecdfc8be3ac6948cce5c2516958e3".into(),
+        certificate_pem: "-----BEGIN CERTIFICATE-----\n(sample)\n-----END CERTIFICATE-----\n"
+            .into(),
+        key_hash: card_key_hash(j + 1),
+        subject: format!("CN={name},O={REHEARSAL_ORG}"),
+        issuer: format!("CN={PARTICIPANTS_CA_CN},O={REHEARSAL_ORG}"),
+        sha256_fingerprint: format!("{:02x}", 0xa0 + j).repeat(32),
     }
 }

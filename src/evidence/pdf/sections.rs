@@ -1,6 +1,7 @@
 //! The sections of report.pdf, in reading order.
 
-use super::layout::{Column, Layout, BODY, CONTENT_W, MARGIN_X};
+use super::cards::{transcript_legend, SignedSet, SIGNED_MARK};
+use super::layout::{Column, Layout, BODY, CONTENT_W};
 use super::metrics::{wrap, Face};
 use crate::evidence::pgp_words::pgp_words;
 use crate::evidence::report::{KeyRecord, Report, StepRecord};
@@ -16,12 +17,13 @@ pub fn layout(report: &Report) -> Vec<Vec<Op>> {
     keys(&mut l, report);
     certificates(&mut l, report);
     quorum(&mut l, report);
+    super::cards::section(&mut l, report);
     attachments(&mut l, report);
     transcript(&mut l, report);
     exceptions(&mut l, report);
     artifacts(&mut l, report);
     log_head(&mut l, report);
-    signatures(&mut l, report);
+    super::signatures::page(&mut l, report);
     l.finish()
 }
 
@@ -115,7 +117,7 @@ fn cover(l: &mut Layout, r: &Report) {
     }
 }
 
-fn roles(roles: &[crate::script::Role]) -> String {
+pub(super) fn roles(roles: &[crate::script::Role]) -> String {
     roles
         .iter()
         .map(|r| r.as_str())
@@ -364,7 +366,7 @@ fn attachments(l: &mut Layout, r: &Report) {
     );
 }
 
-fn confirmers(s: &StepRecord) -> String {
+fn confirmers(s: &StepRecord, signed: &SignedSet) -> String {
     let mut lines: Vec<String> = s
         .confirmations
         .iter()
@@ -375,7 +377,12 @@ fn confirmers(s: &StepRecord) -> String {
             } else {
                 c.role.as_str()
             };
-            format!("{time} {} ({kind})", c.person)
+            let mark = if signed.signed(c) {
+                format!(" {SIGNED_MARK}")
+            } else {
+                String::new()
+            };
+            format!("{time} {} ({kind}){mark}", c.person)
         })
         .collect();
     for refusal in &s.refusals {
@@ -393,12 +400,15 @@ fn confirmers(s: &StepRecord) -> String {
 }
 
 fn transcript(l: &mut Layout, r: &Report) {
+    // The heading, the table header and a first row of five lines together, never the heading alone.
+    l.ensure(150.0);
     l.heading("Step transcript");
     let time = |t: &Option<String>| {
         t.as_deref()
             .map(|t| t.get(11..19).unwrap_or(t).to_string())
             .unwrap_or_else(|| "-".into())
     };
+    let signed = SignedSet::of(r);
     let rows: Vec<Vec<String>> = r
         .steps
         .iter()
@@ -411,7 +421,7 @@ fn transcript(l: &mut Layout, r: &Report) {
                 format!("{}\n{}", s.title, s.id),
                 action,
                 format!("{}\n{}", time(&s.started), time(&s.ended)),
-                confirmers(s),
+                confirmers(s, &signed),
                 s.result.clone(),
             ]
         })
@@ -419,10 +429,12 @@ fn transcript(l: &mut Layout, r: &Report) {
     l.table(
         &[
             Column::new("#", 0.045, Face::Regular),
-            Column::new("Step", 0.255, Face::Regular),
-            Column::new("Action", 0.12, Face::Regular),
-            Column::new("Start / end (UTC)", 0.11, Face::Regular),
-            Column::new("Confirmed by (UTC time, name, role)", 0.36, Face::Regular),
+            Column::new("Step", 0.21, Face::Regular),
+            Column::new("Action", 0.1, Face::Regular),
+            Column::new("Start / end (UTC)", 0.105, Face::Regular),
+            // Wide enough for "hh:mm:ss name (independent-witness) [signed]" on one line.
+            Column::new("Confirmed by (UTC time, name, role)", 0.43, Face::Regular),
+            // "not-reached" on one line.
             Column::new("Result", 0.11, Face::Regular),
         ],
         &rows,
@@ -433,6 +445,11 @@ fn transcript(l: &mut Layout, r: &Report) {
         "All times are UTC; the dates are those of the cover page. \"witness\" marks an attestation, \
          which never counts towards dual control.",
     );
+    if let Some(legend) = transcript_legend(r) {
+        // The legend stays whole, on the page of the table's end if it fits there.
+        l.ensure(wrap(&legend, Face::Regular, 8.5, CONTENT_W).len() as f32 * 8.5 * 1.3 + 4.0);
+        l.para(Face::Regular, 8.5, &legend);
+    }
 }
 
 fn exceptions(l: &mut Layout, r: &Report) {
@@ -502,54 +519,4 @@ fn log_head(l: &mut Layout, r: &Report) {
          ceremony. The log's last entry (report_written) records the SHA-256 of report.json shown \
          in the footer.",
     );
-}
-
-fn signatures(l: &mut Layout, r: &Report) {
-    l.new_page();
-    l.title("Signatures", 16.0);
-    l.space(6.0);
-    l.para(
-        Face::Regular,
-        BODY,
-        "By signing, each participant states that this report is a true record of the ceremony \
-         they took part in, and that the key hashes and the audit-log head above match what was \
-         shown and read aloud in the room.",
-    );
-    l.space(4.0);
-    for p in &r.participants {
-        let name_w = CONTENT_W * 0.55;
-        let names = wrap(&p.name, Face::Bold, 11.0, name_w);
-        let mut role = roles(&p.roles);
-        if let Some(org) = &p.organisation {
-            role = format!("{role} - {org}");
-        }
-        let role_lines = wrap(&role, Face::Regular, 9.0, name_w);
-        // Room for every line of the name and role, then at least 40 pt to sign in.
-        let text_h = 13.0 * names.len() as f32 + 11.0 * role_lines.len() as f32;
-        let block = (text_h + 60.0).max(96.0);
-        l.ensure(block);
-        let top = l.y();
-        let mut y = top - 12.0;
-        for line in &names {
-            l.text_at(MARGIN_X, y, Face::Bold, 11.0, line);
-            y -= 13.0;
-        }
-        for line in &role_lines {
-            l.text_at(MARGIN_X, y, Face::Regular, 9.0, line);
-            y -= 11.0;
-        }
-        let date_x = MARGIN_X + CONTENT_W * 0.62;
-        l.text_at(date_x, top - 12.0, Face::Regular, 9.0, "Date:");
-        l.line(
-            date_x + 26.0,
-            top - 13.0,
-            MARGIN_X + CONTENT_W,
-            top - 13.0,
-            0.5,
-        );
-        let line_y = top - block + 20.0;
-        l.line(MARGIN_X, line_y, MARGIN_X + CONTENT_W, line_y, 0.7);
-        l.text_at(MARGIN_X, line_y - 10.0, Face::Regular, 7.5, "Signature");
-        l.set_y(top - block);
-    }
 }
