@@ -3,7 +3,7 @@
 
 mod common;
 
-use serde_json::Value;
+use common::{keyrite, report, root, sh, text, tool};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -11,58 +11,6 @@ const P256: &str = "ceremony-scripts/root-ca-p256.toml";
 const RSA: &str = "ceremony-scripts/root-ca.toml";
 const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const P11KIT_PROXY: &str = "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn keyrite(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_keyrite"))
-        .args(args)
-        .current_dir(root())
-        .env_remove("SOFTHSM2_CONF")
-        .env_remove("KEYRITE_REHEARSAL_DIR")
-        .output()
-        .expect("keyrite runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// An outside checker; in CI (KEYRITE_REQUIRE_EXTERNAL=1) a missing one fails the test.
-fn tool(name: &str) -> Option<String> {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .ok()?;
-    if found.status.success() {
-        return Some(String::from_utf8_lossy(&found.stdout).trim().to_string());
-    }
-    assert!(
-        std::env::var_os("KEYRITE_REQUIRE_EXTERNAL").is_none(),
-        "{name} is required in CI"
-    );
-    eprintln!("skipping the {name} check: not installed");
-    None
-}
-
-fn sh(cmd: &str) -> Output {
-    Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .expect("sh runs")
-}
-
-fn report(out: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap()
-}
 
 fn rehearse_auto(script: &str, extra: &[&str]) -> (tempfile::TempDir, PathBuf, Output) {
     let dir = tempfile::tempdir().unwrap();

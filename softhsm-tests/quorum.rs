@@ -5,9 +5,11 @@
 //! Shares are read off the cards with pkcs11-tool (not keyrite), and the derived HSM PIN is proven by
 //! pkcs11-tool logging in with it.
 
+mod common;
+
+use common::{have, report, root, text};
 use keyrite::quorum::{combine, Commitments, Share};
 use secrecy::ExposeSecret;
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -20,24 +22,6 @@ const OLD_CARDS: [&str; 4] = [
     "example-custodian-card-c",
     "example-custodian-card-d",
 ];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// An outside tool; in CI (KEYRITE_REQUIRE_EXTERNAL=1) a missing one fails the test.
-fn have(name: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found || std::env::var_os("KEYRITE_REQUIRE_EXTERNAL").is_none(),
-        "{name} is required in CI"
-    );
-    found
-}
 
 struct Env {
     dir: tempfile::TempDir,
@@ -194,18 +178,6 @@ impl Env {
             .unwrap_or_default()
             .to_string()
     }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn report(out: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap()
 }
 
 fn verify(out: &Path) {

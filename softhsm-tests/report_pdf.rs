@@ -2,54 +2,17 @@
 //! (pdftotext, pdfinfo, pdftoppm), `attach` checked with sha256sum, and the paper script of
 //! `keyrite print`. One rehearsal of the shipped P-256 root ceremony serves the report checks.
 
+mod common;
+
+use common::{have, keyrite, root, sh, text};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 const P256: &str = "ceremony-scripts/root-ca-p256.toml";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn keyrite(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_keyrite"))
-        .args(args)
-        .current_dir(root())
-        .env_remove("SOFTHSM2_CONF")
-        .env_remove("KEYRITE_REHEARSAL_DIR")
-        .output()
-        .expect("keyrite runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn required() -> bool {
     std::env::var_os("KEYRITE_REQUIRE_EXTERNAL").is_some()
-}
-
-/// An outside checker; in CI (KEYRITE_REQUIRE_EXTERNAL=1) a missing one fails the test.
-fn tool(name: &str) -> bool {
-    let found = sh(&format!("command -v {name}")).status.success();
-    assert!(found || !required(), "{name} is required in CI");
-    if !found {
-        eprintln!("skipping the {name} check: not installed");
-    }
-    found
-}
-
-fn sh(cmd: &str) -> Output {
-    Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .expect("sh runs")
 }
 
 fn stdout(out: &Output) -> String {
@@ -193,7 +156,7 @@ fn root_rehearsal_report_matches_its_schema_and_reads_back_from_the_pdf() {
     }
 
     let pdf = out.join("report.pdf");
-    if tool("pdftotext") && tool("pdfinfo") && tool("pdftoppm") {
+    if have("pdftotext") && have("pdfinfo") && have("pdftoppm") {
         let pages = pdf_pages(&pdf);
         assert!(pages >= 3, "{pages} pages");
         let shown = pdftotext(&pdf);
@@ -300,7 +263,7 @@ fn attach_records_a_hash_that_sha256sum_confirms() {
     assert_eq!(a["file_name"], "sign-in sheet.pdf");
     assert_eq!(a["step"], "attach-sign-in-sheet");
     assert_eq!(a["size"], 41000);
-    if tool("sha256sum") {
+    if have("sha256sum") {
         let sum = sh(&format!("sha256sum '{}'", scan.display()));
         let sum = stdout(&sum).split_whitespace().next().unwrap().to_string();
         assert_eq!(a["sha256"], sum.as_str());
@@ -312,7 +275,7 @@ fn attach_records_a_hash_that_sha256sum_confirms() {
     if let Some(python) = jsonschema_python() {
         validate(&python, &out.join("report.json")).unwrap();
     }
-    if tool("pdftotext") {
+    if have("pdftotext") {
         let shown = pdftotext(&out.join("report.pdf"));
         assert!(shown.contains("scanned sign-in sheet"), "{shown}");
     }
@@ -360,7 +323,7 @@ fn print_makes_the_paper_script_for_the_room() {
     let out = keyrite(&["print", P256, "--out", pdf.to_str().unwrap()]);
     assert_ne!(out.status.code(), Some(0));
 
-    if tool("pdftotext") && tool("pdfinfo") {
+    if have("pdftotext") && have("pdfinfo") {
         let shown = pdftotext(&pdf);
         let script: toml::Value =
             toml::from_str(&std::fs::read_to_string(root().join(P256)).unwrap()).unwrap();

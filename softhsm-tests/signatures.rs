@@ -2,45 +2,20 @@
 //! participant carded), then openssl checks every report signature and signed confirmation, and
 //! tampered copies of the bundle make `keyrite verify` fail, naming the file or the missing role.
 
+mod common;
+
+use common::{have, keyrite, sh, text};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const P256: &str = "ceremony-scripts/root-ca-p256.toml";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn keyrite(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_keyrite"))
-        .args(args)
-        .current_dir(root())
-        .env_remove("SOFTHSM2_CONF")
-        .env_remove("KEYRITE_REHEARSAL_DIR")
-        .output()
-        .expect("keyrite runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// openssl and SoftHSM are required here; in CI (KEYRITE_REQUIRE_EXTERNAL=1) their absence fails.
 fn have_tools() -> bool {
     let missing: Vec<&str> = ["openssl", "sha256sum"]
         .into_iter()
-        .filter(|t| {
-            !Command::new("sh")
-                .arg("-c")
-                .arg(format!("command -v {t}"))
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
+        .filter(|t| !have(t))
         .collect();
     let softhsm = [
         "/usr/lib/softhsm/libsofthsm2.so",
@@ -57,14 +32,6 @@ fn have_tools() -> bool {
     );
     eprintln!("skipping: missing {missing:?} or SoftHSM2");
     false
-}
-
-fn sh(cmd: &str) -> Output {
-    Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .expect("sh runs")
 }
 
 fn verify(out: &Path) -> Output {

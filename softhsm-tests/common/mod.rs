@@ -1,8 +1,12 @@
 //! Shared by the SoftHSM test binaries: a token made by softhsm2-util (not by keyrite), so that
-//! `keyrite run` is tested against a token it did not provision itself.
+//! `keyrite run` is tested against a token it did not provision itself; and the small helpers every
+//! SoftHSM test binary needs (the binary, its output, outside checkers).
+
+// Each test binary includes this module and uses a different part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// Lay out a private SoftHSM2 configuration in `dir` and initialise the token `example-root-hsm`
 /// with softhsm2-util. Returns the path for SOFTHSM2_CONF.
@@ -85,4 +89,62 @@ pub fn softhsm_util_cards(
         ));
     }
     dir.join("ca.pem")
+}
+
+/// The repository root (tests run the shipped scripts from here).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `keyrite` binary under test, run from the repository root with no SoftHSM or rehearsal
+/// environment inherited from the caller.
+pub fn keyrite(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keyrite"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("SOFTHSM2_CONF")
+        .env_remove("KEYRITE_REHEARSAL_DIR")
+        .output()
+        .expect("keyrite runs")
+}
+
+/// stdout then stderr, as one text.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn sh(cmd: &str) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("sh runs")
+}
+
+/// The bundle's report.json.
+pub fn report(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap()
+}
+
+/// An outside checker on PATH (its path); in CI (KEYRITE_REQUIRE_EXTERNAL=1) a missing one fails
+/// the test rather than skipping the check.
+pub fn tool(name: &str) -> Option<String> {
+    let found = sh(&format!("command -v {name}"));
+    if found.status.success() {
+        return Some(String::from_utf8_lossy(&found.stdout).trim().to_string());
+    }
+    assert!(
+        std::env::var_os("KEYRITE_REQUIRE_EXTERNAL").is_none(),
+        "{name} is required in CI"
+    );
+    eprintln!("skipping the {name} check: not installed");
+    None
+}
+
+pub fn have(name: &str) -> bool {
+    tool(name).is_some()
 }
