@@ -76,6 +76,9 @@ pub(crate) struct State {
     pub hsm_failure: bool,
     /// Open personal cards, by person.
     pub cards: BTreeMap<String, personal_cards::Card>,
+    /// Carded people whose card could not sign a confirmation (logged `confirmation_unsigned`),
+    /// with the reason; they cannot sign the report either.
+    pub unsigned_by: BTreeMap<String, String>,
 }
 
 pub fn now_utc() -> String {
@@ -150,6 +153,7 @@ impl Ceremony<'_> {
             keys: BTreeMap::new(),
             hsm_failure: false,
             cards: BTreeMap::new(),
+            unsigned_by: BTreeMap::new(),
         };
         state.record(None, vec![], &started_record(loaded, &mode))?;
         let mut engine = Engine::new(&loaded.script);
@@ -178,11 +182,13 @@ impl Ceremony<'_> {
         // The report signatures come after report.json (and report.pdf) are final.
         let bundle = state.bundle.clone();
         let mut cards = std::mem::take(&mut state.cards);
+        let refused = std::mem::take(&mut state.unsigned_by);
         let mut outcome = finish(state, engine)?;
         outcome.unsigned = personal_cards::sign_reports(
             &bundle,
             &loaded.script,
             &mut cards,
+            &refused,
             io.pins,
             io.operator,
         )?;
@@ -221,16 +227,21 @@ fn drive(
                     match &event {
                         Event::Confirmed {
                             step, person, role, ..
-                        } => personal_cards::sign_confirmation(
-                            state,
-                            script,
-                            &entry,
-                            person,
-                            *role,
-                            step,
-                            io.pins,
-                            io.operator,
-                        )?,
+                        } => {
+                            // A card that cannot sign stops the ceremony on the record.
+                            if let Some(reason) = personal_cards::sign_confirmation(
+                                state,
+                                script,
+                                &entry,
+                                person,
+                                *role,
+                                step,
+                                io.pins,
+                                io.operator,
+                            )? {
+                                pending.extend(engine.handle(Input::Abort { reason }));
+                            }
+                        }
                         Event::StepStarted { .. } => {
                             step_started = Instant::now();
                             let index = position(engine);
