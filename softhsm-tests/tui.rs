@@ -490,14 +490,17 @@ fn three_wrong_card_pins_stop_the_ceremony_on_the_record() {
     // The abort is on the record, and the security officer still signs the aborted report.
     tmux.card_pin(name(SVEN), CARD_PIN);
     let done = tmux.wait_for("Ceremony aborted");
-    assert!(done.contains("CKR_PIN_INCORRECT"), "{done}");
     assert!(
-        done.contains("Sven Lindqvist (security-officer) signed"),
+        done.contains("Maria Keller's card did not sign") && done.contains("CKR_PIN_INCORRECT"),
         "{done}"
     );
     tmux.keys(&["q"]);
     let screen = tmux.wait_for("KEYRITE-EXIT=");
     assert!(screen.contains("KEYRITE-EXIT=3"), "{screen}");
+    // The aborted report carries the security officer's signature (checked with openssl), and none
+    // by Maria, whose card refused.
+    assert_report_signed_by_sven(dir.path());
+    assert!(!out.join("signatures/maria-keller.report.json.p7s").exists());
     let log = std::fs::read_to_string(out.join("audit.jsonl")).unwrap();
     let kinds: Vec<String> = log
         .lines()
