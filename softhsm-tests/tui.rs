@@ -494,6 +494,11 @@ fn three_wrong_card_pins_stop_the_ceremony_on_the_record() {
         done.contains("Maria Keller's card did not sign") && done.contains("CKR_PIN_INCORRECT"),
         "{done}"
     );
+    // The signature made shows before the card's refusals, which the abort reason already gives.
+    assert!(
+        done.contains("i Sven Lindqvist (security-officer) signed"),
+        "{done}"
+    );
     tmux.keys(&["q"]);
     let screen = tmux.wait_for("KEYRITE-EXIT=");
     assert!(screen.contains("KEYRITE-EXIT=3"), "{screen}");

@@ -27,6 +27,9 @@ use spki::DecodePublicKey;
 use std::collections::BTreeMap;
 use x509_cert::Certificate;
 
+/// How the warning about a required report signature that could not be made begins.
+pub const SIGNATURE_MISSING: &str = "report signature missing: ";
+
 /// PIN attempts per signature before the ceremony stops.
 const PIN_ATTEMPTS: usize = 3;
 
@@ -358,7 +361,7 @@ pub(super) fn sign_reports(
     }
     for failure in &failures {
         operator.notice(Notice::Warning {
-            text: &format!("report signature missing: {failure}"),
+            text: &format!("{SIGNATURE_MISSING}{failure}"),
         });
     }
     Ok(failures)
