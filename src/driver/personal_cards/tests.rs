@@ -281,33 +281,41 @@ fn a_card_that_refuses_the_pin_three_times_stops_the_ceremony_on_the_record() {
     assert!(v.table().contains("WARN"));
 }
 
-/// The same bundle with the explanation cut out (the log re-hashed, as a forger would) no longer
-/// verifies: an unsigned confirmation is accepted only with `confirmation_unsigned` and the abort.
+/// Rewrite the bundle's log through `edit` (`None` drops an entry), re-chaining every hash as a
+/// forger would.
+fn rewrite_log(out: &Path, mut edit: impl FnMut(&AuditEntry) -> Option<serde_json::Value>) {
+    let log_path = out.join("audit.jsonl");
+    let entries = crate::evidence::log::read_chain(&std::fs::read(&log_path).unwrap()).unwrap();
+    let rewritten = log_path.with_extension("new");
+    let mut log = crate::evidence::log::AuditLog::create(&rewritten).unwrap();
+    for e in &entries {
+        if let Some(event) = edit(e) {
+            log.append(e.time.clone(), e.step.clone(), e.actors.clone(), event)
+                .unwrap();
+        }
+    }
+    drop(log);
+    std::fs::rename(&rewritten, &log_path).unwrap();
+}
+
+/// The same bundle with the explanation cut out, or pointing at another entry (the log re-hashed),
+/// no longer verifies: an unsigned confirmation is accepted only right after it, with the abort next.
 #[test]
 fn an_unsigned_confirmation_without_its_record_fails_verify() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let (outcome, _, _) = run_with("Kq-owl-Lime", Some("Maria Keller"), &out);
     outcome.unwrap();
-    let log_path = out.join("audit.jsonl");
-    let entries = crate::evidence::log::read_chain(&std::fs::read(&log_path).unwrap()).unwrap();
-    // Rewrite the log without the confirmation_unsigned entry, re-chaining every hash.
-    let rewritten = log_path.with_extension("new");
-    let mut log = crate::evidence::log::AuditLog::create(&rewritten).unwrap();
-    for e in entries
-        .iter()
-        .filter(|e| e.kind() != "confirmation_unsigned")
-    {
-        log.append(
-            e.time.clone(),
-            e.step.clone(),
-            e.actors.clone(),
-            e.event.clone(),
-        )
-        .unwrap();
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(&out).unwrap().flatten() {
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+        }
     }
-    drop(log);
-    std::fs::rename(&rewritten, &log_path).unwrap();
+    rewrite_log(&out, |e| {
+        (e.kind() != "confirmation_unsigned").then(|| e.event.clone())
+    });
     let v = verify_bundle(&out);
     assert!(!v.passed());
     let table = v.table();
@@ -316,4 +324,18 @@ fn an_unsigned_confirmation_without_its_record_fails_verify() {
         "{table}"
     );
     assert!(!table.contains("WARN"), "{table}");
+
+    // The record names an entry other than the confirmation just before it.
+    rewrite_log(&copy, |e| {
+        let mut event = e.event.clone();
+        if e.kind() == "confirmation_unsigned" {
+            event["confirmed_seq"] = serde_json::json!(e.seq - 2);
+        }
+        Some(event)
+    });
+    let table = verify_bundle(&copy).table();
+    assert!(
+        table.contains("confirmation_unsigned does not follow the confirmation by Maria Keller"),
+        "{table}"
+    );
 }
