@@ -486,33 +486,59 @@ fn three_wrong_card_pins_stop_the_ceremony_on_the_record() {
         tmux.wait_for("! Maria Keller's card refused the login");
         tmux.card_pin(name(MARIA), WRONG_CARD);
     }
-    let stopped = tmux.wait_for("keyrite stopped");
-    assert!(stopped.contains("CKR_PIN_INCORRECT"), "{stopped}");
-    tmux.keys(&["Enter"]);
-    tmux.wait_for("Ceremony aborted");
+    let modal = tmux.wait_for("Maria Keller's confirmation stays unsigned");
+    assert!(modal.contains("confirmation_unsigned"), "{modal}");
+    // The abort is on the record, and the security officer still signs the aborted report.
+    tmux.card_pin(name(SVEN), CARD_PIN);
+    let done = tmux.wait_for("Ceremony aborted");
+    assert!(
+        done.contains("Maria Keller's card did not sign") && done.contains("CKR_PIN_INCORRECT"),
+        "{done}"
+    );
+    // The signature made shows before the card's refusals, which the abort reason already gives.
+    assert!(
+        done.contains("i Sven Lindqvist (security-officer) signed"),
+        "{done}"
+    );
     tmux.keys(&["q"]);
     let screen = tmux.wait_for("KEYRITE-EXIT=");
-    assert!(screen.contains("KEYRITE-EXIT=4"), "{screen}");
+    assert!(screen.contains("KEYRITE-EXIT=3"), "{screen}");
+    // The aborted report carries the security officer's signature (checked with openssl), and none
+    // by Maria, whose card refused.
+    assert_report_signed_by_sven(dir.path());
+    assert!(!out.join("signatures/maria-keller.report.json.p7s").exists());
     let log = std::fs::read_to_string(out.join("audit.jsonl")).unwrap();
-    assert!(log.contains("ceremony_aborted") && !log.contains("confirmation_signed"));
-    // KNOWN GAP in the driver (src/driver/mod.rs, personal_cards.rs), not in the TUI: when a card
-    // refuses three PINs, the `confirmed` entry stays in the log unsigned, and keyrite stops before
-    // the report signatures, so verify fails exactly these two checks while the hash chain and the
-    // report are intact. Once the driver handles it, replace this block with `verify(&out)`.
+    let kinds: Vec<String> = log
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["event"]["kind"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let at = kinds
+        .iter()
+        .position(|k| k == "confirmation_unsigned")
+        .expect("confirmation_unsigned in the log");
+    assert_eq!(kinds[at - 1], "confirmed");
+    assert_eq!(kinds[at + 1], "ceremony_aborted");
+    assert!(!log.contains("confirmation_signed"));
+    // verify passes: the unsigned confirmation is explained by the log, and says so (WARN).
     let verified = Command::new(keyrite())
         .arg("verify")
         .arg(&out)
         .output()
         .unwrap();
     let table = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{table}");
+    assert!(!table.contains("FAIL"), "{table}");
+    let warned: Vec<&str> = table.lines().filter(|l| l.starts_with("WARN")).collect();
+    assert_eq!(warned.len(), 1, "{table}");
     assert!(
-        table.contains("hash chain of") && table.contains("intact"),
+        warned[0].contains("by Maria Keller (step preflight) is not signed")
+            && warned[0].contains("confirmation_unsigned at entry"),
         "{table}"
     );
-    let failed: Vec<&str> = table.lines().filter(|l| l.starts_with("FAIL")).collect();
-    assert_eq!(failed.len(), 2, "{table}");
-    assert!(failed[0].contains("by Maria Keller (step preflight) has no valid card signature"));
-    assert!(failed[1].contains("sven-lindqvist.report.json.p7s"));
+    assert!(table.contains("ceremony result:     ABORTED"), "{table}");
     assert_never_shown(&tmux, &[CARD_PIN.to_string(), WRONG_CARD.to_string()]);
 }
 

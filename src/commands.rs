@@ -361,7 +361,8 @@ fn run(path: &Path, out: &Path, room: Room<'_>, signers_ca: Option<&Path>) -> Re
         },
     };
     if room.tui() {
-        let outcome = crate::tui::conduct(&loaded, mode, None, open_pkcs11, out)?;
+        let attach = attach_paths(room.attach, &loaded.script)?;
+        let outcome = crate::tui::conduct(&loaded, mode, None, attach, open_pkcs11, out)?;
         return Ok(ceremony_exit(&outcome, out));
     }
     let mut pins = Prompt;
@@ -493,7 +494,9 @@ fn rehearse(
     }
     let mut pins = RehearsalPins(renv.tokens().to_vec());
     let code = if room.tui() {
-        let outcome = crate::tui::conduct(&loaded, mode, Some(&mut pins), open_pkcs11, out)?;
+        let attach = attach_paths(room.attach, &loaded.script)?;
+        let outcome =
+            crate::tui::conduct(&loaded, mode, Some(&mut pins), attach, open_pkcs11, out)?;
         ceremony_exit(&outcome, out)
     } else {
         conduct(&loaded, mode, operator.as_mut(), &mut pins, out)?

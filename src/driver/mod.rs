@@ -83,6 +83,9 @@ pub(crate) struct State {
     pub cards: BTreeMap<String, personal_cards::Card>,
     /// After activate_quorum: the combined secret and its commitments (for a reshare). Zeroized on drop.
     pub quorum: Option<(crate::quorum::Secret, crate::quorum::Commitments)>,
+    /// Carded people whose card could not sign a confirmation (logged `confirmation_unsigned`),
+    /// with the reason; they cannot sign the report either.
+    pub unsigned_by: BTreeMap<String, String>,
 }
 
 pub fn now_utc() -> String {
@@ -158,6 +161,7 @@ impl Ceremony<'_> {
             hsm_failure: false,
             cards: BTreeMap::new(),
             quorum: None,
+            unsigned_by: BTreeMap::new(),
         };
         state.record(None, vec![], &started_record(loaded, &mode))?;
         let mut engine = Engine::new(&loaded.script);
@@ -186,11 +190,13 @@ impl Ceremony<'_> {
         // The report signatures come after report.json (and report.pdf) are final.
         let bundle = state.bundle.clone();
         let mut cards = std::mem::take(&mut state.cards);
+        let refused = std::mem::take(&mut state.unsigned_by);
         let mut outcome = finish(state, engine)?;
         outcome.unsigned = personal_cards::sign_reports(
             &bundle,
             &loaded.script,
             &mut cards,
+            &refused,
             io.pins,
             io.operator,
         )?;
@@ -229,16 +235,21 @@ fn drive(
                     match &event {
                         Event::Confirmed {
                             step, person, role, ..
-                        } => personal_cards::sign_confirmation(
-                            state,
-                            script,
-                            &entry,
-                            person,
-                            *role,
-                            step,
-                            io.pins,
-                            io.operator,
-                        )?,
+                        } => {
+                            // A card that cannot sign stops the ceremony on the record.
+                            if let Some(reason) = personal_cards::sign_confirmation(
+                                state,
+                                script,
+                                &entry,
+                                person,
+                                *role,
+                                step,
+                                io.pins,
+                                io.operator,
+                            )? {
+                                pending.extend(engine.handle(Input::Abort { reason }));
+                            }
+                        }
                         Event::StepStarted { .. } => {
                             step_started = Instant::now();
                             let index = position(engine);

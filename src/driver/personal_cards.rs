@@ -11,7 +11,7 @@ use super::{Opener, State};
 use crate::error::{Error, Result};
 use crate::evidence::bundle::{Bundle, SIGNATURES_DIR, SIGNED_DOCUMENTS, SIGNERS_CA_FILE};
 use crate::evidence::events::{
-    confirmation_message, PersonalCardRecord, Record, SignedConfirmation,
+    confirmation_message, PersonalCardRecord, Record, SignedConfirmation, UnsignedConfirmation,
 };
 use crate::evidence::log::AuditEntry;
 use crate::hsm::spki::key_hash;
@@ -26,6 +26,9 @@ use sha2::{Digest, Sha256};
 use spki::DecodePublicKey;
 use std::collections::BTreeMap;
 use x509_cert::Certificate;
+
+/// How the warning about a required report signature that could not be made begins.
+pub const SIGNATURE_MISSING: &str = "report signature missing: ";
 
 /// PIN attempts per signature before the ceremony stops.
 const PIN_ATTEMPTS: usize = 3;
@@ -214,6 +217,11 @@ fn with_card<T>(
 
 /// After the `confirmed` entry `entry` was written: if `person` has a card, sign the confirmation
 /// and log `confirmation_signed`.
+///
+/// When the card cannot sign (three refused PINs, a card error), logs `confirmation_unsigned`, takes
+/// the card out of the run (it cannot sign the report either) and returns the reason the ceremony
+/// must abort with; the caller aborts on the record. Errors only when the evidence cannot be written
+/// or the room could not be asked for the PIN (after logging `confirmation_unsigned`).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn sign_confirmation(
     state: &mut State,
@@ -224,14 +232,45 @@ pub(super) fn sign_confirmation(
     step: &str,
     pins: &mut dyn PinSource,
     operator: &mut dyn Operator,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let Some(card) = state.cards.get_mut(person) else {
-        return Ok(());
+        return Ok(None);
     };
     let message = confirmation_message(&script.ceremony.id, entry, person, role, step);
-    let (signature, oid) = with_card(card, person, pins, operator, |hsm, key| {
+    let signed = with_card(card, person, pins, operator, |hsm, key| {
         Ok((key.sign(hsm, message.as_bytes())?, key.signature_oid()))
-    })?;
+    });
+    let (signature, oid) = match signed {
+        Ok(signed) => signed,
+        Err(err) => {
+            let reason = match &err {
+                Error::Hsm(e) => format!("{person}'s card did not sign: {e}"),
+                other => format!("{person}'s card PIN could not be asked: {other}"),
+            };
+            state.cards.remove(person);
+            state.unsigned_by.insert(person.into(), reason.clone());
+            let record = UnsignedConfirmation {
+                person: person.into(),
+                step: step.into(),
+                confirmed_seq: entry.seq,
+                reason: reason.clone(),
+            };
+            state.record(
+                Some(step.into()),
+                vec![person.into()],
+                &Record::ConfirmationUnsigned(record),
+            )?;
+            operator.notice(Notice::Warning {
+                text: &format!(
+                    "{person}'s confirmation stays unsigned; the ceremony stops on the record"
+                ),
+            });
+            return match err {
+                Error::Hsm(_) => Ok(Some(format!("{reason}; the confirmation stays unsigned"))),
+                other => Err(other),
+            };
+        }
+    };
     let record = SignedConfirmation {
         person: person.into(),
         role,
@@ -245,11 +284,13 @@ pub(super) fn sign_confirmation(
     operator.notice(Notice::Info {
         text: &format!("{person} signed the confirmation with their card"),
     });
-    state.record(
-        Some(step.into()),
-        vec![person.into()],
-        &Record::ConfirmationSigned(record),
-    )
+    state
+        .record(
+            Some(step.into()),
+            vec![person.into()],
+            &Record::ConfirmationSigned(record),
+        )
+        .map(|()| None)
 }
 
 /// After the report is written: every required signer signs each report document present, as
@@ -259,6 +300,7 @@ pub(super) fn sign_reports(
     bundle: &Bundle,
     script: &Script,
     cards: &mut BTreeMap<String, Card>,
+    refused: &BTreeMap<String, String>,
     pins: &mut dyn PinSource,
     operator: &mut dyn Operator,
 ) -> Result<Vec<String>> {
@@ -268,6 +310,13 @@ pub(super) fn sign_reports(
         .collect();
     let mut failures = Vec::new();
     for signer in required_report_signers(script) {
+        if let Some(why) = refused.get(&signer.person) {
+            failures.push(format!(
+                "{} ({}): cannot sign, their card refused during the ceremony ({why})",
+                signer.person, signer.reason
+            ));
+            continue;
+        }
         let Some(card) = cards.get_mut(&signer.person) else {
             failures.push(format!(
                 "{} ({}): card not registered",
@@ -312,7 +361,7 @@ pub(super) fn sign_reports(
     }
     for failure in &failures {
         operator.notice(Notice::Warning {
-            text: &format!("report signature missing: {failure}"),
+            text: &format!("{SIGNATURE_MISSING}{failure}"),
         });
     }
     Ok(failures)

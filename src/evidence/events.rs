@@ -136,6 +136,10 @@ pub enum Record {
     /// A carded participant signed the confirmation they just gave. `message` is exactly the signed
     /// bytes (UTF-8; see docs/evidence-format.md, "Signed confirmations").
     ConfirmationSigned(SignedConfirmation),
+    /// A carded participant's confirmation could not be signed (their card refused the PIN three
+    /// times, or failed): the ceremony aborts right after this entry, and this person cannot sign
+    /// the report. `keyrite verify` accepts the unsigned confirmation only with this record.
+    ConfirmationUnsigned(UnsignedConfirmation),
     /// An `attach` step hashed a file kept outside the bundle (a recording, a scanned sheet).
     Attached {
         description: String,
@@ -207,6 +211,17 @@ pub struct SignedConfirmation {
     pub signature: String,
     /// Key hash of the card that signed (see `personal_card`).
     pub key_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnsignedConfirmation {
+    pub person: String,
+    pub step: String,
+    /// Sequence number of the `confirmed` entry that stays unsigned.
+    pub confirmed_seq: u64,
+    /// Why the card did not sign, e.g. "C_Login: CKR_PIN_INCORRECT …" (never a PIN).
+    pub reason: String,
 }
 
 /// `purpose` of a signed confirmation message.

@@ -5,7 +5,7 @@
 //! for this script. A log edited to drop a confirmation, add a stranger or skip a step no longer
 //! replays, even when its hashes were recomputed.
 
-use super::events::Record;
+use super::events::{Record, UnsignedConfirmation};
 use super::log::AuditEntry;
 use super::report::{parse_event, Parsed};
 use crate::engine::{Effect, Engine, Event, Input, UNRECOGNISED};
@@ -15,17 +15,37 @@ use crate::script::{Action, Script};
 pub fn replay(script: &Script, entries: &[AuditEntry]) -> Result<usize, String> {
     let mut events: Vec<(u64, Event)> = Vec::new();
     let mut hsm = HsmOrder::default();
+    // A `confirmation_unsigned` entry not yet followed by its abort.
+    let mut must_abort: Option<u64> = None;
     for entry in entries {
         match parse_event(entry)? {
             Parsed::Engine(event) => {
+                if let Some(unsigned) = must_abort.take() {
+                    if !matches!(event, Event::CeremonyAborted { .. }) {
+                        return Err(format!(
+                            "log entry {}: the ceremony went on after the unsigned confirmation \
+                             at entry {unsigned}; it must abort right there",
+                            entry.seq
+                        ));
+                    }
+                }
                 hsm.engine_event(&event);
                 events.push((entry.seq, event));
             }
             Parsed::Record(record) => {
                 check_started(script, entry.seq, &record)?;
                 hsm.record(entry, &record)?;
+                if let Record::ConfirmationUnsigned(u) = &record {
+                    check_unsigned(entry.seq, u, events.last())?;
+                    must_abort = Some(entry.seq);
+                }
             }
         }
+    }
+    if let Some(unsigned) = must_abort {
+        return Err(format!(
+            "the log ends without the abort that must follow the unsigned confirmation at entry {unsigned}"
+        ));
     }
     let mut engine = Engine::new(script);
     let mut at = expect(&events, 0, engine.start())?;
@@ -133,6 +153,29 @@ fn describe(event: &Event) -> String {
             Some(step) => format!("{} at {step}", kind(other)),
             None => kind(other),
         },
+    }
+}
+
+/// A `confirmation_unsigned` entry must name the engine event just before it: the `confirmed`
+/// entry of that person at that step.
+fn check_unsigned(
+    seq: u64,
+    unsigned: &UnsignedConfirmation,
+    last: Option<&(u64, Event)>,
+) -> Result<(), String> {
+    match last {
+        Some((at, Event::Confirmed { person, step, .. }))
+            if *at == unsigned.confirmed_seq
+                && *person == unsigned.person
+                && *step == unsigned.step =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "log entry {seq}: confirmation_unsigned does not follow the confirmation by {} at {} \
+             (entry {}) it names",
+            unsigned.person, unsigned.step, unsigned.confirmed_seq
+        )),
     }
 }
 

@@ -439,7 +439,8 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
                     log_seq: seq,
                 })
             }
-            Record::SignersCa { .. } => {}
+            // The abort right after it gives the reason in the report.
+            Record::SignersCa { .. } | Record::ConfirmationUnsigned(_) => {}
             Record::Attached {
                 description,
                 file_name,

@@ -22,6 +22,9 @@ use x509_cert::Certificate;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
     pub ok: bool,
+    /// Passed, but with something the reader must know (printed as WARN): e.g. a required signature
+    /// missing for a reason the log records.
+    pub warning: bool,
     /// The file the check is about, relative to the bundle.
     pub file: String,
     pub what: String,
@@ -43,18 +46,24 @@ impl Verification {
     }
 
     fn pass(&mut self, file: &str, what: impl Into<String>) {
-        self.checks.push(Check {
-            ok: true,
-            file: file.into(),
-            what: what.into(),
-        });
+        self.push(true, false, file, what.into());
     }
 
     fn fail(&mut self, file: &str, what: impl Into<String>) {
+        self.push(false, false, file, what.into());
+    }
+
+    /// A check that passes with a warning (WARN in the table).
+    fn warn(&mut self, file: &str, what: impl Into<String>) {
+        self.push(true, true, file, what.into());
+    }
+
+    fn push(&mut self, ok: bool, warning: bool, file: &str, what: String) {
         self.checks.push(Check {
-            ok: false,
+            ok,
+            warning,
             file: file.into(),
-            what: what.into(),
+            what,
         });
     }
 
@@ -87,7 +96,11 @@ impl Verification {
             .map(|c| {
                 format!(
                     "{:<4}  {:<width$}  {}\n",
-                    if c.ok { "ok" } else { "FAIL" },
+                    match (c.ok, c.warning) {
+                        (false, _) => "FAIL",
+                        (true, true) => "WARN",
+                        (true, false) => "ok",
+                    },
                     c.file,
                     c.what
                 )

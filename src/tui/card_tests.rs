@@ -181,3 +181,31 @@ fn a_failed_step_shown_after_a_pin_request_keeps_the_request() {
     assert_eq!(ask.kind, PinKind::PersonalCard);
     assert!(buffer.is_empty());
 }
+
+/// After a card refused and the ceremony aborted: missing signatures first, then the signatures
+/// made, then the card's refusals (the abort reason already says why), so 80×24 keeps what counts.
+#[test]
+fn the_final_screen_puts_signatures_before_a_cards_refusals() {
+    let mut m = at_step(0);
+    driver(
+        &mut m,
+        DriverEvent::Warning("Maria Keller's card refused the login".into()),
+    );
+    driver(
+        &mut m,
+        DriverEvent::Info("Sven Lindqvist (security-officer) signed report.json".into()),
+    );
+    driver(
+        &mut m,
+        DriverEvent::Warning("report signature missing: Maria Keller (carded participant)".into()),
+    );
+    driver(&mut m, DriverEvent::Finished(done()));
+    let screen = render(&m, 120, 40);
+    let at = |text: &str| {
+        screen
+            .find(text)
+            .unwrap_or_else(|| panic!("{text}:\n{screen}"))
+    };
+    assert!(at("! report signature missing") < at("i Sven Lindqvist"));
+    assert!(at("i Sven Lindqvist") < at("! Maria Keller's card refused"));
+}

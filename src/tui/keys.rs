@@ -55,6 +55,11 @@ pub(super) fn key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
                 Vec::new()
             }
         },
+        Modal::AttachPath {
+            step,
+            description,
+            text,
+        } => super::attach::key(model, (step, description, text), key.code, ctrl_c),
         Modal::Error { .. } if matches!(key.code, KeyCode::Enter | KeyCode::Esc) => Vec::new(),
         modal @ Modal::Error { .. } => {
             model.modal = modal;

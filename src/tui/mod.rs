@@ -6,6 +6,7 @@
 //! [`proxy::TuiOperator`] and [`proxy::TuiPins`] over channels. The UI wakes on a key, on a driver
 //! message, or on a 4 Hz clock tick; there is no busy loop. The TUI carries no business rules.
 
+mod attach;
 mod keys;
 pub mod model;
 mod pin_view;
@@ -18,6 +19,7 @@ mod card_tests;
 #[cfg(test)]
 mod tests;
 
+use crate::driver::operator::WithAttachments;
 use crate::driver::pins::PinSource;
 use crate::driver::{Ceremony, Outcome, RunMode};
 use crate::engine::Input;
@@ -29,6 +31,7 @@ use crate::script::{LoadedScript, TokenSelector};
 use model::{update, Command, DriverEvent, EvidenceRow, Finished, Model, Msg};
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
 use secrecy::SecretString;
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,11 +61,13 @@ pub fn colour_wanted() -> bool {
 }
 
 /// Run the ceremony with the TUI in front. `pins` is `None` to ask for PINs in the TUI's modal
-/// (`keyrite run`), or the rehearsal's PIN source.
+/// (`keyrite run`), or the rehearsal's PIN source. `attach`: the `--attach STEP=PATH` paths; an
+/// attach step without one asks for its path in the TUI's path modal.
 pub fn conduct(
     loaded: &LoadedScript,
     mode: RunMode,
     pins: Option<&mut (dyn PinSource + Send)>,
+    attach: BTreeMap<String, String>,
     open: OpenFn,
     out: &Path,
 ) -> Result<Outcome> {
@@ -75,6 +80,7 @@ pub fn conduct(
     let (to_ui, from_all) = mpsc::channel::<Msg>();
     let (input_tx, input_rx) = mpsc::channel::<Input>();
     let (pin_tx, pin_rx) = mpsc::channel::<Result<SecretString>>();
+    let (attach_tx, attach_rx) = mpsc::channel::<Option<String>>();
     // try_init enters the alternate screen and raw mode, and installs a panic hook that restores
     // the terminal before the panic message is printed.
     let mut terminal = ratatui::try_init().map_err(|e| {
@@ -87,9 +93,13 @@ pub fn conduct(
     let (ui, driven) = std::thread::scope(|s| {
         let driver_tx = to_ui.clone();
         let driver = s.spawn(move || {
-            let mut operator = proxy::TuiOperator {
-                to_ui: driver_tx.clone(),
-                inputs: input_rx,
+            let mut operator = WithAttachments {
+                inner: Box::new(proxy::TuiOperator {
+                    to_ui: driver_tx.clone(),
+                    inputs: input_rx,
+                    attachments: attach_rx,
+                }),
+                paths: attach,
             };
             let mut modal_pins = proxy::TuiPins {
                 to_ui: driver_tx.clone(),
@@ -134,8 +144,11 @@ pub fn conduct(
             &mut terminal,
             &mut model,
             &from_all,
-            input_tx,
-            pin_tx,
+            Replies {
+                input: input_tx,
+                pin: pin_tx,
+                attachment: attach_tx,
+            },
             &out.join(LOG_FILE),
             || driver.is_finished(),
         );
@@ -220,12 +233,18 @@ pub fn evidence_rows(text: &str) -> Vec<EvidenceRow> {
         .collect()
 }
 
+/// Where the UI loop answers the driver thread.
+struct Replies {
+    input: Sender<Input>,
+    pin: Sender<Result<SecretString>>,
+    attachment: Sender<Option<String>>,
+}
+
 fn ui_loop(
     terminal: &mut ratatui::DefaultTerminal,
     model: &mut Model,
     rx: &Receiver<Msg>,
-    input_tx: Sender<Input>,
-    pin_tx: Sender<Result<SecretString>>,
+    replies: Replies,
     log: &Path,
     driver_done: impl Fn() -> bool,
 ) -> std::io::Result<()> {
@@ -258,10 +277,13 @@ fn ui_loop(
                 match command {
                     // A closed channel means the driver has finished; the final screen says how.
                     Command::Reply(input) => {
-                        let _ = input_tx.send(input);
+                        let _ = replies.input.send(input);
                     }
                     Command::Pin(pin) => {
-                        let _ = pin_tx.send(pin);
+                        let _ = replies.pin.send(pin);
+                    }
+                    Command::Attachment(path) => {
+                        let _ = replies.attachment.send(path);
                     }
                     Command::Quit => return Ok(()),
                 }

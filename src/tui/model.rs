@@ -125,6 +125,12 @@ pub enum Modal {
         warning: Option<String>,
         buffer: Zeroizing<String>,
     },
+    /// The path of the file an `attach` step hashes (none came with `--attach STEP=PATH`).
+    AttachPath {
+        step: String,
+        description: String,
+        text: String,
+    },
     /// Ctrl-C: ask before aborting.
     ConfirmAbort,
     Error {
@@ -154,6 +160,16 @@ impl std::fmt::Debug for Modal {
                 .field("ask", ask)
                 .field("warning", warning)
                 .finish_non_exhaustive(),
+            Modal::AttachPath {
+                step,
+                description,
+                text,
+            } => f
+                .debug_struct("AttachPath")
+                .field("step", step)
+                .field("description", description)
+                .field("text", text)
+                .finish(),
             Modal::ConfirmAbort => f.write_str("ConfirmAbort"),
             Modal::Error { title, what, todo } => f
                 .debug_struct("Error")
@@ -223,6 +239,11 @@ pub enum DriverEvent {
     NeedInput(StepPlan),
     /// The driver waits for a PIN.
     NeedPin(PinAsk),
+    /// The driver waits for the path of the file `step` attaches (see `super::attach`).
+    NeedAttachment {
+        step: String,
+        description: String,
+    },
     /// The quorum screen (wired by the quorum driver; see `super::quorum`).
     Quorum(Option<QuorumView>),
     Finished(Finished),
@@ -245,6 +266,8 @@ pub enum Command {
     Reply(Input),
     /// Answer the driver's PIN request.
     Pin(Result<SecretString, Error>),
+    /// Answer the driver's `attachment`: the path typed, or `None` when cancelled.
+    Attachment(Option<String>),
     Quit,
 }
 
@@ -275,6 +298,8 @@ pub struct Model {
     /// error) was open: the PIN modal opens when that one closes, so keys meant for it never land in
     /// the PIN.
     pub pending_pin: Option<(PinAsk, Option<String>)>,
+    /// An attachment request (step, description) waiting, like `pending_pin`, for the screen.
+    pub pending_attach: Option<(String, String)>,
     /// The driver's last event, when it was a warning: shown in a PIN modal that follows at once.
     pin_warning: Option<String>,
     /// Notices since the driver last asked for input (at the end: the report signatures, or why
@@ -325,6 +350,7 @@ impl Model {
             queued: VecDeque::new(),
             modal: Modal::None,
             pending_pin: None,
+            pending_attach: None,
             pin_warning: None,
             closing: Vec::new(),
             finished: None,
@@ -392,6 +418,7 @@ fn open_pending_pin(model: &mut Model) {
             };
         }
     }
+    super::attach::open_pending(model);
 }
 
 /// How many closing notices the final screen keeps.
@@ -523,10 +550,14 @@ fn driver(model: &mut Model, event: DriverEvent) -> Vec<Command> {
             // Opened by `open_pending_pin` now, or when the modal on screen closes.
             model.pending_pin = Some((ask, pin_warning));
         }
+        DriverEvent::NeedAttachment { step, description } => {
+            model.pending_attach = Some((step, description))
+        }
         DriverEvent::Quorum(view) => model.quorum = view,
         DriverEvent::Finished(finished) => {
             model.working = None;
             model.pending_pin = None;
+            model.pending_attach = None;
             model.awaiting = false;
             if !finished.completed {
                 for row in &mut model.steps {

@@ -3,6 +3,7 @@
 
 use super::model::{Model, NoteKind, PinAsk, PinKind};
 use super::view::Theme;
+use crate::driver::personal_cards::SIGNATURE_MISSING;
 use ratatui::text::Line;
 
 /// Title, lines and height of the PIN modal. The prompt is the driver's own
@@ -57,19 +58,26 @@ pub(super) fn pin_modal<'a>(
 }
 
 /// The notices given since the driver last asked for input: at the end of a ceremony, who signed
-/// the report and whose signature is missing (warnings first, so a small screen never cuts them).
+/// the report and whose signature is missing. Missing signatures first, so a small screen never cuts
+/// them, then the signatures made, then other warnings (e.g. a card's refusals before an abort, whose
+/// reason the screen already gives).
 pub(super) fn closing_notices<'a>(model: &'a Model, theme: &Theme, lines: &mut Vec<Line<'a>>) {
     if model.closing.is_empty() {
         return;
     }
     lines.push(Line::from(""));
     lines.push(Line::styled("Report signatures and notices:", theme.bold()));
+    let missing = |n: &&crate::tui::model::Note| {
+        n.kind != NoteKind::Info && n.text.starts_with(SIGNATURE_MISSING)
+    };
     let warnings = model.closing.iter().filter(|n| n.kind != NoteKind::Info);
-    let infos = model.closing.iter().filter(|n| n.kind == NoteKind::Info);
-    for note in warnings {
+    for note in warnings.clone().filter(missing) {
         lines.push(Line::styled(format!("  ! {}", note.text), theme.warn()));
     }
-    for note in infos {
+    for note in model.closing.iter().filter(|n| n.kind == NoteKind::Info) {
         lines.push(Line::from(format!("  i {}", note.text)));
+    }
+    for note in warnings.filter(|n| !missing(n)) {
+        lines.push(Line::styled(format!("  ! {}", note.text), theme.warn()));
     }
 }

@@ -13,6 +13,8 @@ use std::sync::mpsc::{Receiver, Sender};
 pub struct TuiOperator {
     pub to_ui: Sender<Msg>,
     pub inputs: Receiver<Input>,
+    /// Paths typed into the attach modal (`None`: cancelled).
+    pub attachments: Receiver<Option<String>>,
 }
 
 impl TuiOperator {
@@ -28,6 +30,15 @@ impl Operator for TuiOperator {
         self.inputs.recv().unwrap_or(Input::Abort {
             reason: "the terminal UI closed before the ceremony ended".into(),
         })
+    }
+
+    /// Asked only for attach steps without a `--attach` path: the TUI opens its path modal.
+    fn attachment(&mut self, step: &str, description: &str) -> Option<String> {
+        self.tell(DriverEvent::NeedAttachment {
+            step: step.into(),
+            description: description.into(),
+        });
+        self.attachments.recv().ok().flatten()
     }
 
     fn notice(&mut self, notice: Notice<'_>) {

@@ -145,6 +145,7 @@ fn help_text(model: &Model) -> String {
         Modal::Pick { .. } => "1-9 or ↑↓ Enter: choose the person · Esc: cancel",
         Modal::ExceptionText { .. } => "type what happened · Enter: record it · Esc: cancel",
         Modal::Pin { .. } => "type the PIN (not shown) · Enter: submit · Esc: cancel",
+        Modal::AttachPath { .. } => "type the file's path · Enter: attach it · Esc: no file",
         Modal::ConfirmAbort => "y: abort the ceremony · any other key: carry on",
         Modal::Error { .. } => "Enter: close",
         Modal::None if model.finished.is_some() => "Enter or q: leave keyrite",
@@ -563,6 +564,14 @@ fn render_modal(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
         } => {
             let inner = area.width.saturating_sub(8).min(76).saturating_sub(2);
             super::pin_view::pin_modal(ask, warning.as_deref(), buffer, theme, inner)
+        }
+        Modal::AttachPath {
+            step,
+            description,
+            text,
+        } => {
+            let inner = area.width.saturating_sub(8).min(76).saturating_sub(2);
+            super::attach::modal(step, description, text, theme, inner)
         }
         Modal::ConfirmAbort => (
             "Abort the ceremony?".to_string(),

@@ -14,9 +14,11 @@ use secrecy::SecretString;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// The right PIN for the ceremony HSM; cards get `card_pin`.
+/// The right PIN for the ceremony HSM; cards get `card_pin`, except `wrong_for`'s, which gets a
+/// wrong one.
 struct Pins {
     card_pin: &'static str,
+    wrong_for: Option<&'static str>,
     asked: Vec<String>,
 }
 
@@ -25,7 +27,10 @@ impl PinSource for Pins {
         Ok(SecretString::from(match request {
             PinRequest::PersonalCard { person, .. } => {
                 self.asked.push(person.to_string());
-                self.card_pin
+                match self.wrong_for {
+                    Some(who) if who == *person => "wrong-Pin-Owl",
+                    _ => self.card_pin,
+                }
             }
             _ => "1234",
         }))
@@ -115,6 +120,14 @@ fn mock_cards(script: &Script) -> (CardSetup, BTreeMap<String, MockHsm>) {
 }
 
 fn run(card_pin: &'static str, out: &Path) -> (Result<Outcome>, Vec<String>, Vec<String>) {
+    run_with(card_pin, None, out)
+}
+
+fn run_with(
+    card_pin: &'static str,
+    wrong_for: Option<&'static str>,
+    out: &Path,
+) -> (Result<Outcome>, Vec<String>, Vec<String>) {
     let loaded = shipped();
     let (setup, cards) = mock_cards(&loaded.script);
     let cards = Arc::new(Mutex::new(cards));
@@ -146,6 +159,7 @@ fn run(card_pin: &'static str, out: &Path) -> (Result<Outcome>, Vec<String>, Vec
     let mut operator = Headless::new(Answers::auto(&loaded.script), &mut printed);
     let mut pins = Pins {
         card_pin,
+        wrong_for,
         asked: Vec::new(),
     };
     let outcome = Ceremony {
@@ -195,19 +209,133 @@ fn carded_confirmations_and_the_report_are_signed_and_verify() {
     assert!(crate::x509::cms::verify_detached(&p7s, &other).is_err());
 }
 
+/// The first confirmation (Maria Keller, step 1) cannot be signed: the log says so right after
+/// the `confirmed` entry, the ceremony aborts there, everyone else required signs the aborted
+/// report, and verify passes with a warning for exactly Maria's confirmation and signatures.
 #[test]
-fn a_card_that_refuses_the_pin_three_times_stops_the_ceremony() {
+fn a_card_that_refuses_the_pin_three_times_stops_the_ceremony_on_the_record() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let (outcome, _, asked) = run("wrong-Pin-Owl", &out);
-    let err = outcome.expect_err("the ceremony stops");
-    assert!(err.to_string().contains("CKR_PIN_INCORRECT"), "{err}");
-    assert_eq!(asked.len(), 3, "three attempts, then stop");
-    // The bundle still closes with a report of the aborted ceremony.
-    let v = verify_bundle(&out);
+    let maria = "Maria Keller";
+    let (outcome, _, asked) = run_with("Kq-owl-Lime", Some(maria), &out);
+    let outcome = outcome.expect("an abort on the record, not an error");
+    assert!(!outcome.completed && !outcome.hsm_failure);
+    let reason = outcome.reason.clone().unwrap_or_default();
     assert!(
-        v.result.as_deref().unwrap_or("").starts_with("ABORTED"),
-        "{}",
-        v.table()
+        reason.contains("Maria Keller's card did not sign") && reason.contains("CKR_PIN_INCORRECT"),
+        "{reason}"
+    );
+    // Three attempts for the confirmation; Maria is never asked again; the other five sign.
+    assert_eq!(asked.iter().filter(|p| *p == maria).count(), 3, "{asked:?}");
+    assert_eq!(asked.len(), 3 + 5, "{asked:?}");
+    assert_eq!(outcome.unsigned.len(), 1, "{:?}", outcome.unsigned);
+    assert!(outcome.unsigned[0].starts_with("Maria Keller ("));
+
+    let log = std::fs::read_to_string(out.join("audit.jsonl")).unwrap();
+    let kinds: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"].clone())
+        .collect();
+    let at = kinds
+        .iter()
+        .position(|e| e["kind"] == "confirmation_unsigned")
+        .expect("confirmation_unsigned logged");
+    assert_eq!(kinds[at - 1]["kind"], "confirmed");
+    assert_eq!(kinds[at - 1]["person"], maria);
+    assert_eq!(kinds[at]["person"], maria);
+    assert_eq!(kinds[at + 1]["kind"], "ceremony_aborted");
+    assert!(!log.contains("confirmation_signed"));
+    assert!(!log.contains("wrong-Pin-Owl") && !log.contains("Kq-owl-Lime"));
+    for who in [
+        "omar-haddad",
+        "olga-petrova",
+        "sven-lindqvist",
+        "wiebke-janssen",
+        "ines-moreau",
+    ] {
+        for doc in ["report.json", "report.pdf"] {
+            assert!(
+                out.join(format!("signatures/{who}.{doc}.p7s")).exists(),
+                "{who} {doc}"
+            );
+        }
+    }
+    assert!(!out.join("signatures/maria-keller.report.json.p7s").exists());
+
+    let v = verify_bundle(&out);
+    assert!(v.passed(), "{}", v.table());
+    assert!(v.result.as_deref().unwrap_or("").starts_with("ABORTED"));
+    let warned: Vec<_> = v.checks.iter().filter(|c| c.warning).collect();
+    assert_eq!(warned.len(), 3, "{}", v.table());
+    assert!(warned[0]
+        .what
+        .contains("by Maria Keller (step preflight) is not signed"));
+    for w in &warned[1..] {
+        assert!(
+            w.file.starts_with("signatures/maria-keller.report."),
+            "{}",
+            w.file
+        );
+        assert!(w.what.contains("card refused"), "{}", w.what);
+    }
+    assert!(v.table().contains("WARN"));
+}
+
+/// Rewrite the bundle's log through `edit` (`None` drops an entry), re-chaining every hash as a
+/// forger would.
+fn rewrite_log(out: &Path, mut edit: impl FnMut(&AuditEntry) -> Option<serde_json::Value>) {
+    let log_path = out.join("audit.jsonl");
+    let entries = crate::evidence::log::read_chain(&std::fs::read(&log_path).unwrap()).unwrap();
+    let rewritten = log_path.with_extension("new");
+    let mut log = crate::evidence::log::AuditLog::create(&rewritten).unwrap();
+    for e in &entries {
+        if let Some(event) = edit(e) {
+            log.append(e.time.clone(), e.step.clone(), e.actors.clone(), event)
+                .unwrap();
+        }
+    }
+    drop(log);
+    std::fs::rename(&rewritten, &log_path).unwrap();
+}
+
+/// The same bundle with the explanation cut out, or pointing at another entry (the log re-hashed),
+/// no longer verifies: an unsigned confirmation is accepted only right after it, with the abort next.
+#[test]
+fn an_unsigned_confirmation_without_its_record_fails_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (outcome, _, _) = run_with("Kq-owl-Lime", Some("Maria Keller"), &out);
+    outcome.unwrap();
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(&out).unwrap().flatten() {
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+        }
+    }
+    rewrite_log(&out, |e| {
+        (e.kind() != "confirmation_unsigned").then(|| e.event.clone())
+    });
+    let v = verify_bundle(&out);
+    assert!(!v.passed());
+    let table = v.table();
+    assert!(
+        table.contains("by Maria Keller (step preflight) has no valid card signature"),
+        "{table}"
+    );
+    assert!(!table.contains("WARN"), "{table}");
+
+    // The record names an entry other than the confirmation just before it.
+    rewrite_log(&copy, |e| {
+        let mut event = e.event.clone();
+        if e.kind() == "confirmation_unsigned" {
+            event["confirmed_seq"] = serde_json::json!(e.seq - 2);
+        }
+        Some(event)
+    });
+    let table = verify_bundle(&copy).table();
+    assert!(
+        table.contains("confirmation_unsigned does not follow the confirmation by Maria Keller"),
+        "{table}"
     );
 }

@@ -8,7 +8,7 @@ use crate::evidence::bundle::{
     LOG_FILE, SCRIPT_FILE, SIGNATURES_DIR, SIGNED_DOCUMENTS, SIGNERS_CA_FILE,
 };
 use crate::evidence::events::{
-    confirmation_message, PersonalCardRecord, Record, SignedConfirmation,
+    confirmation_message, PersonalCardRecord, Record, SignedConfirmation, UnsignedConfirmation,
 };
 use crate::evidence::log::AuditEntry;
 use crate::evidence::report::{parse_event, Parsed};
@@ -24,6 +24,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 use x509_cert::Certificate;
+
+/// A `confirmation_unsigned` entry directly followed (as the next engine event) by the ceremony's
+/// abort: the log's own explanation of why a carded person's signatures are missing.
+struct Explained {
+    seq: u64,
+    record: UnsignedConfirmation,
+}
 
 struct Card {
     cert: Certificate,
@@ -49,8 +56,25 @@ pub(super) fn check(
     let mut signed: Vec<(u64, SignedConfirmation)> = Vec::new();
     let mut confirmed: BTreeMap<u64, (&AuditEntry, String, crate::script::Role, String)> =
         BTreeMap::new();
+    let mut explained: Vec<Explained> = Vec::new();
+    let mut pending: Option<Explained> = None;
     for entry in entries {
-        match parse_event(entry) {
+        let parsed = parse_event(entry);
+        if let Ok(Parsed::Engine(event)) = &parsed {
+            // Only an abort right after it makes a confirmation_unsigned an explanation.
+            if let Some(p) = pending.take() {
+                if matches!(event, Event::CeremonyAborted { .. }) {
+                    explained.push(p);
+                }
+            }
+        }
+        match parsed {
+            Ok(Parsed::Record(Record::ConfirmationUnsigned(u))) => {
+                pending = Some(Explained {
+                    seq: entry.seq,
+                    record: u,
+                })
+            }
             Ok(Parsed::Record(Record::SignersCa {
                 file,
                 sha256,
@@ -80,8 +104,8 @@ pub(super) fn check(
         return;
     };
     let known = check_cards(v, &cards, &carded, &ca);
-    check_confirmations(v, &script, &known, &confirmed, &signed);
-    check_report_signatures(v, dir, &script, &known);
+    check_confirmations(v, &script, &known, &confirmed, &signed, &explained);
+    check_report_signatures(v, dir, &script, &known, &explained);
 }
 
 /// The CA every card certificate must chain to: the one given on the command line, else the
@@ -224,6 +248,7 @@ fn check_confirmations(
     known: &BTreeMap<&str, Card>,
     confirmed: &BTreeMap<u64, (&AuditEntry, String, crate::script::Role, String)>,
     signed: &[(u64, SignedConfirmation)],
+    explained: &[Explained],
 ) {
     let mut good = 0;
     let mut bad = 0;
@@ -288,9 +313,34 @@ fn check_confirmations(
             .participants
             .iter()
             .any(|p| &p.name == person && p.card.is_some());
-        if has_card && !covered.contains(seq) {
-            bad += 1;
-            v.fail(LOG_FILE, format!("the confirmation at entry {seq} by {person} (step {step}) has no valid card signature"));
+        let why = explained
+            .iter()
+            .find(|e| e.record.confirmed_seq == *seq && e.record.person == *person);
+        match (has_card && !covered.contains(seq), why) {
+            (true, Some(e)) => v.warn(
+                LOG_FILE,
+                format!(
+                    "the confirmation at entry {seq} by {person} (step {step}) is not signed: \
+                     {} (confirmation_unsigned at entry {}); the ceremony aborted right after",
+                    e.record.reason, e.seq
+                ),
+            ),
+            (true, None) => {
+                bad += 1;
+                v.fail(LOG_FILE, format!("the confirmation at entry {seq} by {person} (step {step}) has no valid card signature"));
+            }
+            (false, Some(e)) => {
+                bad += 1;
+                v.fail(
+                    LOG_FILE,
+                    format!(
+                        "entry {}: confirmation_unsigned names the confirmation at entry {seq} \
+                         by {person}, which is signed or needs no signature",
+                        e.seq
+                    ),
+                );
+            }
+            (false, None) => {}
         }
     }
     if bad == 0 {
@@ -306,6 +356,7 @@ fn check_report_signatures(
     dir: &Path,
     script: &Script,
     known: &BTreeMap<&str, Card>,
+    explained: &[Explained],
 ) {
     let documents: Vec<&str> = SIGNED_DOCUMENTS
         .iter()
@@ -376,7 +427,20 @@ fn check_report_signatures(
     for signer in required_report_signers(script) {
         for document in &documents {
             let file = format!("{SIGNATURES_DIR}/{}.{document}.p7s", signer.stem);
-            if !good.contains(&file) && !dir.join(&file).exists() {
+            if good.contains(&file) || dir.join(&file).exists() {
+                continue;
+            }
+            if let Some(e) = explained.iter().find(|e| e.record.person == signer.person) {
+                v.warn(
+                    &file,
+                    format!(
+                        "not signed: the {} ({}) could not sign {document} because their card \
+                         refused during the ceremony: {} (confirmation_unsigned at entry {}; \
+                         the ceremony aborted there)",
+                        signer.reason, signer.person, e.record.reason, e.seq
+                    ),
+                );
+            } else {
                 v.fail(
                     &file,
                     format!(
