@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A full rehearsal of the shipped root ceremony (RSA-4096) on throw-away SoftHSM2 tokens, confirmed
+# A full rehearsal of the shipped root ceremony (RSA-4096, with a 2-of-4 custodian split) on throw-away SoftHSM2 tokens, confirmed
 # automatically as the script's participants, followed by an offline check of the evidence.
 # Usage: bash softhsm-tests/rehearse.sh [SCRIPT] [OUT]
 set -euo pipefail
