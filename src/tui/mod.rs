@@ -11,13 +11,18 @@ pub mod model;
 mod pin_view;
 pub mod proxy;
 pub mod quorum;
+mod quorum_keys;
+mod quorum_view;
 pub mod view;
 
 #[cfg(test)]
 mod card_tests;
 #[cfg(test)]
+mod quorum_tests;
+#[cfg(test)]
 mod tests;
 
+use crate::driver::cards::CardPresentation;
 use crate::driver::pins::PinSource;
 use crate::driver::{Ceremony, Outcome, RunMode};
 use crate::engine::Input;
@@ -75,6 +80,7 @@ pub fn conduct(
     let (to_ui, from_all) = mpsc::channel::<Msg>();
     let (input_tx, input_rx) = mpsc::channel::<Input>();
     let (pin_tx, pin_rx) = mpsc::channel::<Result<SecretString>>();
+    let (card_tx, card_rx) = mpsc::channel::<CardPresentation>();
     // try_init enters the alternate screen and raw mode, and installs a panic hook that restores
     // the terminal before the panic message is printed.
     let mut terminal = ratatui::try_init().map_err(|e| {
@@ -90,6 +96,7 @@ pub fn conduct(
             let mut operator = proxy::TuiOperator {
                 to_ui: driver_tx.clone(),
                 inputs: input_rx,
+                cards: card_rx,
             };
             let mut modal_pins = proxy::TuiPins {
                 to_ui: driver_tx.clone(),
@@ -134,8 +141,11 @@ pub fn conduct(
             &mut terminal,
             &mut model,
             &from_all,
-            input_tx,
-            pin_tx,
+            Replies {
+                input: input_tx,
+                pin: pin_tx,
+                card: card_tx,
+            },
             &out.join(LOG_FILE),
             || driver.is_finished(),
         );
@@ -220,12 +230,18 @@ pub fn evidence_rows(text: &str) -> Vec<EvidenceRow> {
         .collect()
 }
 
+/// Where the UI thread answers the driver's questions.
+struct Replies {
+    input: Sender<Input>,
+    pin: Sender<Result<SecretString>>,
+    card: Sender<CardPresentation>,
+}
+
 fn ui_loop(
     terminal: &mut ratatui::DefaultTerminal,
     model: &mut Model,
     rx: &Receiver<Msg>,
-    input_tx: Sender<Input>,
-    pin_tx: Sender<Result<SecretString>>,
+    replies: Replies,
     log: &Path,
     driver_done: impl Fn() -> bool,
 ) -> std::io::Result<()> {
@@ -258,10 +274,13 @@ fn ui_loop(
                 match command {
                     // A closed channel means the driver has finished; the final screen says how.
                     Command::Reply(input) => {
-                        let _ = input_tx.send(input);
+                        let _ = replies.input.send(input);
                     }
                     Command::Pin(pin) => {
-                        let _ = pin_tx.send(pin);
+                        let _ = replies.pin.send(pin);
+                    }
+                    Command::Card(card) => {
+                        let _ = replies.card.send(card);
                     }
                     Command::Quit => return Ok(()),
                 }

@@ -3,6 +3,7 @@
 //! redrawing (clock, spinner, elapsed time) while the driver waits on the HSM.
 
 use super::model::{DriverEvent, Msg, PinAsk};
+use crate::driver::cards::{CardPresentation, CardRequest};
 use crate::driver::operator::{Notice, Operator};
 use crate::driver::pins::{PinRequest, PinSource};
 use crate::engine::{Input, StepPlan};
@@ -13,6 +14,8 @@ use std::sync::mpsc::{Receiver, Sender};
 pub struct TuiOperator {
     pub to_ui: Sender<Msg>,
     pub inputs: Receiver<Input>,
+    /// The room's answers on the quorum screen.
+    pub cards: Receiver<CardPresentation>,
 }
 
 impl TuiOperator {
@@ -55,9 +58,14 @@ impl Operator for TuiOperator {
             Notice::StepDone { step, .. } => DriverEvent::StepDone(step.clone()),
             Notice::Warning { text } => DriverEvent::Warning(text.into()),
             Notice::Info { text } => DriverEvent::Info(text.into()),
-            // The quorum driver's card notices map to DriverEvent::Quorum here (see tui/quorum.rs).
         };
         self.tell(event);
+    }
+
+    fn present_card(&mut self, request: &CardRequest<'_>) -> CardPresentation {
+        self.tell(DriverEvent::NeedCard(super::quorum::CardAsk::of(request)));
+        // A closed UI presents no further card; the next input then aborts.
+        self.cards.recv().unwrap_or(CardPresentation::NoMore)
     }
 }
 
