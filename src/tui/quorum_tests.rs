@@ -212,7 +212,17 @@ fn screen_quorum_accepted_and_refused() {
 
 #[test]
 fn screen_quorum_reached() {
-    let (mut m, _) = asked([true, false, false, false], [false, true, false, false]);
+    let (mut m, mut ask) = asked([true, false, false, false], [false; 4]);
+    key(&mut m, KeyCode::Char('2'));
+    driver(
+        &mut m,
+        DriverEvent::Refused(
+            "card \"example-custodian-card-b\" of Bruno Costa: wrong card PIN (2 tries left)"
+                .into(),
+        ),
+    );
+    ask.cards[1].refused = true;
+    driver(&mut m, DriverEvent::NeedCard(ask));
     key(&mut m, KeyCode::Char('3'));
     driver(
         &mut m,
