@@ -497,8 +497,8 @@ fn three_wrong_card_pins_stop_the_ceremony_on_the_record() {
     assert!(log.contains("ceremony_aborted") && !log.contains("confirmation_signed"));
     // KNOWN GAP in the driver (src/driver/mod.rs, personal_cards.rs), not in the TUI: when a card
     // refuses three PINs, the `confirmed` entry stays in the log unsigned, and keyrite stops before
-    // the report signatures, so verify fails exactly these two checks while the hash chain and the
-    // report are intact. Once the driver handles it, replace this block with `verify(&out)`.
+    // the report signatures (of report.json and report.pdf), so verify fails exactly these three
+    // checks while the hash chain and the report are intact. Once the driver handles it, replace this block with `verify(&out)`.
     let verified = Command::new(keyrite())
         .arg("verify")
         .arg(&out)
@@ -510,9 +510,10 @@ fn three_wrong_card_pins_stop_the_ceremony_on_the_record() {
         "{table}"
     );
     let failed: Vec<&str> = table.lines().filter(|l| l.starts_with("FAIL")).collect();
-    assert_eq!(failed.len(), 2, "{table}");
+    assert_eq!(failed.len(), 3, "{table}");
     assert!(failed[0].contains("by Maria Keller (step preflight) has no valid card signature"));
     assert!(failed[1].contains("sven-lindqvist.report.json.p7s"));
+    assert!(failed[2].contains("sven-lindqvist.report.pdf.p7s"));
     assert_never_shown(&tmux, &[CARD_PIN.to_string(), WRONG_CARD.to_string()]);
 }
 
@@ -631,7 +632,7 @@ fn wait_for_pane(tmux: &mut Tmux, text: &str) -> String {
 }
 
 /// Rehearse one script in a fresh tmux session; `walk` drives it to the final screen.
-fn rehearse_in_tui(dir: &Path, script: &str, out: &Path, env: &Path, walk: impl FnOnce(&mut Tmux)) {
+fn rehearse_in_tui(script: &str, out: &Path, env: &Path, walk: impl FnOnce(&mut Tmux)) {
     let command = format!(
         "{} rehearse {} --out {} --env {}; echo KEYRITE-EXIT=$?; sleep 60",
         keyrite(),
@@ -639,7 +640,10 @@ fn rehearse_in_tui(dir: &Path, script: &str, out: &Path, env: &Path, walk: impl 
         out.display(),
         env.display()
     );
-    let mut tmux = Tmux::start(dir, &command);
+    // A tmux server of its own: the previous one may still be going away.
+    let socket_dir = out.with_extension("tmux");
+    std::fs::create_dir_all(&socket_dir).unwrap();
+    let mut tmux = Tmux::start(&socket_dir, &command);
     tmux.wait_for("level very-high");
     walk(&mut tmux);
     tmux.wait_for("Ceremony completed");
@@ -657,7 +661,7 @@ fn quorum_cards_are_presented_on_the_quorum_screen() {
     let dir = tempfile::tempdir().unwrap();
     let env = dir.path().join("env");
     let root_ca = dir.path().join("root");
-    rehearse_in_tui(dir.path(), "root-ca-quorum.toml", &root_ca, &env, |tmux| {
+    rehearse_in_tui("root-ca-quorum.toml", &root_ca, &env, |tmux| {
         walk_steps(tmux, &ROOT_QUORUM_STEPS, |tmux, n| {
             if n == 6 {
                 tmux.wait_for("as PGP words");
@@ -665,35 +669,29 @@ fn quorum_cards_are_presented_on_the_quorum_screen() {
         });
     });
     let activation = dir.path().join("activation");
-    rehearse_in_tui(
-        dir.path(),
-        "key-activation.toml",
-        &activation,
-        &env,
-        |tmux| {
-            walk_steps(tmux, &ACTIVATION_STEPS, |tmux, n| {
-                if n != 3 {
-                    return;
-                }
-                let screen = wait_for_pane(tmux, "present their cards in any order");
-                let pane = pane_text(&screen);
-                assert!(pane.contains("0 of 2 accepted"), "{screen}");
-                assert!(
-                    pane.contains("example-custodian-card-d · bag TEB-104204"),
-                    "{screen}"
-                );
-                // Aiko's card by its number, then the same card again: refused, and the screen says why.
-                tmux.keys(&["1"]);
-                wait_for_pane(tmux, "1 of 2 accepted");
-                tmux.keys(&["1"]);
-                wait_for_pane(tmux, "the same card counts once");
-                // Dmitri's card by the arrows: the cursor rests on the first card still waiting (2).
-                // With 2 of 2 accepted the step goes on at once (the walk waits for step 4); the
-                // log below shows which cards counted.
-                tmux.keys(&["Down", "Down", "Enter"]);
-            });
-        },
-    );
+    rehearse_in_tui("key-activation.toml", &activation, &env, |tmux| {
+        walk_steps(tmux, &ACTIVATION_STEPS, |tmux, n| {
+            if n != 3 {
+                return;
+            }
+            let screen = wait_for_pane(tmux, "present their cards in any order");
+            let pane = pane_text(&screen);
+            assert!(pane.contains("0 of 2 accepted"), "{screen}");
+            assert!(
+                pane.contains("example-custodian-card-d · bag TEB-104204"),
+                "{screen}"
+            );
+            // Aiko's card by its number, then the same card again: refused, and the screen says why.
+            tmux.keys(&["1"]);
+            wait_for_pane(tmux, "1 of 2 accepted");
+            tmux.keys(&["1"]);
+            wait_for_pane(tmux, "the same card counts once");
+            // Dmitri's card by the arrows: the cursor rests on the first card still waiting (2).
+            // With 2 of 2 accepted the step goes on at once (the walk waits for step 4); the
+            // log below shows which cards counted.
+            tmux.keys(&["Down", "Down", "Enter"]);
+        });
+    });
     let log = std::fs::read_to_string(activation.join("audit.jsonl")).unwrap();
     let refused: Vec<&str> = log
         .lines()
