@@ -5,6 +5,9 @@
 //! captured screen searched for the PINs.
 
 mod common;
+/// The quorum screen end to end (root-ca-quorum.toml, then key-activation.toml).
+#[path = "tui/quorum_screen.rs"]
+mod quorum_screen;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -70,9 +70,13 @@ pub(super) fn key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
             _ => Vec::new(),
         },
         Modal::ConfirmAbort => match key.code {
-            KeyCode::Char('y') | KeyCode::Char('Y') => model.send(Input::Abort {
-                reason: "aborted at the keyboard (Ctrl-C, confirmed)".into(),
-            }),
+            KeyCode::Char('y') | KeyCode::Char('Y') => {
+                let mut commands = super::quorum_keys::withdraw(model);
+                commands.extend(model.send(Input::Abort {
+                    reason: "aborted at the keyboard (Ctrl-C, confirmed)".into(),
+                }));
+                commands
+            }
             _ => Vec::new(),
         },
         _ if ctrl_c => {
@@ -102,6 +106,9 @@ pub(super) fn key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
                 Vec::new()
             }
         },
+        Modal::None if super::quorum_keys::asking(model) => {
+            super::quorum_keys::key(model, key.code)
+        }
         Modal::None => match key.code {
             KeyCode::Char('c') => {
                 model.modal = Modal::Pick {

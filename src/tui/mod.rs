@@ -12,13 +12,18 @@ pub mod model;
 mod pin_view;
 pub mod proxy;
 pub mod quorum;
+mod quorum_keys;
+mod quorum_view;
 pub mod view;
 
 #[cfg(test)]
 mod card_tests;
 #[cfg(test)]
+mod quorum_tests;
+#[cfg(test)]
 mod tests;
 
+use crate::driver::cards::CardPresentation;
 use crate::driver::operator::WithAttachments;
 use crate::driver::pins::PinSource;
 use crate::driver::{Ceremony, Outcome, RunMode};
@@ -81,6 +86,7 @@ pub fn conduct(
     let (input_tx, input_rx) = mpsc::channel::<Input>();
     let (pin_tx, pin_rx) = mpsc::channel::<Result<SecretString>>();
     let (attach_tx, attach_rx) = mpsc::channel::<Option<String>>();
+    let (card_tx, card_rx) = mpsc::channel::<CardPresentation>();
     // try_init enters the alternate screen and raw mode, and installs a panic hook that restores
     // the terminal before the panic message is printed.
     let mut terminal = ratatui::try_init().map_err(|e| {
@@ -98,6 +104,7 @@ pub fn conduct(
                     to_ui: driver_tx.clone(),
                     inputs: input_rx,
                     attachments: attach_rx,
+                    cards: card_rx,
                 }),
                 paths: attach,
             };
@@ -148,6 +155,7 @@ pub fn conduct(
                 input: input_tx,
                 pin: pin_tx,
                 attachment: attach_tx,
+                card: card_tx,
             },
             &out.join(LOG_FILE),
             || driver.is_finished(),
@@ -233,11 +241,12 @@ pub fn evidence_rows(text: &str) -> Vec<EvidenceRow> {
         .collect()
 }
 
-/// Where the UI loop answers the driver thread.
+/// Where the UI thread answers the driver's questions.
 struct Replies {
     input: Sender<Input>,
     pin: Sender<Result<SecretString>>,
     attachment: Sender<Option<String>>,
+    card: Sender<CardPresentation>,
 }
 
 fn ui_loop(
@@ -284,6 +293,9 @@ fn ui_loop(
                     }
                     Command::Attachment(path) => {
                         let _ = replies.attachment.send(path);
+                    }
+                    Command::Card(card) => {
+                        let _ = replies.card.send(card);
                     }
                     Command::Quit => return Ok(()),
                 }

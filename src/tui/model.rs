@@ -3,7 +3,8 @@
 //! returns (answer the driver, hand over a PIN, quit). No business rule lives here: whether a
 //! confirmation counts, what is missing and why a step is refused all come from the engine.
 
-use super::quorum::QuorumView;
+use super::quorum::{CardAsk, QuorumView};
+use crate::driver::cards::CardPresentation;
 use crate::engine::{Input, StepPlan};
 use crate::error::Error;
 use crate::evidence::pgp_words::pgp_words;
@@ -244,8 +245,8 @@ pub enum DriverEvent {
         step: String,
         description: String,
     },
-    /// The quorum screen (wired by the quorum driver; see `super::quorum`).
-    Quorum(Option<QuorumView>),
+    /// The driver waits for the room to present a custodian card (see `super::quorum`).
+    NeedCard(CardAsk),
     Finished(Finished),
 }
 
@@ -268,6 +269,8 @@ pub enum Command {
     Pin(Result<SecretString, Error>),
     /// Answer the driver's `attachment`: the path typed, or `None` when cancelled.
     Attachment(Option<String>),
+    /// Answer the driver's `present_card`.
+    Card(CardPresentation),
     Quit,
 }
 
@@ -464,6 +467,7 @@ fn evidence(model: &mut Model, rows: Vec<EvidenceRow>) {
 
 fn driver(model: &mut Model, event: DriverEvent) -> Vec<Command> {
     let pin_warning = model.pin_warning.take();
+    super::quorum::observe(model, &event);
     match &event {
         DriverEvent::Info(text) | DriverEvent::Warning(text) if model.closing.len() < CLOSING => {
             let kind = match event {
@@ -553,7 +557,7 @@ fn driver(model: &mut Model, event: DriverEvent) -> Vec<Command> {
         DriverEvent::NeedAttachment { step, description } => {
             model.pending_attach = Some((step, description))
         }
-        DriverEvent::Quorum(view) => model.quorum = view,
+        DriverEvent::NeedCard(ask) => super::quorum::ask(model, ask),
         DriverEvent::Finished(finished) => {
             model.working = None;
             model.pending_pin = None;

@@ -3,6 +3,7 @@
 //! redrawing (clock, spinner, elapsed time) while the driver waits on the HSM.
 
 use super::model::{DriverEvent, Msg, PinAsk};
+use crate::driver::cards::{CardPresentation, CardRequest};
 use crate::driver::operator::{Notice, Operator};
 use crate::driver::pins::{PinRequest, PinSource};
 use crate::engine::{Input, StepPlan};
@@ -15,6 +16,8 @@ pub struct TuiOperator {
     pub inputs: Receiver<Input>,
     /// Paths typed into the attach modal (`None`: cancelled).
     pub attachments: Receiver<Option<String>>,
+    /// The room's answers on the quorum screen.
+    pub cards: Receiver<CardPresentation>,
 }
 
 impl TuiOperator {
@@ -66,9 +69,14 @@ impl Operator for TuiOperator {
             Notice::StepDone { step, .. } => DriverEvent::StepDone(step.clone()),
             Notice::Warning { text } => DriverEvent::Warning(text.into()),
             Notice::Info { text } => DriverEvent::Info(text.into()),
-            // The quorum driver's card notices map to DriverEvent::Quorum here (see tui/quorum.rs).
         };
         self.tell(event);
+    }
+
+    fn present_card(&mut self, request: &CardRequest<'_>) -> CardPresentation {
+        self.tell(DriverEvent::NeedCard(super::quorum::CardAsk::of(request)));
+        // A closed UI presents no further card; the next input then aborts.
+        self.cards.recv().unwrap_or(CardPresentation::NoMore)
     }
 }
 

@@ -2,7 +2,6 @@
 //! Regenerate the snapshots with `INSTA_UPDATE=always cargo test --lib tui` and review the diff.
 
 use super::model::*;
-use super::quorum::{CardRow, CardState, QuorumView};
 use super::view::view;
 use crate::engine::{Input, StepPlan};
 use crate::script::{self, Action, Role, Script};
@@ -394,57 +393,6 @@ fn screen_fingerprint() {
     let fp = m.fingerprint.as_ref().unwrap();
     assert_eq!(&fp.words[..3], ["topmost", "Istanbul", "Pluto"]);
     snap("fingerprint", &m);
-}
-
-fn quorum(refused: bool) -> QuorumView {
-    let card = |holder: &str, label: &str, state| CardRow {
-        holder: holder.into(),
-        label: label.into(),
-        state,
-    };
-    QuorumView {
-        threshold: 3,
-        total: 5,
-        cards: vec![
-            card(
-                "Omar Haddad",
-                "custodian-1 (serial 0a1b)",
-                CardState::Accepted,
-            ),
-            card(
-                "Olga Petrova",
-                "custodian-2 (serial 0a1c)",
-                if refused {
-                    CardState::Refused(
-                        "the card belongs to the EXAMPLE-2025 split, not this one".into(),
-                    )
-                } else {
-                    CardState::Accepted
-                },
-            ),
-            card(
-                "Sven Lindqvist",
-                "custodian-3 (serial 0a1d)",
-                CardState::Accepted,
-            ),
-            card(
-                "Maria Keller",
-                "custodian-4 (serial 0a1e)",
-                CardState::Pending,
-            ),
-        ],
-    }
-}
-
-#[test]
-fn screen_quorum() {
-    let mut m = at_step(3);
-    driver(&mut m, DriverEvent::Quorum(Some(quorum(true))));
-    snap("quorum_refused", &m);
-    driver(&mut m, DriverEvent::Quorum(Some(quorum(false))));
-    snap("quorum_reached", &m);
-    driver(&mut m, DriverEvent::Quorum(None));
-    assert!(m.quorum.is_none());
 }
 
 #[test]

@@ -2,7 +2,6 @@
 //! never by colour alone; with NO_COLOR set, the model's `color` is false and only bold/reverse remain.
 
 use super::model::{Current, Modal, Model, NoteKind, Purpose};
-use super::quorum::QuorumView;
 use crate::hsm::spki::grouped_hex;
 use crate::script::Action;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
@@ -83,7 +82,7 @@ pub fn view(model: &Model, frame: &mut Frame) {
         Layout::horizontal([Constraint::Length(left_width), Constraint::Min(1)]).areas(top);
     render_steps(model, &theme, frame, steps);
     if let Some(quorum) = &model.quorum {
-        render_quorum(quorum, &theme, frame, current);
+        super::quorum_view::render(model, quorum, &theme, frame, current);
     } else if fingerprint_step(model) {
         render_fingerprint(model, &theme, frame, current);
     } else {
@@ -149,6 +148,9 @@ fn help_text(model: &Model) -> String {
         Modal::ConfirmAbort => "y: abort the ceremony · any other key: carry on",
         Modal::Error { .. } => "Enter: close",
         Modal::None if model.finished.is_some() => "Enter or q: leave keyrite",
+        Modal::None if model.quorum.as_ref().is_some_and(|q| q.asking) => {
+            model.quorum.as_ref().map_or("", super::quorum_view::help)
+        }
         Modal::None => {
             "c: confirm · g: go (perform the step) · x: record an exception · Ctrl-C: abort"
         }
@@ -368,40 +370,6 @@ fn render_fingerprint(model: &Model, theme: &Theme, frame: &mut Frame, area: Rec
     }
     lines.extend(status_lines(model, current, theme, compact, false));
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
-}
-
-fn render_quorum(quorum: &QuorumView, theme: &Theme, frame: &mut Frame, area: Rect) {
-    let mut lines = vec![
-        Line::styled(
-            format!("{} of {} cards are needed", quorum.threshold, quorum.total),
-            theme.bold(),
-        ),
-        Line::from(quorum.summary()),
-        Line::from(""),
-    ];
-    for (i, card) in quorum.cards.iter().enumerate() {
-        let (result, style) = match &card.state {
-            super::quorum::CardState::Pending => ("waiting".to_string(), theme.dim()),
-            super::quorum::CardState::Accepted => ("accepted".to_string(), theme.good()),
-            super::quorum::CardState::Refused(why) => (format!("REFUSED: {why}"), theme.bad()),
-        };
-        lines.push(Line::styled(
-            format!(
-                "{} card {} · {} · {} · {result}",
-                card.state.symbol(),
-                i + 1,
-                card.holder,
-                card.label
-            ),
-            style,
-        ));
-    }
-    frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(block("Quorum: custodian cards")),
-        area,
-    );
 }
 
 fn render_participants(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
