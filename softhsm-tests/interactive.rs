@@ -4,104 +4,25 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use common::tmux::{have_tmux, Tmux};
+use std::process::Command;
 
 const PIN: &str = "31415926";
 
-struct Tmux {
-    socket: PathBuf,
-}
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .arg("-f")
-            .arg("/dev/null")
-            .args(args)
-            .output()
-            .expect("tmux runs")
-    }
-
-    /// The whole pane including its scrollback.
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(
-            &self
-                .run(&["capture-pane", "-p", "-S", "-2000", "-t", "app"])
-                .stdout,
-        )
-        .into_owned()
-    }
-
-    /// Poll the screen until `text` shows, with a deadline; never a blind sleep.
-    fn wait_for(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let screen = self.screen();
-            if screen.contains(text) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {text:?}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Like [`Self::wait_for`], until `text` shows `n` times (prompts repeat in the scrollback).
-    fn wait_for_nth(&self, text: &str, n: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let screen = self.screen();
-            if screen.matches(text).count() >= n {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {text:?} #{n}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn type_line(&self, line: &str) {
-        assert!(self
-            .run(&["send-keys", "-t", "app", "-l", line])
-            .status
-            .success());
-        assert!(self
-            .run(&["send-keys", "-t", "app", "Enter"])
-            .status
-            .success());
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
+/// A line typed at the prompt, then Enter.
+fn type_line(tmux: &Tmux, line: &str) {
+    tmux.literal(line);
+    tmux.keys(&["Enter"]);
 }
 
 #[test]
 fn a_run_typed_at_a_terminal_completes_and_never_shows_the_pin() {
-    let have_tmux = Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have_tmux {
-        assert!(
-            std::env::var_os("KEYRITE_REQUIRE_EXTERNAL").is_none(),
-            "tmux is required in CI"
-        );
+    if !have_tmux() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let conf = common::softhsm_util_token(dir.path(), "27182818", PIN);
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = common::root();
     // The security officer signs with a personal card (PIN asked after each of his confirmations and
     // for the report signature); the others have no card here.
     let ca = common::softhsm_util_cards(
@@ -132,25 +53,7 @@ fn a_run_typed_at_a_terminal_completes_and_never_shows_the_pin() {
         out.display(),
         ca.display()
     );
-    let tmux = Tmux {
-        socket: dir.path().join("tmux.sock"),
-    };
-    let started = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "app",
-        "-x",
-        "200",
-        "-y",
-        "50",
-        &command,
-    ]);
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
+    let mut tmux = Tmux::start(dir.path(), &command, 200, 50);
 
     let operators = ["Omar Haddad", "Olga Petrova", "Ines Moreau"];
     let steps: [(&str, &[&str]); 9] = [
@@ -169,22 +72,22 @@ fn a_run_typed_at_a_terminal_completes_and_never_shows_the_pin() {
     for (header, names) in steps {
         tmux.wait_for(header);
         for name in names {
-            tmux.type_line(name);
+            type_line(&tmux, name);
             if *name == "Sven Lindqvist" {
                 card_pins += 1;
                 tmux.wait_for_nth(card_prompt, card_pins);
-                tmux.type_line(PIN);
+                type_line(&tmux, PIN);
             }
         }
-        tmux.type_line("go");
+        type_line(&tmux, "go");
         if header == "[4/9]" {
             tmux.wait_for("User PIN for token");
-            tmux.type_line(PIN);
+            type_line(&tmux, PIN);
         }
     }
     // The report signature at the end.
     tmux.wait_for_nth(card_prompt, card_pins + 1);
-    tmux.type_line(PIN);
+    type_line(&tmux, PIN);
     let screen = tmux.wait_for("KEYRITE-EXIT=");
     assert!(screen.contains("KEYRITE-EXIT=0"), "{screen}");
     assert!(screen.contains("ceremony completed"), "{screen}");
@@ -197,8 +100,7 @@ fn a_run_typed_at_a_terminal_completes_and_never_shows_the_pin() {
         let text = std::fs::read_to_string(out.join(file)).unwrap();
         assert!(!text.contains(PIN), "the PIN reached {file}");
     }
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let report = common::report(&out);
     assert_eq!(report["confirmations"]["kind"], "keyboard");
     assert_eq!(report["signed_confirmations"].as_array().unwrap().len(), 3);
     assert!(out

@@ -9,9 +9,10 @@ mod common;
 #[path = "tui/quorum_screen.rs"]
 mod quorum_screen;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use common::root;
+use common::tmux::{have_tmux, Tmux};
+use std::path::Path;
+use std::process::Command;
 
 /// Participants of ceremony-scripts/root-ca-p256.toml, by their number in the TUI's picker.
 const MARIA: char = '1';
@@ -56,86 +57,8 @@ const STEPS: [&[char]; 9] = [
     &[SVEN, WIEBKE],
 ];
 
-struct Tmux {
-    socket: PathBuf,
-    /// Every screen captured, for the PIN search at the end.
-    seen: Vec<String>,
-}
-
+/// The TUI's own gestures, on top of the shared harness.
 impl Tmux {
-    fn start(dir: &Path, command: &str) -> Tmux {
-        let tmux = Tmux {
-            socket: dir.join("tmux.sock"),
-            seen: Vec::new(),
-        };
-        let started = tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "app",
-            "-x",
-            "80",
-            "-y",
-            "24",
-            command,
-        ]);
-        assert!(
-            started.status.success(),
-            "{}",
-            String::from_utf8_lossy(&started.stderr)
-        );
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .arg("-f")
-            .arg("/dev/null")
-            .args(args)
-            .output()
-            .expect("tmux runs")
-    }
-
-    fn screen(&mut self) -> String {
-        let out = self.run(&["capture-pane", "-p", "-S", "-2000", "-t", "app"]);
-        let screen = String::from_utf8_lossy(&out.stdout).into_owned();
-        if self.seen.last() != Some(&screen) {
-            self.seen.push(screen.clone());
-        }
-        screen
-    }
-
-    /// Poll the screen until `text` shows, with a generous deadline; never a blind sleep.
-    fn wait_for(&mut self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let screen = self.screen();
-            if screen.contains(text) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {text:?}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            assert!(self.run(&["send-keys", "-t", "app", k]).status.success());
-        }
-    }
-
-    fn literal(&self, text: &str) {
-        assert!(self
-            .run(&["send-keys", "-t", "app", "-l", text])
-            .status
-            .success());
-    }
-
     /// Confirm as participant `number` (picker: `c`, then the number).
     fn confirm(&self, number: char) {
         self.keys(&["c", &number.to_string()]);
@@ -152,32 +75,8 @@ impl Tmux {
     }
 }
 
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
-}
-
-fn have_tmux() -> bool {
-    let ok = Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("KEYRITE_REQUIRE_EXTERNAL").is_none(),
-            "tmux is required in CI"
-        );
-    }
-    ok
-}
-
 fn keyrite() -> &'static str {
     env!("CARGO_BIN_EXE_keyrite")
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Walk the 9 steps through the TUI. `on_activate` runs after `g` at the HSM login step. With
@@ -245,7 +144,7 @@ fn a_rehearsal_walked_through_the_tui_completes_and_verifies() {
         out.display(),
         env.display()
     );
-    let mut tmux = Tmux::start(dir.path(), &command);
+    let mut tmux = Tmux::start(dir.path(), &command, 80, 24);
     // The header, not the line keyrite prints before the TUI takes the screen.
     let first = tmux.wait_for("level very-high");
     assert!(first.contains("REHEARSAL │"), "{first}");
@@ -342,7 +241,7 @@ fn a_run_takes_the_pin_in_the_masked_modal() {
     let dir = tempfile::tempdir().unwrap();
     let command = run_command(dir.path(), SO_PIN, PIN, CARD_PIN);
     let out = dir.path().join("bundle");
-    let mut tmux = Tmux::start(dir.path(), &command);
+    let mut tmux = Tmux::start(dir.path(), &command, 80, 24);
     walk(&mut tmux, Some(CARD_PIN), |tmux| {
         let modal = tmux.wait_for("User PIN for token");
         assert!(modal.contains("HSM PIN"), "{modal}");
@@ -377,8 +276,7 @@ fn a_run_takes_the_pin_in_the_masked_modal() {
             "a PIN reached {file}"
         );
     }
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let report = common::report(&out);
     let signed: usize = STEPS.iter().map(|people| people.len()).sum();
     assert_eq!(
         report["signed_confirmations"].as_array().unwrap().len(),
@@ -407,7 +305,7 @@ fn a_wrong_pin_shows_the_error_dialog_and_the_bundle_still_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let command = run_command(dir.path(), "Vx-heron-Plum", PIN, CARD_PIN);
     let out = dir.path().join("bundle");
-    let mut tmux = Tmux::start(dir.path(), &command);
+    let mut tmux = Tmux::start(dir.path(), &command, 80, 24);
     tmux.wait_for("▶  1 ");
     // Too small, then back: the screen says so, and nothing is lost.
     tmux.run(&["resize-window", "-t", "app", "-x", "70", "-y", "20"]);
@@ -480,7 +378,7 @@ fn three_wrong_card_pins_stop_the_ceremony_on_the_record() {
     let dir = tempfile::tempdir().unwrap();
     let command = run_command(dir.path(), "Vx-heron-Plum", "Kq-owl-Lime", CARD_PIN);
     let out = dir.path().join("bundle");
-    let mut tmux = Tmux::start(dir.path(), &command);
+    let mut tmux = Tmux::start(dir.path(), &command, 80, 24);
     tmux.wait_for("▶  1 ");
     tmux.confirm(MARIA);
     let first = tmux.card_pin(name(MARIA), WRONG_CARD);
@@ -576,7 +474,7 @@ fn ctrl_c_then_yes_aborts_on_the_record() {
         root().join("ceremony-scripts/root-ca-p256.toml").display(),
         out.display(),
     );
-    let mut tmux = Tmux::start(dir.path(), &command);
+    let mut tmux = Tmux::start(dir.path(), &command, 80, 24);
     tmux.wait_for("▶  1 ");
     tmux.confirm(MARIA);
     tmux.wait_for("✓ Maria Keller");

@@ -2,9 +2,11 @@
 //! path comes from `--attach STEP=PATH` (which must reach the TUI run), the other is typed into the
 //! TUI's path modal; both hashes are checked with sha256sum, and the bundle verifies.
 
+mod common;
+
+use common::tmux::{have_tmux, Tmux};
 use std::path::Path;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 const SCRIPT: &str = r#"format = 1
 
@@ -52,64 +54,6 @@ attachment = "video of the ceremony"
 confirm_by = ["master-of-ceremony"]
 "#;
 
-struct Tmux(std::path::PathBuf);
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&self.0)
-            .arg("-f")
-            .arg("/dev/null")
-            .args(args)
-            .output()
-            .expect("tmux runs")
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            assert!(self.run(&["send-keys", "-t", "app", k]).status.success());
-        }
-    }
-
-    /// Poll the screen until `text` shows; never a blind sleep.
-    fn wait_for(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let out = self.run(&["capture-pane", "-p", "-t", "app"]);
-            let screen = String::from_utf8_lossy(&out.stdout).into_owned();
-            if screen.contains(text) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {text:?}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
-}
-
-fn have(tool: &str, arg: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg(arg)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("KEYRITE_REQUIRE_EXTERNAL").is_none(),
-            "{tool} is required in CI"
-        );
-    }
-    ok
-}
-
 fn sha256sum(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
     assert!(out.status.success());
@@ -122,7 +66,7 @@ fn sha256sum(path: &Path) -> String {
 
 #[test]
 fn attach_paths_come_from_the_command_line_or_the_path_modal() {
-    if !have("tmux", "-V") || !have("sha256sum", "--version") {
+    if !have_tmux() || !common::have("sha256sum") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -140,19 +84,7 @@ fn attach_paths_come_from_the_command_line_or_the_path_modal() {
         sheet.display(),
         out.display(),
     );
-    let tmux = Tmux(dir.path().join("tmux.sock"));
-    let started = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "app",
-        "-x",
-        "80",
-        "-y",
-        "24",
-        &command,
-    ]);
-    assert!(started.status.success());
+    let mut tmux = Tmux::start(dir.path(), &command, 80, 24);
     // Step 1: the path came with --attach, so no modal opens.
     tmux.wait_for("▶  1 ");
     tmux.keys(&["c", "1"]);
@@ -167,18 +99,14 @@ fn attach_paths_come_from_the_command_line_or_the_path_modal() {
     assert!(modal.contains("attach-video"), "{modal}");
     // A pasted path in quotes, as file managers paste it.
     let typed = format!("'{}'", video.display());
-    assert!(tmux
-        .run(&["send-keys", "-t", "app", "-l", &typed])
-        .status
-        .success());
+    tmux.literal(&typed);
     tmux.keys(&["Enter"]);
     tmux.wait_for("Ceremony completed");
     tmux.keys(&["q"]);
     let screen = tmux.wait_for("KEYRITE-EXIT=");
     assert!(screen.contains("KEYRITE-EXIT=0"), "{screen}");
 
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let report = common::report(&out);
     let attachments = report["attachments"].as_array().unwrap();
     assert_eq!(attachments.len(), 2, "{report}");
     assert_eq!(attachments[0]["step"], "attach-sign-in-sheet");

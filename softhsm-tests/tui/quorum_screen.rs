@@ -2,9 +2,10 @@
 //! ceremony-scripts/key-activation.toml on the same --env with the custodian cards presented on the
 //! quorum screen (one of them twice, refused on screen), both bundles verified.
 
-use super::{have_tmux, keyrite, root, verify, Tmux, INES, MARIA, OLGA, OMAR, SVEN, WIEBKE};
+use super::{keyrite, verify, INES, MARIA, OLGA, OMAR, SVEN, WIEBKE};
+use crate::common::root;
+use crate::common::tmux::{have_tmux, Tmux};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 /// Who confirms each step of ceremony-scripts/root-ca-quorum.toml (the 7th reads the key hash).
 const ROOT_QUORUM_STEPS: [&[char]; 11] = [
@@ -58,18 +59,9 @@ fn pane_text(screen: &str) -> String {
 
 /// Poll until the quorum pane says `text` (across its wrapped lines).
 fn wait_for_pane(tmux: &mut Tmux, text: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let screen = tmux.screen();
-        if pane_text(&screen).contains(text) {
-            return screen;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {text:?} in the quorum pane; screen:\n{screen}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    tmux.wait_until(&format!("{text:?} in the quorum pane"), |screen| {
+        pane_text(screen).contains(text)
+    })
 }
 
 /// Rehearse one script in a fresh tmux session; `walk` drives it to the final screen.
@@ -84,7 +76,7 @@ fn rehearse_in_tui(script: &str, out: &Path, env: &Path, walk: impl FnOnce(&mut 
     // A tmux server of its own: the previous one may still be going away.
     let socket_dir = out.with_extension("tmux");
     std::fs::create_dir_all(&socket_dir).unwrap();
-    let mut tmux = Tmux::start(&socket_dir, &command);
+    let mut tmux = Tmux::start(&socket_dir, &command, 80, 24);
     tmux.wait_for("level very-high");
     walk(&mut tmux);
     tmux.wait_for("Ceremony completed");
