@@ -94,6 +94,14 @@ impl Checker<'_> {
             };
             let fix = "add [[quorum.cards]] entries (one per custodian), or lower the threshold";
             self.error(&at.clone().key("threshold"), Target::Value, what, fix);
+        } else if n > usize::from(crate::quorum::MAX_SHARES) {
+            // Caught here rather than by the split, after the room has gathered.
+            let what = format!(
+                "[quorum] lists {n} cards; keyrite splits onto at most {} cards",
+                crate::quorum::MAX_SHARES
+            );
+            let fix = "split onto fewer cards, e.g. one per custodian who must be able to activate";
+            self.error(&at.clone().key("cards"), Target::Key, what, fix);
         }
         let mut holders: HashMap<&str, usize> = HashMap::new();
         let mut labels: HashMap<String, usize> = HashMap::new();
@@ -238,5 +246,43 @@ impl Checker<'_> {
                 _ => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::script::parse::parse;
+    use crate::script::policy::check;
+
+    /// The shipped 2-of-4 split, grown to `n` custodians with one card each.
+    fn split_onto(n: usize) -> Vec<String> {
+        let shipped = include_str!("../../../ceremony-scripts/root-ca-quorum.toml");
+        let mut src = shipped.to_string();
+        for i in 5..=n {
+            src.push_str(&format!(
+                "\n[[participants]]\nname = \"Custodian {i}\"\nrole = \"custodian\"\ncard = {{ label = \"card-c{i}\" }}\n"
+            ));
+            src.push_str(&format!(
+                "\n[[quorum.cards]]\nholder = \"Custodian {i}\"\ntoken = {{ label = \"custodian-card-{i}\" }}\nbag = \"TEB-{i}\"\n"
+            ));
+        }
+        let loaded = parse("q.toml", &src).unwrap();
+        check(&loaded).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn more_cards_than_the_split_supports_are_refused_by_check() {
+        let limit = usize::from(crate::quorum::MAX_SHARES);
+        let at_limit = split_onto(limit);
+        assert!(
+            at_limit.iter().all(|d| !d.contains("at most")),
+            "{at_limit:?}"
+        );
+        let over = split_onto(limit + 1);
+        assert!(
+            over.iter()
+                .any(|d| d.contains(&format!("lists {} cards", limit + 1))),
+            "{over:?}"
+        );
     }
 }
