@@ -31,6 +31,18 @@ struct Env {
 }
 
 impl Env {
+    /// A fresh rehearsal folder; `None` (skip) when SoftHSM2 or its tools are missing outside CI.
+    fn new() -> Option<Env> {
+        if !have("softhsm2-util") || !have("pkcs11-tool") || !Path::new(SOFTHSM).exists() {
+            return None;
+        }
+        Some(Env {
+            dir: tempfile::tempdir().unwrap(),
+            captures: Vec::new(),
+            bundles: Vec::new(),
+        })
+    }
+
     fn env_dir(&self) -> PathBuf {
         self.dir.path().join("env")
     }
@@ -258,13 +270,8 @@ fn refused(env: &mut Env, name: &str, cards: &str, message: &str) {
 
 #[test]
 fn quorum_ceremonies_abuse_cases_and_secret_scan() {
-    if !have("softhsm2-util") || !have("pkcs11-tool") || !Path::new(SOFTHSM).exists() {
+    let Some(mut env) = Env::new() else {
         return;
-    }
-    let mut env = Env {
-        dir: tempfile::tempdir().unwrap(),
-        captures: Vec::new(),
-        bundles: Vec::new(),
     };
 
     // 1. Root ceremony with the split.
@@ -487,13 +494,8 @@ fn so_pin_works(env: &Env, token: &str, so_pin: &str) -> bool {
 /// PINs; a later quorum activation on the same environment uses them.
 #[test]
 fn a_split_initialises_a_fresh_token() {
-    if !have("softhsm2-util") || !have("pkcs11-tool") || !Path::new(SOFTHSM).exists() {
+    let Some(mut env) = Env::new() else {
         return;
-    }
-    let mut env = Env {
-        dir: tempfile::tempdir().unwrap(),
-        captures: Vec::new(),
-        bundles: Vec::new(),
     };
     let text =
         std::fs::read_to_string(root().join("ceremony-scripts/root-ca-quorum.toml")).unwrap();
