@@ -102,7 +102,14 @@ fn man() -> Result<i32> {
 
 /// Load and check a script; print every diagnostic; fail on errors.
 fn load_checked(path: &Path) -> Result<LoadedScript> {
-    let (loaded, diagnostics) = script::check_file(path);
+    load_checked_by(path, script::check_file)
+}
+
+fn load_checked_by(
+    path: &Path,
+    check: fn(&Path) -> (Option<LoadedScript>, Vec<script::Diagnostic>),
+) -> Result<LoadedScript> {
+    let (loaded, diagnostics) = check(path);
     let mut errors = 0;
     for d in &diagnostics {
         eprintln!("{d}");
@@ -396,7 +403,8 @@ fn rehearse(
     env: Option<&Path>,
     module: Option<String>,
 ) -> Result<i32> {
-    let loaded = load_checked(path)?;
+    // The quorum's commitments come from the rehearsal folder's record of the split.
+    let loaded = load_checked_by(path, script::check_file_rehearsal)?;
     let softhsm = rehearsal::find_softhsm()?;
     // A child re-executed by the block below finds its folder here.
     let inherited = std::env::var_os(rehearsal::DIR_VAR).map(PathBuf::from);

@@ -1,8 +1,9 @@
 //! `[quorum]` rules (docs/script-format.md, "Quorum"): M ≥ 2; N ≥ M, N ≥ M+1 at high, N ≥ M+2 at
-//! very-high; one card per holder; holders are custodians; quorum steps in a sensible order.
+//! very-high; one card per holder; holders are custodians; quorum steps in a sensible order; the
+//! commitments of the split the cards hold are pinned (an error at high and very-high).
 
 use super::{quoted, root, step_path, Checker};
-use crate::script::diagnostic::{KeyPath, Target};
+use crate::script::diagnostic::{KeyPath, Severity, Target};
 use crate::script::model::{Action, Role, SecurityLevel};
 use crate::script::quorum::QuorumCard;
 use std::collections::HashMap;
@@ -64,6 +65,54 @@ impl Checker<'_> {
             }
         }
         self.quorum_order(splits, q.reshare.is_some());
+        self.commitments_pinned(splits, q.commitments_sha256.is_some());
+    }
+
+    /// A step that reads cards of an earlier split must know that split's commitments from a trusted
+    /// source before it accepts any card: otherwise foreign or forged cards can cost an HSM PIN try
+    /// or get genuine cards blamed. An error at high and very-high, advice at medium; a rehearsal
+    /// takes them from its folder's record of the split.
+    fn commitments_pinned(&mut self, has_split: bool, pinned: bool) {
+        if has_split || pinned {
+            return;
+        }
+        let Some(i) = self.s.steps.iter().position(|st| {
+            matches!(
+                st.action,
+                Action::ActivateQuorum
+                    | Action::ShareHealthCheck
+                    | Action::Reshare
+                    | Action::RetireShares
+            )
+        }) else {
+            return;
+        };
+        let level = self.s.ceremony.security_level;
+        let severity = if level == SecurityLevel::Medium || self.rehearsal {
+            Severity::Warning
+        } else {
+            Severity::Error
+        };
+        let what = if self.rehearsal {
+            format!(
+                "[quorum] does not pin the split's commitments; this rehearsal takes them from its --env folder's record of the split (a real run at {level} needs them in the script)"
+            )
+        } else {
+            format!(
+                "[quorum] does not pin the split's commitments, so {} cannot tell the split's cards from foreign or forged ones before they are used",
+                self.step_name(i)
+            )
+        };
+        let fix =
+            "add commitments_sha256 = \"…\" to [quorum], copied from the split ceremony's report \
+                   (quorum.commitments_sha256) or from the line the split showed";
+        self.push(
+            severity,
+            &root().key("quorum"),
+            Target::Key,
+            what,
+            fix.into(),
+        );
     }
 
     fn quorum_set(&mut self, at: &KeyPath, threshold: u16, cards: &[QuorumCard]) {
