@@ -5,7 +5,7 @@
 //! the SO PIN is still the old one, the room types the old SO PIN and C_SetPIN replaces it — and
 //! C_InitPIN sets the derived user PIN. The old user PIN is never needed.
 
-use super::actions::{open_hsm, Context, Performed};
+use super::actions::{intent, open_hsm, Context, Performed};
 use super::operator::{Notice, Operator};
 use super::pins::PinSource;
 use super::quorum::{config, pins_set, scripted_ref, show_pin, split_record};
@@ -75,6 +75,16 @@ pub(super) fn finish(
         return Ok(Err(why));
     }
     drop(new);
+    // change_pins ended with C_Login as user with the derived PIN, its proof: the session is active.
+    intent(
+        state,
+        ctx,
+        "open_and_login",
+        format!(
+            "token {} stays logged in as user with the derived PIN (the PIN change's proof login)",
+            token.serial
+        ),
+    )?;
     state.record(
         Some(ctx.step.id.clone()),
         vec![],

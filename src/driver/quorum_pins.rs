@@ -179,6 +179,7 @@ pub(super) fn prove_current(
         .login(&old.user)
         .map_err(|e| ("user", e))
         .and_then(|()| hsm.login_so(&old.so).map_err(|e| ("SO", e)))
+        .and_then(|()| hsm.logout().map_err(|e| ("SO", e)))
         .and_then(|()| hsm.login(&old.user).map_err(|e| ("user", e)));
     match proved {
         Ok(()) => Ok(Ok(len)),
