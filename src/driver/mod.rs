@@ -15,6 +15,8 @@ mod quorum;
 mod quorum_cards;
 mod quorum_finish;
 mod quorum_pins;
+mod quorum_reshare;
+mod quorum_retire;
 #[cfg(test)]
 mod quorum_tests;
 pub mod rehearsal;

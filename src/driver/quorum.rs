@@ -9,7 +9,7 @@
 use super::actions::{failed, intent, Context, Performed, SOFTHSM_MANUFACTURER};
 use super::operator::{Notice, Operator};
 use super::pins::{PinRequest, PinSource};
-use super::quorum_pins::{change_pins, pin_length, prove_current, PinJob, Pins, SoNow};
+use super::quorum_pins::{change_pins, prove_current, PinJob, Pins, SoNow};
 use super::rehearsal::{self, rehearsal_label};
 use super::{Opener, State};
 use crate::evidence::events::Record;
@@ -138,7 +138,7 @@ pub(super) fn open_card(
 
 /// Write share `i` and the commitments to each card of `set`, then read each back and verify it.
 #[allow(clippy::too_many_arguments)]
-fn write_cards(
+pub(super) fn write_cards(
     state: &mut State,
     ctx: &Context<'_>,
     operator: &mut dyn Operator,
@@ -242,7 +242,7 @@ pub(super) fn split_record(
     })
 }
 
-fn counts(set: &QuorumSet) -> Result<(u16, u16), String> {
+pub(super) fn counts(set: &QuorumSet) -> Result<(u16, u16), String> {
     let n = u16::try_from(set.cards.len()).map_err(|_| "too many cards".to_string())?;
     quorum::check_parameters(set.threshold, n).map_err(|e| e.to_string())?;
     Ok((set.threshold, n))
@@ -484,125 +484,6 @@ fn throwaway_pin() -> Result<SecretString, String> {
     getrandom::fill(bytes.as_mut()).map_err(|e| format!("the OS RNG failed: {e}"))?;
     let pin = zeroize::Zeroizing::new(hex::encode(bytes.as_slice()));
     Ok(SecretString::from(pin.as_str()))
-}
-
-/// Rotate the activation secret: the old shares (combined and Feldman-verified by the
-/// activate_quorum step before) give way to a new secret, split onto the new cards, each written and
-/// read back; then both HSM PINs become the new secret's. A later retire_shares step destroys the
-/// old shares; from the PIN change on, they open nothing.
-pub(super) fn reshare(
-    state: &mut State,
-    ctx: &Context<'_>,
-    operator: &mut dyn Operator,
-    pins: &mut dyn PinSource,
-    opener: &mut Opener<'_>,
-) -> Performed {
-    let q = match config(ctx) {
-        Ok(q) => q,
-        Err(why) => return Ok(Err(why)),
-    };
-    let Some(set) = q.reshare.as_ref() else {
-        return Ok(Err(
-            "a reshare step needs [quorum.reshare] with the new cards".into(),
-        ));
-    };
-    let (m, n) = match counts(set) {
-        Ok(x) => x,
-        Err(why) => return Ok(Err(why)),
-    };
-    if state.quorum.is_none() {
-        return Ok(Err(
-            "reshare needs the secret: put an activate_quorum step before it in this ceremony"
-                .into(),
-        ));
-    }
-    let Some(hsm) = state.hsm.as_mut() else {
-        return Ok(Err("the HSM is not activated".into()));
-    };
-    let pin_length = match pin_length(hsm.as_mut()) {
-        Ok(l) => l,
-        Err(why) => return Ok(Err(why)),
-    };
-    let token = hsm.identity().clone();
-    let (secret, shares, commitments) = match hsm.random(64) {
-        Ok(r) => match Secret::generate(&r[..32]).and_then(|s| {
-            quorum::split(&s, &ctx.script.ceremony.id, m, n, &r[32..]).map(|(sh, c)| (s, sh, c))
-        }) {
-            Ok(x) => x,
-            Err(e) => return Ok(Err(e.to_string())),
-        },
-        Err(e) => return failed(state, ctx, "reshare", e),
-    };
-    let cards = match write_cards(
-        state,
-        ctx,
-        operator,
-        pins,
-        opener,
-        set,
-        &shares,
-        &commitments,
-    )? {
-        Ok(c) => c,
-        Err(why) => {
-            return Ok(Err(format!(
-                "{why}; the HSM's PINs were not changed and the old shares remain valid"
-            )))
-        }
-    };
-    drop(shares);
-    let Some((old_secret, old)) = state.quorum.as_ref() else {
-        return Ok(Err("the secret of the old shares was lost".into()));
-    };
-    let old_sha = old.sha256_hex();
-    let (_, old_so) = old_secret.hsm_pins(pin_length);
-    let (user, so) = secret.hsm_pins(pin_length);
-    let job = PinJob {
-        purpose: "reshare",
-        split_ceremony_id: &ctx.script.ceremony.id,
-        commitments_sha256: commitments.sha256_hex(),
-        threshold: m,
-        token: token.clone(),
-        pin_length,
-    };
-    let new = Pins { user, so };
-    if let Err(why) = change_pins(
-        state,
-        ctx,
-        operator,
-        pins,
-        &job,
-        SoNow::Old,
-        Some(&old_so),
-        &new,
-    )? {
-        return Ok(Err(why));
-    }
-    drop((old_so, new));
-    let method = "new secret; C_SetPIN (SO), then C_InitPIN (user) as SO";
-    let rec = split_record(
-        "reshare",
-        &commitments,
-        cards,
-        Some(pins_set(&token, method, pin_length)),
-        Some(old_sha.clone()),
-    );
-    state.record(Some(ctx.step.id.clone()), vec![], &rec)?;
-    if ctx.mode.rehearsal {
-        let split = rehearsal::RehearsalSplit {
-            ceremony_id: ctx.script.ceremony.id.clone(),
-            commitments_sha256: commitments.sha256_hex(),
-            stage: "done".into(),
-            so_pin: "derived".into(),
-            user_pin: "derived".into(),
-            replaced_by: None,
-        };
-        rehearsal::note_split(&split, Some(&old_sha))?;
-    }
-    show_pin(operator, &commitments);
-    // The old secret is forgotten (zeroized) here; the session now runs on the new PINs.
-    state.quorum = Some((secret, commitments));
-    Ok(Ok(()))
 }
 
 /// Sign a fixed test message with the step's key and verify the signature with its public key.

@@ -14,7 +14,7 @@
 //! commitments of another ceremony or split, an index out of range or already presented, and Feldman
 //! verification.
 
-use super::actions::{intent, login_hsm, open_hsm, Context, Performed};
+use super::actions::{login_hsm, open_hsm, Context, Performed};
 use super::cards::{CardChoice, CardPresentation, CardPurpose, CardRequest};
 use super::operator::{Notice, Operator};
 use super::pins::PinSource;
@@ -23,18 +23,18 @@ use super::quorum_pins::pin_length;
 use super::rehearsal;
 use super::{Opener, State};
 use crate::evidence::events::Record;
-use crate::evidence::quorum::{CardEvent, CardRef, QuorumSummary, RetireRecord};
+use crate::evidence::quorum::{CardEvent, CardRef, QuorumSummary};
 use crate::hsm::{Hsm, HsmError};
 use crate::quorum::{self, commitments_label, share_label, Commitments, Secret, Share};
 use crate::script::{QuorumCard, QuorumConfig};
 
 /// What the cards of one step are checked against.
 pub(super) struct Expect<'a> {
-    split_ceremony: &'a str,
+    pub split_ceremony: &'a str,
     /// The split's commitments hash from a trusted source: the script's `quorum.commitments_sha256`,
     /// or a rehearsal folder's record of the split. Cards holding other commitments are refused,
     /// each by name, before anything is combined or sent to the HSM.
-    pinned_sha256: Option<String>,
+    pub pinned_sha256: Option<String>,
     /// Commitments of the first accepted card (or pinned); later cards must carry the same.
     commitments: Option<Commitments>,
     indices: Vec<u16>,
@@ -43,7 +43,7 @@ pub(super) struct Expect<'a> {
 }
 
 /// What one accepted card gave the step.
-enum Taken {
+pub(super) enum Taken {
     Share(Box<Share>),
     /// Retirement: the share was destroyed and read back as gone.
     Destroyed(u16),
@@ -52,7 +52,7 @@ enum Taken {
 }
 
 /// Why a presented card does not count.
-enum Refusal {
+pub(super) enum Refusal {
     /// This card is refused; others may still be presented.
     Card(String),
     /// Without pinned commitments the cards disagree: none of them can be trusted, the step ends.
@@ -61,7 +61,7 @@ enum Refusal {
 
 /// Ask for cards until `needed` are accepted or nobody presents another. `take` reads the card.
 #[allow(clippy::too_many_arguments)]
-fn collect(
+pub(super) fn collect(
     state: &mut State,
     ctx: &Context<'_>,
     operator: &mut dyn Operator,
@@ -368,7 +368,7 @@ pub(super) fn expect_pinned<'a>(
     ))
 }
 
-fn summary(expect: &Expect<'_>, holders: Vec<String>) -> Option<QuorumSummary> {
+pub(super) fn summary(expect: &Expect<'_>, holders: Vec<String>) -> Option<QuorumSummary> {
     let c = expect.commitments.as_ref()?;
     Some(QuorumSummary {
         split_ceremony_id: c.split.ceremony_id.clone(),
@@ -379,7 +379,7 @@ fn summary(expect: &Expect<'_>, holders: Vec<String>) -> Option<QuorumSummary> {
     })
 }
 
-fn holders(cards: &[QuorumCard], taken: &[(usize, Taken)]) -> Vec<String> {
+pub(super) fn holders(cards: &[QuorumCard], taken: &[(usize, Taken)]) -> Vec<String> {
     taken
         .iter()
         .map(|(i, _)| cards[*i].holder.clone())
@@ -534,141 +534,5 @@ pub(super) fn health_check(
             "not every card proved a valid share; not healthy or not presented: {}",
             missing.join("; ")
         )))
-    }
-}
-
-/// Retirement of one card: check that its share belongs to the retired split, destroy it, and read
-/// back that nothing of it remains. A card without the split's objects held nothing to retire.
-fn retire_one(hsm: &mut dyn Hsm, named: &CardRef, id: &str, sha: &str) -> Result<Taken, Refusal> {
-    let card = describe(named);
-    let err = |e: HsmError| Refusal::Card(format!("{card}: {e}"));
-    let (sl, cl) = (share_label(id), commitments_label(id));
-    let stored = hsm.read_data(&cl).map_err(err)?;
-    let share = hsm.read_data(&sl).map_err(err)?;
-    let (stored, share) = match (stored, share) {
-        (None, None) => return Ok(Taken::Empty),
-        (Some(c), Some(s)) => (c, s),
-        _ => {
-            return Err(Refusal::Card(format!(
-                "{card} holds only half of a share of \"{id}\" (share or commitments missing); nothing was destroyed — have the security officer inspect the card"
-            )))
-        }
-    };
-    let commitments = Commitments::decode(&stored)
-        .map_err(|e| Refusal::Card(format!("{card}: the commitments are unusable: {e}")))?;
-    let share = Share::decode(&share).map_err(|e| Refusal::Card(format!("{card}: {e}")))?;
-    if !commitments.sha256_hex().eq_ignore_ascii_case(sha) {
-        return Err(Refusal::Card(format!(
-            "{card} holds a share of split {}, not of the retired split {sha}; nothing was destroyed",
-            commitments.sha256_hex()
-        )));
-    }
-    commitments
-        .verify(&share)
-        .map_err(|e| Refusal::Card(format!("{card}: {e}; nothing was destroyed")))?;
-    for label in [&sl, &cl] {
-        hsm.destroy_data(label).map_err(err)?;
-    }
-    // Proof of destruction: the card, read again, holds neither object.
-    for label in [&sl, &cl] {
-        if hsm.read_data(label).map_err(err)?.is_some() {
-            return Err(Refusal::Card(format!(
-                "{card} still holds \"{label}\" after C_DestroyObject; the share is NOT retired"
-            )));
-        }
-    }
-    Ok(Taken::Destroyed(share.index))
-}
-
-pub(super) fn retire(
-    state: &mut State,
-    ctx: &Context<'_>,
-    operator: &mut dyn Operator,
-    pins: &mut dyn PinSource,
-    opener: &mut Opener<'_>,
-) -> Performed {
-    let (exp, cards, _) = match expect(ctx, CardPurpose::Retirement) {
-        Ok(x) => x,
-        Err(why) => return Ok(Err(why)),
-    };
-    let id = exp.split_ceremony.to_string();
-    // The retired split: the one the activation before combined, else the trusted pin.
-    let activated = state
-        .quorum
-        .as_ref()
-        .map(|(_, c)| c)
-        .filter(|c| c.split.ceremony_id == id)
-        .map(Commitments::sha256_hex);
-    let Some(old_sha) = exp.pinned_sha256.clone().or(activated) else {
-        return Ok(Err(format!(
-            "retire_shares needs the retired split's commitments: set quorum.commitments_sha256 to split \"{id}\"'s (from its report); nothing was destroyed"
-        )));
-    };
-    let step_ctx = ctx;
-    let (taken, _) = collect(
-        state,
-        ctx,
-        operator,
-        pins,
-        opener,
-        cards,
-        CardPurpose::Retirement,
-        cards.len(),
-        |state, hsm, named| {
-            intent(
-                state,
-                step_ctx,
-                "destroy_share",
-                format!(
-                    "old share of \"{id}\" (split {old_sha}) on {}",
-                    describe(named)
-                ),
-            )?;
-            Ok(retire_one(hsm, named, &id, &old_sha))
-        },
-    )?;
-    let retired: Vec<CardRef> = taken
-        .iter()
-        .filter(|(_, t)| matches!(t, Taken::Destroyed(_)))
-        .map(|(i, _)| scripted_ref(&cards[*i]))
-        .collect();
-    let empty: Vec<String> = taken
-        .iter()
-        .filter(|(_, t)| matches!(t, Taken::Empty))
-        .map(|(i, _)| describe(&scripted_ref(&cards[*i])))
-        .collect();
-    let missing: Vec<String> = cards
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !taken.iter().any(|(t, _)| t == i))
-        .map(|(_, c)| describe(&scripted_ref(c)))
-        .collect();
-    let rec = RetireRecord {
-        split_ceremony_id: id,
-        commitments_sha256: old_sha,
-        cards: retired,
-    };
-    state.record(
-        Some(ctx.step.id.clone()),
-        vec![],
-        &Record::SharesRetired(rec),
-    )?;
-    let mut problems = Vec::new();
-    if !missing.is_empty() {
-        problems.push(format!(
-            "old shares remain on: {} — they still combine to the old secret with M-1 others (though the HSM's PINs no longer derive from it); retire them in a witnessed follow-up",
-            missing.join("; ")
-        ));
-    }
-    if !empty.is_empty() {
-        problems.push(format!(
-            "held no share, so nothing was retired on: {} — where that share went is not known; record it as an incident",
-            empty.join("; ")
-        ));
-    }
-    if problems.is_empty() {
-        Ok(Ok(()))
-    } else {
-        Ok(Err(problems.join("; ")))
     }
 }
