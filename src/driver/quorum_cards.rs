@@ -51,6 +51,9 @@ pub(super) enum Taken {
     Empty,
 }
 
+/// The cards accepted (by index into the step's cards), and why the step stopped early, if it did.
+pub(super) type Collected = (Vec<(usize, Taken)>, Option<String>);
+
 /// Why a presented card does not count.
 pub(super) enum Refusal {
     /// This card is refused; others may still be presented.
@@ -75,7 +78,7 @@ pub(super) fn collect(
         &mut dyn Hsm,
         &CardRef,
     ) -> crate::error::Result<Result<Taken, Refusal>>,
-) -> crate::error::Result<(Vec<(usize, Taken)>, Option<String>)> {
+) -> crate::error::Result<Collected> {
     let mut accepted: Vec<(usize, Taken)> = Vec::new();
     let mut by: Vec<String> = Vec::new();
     let mut refused: Vec<usize> = Vec::new();
@@ -389,6 +392,7 @@ pub(super) fn holders(cards: &[QuorumCard], taken: &[(usize, Taken)]) -> Vec<Str
 /// Collect M cards of the split and combine their shares, each checked against the trusted
 /// commitments (or, without a pin, against each other) and Feldman-verified; the secret is checked
 /// against C_0. Nothing reaches the HSM here.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn combine_cards(
     state: &mut State,
     ctx: &Context<'_>,
