@@ -221,6 +221,23 @@ fn write_one(
         .map_err(|e| format!("read back: {e}"))
 }
 
+/// The parts of a new split.
+pub(super) type NewSplit = (Secret, Vec<Share>, Commitments);
+
+/// A fresh secret from the HSM's RNG (mixed with the OS RNG inside), split M-of-N for `ceremony_id`.
+/// The outer error is the HSM's, the inner one the split's.
+pub(super) fn draw_and_split(
+    hsm: &mut dyn Hsm,
+    ceremony_id: &str,
+    m: u16,
+    n: u16,
+) -> Result<Result<NewSplit, String>, crate::hsm::HsmError> {
+    let r = hsm.random(64)?;
+    Ok(Secret::generate(&r[..32])
+        .and_then(|s| quorum::split(&s, ceremony_id, m, n, &r[32..]).map(|(sh, c)| (s, sh, c)))
+        .map_err(|e| e.to_string()))
+}
+
 pub(super) fn split_record(
     purpose: &str,
     commitments: &Commitments,
@@ -305,15 +322,12 @@ pub(super) fn split_activation(
     let Some(hsm) = state.hsm.as_mut() else {
         return Ok(Err("the HSM session was lost".into()));
     };
-    let (secret, shares, commitments) = match hsm.random(64) {
-        Ok(r) => match Secret::generate(&r[..32]).and_then(|s| {
-            quorum::split(&s, &ctx.script.ceremony.id, m, n, &r[32..]).map(|(sh, c)| (s, sh, c))
-        }) {
-            Ok(x) => x,
-            Err(e) => return Ok(Err(e.to_string())),
-        },
-        Err(e) => return failed(state, ctx, "split_activation", e),
-    };
+    let (secret, shares, commitments) =
+        match draw_and_split(hsm.as_mut(), &ctx.script.ceremony.id, m, n) {
+            Ok(Ok(x)) => x,
+            Ok(Err(why)) => return Ok(Err(why)),
+            Err(e) => return failed(state, ctx, "split_activation", e),
+        };
     // The HSM session stays open while the cards are written.
     let cards = match write_cards(
         state,

@@ -7,11 +7,12 @@
 use super::actions::{failed, Context, Performed};
 use super::operator::Operator;
 use super::pins::PinSource;
-use super::quorum::{config, counts, pins_set, show_pin, split_record, write_cards};
+use super::quorum::{
+    config, counts, draw_and_split, pins_set, show_pin, split_record, write_cards,
+};
 use super::quorum_pins::{change_pins, pin_length, PinJob, Pins, SoNow};
 use super::rehearsal;
 use super::{Opener, State};
-use crate::quorum::{self, Secret};
 
 /// Rotate the activation secret: the old shares (combined and Feldman-verified by the
 /// activate_quorum step before) give way to a new secret, split onto the new cards, each written and
@@ -51,15 +52,12 @@ pub(super) fn reshare(
         Err(why) => return Ok(Err(why)),
     };
     let token = hsm.identity().clone();
-    let (secret, shares, commitments) = match hsm.random(64) {
-        Ok(r) => match Secret::generate(&r[..32]).and_then(|s| {
-            quorum::split(&s, &ctx.script.ceremony.id, m, n, &r[32..]).map(|(sh, c)| (s, sh, c))
-        }) {
-            Ok(x) => x,
-            Err(e) => return Ok(Err(e.to_string())),
-        },
-        Err(e) => return failed(state, ctx, "reshare", e),
-    };
+    let (secret, shares, commitments) =
+        match draw_and_split(hsm.as_mut(), &ctx.script.ceremony.id, m, n) {
+            Ok(Ok(x)) => x,
+            Ok(Err(why)) => return Ok(Err(why)),
+            Err(e) => return failed(state, ctx, "reshare", e),
+        };
     let cards = match write_cards(
         state,
         ctx,
