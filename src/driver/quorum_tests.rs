@@ -6,7 +6,7 @@ use super::*;
 use crate::evidence::events::ConfirmationSource;
 use crate::evidence::verify::verify_bundle;
 use crate::hsm::mock::MockHsm;
-use crate::hsm::{KeyPairInfo, PinState, SignMechanism, TokenIdentity};
+use crate::hsm::{KeyPairInfo, PinLimits, PinState, SignMechanism, TokenIdentity};
 use crate::script::{parse, KeyAlgorithm};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::BTreeMap;
@@ -153,10 +153,16 @@ fn run(
     store: &Store,
     out: &Path,
 ) -> (Outcome, Vec<String>, String) {
-    run_on(loaded, answers, hsm_pin, key, store, out, false)
+    run_on(loaded, answers, hsm_pin, key, store, out, SOFTHSM_LIMITS)
 }
 
-/// [`run`] on an HSM that does (`pin_pad`) or does not take its PINs on a protected path.
+const SOFTHSM_LIMITS: PinLimits = PinLimits {
+    min_len: 4,
+    max_len: 255,
+    protected_path: false,
+};
+
+/// [`run`] on an HSM reporting these PIN limits (and protected-path flag).
 fn run_on(
     loaded: &LoadedScript,
     answers: Answers,
@@ -164,7 +170,7 @@ fn run_on(
     key: Option<&str>,
     store: &Store,
     out: &Path,
-    pin_pad: bool,
+    limits: PinLimits,
 ) -> (Outcome, Vec<String>, String) {
     let calls: Arc<Mutex<Vec<String>>> = Arc::default();
     let (shared, store, pin, key) = (
@@ -187,7 +193,7 @@ fn run_on(
                 }));
             }
             let mut mock = MockHsm::new(&pin);
-            mock.limits.protected_path = pin_pad;
+            mock.limits = limits;
             if let Some(k) = &key {
                 mock.login(&SecretString::from(pin.as_str()))?;
                 mock.generate_key_pair(k, KeyAlgorithm::P256)?;
@@ -388,7 +394,10 @@ fn a_split_refuses_a_token_with_a_pin_pad_before_writing_any_card() {
         None,
         &store,
         &dir.path().join("root"),
-        true,
+        PinLimits {
+            protected_path: true,
+            ..SOFTHSM_LIMITS
+        },
     );
     assert!(!outcome.completed);
     let reason = outcome.reason.unwrap_or_default();
@@ -401,4 +410,52 @@ fn a_split_refuses_a_token_with_a_pin_pad_before_writing_any_card() {
         !calls.iter().any(|c| c.starts_with("C_SetPIN")),
         "{calls:?}"
     );
+}
+
+#[test]
+fn derived_pins_fit_a_token_that_takes_at_most_24_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Store = Arc::default();
+    let short = PinLimits {
+        max_len: 24,
+        ..SOFTHSM_LIMITS
+    };
+    let root = load("root-ca-quorum.toml");
+    let (outcome, _, printed) = run_on(
+        &root,
+        Answers::auto(&root.script),
+        "1234",
+        None,
+        &store,
+        &dir.path().join("root"),
+        short,
+    );
+    assert!(outcome.completed, "{:?}\n{printed}", outcome.reason);
+    let log = std::fs::read_to_string(dir.path().join("root/audit.jsonl")).unwrap();
+    assert!(log.contains("\"pin_length\":24"), "{log}");
+    let objects = store.lock().unwrap().clone();
+    let card = |l: &str, o: &str| objects[&format!("example-custodian-card-{l}")][o].clone();
+    let id = "EXAMPLE-ROOT-QUORUM-2026";
+    let commitments =
+        crate::quorum::Commitments::decode(&card("a", &format!("keyrite-commitments:{id}")))
+            .unwrap();
+    let shares: Vec<_> = ["a", "c"]
+        .iter()
+        .map(|l| crate::quorum::Share::decode(&card(l, &format!("keyrite-share:{id}"))).unwrap())
+        .collect();
+    let secret = crate::quorum::combine(&shares, &commitments).unwrap();
+    let (user, _) = secret.hsm_pins(24);
+    assert_eq!(user.expose_secret().len(), 24);
+    // The activation derives the same 24-character PIN from the same token's limits.
+    let ka = load("key-activation.toml");
+    let (outcome, _, printed) = run_on(
+        &ka,
+        Answers::auto(&ka.script),
+        user.expose_secret(),
+        Some("example-root-quorum-2026"),
+        &store,
+        &dir.path().join("ka"),
+        short,
+    );
+    assert!(outcome.completed, "{:?}\n{printed}", outcome.reason);
 }
