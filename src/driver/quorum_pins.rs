@@ -284,7 +284,10 @@ fn set_so_pin(
         None => {
             typed = pins
                 .pin(&PinRequest::HsmSecurityOfficer(&job.token))
-                .map_err(|e| ("old", HsmError::new("C_Login", e.to_string(), "")))?;
+                .map_err(|e| {
+                    let fix = "enter the token's current SO PIN";
+                    ("old", HsmError::new("C_Login", e.to_string(), fix))
+                })?;
             &typed
         }
     };
