@@ -199,7 +199,7 @@ fn who(st: &Step) -> String {
         if st.required_confirmations() == 1 {
             "person"
         } else {
-            "distinct persons"
+            "different people"
         }
     );
     if !st.witnessed_by.is_empty() {
