@@ -531,7 +531,7 @@ fn render_notes(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
     let title = if model.notes.is_empty() {
         "Notes and warnings: none yet".to_string()
     } else if hidden > 0 {
-        format!("Notes and warnings, oldest first ({hidden} earlier lines above)")
+        format!("Notes and warnings ({hidden} more lines above)")
     } else {
         "Notes and warnings, oldest first".to_string()
     };

@@ -94,7 +94,7 @@ fn issuer_line(report: &Report, card: &PersonalCardRecord) -> String {
 
 /// The "Personal cards" section: each participant's signing card and its certificate.
 pub fn section(l: &mut Layout, r: &Report) {
-    l.heading("Personal cards");
+    l.heading("Appendix: personal cards");
     if r.personal_cards.is_empty() {
         l.para(
             Face::Regular,
