@@ -30,23 +30,27 @@ fn transcript(o: &Output) -> String {
     )
 }
 
+/// Run keyrite, pin its transcript as snapshot `name`, and check its exit code.
+fn golden(name: &str, args: &[&str], code: i32) -> Output {
+    let o = keyrite(args);
+    insta::assert_snapshot!(name, transcript(&o));
+    assert_eq!(o.status.code(), Some(code), "{name}");
+    o
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 #[test]
 fn verify_of_a_mistyped_folder_says_no_such_folder_and_exits_1() {
-    let o = keyrite(&["verify", "no/such/bundle"]);
-    insta::assert_snapshot!("verify_missing_folder", transcript(&o));
-    assert_eq!(o.status.code(), Some(1));
+    let o = golden("verify_missing_folder", &["verify", "no/such/bundle"], 1);
     assert!(!stdout(&o).contains("NOT VERIFIED"));
 }
 
 #[test]
 fn verify_of_a_file_says_it_is_no_folder() {
-    let o = keyrite(&["verify", "Cargo.toml"]);
-    insta::assert_snapshot!("verify_a_file", transcript(&o));
-    assert_eq!(o.status.code(), Some(1));
+    golden("verify_a_file", &["verify", "Cargo.toml"], 1);
 }
 
 #[test]
@@ -100,17 +104,21 @@ fn a_missing_script_is_a_file_error_exit_1() {
 
 #[test]
 fn script_diagnostics_put_the_hint_on_its_own_line() {
-    let o = keyrite(&["check", "tests/scripts/bad/dual-control.toml"]);
-    insta::assert_snapshot!("check_dual_control", transcript(&o));
-    assert_eq!(o.status.code(), Some(2));
+    golden(
+        "check_dual_control",
+        &["check", "tests/scripts/bad/dual-control.toml"],
+        2,
+    );
 }
 
 #[test]
 fn an_unknown_algorithm_reads_as_a_policy_refusal() {
-    let o = keyrite(&["check", "tests/scripts/bad/rsa-2048.toml"]);
-    insta::assert_snapshot!("check_rsa_2048", transcript(&o));
+    let o = golden(
+        "check_rsa_2048",
+        &["check", "tests/scripts/bad/rsa-2048.toml"],
+        2,
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("is not allowed for CA keys"));
-    assert_eq!(o.status.code(), Some(2));
 }
 
 #[test]
@@ -151,15 +159,17 @@ fn errors_wrap_to_the_terminal_width() {
 
 #[test]
 fn run_refuses_auto_with_error_and_hint() {
-    let o = keyrite(&[
-        "run",
-        "tests/scripts/good/minimal-medium.toml",
-        "--auto",
-        "--out",
-        "x",
-    ]);
-    insta::assert_snapshot!("run_auto_refused", transcript(&o));
-    assert_eq!(o.status.code(), Some(2));
+    golden(
+        "run_auto_refused",
+        &[
+            "run",
+            "tests/scripts/good/minimal-medium.toml",
+            "--auto",
+            "--out",
+            "x",
+        ],
+        2,
+    );
 }
 
 #[test]
