@@ -120,7 +120,9 @@ fn the_shipped_reports_never_end_a_page_with_a_heading() {
             out.to_str().unwrap(),
         ]);
         assert!(run.status.success(), "{script}: {}", text(&run));
-        let shown = check_pages(&out.join("report.pdf"), &out);
+        let pngs = dir.path().join(format!("{script}-pages"));
+        std::fs::create_dir(&pngs).unwrap();
+        let shown = check_pages(&out.join("report.pdf"), &pngs);
         // The order an auditor reads: summary, people, keys, quorum, transcript, then the rest.
         let at = |h: &str| shown.find(h).unwrap_or_else(|| panic!("{script}: no {h}"));
         assert!(at("Participants") < at("Keys"));
@@ -161,7 +163,12 @@ fn the_shipped_paper_scripts_never_end_a_page_with_a_heading() {
             !shown.contains("/ceremony-scripts/"),
             "{script}: an absolute path shows"
         );
-        for needle in ["Printed name", "Time zone", "Key hash", "HSM serial"] {
+        for needle in [
+            "Printed name",
+            "Time zone",
+            "Key hash",
+            "Serial read off the device",
+        ] {
             if needle == "Key hash" && script != "root-ca" && script != "root-ca-p256" {
                 continue;
             }
@@ -199,7 +206,7 @@ fn an_aborted_report_states_the_abort_plainly() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(run.status.code(), Some(3), "{}", text(&run));
-    let shown = check_pages(&out.join("report.pdf"), &out);
+    let shown = check_pages(&out.join("report.pdf"), dir.path());
     assert!(shown.contains("This ceremony was aborted"), "{shown}");
     // The formal result says what happened; advice on what to do next stays out of it.
     let result = shown

@@ -172,7 +172,10 @@ fn a_rehearsal_walked_through_the_tui_completes_and_verifies() {
     // The rehearsal cards sign the report (very-high: every carded participant); the final screen
     // lists the signatures.
     assert!(done.contains("Report signatures and notices:"), "{done}");
-    assert!(done.contains("Maria Keller (carded participant"), "{done}");
+    assert!(
+        done.contains("Maria Keller (master-of-ceremony with a personal card)"),
+        "{done}"
+    );
     tmux.keys(&["q"]);
     let screen = tmux.wait_for("KEYRITE-EXIT=");
     assert!(screen.contains("KEYRITE-EXIT=0"), "{screen}");
@@ -402,8 +405,9 @@ fn three_wrong_card_pins_stop_the_ceremony_on_the_record() {
         tmux.wait_for("! Maria Keller's card refused the login");
         tmux.card_pin(name(MARIA), WRONG_CARD);
     }
-    let modal = tmux.wait_for("Maria Keller's confirmation stays unsigned");
-    assert!(modal.contains("confirmation_unsigned"), "{modal}");
+    // The confirmation_unsigned entry is checked in the log below (the evidence pane at 80×24
+    // shows only the newest entry).
+    tmux.wait_for("Maria Keller's confirmation stays unsigned");
     // The abort is on the record, and the security officer still signs the aborted report.
     tmux.card_pin(name(SVEN), CARD_PIN);
     let done = tmux.done_screen("Ceremony aborted");

@@ -129,7 +129,10 @@ pub fn quorum_cards(l: &mut Layout, s: &Script) {
             rows.push(vec![
                 format!("{} {set}", i + 1),
                 c.holder.clone(),
-                c.token.to_string(),
+                // The bare label or serial: `label "…"` would break mid-word in the column.
+                (c.token.label.clone())
+                    .or_else(|| c.token.serial.clone())
+                    .unwrap_or_else(|| c.token.to_string()),
                 c.bag.clone(),
                 "\n\n".into(),
                 String::new(),
@@ -138,12 +141,12 @@ pub fn quorum_cards(l: &mut Layout, s: &Script) {
     }
     l.table(
         &[
-            Column::new("Card", 0.12, Face::Regular),
-            Column::new("Holder", 0.18, Face::Regular),
-            Column::new("Card token", 0.22, Face::Regular),
+            Column::new("Card", 0.1, Face::Regular),
+            Column::new("Holder", 0.16, Face::Regular),
+            Column::new("Card token", 0.28, Face::Regular),
             Column::new("Bag serial", 0.16, Face::Regular),
             Column::new("New bag serial", 0.18, Face::Regular),
-            Column::new("Initials", 0.14, Face::Regular),
+            Column::new("Initials", 0.12, Face::Regular),
         ],
         &rows,
     );
