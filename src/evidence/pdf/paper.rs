@@ -115,10 +115,15 @@ pub fn quorum_cards(l: &mut Layout, s: &Script) {
         Face::Regular,
         BODY,
         &format!(
-            "{} of {} cards activate the HSM. Check each bag's serial against this list before it \
-             is opened; write the serial of the new bag each card goes into.",
+            "{} of {} cards activate the HSM{}. Check each bag's serial against this list before \
+             it is opened; write the serial of the new bag each card goes into.",
             q.threshold,
-            q.cards.len()
+            q.cards.len(),
+            q.reshare.as_ref().map_or(String::new(), |r| format!(
+                "; after the reshare, {} of {} new cards",
+                r.threshold,
+                r.cards.len()
+            ))
         ),
     );
     let sets = std::iter::once(("current", &q.cards))

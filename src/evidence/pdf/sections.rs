@@ -61,9 +61,14 @@ fn abort_statement(r: &Report) -> Option<String> {
     let at = stopped.map_or(String::new(), |s| {
         format!(" at step \"{}\" ({})", s.title, s.id)
     });
+    // The reason may name the step again ("at step preflight: ..."): say it once.
+    let reason = without_advice(reason);
+    let reason = stopped
+        .and_then(|s| reason.strip_prefix(&format!("at step {}: ", s.id)))
+        .unwrap_or(reason);
     Some(format!(
         "This ceremony was aborted{at}: {}. {} after it {} not carried out.",
-        without_advice(reason),
+        reason,
         crate::error::count(not_reached, "step", "steps"),
         if not_reached == 1 { "was" } else { "were" }
     ))
