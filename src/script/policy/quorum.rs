@@ -333,4 +333,42 @@ mod tests {
             "{over:?}"
         );
     }
+
+    #[test]
+    fn an_unpinned_activation_is_refused_at_very_high_and_warned_at_medium() {
+        let shipped = include_str!("../../../ceremony-scripts/key-activation.toml");
+        let pin_finding = |src: &str, rehearsal: bool| -> Vec<String> {
+            let loaded = parse("ka.toml", src).unwrap();
+            let found = if rehearsal {
+                crate::script::policy::check_rehearsal(&loaded)
+            } else {
+                check(&loaded)
+            };
+            found
+                .iter()
+                .map(ToString::to_string)
+                .filter(|d| d.contains("does not pin the split's commitments"))
+                .collect()
+        };
+        let at = pin_finding(shipped, false);
+        assert!(at.len() == 1 && at[0].contains("error"), "{at:?}");
+        assert!(
+            pin_finding(shipped, true).is_empty(),
+            "a rehearsal uses its folder's record"
+        );
+        let medium = shipped.replace(
+            "security_level = \"very-high\"",
+            "security_level = \"medium\"",
+        );
+        let at = pin_finding(&medium, false);
+        assert!(at.len() == 1 && at[0].contains("warning"), "{at:?}");
+        let pinned = shipped.replace(
+            "split_ceremony = \"EXAMPLE-ROOT-QUORUM-2026\"",
+            &format!(
+                "split_ceremony = \"EXAMPLE-ROOT-QUORUM-2026\"\ncommitments_sha256 = \"{}\"",
+                "ab".repeat(32)
+            ),
+        );
+        assert!(pin_finding(&pinned, false).is_empty());
+    }
 }
