@@ -8,7 +8,7 @@ use crate::driver::rehearsal::{self, RehearsalEnv, RehearsalPins};
 use crate::driver::{CardSetup, Ceremony, RunMode};
 use crate::error::{exit, Error, Result};
 use crate::evidence::events::ConfirmationSource;
-use crate::evidence::verify::verify_bundle_with;
+use crate::evidence::verify::{verify_bundle_with, Verdict};
 use crate::hsm::spki::grouped_hex;
 use crate::hsm::{pkcs11, Hsm, HsmError};
 use crate::script::{self, LoadedScript, SecurityLevel, Severity, TokenSelector};
@@ -182,21 +182,37 @@ fn verify_printed(dir: &Path, signers_ca: Option<&str>) -> i32 {
         println!("report.json SHA-256: {}", grouped_hex(report));
         println!("compare both with what the witnesses wrote on the paper script");
     }
-    if v.passed() {
-        println!(
-            "verified: {} checks passed for {}",
-            v.checks.len(),
-            dir.display()
-        );
-        exit::OK
-    } else {
-        let failed = v.checks.iter().filter(|c| !c.ok).count();
-        println!(
-            "NOT VERIFIED: {failed} of {} checks failed for {}",
-            v.checks.len(),
-            dir.display()
-        );
-        exit::VERIFY_FAILED
+    match v.verdict() {
+        Verdict::Verified => {
+            println!(
+                "verified: {} checks passed for {}",
+                v.checks.len(),
+                dir.display()
+            );
+            exit::OK
+        }
+        Verdict::Incomplete => {
+            let open = v.checks.iter().filter(|c| c.incomplete).count();
+            println!(
+                "INCOMPLETE (intact so far, not tampered with): {open} of {} checks are not done \
+                 yet for {}; the run stopped before its evidence was complete",
+                v.checks.len(),
+                dir.display()
+            );
+            for next in &v.next {
+                println!("  {next}");
+            }
+            exit::VERIFY_INCOMPLETE
+        }
+        Verdict::Failed => {
+            let failed = v.checks.iter().filter(|c| !c.ok && !c.incomplete).count();
+            println!(
+                "NOT VERIFIED: {failed} of {} checks failed for {}",
+                v.checks.len(),
+                dir.display()
+            );
+            exit::VERIFY_FAILED
+        }
     }
 }
 

@@ -6,8 +6,11 @@
 //!   personal card.
 //!
 //! Only people with a `card` can sign. The policy makes the holders of these roles carry a card at
-//! very-high (an error) and advises it at medium and high (a warning); below very-high a role holder
+//! high and very-high (an error) and advises it at medium (a warning); at medium a role holder
 //! without a card is therefore simply not a signer.
+//!
+//! `keyrite verify` asks [`signers_by_role`] instead: it takes the role holders from the level and
+//! the roles, carded or not, so a script stripped of its cards cannot shrink the list of signers.
 
 use super::model::{Role, Script, SecurityLevel};
 
@@ -88,6 +91,38 @@ pub fn required_report_signers(script: &Script) -> Vec<RequiredSigner> {
         })
         .collect();
     required_signers(script.ceremony.security_level, &people)
+}
+
+/// The report signers `script`'s level requires by role, whether or not the script gives them a
+/// card, plus (at very-high) every carded participant; each with whether they hold a card.
+pub fn signers_by_role(script: &Script) -> Vec<(RequiredSigner, bool)> {
+    let level = script.ceremony.security_level;
+    let roles: Vec<Vec<Role>> = script
+        .participants
+        .iter()
+        .map(|p| p.roles().collect())
+        .collect();
+    // A role holder counts as carded for the rule, so that they are listed whatever the script says.
+    let people: Vec<Candidate<'_>> = script
+        .participants
+        .iter()
+        .zip(&roles)
+        .map(|(p, roles)| Candidate {
+            name: &p.name,
+            roles,
+            carded: p.card.is_some() || signing_roles(level).iter().any(|r| roles.contains(r)),
+        })
+        .collect();
+    required_signers(level, &people)
+        .into_iter()
+        .map(|signer| {
+            let carded = script
+                .participants
+                .iter()
+                .any(|p| p.name == signer.person && p.card.is_some());
+            (signer, carded)
+        })
+        .collect()
 }
 
 /// The file-name stem for `person`: the name in lower case, every run of characters other than
