@@ -154,9 +154,21 @@ impl BundleDir {
                 None => openat(&self.fd, part, DIR_FLAGS, Mode::empty()),
                 Some(d) => openat(d, part, DIR_FLAGS, Mode::empty()),
             };
-            dir = Some(next?);
+            dir = Some(next.map_err(|e| self.why_not_a_folder(dir.as_ref(), part, e))?);
         }
         Ok((dir, name))
+    }
+
+    /// A folder on the way did not open: say whether it is a link (Linux answers ENOTDIR or ELOOP).
+    fn why_not_a_folder(&self, dir: Option<&OwnedFd>, part: &str, e: Errno) -> ReadError {
+        let stat = match dir {
+            None => statat(&self.fd, part, AtFlags::SYMLINK_NOFOLLOW),
+            Some(d) => statat(d, part, AtFlags::SYMLINK_NOFOLLOW),
+        };
+        match stat.map(|s| FileType::from_raw_mode(s.st_mode)) {
+            Ok(FileType::Symlink) => ReadError::Symlink,
+            _ => e.into(),
+        }
     }
 
     /// What `rel` is, without following a link; `None` when it does not exist.
@@ -250,7 +262,8 @@ impl BundleDir {
             match &dir {
                 None => openat(&self.fd, name, DIR_FLAGS, Mode::empty()),
                 Some(d) => openat(d, name, DIR_FLAGS, Mode::empty()),
-            }?
+            }
+            .map_err(|e| self.why_not_a_folder(dir.as_ref(), name, e))?
         };
         let mut names = Vec::new();
         for entry in Dir::read_from(&fd)? {
@@ -265,7 +278,7 @@ impl BundleDir {
             };
             names.push((name, kind));
         }
-        names.sort();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(names)
     }
 }

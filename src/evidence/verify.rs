@@ -202,9 +202,9 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
         let out = dir.display();
         v.next = vec![format!("finish it: keyrite resume {out}")];
     }
-    let (report_entry, body) = entries.split_at(entries.len() - 1);
+    let (body, last) = entries.split_at(entries.len() - 1);
     let Ok(Parsed::Record(Record::ReportWritten { report_sha256 })) =
-        report::parse_event(&report_entry[0])
+        report::parse_event(&last[0])
     else {
         return v;
     };
