@@ -83,7 +83,10 @@ fn verify_within(out: &Path, extra: &[&str]) -> Output {
         if Instant::now() > deadline {
             child.kill().unwrap();
             let _ = child.wait();
-            panic!("keyrite verify {} did not finish within 60 s", out.display());
+            panic!(
+                "keyrite verify {} did not finish within 60 s",
+                out.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -254,8 +257,14 @@ fn cms_headers_that_openssl_rejects_are_rejected() {
             "eContentType id-signedData",
             Box::new(|sd| sd.encap_content_info.econtent_type = ID_SIGNED_DATA),
         ),
-        ("SignedData version 0", Box::new(|sd| sd.version = CmsVersion::V0)),
-        ("SignedData version 5", Box::new(|sd| sd.version = CmsVersion::V5)),
+        (
+            "SignedData version 0",
+            Box::new(|sd| sd.version = CmsVersion::V0),
+        ),
+        (
+            "SignedData version 5",
+            Box::new(|sd| sd.version = CmsVersion::V5),
+        ),
     ];
     let mut rejected_by_openssl = 0;
     for (i, (what, change)) in cases.into_iter().enumerate() {
@@ -272,7 +281,11 @@ fn cms_headers_that_openssl_rejects_are_rejected() {
         let named = lines_starting(&o, "FAIL").iter().any(|l| l.contains(name));
         eprintln!(
             "{what}: openssl {}, keyrite verify exit {:?}",
-            if openssl.status.success() { "accepts" } else { "rejects" },
+            if openssl.status.success() {
+                "accepts"
+            } else {
+                "rejects"
+            },
             o.status.code()
         );
         assert_eq!(o.status.code(), Some(5), "{what}: {}", text(&o));
@@ -326,7 +339,10 @@ fn fifos_devices_and_links_fail_promptly_naming_the_file() {
             "",
             Box::new(|t| {
                 std::fs::remove_file(t.join("report.json")).unwrap();
-                let made = sh(&format!("mknod '{}' c 1 5", t.join("report.json").display()));
+                let made = sh(&format!(
+                    "mknod '{}' c 1 5",
+                    t.join("report.json").display()
+                ));
                 if !made.status.success() {
                     std::os::unix::fs::symlink("/dev/zero", t.join("report.json")).unwrap();
                 }
@@ -417,9 +433,16 @@ fn a_run_that_stopped_early_is_incomplete_and_a_flipped_byte_is_tampering() {
         let cut = &log[..ends[k - 1]];
         std::fs::write(t.join("audit.jsonl"), cut).unwrap();
         let (got, v) = verdict(&t);
-        assert_eq!(got, Verdict::Incomplete, "cut after {k} entries:\n{}", v.table());
+        assert_eq!(
+            got,
+            Verdict::Incomplete,
+            "cut after {k} entries:\n{}",
+            v.table()
+        );
         assert!(
-            v.next.iter().any(|c| c.contains("keyrite resume") || c.contains("keyrite abort")),
+            v.next
+                .iter()
+                .any(|c| c.contains("keyrite resume") || c.contains("keyrite abort")),
             "cut after {k}: {:?}",
             v.next
         );
@@ -431,7 +454,12 @@ fn a_run_that_stopped_early_is_incomplete_and_a_flipped_byte_is_tampering() {
         flipped[inside] ^= 0x04;
         std::fs::write(t.join("audit.jsonl"), &flipped).unwrap();
         let (got, v) = verdict(&t);
-        assert_eq!(got, Verdict::Failed, "flip in a cut after {k}:\n{}", v.table());
+        assert_eq!(
+            got,
+            Verdict::Failed,
+            "flip in a cut after {k}:\n{}",
+            v.table()
+        );
     }
     // Through the binary: the cut mid-ceremony exits 6 and names both commands.
     std::fs::write(t.join("audit.jsonl"), &log[..ends[n / 2]]).unwrap();
@@ -439,8 +467,14 @@ fn a_run_that_stopped_early_is_incomplete_and_a_flipped_byte_is_tampering() {
     assert_eq!(o.status.code(), Some(6), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains("INCOMPLETE (intact so far"), "{out}");
-    assert!(out.contains(&format!("keyrite resume {}", t.display())), "{out}");
-    assert!(out.contains(&format!("keyrite abort {}", t.display())), "{out}");
+    assert!(
+        out.contains(&format!("keyrite resume {}", t.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("keyrite abort {}", t.display())),
+        "{out}"
+    );
     // … and a flipped byte inside a line exits 5.
     let mut flipped = log.clone();
     flipped[ends[n / 2] + 30] ^= 0x01;
@@ -505,7 +539,11 @@ fn files(out: &Path) -> Vec<String> {
             let e = e.unwrap();
             if e.file_type().unwrap().is_file() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                found.push(if sub.is_empty() { name } else { format!("{sub}/{name}") });
+                found.push(if sub.is_empty() {
+                    name
+                } else {
+                    format!("{sub}/{name}")
+                });
             }
         }
     }
@@ -535,7 +573,10 @@ fn a_thousand_random_bit_flips_are_each_detected_and_the_file_named() {
         bytes[bit / 8] ^= 1 << (bit % 8);
         std::fs::write(&path, &bytes).unwrap();
         let (got, v) = verdict(&t);
-        let named = v.checks.iter().any(|c| !c.ok && !c.incomplete && c.file == *file);
+        let named = v
+            .checks
+            .iter()
+            .any(|c| !c.ok && !c.incomplete && c.file == *file);
         assert!(
             got == Verdict::Failed && named,
             "flip {flip}: bit {bit} of {file} not detected as tampering of that file:\n{}",

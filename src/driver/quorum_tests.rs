@@ -142,7 +142,10 @@ fn load(name: &str) -> LoadedScript {
         .map(|l| format!("{l}\n"))
         .collect::<String>()
         // Without the report signers' cards the policy (which verify applies) allows medium only.
-        .replace("security_level = \"very-high\"", "security_level = \"medium\"");
+        .replace(
+            "security_level = \"very-high\"",
+            "security_level = \"medium\"",
+        );
     parse::parse(name, &source).expect("the shipped script parses")
 }
 

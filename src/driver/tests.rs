@@ -31,7 +31,10 @@ fn script() -> LoadedScript {
         .map(|l| format!("{l}\n"))
         .collect::<String>()
         // Without the report signers' cards the policy (which verify applies) allows medium only.
-        .replace("security_level = \"very-high\"", "security_level = \"medium\"");
+        .replace(
+            "security_level = \"very-high\"",
+            "security_level = \"medium\"",
+        );
     parse::parse("root-ca-p256.toml", &source).expect("the shipped script parses")
 }
 

@@ -146,7 +146,9 @@ impl BundleDir {
         let name = parts.pop().unwrap_or_default();
         let plain = |p: &str| !p.is_empty() && p != "." && p != "..";
         if !plain(name) || !parts.iter().all(|p| plain(p)) {
-            return Err(ReadError::Io(std::io::Error::other("not a plain relative path")));
+            return Err(ReadError::Io(std::io::Error::other(
+                "not a plain relative path",
+            )));
         }
         let mut dir: Option<OwnedFd> = None;
         for part in parts {
@@ -192,11 +194,8 @@ impl BundleDir {
             Some(kind) => check_kind(kind)?,
         }
         let (dir, name) = self.parent_of(rel)?;
-        let flags = OFlags::RDONLY
-            | OFlags::NOFOLLOW
-            | OFlags::NONBLOCK
-            | OFlags::NOCTTY
-            | OFlags::CLOEXEC;
+        let flags =
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
         let fd = match &dir {
             None => openat(&self.fd, name, flags, Mode::empty()),
             Some(d) => openat(d, name, flags, Mode::empty()),

@@ -129,17 +129,15 @@ impl Verification {
             (true, true, _) => "WARN",
             (true, false, _) => "ok",
         };
-        let labels = self.checks.iter().map(|c| label(c).len()).max().unwrap_or(4);
+        let labels = self
+            .checks
+            .iter()
+            .map(|c| label(c).len())
+            .max()
+            .unwrap_or(4);
         self.checks
             .iter()
-            .map(|c| {
-                format!(
-                    "{:<labels$}  {:<width$}  {}\n",
-                    label(c),
-                    c.file,
-                    c.what
-                )
-            })
+            .map(|c| format!("{:<labels$}  {:<width$}  {}\n", label(c), c.file, c.what))
             .collect()
     }
 }
@@ -174,7 +172,10 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
     let bundle = match BundleDir::open(dir) {
         Ok(bundle) => bundle,
         Err(e) => {
-            v.fail(&dir.display().to_string(), format!("the bundle folder: {e}"));
+            v.fail(
+                &dir.display().to_string(),
+                format!("the bundle folder: {e}"),
+            );
             return v;
         }
     };
@@ -203,8 +204,7 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
         v.next = vec![format!("finish it: keyrite resume {out}")];
     }
     let (body, last) = entries.split_at(entries.len() - 1);
-    let Ok(Parsed::Record(Record::ReportWritten { report_sha256 })) =
-        report::parse_event(&last[0])
+    let Ok(Parsed::Record(Record::ReportWritten { report_sha256 })) = report::parse_event(&last[0])
     else {
         return v;
     };
@@ -320,7 +320,10 @@ fn check_bundle_root(v: &mut Verification, bundle: &BundleDir) {
                 "not part of the evidence: the ceremony did not write it",
             );
         } else if folder && kind != Kind::Folder {
-            v.fail(&name, "is not a plain folder (a link, or a file): verify never follows it");
+            v.fail(
+                &name,
+                "is not a plain folder (a link, or a file): verify never follows it",
+            );
         } else if !folder && kind != Kind::File {
             v.fail(&name, progress::not_a_file(kind).to_string());
         }

@@ -59,7 +59,10 @@ fn links_fifos_and_devices_are_refused_without_blocking() {
     )
     .unwrap();
     assert!(matches!(b.read("report.pdf", 10), Err(ReadError::Symlink)));
-    assert!(matches!(b.read("artifacts/b.pem", 10), Err(ReadError::Symlink)));
+    assert!(matches!(
+        b.read("artifacts/b.pem", 10),
+        Err(ReadError::Symlink)
+    ));
     assert!(matches!(
         b.read("signatures/passwd", 10),
         Err(ReadError::Symlink)
@@ -79,7 +82,13 @@ fn links_fifos_and_devices_are_refused_without_blocking() {
 #[test]
 fn paths_never_climb_out() {
     let (_dir, b) = bundle();
-    for bad in ["../x", "artifacts/../audit.jsonl", "/etc/passwd", "", "artifacts/"] {
+    for bad in [
+        "../x",
+        "artifacts/../audit.jsonl",
+        "/etc/passwd",
+        "",
+        "artifacts/",
+    ] {
         assert!(b.read(bad, 10).is_err(), "{bad}");
     }
 }

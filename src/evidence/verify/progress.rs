@@ -32,7 +32,7 @@ pub(super) fn read_log(v: &mut Verification, bundle: &BundleDir) -> Option<Log> 
             return None;
         }
         Err(ReadError::Missing) => {
-            v.fail(LOG_FILE, "missing");
+            v.fail(LOG_FILE, "missing or unreadable");
             return None;
         }
         Err(e) => {
@@ -57,7 +57,9 @@ pub(super) fn read_log(v: &mut Verification, bundle: &BundleDir) -> Option<Log> 
     }
     if body.is_empty() {
         let why = match torn {
-            Some(n) => format!("the log's first line was cut short ({n} bytes) by a crash or a full disk"),
+            Some(n) => {
+                format!("the log's first line was cut short ({n} bytes) by a crash or a full disk")
+            }
             None => "the log is empty".into(),
         };
         not_started(v, bundle, &why);
@@ -115,12 +117,13 @@ fn whole_entry_without_newline(tail: &[u8]) -> bool {
 /// Nothing but script.toml (and the empty artifacts/ folder) was written: the run stopped at once.
 fn only_the_script(bundle: &BundleDir) -> bool {
     bundle.list("").is_ok_and(|names| {
-        names.iter().all(|(name, kind)| {
-            (name == SCRIPT_FILE && *kind == Kind::File)
-                || (name == "artifacts"
-                    && *kind == Kind::Folder
-                    && bundle.list("artifacts").is_ok_and(|a| a.is_empty()))
-        })
+        names.iter().any(|(name, _)| name == SCRIPT_FILE)
+            && names.iter().all(|(name, kind)| {
+                (name == SCRIPT_FILE && *kind == Kind::File)
+                    || (name == "artifacts"
+                        && *kind == Kind::Folder
+                        && bundle.list("artifacts").is_ok_and(|a| a.is_empty()))
+            })
     })
 }
 
@@ -152,12 +155,9 @@ pub(super) fn unfinished(
             _ => None,
         })
         .collect();
-    let ended = engine.iter().any(|e| {
-        matches!(
-            e,
-            Event::CeremonyCompleted | Event::CeremonyAborted { .. }
-        )
-    });
+    let ended = engine
+        .iter()
+        .any(|e| matches!(e, Event::CeremonyCompleted | Event::CeremonyAborted { .. }));
     let out = bundle.root().display();
     let resume = format!("finish it: keyrite resume {out}");
     let abort = format!("or close it on the record: keyrite abort {out} --reason \"…\"");
@@ -181,9 +181,7 @@ pub(super) fn unfinished(
             Some(step) => format!(" in step {step}"),
             None => String::new(),
         };
-        let engine_says = replay_ended
-            .map(|e| format!(" ({e})"))
-            .unwrap_or_default();
+        let engine_says = replay_ended.map(|e| format!(" ({e})")).unwrap_or_default();
         (
             format!(
                 "the log ends mid-ceremony after entry {} ({}){at}{engine_says}",

@@ -10,8 +10,8 @@ use crate::evidence::events::{
 };
 use crate::evidence::log::AuditEntry;
 use crate::evidence::report::{parse_event, Parsed};
-use crate::hsm::spki::key_hash;
 use crate::evidence::safe_read::{BundleDir, ReadError, FILE_LIMIT, REPORT_LIMIT};
+use crate::hsm::spki::key_hash;
 use crate::script::signers::{signer_stem, signers_by_role};
 use crate::script::{Script, SecurityLevel};
 use crate::x509::card::check_issued_by;
