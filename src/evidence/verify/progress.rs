@@ -194,7 +194,7 @@ pub(super) fn unfinished(
     v.incomplete(
         LOG_FILE,
         format!(
-            "INCOMPLETE, intact so far: {what}; entries 0–{} verify (last hash {})",
+            "intact so far: {what}; entries 0–{} verify (last hash {})",
             last.seq,
             super::short(&last.hash)
         ),
