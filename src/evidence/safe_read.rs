@@ -21,7 +21,9 @@ pub const LOG_LINE_LIMIT: u64 = 1 << 20;
 pub const LOG_LIMIT: u64 = 4 << 30;
 /// report.json and report.pdf: 256 MiB each.
 pub const REPORT_LIMIT: u64 = 256 << 20;
-/// script.toml, each file in artifacts/ and signatures/: 16 MiB each.
+/// script.toml: 1 MiB, as `keyrite check` reads it.
+pub const SCRIPT_LIMIT: u64 = 1 << 20;
+/// Each file in artifacts/ and signatures/: 16 MiB.
 pub const FILE_LIMIT: u64 = 16 << 20;
 
 /// What was wrong with a bundle entry; the caller names the file.

@@ -7,7 +7,7 @@ use crate::evidence::events::Record;
 use crate::evidence::log::AuditEntry;
 use crate::evidence::replay::replay;
 use crate::evidence::report::{parse_event, Parsed};
-use crate::evidence::safe_read::{BundleDir, FILE_LIMIT};
+use crate::evidence::safe_read::{BundleDir, SCRIPT_LIMIT};
 use crate::script::{Script, Severity};
 
 /// How the log replayed under the script.
@@ -45,7 +45,7 @@ pub(super) fn check(
             return None;
         }
     };
-    let bytes = match bundle.read(SCRIPT_FILE, FILE_LIMIT) {
+    let bytes = match bundle.read(SCRIPT_FILE, SCRIPT_LIMIT) {
         Ok(bytes) => bytes,
         Err(e) => {
             v.fail(SCRIPT_FILE, e.to_string());
