@@ -544,6 +544,10 @@ fn a_run_that_stopped_early_is_incomplete_and_a_flipped_byte_is_tampering() {
         "{open:#?}"
     );
     assert!(text(&o).contains("keyrite resume"), "{}", text(&o));
+    // … and a signature file created but left empty by the stop is INCOMPLETE too.
+    std::fs::write(t.join("signatures/sven-lindqvist.report.json.p7s"), b"").unwrap();
+    let (got, v) = verdict(&t);
+    assert_eq!(got, Verdict::Incomplete, "{}", v.table());
 
     // A bundle that holds only its script (a refusal before the log began): not started, exit 6.
     let t = dir.path().join("only-script");
