@@ -86,6 +86,10 @@ pub(super) fn check(
             _ => {}
         }
     }
+    // A run that stopped right after a confirmation_unsigned never reached the abort that follows.
+    if let Some(p) = pending.filter(|_| !finished) {
+        explained.push(p);
+    }
     let carded: BTreeSet<&str> = script
         .participants
         .iter()
