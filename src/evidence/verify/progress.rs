@@ -249,3 +249,32 @@ pub(super) fn not_a_file(kind: Kind) -> ReadError {
         Kind::Folder | Kind::File => ReadError::NotRegular("a folder"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::log::AuditLog;
+
+    #[test]
+    fn a_torn_line_is_a_prefix_and_a_whole_entry_is_not_torn() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::create(&path).unwrap();
+        let entry = log
+            .append(
+                "2026-01-01T00:00:00Z".into(),
+                None,
+                vec![],
+                serde_json::json!({"kind": "a"}),
+            )
+            .unwrap();
+        let line = entry.to_line().into_bytes();
+        assert!(whole_entry_without_newline(&line));
+        let mut replaced = line.clone();
+        replaced.push(0x0b);
+        assert!(whole_entry_without_newline(&replaced));
+        for cut in [1, line.len() / 2, line.len() - 1] {
+            assert!(!whole_entry_without_newline(&line[..cut]), "{cut}");
+        }
+    }
+}
