@@ -359,6 +359,14 @@ fn fifos_devices_and_links_fail_promptly_naming_the_file() {
             }),
         ),
         (
+            "artifacts/extra.pem",
+            "FIFO",
+            Box::new(|t| {
+                let fifo = t.join("artifacts/extra.pem");
+                assert!(sh(&format!("mkfifo '{}'", fifo.display())).status.success());
+            }),
+        ),
+        (
             "audit.jsonl",
             "FIFO",
             Box::new(|t| {

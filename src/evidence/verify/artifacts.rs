@@ -6,7 +6,7 @@ use crate::evidence::bundle::{ARTIFACTS_DIR, REPORT_FILE};
 use crate::evidence::events::Record;
 use crate::evidence::log::AuditEntry;
 use crate::evidence::report::{parse_event, Parsed, Report};
-use crate::evidence::safe_read::{BundleDir, ReadError, FILE_LIMIT};
+use crate::evidence::safe_read::{BundleDir, Kind, ReadError, FILE_LIMIT};
 use crate::hsm::spki::key_hash;
 use crate::x509::signer::verify_self_signed;
 use der::{DecodePem, Encode};
@@ -78,12 +78,14 @@ fn check_listed(
             return;
         }
     };
-    for (name, _) in entries {
+    for (name, kind) in entries {
         let rel = format!("{ARTIFACTS_DIR}/{name}");
         if listed.contains_key(&rel) {
             continue;
         }
-        if complete {
+        if kind != Kind::File {
+            v.fail(&rel, super::progress::not_a_file(kind).to_string());
+        } else if complete {
             v.fail(
                 &rel,
                 "not listed in the report: it was not produced by this ceremony",

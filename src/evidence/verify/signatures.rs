@@ -10,7 +10,7 @@ use crate::evidence::events::{
 };
 use crate::evidence::log::AuditEntry;
 use crate::evidence::report::{parse_event, Parsed};
-use crate::evidence::safe_read::{BundleDir, ReadError, FILE_LIMIT, REPORT_LIMIT};
+use crate::evidence::safe_read::{BundleDir, Kind, ReadError, FILE_LIMIT, REPORT_LIMIT};
 use crate::hsm::spki::key_hash;
 use crate::script::signers::{signer_stem, signers_by_role};
 use crate::script::{Script, SecurityLevel};
@@ -396,12 +396,16 @@ fn check_report_signatures(
             return;
         }
     };
-    for (name, _) in names {
+    for (name, kind) in names {
         let file = format!("{SIGNATURES_DIR}/{name}");
         if file == SIGNERS_CA_FILE {
             continue;
         }
         present.insert(file.clone());
+        if kind != Kind::File {
+            v.fail(&file, super::progress::not_a_file(kind).to_string());
+            continue;
+        }
         let parsed = name.strip_suffix(".p7s").and_then(|rest| {
             documents.iter().find_map(|d| {
                 let stem = rest.strip_suffix(&format!(".{d}"))?;
