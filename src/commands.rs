@@ -8,7 +8,7 @@ use crate::driver::rehearsal::{self, RehearsalEnv, RehearsalPins};
 use crate::driver::{CardSetup, Ceremony, RunMode};
 use crate::error::{count, exit, Error, Result};
 use crate::evidence::events::ConfirmationSource;
-use crate::evidence::verify::verify_bundle_with;
+use crate::evidence::verify::{verify_bundle_with, Verdict};
 use crate::hsm::spki::grouped_hex;
 use crate::hsm::{pkcs11, Hsm, HsmError};
 use crate::script::{self, LoadedScript, SecurityLevel, Severity, TokenSelector};
@@ -247,21 +247,37 @@ fn verify_printed(dir: &Path, signers_ca: Option<&str>) -> i32 {
         say!("report.json SHA-256: {}", grouped_hex(report));
         say!("compare both with what the witnesses wrote on the paper script");
     }
-    if v.passed() {
-        say!(
-            "verified: {} checks passed for {}",
-            v.checks.len(),
-            dir.display()
-        );
-        exit::OK
-    } else {
-        let failed = v.checks.iter().filter(|c| !c.ok).count();
-        say!(
-            "NOT VERIFIED: {failed} of {} checks failed for {}",
-            v.checks.len(),
-            dir.display()
-        );
-        exit::VERIFY_FAILED
+    match v.verdict() {
+        Verdict::Verified => {
+            say!(
+                "verified: {} passed for {}",
+                count(v.checks.len(), "check", "checks"),
+                dir.display()
+            );
+            exit::OK
+        }
+        Verdict::Incomplete => {
+            let open = v.checks.iter().filter(|c| c.incomplete).count();
+            say!(
+                "INCOMPLETE (intact so far, not tampered with): {open} of {} not done yet for {}; \
+                 the run stopped before its evidence was complete",
+                count(v.checks.len(), "check", "checks"),
+                dir.display()
+            );
+            for next in &v.next {
+                say!("  {next}");
+            }
+            exit::VERIFY_INCOMPLETE
+        }
+        Verdict::Failed => {
+            let failed = v.checks.iter().filter(|c| !c.ok && !c.incomplete).count();
+            say!(
+                "NOT VERIFIED: {failed} of {} failed for {}",
+                count(v.checks.len(), "check", "checks"),
+                dir.display()
+            );
+            exit::VERIFY_FAILED
+        }
     }
 }
 

@@ -140,7 +140,12 @@ fn load(name: &str) -> LoadedScript {
         .lines()
         .filter(|l| !l.starts_with("card = "))
         .map(|l| format!("{l}\n"))
-        .collect();
+        .collect::<String>()
+        // Without the report signers' cards the policy (which verify applies) allows medium only.
+        .replace(
+            "security_level = \"very-high\"",
+            "security_level = \"medium\"",
+        );
     parse::parse(name, &source).expect("the shipped script parses")
 }
 
