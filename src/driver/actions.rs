@@ -262,25 +262,37 @@ pub(super) fn login_hsm(
 }
 
 /// Run an HSM operation on a worker thread while the calling thread tells the room, once a second,
-/// how long it has been going (RSA-4096 keygen takes seconds on SoftHSM, longer on real HSMs).
+/// how long it has been going (RSA-4096 keygen takes seconds on SoftHSM, longer on real HSMs). The
+/// caller blocks on a channel until the worker is done or the next second is due: no polling sleep
+/// delays a fast operation.
 fn with_elapsed<T: Send>(
     operator: &mut dyn Operator,
     what: &str,
     op: impl FnOnce() -> T + Send,
 ) -> T {
+    use std::sync::mpsc::{channel, RecvTimeoutError};
     let start = Instant::now();
-    let mut reported = 0;
+    let (done, finished) = channel::<()>();
     std::thread::scope(|scope| {
-        let worker = scope.spawn(op);
-        while !worker.is_finished() {
-            std::thread::sleep(Duration::from_millis(50));
-            let secs = start.elapsed().as_secs();
-            if secs > reported {
-                reported = secs;
-                operator.notice(Notice::Working {
-                    what,
-                    elapsed: start.elapsed(),
-                });
+        let worker = scope.spawn(move || {
+            let out = op();
+            // The receiver lives until the join below; a failed send cannot happen and changes nothing.
+            let _ = done.send(());
+            out
+        });
+        let mut reported = 0;
+        loop {
+            let due = Duration::from_secs(reported + 1).saturating_sub(start.elapsed());
+            match finished.recv_timeout(due) {
+                // Disconnected: the worker panicked before sending; the join below surfaces it.
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    reported = start.elapsed().as_secs().max(reported + 1);
+                    operator.notice(Notice::Working {
+                        what,
+                        elapsed: start.elapsed(),
+                    });
+                }
             }
         }
         match worker.join() {

@@ -9,4 +9,5 @@ pub mod pgp_words;
 pub mod quorum;
 pub mod replay;
 pub mod report;
+pub mod scan;
 pub mod verify;

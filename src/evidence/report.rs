@@ -216,10 +216,11 @@ pub fn to_json(report: &Report) -> Result<Vec<u8>, String> {
 }
 
 pub fn parse_event(entry: &AuditEntry) -> Result<Parsed, String> {
-    if let Ok(ev) = serde_json::from_value::<Event>(entry.event.clone()) {
+    // Deserialised from the borrowed value: no copy of the event per attempt.
+    if let Ok(ev) = Event::deserialize(&entry.event) {
         return Ok(Parsed::Engine(ev));
     }
-    serde_json::from_value::<Record>(entry.event.clone())
+    Record::deserialize(&entry.event)
         .map(Parsed::Record)
         .map_err(|e| {
             format!(
@@ -235,76 +236,105 @@ pub fn parse_event(entry: &AuditEntry) -> Result<Parsed, String> {
 pub fn build(entries: &[AuditEntry]) -> Result<Report, String> {
     let first = entries.first().ok_or("the log is empty")?;
     let last = entries.last().ok_or("the log is empty")?;
-    let Parsed::Record(Record::CeremonyStarted {
-        ceremony_id,
-        name,
-        kind,
-        place,
-        security_level,
-        rehearsal,
-        confirmations,
-        script_file,
-        script_sha256,
-        tool,
-        tool_version,
-        participants,
-        steps: planned,
-    }) = parse_event(first)?
-    else {
-        return Err("the first log entry is not ceremony_started".into());
-    };
-    let mut report = Report {
-        report_format: REPORT_FORMAT,
-        rehearsal,
-        confirmations,
-        result: "aborted".into(),
-        abort_reason: Some("the log ends before the ceremony completed".into()),
-        ceremony: CeremonyInfo {
-            id: ceremony_id,
+    let mut builder = ReportBuilder::start(first, parse_event(first)?)?;
+    for entry in &entries[1..] {
+        builder.apply(entry, parse_event(entry)?)?;
+    }
+    Ok(builder.finish(last))
+}
+
+/// The report built one entry at a time, so that nobody has to hold the log: [`ReportBuilder::start`]
+/// with the first entry, [`ReportBuilder::apply`] each later one, [`ReportBuilder::finish`] with the
+/// last entry the report covers.
+pub struct ReportBuilder {
+    report: Report,
+}
+
+impl ReportBuilder {
+    pub fn start(first: &AuditEntry, parsed: Parsed) -> Result<Self, String> {
+        let Parsed::Record(Record::CeremonyStarted {
+            ceremony_id,
             name,
             kind,
             place,
             security_level,
-        },
-        started: first.time.clone(),
-        ended: last.time.clone(),
-        tool,
-        tool_version,
-        script_file,
-        script_sha256,
-        participants,
-        preflight: None,
-        hsm: None,
-        steps: planned
-            .iter()
-            .map(|p| StepRecord {
-                id: p.id.clone(),
-                title: p.title.clone(),
-                action: p.action,
-                result: "not-reached".into(),
-                started: None,
-                ended: None,
-                confirmations: Vec::new(),
-                refusals: Vec::new(),
-            })
-            .collect(),
-        exceptions: Vec::new(),
-        keys: Vec::new(),
-        certificates: Vec::new(),
-        artifacts: Vec::new(),
-        attachments: Vec::new(),
-        quorum: None,
-        personal_cards: Vec::new(),
-        signed_confirmations: Vec::new(),
-        log_head: LogHead {
+            rehearsal,
+            confirmations,
+            script_file,
+            script_sha256,
+            tool,
+            tool_version,
+            participants,
+            steps: planned,
+        }) = parsed
+        else {
+            return Err("the first log entry is not ceremony_started".into());
+        };
+        let report = Report {
+            report_format: REPORT_FORMAT,
+            rehearsal,
+            confirmations,
+            result: "aborted".into(),
+            abort_reason: Some("the log ends before the ceremony completed".into()),
+            ceremony: CeremonyInfo {
+                id: ceremony_id,
+                name,
+                kind,
+                place,
+                security_level,
+            },
+            started: first.time.clone(),
+            ended: first.time.clone(),
+            tool,
+            tool_version,
+            script_file,
+            script_sha256,
+            participants,
+            preflight: None,
+            hsm: None,
+            steps: planned
+                .iter()
+                .map(|p| StepRecord {
+                    id: p.id.clone(),
+                    title: p.title.clone(),
+                    action: p.action,
+                    result: "not-reached".into(),
+                    started: None,
+                    ended: None,
+                    confirmations: Vec::new(),
+                    refusals: Vec::new(),
+                })
+                .collect(),
+            exceptions: Vec::new(),
+            keys: Vec::new(),
+            certificates: Vec::new(),
+            artifacts: Vec::new(),
+            attachments: Vec::new(),
+            quorum: None,
+            personal_cards: Vec::new(),
+            signed_confirmations: Vec::new(),
+            log_head: LogHead {
+                seq: first.seq,
+                hash: first.hash.clone(),
+            },
+        };
+        Ok(ReportBuilder { report })
+    }
+
+    /// Apply an entry after the first.
+    pub fn apply(&mut self, entry: &AuditEntry, parsed: Parsed) -> Result<(), String> {
+        apply(&mut self.report, entry, parsed)
+    }
+
+    /// The report whose head is `last`, the last entry applied (or the first).
+    pub fn finish(mut self, last: &AuditEntry) -> Report {
+        self.report.ended.clone_from(&last.time);
+        self.report.log_head = LogHead {
             seq: last.seq,
             hash: last.hash.clone(),
-        },
-    };
-    for entry in &entries[1..] {
-        apply(&mut report, entry, parse_event(entry)?)?;
+        };
+        self.report
     }
-    Ok(report)
 }
 
 fn step_mut<'a>(report: &'a mut Report, id: &str, seq: u64) -> Result<&'a mut StepRecord, String> {

@@ -6,15 +6,15 @@ use super::bundle::{
 
 mod signatures;
 use super::events::Record;
-use super::log::{read_chain, AuditEntry};
-use super::replay::replay;
-use super::report::{self, Parsed, Report};
+use super::report::{Parsed, Report};
+use super::scan::{scan, Scanned};
 use crate::hsm::spki::key_hash;
 use crate::x509::signer::verify_self_signed;
 use der::{DecodePem, Encode};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::fs;
+use std::io::BufReader;
 use std::path::Path;
 use x509_cert::Certificate;
 
@@ -149,12 +149,17 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
     let mut v = Verification::default();
     let read = |name: &str| fs::read(dir.join(name));
 
-    let Ok(log_bytes) = read(LOG_FILE) else {
+    let Ok(log) = fs::File::open(dir.join(LOG_FILE)) else {
         v.fail(LOG_FILE, "missing or unreadable");
         return v;
     };
-    let entries = match read_chain(&log_bytes) {
-        Ok(e) => e,
+    // The script is parsed once, before the log, so the replay runs in the log's single pass.
+    let script_bytes = read(SCRIPT_FILE).ok();
+    let loaded = script_bytes
+        .as_deref()
+        .and_then(|b| crate::script::parse(SCRIPT_FILE, &String::from_utf8_lossy(b)).ok());
+    let scanned = match scan(BufReader::new(log), loaded.as_ref().map(|l| &l.script)) {
+        Ok(s) => s,
         Err(e) => {
             v.fail(
                 LOG_FILE,
@@ -163,25 +168,19 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
             return v;
         }
     };
-    let head = &entries[entries.len() - 1];
     v.pass(
         LOG_FILE,
         format!(
             "hash chain of {} entries intact, last hash {}",
-            entries.len(),
-            short(&head.hash)
+            scanned.entries,
+            short(&scanned.last.hash)
         ),
     );
 
-    check_script(&mut v, dir, &entries);
+    check_script(&mut v, &scanned, script_bytes.as_deref(), loaded.is_some());
     check_bundle_root(&mut v, dir);
 
-    let Some((report_entry, body)) = entries.split_last() else {
-        return v;
-    };
-    let Ok(Parsed::Record(Record::ReportWritten { report_sha256 })) =
-        report::parse_event(report_entry)
-    else {
+    let Ok(Parsed::Record(Record::ReportWritten { report_sha256 })) = &scanned.last_parsed else {
         v.fail(
             LOG_FILE,
             "the last entry is not report_written: the run did not finish writing its evidence",
@@ -195,7 +194,7 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
     let actual = sha256_hex(&report_bytes);
     v.report_sha256 = Some(actual.clone());
     if !v.check(
-        actual == report_sha256,
+        actual == *report_sha256,
         REPORT_FILE,
         format!(
             "SHA-256 {} matches the log's report_written entry",
@@ -212,10 +211,10 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
             return v;
         }
     };
-    match report::build(body) {
+    match &scanned.report {
         Ok(rebuilt) => {
             v.check(
-                rebuilt == report,
+                *rebuilt == report,
                 REPORT_FILE,
                 format!(
                     "matches the log up to its head (seq {}, {})",
@@ -242,7 +241,7 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
     check_report_pdf(&mut v, dir, &report);
     check_artifacts(&mut v, dir, &report);
     check_keys_and_certificates(&mut v, dir, &report);
-    signatures::check(&mut v, dir, &entries, signers_ca);
+    signatures::check(&mut v, dir, &scanned.signature_entries, signers_ca);
     v
 }
 
@@ -270,41 +269,38 @@ fn check_report_pdf(v: &mut Verification, dir: &Path, report: &Report) {
 }
 
 /// script.toml must be the script the log started with, and the log must replay through it.
-fn check_script(v: &mut Verification, dir: &Path, entries: &[AuditEntry]) {
-    let recorded = match entries.first().map(report::parse_event) {
-        Some(Ok(Parsed::Record(Record::CeremonyStarted { script_sha256, .. }))) => script_sha256,
-        _ => {
-            v.fail(LOG_FILE, "the first entry is not ceremony_started");
-            return;
-        }
+fn check_script(v: &mut Verification, scanned: &Scanned, bytes: Option<&[u8]>, parsed: bool) {
+    let Some(recorded) = &scanned.script_sha256 else {
+        v.fail(LOG_FILE, "the first entry is not ceremony_started");
+        return;
     };
-    let Ok(bytes) = fs::read(dir.join(SCRIPT_FILE)) else {
+    let Some(bytes) = bytes else {
         v.fail(SCRIPT_FILE, "missing or unreadable");
         return;
     };
-    let actual = sha256_hex(&bytes);
+    let actual = sha256_hex(bytes);
     if !v.check(
-        actual == recorded,
+        actual == *recorded,
         SCRIPT_FILE,
         format!("SHA-256 {} matches the log's first entry", short(&actual)),
         format!("SHA-256 {actual} differs from {recorded} recorded in the log"),
     ) {
         return;
     }
-    let source = String::from_utf8_lossy(&bytes);
-    let Ok(loaded) = crate::script::parse(SCRIPT_FILE, &source) else {
+    if !parsed {
         v.fail(
             SCRIPT_FILE,
             "does not parse as a ceremony script of this keyrite version",
         );
         return;
-    };
-    match replay(&loaded.script, entries) {
-        Ok(n) => v.pass(
+    }
+    match &scanned.replay {
+        Some(Ok(n)) => v.pass(
             LOG_FILE,
             format!("all {n} ceremony events replay under script.toml's rules (dual control, order, roles, write-ahead)"),
         ),
-        Err(e) => v.fail(LOG_FILE, format!("does not replay under script.toml's rules: {e}")),
+        Some(Err(e)) => v.fail(LOG_FILE, format!("does not replay under script.toml's rules: {e}")),
+        None => {}
     }
 }
 
