@@ -248,6 +248,10 @@ pub fn build(entries: &[AuditEntry]) -> Result<Report, String> {
 /// last entry the report covers.
 pub struct ReportBuilder {
     report: Report,
+    /// The step the last step event named: logs name steps in order, so the next lookup is almost
+    /// always here or one further (no search through a long script's steps). `usize::MAX` when the
+    /// plan repeats a step id: then every lookup searches, to find the first, as it always did.
+    cursor: usize,
 }
 
 impl ReportBuilder {
@@ -318,12 +322,15 @@ impl ReportBuilder {
                 hash: first.hash.clone(),
             },
         };
-        Ok(ReportBuilder { report })
+        let mut ids = std::collections::HashSet::new();
+        let unique = report.steps.iter().all(|s| ids.insert(s.id.as_str()));
+        let cursor = if unique { 0 } else { usize::MAX };
+        Ok(ReportBuilder { report, cursor })
     }
 
     /// Apply an entry after the first.
     pub fn apply(&mut self, entry: &AuditEntry, parsed: Parsed) -> Result<(), String> {
-        apply(&mut self.report, entry, parsed)
+        apply(&mut self.report, &mut self.cursor, entry, parsed)
     }
 
     /// The report whose head is `last`, the last entry applied (or the first).
@@ -337,18 +344,43 @@ impl ReportBuilder {
     }
 }
 
-fn step_mut<'a>(report: &'a mut Report, id: &str, seq: u64) -> Result<&'a mut StepRecord, String> {
-    report.steps.iter_mut().find(|s| s.id == id).ok_or_else(|| {
+/// The step record with `id`: the first one, as the script's ids are unique. Tries the cursor and
+/// the step after it before searching.
+fn step_mut<'a>(
+    report: &'a mut Report,
+    cursor: &mut usize,
+    id: &str,
+    seq: u64,
+) -> Result<&'a mut StepRecord, String> {
+    let steps = &report.steps;
+    // usize::MAX: the plan repeats an id, so only a search finds the first step with it.
+    let near = match *cursor {
+        usize::MAX => None,
+        at => [at, at + 1]
+            .into_iter()
+            .find(|&i| steps.get(i).is_some_and(|s| s.id == id)),
+    };
+    let found = near.or_else(|| steps.iter().position(|s| s.id == id));
+    let i = found.ok_or_else(|| {
         format!("log entry {seq} names step \"{id}\", which the script does not have")
-    })
+    })?;
+    if *cursor != usize::MAX {
+        *cursor = i;
+    }
+    Ok(&mut report.steps[i])
 }
 
-fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), String> {
+fn apply(
+    report: &mut Report,
+    cursor: &mut usize,
+    entry: &AuditEntry,
+    parsed: Parsed,
+) -> Result<(), String> {
     let (time, seq) = (entry.time.clone(), entry.seq);
     match parsed {
         Parsed::Engine(event) => match event {
             Event::StepStarted { step, .. } => {
-                let s = step_mut(report, &step, seq)?;
+                let s = step_mut(report, cursor, &step, seq)?;
                 s.started = Some(time);
                 s.result = "aborted".into();
             }
@@ -357,7 +389,7 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
                 person,
                 role,
                 counts_for,
-            } => step_mut(report, &step, seq)?
+            } => step_mut(report, cursor, &step, seq)?
                 .confirmations
                 .push(Confirmation {
                     person,
@@ -371,7 +403,7 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
                 person,
                 reason,
             } => {
-                if let Ok(s) = step_mut(report, &step, seq) {
+                if let Ok(s) = step_mut(report, cursor, &step, seq) {
                     s.refusals.push(Refusal {
                         person: Some(person),
                         reason,
@@ -380,7 +412,7 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
                 }
             }
             Event::StepRefused { step, reason } => {
-                let s = step_mut(report, &step, seq)?;
+                let s = step_mut(report, cursor, &step, seq)?;
                 s.refusals.push(Refusal {
                     person: None,
                     reason,
@@ -391,12 +423,12 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
             }
             Event::StepAuthorised { .. } => {}
             Event::StepCompleted { step } => {
-                let s = step_mut(report, &step, seq)?;
+                let s = step_mut(report, cursor, &step, seq)?;
                 s.result = "completed".into();
                 s.ended = Some(time);
             }
             Event::StepFailed { step, .. } => {
-                let s = step_mut(report, &step, seq)?;
+                let s = step_mut(report, cursor, &step, seq)?;
                 s.result = "failed".into();
                 s.ended = Some(time);
             }
