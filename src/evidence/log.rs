@@ -352,6 +352,63 @@ mod tests {
     }
 
     #[test]
+    fn the_two_part_encoding_is_the_canonical_json_of_the_whole_entry() {
+        let entry = AuditEntry {
+            seq: 7,
+            time: "2026-01-01T00:00:00Z".into(),
+            step: None,
+            actors: vec!["Zoë \"Z\" Ångström".into(), "a\\b\n".into()],
+            event: json!({"kind": "k", "b": {"z": [1, "\u{1}"], "a": null}, "a": "é"}),
+            prev: GENESIS_PREV.into(),
+            hash: "x".into(),
+        };
+        let whole = serde_json::to_value(&entry).unwrap();
+        assert_eq!(entry.to_line().as_bytes(), canonical_json(&whole));
+        let mut unhashed = whole;
+        unhashed.as_object_mut().unwrap().remove("hash");
+        assert_eq!(
+            entry.compute_hash(),
+            hex::encode(Sha256::digest(canonical_json(&unhashed)))
+        );
+    }
+
+    #[test]
+    fn unsynced_entries_chain_like_synced_ones_and_stream_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::create(&path).unwrap();
+        let t = || "2026-01-01T00:00:00Z".to_string();
+        let a = log
+            .append_unsynced(t(), None, vec![], json!({"kind": "a"}))
+            .unwrap();
+        let b = log.append(t(), None, vec![], json!({"kind": "b"})).unwrap();
+        let c = log
+            .append_unsynced(t(), Some("s".into()), vec![], json!({"kind": "c"}))
+            .unwrap();
+        log.sync().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let streamed = ChainReader::new(&bytes[..])
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        assert_eq!(streamed, vec![a, b, c]);
+        assert_eq!(read_chain(&bytes).unwrap(), streamed);
+    }
+
+    #[test]
+    fn the_reader_names_the_broken_line_and_stops_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = std::fs::read(sample(dir.path())).unwrap();
+        bytes.pop(); // the last newline
+        let mut reader = ChainReader::new(&bytes[..]);
+        assert!(reader.next().unwrap().is_ok());
+        let err = reader.next().unwrap().unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(err.what.contains("not terminated"), "{}", err.what);
+        assert!(reader.next().is_none());
+        assert_eq!(read_chain(b"").unwrap_err(), empty_log());
+    }
+
+    #[test]
     fn an_existing_log_is_never_overwritten() {
         let dir = tempfile::tempdir().unwrap();
         let path = sample(dir.path());
