@@ -190,16 +190,23 @@ done
 if [ "$quick" = 1 ]; then crit=(--warm-up-time 0.2 --measurement-time 0.5 --sample-size 10); else crit=(); fi
 for b in tui report_pdf quorum; do
   [ "${NO_CRITERION:-0}" = 1 ] && break
-  $cargo bench --locked --quiet --bench "$b" -- "${crit[@]}" 2>/dev/null >"$work/crit-$b.out"
-  grep -B1 "time:" "$work/crit-$b.out" | grep -v '^--$' | paste - - |
-    sed -E 's/^ *([^ ].*[^ ]) +time: +\[([^]]*)\].*/\1|\2/; s/ +time: +\[([^]]*)\].*/|\1/' |
+  if ! $cargo bench --locked --quiet --bench "$b" -- "${crit[@]}" >"$work/crit-$b.out" 2>"$work/crit-$b.err"; then
+    echo "bench: criterion bench $b failed" >&2
+    cat "$work/crit-$b.err" >&2
+    exit 1
+  fi
+  # criterion prints "NAME  time: [low estimate high]", or NAME alone on the line before.
+  awk '/time:/ { name = $0; sub(/ *time:.*/, "", name); if (name ~ /^ *$/) name = prev
+                 iv = $0; sub(/.*time: *\[/, "", iv); sub(/\].*/, "", iv)
+                 gsub(/^ +| +$/, "", name); print name "|" iv }
+       NF { prev = $0 }' "$work/crit-$b.out" |
     while IFS='|' read -r name est; do
       case $name in
         *tui*) target="<= 1 ms" ;;
         *report.pdf*) target="<= 100 ms" ;;
         *) target="-" ;;
       esac
-      line "criterion: $(echo "$name" | xargs)" "[$(echo "$est" | xargs)]" "$target"
+      line "criterion: $name" "[$est]" "$target"
     done
 done
 

@@ -488,3 +488,54 @@ pub(super) fn close_hsm(state: &mut State, step: Option<&str>) -> Result<()> {
         &Record::HsmDeactivated { token_serial },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Input, StepPlan};
+    use std::sync::mpsc;
+
+    /// Counts the "working" notices.
+    struct Counting(usize);
+
+    impl Operator for Counting {
+        fn next_input(&mut self, _: &StepPlan) -> Input {
+            Input::Abort {
+                reason: "not asked in this test".into(),
+            }
+        }
+        fn notice(&mut self, notice: Notice<'_>) {
+            if let Notice::Working { .. } = notice {
+                self.0 += 1;
+            }
+        }
+    }
+
+    #[test]
+    fn a_quick_operation_returns_its_result_without_a_working_notice() {
+        let mut room = Counting(0);
+        assert_eq!(with_elapsed(&mut room, "quick", || 42), 42);
+        assert_eq!(room.0, 0);
+    }
+
+    #[test]
+    fn a_long_operation_is_reported_each_second_until_it_ends() {
+        let mut room = Counting(0);
+        // A slow HSM call: 2.5 s, waited on a channel nobody sends to.
+        let (_keep, never) = mpsc::channel::<()>();
+        let out = with_elapsed(&mut room, "slow", move || {
+            let _ = never.recv_timeout(Duration::from_millis(2500));
+            "done"
+        });
+        assert_eq!(out, "done");
+        // At 1 s and 2 s; a thread woken late may merge them, but never reports after the end.
+        assert!((1..=2).contains(&room.0), "{} notices", room.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "worker defect")]
+    fn a_panic_in_the_worker_surfaces() {
+        let mut room = Counting(0);
+        with_elapsed(&mut room, "boom", || -> u8 { panic!("worker defect") });
+    }
+}
