@@ -14,6 +14,10 @@ pub mod preflight;
 pub mod prompt;
 mod quorum;
 mod quorum_cards;
+mod quorum_finish;
+mod quorum_pins;
+mod quorum_reshare;
+mod quorum_retire;
 #[cfg(test)]
 mod quorum_tests;
 pub mod rehearsal;
@@ -34,6 +38,7 @@ use std::time::Instant;
 
 pub use actions::Opener;
 pub use personal_cards::CardSetup;
+pub use quorum_pins::{KILLED_EXIT, KILL_VAR};
 
 /// How a run differs between `run` and `rehearse`.
 #[derive(Debug, Clone)]

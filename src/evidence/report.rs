@@ -525,7 +525,8 @@ fn apply(
             Record::QuorumCardAccepted(e)
             | Record::QuorumCardRefused(e)
             | Record::ShareChecked(e)
-            | Record::ShareDestroyed(e) => quorum::apply_card(&mut report.quorum, &e),
+            | Record::ShareDestroyed(e)
+            | Record::ShareAbsent(e) => quorum::apply_card(&mut report.quorum, &e),
             Record::QuorumActivated(s) | Record::SharesChecked(s) => {
                 quorum::apply_summary(&mut report.quorum, &s)
             }
@@ -534,6 +535,7 @@ fn apply(
             | Record::HsmDeactivated { .. }
             | Record::HsmFailed { .. }
             | Record::FingerprintPresented { .. }
+            | Record::QuorumPins(_)
             | Record::TestMessageSigned { .. } => {}
         },
     }
