@@ -4,7 +4,9 @@
 //! process-wide sum, and [`write_summary`] appends `hsm_ns=<sum> calls=<n>` to FILE at exit (one line
 //! per process: a rehearsal re-executes itself), with a breakdown by operation. Unset, the wrapper only reads two clocks per call.
 
-use super::{Hsm, HsmError, KeyPairInfo, PinChange, PinState, SignMechanism, TokenIdentity};
+use super::{
+    Hsm, HsmError, KeyPairInfo, PinChange, PinLimits, PinState, SignMechanism, TokenIdentity,
+};
 use crate::script::KeyAlgorithm;
 use secrecy::SecretString;
 use std::collections::BTreeMap;
@@ -139,8 +141,17 @@ impl<H: Hsm> Hsm for TimedHsm<H> {
     fn pin_state(&mut self) -> Result<PinState, HsmError> {
         measure("pin_state", || self.0.pin_state())
     }
-    fn change_pins(&mut self, user: PinChange<'_>, so: PinChange<'_>) -> Result<(), HsmError> {
-        measure("change_pins", || self.0.change_pins(user, so))
+    fn pin_limits(&mut self) -> Result<PinLimits, HsmError> {
+        measure("pin_limits", || self.0.pin_limits())
+    }
+    fn login_so(&mut self, pin: &SecretString) -> Result<(), HsmError> {
+        measure("login_so", || self.0.login_so(pin))
+    }
+    fn set_pin(&mut self, change: PinChange<'_>) -> Result<(), HsmError> {
+        measure("set_pin", || self.0.set_pin(change))
+    }
+    fn init_user_pin(&mut self, new: &SecretString) -> Result<(), HsmError> {
+        measure("init_user_pin", || self.0.init_user_pin(new))
     }
 }
 
