@@ -372,7 +372,7 @@ fn open_pkcs11(
     module: &str,
     selector: &TokenSelector,
 ) -> std::result::Result<Box<dyn Hsm + Send>, HsmError> {
-    Ok(Box::new(pkcs11::Pkcs11Hsm::open(module, selector)?))
+    Ok(Box::new(pkcs11::Pkcs11Hsm::open_timed(module, selector)?))
 }
 
 fn ceremony_exit(outcome: &crate::driver::Outcome, out: &Path) -> i32 {

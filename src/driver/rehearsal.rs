@@ -303,8 +303,10 @@ impl RehearsalEnv {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| Error::io("write", &tmp, &e))?;
+        // No fsync: this is not evidence but the throw-away tokens' PINs, rewritten after every token
+        // made (a dozen fsyncs per carded rehearsal). The rename keeps the file whole; a crash can at
+        // worst lose the latest throw-away token, and the rehearsal is run again with a new --env.
         f.write_all(text.as_bytes())
-            .and_then(|_| f.sync_all())
             .map_err(|e| Error::io("write", &tmp, &e))?;
         fs::rename(&tmp, &path).map_err(|e| Error::io("replace", &path, &e))
     }

@@ -10,4 +10,5 @@ pub mod quorum;
 pub mod replay;
 pub mod report;
 pub mod safe_read;
+pub mod scan;
 pub mod verify;

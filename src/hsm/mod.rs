@@ -4,6 +4,7 @@
 pub mod mock;
 pub mod pkcs11;
 pub mod spki;
+pub mod timed;
 
 use crate::script::{KeyAlgorithm, TokenSelector};
 use secrecy::SecretString;

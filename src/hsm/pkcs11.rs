@@ -83,6 +83,18 @@ impl<T> Ck<T> for cryptoki::error::Result<T> {
 impl Pkcs11Hsm {
     /// Load the module (once per process), select exactly one initialised token and open a R/W session.
     pub fn open(module_path: &str, selector: &TokenSelector) -> Result<Pkcs11Hsm, HsmError> {
+        super::timed::measure("open", || Self::open_untimed(module_path, selector))
+    }
+
+    /// [`Self::open`] wrapped so that every later call is timed too (B2 in docs/performance.md).
+    pub fn open_timed(
+        module_path: &str,
+        selector: &TokenSelector,
+    ) -> Result<super::timed::TimedHsm<Pkcs11Hsm>, HsmError> {
+        Self::open(module_path, selector).map(super::timed::TimedHsm)
+    }
+
+    fn open_untimed(module_path: &str, selector: &TokenSelector) -> Result<Pkcs11Hsm, HsmError> {
         let filter = select::TokenFilter::from_selector(selector)?;
         let ctx = module::loaded_module(module_path)?;
         let tokens = module::initialised_tokens(&ctx, module_path)?;
