@@ -91,6 +91,22 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         signers_ca: Option<PathBuf>,
     },
+    /// Close an interrupted ceremony (keyrite was killed, the power or the disk failed) on the
+    /// record: the log is checked, an abort entry appended, and the report marked ABORTED and signed
+    /// by the cards the security level requires.
+    Abort {
+        /// The evidence bundle folder of the interrupted ceremony.
+        out: PathBuf,
+        /// Why the ceremony is closed; recorded in the log and the report.
+        #[arg(long)]
+        reason: String,
+        /// CA (PEM) of the personal cards; default: the bundle's signatures/signers-ca.pem.
+        #[arg(long, value_name = "FILE")]
+        signers_ca: Option<PathBuf>,
+        /// A rehearsal's --env folder: its throw-away cards sign the report.
+        #[arg(long, value_name = "DIR")]
+        env: Option<PathBuf>,
+    },
     /// Make the paper script for the room as a PDF: every step with its instructions, the roles
     /// involved, columns for initials and time, and a blank exceptions sheet.
     Print {

@@ -1,6 +1,7 @@
 //! What each command does, between the CLI definitions and the library.
 
 use crate::cli::{Cli, Command};
+use crate::driver::lock::FolderLock;
 use crate::driver::operator::{Answers, Headless, Operator, WithAttachments};
 use crate::driver::pins::{PinSource, Prompt};
 use crate::driver::prompt::{stdin_lines, LinePrompt};
@@ -60,6 +61,12 @@ pub fn dispatch(cli: Cli) -> i32 {
             signers_ca.as_deref(),
         ),
         Command::Verify { dir, signers_ca } => verify(&dir, signers_ca.as_deref()),
+        Command::Abort {
+            out,
+            reason,
+            signers_ca,
+            env,
+        } => abort(&out, &reason, signers_ca.as_deref(), env.as_deref()),
         Command::Print { script, out } => print(&script, &out),
         Command::Completions { shell } => {
             clap_complete::generate(
@@ -416,27 +423,11 @@ fn rehearse(
             (temp.path().to_path_buf(), Some(temp))
         }
     };
-    let mut renv = RehearsalEnv::open(&dir)?;
-    if !renv.is_active() {
-        // SoftHSM reads SOFTHSM2_CONF once, at C_Initialize: run ourselves again with it set.
-        let status = std::process::Command::new(std::env::current_exe().map_err(|e| {
-            Error::env(
-                format!("cannot find the keyrite executable: {e}"),
-                "run keyrite by its full path",
-            )
-        })?)
-        .args(std::env::args_os().skip(1))
-        .env("SOFTHSM2_CONF", &renv.conf)
-        .env(rehearsal::DIR_VAR, &renv.dir)
-        .status()
-        .map_err(|e| {
-            Error::env(
-                format!("could not start the rehearsal: {e}"),
-                "check the keyrite executable",
-            )
-        })?;
-        return Ok(status.code().unwrap_or(exit::ENVIRONMENT));
-    }
+    let (renv, _env_lock) = match enter_env(&dir)? {
+        Ok(entered) => entered,
+        Err(code) => return Ok(code),
+    };
+    let mut renv = renv;
     let (mut operator, confirmations) = operator_for(room, &loaded)?;
     let label = rehearsal_label(&loaded.script.hsm.token);
     // A script whose first HSM step is a quorum split starts from a factory-fresh token: the split
@@ -517,4 +508,86 @@ fn rehearsal_label(selector: &TokenSelector) -> String {
             selector.serial.as_deref().unwrap_or("token")
         )
     })
+}
+
+/// Enter the rehearsal folder `dir`: in this process when it already runs under the folder's
+/// SOFTHSM2_CONF (then locked against a second keyrite, and read under the lock), else by running
+/// keyrite again with it set; `Err` is then that child's exit code.
+fn enter_env(dir: &Path) -> Result<std::result::Result<(RehearsalEnv, FolderLock), i32>> {
+    let renv = RehearsalEnv::open(dir)?;
+    if !renv.is_active() {
+        // SoftHSM reads SOFTHSM2_CONF once, at C_Initialize: run ourselves again with it set.
+        let exe = std::env::current_exe().map_err(|e| {
+            Error::env(
+                format!("cannot find the keyrite executable: {e}"),
+                "run keyrite by its full path",
+            )
+        })?;
+        let status = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("SOFTHSM2_CONF", &renv.conf)
+            .env(rehearsal::DIR_VAR, &renv.dir)
+            .status()
+            .map_err(|e| {
+                Error::env(
+                    format!("could not start the rehearsal: {e}"),
+                    "check the keyrite executable",
+                )
+            })?;
+        return Ok(Err(status.code().unwrap_or(exit::ENVIRONMENT)));
+    }
+    // One keyrite per --env: a second one would make or use the same tokens and lose their PINs.
+    let lock = FolderLock::take(&renv.dir, "the rehearsal folder")?;
+    let renv = RehearsalEnv::open(&renv.dir)?;
+    Ok(Ok((renv, lock)))
+}
+
+/// `keyrite abort OUT --reason TEXT`.
+fn abort(out: &Path, reason: &str, signers_ca: Option<&Path>, env: Option<&Path>) -> Result<i32> {
+    let mut operator = Headless::new(Answers::default(), std::io::stdout());
+    let mut opener = open_pkcs11;
+    let outcome = match env {
+        Some(dir) => {
+            let (mut renv, _lock) = match enter_env(dir)? {
+                Ok(entered) => entered,
+                Err(code) => return Ok(code),
+            };
+            let up = crate::driver::reopen::Interrupted::take_up(out)?;
+            let softhsm = rehearsal::find_softhsm()?;
+            let cards = renv.ensure_cards(&softhsm, &up.loaded.script)?;
+            drop(up);
+            let mut pins = RehearsalPins(renv.tokens().to_vec());
+            crate::driver::reopen::abort(out, reason, cards, &mut pins, &mut operator, &mut opener)?
+        }
+        None => {
+            let setup = CardSetup {
+                module: String::new(),
+                tokens: Default::default(),
+                ca_pem: read_ca(signers_ca)?,
+                rehearsal_ca: false,
+            };
+            let mut pins = Prompt;
+            crate::driver::reopen::abort(out, reason, setup, &mut pins, &mut operator, &mut opener)?
+        }
+    };
+    // The abort itself succeeded: the ceremony is closed on the record.
+    println!(
+        "ceremony closed as ABORTED on the record: {}",
+        outcome.reason.as_deref().unwrap_or_default()
+    );
+    println!(
+        "write on the paper script:\n  log head            {}\n  report.json SHA-256 {}",
+        grouped_hex(&outcome.log_head),
+        grouped_hex(&outcome.report_sha256)
+    );
+    println!("verify it with: keyrite verify {}", out.display());
+    if outcome.unsigned.is_empty() {
+        Ok(exit::OK)
+    } else {
+        eprintln!(
+            "keyrite: report signatures missing: {}",
+            outcome.unsigned.join("; ")
+        );
+        Ok(exit::HSM)
+    }
 }

@@ -2,7 +2,7 @@
 //! an `hsm_intent` entry (write-ahead) and followed by its result.
 
 use super::operator::{Notice, Operator};
-use super::pins::{PinRequest, PinSource};
+use super::pins::PinSource;
 use super::{now_utc, preflight, RunMode, State};
 use crate::error::Result;
 use crate::evidence::events::Record;
@@ -174,6 +174,7 @@ pub(super) fn failed(
     operation: &str,
     err: HsmError,
 ) -> Performed {
+    let err = super::rehearsal::damaged_token_fix(ctx.mode.rehearsal, err);
     state.hsm_failed(&ctx.step.id, operation, &err)?;
     Ok(Err(err.to_string()))
 }
@@ -198,11 +199,7 @@ fn activate(
         id.manufacturer, id.model, id.serial, id.firmware_version, id.token_label
     );
     operator.notice(Notice::Info { text: &shown });
-    let pin = match pins.pin(&PinRequest::HsmUser(hsm.identity())) {
-        Ok(pin) => pin,
-        Err(e) => return Ok(Err(e.to_string())),
-    };
-    login_hsm(state, ctx, hsm, pin)
+    super::hsm_login::login_with_retries(state, ctx, hsm, operator, pins)
 }
 
 /// Open the ceremony's HSM token after a write-ahead `open_and_login` intent (`detail` says how).
@@ -216,6 +213,7 @@ pub(super) fn open_hsm(
 ) -> Result<std::result::Result<Box<dyn Hsm + Send>, String>> {
     intent(state, ctx, "open_and_login", detail)?;
     let refuse = |state: &mut State, err: HsmError| {
+        let err = super::rehearsal::damaged_token_fix(ctx.mode.rehearsal, err);
         state.hsm_failed(&ctx.step.id, "open_and_login", &err)?;
         Ok(Err(err.to_string()))
     };
@@ -251,6 +249,15 @@ pub(super) fn login_hsm(
     if let Err(e) = login {
         return failed(state, ctx, "open_and_login", e);
     }
+    activated(state, ctx, hsm)
+}
+
+/// Keep the logged-in session and record `hsm_activated`.
+pub(super) fn activated(
+    state: &mut State,
+    ctx: &Context<'_>,
+    hsm: Box<dyn Hsm + Send>,
+) -> Performed {
     let token = hsm.identity().clone();
     state.hsm = Some(hsm);
     state.record(

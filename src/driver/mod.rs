@@ -6,6 +6,8 @@
 mod actions;
 mod attach;
 pub mod cards;
+pub mod hsm_login;
+pub mod lock;
 pub mod operator;
 pub mod personal_cards;
 pub mod pins;
@@ -16,6 +18,8 @@ mod quorum_cards;
 #[cfg(test)]
 mod quorum_tests;
 pub mod rehearsal;
+pub mod reopen;
+pub mod startup;
 
 use crate::engine::{Effect, Engine, Event, Input};
 use crate::error::{Error, Result};
@@ -86,6 +90,9 @@ pub(crate) struct State {
     /// Carded people whose card could not sign a confirmation (logged `confirmation_unsigned`),
     /// with the reason; they cannot sign the report either.
     pub unsigned_by: BTreeMap<String, String>,
+    /// Set by an action the room withdrew from (Esc in the PIN dialog): the step goes back to its
+    /// confirmations instead of failing.
+    pub withdrawn: Option<String>,
 }
 
 pub fn now_utc() -> String {
@@ -149,7 +156,13 @@ impl Ceremony<'_> {
             pins,
             opener,
         } = self;
+        // Every refusal that can come before the first step comes before the bundle exists.
+        let attachments = operator.given_attachments();
+        startup::check(&loaded.script, &mode, out, &attachments, opener)?;
+        let opened_cards = personal_cards::open_all(&loaded.script, &mode.cards, opener)?;
         let bundle = Bundle::create(out)?;
+        // Held to the end of the run; the kernel drops it however keyrite ends.
+        let _lock = lock::FolderLock::take(out, "the bundle folder")?;
         bundle.write_new(SCRIPT_FILE, loaded.source.as_bytes())?;
         let log_path = bundle.path(LOG_FILE);
         let log = AuditLog::create(&log_path).map_err(|e| Error::io("create", &log_path, &e))?;
@@ -162,10 +175,11 @@ impl Ceremony<'_> {
             cards: BTreeMap::new(),
             quorum: None,
             unsigned_by: BTreeMap::new(),
+            withdrawn: None,
         };
         state.record(None, vec![], &started_record(loaded, &mode))?;
         let mut engine = Engine::new(&loaded.script);
-        let registered = personal_cards::register(&mut state, &loaded.script, &mode.cards, opener);
+        let registered = personal_cards::register(&mut state, &mode.cards, opened_cards);
         let mut io = Io {
             mode: &mode,
             operator,
@@ -263,6 +277,13 @@ fn drive(
                             });
                             actions::on_step_started(state, script, index, io.operator)?;
                         }
+                        Event::StepWithdrawn { reason, .. } => {
+                            io.operator.notice(Notice::Warning {
+                                text: &format!(
+                                "back at the step: {reason}; perform it again when ready, or abort"
+                            ),
+                            })
+                        }
                         Event::ConfirmationRefused { reason, .. }
                         | Event::StepRefused { reason, .. } => {
                             io.operator.notice(Notice::Refused { reason })
@@ -293,7 +314,10 @@ fn drive(
                         io.opener,
                     )? {
                         Ok(()) => Input::ActionSucceeded,
-                        Err(reason) => Input::ActionFailed { reason },
+                        Err(reason) => match state.withdrawn.take() {
+                            Some(_) => Input::ActionWithdrawn { reason },
+                            None => Input::ActionFailed { reason },
+                        },
                     };
                     pending.extend(engine.handle(input));
                 }
@@ -390,5 +414,27 @@ fn finish(mut state: State, engine: Engine) -> Result<Outcome> {
     })
 }
 
+#[cfg(test)]
+impl State {
+    /// A fresh bundle at `out` with an empty log, for tests of single actions.
+    pub(crate) fn for_tests(out: &Path) -> State {
+        let bundle = Bundle::create(out).expect("a fresh bundle");
+        let log = AuditLog::create(&bundle.path(LOG_FILE)).expect("a fresh log");
+        State {
+            log,
+            bundle,
+            hsm: None,
+            keys: BTreeMap::new(),
+            hsm_failure: false,
+            cards: BTreeMap::new(),
+            quorum: None,
+            unsigned_by: BTreeMap::new(),
+            withdrawn: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod retry_tests;
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,33 @@ use crate::script::{Action, Script};
 
 /// Check the log against the script; the error names the log entry.
 pub fn replay(script: &Script, entries: &[AuditEntry]) -> Result<usize, String> {
+    let end = replay_partial(script, entries)?;
+    if let Some(unsigned) = end.must_abort {
+        return Err(format!(
+            "the log ends without the abort that must follow the unsigned confirmation at entry {unsigned}"
+        ));
+    }
+    match end.owed.first() {
+        Some(wanted) => Err(format!(
+            "the log ends where the script's rules give {}",
+            describe(wanted)
+        )),
+        None => Ok(end.events),
+    }
+}
+
+/// Where a log that may have been cut off leaves the ceremony (`keyrite abort` and `resume`).
+pub struct LogEnd {
+    pub engine: Engine,
+    /// Events the engine produced with the last logged one that the log does not hold yet.
+    pub owed: Vec<Event>,
+    /// A `confirmation_unsigned` entry whose abort the log does not hold yet.
+    pub must_abort: Option<u64>,
+    pub events: usize,
+}
+
+/// [`replay`], accepting a log that ends early: every entry it holds must still follow the rules.
+pub fn replay_partial(script: &Script, entries: &[AuditEntry]) -> Result<LogEnd, String> {
     let mut events: Vec<(u64, Event)> = Vec::new();
     let mut hsm = HsmOrder::default();
     // A `confirmation_unsigned` entry not yet followed by its abort.
@@ -42,13 +69,8 @@ pub fn replay(script: &Script, entries: &[AuditEntry]) -> Result<usize, String> 
             }
         }
     }
-    if let Some(unsigned) = must_abort {
-        return Err(format!(
-            "the log ends without the abort that must follow the unsigned confirmation at entry {unsigned}"
-        ));
-    }
     let mut engine = Engine::new(script);
-    let mut at = expect(&events, 0, engine.start())?;
+    let (mut at, mut owed) = expect(&events, 0, engine.start())?;
     while at < events.len() {
         let (seq, event) = &events[at];
         let input = input_for(event).ok_or_else(|| {
@@ -64,18 +86,33 @@ pub fn replay(script: &Script, entries: &[AuditEntry]) -> Result<usize, String> 
                 kind(event)
             ));
         }
-        at = expect(&events, at, produced)?;
+        (at, owed) = expect(&events, at, produced)?;
     }
-    Ok(events.len())
+    Ok(LogEnd {
+        engine,
+        owed,
+        must_abort,
+        events: events.len(),
+    })
 }
 
-/// The logged events from `at` on must be exactly the records the engine produced.
-fn expect(events: &[(u64, Event)], at: usize, produced: Vec<Effect>) -> Result<usize, String> {
+/// The logged events from `at` on must be exactly the records the engine produced; those past the
+/// log's end are returned as owed.
+fn expect(
+    events: &[(u64, Event)],
+    at: usize,
+    produced: Vec<Effect>,
+) -> Result<(usize, Vec<Event>), String> {
     let mut at = at;
+    let mut owed = Vec::new();
     for effect in produced {
         let Effect::Record(wanted) = effect else {
             continue;
         };
+        if !owed.is_empty() {
+            owed.push(wanted);
+            continue;
+        }
         match events.get(at) {
             Some((_, logged)) if *logged == wanted => at += 1,
             Some((seq, logged)) => {
@@ -85,15 +122,10 @@ fn expect(events: &[(u64, Event)], at: usize, produced: Vec<Effect>) -> Result<u
                     describe(&wanted)
                 ))
             }
-            None => {
-                return Err(format!(
-                    "the log ends where the script's rules give {}",
-                    describe(&wanted)
-                ))
-            }
+            None => owed.push(wanted),
         }
     }
-    Ok(at)
+    Ok((at, owed))
 }
 
 /// The input that makes the engine produce `event` first.
@@ -122,6 +154,10 @@ fn input_for(event: &Event) -> Option<Input> {
         Event::StepFailed { reason, .. } => Input::ActionFailed {
             reason: reason.clone(),
         },
+        Event::StepWithdrawn { reason, .. } => Input::ActionWithdrawn {
+            reason: reason.clone(),
+        },
+        Event::StepResumed { .. } => Input::Resume,
         Event::CeremonyAborted { reason, .. } => Input::Abort {
             reason: reason.clone(),
         },
@@ -234,7 +270,10 @@ impl HsmOrder {
             Event::StepAuthorised { step, action, .. } => {
                 self.authorised = Some((step.clone(), *action))
             }
-            Event::StepCompleted { .. } | Event::StepFailed { .. } => self.authorised = None,
+            Event::StepCompleted { .. }
+            | Event::StepFailed { .. }
+            | Event::StepWithdrawn { .. }
+            | Event::StepResumed { .. } => self.authorised = None,
             _ => {}
         }
     }

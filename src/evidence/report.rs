@@ -359,7 +359,9 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
                 s.result = "refused".into();
                 s.ended = Some(time);
             }
-            Event::StepAuthorised { .. } => {}
+            Event::StepAuthorised { .. }
+            | Event::StepWithdrawn { .. }
+            | Event::StepResumed { .. } => {}
             Event::StepCompleted { step } => {
                 let s = step_mut(report, &step, seq)?;
                 s.result = "completed".into();
@@ -472,6 +474,8 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
             | Record::HsmDeactivated { .. }
             | Record::HsmFailed { .. }
             | Record::FingerprintPresented { .. }
+            | Record::Retried(_)
+            | Record::Reopened(_)
             | Record::TestMessageSigned { .. } => {}
         },
     }

@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 pub struct MockHsm {
     identity: TokenIdentity,
     pin: String,
+    /// Wrong user PINs since the last good one: 1 sets COUNT_LOW, 2 FINAL_TRY, 3 locks.
+    wrong_pins: u32,
     logged_in: bool,
     keys: BTreeMap<String, KeyAlgorithm>,
     counter: u64,
@@ -39,6 +41,7 @@ impl MockHsm {
                 firmware_version: "0.0".into(),
             },
             pin: pin.to_string(),
+            wrong_pins: 0,
             logged_in: false,
             keys: BTreeMap::new(),
             counter: 0,
@@ -120,13 +123,32 @@ impl Hsm for MockHsm {
 
     fn login(&mut self, pin: &SecretString) -> Result<(), HsmError> {
         self.call("C_Login".into());
+        if self.wrong_pins >= 3 {
+            let mut e = HsmError::new("C_Login", "the PIN is locked", "unlock it with the SO PIN");
+            e.ckr = "CKR_PIN_LOCKED".into();
+            return Err(e);
+        }
         if pin.expose_secret() != self.pin {
+            self.wrong_pins += 1;
             let mut e = HsmError::new("C_Login", "the PIN is incorrect", "re-enter the PIN");
             e.ckr = "CKR_PIN_INCORRECT".into();
             return Err(e);
         }
+        self.wrong_pins = 0;
         self.logged_in = true;
         Ok(())
+    }
+
+    fn pin_state(&mut self) -> Result<super::PinState, HsmError> {
+        Ok(super::PinState {
+            count_low: self.wrong_pins >= 1,
+            final_try: self.wrong_pins == 2,
+            locked: self.wrong_pins >= 3,
+        })
+    }
+
+    fn pin_lengths(&mut self) -> Result<(usize, usize), HsmError> {
+        Ok((4, 32))
     }
 
     fn logout(&mut self) -> Result<(), HsmError> {

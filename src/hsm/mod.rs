@@ -184,6 +184,10 @@ pub trait Hsm {
     fn pin_state(&mut self) -> Result<PinState, HsmError> {
         Err(unsupported("read token flags"))
     }
+    /// The shortest and longest PIN the token accepts, so a PIN it must refuse is never sent.
+    fn pin_lengths(&mut self) -> Result<(usize, usize), HsmError> {
+        Err(unsupported("read PIN limits"))
+    }
     /// Replace both PINs with C_SetPIN: the user PIN in the current user session, then the SO PIN in
     /// an SO session; ends logged in as user with the new user PIN.
     fn change_pins(&mut self, user: PinChange<'_>, so: PinChange<'_>) -> Result<(), HsmError> {

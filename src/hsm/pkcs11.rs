@@ -318,6 +318,10 @@ impl Hsm for Pkcs11Hsm {
         self.token_pin_state()
     }
 
+    fn pin_lengths(&mut self) -> Result<(usize, usize), HsmError> {
+        self.token_pin_lengths()
+    }
+
     fn change_pins(&mut self, user: PinChange<'_>, so: PinChange<'_>) -> Result<(), HsmError> {
         self.set_both_pins(user, so)
     }

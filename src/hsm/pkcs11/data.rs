@@ -134,6 +134,15 @@ impl Pkcs11Hsm {
         })
     }
 
+    /// The token's PIN length limits (ulMinPinLen, ulMaxPinLen).
+    pub(super) fn token_pin_lengths(&mut self) -> Result<(usize, usize), HsmError> {
+        let ctx = module::loaded_module(&self.identity.module_path)?;
+        let info = ctx.get_token_info(self.slot).ck("C_GetTokenInfo", || {
+            format!("read the PIN limits of \"{}\"", self.token())
+        })?;
+        Ok((info.min_pin_length(), info.max_pin_length()))
+    }
+
     /// C_SetPIN for the user PIN (in the user session), then for the SO PIN (in an SO session), then
     /// log in again as user with the new user PIN, which proves it.
     pub(super) fn set_both_pins(
