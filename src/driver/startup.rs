@@ -107,16 +107,17 @@ fn check_token(script: &Script, mode: &RunMode, opener: &mut Opener<'_>) -> Resu
         .filter_map(|s| s.key.as_deref());
     for label in labels {
         if hsm.label_exists(label).map_err(Error::Hsm)? {
-            return Err(Error::input(
+            return Err(Error::Hsm(crate::hsm::HsmError::new(
+                "C_FindObjects",
                 format!(
-                    "token \"{}\" (serial {}) already holds an object labelled \"{label}\", the key \
-                     this ceremony generates; {NOT_STARTED}",
+                    "an object labelled \"{label}\", the key this ceremony generates, already \
+                     exists on token \"{}\" (serial {}); {NOT_STARTED}",
                     hsm.identity().token_label,
                     hsm.identity().serial
                 ),
                 "choose a new key label in the script, or use a fresh token; an old key is removed \
                  only by a witnessed key-destruction ceremony",
-            ));
+            )));
         }
     }
     Ok(())
