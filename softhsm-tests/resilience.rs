@@ -317,3 +317,99 @@ fn a_second_keyrite_on_the_same_env_or_bundle_is_refused() {
     drop(first.stdin.take());
     first.wait().unwrap();
 }
+
+/// Rehearse the P-256 root on a kept --env with keyrite killed (SIGKILL) at `kill_at`; returns the
+/// bundle. The rehearsal's exit is not success: it died.
+fn killed_rehearsal(dir: &Path, kill_at: &str) -> std::path::PathBuf {
+    let out = dir.join(kill_at.replace(':', "_"));
+    let env = dir.join("env");
+    let r = Command::new(env!("CARGO_BIN_EXE_keyrite"))
+        .args(["rehearse", P256, "--auto"])
+        .args([
+            "--env",
+            env.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .current_dir(root())
+        .env_remove("SOFTHSM2_CONF")
+        .env_remove("KEYRITE_REHEARSAL_DIR")
+        .env("KEYRITE_TEST_KILL_AT", kill_at)
+        .output()
+        .unwrap();
+    assert!(
+        !r.status.success(),
+        "{kill_at}: the kill hook did not fire: {}",
+        text(&r)
+    );
+    assert!(!text(&r).contains("ceremony completed"), "{}", text(&r));
+    out
+}
+
+/// keyrite killed at several points of the P-256 root rehearsal: `keyrite abort` closes each on
+/// the record, the cards sign the ABORTED report, and verify accepts the bundle.
+#[test]
+fn abort_closes_a_killed_ceremony_on_the_record() {
+    for kill_at in [
+        "activate-hsm:after-open_and_login",
+        "generate-root-key:before-generate_key_pair",
+        "generate-root-key:after-generate_key_pair",
+        "confirm-root-key-hash:after-step",
+        "sign-root-certificate:after-sign_certificate",
+    ] {
+        // A fresh --env each time: a key generated before a kill stays on the token.
+        let dir = tempfile::tempdir().unwrap();
+        let out = killed_rehearsal(dir.path(), kill_at);
+        let env = dir.path().join("env");
+        let abort = keyrite(&[
+            "abort",
+            out.to_str().unwrap(),
+            "--reason",
+            "power cut; HSM resealed in bag TEB-77",
+            "--env",
+            env.to_str().unwrap(),
+        ]);
+        assert!(abort.status.success(), "{kill_at}: {}", text(&abort));
+        let v = verify(&out);
+        assert!(v.status.success(), "{kill_at}: {}", text(&v));
+        let report = common::report(&out);
+        assert_eq!(report["result"], "aborted", "{kill_at}");
+        assert!(
+            report["abort_reason"]
+                .as_str()
+                .unwrap()
+                .contains("power cut; HSM resealed in bag TEB-77"),
+            "{kill_at}"
+        );
+        let events = log_events(&out);
+        let reopened = events.iter().find(|e| e["kind"] == "reopened").unwrap();
+        assert_eq!(reopened["by"], "abort", "{kill_at}");
+        assert_eq!(
+            events.last().unwrap()["kind"],
+            "report_written",
+            "{kill_at}"
+        );
+        // A second abort finds nothing to close.
+        let again = keyrite(&["abort", out.to_str().unwrap(), "--reason", "again"]);
+        assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+        assert!(text(&again).contains("already ended"), "{}", text(&again));
+    }
+}
+
+/// A log whose chain is broken is damage or tampering: abort refuses to touch it.
+#[test]
+fn abort_refuses_a_tampered_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = killed_rehearsal(dir.path(), "generate-root-key:before-generate_key_pair");
+    let log = out.join("audit.jsonl");
+    let text_before = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, text_before.replacen("Omar Haddad", "Omar Hadad", 1)).unwrap();
+    let abort = keyrite(&["abort", out.to_str().unwrap(), "--reason", "x"]);
+    assert_eq!(abort.status.code(), Some(2), "{}", text(&abort));
+    assert!(text(&abort).contains("tampering"), "{}", text(&abort));
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        text_before.replacen("Omar Haddad", "Omar Hadad", 1),
+        "the log is left as it was"
+    );
+}

@@ -165,7 +165,9 @@ pub(super) fn intent(
             operation: operation.into(),
             detail,
         },
-    )
+    )?;
+    super::kill_hook::point(&ctx.step.id, &format!("before-{operation}"));
+    Ok(())
 }
 
 pub(super) fn failed(
@@ -334,6 +336,7 @@ fn generate(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -
         }),
         None => return Ok(Err("the HSM is not activated".into())),
     };
+    super::kill_hook::point(&ctx.step.id, "after-generate_key_pair");
     let info = match result {
         Ok(info) => info,
         Err(e) => return failed(state, ctx, "generate_key_pair", e),
@@ -429,6 +432,7 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
     let signed = with_elapsed(operator, &what, || {
         x509::sign_root(hsm.as_mut(), profile, &key, &serial, SystemTime::now())
     });
+    super::kill_hook::point(&ctx.step.id, "after-sign_certificate");
     let cert = match signed {
         Ok(c) => c,
         Err(x509::CertError::Hsm(e)) => return failed(state, ctx, "sign_certificate", e),

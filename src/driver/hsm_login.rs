@@ -75,7 +75,10 @@ pub(super) fn login_with_retries(
                 let login = hsm.login(&pin);
                 drop(pin);
                 match login {
-                    Ok(()) => return super::actions::activated(state, ctx, hsm),
+                    Ok(()) => {
+                        super::kill_hook::point(&ctx.step.id, "after-open_and_login");
+                        return super::actions::activated(state, ctx, hsm);
+                    }
                     Err(e) if e.ckr == "CKR_PIN_INCORRECT" || e.ckr == "CKR_PIN_LEN_RANGE" => {
                         (format!("{} returned {}", e.function, e.ckr), true)
                     }

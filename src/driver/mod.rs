@@ -7,6 +7,7 @@ mod actions;
 mod attach;
 pub mod cards;
 pub mod hsm_login;
+pub mod kill_hook;
 pub mod lock;
 pub mod operator;
 pub mod personal_cards;
@@ -206,6 +207,7 @@ impl Ceremony<'_> {
         let mut cards = std::mem::take(&mut state.cards);
         let refused = std::mem::take(&mut state.unsigned_by);
         let mut outcome = finish(state, engine)?;
+        kill_hook::point("report", "before-signatures");
         outcome.unsigned = personal_cards::sign_reports(
             &bundle,
             &loaded.script,
@@ -289,6 +291,7 @@ fn drive(
                             io.operator.notice(Notice::Refused { reason })
                         }
                         Event::StepCompleted { step } => {
+                            kill_hook::point(step, "after-step");
                             if let Some(plan) = engine.steps().iter().find(|s| &s.id == step) {
                                 io.operator.notice(Notice::StepDone {
                                     step: plan,
