@@ -354,6 +354,7 @@ fn abort_closes_a_killed_ceremony_on_the_record() {
         "activate-hsm:after-open_and_login",
         "generate-root-key:before-generate_key_pair",
         "generate-root-key:after-generate_key_pair",
+        "generate-root-key:before-artifact_written",
         "confirm-root-key-hash:after-step",
         "sign-root-certificate:after-sign_certificate",
     ] {

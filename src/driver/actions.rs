@@ -378,6 +378,7 @@ pub(super) fn write_artifact(
     bytes: &[u8],
 ) -> Result<()> {
     let artifact = state.bundle.write_new(file, bytes)?;
+    super::kill_hook::point(&ctx.step.id, "before-artifact_written");
     state.record(
         Some(ctx.step.id.clone()),
         vec![],

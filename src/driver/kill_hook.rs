@@ -4,7 +4,8 @@
 //!
 //! Points: `before-OP` (the `hsm_intent` for OP is logged, the HSM has not been called),
 //! `after-OP` (the HSM call returned, its result is not logged yet), `after-step` (step_completed
-//! is logged), and `report:before-signatures` (report_written is logged, no signature made yet).
+//! is logged), `before-artifact_written` (a file is in `artifacts/`, its entry is not logged yet),
+//! and `report:before-signatures` (report_written is logged, no signature made yet).
 
 use std::sync::OnceLock;
 

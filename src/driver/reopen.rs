@@ -15,7 +15,7 @@ use super::{finish, Opener, Outcome, State};
 use crate::engine::{Effect, Engine, Event, Input, Phase};
 use crate::error::{Error, Result};
 use crate::evidence::bundle::{
-    Bundle, LOG_FILE, REPORT_FILE, REPORT_PDF_FILE, SCRIPT_FILE, SIGNERS_CA_FILE,
+    Bundle, ARTIFACTS_DIR, LOG_FILE, REPORT_FILE, REPORT_PDF_FILE, SCRIPT_FILE, SIGNERS_CA_FILE,
 };
 use crate::evidence::events::{DiscardedFile, Record, ReopenRecord, TornTail};
 use crate::evidence::log::{read_chain, AuditEntry, AuditLog};
@@ -164,11 +164,11 @@ impl Interrupted {
                 .map_err(|e| Error::io("truncate the torn last line of", &log_path, &e))?;
         }
         let mut discarded = Vec::new();
-        for name in [REPORT_FILE, REPORT_PDF_FILE] {
-            let path = bundle.path(name);
+        for name in unbound_files(&bundle, &entries) {
+            let path = bundle.path(&name);
             if let Ok(bytes) = std::fs::read(&path) {
                 discarded.push(DiscardedFile {
-                    file: name.into(),
+                    file: name,
                     sha256: sha256_hex(&bytes),
                 });
                 std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, &e))?;
@@ -208,6 +208,28 @@ impl Interrupted {
         }
         Ok((state, end.engine, loaded, _lock))
     }
+}
+
+/// Files the interrupted run wrote that no log entry binds: the report (bound only by
+/// `report_written`, which never came) and artifacts written just before their `artifact_written`.
+fn unbound_files(bundle: &Bundle, entries: &[AuditEntry]) -> Vec<String> {
+    let bound: Vec<String> = entries
+        .iter()
+        .filter_map(|e| match parse_event(e) {
+            Ok(Parsed::Record(Record::ArtifactWritten(a))) => Some(a.path),
+            _ => None,
+        })
+        .collect();
+    let artifacts = std::fs::read_dir(bundle.path(ARTIFACTS_DIR))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|f| format!("{ARTIFACTS_DIR}/{}", f.file_name().to_string_lossy()))
+        .filter(|name| !bound.contains(name));
+    [REPORT_FILE.to_string(), REPORT_PDF_FILE.to_string()]
+        .into_iter()
+        .chain(artifacts)
+        .collect()
 }
 
 fn in_flight_of(entries: &[AuditEntry]) -> Option<(String, String)> {
