@@ -61,6 +61,19 @@ pub fn dispatch(cli: Cli) -> i32 {
             signers_ca.as_deref(),
         ),
         Command::Verify { dir, signers_ca } => verify(&dir, signers_ca.as_deref()),
+        Command::Resume {
+            out,
+            answers,
+            auto,
+            env,
+            signers_ca,
+        } => resume(
+            &out,
+            answers.as_deref(),
+            auto,
+            env.as_deref(),
+            signers_ca.as_deref(),
+        ),
         Command::Abort {
             out,
             reason,
@@ -590,4 +603,70 @@ fn abort(out: &Path, reason: &str, signers_ca: Option<&Path>, env: Option<&Path>
         );
         Ok(exit::HSM)
     }
+}
+
+/// `keyrite resume OUT`.
+fn resume(
+    out: &Path,
+    answers: Option<&Path>,
+    auto: bool,
+    env: Option<&Path>,
+    signers_ca: Option<&Path>,
+) -> Result<i32> {
+    use crate::driver::reopen::cards_setup;
+    let bundle_script = out.join(crate::evidence::bundle::SCRIPT_FILE);
+    let loaded = load_checked(&bundle_script)?;
+    let (mut operator, confirmations) = plain_operator(answers, auto, &loaded)?;
+    let mut opener = open_pkcs11;
+    let outcome = match env {
+        Some(dir) => {
+            let (mut renv, _lock) = match enter_env(dir)? {
+                Ok(entered) => entered,
+                Err(code) => return Ok(code),
+            };
+            let softhsm = rehearsal::find_softhsm()?;
+            let label = rehearsal_label(&loaded.script.hsm.token);
+            let token = renv.token(&label).cloned().ok_or_else(|| {
+                Error::input(
+                    format!("the rehearsal folder has no token \"{label}\""),
+                    "give the --env folder the interrupted rehearsal used",
+                )
+            })?;
+            let cards = renv.ensure_cards(&softhsm, &loaded.script)?;
+            let mode = RunMode {
+                rehearsal: true,
+                enforce_offline: false,
+                module: softhsm,
+                token: TokenSelector {
+                    label: Some(token.label.clone()),
+                    serial: Some(token.serial.clone()),
+                    uri: None,
+                },
+                confirmations,
+                cards,
+            };
+            let mut pins = RehearsalPins(renv.tokens().to_vec());
+            crate::driver::resume::resume(out, mode, operator.as_mut(), &mut pins, &mut opener)?
+        }
+        None => {
+            let setup = CardSetup {
+                module: String::new(),
+                tokens: Default::default(),
+                ca_pem: read_ca(signers_ca)?,
+                rehearsal_ca: false,
+            };
+            let level = loaded.script.ceremony.security_level;
+            let mode = RunMode {
+                rehearsal: false,
+                enforce_offline: level >= SecurityLevel::High,
+                module: loaded.script.hsm.module.clone(),
+                token: loaded.script.hsm.token.clone(),
+                confirmations,
+                cards: cards_setup(out, setup, &loaded.script),
+            };
+            let mut pins = Prompt;
+            crate::driver::resume::resume(out, mode, operator.as_mut(), &mut pins, &mut opener)?
+        }
+    };
+    Ok(ceremony_exit(&outcome, out))
 }

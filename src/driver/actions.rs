@@ -90,6 +90,15 @@ pub(super) fn perform(
     pins: &mut dyn PinSource,
     opener: &mut Opener<'_>,
 ) -> Performed {
+    // `keyrite resume`: the interrupted run had the HSM logged in; log in again, on the record.
+    if state.reactivate && action.uses_hsm() && !action.is_activation() {
+        state.reactivate = false;
+        if action != Action::DeactivateHsm {
+            if let Err(why) = activate(state, ctx, operator, pins, opener)? {
+                return Ok(Err(why));
+            }
+        }
+    }
     match action {
         Action::Manual => Ok(Ok(())),
         Action::ConfirmFingerprint => {
@@ -310,7 +319,14 @@ fn generate(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -
     let Some(hsm) = state.hsm.as_mut() else {
         return Ok(Err("the HSM is not activated".into()));
     };
+    if state.keys.contains_key(label) {
+        // `keyrite resume`: generated and logged before the interruption.
+        return Ok(Ok(()));
+    }
     let exists = hsm.label_exists(label);
+    if state.adopt.as_deref() == Some(label) && exists == Ok(true) {
+        return super::resume::adopt_key(state, ctx, label, operator);
+    }
     match exists {
         Ok(true) => {
             let err = HsmError::new(
@@ -340,6 +356,19 @@ fn generate(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -
     let info = match result {
         Ok(info) => info,
         Err(e) => return failed(state, ctx, "generate_key_pair", e),
+    };
+    key_generated(state, ctx, label, info)
+}
+
+/// Write the public key, log `key_generated`, and check the evidence attributes.
+pub(super) fn key_generated(
+    state: &mut State,
+    ctx: &Context<'_>,
+    label: &str,
+    info: KeyPairInfo,
+) -> Performed {
+    let Some(spec) = ctx.script.key(label) else {
+        return Ok(Err(format!("key {label} is not in the script")));
     };
     let hash = key_hash(&info.spki_der);
     let pem = spki_pem(&info.spki_der);

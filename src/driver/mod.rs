@@ -20,6 +20,7 @@ mod quorum_cards;
 mod quorum_tests;
 pub mod rehearsal;
 pub mod reopen;
+pub mod resume;
 pub mod startup;
 
 use crate::engine::{Effect, Engine, Event, Input};
@@ -94,6 +95,12 @@ pub(crate) struct State {
     /// Set by an action the room withdrew from (Esc in the PIN dialog): the step goes back to its
     /// confirmations instead of failing.
     pub withdrawn: Option<String>,
+    /// `keyrite resume`: the interrupted run had the HSM logged in; the next action that needs the
+    /// session logs in again first (on the record).
+    pub reactivate: bool,
+    /// `keyrite resume`: the key whose generation was in flight at the interruption, adopted if
+    /// the token holds it.
+    pub adopt: Option<String>,
 }
 
 pub fn now_utc() -> String {
@@ -177,6 +184,8 @@ impl Ceremony<'_> {
             quorum: None,
             unsigned_by: BTreeMap::new(),
             withdrawn: None,
+            reactivate: false,
+            adopt: None,
         };
         state.record(None, vec![], &started_record(loaded, &mode))?;
         let mut engine = Engine::new(&loaded.script);
@@ -187,7 +196,10 @@ impl Ceremony<'_> {
             pins,
             opener,
         };
-        let driven = registered.and_then(|()| drive(&mut state, &mut engine, loaded, &mut io));
+        let driven = registered.and_then(|()| {
+            let start = engine.start();
+            drive(&mut state, &mut engine, loaded, &mut io, start)
+        });
         if let Err(err) = driven {
             // Evidence or the room failed mid-ceremony: still abort, log out and write the report
             // so the bundle stays verifiable, then report the original error.
@@ -221,24 +233,25 @@ impl Ceremony<'_> {
 }
 
 /// The room and the HSM, as the effect loop reaches them.
-struct Io<'m, 'a> {
+pub(crate) struct Io<'m, 'a> {
     mode: &'m RunMode,
     operator: &'a mut dyn Operator,
     pins: &'a mut dyn PinSource,
     opener: &'a mut Opener<'a>,
 }
 
-/// The effect loop: carry out the engine's effects, then ask the room for the next input.
+/// The effect loop: carry out the engine's effects (`pending` first), then ask the room for the
+/// next input.
 fn drive(
     state: &mut State,
     engine: &mut Engine,
     loaded: &LoadedScript,
     io: &mut Io<'_, '_>,
+    mut pending: Vec<Effect>,
 ) -> Result<()> {
     let script = &loaded.script;
     let total = engine.steps().len();
     let mut step_started = Instant::now();
-    let mut pending = engine.start();
     loop {
         while let Some(effect) = (!pending.is_empty()).then(|| pending.remove(0)) {
             match effect {
@@ -433,6 +446,8 @@ impl State {
             quorum: None,
             unsigned_by: BTreeMap::new(),
             withdrawn: None,
+            reactivate: false,
+            adopt: None,
         }
     }
 }

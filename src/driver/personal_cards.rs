@@ -352,6 +352,15 @@ pub(super) fn sign_reports(
             ));
             continue;
         }
+        // `keyrite resume` after a cut-off signing: signatures already made stand.
+        let file =
+            |name: &str| bundle.path(&format!("{SIGNATURES_DIR}/{}.{name}.p7s", signer.stem));
+        if documents.iter().all(|(name, _)| file(name).exists()) {
+            continue;
+        }
+        for (name, _) in &documents {
+            let _ = std::fs::remove_file(file(name));
+        }
         let Some(card) = cards.get_mut(&signer.person) else {
             failures.push(format!(
                 "{} ({}): card not registered",

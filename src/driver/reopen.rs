@@ -55,58 +55,56 @@ fn refuse(out: &Path, what: String) -> Error {
 impl Interrupted {
     /// Lock `out`, check its script, log and replay, and refuse a bundle whose ceremony has ended.
     pub fn take_up(out: &Path) -> Result<Interrupted> {
-        let lock = FolderLock::take(out, "the bundle folder")?;
-        let bundle = Bundle::open(out);
-        let log_path = bundle.path(LOG_FILE);
-        let bytes = std::fs::read(&log_path).map_err(|e| Error::io("read", &log_path, &e))?;
-        let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        let (lines, torn) = bytes.split_at(whole);
-        let entries = read_chain(lines)
-            .map_err(|e| refuse(out, format!("log line {}: {}", e.line, e.what)))?;
-        let script_path = bundle.path(SCRIPT_FILE);
-        let source = std::fs::read_to_string(&script_path)
-            .map_err(|e| Error::io("read", &script_path, &e))?;
-        let started = match entries.first().map(parse_event) {
-            Some(Ok(Parsed::Record(Record::CeremonyStarted { script_sha256, .. }))) => {
-                script_sha256
-            }
-            _ => {
-                return Err(refuse(
-                    out,
-                    "the log does not begin with ceremony_started".into(),
-                ))
-            }
-        };
-        if sha256_hex(source.as_bytes()) != started {
-            return Err(refuse(
-                out,
-                "script.toml is not the script the log began with".into(),
-            ));
-        }
-        let loaded = crate::script::parse(SCRIPT_FILE, &source)
-            .map_err(|_| refuse(out, "script.toml does not parse".into()))?;
-        if entries.last().is_some_and(|e| e.kind() == "report_written") {
-            return Err(Error::input(
+        Self::take_up_or_ended(out)?.ok_or_else(|| {
+            Error::input(
                 format!(
                     "the ceremony in {} already ended with its report",
                     out.display()
                 ),
                 format!(
-                    "nothing to take up; check it with `keyrite verify {}`",
+                    "nothing to take up; check it with `keyrite verify {}` (`keyrite resume` \
+                     makes report signatures an interruption cut off)",
                     out.display()
                 ),
-            ));
+            )
+        })
+    }
+
+    /// [`Self::take_up`], or `None` when the log already ends with `report_written`.
+    pub fn take_up_or_ended(out: &Path) -> Result<Option<Interrupted>> {
+        let Checked {
+            lock,
+            bundle,
+            entries,
+            torn,
+            loaded,
+        } = Checked::read(out)?;
+        if entries.last().is_some_and(|e| e.kind() == "report_written") {
+            return Ok(None);
         }
         let end = replay_partial(&loaded.script, &entries)
             .map_err(|e| refuse(out, format!("the log does not replay: {e}")))?;
-        Ok(Interrupted {
+        Ok(Some(Interrupted {
             loaded,
             bundle,
             entries,
             end,
-            torn: torn.to_vec(),
+            torn,
             _lock: lock,
-        })
+        }))
+    }
+
+    pub(super) fn entries(&self) -> &[AuditEntry] {
+        &self.entries
+    }
+
+    pub(super) fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    /// The action of the step the ceremony stands at.
+    pub(super) fn current_action(&self) -> Option<crate::script::Action> {
+        self.end.engine.current().map(|s| s.action)
     }
 
     /// Where the ceremony stands once the events the log owes are written.
@@ -124,7 +122,7 @@ impl Interrupted {
     }
 
     /// Persons whose card refused during the run: they cannot sign the report either.
-    fn refused_cards(&self) -> BTreeMap<String, String> {
+    pub(super) fn refused_cards(&self) -> BTreeMap<String, String> {
         self.entries
             .iter()
             .filter_map(|e| match parse_event(e) {
@@ -136,7 +134,10 @@ impl Interrupted {
 
     /// Repair what the interrupted keyrite left half-written, open the log for appending, record
     /// `reopened` and the engine events the log owes. Returns the state and the engine.
-    fn continue_log(self, by: &str) -> Result<(State, Engine, LoadedScript, FolderLock)> {
+    pub(super) fn continue_log(
+        self,
+        by: &str,
+    ) -> Result<(State, Engine, LoadedScript, FolderLock)> {
         let Interrupted {
             loaded,
             bundle,
@@ -190,6 +191,8 @@ impl Interrupted {
             quorum: None,
             unsigned_by: BTreeMap::new(),
             withdrawn: None,
+            reactivate: false,
+            adopt: None,
         };
         state.record(
             None,
@@ -207,6 +210,113 @@ impl Interrupted {
             state.record(event.step().map(str::to_string), event.actors(), event)?;
         }
         Ok((state, end.engine, loaded, _lock))
+    }
+}
+
+/// A locked bundle whose complete log lines chain and whose script is the one the log began with.
+struct Checked {
+    lock: FolderLock,
+    bundle: Bundle,
+    entries: Vec<AuditEntry>,
+    /// Bytes after the log's last newline.
+    torn: Vec<u8>,
+    loaded: LoadedScript,
+}
+
+impl Checked {
+    fn read(out: &Path) -> Result<Checked> {
+        let lock = FolderLock::take(out, "the bundle folder")?;
+        let bundle = Bundle::open(out);
+        let log_path = bundle.path(LOG_FILE);
+        let bytes = std::fs::read(&log_path).map_err(|e| Error::io("read", &log_path, &e))?;
+        let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let (lines, torn) = bytes.split_at(whole);
+        let entries = read_chain(lines)
+            .map_err(|e| refuse(out, format!("log line {}: {}", e.line, e.what)))?;
+        let script_path = bundle.path(SCRIPT_FILE);
+        let source = std::fs::read_to_string(&script_path)
+            .map_err(|e| Error::io("read", &script_path, &e))?;
+        let started = match entries.first().map(parse_event) {
+            Some(Ok(Parsed::Record(Record::CeremonyStarted { script_sha256, .. }))) => {
+                script_sha256
+            }
+            _ => {
+                return Err(refuse(
+                    out,
+                    "the log does not begin with ceremony_started".into(),
+                ))
+            }
+        };
+        if sha256_hex(source.as_bytes()) != started {
+            return Err(refuse(
+                out,
+                "script.toml is not the script the log began with".into(),
+            ));
+        }
+        let loaded = crate::script::parse(SCRIPT_FILE, &source)
+            .map_err(|_| refuse(out, "script.toml does not parse".into()))?;
+        Ok(Checked {
+            lock,
+            bundle,
+            entries,
+            torn: torn.to_vec(),
+            loaded,
+        })
+    }
+}
+
+/// A bundle whose log ends with `report_written` (`keyrite resume` then only makes the report
+/// signatures an interruption cut off).
+pub struct Ended {
+    pub loaded: LoadedScript,
+    pub refused: BTreeMap<String, String>,
+    pub completed: bool,
+    pub reason: Option<String>,
+    pub report_sha256: String,
+    pub log_head: String,
+    _lock: FolderLock,
+}
+
+impl Ended {
+    pub fn take_up(out: &Path) -> Result<Ended> {
+        let checked = Checked::read(out)?;
+        let n = checked.entries.len();
+        let (Some(last), Some(head)) = (
+            checked.entries.last(),
+            checked.entries.get(n.wrapping_sub(2)),
+        ) else {
+            return Err(refuse(out, "the log is too short".into()));
+        };
+        let text = |e: &AuditEntry, key: &str| {
+            e.event
+                .get(key)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        let aborted = checked
+            .entries
+            .iter()
+            .find(|e| e.kind() == "ceremony_aborted");
+        let refused = checked
+            .entries
+            .iter()
+            .filter_map(|e| match parse_event(e) {
+                Ok(Parsed::Record(Record::ConfirmationUnsigned(u))) => Some((u.person, u.reason)),
+                _ => None,
+            })
+            .collect();
+        Ok(Ended {
+            refused,
+            completed: checked
+                .entries
+                .iter()
+                .any(|e| e.kind() == "ceremony_completed"),
+            reason: aborted.and_then(|e| text(e, "reason")),
+            report_sha256: text(last, "report_sha256").unwrap_or_default(),
+            log_head: head.hash.clone(),
+            loaded: checked.loaded,
+            _lock: checked.lock,
+        })
     }
 }
 
@@ -252,7 +362,7 @@ fn in_flight_of(entries: &[AuditEntry]) -> Option<(String, String)> {
 
 /// The CA for the report signatures: the one given, else the bundle's own copy from the run; the
 /// cards' module: the one given, else the script's.
-fn cards_setup(out: &Path, mut setup: CardSetup, script: &crate::script::Script) -> CardSetup {
+pub fn cards_setup(out: &Path, mut setup: CardSetup, script: &crate::script::Script) -> CardSetup {
     if setup.module.is_empty() {
         setup.module =
             (script.hsm.cards_module.clone()).unwrap_or_else(|| script.hsm.module.clone());

@@ -159,6 +159,13 @@ pub enum Record {
     Retried(RetryRecord),
     /// `keyrite abort` or `keyrite resume` took up a ceremony whose keyrite stopped before its end.
     Reopened(ReopenRecord),
+    /// `keyrite resume`: an object the in-flight intent named exists on the token although the
+    /// interrupted run never logged it; it is adopted (the `key_generated` entry follows).
+    FoundAfterInterruption {
+        operation: String,
+        label: String,
+        key_hash: String,
+    },
     KeyGenerated {
         label: String,
         algorithm: String,

@@ -476,6 +476,7 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
             | Record::FingerprintPresented { .. }
             | Record::Retried(_)
             | Record::Reopened(_)
+            | Record::FoundAfterInterruption { .. }
             | Record::TestMessageSigned { .. } => {}
         },
     }
