@@ -414,3 +414,70 @@ fn abort_refuses_a_tampered_log() {
         "the log is left as it was"
     );
 }
+
+/// keyrite killed at several points of the P-256 root rehearsal on a kept --env: `keyrite resume`
+/// finishes each to a bundle that verifies as one ceremony, interruption included; a key generated
+/// just before the kill is adopted (found after the interruption), never generated twice.
+#[test]
+fn resume_finishes_a_killed_ceremony_to_a_verified_bundle() {
+    for kill_at in [
+        "activate-hsm:after-open_and_login",
+        // Nothing on the token yet: the generation is offered again.
+        "generate-root-key:before-generate_key_pair",
+        "generate-root-key:after-generate_key_pair",
+        "generate-root-key:before-artifact_written",
+        "confirm-root-key-hash:after-step",
+        "sign-root-certificate:after-sign_certificate",
+        "report:before-signatures",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = killed_rehearsal(dir.path(), kill_at);
+        let env = dir.path().join("env");
+        let resume = keyrite(&[
+            "resume",
+            out.to_str().unwrap(),
+            "--auto",
+            "--env",
+            env.to_str().unwrap(),
+        ]);
+        assert!(resume.status.success(), "{kill_at}: {}", text(&resume));
+        let v = verify(&out);
+        assert!(v.status.success(), "{kill_at}: {}", text(&v));
+        let report = common::report(&out);
+        assert_eq!(report["result"], "completed", "{kill_at}");
+        let events = log_events(&out);
+        let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds.iter().filter(|k| **k == "key_generated").count(),
+            1,
+            "{kill_at}: one key, logged once"
+        );
+        if kill_at != "report:before-signatures" {
+            assert!(
+                kinds.contains(&"reopened") && kinds.contains(&"step_resumed"),
+                "{kill_at}"
+            );
+        }
+        let found = kinds.contains(&"found_after_interruption");
+        // Killed after the HSM made the key and before key_generated was logged.
+        let made = kill_at.starts_with("generate-root-key:")
+            && !kill_at.ends_with("before-generate_key_pair");
+        assert_eq!(found, made, "{kill_at}");
+        if tool("pkcs11-tool").is_some() {
+            // One key pair on the token: a private and a public object with the key's label.
+            let objects = sh(&format!(
+                "SOFTHSM2_CONF={}/softhsm2.conf pkcs11-tool --module /usr/lib/softhsm/libsofthsm2.so \
+                 --token-label example-root-hsm -O 2>/dev/null",
+                env.display()
+            ));
+            let objects = String::from_utf8_lossy(&objects.stdout);
+            assert_eq!(
+                objects
+                    .matches("label:      example-root-p256-2026")
+                    .count(),
+                1,
+                "{kill_at}: the public key object, once: {objects}"
+            );
+        }
+    }
+}
