@@ -305,3 +305,19 @@ impl PinSource for RehearsalPins {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rehearsal_token_error_blames_damaged_files_not_cabling() {
+        let mut err = HsmError::new("C_Login", "log in", "check its cabling");
+        err.ckr = "CKR_GENERAL_ERROR".into();
+        let fixed = damaged_token_fix(true, err.clone());
+        assert!(fixed.fix.contains("damaged") && !fixed.fix.contains("cabling"));
+        assert_eq!(damaged_token_fix(false, err.clone()), err);
+        err.ckr = "CKR_PIN_INCORRECT".into();
+        assert_eq!(damaged_token_fix(true, err.clone()), err);
+    }
+}

@@ -44,8 +44,16 @@ pub fn replay_partial(script: &Script, entries: &[AuditEntry]) -> Result<LogEnd,
     let mut hsm = HsmOrder::default();
     // A `confirmation_unsigned` entry not yet followed by its abort.
     let mut must_abort: Option<u64> = None;
+    // A `reopened` entry by `keyrite resume` not yet followed by its `step_resumed`.
+    let mut reopened = false;
     for entry in entries {
         match parse_event(entry)? {
+            Parsed::Engine(Event::StepResumed { .. }) if !std::mem::take(&mut reopened) => {
+                return Err(format!(
+                    "log entry {}: step_resumed without the reopened entry of `keyrite resume`",
+                    entry.seq
+                ));
+            }
             Parsed::Engine(event) => {
                 if let Some(unsigned) = must_abort.take() {
                     if !matches!(event, Event::CeremonyAborted { .. }) {
@@ -61,6 +69,9 @@ pub fn replay_partial(script: &Script, entries: &[AuditEntry]) -> Result<LogEnd,
             }
             Parsed::Record(record) => {
                 check_started(script, entry.seq, &record)?;
+                if let Record::Reopened(r) = &record {
+                    reopened = r.by == "resume";
+                }
                 hsm.record(entry, &record)?;
                 if let Record::ConfirmationUnsigned(u) = &record {
                     check_unsigned(entry.seq, u, events.last())?;
