@@ -14,8 +14,11 @@ use crate::hsm::spki::grouped_hex;
 use crate::hsm::{pkcs11, Hsm, HsmError};
 use crate::script::{self, LoadedScript, SecurityLevel, Severity, TokenSelector};
 use clap::CommandFactory;
+use reopen::{abort, resume};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+mod reopen;
 
 pub fn dispatch(cli: Cli) -> i32 {
     let result = match cli.command {
@@ -526,7 +529,9 @@ fn rehearsal_label(selector: &TokenSelector) -> String {
 /// Enter the rehearsal folder `dir`: in this process when it already runs under the folder's
 /// SOFTHSM2_CONF (then locked against a second keyrite, and read under the lock), else by running
 /// keyrite again with it set; `Err` is then that child's exit code.
-fn enter_env(dir: &Path) -> Result<std::result::Result<(RehearsalEnv, FolderLock), i32>> {
+pub(crate) fn enter_env(
+    dir: &Path,
+) -> Result<std::result::Result<(RehearsalEnv, FolderLock), i32>> {
     let renv = RehearsalEnv::open(dir)?;
     if !renv.is_active() {
         // SoftHSM reads SOFTHSM2_CONF once, at C_Initialize: run ourselves again with it set.
@@ -553,120 +558,4 @@ fn enter_env(dir: &Path) -> Result<std::result::Result<(RehearsalEnv, FolderLock
     let lock = FolderLock::take(&renv.dir, "the rehearsal folder")?;
     let renv = RehearsalEnv::open(&renv.dir)?;
     Ok(Ok((renv, lock)))
-}
-
-/// `keyrite abort OUT --reason TEXT`.
-fn abort(out: &Path, reason: &str, signers_ca: Option<&Path>, env: Option<&Path>) -> Result<i32> {
-    let mut operator = Headless::new(Answers::default(), std::io::stdout());
-    let mut opener = open_pkcs11;
-    let outcome = match env {
-        Some(dir) => {
-            let (mut renv, _lock) = match enter_env(dir)? {
-                Ok(entered) => entered,
-                Err(code) => return Ok(code),
-            };
-            let up = crate::driver::reopen::Interrupted::take_up(out)?;
-            let softhsm = rehearsal::find_softhsm()?;
-            let cards = renv.ensure_cards(&softhsm, &up.loaded.script)?;
-            drop(up);
-            let mut pins = RehearsalPins(renv.tokens().to_vec());
-            crate::driver::reopen::abort(out, reason, cards, &mut pins, &mut operator, &mut opener)?
-        }
-        None => {
-            let setup = CardSetup {
-                module: String::new(),
-                tokens: Default::default(),
-                ca_pem: read_ca(signers_ca)?,
-                rehearsal_ca: false,
-            };
-            let mut pins = Prompt;
-            crate::driver::reopen::abort(out, reason, setup, &mut pins, &mut operator, &mut opener)?
-        }
-    };
-    // The abort itself succeeded: the ceremony is closed on the record.
-    println!(
-        "ceremony closed as ABORTED on the record: {}",
-        outcome.reason.as_deref().unwrap_or_default()
-    );
-    println!(
-        "write on the paper script:\n  log head            {}\n  report.json SHA-256 {}",
-        grouped_hex(&outcome.log_head),
-        grouped_hex(&outcome.report_sha256)
-    );
-    println!("verify it with: keyrite verify {}", out.display());
-    if outcome.unsigned.is_empty() {
-        Ok(exit::OK)
-    } else {
-        eprintln!(
-            "keyrite: report signatures missing: {}",
-            outcome.unsigned.join("; ")
-        );
-        Ok(exit::HSM)
-    }
-}
-
-/// `keyrite resume OUT`.
-fn resume(
-    out: &Path,
-    answers: Option<&Path>,
-    auto: bool,
-    env: Option<&Path>,
-    signers_ca: Option<&Path>,
-) -> Result<i32> {
-    use crate::driver::reopen::cards_setup;
-    let bundle_script = out.join(crate::evidence::bundle::SCRIPT_FILE);
-    let loaded = load_checked(&bundle_script)?;
-    let (mut operator, confirmations) = plain_operator(answers, auto, &loaded)?;
-    let mut opener = open_pkcs11;
-    let outcome = match env {
-        Some(dir) => {
-            let (mut renv, _lock) = match enter_env(dir)? {
-                Ok(entered) => entered,
-                Err(code) => return Ok(code),
-            };
-            let softhsm = rehearsal::find_softhsm()?;
-            let label = rehearsal_label(&loaded.script.hsm.token);
-            let token = renv.token(&label).cloned().ok_or_else(|| {
-                Error::input(
-                    format!("the rehearsal folder has no token \"{label}\""),
-                    "give the --env folder the interrupted rehearsal used",
-                )
-            })?;
-            let cards = renv.ensure_cards(&softhsm, &loaded.script)?;
-            let mode = RunMode {
-                rehearsal: true,
-                enforce_offline: false,
-                module: softhsm,
-                token: TokenSelector {
-                    label: Some(token.label.clone()),
-                    serial: Some(token.serial.clone()),
-                    uri: None,
-                },
-                confirmations,
-                cards,
-            };
-            let mut pins = RehearsalPins(renv.tokens().to_vec());
-            crate::driver::resume::resume(out, mode, operator.as_mut(), &mut pins, &mut opener)?
-        }
-        None => {
-            let setup = CardSetup {
-                module: String::new(),
-                tokens: Default::default(),
-                ca_pem: read_ca(signers_ca)?,
-                rehearsal_ca: false,
-            };
-            let level = loaded.script.ceremony.security_level;
-            let mode = RunMode {
-                rehearsal: false,
-                enforce_offline: level >= SecurityLevel::High,
-                module: loaded.script.hsm.module.clone(),
-                token: loaded.script.hsm.token.clone(),
-                confirmations,
-                cards: cards_setup(out, setup, &loaded.script),
-            };
-            let mut pins = Prompt;
-            crate::driver::resume::resume(out, mode, operator.as_mut(), &mut pins, &mut opener)?
-        }
-    };
-    Ok(ceremony_exit(&outcome, out))
 }

@@ -115,6 +115,23 @@ pub fn now_utc() -> String {
 }
 
 impl State {
+    /// A run's state over a bundle and its log, before anything is done.
+    pub(crate) fn new(log: AuditLog, bundle: Bundle) -> State {
+        State {
+            log,
+            bundle,
+            hsm: None,
+            keys: BTreeMap::new(),
+            hsm_failure: false,
+            cards: BTreeMap::new(),
+            quorum: None,
+            unsigned_by: BTreeMap::new(),
+            withdrawn: None,
+            reactivate: false,
+            adopt: None,
+        }
+    }
+
     pub fn record(
         &mut self,
         step: Option<String>,
@@ -174,19 +191,7 @@ impl Ceremony<'_> {
         bundle.write_new(SCRIPT_FILE, loaded.source.as_bytes())?;
         let log_path = bundle.path(LOG_FILE);
         let log = AuditLog::create(&log_path).map_err(|e| Error::io("create", &log_path, &e))?;
-        let mut state = State {
-            log,
-            bundle,
-            hsm: None,
-            keys: BTreeMap::new(),
-            hsm_failure: false,
-            cards: BTreeMap::new(),
-            quorum: None,
-            unsigned_by: BTreeMap::new(),
-            withdrawn: None,
-            reactivate: false,
-            adopt: None,
-        };
+        let mut state = State::new(log, bundle);
         state.record(None, vec![], &started_record(loaded, &mode))?;
         let mut engine = Engine::new(&loaded.script);
         let registered = personal_cards::register(&mut state, &mode.cards, opened_cards);
@@ -436,19 +441,7 @@ impl State {
     pub(crate) fn for_tests(out: &Path) -> State {
         let bundle = Bundle::create(out).expect("a fresh bundle");
         let log = AuditLog::create(&bundle.path(LOG_FILE)).expect("a fresh log");
-        State {
-            log,
-            bundle,
-            hsm: None,
-            keys: BTreeMap::new(),
-            hsm_failure: false,
-            cards: BTreeMap::new(),
-            quorum: None,
-            unsigned_by: BTreeMap::new(),
-            withdrawn: None,
-            reactivate: false,
-            adopt: None,
-        }
+        State::new(log, bundle)
     }
 }
 

@@ -181,19 +181,7 @@ impl Interrupted {
         let log = AuditLog::continue_after(&log_path, last)
             .map_err(|e| Error::io("open", &log_path, &e))?;
         let in_flight = in_flight_of(&entries).map(|(op, _)| op);
-        let mut state = State {
-            log,
-            bundle,
-            hsm: None,
-            keys: BTreeMap::new(),
-            hsm_failure: false,
-            cards: BTreeMap::new(),
-            quorum: None,
-            unsigned_by: BTreeMap::new(),
-            withdrawn: None,
-            reactivate: false,
-            adopt: None,
-        };
+        let mut state = State::new(log, bundle);
         state.record(
             None,
             vec![],
