@@ -51,7 +51,7 @@ pub(super) fn login_with_retries(
     operator: &mut dyn Operator,
     pins: &mut dyn PinSource,
 ) -> Performed {
-    let lengths = hsm.pin_lengths().ok();
+    let lengths = hsm.pin_limits().ok().map(|l| (l.min_len, l.max_len));
     let mut retries = 0u32;
     loop {
         let flags = hsm.pin_state().ok();

@@ -9,6 +9,7 @@ pub mod cards;
 pub mod hsm_login;
 pub mod kill_hook;
 pub mod lock;
+mod names;
 pub mod operator;
 pub mod personal_cards;
 pub mod pins;
@@ -16,6 +17,10 @@ pub mod preflight;
 pub mod prompt;
 mod quorum;
 mod quorum_cards;
+mod quorum_finish;
+mod quorum_pins;
+mod quorum_reshare;
+mod quorum_retire;
 #[cfg(test)]
 mod quorum_tests;
 pub mod rehearsal;
@@ -39,6 +44,7 @@ use std::time::Instant;
 
 pub use actions::Opener;
 pub use personal_cards::CardSetup;
+pub use quorum_pins::{KILLED_EXIT, KILL_VAR};
 
 /// How a run differs between `run` and `rehearse`.
 #[derive(Debug, Clone)]
@@ -256,6 +262,8 @@ fn drive(
 ) -> Result<()> {
     let script = &loaded.script;
     let total = engine.steps().len();
+    let participant_names: Vec<String> =
+        script.participants.iter().map(|p| p.name.clone()).collect();
     let mut step_started = Instant::now();
     loop {
         while let Some(effect) = (!pending.is_empty()).then(|| pending.remove(0)) {
@@ -351,6 +359,7 @@ fn drive(
             Some(step) => io.operator.next_input(step),
             None => return Ok(()),
         };
+        let input = names::resolve(input, &participant_names, io.operator);
         pending.extend(engine.handle(input));
     }
 }

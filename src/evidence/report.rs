@@ -465,7 +465,8 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
             Record::QuorumCardAccepted(e)
             | Record::QuorumCardRefused(e)
             | Record::ShareChecked(e)
-            | Record::ShareDestroyed(e) => quorum::apply_card(&mut report.quorum, &e),
+            | Record::ShareDestroyed(e)
+            | Record::ShareAbsent(e) => quorum::apply_card(&mut report.quorum, &e),
             Record::QuorumActivated(s) | Record::SharesChecked(s) => {
                 quorum::apply_summary(&mut report.quorum, &s)
             }
@@ -477,6 +478,7 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
             | Record::Retried(_)
             | Record::Reopened(_)
             | Record::FoundAfterInterruption { .. }
+            | Record::QuorumPins(_)
             | Record::TestMessageSigned { .. } => {}
         },
     }
