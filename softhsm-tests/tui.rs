@@ -360,7 +360,7 @@ fn a_wrong_hsm_pin_is_asked_again_and_the_ceremony_completes() {
     );
     // Esc goes back to the step (not an abort); `g` performs it again.
     tmux.keys(&["Escape"]);
-    tmux.wait_for("back at the step");
+    tmux.wait_for("step_withdrawn");
     tmux.keys(&["g"]);
     tmux.wait_for("User PIN for token");
     tmux.literal(PIN);
