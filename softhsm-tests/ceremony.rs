@@ -3,14 +3,19 @@
 
 mod common;
 
-use common::{keyrite, report, root, sh, text, tool};
+use common::{keyrite, report, root, run_on_softhsm_util_token, sh, text, tool};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 const P256: &str = "ceremony-scripts/root-ca-p256.toml";
 const RSA: &str = "ceremony-scripts/root-ca.toml";
 const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const P11KIT_PROXY: &str = "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so";
+
+/// The HSM's PIN, then the cards' (one line per request; all share it here).
+fn pins() -> String {
+    "24681357\n".repeat(64)
+}
 
 fn rehearse_auto(script: &str, extra: &[&str]) -> (tempfile::TempDir, PathBuf, Output) {
     let dir = tempfile::tempdir().unwrap();
@@ -389,82 +394,6 @@ fn run_never_accepts_auto() {
     assert!(!out.exists(), "nothing is written");
 }
 
-/// `keyrite run` with SOFTHSM2_CONF pointing at a token made by softhsm2-util (not by keyrite), the
-/// script's own module path, and the PIN on stdin. Returns the bundle and the non-loopback interfaces
-/// that are up, read from sysfs by the shell.
-fn run_on_softhsm_util_token(script_text: &str) -> (tempfile::TempDir, PathBuf, Output, String) {
-    tool("softhsm2-util").expect("softhsm2-util");
-    let dir = tempfile::tempdir().unwrap();
-    let conf = common::softhsm_util_token(dir.path(), "87654321", "24681357");
-    // The security officer and the independent witness sign with cards the organisation issued;
-    // the others have none here.
-    tool("pkcs11-tool").expect("pkcs11-tool");
-    let cards = [
-        ("Sven Lindqvist", "card-sven-lindqvist"),
-        ("Ines Moreau", "card-ines-moreau"),
-    ];
-    let ca = common::softhsm_util_cards(dir.path(), &conf, &cards, "24681357");
-    let script_text: String = script_text
-        .lines()
-        .filter(|l| !l.starts_with("card = ") || cards.iter().any(|(_, c)| l.contains(c)))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let script_text = script_text.as_str();
-    let script_path = dir.path().join("script.toml");
-    std::fs::write(&script_path, script_text).unwrap();
-    let script: toml::Value = toml::from_str(script_text).unwrap();
-    let mut a = String::new();
-    // Confirmations written out as the people in the room would give them.
-    for step in script["steps"].as_array().unwrap() {
-        let id = step["id"].as_str().unwrap();
-        let who = match id {
-            "preflight" => r#"["Maria Keller", "Wiebke Janssen"]"#,
-            "identify-participants" => r#"["Maria Keller", "Ines Moreau"]"#,
-            "unseal-hsm" | "seal-hsm" => r#"["Sven Lindqvist", "Wiebke Janssen"]"#,
-            "deactivate-hsm" => r#"["Omar Haddad"]"#,
-            "confirm-root-key-hash" => r#"["Omar Haddad", "Sven Lindqvist", "Ines Moreau"]"#,
-            _ => r#"["Omar Haddad", "Olga Petrova", "Ines Moreau"]"#,
-        };
-        a.push_str(&format!("[[steps]]\nid = \"{id}\"\nconfirm = {who}\n\n"));
-    }
-    let answers = dir.path().join("answers.toml");
-    std::fs::write(&answers, a).unwrap();
-    let out = dir.path().join("bundle");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keyrite"))
-        .args([
-            "run",
-            script_path.to_str().unwrap(),
-            "--answers",
-            answers.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--signers-ca",
-            ca.to_str().unwrap(),
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        // The HSM's PIN, then the cards' (one line per request; all share it here).
-        .write_all("24681357\n".repeat(64).as_bytes())
-        .unwrap();
-    let result = child.wait_with_output().unwrap();
-    assert!(
-        !text(&result).contains("24681357"),
-        "the PIN never reaches the output"
-    );
-    let online = sh("for i in /sys/class/net/*; do [ \"$(cat $i/type)\" = 772 ] && continue; [ $(( $(cat $i/flags) & 1 )) -eq 1 ] && basename $i; done; true");
-    let online = String::from_utf8_lossy(&online.stdout).trim().to_string();
-    (dir, out, result, online)
-}
-
 #[test]
 fn run_at_medium_completes_on_the_scripts_module() {
     let text_p256 = std::fs::read_to_string(root().join(P256)).unwrap();
@@ -472,7 +401,7 @@ fn run_at_medium_completes_on_the_scripts_module() {
         "security_level = \"very-high\"",
         "security_level = \"medium\"",
     );
-    let (dir, out, result, _) = run_on_softhsm_util_token(&medium);
+    let (dir, out, result, _) = run_on_softhsm_util_token(&medium, &pins());
     assert!(result.status.success(), "{}", text(&result));
     let r = report(&out);
     assert_eq!(r["rehearsal"], false);
@@ -495,7 +424,7 @@ fn run_at_medium_completes_on_the_scripts_module() {
 #[test]
 fn run_at_very_high_refuses_while_online() {
     let text_p256 = std::fs::read_to_string(root().join(P256)).unwrap();
-    let (_dir, out, result, online) = run_on_softhsm_util_token(&text_p256);
+    let (_dir, out, result, online) = run_on_softhsm_util_token(&text_p256, &pins());
     if online.is_empty() {
         assert!(
             result.status.success(),

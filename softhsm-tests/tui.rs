@@ -309,10 +309,11 @@ fn a_run_takes_the_pin_in_the_masked_modal() {
 
 /// The unhappy paths through the real binary: a resize below 80×24 and back, an exception typed
 /// into the log, Ctrl-C answered "no", a wrong card PIN (the card's refusal in the modal, then the
-/// right PIN), then a wrong HSM PIN: the error dialog, the report still signed by the security
-/// officer's card, the aborted final screen, exit code 4, and a bundle that still verifies.
+/// right PIN), then a wrong HSM PIN (the modal asks again with the token's answer on top), Esc (back
+/// to the step, which is performed again), the right HSM PIN: the ceremony completes, exit code 0,
+/// the retry is in the log, and the bundle verifies.
 #[test]
-fn a_wrong_pin_shows_the_error_dialog_and_the_bundle_still_verifies() {
+fn a_wrong_hsm_pin_is_asked_again_and_the_ceremony_completes() {
     if !have_tmux() {
         return;
     }
@@ -351,24 +352,42 @@ fn a_wrong_pin_shows_the_error_dialog_and_the_bundle_still_verifies() {
     walk_until_pin(&mut tmux, CARD_PIN);
     tmux.literal(WRONG);
     tmux.keys(&["Enter"]);
-    let error = tmux.wait_for("What failed:");
-    assert!(error.contains("failed"), "{error}");
-    tmux.wait_for("CKR_PIN_INCORRECT");
+    // The token refused it: the modal asks again with what the token said on top.
+    let again = tmux.wait_for("! wrong HSM PIN");
+    assert!(
+        again.contains("HSM PIN") && again.contains("CKR_PIN_INCORRECT"),
+        "{again}"
+    );
+    // Esc goes back to the step (not an abort); `g` performs it again.
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("step_withdrawn");
+    tmux.keys(&["g"]);
+    tmux.wait_for("User PIN for token");
+    tmux.literal(PIN);
+    tmux.wait_for(&format!("PIN: {}", "•".repeat(PIN.len())));
     tmux.keys(&["Enter"]);
-    // The aborted ceremony's report is still signed by the security officer.
+    for (i, people) in STEPS.iter().enumerate().skip(4) {
+        tmux.wait_for(&format!("▶ {:>2} ", i + 1));
+        for &p in *people {
+            tmux.confirm(p);
+            tmux.card_pin(name(p), CARD_PIN);
+        }
+        tmux.keys(&["g"]);
+    }
     tmux.card_pin(name(SVEN), CARD_PIN);
-    let done = tmux.done_screen("Ceremony aborted");
+    let done = tmux.wait_for("Ceremony completed");
     assert!(
         done.contains("Sven Lindqvist (security-officer) signed"),
         "{done}"
     );
     tmux.keys(&["q"]);
     let screen = tmux.wait_for("KEYRITE-EXIT=");
-    assert!(screen.contains("KEYRITE-EXIT=4"), "{screen}");
+    assert!(screen.contains("KEYRITE-EXIT=0"), "{screen}");
     verify(&out);
     assert_report_signed_by_sven(dir.path());
     let log = std::fs::read_to_string(out.join("audit.jsonl")).unwrap();
     assert!(log.contains("laptop seal number differs from the inventory"));
+    assert!(log.contains("\"kind\":\"retried\"") && log.contains("\"kind\":\"step_withdrawn\""));
     for pin in [PIN, WRONG, CARD_PIN, WRONG_CARD] {
         assert!(!log.contains(pin), "a PIN reached the log");
     }

@@ -120,6 +120,42 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         signers_ca: Option<PathBuf>,
     },
+    /// Close an interrupted ceremony (keyrite was killed, the power or the disk failed) on the
+    /// record: the log is checked, an abort entry appended, and the report marked ABORTED and signed
+    /// by the cards the security level requires.
+    Abort {
+        /// The evidence bundle folder of the interrupted ceremony.
+        out: PathBuf,
+        /// Why the ceremony is closed; recorded in the log and the report.
+        #[arg(long)]
+        reason: String,
+        /// CA (PEM) of the personal cards; default: the bundle's signatures/signers-ca.pem.
+        #[arg(long, value_name = "FILE")]
+        signers_ca: Option<PathBuf>,
+        /// A rehearsal's --env folder: its throw-away cards sign the report.
+        #[arg(long, value_name = "DIR")]
+        env: Option<PathBuf>,
+    },
+    /// Carry an interrupted ceremony on to its end: the log is checked, the HSM inspected for the
+    /// operation in flight, the interrupted step starts over with fresh confirmations, and report
+    /// signing that was cut off is finished. The bundle then verifies as one ceremony.
+    Resume {
+        /// The evidence bundle folder of the interrupted ceremony.
+        out: PathBuf,
+        /// Confirmations for the remaining steps, headless.
+        #[arg(long, conflicts_with = "auto")]
+        answers: Option<PathBuf>,
+        /// Confirm the remaining steps as the participants named in the script (rehearsals, with
+        /// --env, only).
+        #[arg(long, requires = "env")]
+        auto: bool,
+        /// A rehearsal's --env folder: its throw-away tokens and cards.
+        #[arg(long, value_name = "DIR")]
+        env: Option<PathBuf>,
+        /// CA (PEM) of the personal cards; default: the bundle's signatures/signers-ca.pem.
+        #[arg(long, value_name = "FILE")]
+        signers_ca: Option<PathBuf>,
+    },
     /// Make the paper script for the room as a PDF: every step with its instructions, the roles
     /// involved, columns for initials and time, and a blank exceptions sheet.
     #[command(

@@ -1,6 +1,7 @@
 //! What each command does, between the CLI definitions and the library.
 
 use crate::cli::{Cli, Command};
+use crate::driver::lock::FolderLock;
 use crate::driver::operator::{Answers, Headless, Operator, WithAttachments};
 use crate::driver::pins::{PinSource, Prompt};
 use crate::driver::prompt::{stdin_lines, LinePrompt};
@@ -13,9 +14,11 @@ use crate::hsm::spki::grouped_hex;
 use crate::hsm::{pkcs11, Hsm, HsmError};
 use crate::script::{self, LoadedScript, SecurityLevel, Severity, TokenSelector};
 use clap::CommandFactory;
+use reopen::{abort, resume};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod reopen;
 /// A line on stdout. A reader that went away (`keyrite verify DIR | head -1`) is no error: the command
 /// still finishes and exits with its own code, instead of panicking as `println!` would.
 macro_rules! say {
@@ -69,6 +72,25 @@ pub fn dispatch(cli: Cli) -> i32 {
             signers_ca.as_deref(),
         ),
         Command::Verify { dir, signers_ca } => verify(&dir, signers_ca.as_deref()),
+        Command::Resume {
+            out,
+            answers,
+            auto,
+            env,
+            signers_ca,
+        } => resume(
+            &out,
+            answers.as_deref(),
+            auto,
+            env.as_deref(),
+            signers_ca.as_deref(),
+        ),
+        Command::Abort {
+            out,
+            reason,
+            signers_ca,
+            env,
+        } => abort(&out, &reason, signers_ca.as_deref(), env.as_deref()),
         Command::Print { script, out } => print(&script, &out),
         Command::Completions { shell } => {
             let mut out = Vec::new();
@@ -509,27 +531,11 @@ fn rehearse(
             (temp.path().to_path_buf(), Some(temp))
         }
     };
-    let mut renv = RehearsalEnv::open(&dir)?;
-    if !renv.is_active() {
-        // SoftHSM reads SOFTHSM2_CONF once, at C_Initialize: run ourselves again with it set.
-        let status = std::process::Command::new(std::env::current_exe().map_err(|e| {
-            Error::env(
-                format!("cannot find the keyrite executable: {e}"),
-                "run keyrite by its full path",
-            )
-        })?)
-        .args(std::env::args_os().skip(1))
-        .env("SOFTHSM2_CONF", &renv.conf)
-        .env(rehearsal::DIR_VAR, &renv.dir)
-        .status()
-        .map_err(|e| {
-            Error::env(
-                format!("could not start the rehearsal: {e}"),
-                "check the keyrite executable",
-            )
-        })?;
-        return Ok(status.code().unwrap_or(exit::ENVIRONMENT));
-    }
+    let (renv, _env_lock) = match enter_env(&dir)? {
+        Ok(entered) => entered,
+        Err(code) => return Ok(code),
+    };
+    let mut renv = renv;
     let (mut operator, confirmations) = operator_for(room, &loaded)?;
     let label = rehearsal_label(&loaded.script.hsm.token);
     // A script whose first HSM step is a quorum split starts from a factory-fresh token: the split
@@ -611,4 +617,38 @@ fn rehearsal_label(selector: &TokenSelector) -> String {
             selector.serial.as_deref().unwrap_or("token")
         )
     })
+}
+
+/// Enter the rehearsal folder `dir`: in this process when it already runs under the folder's
+/// SOFTHSM2_CONF (then locked against a second keyrite, and read under the lock), else by running
+/// keyrite again with it set; `Err` is then that child's exit code.
+pub(crate) fn enter_env(
+    dir: &Path,
+) -> Result<std::result::Result<(RehearsalEnv, FolderLock), i32>> {
+    let renv = RehearsalEnv::open(dir)?;
+    if !renv.is_active() {
+        // SoftHSM reads SOFTHSM2_CONF once, at C_Initialize: run ourselves again with it set.
+        let exe = std::env::current_exe().map_err(|e| {
+            Error::env(
+                format!("cannot find the keyrite executable: {e}"),
+                "run keyrite by its full path",
+            )
+        })?;
+        let status = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("SOFTHSM2_CONF", &renv.conf)
+            .env(rehearsal::DIR_VAR, &renv.dir)
+            .status()
+            .map_err(|e| {
+                Error::env(
+                    format!("could not start the rehearsal: {e}"),
+                    "check the keyrite executable",
+                )
+            })?;
+        return Ok(Err(status.code().unwrap_or(exit::ENVIRONMENT)));
+    }
+    // One keyrite per --env: a second one would make or use the same tokens and lose their PINs.
+    let lock = FolderLock::take(&renv.dir, "the rehearsal folder")?;
+    let renv = RehearsalEnv::open(&renv.dir)?;
+    Ok(Ok((renv, lock)))
 }

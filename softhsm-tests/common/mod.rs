@@ -151,3 +151,81 @@ pub fn tool(name: &str) -> Option<String> {
 pub fn have(name: &str) -> bool {
     tool(name).is_some()
 }
+
+/// `keyrite run` with SOFTHSM2_CONF pointing at a token made by softhsm2-util (not by keyrite), the
+/// script's own module path, and `typed` on stdin (the PINs, one line per request; the user PIN is 24681357). Returns the bundle and the non-loopback interfaces
+/// that are up, read from sysfs by the shell.
+pub fn run_on_softhsm_util_token(
+    script_text: &str,
+    typed: &str,
+) -> (tempfile::TempDir, PathBuf, Output, String) {
+    tool("softhsm2-util").expect("softhsm2-util");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = softhsm_util_token(dir.path(), "87654321", "24681357");
+    // The security officer and the independent witness sign with cards the organisation issued;
+    // the others have none here.
+    tool("pkcs11-tool").expect("pkcs11-tool");
+    let cards = [
+        ("Sven Lindqvist", "card-sven-lindqvist"),
+        ("Ines Moreau", "card-ines-moreau"),
+    ];
+    let ca = softhsm_util_cards(dir.path(), &conf, &cards, "24681357");
+    let script_text: String = script_text
+        .lines()
+        .filter(|l| !l.starts_with("card = ") || cards.iter().any(|(_, c)| l.contains(c)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let script_text = script_text.as_str();
+    let script_path = dir.path().join("script.toml");
+    std::fs::write(&script_path, script_text).unwrap();
+    let script: toml::Value = toml::from_str(script_text).unwrap();
+    let mut a = String::new();
+    // Confirmations written out as the people in the room would give them.
+    for step in script["steps"].as_array().unwrap() {
+        let id = step["id"].as_str().unwrap();
+        let who = match id {
+            "preflight" => r#"["Maria Keller", "Wiebke Janssen"]"#,
+            "identify-participants" => r#"["Maria Keller", "Ines Moreau"]"#,
+            "unseal-hsm" | "seal-hsm" => r#"["Sven Lindqvist", "Wiebke Janssen"]"#,
+            "deactivate-hsm" => r#"["Omar Haddad"]"#,
+            "confirm-root-key-hash" => r#"["Omar Haddad", "Sven Lindqvist", "Ines Moreau"]"#,
+            _ => r#"["Omar Haddad", "Olga Petrova", "Ines Moreau"]"#,
+        };
+        a.push_str(&format!("[[steps]]\nid = \"{id}\"\nconfirm = {who}\n\n"));
+    }
+    let answers = dir.path().join("answers.toml");
+    std::fs::write(&answers, a).unwrap();
+    let out = dir.path().join("bundle");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keyrite"))
+        .args([
+            "run",
+            script_path.to_str().unwrap(),
+            "--answers",
+            answers.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--signers-ca",
+            ca.to_str().unwrap(),
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(typed.as_bytes())
+        .unwrap();
+    let result = child.wait_with_output().unwrap();
+    assert!(
+        !text(&result).contains("24681357"),
+        "the PIN never reaches the output"
+    );
+    let online = sh("for i in /sys/class/net/*; do [ \"$(cat $i/type)\" = 772 ] && continue; [ $(( $(cat $i/flags) & 1 )) -eq 1 ] && basename $i; done; true");
+    let online = String::from_utf8_lossy(&online.stdout).trim().to_string();
+    (dir, out, result, online)
+}

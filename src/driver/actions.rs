@@ -2,7 +2,7 @@
 //! an `hsm_intent` entry (write-ahead) and followed by its result.
 
 use super::operator::{Notice, Operator};
-use super::pins::{PinRequest, PinSource};
+use super::pins::PinSource;
 use super::{now_utc, preflight, RunMode, State};
 use crate::error::Result;
 use crate::evidence::events::Record;
@@ -90,6 +90,15 @@ pub(super) fn perform(
     pins: &mut dyn PinSource,
     opener: &mut Opener<'_>,
 ) -> Performed {
+    // `keyrite resume`: the interrupted run had the HSM logged in; log in again, on the record.
+    if state.reactivate && action.uses_hsm() && !action.is_activation() {
+        state.reactivate = false;
+        if action != Action::DeactivateHsm {
+            if let Err(why) = activate(state, ctx, operator, pins, opener)? {
+                return Ok(Err(why));
+            }
+        }
+    }
     match action {
         Action::Manual => Ok(Ok(())),
         Action::ConfirmFingerprint => {
@@ -165,7 +174,9 @@ pub(super) fn intent(
             operation: operation.into(),
             detail,
         },
-    )
+    )?;
+    super::kill_hook::point(&ctx.step.id, &format!("before-{operation}"));
+    Ok(())
 }
 
 pub(super) fn failed(
@@ -174,6 +185,7 @@ pub(super) fn failed(
     operation: &str,
     err: HsmError,
 ) -> Performed {
+    let err = super::rehearsal::damaged_token_fix(ctx.mode.rehearsal, err);
     state.hsm_failed(&ctx.step.id, operation, &err)?;
     Ok(Err(err.to_string()))
 }
@@ -198,11 +210,7 @@ fn activate(
         id.manufacturer, id.model, id.serial, id.firmware_version, id.token_label
     );
     operator.notice(Notice::Info { text: &shown });
-    let pin = match pins.pin(&PinRequest::HsmUser(hsm.identity())) {
-        Ok(pin) => pin,
-        Err(e) => return Ok(Err(e.to_string())),
-    };
-    login_hsm(state, ctx, hsm, pin)
+    super::hsm_login::login_with_retries(state, ctx, hsm, operator, pins)
 }
 
 /// Open the ceremony's HSM token after a write-ahead `open_and_login` intent (`detail` says how).
@@ -216,6 +224,7 @@ pub(super) fn open_hsm(
 ) -> Result<std::result::Result<Box<dyn Hsm + Send>, String>> {
     intent(state, ctx, "open_and_login", detail)?;
     let refuse = |state: &mut State, err: HsmError| {
+        let err = super::rehearsal::damaged_token_fix(ctx.mode.rehearsal, err);
         state.hsm_failed(&ctx.step.id, "open_and_login", &err)?;
         Ok(Err(err.to_string()))
     };
@@ -251,6 +260,15 @@ pub(super) fn login_hsm(
     if let Err(e) = login {
         return failed(state, ctx, "open_and_login", e);
     }
+    activated(state, ctx, hsm)
+}
+
+/// Keep the logged-in session and record `hsm_activated`.
+pub(super) fn activated(
+    state: &mut State,
+    ctx: &Context<'_>,
+    hsm: Box<dyn Hsm + Send>,
+) -> Performed {
     let token = hsm.identity().clone();
     state.hsm = Some(hsm);
     state.record(
@@ -313,7 +331,14 @@ fn generate(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -
     let Some(hsm) = state.hsm.as_mut() else {
         return Ok(Err("the HSM is not activated".into()));
     };
+    if state.keys.contains_key(label) {
+        // `keyrite resume`: generated and logged before the interruption.
+        return Ok(Ok(()));
+    }
     let exists = hsm.label_exists(label);
+    if state.adopt.as_deref() == Some(label) && exists == Ok(true) {
+        return super::resume::adopt_key(state, ctx, label, operator);
+    }
     match exists {
         Ok(true) => {
             let err = HsmError::new(
@@ -339,9 +364,23 @@ fn generate(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -
         }),
         None => return Ok(Err("the HSM is not activated".into())),
     };
+    super::kill_hook::point(&ctx.step.id, "after-generate_key_pair");
     let info = match result {
         Ok(info) => info,
         Err(e) => return failed(state, ctx, "generate_key_pair", e),
+    };
+    key_generated(state, ctx, label, info)
+}
+
+/// Write the public key, log `key_generated`, and check the evidence attributes.
+pub(super) fn key_generated(
+    state: &mut State,
+    ctx: &Context<'_>,
+    label: &str,
+    info: KeyPairInfo,
+) -> Performed {
+    let Some(spec) = ctx.script.key(label) else {
+        return Ok(Err(format!("key {label} is not in the script")));
     };
     let hash = key_hash(&info.spki_der);
     let pem = spki_pem(&info.spki_der);
@@ -380,6 +419,7 @@ pub(super) fn write_artifact(
     bytes: &[u8],
 ) -> Result<()> {
     let artifact = state.bundle.write_new(file, bytes)?;
+    super::kill_hook::point(&ctx.step.id, "before-artifact_written");
     state.record(
         Some(ctx.step.id.clone()),
         vec![],
@@ -434,6 +474,7 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
     let signed = with_elapsed(operator, &what, || {
         x509::sign_root(hsm.as_mut(), profile, &key, &serial, SystemTime::now())
     });
+    super::kill_hook::point(&ctx.step.id, "after-sign_certificate");
     let cert = match signed {
         Ok(c) => c,
         Err(x509::CertError::Hsm(e)) => return failed(state, ctx, "sign_certificate", e),

@@ -7,11 +7,11 @@
 use super::operator::{Notice, Operator};
 use super::State;
 use crate::error::Result;
-use crate::evidence::events::Record;
+use crate::evidence::events::{Record, RetryRecord};
 use crate::script::Step;
 use sha2::{Digest, Sha256};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// SHA-256 (lowercase hex) and size of the file at `path`.
@@ -42,43 +42,51 @@ pub fn hash_file_with_progress(
     Ok((hex::encode(hasher.finalize()), size))
 }
 
-/// Ask for the path, hash the file and log it. A missing or unreadable file fails the step (the
-/// room can record an exception and abort, or fix the path and run a new ceremony).
+/// Ask for the path, hash the file and log it. A missing or unreadable file is asked again (each
+/// retry logged); no path at all fails the step.
 pub(super) fn perform(
     state: &mut State,
     step: &Step,
     operator: &mut dyn Operator,
 ) -> Result<std::result::Result<(), String>> {
     let description = step.attachment.as_deref().unwrap_or("attached file");
-    let Some(path) = operator.attachment(&step.id, description) else {
-        return Ok(Err(format!(
-            "no file was given for \"{description}\"; give it with `--attach {}=PATH` or in the \
-             answers file's [attachments]",
-            step.id
-        )));
-    };
-    let path = Path::new(&path);
-    let started = Instant::now();
-    let mut shown = started;
-    let what = format!("hashing {}", path.display());
-    let hashed = hash_file_with_progress(path, |_| {
-        if shown.elapsed() >= Duration::from_secs(2) {
-            shown = Instant::now();
-            operator.notice(Notice::Working {
-                what: &what,
-                elapsed: started.elapsed(),
-            });
-        }
-    });
-    let (sha256, size) = match hashed {
-        Ok(found) => found,
-        Err(e) => {
+    let mut retries = 0u32;
+    let (path, sha256, size) = loop {
+        let Some(path) = operator.attachment(&step.id, description) else {
             return Ok(Err(format!(
-                "could not read {} to attach it: {e}; check the path and that the file is readable",
-                path.display()
-            )))
+                "no file was given for \"{description}\"; give it with `--attach {}=PATH` or in the \
+                 answers file's [attachments]",
+                step.id
+            )));
+        };
+        let path = PathBuf::from(path);
+        match hash_with_notices(&path, operator) {
+            Ok((sha256, size)) => break (path, sha256, size),
+            Err(e) => {
+                retries += 1;
+                // The log keeps why, not what was typed: a path box can receive a stray PIN.
+                state.record(
+                    Some(step.id.clone()),
+                    vec![],
+                    &Record::Retried(RetryRecord {
+                        what: "attachment".into(),
+                        attempt: retries,
+                        reason: format!("the file given could not be read: {e}"),
+                        sent_to_token: false,
+                        token_reports: None,
+                    }),
+                )?;
+                operator.notice(Notice::Warning {
+                    text: &format!(
+                        "could not read {} to attach it: {e}; check the path and that the file is \
+                         readable, then give it again",
+                        path.display()
+                    ),
+                });
+            }
         }
     };
+    let path = path.as_path();
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -97,6 +105,22 @@ pub(super) fn perform(
         },
     )?;
     Ok(Ok(()))
+}
+
+/// Hash `path`, telling the room every two seconds that keyrite is still reading.
+fn hash_with_notices(path: &Path, operator: &mut dyn Operator) -> std::io::Result<(String, u64)> {
+    let started = Instant::now();
+    let mut shown = started;
+    let what = format!("hashing {}", path.display());
+    hash_file_with_progress(path, |_| {
+        if shown.elapsed() >= Duration::from_secs(2) {
+            shown = Instant::now();
+            operator.notice(Notice::Working {
+                what: &what,
+                elapsed: started.elapsed(),
+            });
+        }
+    })
 }
 
 #[cfg(test)]

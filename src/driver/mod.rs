@@ -6,6 +6,9 @@
 mod actions;
 mod attach;
 pub mod cards;
+pub mod hsm_login;
+pub mod kill_hook;
+pub mod lock;
 mod names;
 pub mod operator;
 pub mod personal_cards;
@@ -21,6 +24,9 @@ mod quorum_retire;
 #[cfg(test)]
 mod quorum_tests;
 pub mod rehearsal;
+pub mod reopen;
+pub mod resume;
+pub mod startup;
 
 use crate::engine::{Effect, Engine, Event, Input};
 use crate::error::{Error, Result};
@@ -92,6 +98,15 @@ pub(crate) struct State {
     /// Carded people whose card could not sign a confirmation (logged `confirmation_unsigned`),
     /// with the reason; they cannot sign the report either.
     pub unsigned_by: BTreeMap<String, String>,
+    /// Set by an action the room withdrew from (Esc in the PIN dialog): the step goes back to its
+    /// confirmations instead of failing.
+    pub withdrawn: Option<String>,
+    /// `keyrite resume`: the interrupted run had the HSM logged in; the next action that needs the
+    /// session logs in again first (on the record).
+    pub reactivate: bool,
+    /// `keyrite resume`: the key whose generation was in flight at the interruption, adopted if
+    /// the token holds it.
+    pub adopt: Option<String>,
 }
 
 pub fn now_utc() -> String {
@@ -106,6 +121,23 @@ pub fn now_utc() -> String {
 }
 
 impl State {
+    /// A run's state over a bundle and its log, before anything is done.
+    pub(crate) fn new(log: AuditLog, bundle: Bundle) -> State {
+        State {
+            log,
+            bundle,
+            hsm: None,
+            keys: BTreeMap::new(),
+            hsm_failure: false,
+            cards: BTreeMap::new(),
+            quorum: None,
+            unsigned_by: BTreeMap::new(),
+            withdrawn: None,
+            reactivate: false,
+            adopt: None,
+        }
+    }
+
     pub fn record(
         &mut self,
         step: Option<String>,
@@ -173,30 +205,30 @@ impl Ceremony<'_> {
             pins,
             opener,
         } = self;
+        // Every refusal that can come before the first step comes before the bundle exists.
+        let attachments = operator.given_attachments();
+        startup::check(&loaded.script, &mode, out, &attachments, opener)?;
+        let opened_cards = personal_cards::open_all(&loaded.script, &mode.cards, opener)?;
         let bundle = Bundle::create(out)?;
+        // Held to the end of the run; the kernel drops it however keyrite ends.
+        let _lock = lock::FolderLock::take(out, "the bundle folder")?;
         bundle.write_new(SCRIPT_FILE, loaded.source.as_bytes())?;
         let log_path = bundle.path(LOG_FILE);
         let log = AuditLog::create(&log_path).map_err(|e| Error::io("create", &log_path, &e))?;
-        let mut state = State {
-            log,
-            bundle,
-            hsm: None,
-            keys: BTreeMap::new(),
-            hsm_failure: false,
-            cards: BTreeMap::new(),
-            quorum: None,
-            unsigned_by: BTreeMap::new(),
-        };
+        let mut state = State::new(log, bundle);
         state.record(None, vec![], &started_record(loaded, &mode))?;
         let mut engine = Engine::new(&loaded.script);
-        let registered = personal_cards::register(&mut state, &loaded.script, &mode.cards, opener);
+        let registered = personal_cards::register(&mut state, &mode.cards, opened_cards);
         let mut io = Io {
             mode: &mode,
             operator,
             pins,
             opener,
         };
-        let driven = registered.and_then(|()| drive(&mut state, &mut engine, loaded, &mut io));
+        let driven = registered.and_then(|()| {
+            let start = engine.start();
+            drive(&mut state, &mut engine, loaded, &mut io, start)
+        });
         if let Err(err) = driven {
             // Evidence or the room failed mid-ceremony: still abort, log out and write the report
             // so the bundle stays verifiable, then report the original error.
@@ -216,6 +248,7 @@ impl Ceremony<'_> {
         let mut cards = std::mem::take(&mut state.cards);
         let refused = std::mem::take(&mut state.unsigned_by);
         let mut outcome = finish(state, engine)?;
+        kill_hook::point("report", "before-signatures");
         outcome.unsigned = personal_cards::sign_reports(
             &bundle,
             &loaded.script,
@@ -229,26 +262,27 @@ impl Ceremony<'_> {
 }
 
 /// The room and the HSM, as the effect loop reaches them.
-struct Io<'m, 'a> {
+pub(crate) struct Io<'m, 'a> {
     mode: &'m RunMode,
     operator: &'a mut dyn Operator,
     pins: &'a mut dyn PinSource,
     opener: &'a mut Opener<'a>,
 }
 
-/// The effect loop: carry out the engine's effects, then ask the room for the next input.
+/// The effect loop: carry out the engine's effects (`pending` first), then ask the room for the
+/// next input.
 fn drive(
     state: &mut State,
     engine: &mut Engine,
     loaded: &LoadedScript,
     io: &mut Io<'_, '_>,
+    mut pending: Vec<Effect>,
 ) -> Result<()> {
     let script = &loaded.script;
     let total = engine.steps().len();
     let participant_names: Vec<String> =
         script.participants.iter().map(|p| p.name.clone()).collect();
     let mut step_started = Instant::now();
-    let mut pending = engine.start();
     loop {
         while let Some(effect) = (!pending.is_empty()).then(|| pending.remove(0)) {
             match effect {
@@ -293,11 +327,19 @@ fn drive(
                             });
                             actions::on_step_started(state, script, index, io.operator)?;
                         }
+                        Event::StepWithdrawn { reason, .. } => {
+                            io.operator.notice(Notice::Warning {
+                                text: &format!(
+                                "back at the step: {reason}; perform it again when ready, or abort"
+                            ),
+                            })
+                        }
                         Event::ConfirmationRefused { reason, .. }
                         | Event::StepRefused { reason, .. } => {
                             io.operator.notice(Notice::Refused { reason })
                         }
                         Event::StepCompleted { step } => {
+                            kill_hook::point(step, "after-step");
                             if let Some(plan) = engine.steps().iter().find(|s| &s.id == step) {
                                 io.operator.notice(Notice::StepDone {
                                     step: plan,
@@ -324,7 +366,10 @@ fn drive(
                         io.opener,
                     )? {
                         Ok(()) => Input::ActionSucceeded,
-                        Err(reason) => Input::ActionFailed { reason },
+                        Err(reason) => match state.withdrawn.take() {
+                            Some(_) => Input::ActionWithdrawn { reason },
+                            None => Input::ActionFailed { reason },
+                        },
                     };
                     pending.extend(engine.handle(input));
                 }
@@ -413,5 +458,17 @@ fn finish(mut state: State, engine: Engine) -> Result<Outcome> {
     })
 }
 
+#[cfg(test)]
+impl State {
+    /// A fresh bundle at `out` with an empty log, for tests of single actions.
+    pub(crate) fn for_tests(out: &Path) -> State {
+        let bundle = Bundle::create(out).expect("a fresh bundle");
+        let log = AuditLog::create(&bundle.path(LOG_FILE)).expect("a fresh log");
+        State::new(log, bundle)
+    }
+}
+
+#[cfg(test)]
+mod retry_tests;
 #[cfg(test)]
 mod tests;

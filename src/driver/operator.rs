@@ -56,6 +56,12 @@ pub trait Operator {
         None
     }
 
+    /// The attachment paths known before the ceremony starts (step id = path), checked before the
+    /// bundle is created.
+    fn given_attachments(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
     /// Quorum steps: which custodian card is presented next, and by whom (see `driver::cards`).
     /// Called until the step has what it needs or the answer is `NoMore`. The default presents none.
     fn present_card(&mut self, request: &CardRequest<'_>) -> CardPresentation {
@@ -290,8 +296,13 @@ impl<W: std::io::Write> Operator for Headless<W> {
         }
     }
 
+    fn given_attachments(&self) -> BTreeMap<String, String> {
+        self.attachments.clone()
+    }
+
+    /// Each path is given once: asked again (the file was unreadable), the answers have no other.
     fn attachment(&mut self, step: &str, _description: &str) -> Option<String> {
-        self.attachments.get(step).cloned()
+        self.attachments.remove(step)
     }
 
     fn present_card(&mut self, request: &CardRequest<'_>) -> CardPresentation {
@@ -328,13 +339,20 @@ impl Operator for WithAttachments<'_> {
     }
 
     fn attachment(&mut self, step: &str, description: &str) -> Option<String> {
-        match self.paths.get(step) {
-            Some(path) => Some(path.clone()),
+        // A path from the command line is given once; asked again, the room is asked.
+        match self.paths.remove(step) {
+            Some(path) => Some(path),
             None => self.inner.attachment(step, description),
         }
     }
 
     fn present_card(&mut self, request: &CardRequest<'_>) -> CardPresentation {
         self.inner.present_card(request)
+    }
+
+    fn given_attachments(&self) -> BTreeMap<String, String> {
+        let mut given = self.inner.given_attachments();
+        given.extend(self.paths.clone());
+        given
     }
 }

@@ -65,21 +65,28 @@ fn algorithm_of(spki_der: &[u8]) -> Option<KeyAlgorithm> {
     }
 }
 
-/// Open every carded participant's card, pick the certificate the signers CA issued, and log
-/// `signers_ca` and one `personal_card` per person. Nothing to do for a script without cards.
-pub(super) fn register(
-    state: &mut State,
+/// The personal cards, opened before the bundle exists, so that a missing CA or card refuses the
+/// run before anything is written.
+pub(super) struct OpenedCards {
+    ca_pem: String,
+    ca_subject: String,
+    cards: Vec<(String, Card, PersonalCardRecord)>,
+}
+
+/// Open every carded participant's card and pick the certificate the signers CA issued. `None` for
+/// a script without cards.
+pub(super) fn open_all(
     script: &Script,
     setup: &CardSetup,
     opener: &mut Opener<'_>,
-) -> Result<()> {
+) -> Result<Option<OpenedCards>> {
     let carded: Vec<_> = script
         .participants
         .iter()
         .filter(|p| p.card.is_some())
         .collect();
     if carded.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let Some(ca_pem) = &setup.ca_pem else {
         return Err(Error::input(
@@ -93,19 +100,7 @@ pub(super) fn register(
             "give the CA certificate in PEM form",
         )
     })?;
-    let dir = state.bundle.path(SIGNATURES_DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, &e))?;
-    let written = state.bundle.write_new(SIGNERS_CA_FILE, ca_pem.as_bytes())?;
-    state.record(
-        None,
-        vec![],
-        &Record::SignersCa {
-            file: SIGNERS_CA_FILE.into(),
-            sha256: written.sha256,
-            subject: ca.tbs_certificate().subject().to_string(),
-            rehearsal: setup.rehearsal_ca,
-        },
-    )?;
+    let mut cards = Vec::new();
     for p in carded {
         let selector = setup
             .tokens
@@ -153,17 +148,57 @@ pub(super) fn register(
             issuer: cert.tbs_certificate().issuer().to_string(),
             sha256_fingerprint: hex::encode(Sha256::digest(&cert_der)),
         };
-        state.record(None, vec![p.name.clone()], &Record::PersonalCard(record))?;
-        state.cards.insert(
-            p.name.clone(),
-            Card {
-                hsm,
-                key_id,
-                cert_der,
-                spki_der,
-                algorithm,
-            },
-        );
+        let card = Card {
+            hsm,
+            key_id,
+            cert_der,
+            spki_der,
+            algorithm,
+        };
+        cards.push((p.name.clone(), card, record));
+    }
+    Ok(Some(OpenedCards {
+        ca_pem: ca_pem.clone(),
+        ca_subject: ca.tbs_certificate().subject().to_string(),
+        cards,
+    }))
+}
+
+/// The opened cards by person, without registering them (`keyrite abort`: they were registered
+/// when the ceremony started).
+pub(super) fn into_cards(opened: Option<OpenedCards>) -> BTreeMap<String, Card> {
+    opened
+        .map(|o| o.cards.into_iter().map(|(p, card, _)| (p, card)).collect())
+        .unwrap_or_default()
+}
+
+/// Log `signers_ca` and one `personal_card` per person, and keep the cards open for the run.
+pub(super) fn register(
+    state: &mut State,
+    setup: &CardSetup,
+    opened: Option<OpenedCards>,
+) -> Result<()> {
+    let Some(opened) = opened else {
+        return Ok(());
+    };
+    let dir = state.bundle.path(SIGNATURES_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, &e))?;
+    let written = state
+        .bundle
+        .write_new(SIGNERS_CA_FILE, opened.ca_pem.as_bytes())?;
+    state.record(
+        None,
+        vec![],
+        &Record::SignersCa {
+            file: SIGNERS_CA_FILE.into(),
+            sha256: written.sha256,
+            subject: opened.ca_subject,
+            rehearsal: setup.rehearsal_ca,
+        },
+    )?;
+    for (person, card, record) in opened.cards {
+        state.record(None, vec![person.clone()], &Record::PersonalCard(record))?;
+        state.cards.insert(person, card);
     }
     Ok(())
 }
@@ -316,6 +351,15 @@ pub(super) fn sign_reports(
                 signer.person, signer.reason
             ));
             continue;
+        }
+        // `keyrite resume` after a cut-off signing: signatures already made stand.
+        let file =
+            |name: &str| bundle.path(&format!("{SIGNATURES_DIR}/{}.{name}.p7s", signer.stem));
+        if documents.iter().all(|(name, _)| file(name).exists()) {
+            continue;
+        }
+        for (name, _) in &documents {
+            let _ = std::fs::remove_file(file(name));
         }
         let Some(card) = cards.get_mut(&signer.person) else {
             failures.push(format!(

@@ -58,6 +58,39 @@ impl PinRequest<'_> {
     }
 }
 
+/// What a PIN source answers when the person withdraws from the PIN dialog (Esc).
+const PIN_CANCELLED: &str = "PIN entry was cancelled";
+
+/// The error a PIN source returns for Esc: the HSM activation goes back to its step.
+pub fn cancelled() -> Error {
+    Error::input(
+        PIN_CANCELLED,
+        "perform the step again when ready (its confirmations stand), or abort",
+    )
+}
+
+/// Whether `err` is [`cancelled`].
+pub fn is_cancelled(err: &Error) -> bool {
+    matches!(err, Error::Input { what, .. } if what == PIN_CANCELLED)
+}
+
+/// Why keyrite refuses `pin` without sending it to the token: it is empty, or its length is outside
+/// the token's limits (`lengths`: ulMinPinLen and ulMaxPinLen, in bytes, when the token says).
+pub fn refused_before_login(pin: &SecretString, lengths: Option<(usize, usize)>) -> Option<String> {
+    use secrecy::ExposeSecret;
+    let len = pin.expose_secret().len();
+    match lengths {
+        _ if len == 0 => Some("no PIN was entered".into()),
+        Some((min, _)) if len < min => Some(format!(
+            "the PIN entered is shorter than the token's minimum of {min} characters; it was not sent"
+        )),
+        Some((_, max)) if max > 0 && len > max => Some(format!(
+            "the PIN entered is longer than the token's maximum of {max} characters; it was not sent"
+        )),
+        _ => None,
+    }
+}
+
 pub trait PinSource {
     fn pin(&mut self, request: &PinRequest<'_>) -> Result<SecretString>;
 }

@@ -8,7 +8,7 @@ pub use cards::{CARD_KEY, CA_FILE, CA_TOKEN};
 
 use super::pins::{PinRequest, PinSource};
 use crate::error::{Error, Result};
-use crate::hsm::pkcs11;
+use crate::hsm::{pkcs11, HsmError};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -286,6 +286,8 @@ impl RehearsalEnv {
         Ok(())
     }
 
+    /// Write rehearsal.toml atomically: a temporary file, fsync, rename over the old one, fsync of
+    /// the folder. A kill at any moment leaves either the old or the new file whole.
     fn save(&self) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         let path = self.dir.join(ENV_FILE);
@@ -303,13 +305,39 @@ impl RehearsalEnv {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| Error::io("write", &tmp, &e))?;
-        // No fsync: this is not evidence but the throw-away tokens' PINs, rewritten after every token
-        // made (a dozen fsyncs per carded rehearsal). The rename keeps the file whole; a crash can at
-        // worst lose the latest throw-away token, and the rehearsal is run again with a new --env.
+        // The data is fsynced before the rename: after a split this file holds the only record of
+        // the split's commitments and PIN-change stage, and a power cut must not leave it empty.
         f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
             .map_err(|e| Error::io("write", &tmp, &e))?;
-        fs::rename(&tmp, &path).map_err(|e| Error::io("replace", &path, &e))
+        fs::rename(&tmp, &path).map_err(|e| Error::io("replace", &path, &e))?;
+        // The rename is durable only once the folder's entry is on disk: a power cut must leave the
+        // old file or the new one, never neither.
+        fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io("sync", &self.dir, &e))
     }
+}
+
+/// A SoftHSM2 token has no cable: the device and internal errors it returns mean its files are
+/// damaged, most often by a keyrite killed while the token was being written. Say so.
+pub fn damaged_token_fix(rehearsal: bool, mut err: HsmError) -> HsmError {
+    let damaged = [
+        "CKR_DEVICE_ERROR",
+        "CKR_GENERAL_ERROR",
+        "CKR_DEVICE_MEMORY",
+        "CKR_FUNCTION_FAILED",
+        "CKR_TOKEN_NOT_RECOGNIZED",
+    ];
+    if rehearsal && damaged.contains(&err.ckr.as_str()) {
+        err.fix =
+            "this throw-away SoftHSM2 token looks damaged, most likely by a keyrite that was \
+                   killed while writing to it (there is no hardware to check): rehearse with a new \
+                   --env folder, or delete the token's folder under --env/tokens and its entry in \
+                   rehearsal.toml"
+                .into();
+    }
+    err
 }
 
 /// 16 characters from the OS RNG over an unambiguous alphabet (~93 bits).
@@ -347,5 +375,21 @@ impl PinSource for RehearsalPins {
                     "rehearse against the tokens listed in rehearsal.toml",
                 )
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rehearsal_token_error_blames_damaged_files_not_cabling() {
+        let mut err = HsmError::new("C_Login", "log in", "check its cabling");
+        err.ckr = "CKR_GENERAL_ERROR".into();
+        let fixed = damaged_token_fix(true, err.clone());
+        assert!(fixed.fix.contains("damaged") && !fixed.fix.contains("cabling"));
+        assert_eq!(damaged_token_fix(false, err.clone()), err);
+        err.ckr = "CKR_PIN_INCORRECT".into();
+        assert_eq!(damaged_token_fix(true, err.clone()), err);
     }
 }

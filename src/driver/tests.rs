@@ -18,7 +18,7 @@ impl PinSource for FixedPin {
     }
 }
 
-fn script() -> LoadedScript {
+pub(super) fn script() -> LoadedScript {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/ceremony-scripts/root-ca-p256.toml"
@@ -43,6 +43,17 @@ fn run_mock_into(
     loaded: &LoadedScript,
     answers: Answers,
     pin: &'static str,
+    rehearsal: bool,
+    out: &Path,
+) -> (Result<Outcome>, Vec<String>, String) {
+    run_with_pins(loaded, answers, &mut FixedPin(pin), rehearsal, out)
+}
+
+/// [`run_mock_into`] with PINs from `pins`; the mock's user PIN is "1234".
+pub(super) fn run_with_pins(
+    loaded: &LoadedScript,
+    answers: Answers,
+    pins: &mut dyn PinSource,
     rehearsal: bool,
     out: &Path,
 ) -> (Result<Outcome>, Vec<String>, String) {
@@ -71,7 +82,7 @@ fn run_mock_into(
         loaded,
         mode,
         operator: &mut operator,
-        pins: &mut FixedPin(pin),
+        pins,
         opener: &mut opener,
     }
     .run(out);
@@ -145,23 +156,27 @@ fn a_keygen_confirmed_by_one_operator_never_reaches_the_hsm() {
 }
 
 #[test]
-fn a_wrong_pin_is_an_hsm_failure_with_the_ckr_code_and_stays_out_of_the_log() {
+fn a_pin_that_stays_wrong_stops_at_the_locked_token_and_stays_out_of_the_log() {
     let loaded = script();
     let (outcome, dir, calls, printed) =
         run_mock(&loaded, Answers::auto(&loaded.script), "pin-WRONG-q7");
     let outcome = outcome.unwrap();
     assert!(outcome.hsm_failure && !outcome.completed);
-    assert!(outcome
-        .reason
-        .unwrap_or_default()
-        .contains("CKR_PIN_INCORRECT"));
-    assert_eq!(calls, ["C_Login"]);
+    let reason = outcome.reason.unwrap_or_default();
+    assert!(
+        reason.contains("CKR_PIN_LOCKED") && reason.contains("LOCKED"),
+        "{reason}"
+    );
+    // The mock locks after three wrong PINs; keyrite sends no fourth.
+    assert_eq!(calls, ["C_Login", "C_Login", "C_Login"]);
     for file in ["audit.jsonl", "report.json"] {
         let text = std::fs::read_to_string(dir.path().join("out").join(file)).unwrap();
         assert!(!text.contains("pin-WRONG-q7"), "the PIN reached {file}");
-        assert!(text.contains("CKR_PIN_INCORRECT"));
+        assert!(text.contains("CKR_PIN_LOCKED"));
     }
+    assert!(printed.contains("FINAL TRY"), "{printed}");
     assert!(!printed.contains("pin-WRONG-q7"));
+    assert!(verify_bundle(&dir.path().join("out")).passed());
 }
 
 #[test]

@@ -27,6 +27,12 @@ pub enum Input {
     ActionSucceeded,
     /// The action requested by [`Effect::Perform`] failed; the ceremony stops.
     ActionFailed { reason: String },
+    /// The action was not carried out and the room went back to the step (Esc in the PIN dialog):
+    /// its confirmations stand, and `Proceed` performs it again.
+    ActionWithdrawn { reason: String },
+    /// `keyrite resume` took up the ceremony after an interruption: the current step starts over
+    /// and needs fresh confirmations.
+    Resume,
     /// Stop the ceremony (Ctrl-C, a refused pre-flight, a person's decision).
     Abort { reason: String },
 }
@@ -70,6 +76,16 @@ pub enum Event {
         step: String,
         reason: String,
     },
+    /// The ceremony was taken up again after an interruption, at this step, whose confirmations
+    /// start over.
+    StepResumed {
+        step: String,
+    },
+    /// The action was withdrawn before it reached the HSM; the step awaits `Proceed` again.
+    StepWithdrawn {
+        step: String,
+        reason: String,
+    },
     ExceptionRecorded {
         step: String,
         person: String,
@@ -93,6 +109,8 @@ impl Event {
             | Event::StepRefused { step, .. }
             | Event::StepCompleted { step }
             | Event::StepFailed { step, .. }
+            | Event::StepWithdrawn { step, .. }
+            | Event::StepResumed { step }
             | Event::ExceptionRecorded { step, .. } => Some(step),
             Event::CeremonyAborted { step, .. } => step.as_deref(),
             Event::CeremonyCompleted => None,
@@ -237,8 +255,27 @@ impl Engine {
                 out.extend(self.abort(Some(step), format!("step failed: {reason}")));
                 out
             }
+            (Phase::Confirming(i) | Phase::Performing(i), Input::Resume) => {
+                self.phase = Phase::Confirming(i);
+                let step = &mut self.steps[i];
+                step.confirmed_by.clear();
+                step.witnessed.clear();
+                vec![Effect::Record(Event::StepResumed {
+                    step: step.id.clone(),
+                })]
+            }
+            (Phase::Performing(i), Input::ActionWithdrawn { reason }) => {
+                self.phase = Phase::Confirming(i);
+                vec![Effect::Record(Event::StepWithdrawn {
+                    step: self.steps[i].id.clone(),
+                    reason,
+                })]
+            }
             // Action results or Proceed out of turn are driver bugs; the engine ignores them.
-            (Phase::Confirming(_), Input::ActionSucceeded | Input::ActionFailed { .. })
+            (
+                Phase::Confirming(_),
+                Input::ActionSucceeded | Input::ActionFailed { .. } | Input::ActionWithdrawn { .. },
+            )
             | (Phase::Performing(_), Input::Proceed) => Vec::new(),
         }
     }

@@ -31,6 +31,23 @@ impl Bundle {
     /// Create the bundle folder. It must not exist yet, or be empty: a second run never mixes its
     /// evidence into an earlier one.
     pub fn create(root: &Path) -> Result<Self> {
+        Self::refuse_used(root)?;
+        let artifacts = root.join(ARTIFACTS_DIR);
+        fs::create_dir_all(&artifacts).map_err(|e| Error::io("create", &artifacts, &e))?;
+        Ok(Bundle {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// An existing bundle (`keyrite abort` and `resume` go on writing into it).
+    pub fn open(root: &Path) -> Self {
+        Bundle {
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// Refuse an output folder that already holds files: evidence is never overwritten.
+    pub fn refuse_used(root: &Path) -> Result<()> {
         if root.exists() {
             let mut entries = fs::read_dir(root).map_err(|e| Error::io("read", root, &e))?;
             if entries.next().is_some() {
@@ -40,11 +57,7 @@ impl Bundle {
                 ));
             }
         }
-        let artifacts = root.join(ARTIFACTS_DIR);
-        fs::create_dir_all(&artifacts).map_err(|e| Error::io("create", &artifacts, &e))?;
-        Ok(Bundle {
-            root: root.to_path_buf(),
-        })
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {

@@ -3,7 +3,7 @@
 
 use super::quorum::{CardEvent, PinsRecord, QuorumSummary, RetireRecord, SplitRecord};
 use super::report::{ArtifactRecord, CertificateRecord};
-use crate::hsm::{KeyAttributes, TokenIdentity};
+use crate::hsm::{KeyAttributes, PinState, TokenIdentity};
 use crate::script::{Action, Role, SecurityLevel};
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +63,55 @@ impl HostFacts {
     }
 }
 
+/// One retry: what was asked again and why. Never holds what was typed (it may be a PIN).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryRecord {
+    /// "hsm_user_pin" or "attachment".
+    pub what: String,
+    /// 1 for the first retry of this question at this step.
+    pub attempt: u32,
+    /// Why it is asked again, e.g. "C_Login returned CKR_PIN_INCORRECT" or "no such file".
+    pub reason: String,
+    /// False when keyrite refused the answer itself and the token never saw it.
+    pub sent_to_token: bool,
+    /// The token's user-PIN flags right after the refusal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_reports: Option<PinState>,
+}
+
+/// How an interrupted ceremony was found when it was taken up again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReopenRecord {
+    /// "abort" or "resume".
+    pub by: String,
+    /// The last entry the interrupted keyrite wrote.
+    pub after_seq: u64,
+    pub after_time: String,
+    /// The operation of an `hsm_intent` that has no result: what was in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<String>,
+    /// A last line the interrupted keyrite never finished (a kill or a full disk mid-write),
+    /// removed before going on: its length and SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torn_tail: Option<TornTail>,
+    /// Files the interrupted keyrite wrote that the log never bound (a report.json written just
+    /// before the kill), removed and written again: name and SHA-256 of each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discarded: Vec<DiscardedFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TornTail {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscardedFile {
+    pub file: String,
+    pub sha256: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
@@ -105,6 +154,17 @@ pub enum Record {
         function: String,
         ckr: String,
         what: String,
+    },
+    /// A mistake caught and asked again (a wrong PIN, a missing attachment): nothing failed.
+    Retried(RetryRecord),
+    /// `keyrite abort` or `keyrite resume` took up a ceremony whose keyrite stopped before its end.
+    Reopened(ReopenRecord),
+    /// `keyrite resume`: an object the in-flight intent named exists on the token although the
+    /// interrupted run never logged it; it is adopted (the `key_generated` entry follows).
+    FoundAfterInterruption {
+        operation: String,
+        label: String,
+        key_hash: String,
     },
     KeyGenerated {
         label: String,

@@ -129,6 +129,19 @@ impl AuditLog {
         })
     }
 
+    /// Go on appending to an existing log whose chain was checked and whose last entry is `last`
+    /// (`keyrite abort` and `keyrite resume`).
+    pub fn continue_after(path: &Path, last: &AuditEntry) -> std::io::Result<Self> {
+        let file = OpenOptions::new().append(true).open(path)?;
+        Ok(AuditLog {
+            file,
+            path: path.to_path_buf(),
+            next_seq: last.seq + 1,
+            head: last.hash.clone(),
+            unsynced: false,
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

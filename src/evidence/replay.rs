@@ -24,6 +24,28 @@ pub fn replay(script: &Script, entries: &[AuditEntry]) -> Result<usize, String> 
     replay.finish()
 }
 
+/// Where a log that may have been cut off leaves the ceremony (`keyrite abort` and `resume`).
+pub struct LogEnd {
+    pub engine: Engine,
+    /// Events the engine produced with the last logged one that the log does not hold yet.
+    pub owed: Vec<Event>,
+    /// A `confirmation_unsigned` entry whose abort the log does not hold yet.
+    pub must_abort: Option<u64>,
+    pub events: usize,
+}
+
+/// [`replay`], accepting a log that ends early: every entry it holds must still follow the rules.
+pub fn replay_partial(script: &Script, entries: &[AuditEntry]) -> Result<LogEnd, String> {
+    let mut replay = Replay::new(script);
+    for entry in entries {
+        match parse_event(entry) {
+            Ok(parsed) => replay.entry(entry, &parsed),
+            Err(e) => replay.unparsable(e),
+        }
+    }
+    replay.end()
+}
+
 /// [`replay`] one entry at a time, holding the engine and the few records it still expects instead
 /// of the log. Two kinds of check run side by side: the entry-by-entry order checks (write-ahead,
 /// unsigned confirmations, the plan) and the engine's replay. As when they ran one after the other,
@@ -38,6 +60,8 @@ pub struct Replay<'s> {
     /// A `confirmation_unsigned` entry not yet followed by its abort.
     must_abort: Option<u64>,
     last_event: Option<(u64, Event)>,
+    /// A `reopened` entry by `keyrite resume` not yet followed by its `step_resumed`.
+    reopened: bool,
     order_error: Option<String>,
     engine_error: Option<String>,
 }
@@ -54,6 +78,7 @@ impl<'s> Replay<'s> {
             hsm: HsmOrder::default(),
             must_abort: None,
             last_event: None,
+            reopened: false,
             order_error: None,
             engine_error: None,
         }
@@ -78,6 +103,11 @@ impl<'s> Replay<'s> {
     }
 
     fn engine_event(&mut self, seq: u64, event: &Event) -> Result<(), String> {
+        if matches!(event, Event::StepResumed { .. }) && !std::mem::take(&mut self.reopened) {
+            return Err(format!(
+                "log entry {seq}: step_resumed without the reopened entry of `keyrite resume`"
+            ));
+        }
         if let Some(unsigned) = self.must_abort.take() {
             if !matches!(event, Event::CeremonyAborted { .. }) {
                 return Err(format!(
@@ -127,12 +157,29 @@ impl<'s> Replay<'s> {
 
     fn record(&mut self, entry: &AuditEntry, record: &Record) -> Result<(), String> {
         check_started(self.script, entry.seq, record)?;
+        if let Record::Reopened(r) = record {
+            self.reopened = r.by == "resume";
+        }
         self.hsm.record(entry, record)?;
         if let Record::ConfirmationUnsigned(u) = record {
             check_unsigned(entry.seq, u, self.last_event.as_ref())?;
             self.must_abort = Some(entry.seq);
         }
         Ok(())
+    }
+
+    /// Where a log that may have been cut off leaves the ceremony: every entry it holds must still
+    /// follow the rules (`keyrite abort` and `resume`).
+    pub fn end(self) -> Result<LogEnd, String> {
+        if let Some(e) = self.order_error.or(self.engine_error) {
+            return Err(e);
+        }
+        Ok(LogEnd {
+            engine: self.engine,
+            owed: self.expected.into_iter().collect(),
+            must_abort: self.must_abort,
+            events: self.events,
+        })
     }
 
     /// After the last entry: the number of engine events replayed, or the first failure.
@@ -195,6 +242,10 @@ fn input_for(event: &Event) -> Option<Input> {
         Event::StepFailed { reason, .. } => Input::ActionFailed {
             reason: reason.clone(),
         },
+        Event::StepWithdrawn { reason, .. } => Input::ActionWithdrawn {
+            reason: reason.clone(),
+        },
+        Event::StepResumed { .. } => Input::Resume,
         Event::CeremonyAborted { reason, .. } => Input::Abort {
             reason: reason.clone(),
         },

@@ -421,7 +421,9 @@ fn apply(
                 s.result = "refused".into();
                 s.ended = Some(time);
             }
-            Event::StepAuthorised { .. } => {}
+            Event::StepAuthorised { .. }
+            | Event::StepWithdrawn { .. }
+            | Event::StepResumed { .. } => {}
             Event::StepCompleted { step } => {
                 let s = step_mut(report, cursor, &step, seq)?;
                 s.result = "completed".into();
@@ -535,6 +537,9 @@ fn apply(
             | Record::HsmDeactivated { .. }
             | Record::HsmFailed { .. }
             | Record::FingerprintPresented { .. }
+            | Record::Retried(_)
+            | Record::Reopened(_)
+            | Record::FoundAfterInterruption { .. }
             | Record::QuorumPins(_)
             | Record::TestMessageSigned { .. } => {}
         },

@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 pub struct MockHsm {
     identity: TokenIdentity,
     pin: String,
+    /// Wrong user PINs since the last good one: 1 sets COUNT_LOW, 2 FINAL_TRY, 3 locks.
+    wrong_pins: u32,
     /// The SO PIN: the user PIN given to [`MockHsm::new`] unless a test sets another.
     pub so_pin: String,
     logged_in: bool,
@@ -46,6 +48,7 @@ impl MockHsm {
                 firmware_version: "0.0".into(),
             },
             pin: pin.to_string(),
+            wrong_pins: 0,
             so_pin: pin.to_string(),
             logged_in: false,
             so_logged_in: false,
@@ -134,14 +137,29 @@ impl Hsm for MockHsm {
 
     fn login(&mut self, pin: &SecretString) -> Result<(), HsmError> {
         self.call("C_Login".into());
+        if self.wrong_pins >= 3 {
+            let mut e = HsmError::new("C_Login", "the PIN is locked", "unlock it with the SO PIN");
+            e.ckr = "CKR_PIN_LOCKED".into();
+            return Err(e);
+        }
         if pin.expose_secret() != self.pin {
+            self.wrong_pins += 1;
             let mut e = HsmError::new("C_Login", "the PIN is incorrect", "re-enter the PIN");
             e.ckr = "CKR_PIN_INCORRECT".into();
             return Err(e);
         }
+        self.wrong_pins = 0;
         self.logged_in = true;
         self.so_logged_in = false;
         Ok(())
+    }
+
+    fn pin_state(&mut self) -> Result<super::PinState, HsmError> {
+        Ok(super::PinState {
+            count_low: self.wrong_pins >= 1,
+            final_try: self.wrong_pins == 2,
+            locked: self.wrong_pins >= 3,
+        })
     }
 
     fn logout(&mut self) -> Result<(), HsmError> {

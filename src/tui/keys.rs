@@ -20,10 +20,8 @@ pub(super) fn key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
                 let pin = SecretString::from(buffer.as_str());
                 vec![Command::Pin(Ok(pin))]
             }
-            KeyCode::Esc => vec![Command::Pin(Err(Error::input(
-                "PIN entry was cancelled",
-                "start a new run and enter the PIN when asked",
-            )))],
+            // The HSM's activation goes back to its step; other PIN requests stop as before.
+            KeyCode::Esc => vec![Command::Pin(Err(crate::driver::pins::cancelled()))],
             _ if ctrl_c => vec![Command::Pin(Err(Error::input(
                 "PIN entry was cancelled with Ctrl-C",
                 "start a new run and enter the PIN when asked",

@@ -1,0 +1,134 @@
+//! `keyrite abort` and `keyrite resume`: the commands that take up an interrupted ceremony.
+
+use super::{
+    ceremony_exit, enter_env, load_checked, open_pkcs11, plain_operator, read_ca, rehearsal_label,
+};
+use crate::driver::operator::{Answers, Headless};
+use crate::driver::pins::Prompt;
+use crate::driver::rehearsal::{self, RehearsalPins};
+use crate::driver::{CardSetup, RunMode};
+use crate::error::{exit, Error, Result};
+use crate::hsm::spki::grouped_hex;
+use crate::script::{SecurityLevel, TokenSelector};
+use std::path::Path;
+
+/// `keyrite abort OUT --reason TEXT`.
+pub(super) fn abort(
+    out: &Path,
+    reason: &str,
+    signers_ca: Option<&Path>,
+    env: Option<&Path>,
+) -> Result<i32> {
+    let mut operator = Headless::new(Answers::default(), std::io::stdout());
+    let mut opener = open_pkcs11;
+    let outcome = match env {
+        Some(dir) => {
+            let (mut renv, _lock) = match enter_env(dir)? {
+                Ok(entered) => entered,
+                Err(code) => return Ok(code),
+            };
+            let up = crate::driver::reopen::Interrupted::take_up(out)?;
+            let softhsm = rehearsal::find_softhsm()?;
+            let cards = renv.ensure_cards(&softhsm, &up.loaded.script)?;
+            drop(up);
+            let mut pins = RehearsalPins(renv.tokens().to_vec());
+            crate::driver::reopen::abort(out, reason, cards, &mut pins, &mut operator, &mut opener)?
+        }
+        None => {
+            let setup = CardSetup {
+                module: String::new(),
+                tokens: Default::default(),
+                ca_pem: read_ca(signers_ca)?,
+                rehearsal_ca: false,
+            };
+            let mut pins = Prompt;
+            crate::driver::reopen::abort(out, reason, setup, &mut pins, &mut operator, &mut opener)?
+        }
+    };
+    // The abort itself succeeded: the ceremony is closed on the record.
+    println!(
+        "ceremony closed as ABORTED on the record: {}",
+        outcome.reason.as_deref().unwrap_or_default()
+    );
+    println!(
+        "write on the paper script:\n  log head            {}\n  report.json SHA-256 {}",
+        grouped_hex(&outcome.log_head),
+        grouped_hex(&outcome.report_sha256)
+    );
+    println!("verify it with: keyrite verify {}", out.display());
+    if outcome.unsigned.is_empty() {
+        Ok(exit::OK)
+    } else {
+        eprintln!(
+            "keyrite: report signatures missing: {}",
+            outcome.unsigned.join("; ")
+        );
+        Ok(exit::HSM)
+    }
+}
+
+/// `keyrite resume OUT`.
+pub(super) fn resume(
+    out: &Path,
+    answers: Option<&Path>,
+    auto: bool,
+    env: Option<&Path>,
+    signers_ca: Option<&Path>,
+) -> Result<i32> {
+    use crate::driver::reopen::cards_setup;
+    let bundle_script = out.join(crate::evidence::bundle::SCRIPT_FILE);
+    let loaded = load_checked(&bundle_script)?;
+    let (mut operator, confirmations) = plain_operator(answers, auto, &loaded)?;
+    let mut opener = open_pkcs11;
+    let outcome = match env {
+        Some(dir) => {
+            let (mut renv, _lock) = match enter_env(dir)? {
+                Ok(entered) => entered,
+                Err(code) => return Ok(code),
+            };
+            let softhsm = rehearsal::find_softhsm()?;
+            let label = rehearsal_label(&loaded.script.hsm.token);
+            let token = renv.token(&label).cloned().ok_or_else(|| {
+                Error::input(
+                    format!("the rehearsal folder has no token \"{label}\""),
+                    "give the --env folder the interrupted rehearsal used",
+                )
+            })?;
+            let cards = renv.ensure_cards(&softhsm, &loaded.script)?;
+            let mode = RunMode {
+                rehearsal: true,
+                enforce_offline: false,
+                module: softhsm,
+                token: TokenSelector {
+                    label: Some(token.label.clone()),
+                    serial: Some(token.serial.clone()),
+                    uri: None,
+                },
+                confirmations,
+                cards,
+            };
+            let mut pins = RehearsalPins(renv.tokens().to_vec());
+            crate::driver::resume::resume(out, mode, operator.as_mut(), &mut pins, &mut opener)?
+        }
+        None => {
+            let setup = CardSetup {
+                module: String::new(),
+                tokens: Default::default(),
+                ca_pem: read_ca(signers_ca)?,
+                rehearsal_ca: false,
+            };
+            let level = loaded.script.ceremony.security_level;
+            let mode = RunMode {
+                rehearsal: false,
+                enforce_offline: level >= SecurityLevel::High,
+                module: loaded.script.hsm.module.clone(),
+                token: loaded.script.hsm.token.clone(),
+                confirmations,
+                cards: cards_setup(out, setup, &loaded.script),
+            };
+            let mut pins = Prompt;
+            crate::driver::resume::resume(out, mode, operator.as_mut(), &mut pins, &mut opener)?
+        }
+    };
+    Ok(ceremony_exit(&outcome, out))
+}

@@ -1,0 +1,299 @@
+//! `keyrite resume OUT`: carry an interrupted ceremony on to its end, as one ceremony on the record.
+//!
+//! The bundle is checked and taken up as for an abort (`reopen`). Then: report signing that was cut
+//! off is finished; a ceremony whose steps all ran but whose report was not written gets its report;
+//! otherwise the interrupted step starts over (`step_resumed`) and needs fresh confirmations, the HSM
+//! is logged in again (on the record) when the interrupted run had it logged in, and a key whose
+//! generation was in flight and that the token holds is adopted (`found_after_interruption`) instead
+//! of generated twice. Each action states in [`resumption`] how it is taken up.
+
+use super::operator::{Notice, Operator};
+use super::personal_cards::{self, CardSetup};
+use super::pins::PinSource;
+use super::reopen::Interrupted;
+use super::{drive, finish, Io, Opener, Outcome, RunMode, State};
+use crate::engine::{Effect, Input, Phase};
+use crate::error::{Error, Result};
+use crate::evidence::bundle::Bundle;
+use crate::evidence::events::Record;
+use crate::evidence::log::AuditEntry;
+use crate::evidence::report::{parse_event, Parsed};
+use crate::hsm::KeyPairInfo;
+use crate::script::{Action, Script};
+use der::DecodePem;
+use std::path::Path;
+
+/// How an action interrupted in its step is taken up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resumption {
+    /// It leaves nothing behind that a repeat would trip over: performed again.
+    Again,
+    /// Performed again, unless the object its intent names is already on the token: then adopted.
+    AdoptOrAgain,
+    /// It changes cards or PINs in several writes; a half-done run cannot be continued safely.
+    Refused(&'static str),
+}
+
+/// Every action decides (no catch-all: a new action does not compile until it does).
+pub fn resumption(action: Action) -> Resumption {
+    const CARDS: &str = "cards or HSM PINs may be half-written: close the ceremony with `keyrite \
+                         abort OUT --reason …`, have the security officer check each card \
+                         (`keyrite rehearse` a share-health-check on a copy first), and run the \
+                         step's ceremony again";
+    match action {
+        Action::Manual
+        | Action::ConfirmFingerprint
+        | Action::Preflight
+        | Action::Attach
+        | Action::ActivateHsm
+        | Action::DeactivateHsm
+        // A signature made before the kill never left keyrite: the certificate is made again.
+        | Action::SignCertificate
+        | Action::SignTestMessage
+        // Reading shares changes nothing on the cards.
+        | Action::ActivateQuorum
+        | Action::ShareHealthCheck => Resumption::Again,
+        Action::GenerateKey => Resumption::AdoptOrAgain,
+        Action::SplitActivation | Action::Reshare | Action::RetireShares => {
+            Resumption::Refused(CARDS)
+        }
+    }
+}
+
+/// The keys the interrupted run logged as generated, read back from their public key files.
+fn logged_keys(
+    script: &Script,
+    bundle: &Bundle,
+    entries: &[AuditEntry],
+) -> Result<Vec<KeyPairInfo>> {
+    let mut keys = Vec::new();
+    for entry in entries {
+        let Ok(Parsed::Record(Record::KeyGenerated {
+            label,
+            id,
+            attributes,
+            public_key_file,
+            ..
+        })) = parse_event(entry)
+        else {
+            continue;
+        };
+        let Some(spec) = script.key(&label) else {
+            continue;
+        };
+        let path = bundle.path(&public_key_file);
+        let pem = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, &e))?;
+        let spki = spki::SubjectPublicKeyInfoOwned::from_pem(pem.as_bytes())
+            .ok()
+            .and_then(|s| der::Encode::to_der(&s).ok())
+            .ok_or_else(|| {
+                Error::env(
+                    format!("{} is not a PEM public key", path.display()),
+                    "check the bundle with `keyrite verify`",
+                )
+            })?;
+        keys.push(KeyPairInfo {
+            label,
+            id_hex: id,
+            algorithm: spec.algorithm,
+            spki_der: spki,
+            attributes,
+        });
+    }
+    Ok(keys)
+}
+
+/// Whether the interrupted run had the HSM logged in, and in which step's action it logged in.
+fn open_session(script: &Script, entries: &[AuditEntry]) -> Option<Action> {
+    let mut step = None;
+    for entry in entries {
+        match entry.kind() {
+            "hsm_activated" => step = entry.step.clone(),
+            "hsm_deactivated" => step = None,
+            _ => {}
+        }
+    }
+    let step = step?;
+    script.steps.iter().find(|s| s.id == step).map(|s| s.action)
+}
+
+/// `keyrite resume OUT`.
+pub fn resume(
+    out: &Path,
+    mode: RunMode,
+    operator: &mut dyn Operator,
+    pins: &mut dyn PinSource,
+    opener: &mut Opener<'_>,
+) -> Result<Outcome> {
+    let up = Interrupted::take_up_or_ended(out)?;
+    let Some(up) = up else {
+        return finish_signatures(out, &mode.cards, operator, pins, opener);
+    };
+    let script = up.loaded.script.clone();
+    let refused = up.refused_cards();
+    let cards = personal_cards::into_cards(personal_cards::open_all(&script, &mode.cards, opener)?);
+    let phase = up.phase();
+    let current = up.current_action();
+    if let Some(action) = current {
+        if let Resumption::Refused(why) = resumption(action) {
+            return Err(Error::input(
+                format!("the ceremony was interrupted in a {action} step, which cannot be resumed"),
+                why,
+            ));
+        }
+    }
+    let session = open_session(&script, up.entries());
+    if let Some(Action::ActivateQuorum | Action::SplitActivation) = session {
+        return Err(Error::input(
+            "the interrupted run had the HSM logged in by the quorum; keyrite resume logs in only \
+             with the user PIN",
+            format!(
+                "close it with `keyrite abort {} --reason …` and run the ceremony again",
+                out.display()
+            ),
+        ));
+    }
+    let adopt = up
+        .in_flight()
+        .filter(|(op, _)| op == "generate_key_pair")
+        .and_then(|(_, detail)| {
+            detail
+                .strip_prefix("label ")
+                .and_then(|d| d.split(',').next())
+                .map(str::to_string)
+        });
+    let keys = logged_keys(&script, up.bundle(), up.entries())?;
+    let (mut state, mut engine, loaded, _lock) = up.continue_log("resume")?;
+    state.cards = cards;
+    state.unsigned_by = refused.clone();
+    state.reactivate = session.is_some();
+    state.adopt = adopt;
+    for key in keys {
+        state.keys.insert(key.label.clone(), key);
+    }
+    if phase == Phase::Completed || phase == Phase::Aborted {
+        operator.notice(Notice::Info {
+            text: "every step had run; writing the report the interruption cut off",
+        });
+    } else {
+        let resumed = engine.handle(Input::Resume);
+        operator.notice(Notice::Info {
+            text: "resumed after the interruption: the interrupted step starts over and needs \
+                   fresh confirmations",
+        });
+        let mut io = Io {
+            mode: &mode,
+            operator,
+            pins,
+            opener,
+        };
+        let driven = drive(&mut state, &mut engine, &loaded, &mut io, resumed);
+        if let Err(err) = driven {
+            let reason = format!("keyrite stopped: {err}");
+            for effect in engine.handle(Input::Abort { reason }) {
+                if let Effect::Record(event) = effect {
+                    let _ = state.record(event.step().map(str::to_string), event.actors(), &event);
+                }
+            }
+            let _ = super::actions::close_hsm(&mut state, None);
+            let _ = finish(state, engine);
+            return Err(err);
+        }
+        super::actions::close_hsm(&mut state, None)?;
+        let (op, pn) = (io.operator, io.pins);
+        return end(state, engine, &loaded.script, refused, op, pn);
+    }
+    end(state, engine, &loaded.script, refused, operator, pins)
+}
+
+/// Write the report and have it signed, as a run ends.
+fn end(
+    mut state: State,
+    engine: crate::engine::Engine,
+    script: &Script,
+    refused: std::collections::BTreeMap<String, String>,
+    operator: &mut dyn Operator,
+    pins: &mut dyn PinSource,
+) -> Result<Outcome> {
+    let bundle = state.bundle.clone();
+    let mut cards = std::mem::take(&mut state.cards);
+    let mut outcome = finish(state, engine)?;
+    super::kill_hook::point("report", "before-signatures");
+    outcome.unsigned =
+        personal_cards::sign_reports(&bundle, script, &mut cards, &refused, pins, operator)?;
+    Ok(outcome)
+}
+
+/// The report is written and bound; make the report signatures the interruption cut off.
+fn finish_signatures(
+    out: &Path,
+    setup: &CardSetup,
+    operator: &mut dyn Operator,
+    pins: &mut dyn PinSource,
+    opener: &mut Opener<'_>,
+) -> Result<Outcome> {
+    let ended = super::reopen::Ended::take_up(out)?;
+    let mut cards = personal_cards::into_cards(personal_cards::open_all(
+        &ended.loaded.script,
+        setup,
+        opener,
+    )?);
+    let unsigned = personal_cards::sign_reports(
+        &Bundle::open(out),
+        &ended.loaded.script,
+        &mut cards,
+        &ended.refused,
+        pins,
+        operator,
+    )?;
+    Ok(Outcome {
+        completed: ended.completed,
+        reason: ended.reason,
+        hsm_failure: false,
+        report_sha256: ended.report_sha256,
+        log_head: ended.log_head,
+        unsigned,
+    })
+}
+
+/// The key whose generation was in flight at the interruption is on the token: record it as found
+/// after the interruption, with its key hash, and log it as the step's key, instead of generating a
+/// second one.
+pub(super) fn adopt_key(
+    state: &mut State,
+    ctx: &super::actions::Context<'_>,
+    label: &str,
+    operator: &mut dyn Operator,
+) -> super::actions::Performed {
+    state.adopt = None;
+    super::actions::intent(
+        state,
+        ctx,
+        "generate_key_pair",
+        format!("label {label}: adopt the key found after the interruption; nothing is generated"),
+    )?;
+    let Some(hsm) = state.hsm.as_mut() else {
+        return Ok(Err("the HSM is not activated".into()));
+    };
+    let info = match hsm.key_pair(label) {
+        Ok(info) => info,
+        Err(e) => return super::actions::failed(state, ctx, "generate_key_pair", e),
+    };
+    let hash = crate::hsm::spki::key_hash(&info.spki_der);
+    operator.notice(Notice::Warning {
+        text: &format!(
+            "key {label} was generated before the interruption and is on the token: it is \
+             adopted, not generated again (key hash {hash})"
+        ),
+    });
+    state.record(
+        Some(ctx.step.id.clone()),
+        vec![],
+        &Record::FoundAfterInterruption {
+            operation: "generate_key_pair".into(),
+            label: label.into(),
+            key_hash: hash,
+        },
+    )?;
+    super::actions::key_generated(state, ctx, label, info)
+}
