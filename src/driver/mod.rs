@@ -7,6 +7,7 @@ mod actions;
 mod attach;
 pub mod cards;
 pub mod operator;
+pub mod pin_input;
 pub mod personal_cards;
 pub mod pins;
 pub mod preflight;
