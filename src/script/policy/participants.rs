@@ -90,11 +90,7 @@ impl Checker<'_> {
                     let earlier = &self.s.participants[first].name;
                     let as_written = match super::text::look_alike(earlier, name) {
                         _ if earlier == name => String::new(),
-                        Some((a, b)) => format!(
-                            " as \"{earlier}\"; U+{:04X} here looks like U+{:04X} there",
-                            u32::from(b),
-                            u32::from(a)
-                        ),
+                        Some(how) => format!(" as \"{earlier}\"; {how}"),
                         None => format!(" as \"{earlier}\""),
                     };
                     let what = format!(

@@ -58,13 +58,21 @@ pub(crate) fn name_key(name: &str) -> String {
     unicode_security::skeleton(&folded).collect()
 }
 
-/// The first pair of characters where two colliding names differ once both are NFKC and lower case, so
-/// a message can say which letter only looks the same. `None` when they differ in case or
-/// normalisation only.
-pub(crate) fn look_alike(a: &str, b: &str) -> Option<(char, char)> {
-    let fold = |s: &str| s.nfkc().collect::<String>().to_lowercase();
-    let (a, b) = (fold(a), fold(b));
-    a.chars().zip(b.chars()).find(|(x, y)| x != y)
+/// How two names that share a [`name_key`] differ, for the message: the first pair of characters that
+/// only look alike, or that one is another Unicode form (NFD, full-width, …) of the other. `None` when
+/// they differ in letter case only.
+pub(crate) fn look_alike(a: &str, b: &str) -> Option<String> {
+    let (na, nb): (String, String) = (a.nfkc().collect(), b.nfkc().collect());
+    let differs = |x: &char, y: &char| !x.to_lowercase().eq(y.to_lowercase());
+    if let Some((x, y)) = na.chars().zip(nb.chars()).find(|(x, y)| differs(x, y)) {
+        return Some(format!(
+            "U+{:04X} here looks like U+{:04X} there",
+            u32::from(y),
+            u32::from(x)
+        ));
+    }
+    (a.to_lowercase() != b.to_lowercase())
+        .then(|| "the same letters, written in another Unicode form (NFD, full-width, …)".into())
 }
 
 /// Where `c` is in a string value's source text (quotes included): the character itself, or the
@@ -204,6 +212,12 @@ mod tests {
         assert_eq!(name_key("ＢＯＢ"), name_key("bob"));
         assert_ne!(name_key("Anna Berg"), name_key("Anne Berg"));
         assert_ne!(name_key("Zoë"), name_key("Zoe"));
+        assert_eq!(
+            look_alike("Ola", "\u{41E}la").as_deref(),
+            Some("U+041E here looks like U+004F there")
+        );
+        assert!(look_alike("Zo\u{eb}", "Zoe\u{308}").is_some_and(|m| m.contains("Unicode form")));
+        assert_eq!(look_alike("Ann", "ANN"), None);
     }
 
     #[test]
