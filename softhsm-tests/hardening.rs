@@ -50,7 +50,9 @@ fn core_limit(pid: u32) -> (String, String) {
         .lines()
         .find(|l| l.starts_with("Max core file size"))
         .unwrap_or_else(|| panic!("no core line in:\n{limits}"));
-    let fields: Vec<&str> = line["Max core file size".len()..].split_whitespace().collect();
+    let fields: Vec<&str> = line["Max core file size".len()..]
+        .split_whitespace()
+        .collect();
     (fields[0].to_string(), fields[1].to_string())
 }
 
@@ -104,7 +106,12 @@ fn a_running_keyrite_cannot_dump_core() {
     // A rehearsal waiting at its first prompt for a name, stdin an open pipe nobody writes to.
     let mut command = Command::new(env!("CARGO_BIN_EXE_keyrite"));
     command
-        .args(["rehearse", script_path.to_str().unwrap(), "--plain", "--out"])
+        .args([
+            "rehearse",
+            script_path.to_str().unwrap(),
+            "--plain",
+            "--out",
+        ])
         .arg(dir.path().join("bundle"))
         .current_dir(dir.path())
         .env("TMPDIR", dir.path())
@@ -125,7 +132,11 @@ fn a_running_keyrite_cannot_dump_core() {
     assert_eq!(limits.unwrap(), ("0".into(), "0".into()), "core file size");
     assert!(!stderr.contains("could not"), "{stderr}");
     if unprivileged {
-        assert_eq!(owner.unwrap(), 0, "keyrite is not dumpable: root owns its /proc files");
+        assert_eq!(
+            owner.unwrap(),
+            0,
+            "keyrite is not dumpable: root owns its /proc files"
+        );
     } else {
         eprintln!("not root: the dumpable check needs to run keyrite as another user; skipped");
     }

@@ -73,7 +73,10 @@ mod tests {
         let pin = read_line_unbuffered(&mut file).unwrap().unwrap();
         assert_eq!(pin.as_slice(), b"12345678");
         assert_eq!(file.stream_position().unwrap(), 18);
-        assert_eq!(read_line_unbuffered(&mut file).unwrap().unwrap().as_slice(), b"rest");
+        assert_eq!(
+            read_line_unbuffered(&mut file).unwrap().unwrap().as_slice(),
+            b"rest"
+        );
         assert!(read_line_unbuffered(&mut file).unwrap().is_none());
     }
 

@@ -90,7 +90,10 @@ impl PinSource for Prompt {
                 .unwrap_or_default();
             eprintln!();
             let pin = std::str::from_utf8(&line).map_err(|_| {
-                Error::input("the PIN is not valid UTF-8", "enter the PIN that was asked for")
+                Error::input(
+                    "the PIN is not valid UTF-8",
+                    "enter the PIN that was asked for",
+                )
             })?;
             Zeroizing::new(pin.to_string())
         };

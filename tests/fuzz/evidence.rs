@@ -1,7 +1,7 @@
 //! The evidence readers: audit.jsonl (the hash chain), the report rebuilt from a log, report.json, and
 //! the PDF rendered from it, all fed from a real ceremony run on the mock HSM.
 
-use super::mutate::{fuzz, mutated, single_flip};
+use super::mutate::{fuzz, json_edits, mutate_json, mutated, single_flip};
 use keyrite::driver::operator::{Answers, Headless};
 use keyrite::driver::pins::{PinRequest, PinSource};
 use keyrite::driver::{CardSetup, Ceremony, RunMode};
@@ -13,6 +13,7 @@ use keyrite::hsm::{Hsm, HsmError};
 use keyrite::script::{parse, TokenSelector};
 use proptest::prelude::*;
 use secrecy::SecretString;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 struct Pin;
@@ -28,7 +29,10 @@ impl PinSource for Pin {
 fn bundle() -> &'static (Vec<u8>, Vec<u8>) {
     static BUNDLE: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
     BUNDLE.get_or_init(|| {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/ceremony-scripts/root-ca-p256.toml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/ceremony-scripts/root-ca-p256.toml"
+        );
         let source: String = std::fs::read_to_string(path)
             .unwrap()
             .lines()
@@ -42,7 +46,7 @@ fn bundle() -> &'static (Vec<u8>, Vec<u8>) {
         let mut printed = Vec::new();
         let mut operator = Headless::new(Answers::auto(&loaded.script), &mut printed);
         let mode = RunMode {
-            rehearsal: true,
+            rehearsal: false,
             enforce_offline: false,
             module: "mock".into(),
             token: TokenSelector::default(),
@@ -90,47 +94,61 @@ fn fuzz_audit_log_reader() {
 #[test]
 fn fuzz_every_bit_flip_in_the_log_breaks_the_chain() {
     let seeds = log_seed();
-    fuzz("audit-log-flip", single_flip(seeds.clone()), |(i, at, bit)| {
-        let mut bytes = seeds[i].clone();
-        bytes[at] ^= 1 << bit;
-        prop_assert!(read_chain(&bytes).is_err(), "byte {} bit {}", at, bit);
-        Ok(())
-    });
+    fuzz(
+        "audit-log-flip",
+        single_flip(seeds.clone()),
+        |(i, at, bit)| {
+            let mut bytes = seeds[i].clone();
+            bytes[at] ^= 1 << bit;
+            prop_assert!(read_chain(&bytes).is_err(), "byte {} bit {}", at, bit);
+            Ok(())
+        },
+    );
 }
 
-/// The evidence rewriter: one line of the log mutated, then the whole chain re-hashed so it reads.
-/// Rebuilding the report from it must not panic and must never give the report that was signed.
+/// The evidence rewriter: entries of the log changed (JSON-aware: any field replaced or removed, in
+/// the event, the actors, the step or the time), then the whole chain re-hashed so it reads.
+/// Rebuilding the report from it must not panic, and must never give the report that was signed.
 #[test]
 fn fuzz_a_rehashed_rewritten_log_never_rebuilds_the_report() {
     let (log, report_json) = bundle();
     let entries = read_chain(log).unwrap();
     let original: Report = serde_json::from_slice(report_json).unwrap();
     let body = entries.len() - 1;
-    let lines: Arc<Vec<Vec<u8>>> = Arc::new(
-        entries[..body]
-            .iter()
-            .map(|e| e.to_line().into_bytes())
-            .collect(),
-    );
-    let strategy = (0..body, mutated(lines.clone()));
-    fuzz("rewritten-log", strategy, |(i, line)| {
-        let Ok(changed) = serde_json::from_slice::<AuditEntry>(&line) else {
-            return Ok(());
-        };
-        let mut rewritten = entries[..body].to_vec();
-        rewritten[i] = changed;
+    let strategy = prop::collection::vec((0..body, json_edits()), 1..3);
+    let built = AtomicUsize::new(0);
+    fuzz("rewritten-log", strategy, |edits| {
+        let mut rewritten: Vec<AuditEntry> = entries[..body].to_vec();
+        for (i, changes) in edits {
+            let mut value = serde_json::to_value(&rewritten[i]).unwrap();
+            for (pick, edit) in changes {
+                mutate_json(&mut value, pick, edit);
+            }
+            match serde_json::from_value::<AuditEntry>(value) {
+                Ok(changed) => rewritten[i] = changed,
+                Err(_) => return Ok(()),
+            }
+        }
         rechain(&mut rewritten);
         let same = rewritten
             .iter()
             .zip(&entries)
             .all(|(a, b)| a.to_line() == b.to_line());
         if let Ok(rebuilt) = report::build(&rewritten) {
-            prop_assert!(same || rebuilt != original, "a rewritten log rebuilt the signed report");
-            // What a hostile bundle's own report.json would be: it renders without a panic.
+            built.fetch_add(1, Ordering::Relaxed);
+            prop_assert!(
+                same || rebuilt != original,
+                "a rewritten log rebuilt the signed report"
+            );
+            // A hostile bundle would carry this report.json: it renders without a panic.
             let _ = keyrite::evidence::pdf::render(&rebuilt);
         }
         Ok(())
     });
+    eprintln!(
+        "rewritten-log: {} rewritten logs rebuilt a report",
+        built.into_inner()
+    );
 }
 
 /// Sequence numbers, `prev` and `hash` recomputed: what a rewriter who knows the format does.
@@ -155,4 +173,28 @@ fn fuzz_report_json_reader_and_pdf() {
         }
         Ok(())
     });
+}
+
+/// report.json with any field replaced or removed (JSON-aware, so most cases still parse): the
+/// PDF renderer and the writer take whatever a hostile bundle holds.
+#[test]
+fn fuzz_report_fields_and_pdf() {
+    let original: serde_json::Value = serde_json::from_slice(&bundle().1).unwrap();
+    let parsed = AtomicUsize::new(0);
+    fuzz("report-fields", json_edits(), |changes| {
+        let mut value = original.clone();
+        for (pick, edit) in changes {
+            mutate_json(&mut value, pick, edit);
+        }
+        if let Ok(report) = serde_json::from_value::<Report>(value) {
+            parsed.fetch_add(1, Ordering::Relaxed);
+            let _ = keyrite::evidence::pdf::render(&report);
+            let _ = report::to_json(&report);
+        }
+        Ok(())
+    });
+    eprintln!(
+        "report-fields: {} changed reports parsed and rendered",
+        parsed.into_inner()
+    );
 }

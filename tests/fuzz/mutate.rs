@@ -9,14 +9,36 @@ use std::time::{Duration, Instant};
 /// applies to every input.
 #[derive(Debug, Clone)]
 pub enum Op {
-    Flip { at: usize, bit: u8 },
-    Set { at: usize, byte: u8 },
-    Truncate { at: usize },
-    Delete { at: usize, len: usize },
-    Insert { at: usize, bytes: Vec<u8> },
+    Flip {
+        at: usize,
+        bit: u8,
+    },
+    Set {
+        at: usize,
+        byte: u8,
+    },
+    Truncate {
+        at: usize,
+    },
+    Delete {
+        at: usize,
+        len: usize,
+    },
+    Insert {
+        at: usize,
+        bytes: Vec<u8>,
+    },
     /// Copy `len` bytes from seed `from` (at `src`) over position `at`: mixes structure between seeds.
-    Splice { from: usize, src: usize, len: usize, at: usize },
-    Duplicate { at: usize, len: usize },
+    Splice {
+        from: usize,
+        src: usize,
+        len: usize,
+        at: usize,
+    },
+    Duplicate {
+        at: usize,
+        len: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -99,9 +121,8 @@ pub fn fuzz<S: Strategy>(
     S::Value: std::fmt::Debug,
 {
     let seconds = env_u64("KEYRITE_FUZZ_SECONDS");
-    let slow = seconds.map(|_| {
-        Duration::from_millis(env_u64("KEYRITE_FUZZ_SLOW_MS").unwrap_or(2000))
-    });
+    let slow =
+        seconds.map(|_| Duration::from_millis(env_u64("KEYRITE_FUZZ_SLOW_MS").unwrap_or(2000)));
     let config = Config {
         failure_persistence: None,
         ..Config::default()
@@ -153,10 +174,158 @@ fn mutations_stay_in_bounds_on_empty_and_tiny_inputs() {
         Op::Flip { at: 9, bit: 7 },
         Op::Delete { at: 3, len: 9 },
         Op::Duplicate { at: 0, len: 9 },
-        Op::Splice { from: 1, src: 5, len: 300, at: 77 },
-        Op::Insert { at: 99, bytes: vec![2, 3] },
+        Op::Splice {
+            from: 1,
+            src: 5,
+            len: 300,
+            at: 77,
+        },
+        Op::Insert {
+            at: 99,
+            bytes: vec![2, 3],
+        },
         Op::Truncate { at: 1 },
     ];
     assert_eq!(apply(&[], &ops, &seeds), vec![1]);
     assert_eq!(apply(&[0xF0], &ops[..1], &seeds), vec![0x70]);
+}
+
+/// A JSON value a hostile writer might put anywhere: wrong types, huge or negative numbers, empty or
+/// hostile strings, empty containers.
+pub fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::{json, Value};
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<u64>().prop_map(|n| json!(n)),
+        Just(json!(-1)),
+        Just(json!(1e308)),
+        "[ -~]{0,12}".prop_map(Value::String),
+        prop::sample::select(vec![
+            "",
+            "\u{1b}[2J",
+            "\u{202E}",
+            "\n",
+            "0",
+            "ffff",
+            "../../etc/passwd",
+            "completed",
+        ])
+        .prop_map(|s| Value::String(s.into())),
+        Just(json!({})),
+        Just(json!([])),
+    ]
+}
+
+/// One change to one node of a JSON document.
+#[derive(Debug, Clone)]
+pub enum Edit {
+    /// Any value, most often of the wrong type.
+    Replace(serde_json::Value),
+    /// Removed from its object or array.
+    Remove,
+    /// A value of the same type: another string or number, the other bool, an array one longer or
+    /// shorter. Most such documents still parse, so the reader behind the parser is reached.
+    SameType(u64, String),
+}
+
+fn same_type(node: &serde_json::Value, n: u64, text: String) -> serde_json::Value {
+    use serde_json::Value;
+    match node {
+        Value::String(_) => Value::String(text),
+        Value::Number(_) if n % 3 == 0 => serde_json::json!(n),
+        Value::Number(_) => serde_json::json!(n % 100),
+        Value::Bool(b) => Value::Bool(!b),
+        Value::Array(a) if n % 2 == 0 && !a.is_empty() => {
+            Value::Array(a.iter().chain(a.first()).cloned().collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().skip(1).cloned().collect()),
+        other => other.clone(),
+    }
+}
+
+/// `value` with one node (chosen by `pick` over a depth-first walk) changed by `edit`.
+pub fn mutate_json(value: &mut serde_json::Value, pick: usize, edit: Edit) {
+    use serde_json::Value;
+    fn count(v: &Value) -> usize {
+        1 + match v {
+            Value::Object(m) => m.values().map(count).sum(),
+            Value::Array(a) => a.iter().map(count).sum(),
+            _ => 0,
+        }
+    }
+    fn walk(v: &mut Value, mut n: usize, edit: Edit) {
+        if n == 0 {
+            *v = match edit {
+                Edit::Replace(with) => with,
+                Edit::SameType(k, text) => same_type(v, k, text),
+                Edit::Remove => Value::Null,
+            };
+            return;
+        }
+        n -= 1;
+        let sizes: Vec<usize> = match v {
+            Value::Object(m) => m.values().map(count).collect(),
+            Value::Array(a) => a.iter().map(count).collect(),
+            _ => Vec::new(),
+        };
+        for (i, size) in sizes.into_iter().enumerate() {
+            if n >= size {
+                n -= size;
+                continue;
+            }
+            let remove = n == 0 && matches!(edit, Edit::Remove);
+            match v {
+                Value::Object(m) if remove => {
+                    let key = m.keys().nth(i).cloned().unwrap_or_default();
+                    m.remove(&key);
+                }
+                Value::Array(a) if remove => {
+                    a.remove(i);
+                }
+                Value::Object(m) => {
+                    if let Some(child) = m.values_mut().nth(i) {
+                        walk(child, n, edit);
+                    }
+                }
+                Value::Array(a) => walk(&mut a[i], n, edit),
+                _ => {}
+            }
+            return;
+        }
+    }
+    let total = count(value);
+    walk(value, pick % total, edit);
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    let text = prop_oneof![
+        "[ -~]{0,12}",
+        prop::sample::select(vec!["", "\u{1b}[2J", "\u{202E}x", "a\nb", "ÉVA", "../x"])
+            .prop_map(String::from),
+    ];
+    prop_oneof![
+        2 => json_value().prop_map(Edit::Replace),
+        1 => Just(Edit::Remove),
+        5 => (any::<u64>(), text).prop_map(|(n, s)| Edit::SameType(n, s)),
+    ]
+}
+
+/// One to four JSON-aware edits: `(pick, edit)`.
+pub fn json_edits() -> impl Strategy<Value = Vec<(usize, Edit)>> {
+    prop::collection::vec((any::<usize>(), edit()), 1..5)
+}
+
+#[test]
+fn json_mutations_reach_every_node() {
+    let mut v = serde_json::json!({"a": [1, {"b": 2}], "c": 3});
+    mutate_json(&mut v, 4, Edit::Replace(serde_json::json!("x")));
+    assert_eq!(v, serde_json::json!({"a": [1, {"b": "x"}], "c": 3}));
+    mutate_json(&mut v, 5, Edit::Remove);
+    assert_eq!(v, serde_json::json!({"a": [1, {"b": "x"}]}));
+    mutate_json(&mut v, 4, Edit::SameType(7, "y".into()));
+    assert_eq!(v, serde_json::json!({"a": [1, {"b": "y"}]}));
+    mutate_json(&mut v, 0, Edit::Replace(serde_json::json!([])));
+    assert_eq!(v, serde_json::json!([]));
 }

@@ -27,7 +27,10 @@ fn check(text: &str) -> Vec<Diagnostic> {
     match parse::parse("fuzz.toml", text) {
         Ok(loaded) => policy::check(&loaded),
         Err(diagnostics) => {
-            assert!(!diagnostics.is_empty(), "a refused script with no diagnostic");
+            assert!(
+                !diagnostics.is_empty(),
+                "a refused script with no diagnostic"
+            );
             diagnostics
         }
     }

@@ -198,10 +198,7 @@ mod tests {
         assert_eq!(first_refused_char("one\ntwo\r\nthree", true), None);
         assert_eq!(first_refused_char("one\ntwo", false), Some('\n'));
         assert_eq!(first_refused_char("lone\rreturn", true), Some('\r'));
-        assert_eq!(
-            first_refused_char("Zoë – “Ångström” 李小龍 ÷", false),
-            None
-        );
+        assert_eq!(first_refused_char("Zoë – “Ångström” 李小龍 ÷", false), None);
     }
 
     #[test]
