@@ -234,10 +234,10 @@ fn same_type(node: &serde_json::Value, n: u64, text: String) -> serde_json::Valu
     use serde_json::Value;
     match node {
         Value::String(_) => Value::String(text),
-        Value::Number(_) if n % 3 == 0 => serde_json::json!(n),
+        Value::Number(_) if n.is_multiple_of(3) => serde_json::json!(n),
         Value::Number(_) => serde_json::json!(n % 100),
         Value::Bool(b) => Value::Bool(!b),
-        Value::Array(a) if n % 2 == 0 && !a.is_empty() => {
+        Value::Array(a) if n.is_multiple_of(2) && !a.is_empty() => {
             Value::Array(a.iter().chain(a.first()).cloned().collect())
         }
         Value::Array(a) => Value::Array(a.iter().skip(1).cloned().collect()),
