@@ -157,8 +157,8 @@ pub fn fuzz<S: Strategy>(
         }
     }
     eprintln!(
-        "fuzz {name}: {cases} cases in {:.1} s, no failure (run longer: KEYRITE_FUZZ_SECONDS=600 \
-         cargo test --release --locked --test fuzz {name} -- --nocapture)",
+        "fuzz {name}: {cases} cases in {:.1} s, no failure (the long run: KEYRITE_FUZZ_SECONDS=600 \
+         cargo test --release --locked --test fuzz -- --nocapture --test-threads 1)",
         started.elapsed().as_secs_f64()
     );
 }
