@@ -173,9 +173,15 @@ fn verify(dir: &Path, signers_ca: Option<&Path>) -> Result<i32> {
 
 fn verify_printed(dir: &Path, signers_ca: Option<&str>) -> i32 {
     let v = verify_bundle_with(dir, signers_ca);
-    print!("{}", v.table());
+    // Text from the bundle (an abort reason, a parse error quoting a file) is shown, never obeyed.
+    for line in v.table().lines() {
+        println!("{}", script::diagnostic::printable(line));
+    }
     if let Some(result) = &v.result {
-        println!("ceremony result:     {result}");
+        println!(
+            "ceremony result:     {}",
+            script::diagnostic::printable(result)
+        );
     }
     if let (Some(head), Some(report)) = (&v.log_head, &v.report_sha256) {
         println!("log head:            {}", grouped_hex(head));
