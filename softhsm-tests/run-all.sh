@@ -11,6 +11,7 @@ export KEYRITE_PKILINT="$PWD/.venv-pkilint/bin/lint_cabf_serverauth_cert"
 export KEYRITE_JSONSCHEMA_PYTHON="$PWD/.venv-pkilint/bin/python"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+echo "==> building and running the test suite (the first build takes several minutes)"
 cargo test --locked "$@" 2>&1 | tee "$log"
 # One closing line over all test binaries.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

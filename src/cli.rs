@@ -3,15 +3,32 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+/// The version with the commit and build profile it was built from: `keyrite verify` re-renders report.pdf
+/// and needs the same build (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("KEYRITE_GIT_COMMIT"),
+    ", ",
+    env!("KEYRITE_BUILD_PROFILE"),
+    " build)"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "keyrite",
-    version,
+    version = VERSION,
     about = "Run scripted, dual-controlled root-CA key ceremonies over PKCS#11, with hash-chained evidence",
     long_about = "keyrite checks a ceremony script against a security level, walks the people in the room \
 through it, generates CA keys inside an HSM over PKCS#11, enforces dual control, and writes an evidence \
 bundle (hash-chained audit log, report, artifacts) that `keyrite verify` checks offline.",
-    after_help = "Exit codes: 0 ok, 1 environment (files, disk), 2 bad input (script, answers, usage), \
+    after_help = "Examples:
+  keyrite check ceremony-scripts/root-ca.toml
+  keyrite rehearse ceremony-scripts/root-ca.toml --auto --out rehearsal-1
+  keyrite verify rehearsal-1
+  keyrite print ceremony-scripts/root-ca.toml --out paper-script.pdf
+
+Exit codes: 0 ok, 1 environment (files, disk), 2 bad input (script, answers, usage), \
 3 ceremony refused or aborted, 4 HSM failure, 5 evidence verification failed."
 )]
 pub struct Cli {
@@ -22,11 +39,17 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a ceremony script and its security-level policy; print file:line:col diagnostics.
+    #[command(
+        after_help = "Examples:\n  keyrite check ceremony-scripts/root-ca.toml\n  keyrite check my-ceremony.toml && keyrite print my-ceremony.toml --out paper.pdf"
+    )]
     Check {
         /// The ceremony script (TOML).
         script: PathBuf,
     },
     /// Rehearse a script against throw-away SoftHSM2 tokens. The report is marked REHEARSAL.
+    #[command(
+        after_help = "Examples:\n  keyrite rehearse ceremony-scripts/root-ca.toml --auto --out rehearsal-1\n  keyrite rehearse SCRIPT --answers answers.toml --env ENV --out OUT\n  keyrite rehearse SCRIPT --out OUT          # the terminal UI, people confirming in turn"
+    )]
     Rehearse {
         /// The ceremony script (TOML).
         script: PathBuf,
@@ -56,6 +79,9 @@ pub enum Command {
         attach: Vec<String>,
     },
     /// Run the ceremony against the HSM the script names. Prompts for PINs without echo.
+    #[command(
+        after_help = "Examples:\n  keyrite run SCRIPT --out OUT                         # the terminal UI\n  keyrite run SCRIPT --answers answers.toml --out OUT  # headless\n  keyrite run SCRIPT --signers-ca cards-ca.pem --out OUT"
+    )]
     Run {
         /// The ceremony script (TOML).
         script: PathBuf,
@@ -83,6 +109,9 @@ pub enum Command {
     },
     /// Verify an evidence bundle offline: log chain, replay of the script's rules, report, artifacts,
     /// certificates and key hashes.
+    #[command(
+        after_help = "Examples:\n  keyrite verify OUT\n  keyrite verify OUT --signers-ca cards-ca.pem\n\nExit codes: 0 verified, 1 no such folder, 5 a check failed."
+    )]
     Verify {
         /// The evidence bundle folder.
         dir: PathBuf,
@@ -93,6 +122,9 @@ pub enum Command {
     },
     /// Make the paper script for the room as a PDF: every step with its instructions, the roles
     /// involved, columns for initials and time, and a blank exceptions sheet.
+    #[command(
+        after_help = "Example:\n  keyrite print ceremony-scripts/root-ca.toml --out paper-script.pdf"
+    )]
     Print {
         /// The ceremony script (TOML).
         script: PathBuf,
@@ -101,10 +133,22 @@ pub enum Command {
         out: PathBuf,
     },
     /// Print shell completions.
+    #[command(
+        after_help = "Example:\n  keyrite completions bash > /etc/bash_completion.d/keyrite"
+    )]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff) of keyrite or of one subcommand, or write every page into a folder.
+    #[command(
+        after_help = "Examples:\n  keyrite man > keyrite.1\n  keyrite man verify > keyrite-verify.1\n  keyrite man --dir /usr/local/share/man/man1   # keyrite.1 and keyrite-<subcommand>.1"
+    )]
+    Man {
+        /// The subcommand whose page to print, e.g. `verify`.
+        command: Option<String>,
+        /// Write keyrite.1 and one keyrite-<subcommand>.1 per subcommand into this folder.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
+    },
 }

@@ -6,7 +6,7 @@ use crate::driver::pins::{PinSource, Prompt};
 use crate::driver::prompt::{stdin_lines, LinePrompt};
 use crate::driver::rehearsal::{self, RehearsalEnv, RehearsalPins};
 use crate::driver::{CardSetup, Ceremony, RunMode};
-use crate::error::{exit, Error, Result};
+use crate::error::{count, exit, Error, Result};
 use crate::evidence::events::ConfirmationSource;
 use crate::evidence::verify::verify_bundle_with;
 use crate::hsm::spki::grouped_hex;
@@ -15,6 +15,15 @@ use crate::script::{self, LoadedScript, SecurityLevel, Severity, TokenSelector};
 use clap::CommandFactory;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// A line on stdout. A reader that went away (`keyrite verify DIR | head -1`) is no error: the command
+/// still finishes and exits with its own code, instead of panicking as `println!` would.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 pub fn dispatch(cli: Cli) -> i32 {
     let result = match cli.command {
@@ -62,51 +71,86 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Verify { dir, signers_ca } => verify(&dir, signers_ca.as_deref()),
         Command::Print { script, out } => print(&script, &out),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "keyrite",
-                &mut std::io::stdout(),
-            );
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "keyrite", &mut out);
+            say!("{}", String::from_utf8_lossy(&out).trim_end());
             Ok(exit::OK)
         }
-        Command::Man => man(),
+        Command::Man { command, dir } => man(command.as_deref(), dir.as_deref()),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
-            if !matches!(err, Error::Script { .. }) {
-                eprintln!("keyrite: error: {err}");
+            // A script's diagnostics were printed one by one, each with its hint.
+            if let Error::Script { .. } = err {
+                crate::error::eprint_problem(&err.to_string(), &err.parts().1);
+            } else {
+                err.eprint();
             }
             err.exit_code()
         }
     }
 }
 
-fn man() -> Result<i32> {
+/// `keyrite man`: the page of keyrite or of one subcommand on stdout, or every page into a folder.
+fn man(command: Option<&str>, dir: Option<&Path>) -> Result<i32> {
+    let mut cli = Cli::command().disable_help_subcommand(true);
+    if let Some(dir) = dir {
+        clap_mangen::generate_to(cli, dir)
+            .map_err(|e| Error::io("write the man pages into", dir, &e))?;
+        say!("man pages written to {}", dir.display());
+        return Ok(exit::OK);
+    }
+    cli.build();
+    let page = match command {
+        None => cli,
+        Some(name) => match cli.find_subcommand(name) {
+            Some(sub) if !sub.is_hide_set() => sub.clone(),
+            _ => {
+                let names: Vec<&str> = cli.get_subcommands().map(|s| s.get_name()).collect();
+                return Err(Error::input(
+                    format!("keyrite has no subcommand \"{name}\""),
+                    format!("name one of: {}", names.join(", ")),
+                ));
+            }
+        },
+    };
     let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut out)
-        .map_err(|e| {
-            Error::env(
-                format!("could not render the man page: {e}"),
-                "report this keyrite defect",
-            )
-        })?;
-    use std::io::Write;
-    std::io::stdout()
-        .write_all(&out)
-        .map_err(|e| Error::env(format!("could not write the man page: {e}"), "check stdout"))?;
+    clap_mangen::Man::new(page).render(&mut out).map_err(|e| {
+        Error::env(
+            format!("could not render the man page: {e}"),
+            "report this keyrite defect",
+        )
+    })?;
+    say!("{}", String::from_utf8_lossy(&out).trim_end());
     Ok(exit::OK)
 }
 
 /// Load and check a script; print every diagnostic; fail on errors.
 fn load_checked(path: &Path) -> Result<LoadedScript> {
+    load_script(path, true)
+}
+
+/// Load and check a script, printing its diagnostics (`warnings`: its warnings too); fail on errors. A
+/// script that cannot be read at all is a file error (exit 1), not a script error.
+fn load_script(path: &Path, warnings: bool) -> Result<LoadedScript> {
+    if let Err(e) = std::fs::metadata(path) {
+        return Err(Error::io("read the script", path, &e));
+    }
     let (loaded, diagnostics) = script::check_file(path);
     let mut errors = 0;
+    let width = crate::error::terminal_width();
     for d in &diagnostics {
-        eprintln!("{d}");
-        if d.severity == Severity::Error {
+        let error = d.severity == Severity::Error;
+        if error || warnings {
+            let place = format!("{}:{}:{}: {}: ", d.file, d.line, d.col, d.severity);
+            eprint!(
+                "{}{}",
+                crate::error::wrap_labelled(&place, &d.what, width),
+                crate::error::wrap_labelled("  hint: ", &d.fix, width)
+            );
+        }
+        if error {
             errors += 1;
         }
     }
@@ -122,14 +166,14 @@ fn load_checked(path: &Path) -> Result<LoadedScript> {
 fn check(path: &Path) -> Result<i32> {
     let loaded = load_checked(path)?;
     let s = &loaded.script;
-    println!(
-        "{}: ok — \"{}\" ({}), security level {}, {} participants, {} steps; SHA-256 {}",
+    say!(
+        "{}: ok — \"{}\" ({}), security level {}, {}, {}; SHA-256 {}",
         path.display(),
         s.ceremony.name,
         s.ceremony.id,
         s.ceremony.security_level,
-        s.participants.len(),
-        s.steps.len(),
+        count(s.participants.len(), "participant", "participants"),
+        count(s.steps.len(), "step", "steps"),
         loaded.sha256
     );
     Ok(exit::OK)
@@ -157,7 +201,7 @@ fn print(path: &Path, out: &Path) -> Result<i32> {
         .open(out)
         .map_err(|e| Error::io("create", out, &e))?;
     std::io::Write::write_all(&mut file, &pdf).map_err(|e| Error::io("write", out, &e))?;
-    println!(
+    say!(
         "{}: paper script for \"{}\" written to {}",
         path.display(),
         loaded.script.ceremony.name,
@@ -167,6 +211,23 @@ fn print(path: &Path, out: &Path) -> Result<i32> {
 }
 
 fn verify(dir: &Path, signers_ca: Option<&Path>) -> Result<i32> {
+    // A mistyped folder is a file error, not evidence that failed its checks.
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(Error::env(
+                format!("{} is a file, not an evidence bundle folder", dir.display()),
+                "give the folder that `keyrite rehearse` or `keyrite run` wrote with --out",
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::env(
+                format!("no such folder: {}", dir.display()),
+                "check the path; it is the folder given to --out when the ceremony ran",
+            ))
+        }
+        Err(e) => return Err(Error::io("open the evidence bundle", dir, &e)),
+    }
     let ca = read_ca(signers_ca)?;
     Ok(verify_printed(dir, ca.as_deref()))
 }
@@ -175,21 +236,21 @@ fn verify_printed(dir: &Path, signers_ca: Option<&str>) -> i32 {
     let v = verify_bundle_with(dir, signers_ca);
     // Text from the bundle (an abort reason, a parse error quoting a file) is shown, never obeyed.
     for line in v.table().lines() {
-        println!("{}", script::diagnostic::printable(line));
+        say!("{}", script::diagnostic::printable(line));
     }
     if let Some(result) = &v.result {
-        println!(
+        say!(
             "ceremony result:     {}",
             script::diagnostic::printable(result)
         );
     }
     if let (Some(head), Some(report)) = (&v.log_head, &v.report_sha256) {
-        println!("log head:            {}", grouped_hex(head));
-        println!("report.json SHA-256: {}", grouped_hex(report));
-        println!("compare both with what the witnesses wrote on the paper script");
+        say!("log head:            {}", grouped_hex(head));
+        say!("report.json SHA-256: {}", grouped_hex(report));
+        say!("compare both with what the witnesses wrote on the paper script");
     }
     if v.passed() {
-        println!(
+        say!(
             "verified: {} checks passed for {}",
             v.checks.len(),
             dir.display()
@@ -197,7 +258,7 @@ fn verify_printed(dir: &Path, signers_ca: Option<&str>) -> i32 {
         exit::OK
     } else {
         let failed = v.checks.iter().filter(|c| !c.ok).count();
-        println!(
+        say!(
             "NOT VERIFIED: {failed} of {} checks failed for {}",
             v.checks.len(),
             dir.display()
@@ -310,28 +371,38 @@ fn ceremony_exit(outcome: &crate::driver::Outcome, out: &Path) -> i32 {
     );
     if !outcome.unsigned.is_empty() {
         // The evidence is complete, but the report lacks signatures the security level requires.
-        eprintln!(
-            "keyrite: report signatures missing: {} — the bundle in {} is otherwise complete; \
-             `keyrite verify` will name the missing signers",
-            outcome.unsigned.join("; "),
-            out.display()
+        crate::error::eprint_problem(
+            &format!("report signatures missing: {}", outcome.unsigned.join("; ")),
+            &format!(
+                "the bundle in {} is otherwise complete; `keyrite verify {}` names the missing signers",
+                out.display(),
+                out.display()
+            ),
         );
     }
     if outcome.completed {
-        println!("ceremony completed; evidence in {}", out.display());
-        println!("{anchors}");
-        println!("verify it with: keyrite verify {}", out.display());
+        say!("ceremony completed");
+        say!("  evidence bundle     {}", out.display());
+        say!("  report              {}", out.join("report.pdf").display());
+        say!("{anchors}");
+        say!("verify it with: keyrite verify {}", out.display());
         if outcome.unsigned.is_empty() {
             exit::OK
         } else {
             exit::HSM
         }
     } else {
-        eprintln!(
-            "keyrite: ceremony aborted: {} — the evidence of what happened is in {}; check it with `keyrite verify {}`",
-            outcome.reason.as_deref().unwrap_or("no reason recorded"),
-            out.display(),
-            out.display()
+        crate::error::eprint_problem(
+            &format!(
+                "ceremony aborted: {}",
+                outcome.reason.as_deref().unwrap_or("no reason recorded")
+            ),
+            &format!(
+                "the evidence of what happened is in {} (report: {}); check it with `keyrite verify {}`",
+                out.display(),
+                out.join("report.pdf").display(),
+                out.display()
+            ),
         );
         eprintln!("{anchors}");
         if outcome.hsm_failure {
@@ -402,10 +473,11 @@ fn rehearse(
     env: Option<&Path>,
     module: Option<String>,
 ) -> Result<i32> {
-    let loaded = load_checked(path)?;
-    let softhsm = rehearsal::find_softhsm()?;
     // A child re-executed by the block below finds its folder here.
     let inherited = std::env::var_os(rehearsal::DIR_VAR).map(PathBuf::from);
+    // The re-executed child checks the script again, but its warnings were printed by the parent.
+    let loaded = load_script(path, inherited.is_none())?;
+    let softhsm = rehearsal::find_softhsm()?;
     let (dir, _temp) = match (inherited, env) {
         (Some(dir), _) => (dir, None),
         (None, Some(dir)) => (dir.to_path_buf(), None),
@@ -456,7 +528,7 @@ fn rehearse(
         && renv.token(&label).is_none();
     let module_used = module.unwrap_or(softhsm.clone());
     let selector = if fresh {
-        println!("REHEARSAL: the split initialises a fresh throw-away SoftHSM2 token \"{label}\"");
+        say!("REHEARSAL: the split initialises a fresh throw-away SoftHSM2 token \"{label}\"");
         TokenSelector {
             label: Some(label.clone()),
             serial: None,
@@ -464,9 +536,10 @@ fn rehearse(
         }
     } else {
         let token = renv.ensure_token(&softhsm, &label)?;
-        println!(
+        say!(
             "REHEARSAL on throw-away SoftHSM2 token \"{}\" (serial {})",
-            token.label, token.serial
+            token.label,
+            token.serial
         );
         // Label and serial together: only the throw-away token made for this rehearsal matches.
         TokenSelector {
@@ -477,7 +550,7 @@ fn rehearse(
     };
     let cards = renv.ensure_cards(&softhsm, &loaded.script)?;
     if env.is_some() {
-        println!(
+        say!(
             "rehearsal tokens and their PINs: {}",
             renv.dir.join(rehearsal::ENV_FILE).display()
         );

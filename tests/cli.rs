@@ -75,9 +75,9 @@ fn verify_of_a_missing_bundle_fails_with_code_5() {
 }
 
 #[test]
-fn a_missing_script_is_a_bad_input() {
+fn a_missing_script_is_a_file_error() {
     let o = keyrite(&["check", "no/such/script.toml"]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no/such/script.toml"));
 }
 
@@ -89,7 +89,7 @@ fn a_malformed_script_exits_2_with_line_and_column() {
     assert!(
         err.starts_with("tests/scripts/bad/dual-control.toml:")
             && err.contains(": error: ")
-            && err.contains(" — "),
+            && err.contains("\n  hint: "),
         "{err}"
     );
     assert!(o.stdout.is_empty());

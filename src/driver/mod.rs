@@ -6,6 +6,7 @@
 mod actions;
 mod attach;
 pub mod cards;
+mod names;
 pub mod operator;
 pub mod personal_cards;
 pub mod pin_input;
@@ -222,6 +223,8 @@ fn drive(
 ) -> Result<()> {
     let script = &loaded.script;
     let total = engine.steps().len();
+    let participant_names: Vec<String> =
+        script.participants.iter().map(|p| p.name.clone()).collect();
     let mut step_started = Instant::now();
     let mut pending = engine.start();
     loop {
@@ -307,6 +310,7 @@ fn drive(
             Some(step) => io.operator.next_input(step),
             None => return Ok(()),
         };
+        let input = names::resolve(input, &participant_names, io.operator);
         pending.extend(engine.handle(input));
     }
 }

@@ -228,7 +228,7 @@ mod tests {
         );
         let shown = String::from_utf8(out).unwrap();
         assert!(
-            shown.contains("needs confirmations from 2 distinct persons"),
+            shown.contains("needs confirmations from 2 different people"),
             "{shown}"
         );
     }

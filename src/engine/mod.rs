@@ -347,7 +347,7 @@ fn unrecognised(step: String, exception: bool) -> Vec<Effect> {
         step,
         person: UNRECOGNISED.into(),
         reason: format!(
-            "{what} came with a name that is not a participant's; type your name exactly as the script lists it"
+            "{what} came with a name that is not a participant's; type your name as the script lists it (case does not matter)"
         ),
     })]
 }

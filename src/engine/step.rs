@@ -101,9 +101,17 @@ impl StepPlan {
                 ""
             };
             let need = match self.required {
-                1 => format!("a confirmation from a {}", join(&self.confirm_by)),
+                1 => {
+                    let roles = join(&self.confirm_by);
+                    let article = if roles.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                        "an"
+                    } else {
+                        "a"
+                    };
+                    format!("a confirmation from {article} {roles}")
+                }
                 n => format!(
-                    "confirmations from {n} distinct persons in {}",
+                    "confirmations from {n} different people, each {}",
                     join(&self.confirm_by)
                 ),
             };

@@ -262,7 +262,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The accepted name closest to a typo, if it is close enough to be a plausible typo.
-fn did_you_mean<'a>(wrong: &str, accepted: &'a [String]) -> Option<&'a str> {
+pub(crate) fn did_you_mean<'a>(wrong: &str, accepted: &'a [String]) -> Option<&'a str> {
     let wrong = wrong.to_lowercase();
     accepted
         .iter()
@@ -282,7 +282,7 @@ fn unknown_value_fix(field: &str, wrong: &str, accepted: &[String]) -> String {
     };
     let lower = wrong.to_lowercase();
     if field == "algorithm" {
-        fix.push_str("; RSA-2048 and smaller keys are never allowed for CA keys");
+        fix.push_str("; keyrite allows only these for CA keys: RSA-2048 and smaller are too weak");
     } else if enum_field(field).is_some_and(|(noun, _)| noun == "role") {
         if lower.contains("audit") || lower.contains("notar") {
             fix.push_str("; an auditor or notary takes the role \"independent-witness\"");
@@ -374,10 +374,13 @@ fn serde_diagnostic(file: &str, spans: &SpanIndex, err: &toml::de::Error) -> Dia
     if let Some(rest) = msg.strip_prefix("unknown variant ") {
         let (value, accepted) = split_expected(rest);
         let noun = enum_field(&field).map_or("value", |(n, _)| n);
-        return diag(
-            format!("unknown {noun} \"{value}\" in `{field}`"),
-            unknown_value_fix(&field, &value, &accepted),
-        );
+        // An algorithm that is no typo of an allowed one is a policy refusal, not an unknown word.
+        let what = if field == "algorithm" && did_you_mean(&value, &accepted).is_none() {
+            format!("key algorithm \"{value}\" is not allowed for CA keys")
+        } else {
+            format!("unknown {noun} \"{value}\" in `{field}`")
+        };
+        return diag(what, unknown_value_fix(&field, &value, &accepted));
     }
     if let Some(rest) = msg.strip_prefix("missing field ") {
         let name = backticked(rest).first().copied().unwrap_or(rest).to_owned();

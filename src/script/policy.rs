@@ -380,7 +380,7 @@ impl Checker<'_> {
             }
             let days = c.validity_days;
             if days == 0 || days > MAX_VALIDITY_DAYS {
-                let what = format!("validity_days = {days} is outside 1..={MAX_VALIDITY_DAYS}");
+                let what = format!("validity_days = {days} must be between 1 and {MAX_VALIDITY_DAYS} days (100 years)");
                 let fix = "set the validity in days; root CAs commonly use 20 to 25 years (7300 to 9125 days)";
                 self.error(&at.key("validity_days"), Target::Value, what, fix);
             }

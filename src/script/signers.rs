@@ -56,7 +56,7 @@ pub fn required_signers(level: SecurityLevel, people: &[Candidate<'_>]) -> Vec<R
             let reason = match roles.iter().find(|r| p.roles.contains(r)) {
                 Some(role) => role.to_string(),
                 None if every_carded_participant_signs(level) => format!(
-                    "carded participant ({})",
+                    "{} with a personal card",
                     p.roles.first().map_or("participant", |r| r.as_str())
                 ),
                 None => return None,

@@ -2,9 +2,10 @@
 //! asks the TUI (`Operator::attachment`), and the room types the path of the file to hash. Part of
 //! the pure model and view: no IO here; the driver reads and hashes the file.
 
+use super::line_edit::LineInput;
 use super::model::{Command, Modal, Model};
 use super::view::Theme;
-use ratatui::crossterm::event::KeyCode;
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use ratatui::text::Line;
 
 /// An attachment request waits while another modal (or a PIN) is on screen.
@@ -14,7 +15,7 @@ pub(super) fn open_pending(model: &mut Model) {
             model.modal = Modal::AttachPath {
                 step,
                 description,
-                text: String::new(),
+                text: LineInput::default(),
             };
         }
     }
@@ -24,35 +25,18 @@ pub(super) fn open_pending(model: &mut Model) {
 /// dropped), Esc or Ctrl-C gives none (the driver then fails the step, on the record).
 pub(super) fn key(
     model: &mut Model,
-    (step, description, mut text): (String, String, String),
-    code: KeyCode,
+    (step, description, mut text): (String, String, LineInput),
+    key: KeyEvent,
     ctrl_c: bool,
 ) -> Vec<Command> {
-    match code {
+    match key.code {
         _ if ctrl_c => vec![Command::Attachment(None)],
         KeyCode::Esc => vec![Command::Attachment(None)],
-        KeyCode::Enter if !cleaned(&text).is_empty() => {
-            vec![Command::Attachment(Some(cleaned(&text).to_string()))]
-        }
-        KeyCode::Backspace => {
-            text.pop();
-            model.modal = Modal::AttachPath {
-                step,
-                description,
-                text,
-            };
-            Vec::new()
-        }
-        KeyCode::Char(c) => {
-            text.push(c);
-            model.modal = Modal::AttachPath {
-                step,
-                description,
-                text,
-            };
-            Vec::new()
+        KeyCode::Enter if !cleaned(text.value()).is_empty() => {
+            vec![Command::Attachment(Some(cleaned(text.value()).to_string()))]
         }
         _ => {
+            super::line_edit::edit(&mut text, key);
             model.modal = Modal::AttachPath {
                 step,
                 description,
@@ -76,7 +60,7 @@ fn cleaned(text: &str) -> &str {
 pub(super) fn modal<'a>(
     step: &str,
     description: &str,
-    text: &str,
+    text: &LineInput,
     theme: &Theme,
     inner_width: u16,
 ) -> (String, Vec<Line<'a>>, u16) {
@@ -91,10 +75,11 @@ pub(super) fn modal<'a>(
              records its SHA-256 and size in the log, and does not copy it.",
         ),
         Line::from(""),
-        Line::styled(format!("Path: {text}_"), theme.bold()),
+        super::line_edit::line("Path: ", text, theme.bold()),
         Line::from(""),
         Line::styled(
-            "Compare later with: sha256sum PATH. Without a file the step fails on the record.",
+            "Compare later with: sha256sum PATH. Without a file the step fails on the record. \
+             Ctrl-U clears, Ctrl-W deletes a word, Ctrl-A/Ctrl-E and the arrows move.",
             theme.dim(),
         ),
     ];

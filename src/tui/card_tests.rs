@@ -124,7 +124,7 @@ fn a_pin_request_waits_for_the_modal_on_screen_and_keys_never_land_in_it() {
     key(&mut m, KeyCode::Char('5'));
     driver(&mut m, DriverEvent::NeedPin(card_pin()));
     typed(&mut m, "seal");
-    assert!(matches!(&m.modal, Modal::ExceptionText { text, .. } if text == "seal"));
+    assert!(matches!(&m.modal, Modal::ExceptionText { text, .. } if text.value() == "seal"));
     key(&mut m, KeyCode::Esc);
     assert!(matches!(m.modal, Modal::Pin { .. }));
     // A finished ceremony drops a request still waiting.

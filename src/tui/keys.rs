@@ -28,25 +28,8 @@ pub(super) fn key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
                 "PIN entry was cancelled with Ctrl-C",
                 "start a new run and enter the PIN when asked",
             )))],
-            KeyCode::Backspace => {
-                buffer.pop();
-                model.modal = Modal::Pin {
-                    ask,
-                    warning,
-                    buffer,
-                };
-                Vec::new()
-            }
-            KeyCode::Char(c) => {
-                buffer.push(c);
-                model.modal = Modal::Pin {
-                    ask,
-                    warning,
-                    buffer,
-                };
-                Vec::new()
-            }
             _ => {
+                super::line_edit::pin_key(&mut buffer, key);
                 model.modal = Modal::Pin {
                     ask,
                     warning,
@@ -59,7 +42,7 @@ pub(super) fn key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
             step,
             description,
             text,
-        } => super::attach::key(model, (step, description, text), key.code, ctrl_c),
+        } => super::attach::key(model, (step, description, text), key, ctrl_c),
         Modal::Error { .. } if matches!(key.code, KeyCode::Enter | KeyCode::Esc) => Vec::new(),
         modal @ Modal::Error { .. } => {
             model.modal = modal;
@@ -67,6 +50,10 @@ pub(super) fn key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
         }
         _ if model.finished.is_some() => match key.code {
             KeyCode::Enter | KeyCode::Char('q') => vec![Command::Quit],
+            KeyCode::Down | KeyCode::Char('j') => scroll(model, 1, true),
+            KeyCode::Up | KeyCode::Char('k') => scroll(model, 1, false),
+            KeyCode::PageDown | KeyCode::Char(' ') => scroll(model, 5, true),
+            KeyCode::PageUp => scroll(model, 5, false),
             _ => Vec::new(),
         },
         Modal::ConfirmAbort => match key.code {
@@ -86,22 +73,13 @@ pub(super) fn key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
         Modal::Pick { purpose, cursor } => pick(model, purpose, cursor, key.code),
         Modal::ExceptionText { person, mut text } => match key.code {
             KeyCode::Esc => Vec::new(),
-            KeyCode::Enter if !text.trim().is_empty() => {
-                let text = text.trim().to_string();
+            KeyCode::Enter if !text.value().trim().is_empty() => {
+                let text = text.value().trim().to_string();
                 model.note(NoteKind::Info, format!("exception by {person}: {text}"));
                 model.send(Input::Exception { person, text })
             }
-            KeyCode::Backspace => {
-                text.pop();
-                model.modal = Modal::ExceptionText { person, text };
-                Vec::new()
-            }
-            KeyCode::Char(c) => {
-                text.push(c);
-                model.modal = Modal::ExceptionText { person, text };
-                Vec::new()
-            }
             _ => {
+                super::line_edit::edit(&mut text, key);
                 model.modal = Modal::ExceptionText { person, text };
                 Vec::new()
             }
@@ -125,9 +103,36 @@ pub(super) fn key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
                 Vec::new()
             }
             KeyCode::Char('g') => model.send(Input::Proceed),
+            KeyCode::Down | KeyCode::Char('j') => scroll(model, 1, true),
+            KeyCode::Up | KeyCode::Char('k') => scroll(model, 1, false),
+            KeyCode::PageDown | KeyCode::Char(' ') => scroll(model, 5, true),
+            KeyCode::PageUp => scroll(model, 5, false),
             _ => Vec::new(),
         },
     }
+}
+
+/// Scroll the step's text by `lines`, no further than the view found there is to read.
+pub(super) fn scroll(model: &mut Model, lines: u16, down: bool) -> Vec<Command> {
+    model.scroll = if down {
+        model
+            .scroll
+            .saturating_add(lines)
+            .min(model.scroll_limit.get())
+    } else {
+        model.scroll.saturating_sub(lines)
+    };
+    Vec::new()
+}
+
+/// The key that picks the `index`th entry of a list: 1-9, then 0 for the 10th, then a-z.
+pub(super) fn pick_label(index: usize) -> Option<char> {
+    const LABELS: &str = "1234567890abcdefghijklmnopqrstuvwxyz";
+    LABELS.chars().nth(index)
+}
+
+pub(super) fn pick_index(key: char) -> Option<usize> {
+    (0..36).find(|&i| pick_label(i) == Some(key.to_ascii_lowercase()))
 }
 
 fn pick(model: &mut Model, purpose: Purpose, cursor: usize, code: KeyCode) -> Vec<Command> {
@@ -149,7 +154,9 @@ fn pick(model: &mut Model, purpose: Purpose, cursor: usize, code: KeyCode) -> Ve
             return Vec::new();
         }
         KeyCode::Enter => cursor,
-        KeyCode::Char(d @ '1'..='9') => (d as usize) - ('1' as usize),
+        KeyCode::Char(c) if pick_index(c).is_some_and(|i| i < count) => {
+            pick_index(c).unwrap_or(cursor)
+        }
         _ => {
             model.modal = Modal::Pick { purpose, cursor };
             return Vec::new();
@@ -164,7 +171,7 @@ fn pick(model: &mut Model, purpose: Purpose, cursor: usize, code: KeyCode) -> Ve
         Purpose::Exception => {
             model.modal = Modal::ExceptionText {
                 person,
-                text: String::new(),
+                text: Default::default(),
             };
             Vec::new()
         }

@@ -8,6 +8,7 @@
 
 mod attach;
 mod keys;
+mod line_edit;
 pub mod model;
 mod pin_view;
 pub mod proxy;
@@ -20,6 +21,8 @@ pub mod view;
 mod card_tests;
 #[cfg(test)]
 mod quorum_tests;
+#[cfg(test)]
+mod room_tests;
 #[cfg(test)]
 mod tests;
 
@@ -170,7 +173,16 @@ pub fn conduct(
         Err(payload) => std::panic::resume_unwind(payload),
     };
     if let Err(e) = ui.and(restored) {
-        eprintln!("keyrite: warning: the terminal UI failed: {e}");
+        crate::error::eprint_warning(&format!("the terminal UI failed: {e}"));
+    }
+    // The final screen is gone with the alternate screen: its notices (every report signature, or
+    // why one is missing) and the ceremony's warnings stay in the terminal.
+    {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout();
+        for line in pin_view::summary(&model) {
+            let _ = writeln!(stdout, "{line}");
+        }
     }
     outcome
 }

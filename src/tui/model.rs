@@ -87,6 +87,8 @@ pub enum NoteKind {
 pub struct Note {
     pub kind: NoteKind,
     pub text: String,
+    /// The step (1-based) on screen when the note came, so a note kept across steps says where.
+    pub step: Option<usize>,
 }
 
 /// How the ceremony ended, for the final screen.
@@ -117,7 +119,7 @@ pub enum Modal {
     /// Free text of an exception, recorded for `person`.
     ExceptionText {
         person: String,
-        text: String,
+        text: super::line_edit::LineInput,
     },
     /// The PIN modal: masked, the buffer is zeroized when dropped. `warning` is the driver's warning
     /// that came just before this request (a card that refused the previous PIN).
@@ -130,7 +132,7 @@ pub enum Modal {
     AttachPath {
         step: String,
         description: String,
-        text: String,
+        text: super::line_edit::LineInput,
     },
     /// Ctrl-C: ask before aborting.
     ConfirmAbort,
@@ -154,7 +156,7 @@ impl std::fmt::Debug for Modal {
             Modal::ExceptionText { person, text } => f
                 .debug_struct("ExceptionText")
                 .field("person", person)
-                .field("text", text)
+                .field("text", &text.value())
                 .finish(),
             Modal::Pin { ask, warning, .. } => f
                 .debug_struct("Pin")
@@ -169,7 +171,7 @@ impl std::fmt::Debug for Modal {
                 .debug_struct("AttachPath")
                 .field("step", step)
                 .field("description", description)
-                .field("text", text)
+                .field("text", &text.value())
                 .finish(),
             Modal::ConfirmAbort => f.write_str("ConfirmAbort"),
             Modal::Error { title, what, todo } => f
@@ -288,7 +290,13 @@ pub struct Model {
     pub current: Option<Current>,
     pub fingerprint: Option<Fingerprint>,
     pub quorum: Option<QuorumView>,
+    /// Refusals, warnings and notes of the whole ceremony, oldest first; a step change keeps them.
     pub notes: Vec<Note>,
+    /// How far the step's text is scrolled, in lines; reset when a step starts.
+    pub scroll: u16,
+    /// The furthest the step's text can scroll at the size last drawn: the view sets it, the scroll
+    /// keys stop there.
+    pub scroll_limit: std::cell::Cell<u16>,
     pub working: Option<(String, u64)>,
     pub evidence: Vec<EvidenceRow>,
     /// The driver waits in `next_input`.
@@ -312,8 +320,8 @@ pub struct Model {
     last_seq: Option<u64>,
 }
 
-/// How many notes the current-step pane keeps.
-const NOTES: usize = 4;
+/// How many notes the notes pane keeps (it shows the newest that fit, oldest first).
+const NOTES: usize = 200;
 
 impl Model {
     pub fn new(script: &Script, rehearsal: bool, bundle: &str, color: bool) -> Self {
@@ -347,6 +355,8 @@ impl Model {
             fingerprint: None,
             quorum: None,
             notes: Vec::new(),
+            scroll: 0,
+            scroll_limit: std::cell::Cell::new(0),
             working: None,
             evidence: Vec::new(),
             awaiting: false,
@@ -362,7 +372,8 @@ impl Model {
     }
 
     pub(super) fn note(&mut self, kind: NoteKind, text: String) {
-        self.notes.push(Note { kind, text });
+        let step = self.current.as_ref().map(|c| c.index + 1);
+        self.notes.push(Note { kind, text, step });
         if self.notes.len() > NOTES {
             self.notes.remove(0);
         }
@@ -428,7 +439,7 @@ fn open_pending_pin(model: &mut Model) {
 }
 
 /// How many closing notices the final screen keeps.
-const CLOSING: usize = 16;
+const CLOSING: usize = 64;
 
 fn evidence(model: &mut Model, rows: Vec<EvidenceRow>) {
     for row in &rows {
@@ -480,6 +491,7 @@ fn driver(model: &mut Model, event: DriverEvent) -> Vec<Command> {
             model.closing.push(Note {
                 kind,
                 text: text.clone(),
+                step: None,
             });
         }
         DriverEvent::StepStarted { .. } | DriverEvent::NeedInput(_) => model.closing.clear(),
@@ -506,7 +518,7 @@ fn driver(model: &mut Model, event: DriverEvent) -> Vec<Command> {
                 instructions: paragraphs(&instructions),
             });
             model.fingerprint = None;
-            model.notes.clear();
+            model.scroll = 0;
             model.working = None;
         }
         DriverEvent::Fingerprint { key, grouped_hash } => {
@@ -584,6 +596,7 @@ fn driver(model: &mut Model, event: DriverEvent) -> Vec<Command> {
             } else if !matches!(model.modal, Modal::Error { .. }) {
                 model.modal = Modal::None;
             }
+            model.scroll = 0;
             model.finished = Some(finished);
         }
     }

@@ -47,7 +47,7 @@ pub(super) fn pin_modal<'a>(
     ));
     lines.push(Line::from(""));
     lines.push(Line::styled(
-        "The PIN is never shown, logged or stored; it is wiped after login.",
+        "The PIN is never shown, logged or stored; it is wiped after login. Ctrl-U clears it.",
         theme.dim(),
     ));
     let width = usize::from(inner_width.max(1));
@@ -80,4 +80,39 @@ pub(super) fn closing_notices<'a>(model: &'a Model, theme: &Theme, lines: &mut V
     for note in warnings.filter(|n| !missing(n)) {
         lines.push(Line::styled(format!("  ! {}", note.text), theme.warn()));
     }
+}
+
+/// The final screen's notices and the ceremony's warnings and refusals as plain lines, for the
+/// terminal after the screen closes.
+pub(super) fn summary(model: &Model) -> Vec<String> {
+    let mut lines = Vec::new();
+    let warnings: Vec<_> = model
+        .notes
+        .iter()
+        .filter(|n| n.kind != NoteKind::Info)
+        .collect();
+    if !warnings.is_empty() {
+        lines.push("warnings and refusals during the ceremony:".to_string());
+        for note in warnings {
+            let step = note.step.map(|n| format!("step {n}: ")).unwrap_or_default();
+            let kind = if note.kind == NoteKind::Refused {
+                "refused"
+            } else {
+                "warning"
+            };
+            lines.push(format!("  {step}{kind}: {}", note.text));
+        }
+    }
+    if !model.closing.is_empty() {
+        lines.push("report signatures and notices:".to_string());
+        for note in &model.closing {
+            let mark = if note.kind == NoteKind::Info {
+                "i"
+            } else {
+                "!"
+            };
+            lines.push(format!("  {mark} {}", note.text));
+        }
+    }
+    lines
 }

@@ -52,7 +52,10 @@ pub(super) fn key(model: &mut Model, code: KeyCode) -> Vec<Command> {
                 return Vec::new();
             }
             KeyCode::Enter => cursor,
-            KeyCode::Char(d @ '1'..='9') => (d as usize) - ('1' as usize),
+            KeyCode::Char(c) => match super::keys::pick_index(c) {
+                Some(i) => i,
+                None => return Vec::new(),
+            },
             _ => return Vec::new(),
         };
         let Some(person) = model.participants.get(chosen).map(|p| p.name.clone()) else {
@@ -69,6 +72,8 @@ pub(super) fn key(model: &mut Model, code: KeyCode) -> Vec<Command> {
             q.cursor = (q.cursor + 1).min(cards.saturating_sub(1));
             return Vec::new();
         }
+        KeyCode::PageDown => return super::keys::scroll(model, 5, true),
+        KeyCode::PageUp => return super::keys::scroll(model, 5, false),
         KeyCode::Char('n') => {
             q.asking = false;
             return vec![Command::Card(CardPresentation::NoMore)];

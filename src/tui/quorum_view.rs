@@ -13,9 +13,9 @@ use ratatui::Frame;
 /// The help bar's keys while the driver waits for a card.
 pub(super) fn help(quorum: &QuorumView) -> &'static str {
     if quorum.by.is_some() {
-        "1-9 or ↑↓ Enter: who presents the card · Esc: back"
+        "1-9, 0, a-z or ↑↓ Enter: who presents the card · Esc: back"
     } else {
-        "1-9/↑↓ Enter: card presented · b: by someone else · n: no more · ^C: abort"
+        "1-9/↑↓ Enter: card · b: by someone else · n: no more · PgDn: scroll · ^C: abort"
     }
 }
 
@@ -106,12 +106,16 @@ pub(super) fn render(
              presents it, n when no further card is presented.",
         ));
     }
-    frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(Block::bordered().title(format!(" Quorum: custodian cards · {} ", quorum.step))),
-        area,
-    );
+    // The step's instructions are meant for the custodians: they follow the cards, scrollable.
+    if let Some(current) = &model.current {
+        lines.push(Line::from(""));
+        lines.push(Line::styled(current.plan.title.clone(), theme.bold()));
+        lines.extend(current.instructions.lines().map(Line::from));
+    }
+    let outer = Block::bordered().title(format!(" Quorum: custodian cards · {} ", quorum.step));
+    let inner = outer.inner(area);
+    frame.render_widget(outer, area);
+    super::view::render_scrolled(model, theme, frame, inner, lines);
     if let Some((card, cursor)) = quorum.by {
         // Over the whole screen: the participant list is longer than the pane.
         let screen = frame.area();
@@ -141,10 +145,8 @@ fn render_by(
         } else {
             Style::default()
         };
-        lines.push(Line::styled(
-            format!("{marker} {} {}", i + 1, p.name),
-            style,
-        ));
+        let label = super::keys::pick_label(i).unwrap_or(' ');
+        lines.push(Line::styled(format!("{marker} {label} {}", p.name), style));
     }
     let height = (lines.len() as u16 + 2).min(area.height);
     let width = area.width.saturating_sub(8).min(76);

@@ -67,35 +67,54 @@ pub fn view(model: &Model, frame: &mut Frame) {
     ])
     .areas(area);
     render_header(model, &theme, frame, header);
-    frame.render_widget(Paragraph::new(help_text(model)).style(theme.bar()), help);
     if model.is_final() {
         render_final(model, &theme, frame, body);
-        return;
-    }
-    // The fingerprint and quorum screens take the whole body height; the other panes step aside.
-    let full = model.quorum.is_some() || fingerprint_step(model);
-    let bottom_height = if full { 0 } else { (body.height / 3).max(8) };
-    let [top, bottom] =
-        Layout::vertical([Constraint::Min(1), Constraint::Length(bottom_height)]).areas(body);
-    let left_width = (top.width * 2 / 5).clamp(30, 44);
-    let [steps, current] =
-        Layout::horizontal([Constraint::Length(left_width), Constraint::Min(1)]).areas(top);
-    render_steps(model, &theme, frame, steps);
-    if let Some(quorum) = &model.quorum {
-        super::quorum_view::render(model, quorum, &theme, frame, current);
-    } else if fingerprint_step(model) {
-        render_fingerprint(model, &theme, frame, current);
     } else {
-        render_current(model, &theme, frame, current);
+        render_body(model, &theme, frame, body);
+        render_modal(model, &theme, frame, area);
     }
-    if bottom_height > 0 {
-        let [people, evidence] =
-            Layout::horizontal([Constraint::Length(left_width + 4), Constraint::Min(1)])
-                .areas(bottom);
-        render_participants(model, &theme, frame, people);
-        render_evidence(model, &theme, frame, evidence);
+    // Last: the scroll keys show only when the text drawn above does not fit.
+    frame.render_widget(Paragraph::new(help_text(model)).style(theme.bar()), help);
+}
+
+/// Steps and participants on the left; the step (or the fingerprint or quorum screen), the notes and
+/// the evidence on the right. Every participant shows at 80×24 with up to 10 of them.
+fn render_body(model: &Model, theme: &Theme, frame: &mut Frame, body: Rect) {
+    let left_width = (body.width * 2 / 5).clamp(30, 44);
+    let [left, right] =
+        Layout::horizontal([Constraint::Length(left_width), Constraint::Min(1)]).areas(body);
+    let people_height = (model.participants.len() as u16 + 2).min(left.height.saturating_sub(5));
+    let [steps, people] =
+        Layout::vertical([Constraint::Min(1), Constraint::Length(people_height)]).areas(left);
+    render_steps(model, theme, frame, steps);
+    render_participants(model, theme, frame, people);
+    // The fingerprint and quorum screens take the evidence pane's rows; the notes always stay.
+    let full = model.quorum.is_some() || fingerprint_step(model);
+    let large = body.height >= 30;
+    // At 80×24 the step's text comes first; the evidence pane keeps its newest entry.
+    let notes_height = if large { 8 } else { 5 };
+    let evidence_height = match (full, large) {
+        (true, _) => 0,
+        (false, true) => 10,
+        (false, false) => 3,
+    };
+    let [current, notes, evidence] = Layout::vertical([
+        Constraint::Min(1),
+        Constraint::Length(notes_height),
+        Constraint::Length(evidence_height),
+    ])
+    .areas(right);
+    if let Some(quorum) = &model.quorum {
+        super::quorum_view::render(model, quorum, theme, frame, current);
+    } else if fingerprint_step(model) {
+        render_fingerprint(model, theme, frame, current);
+    } else {
+        render_current(model, theme, frame, current);
     }
-    render_modal(model, &theme, frame, area);
+    render_notes(model, theme, frame, notes);
+    if evidence_height > 0 {
+        render_evidence(model, theme, frame, evidence);
+    }
 }
 
 fn fingerprint_step(model: &Model) -> bool {
@@ -141,15 +160,28 @@ fn render_header(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
 
 fn help_text(model: &Model) -> String {
     let keys = match &model.modal {
+        Modal::Pick { .. } if model.participants.len() > 9 => {
+            "1-9, 0, a-z or ↑↓ Enter: choose the person · Esc: cancel"
+        }
         Modal::Pick { .. } => "1-9 or ↑↓ Enter: choose the person · Esc: cancel",
         Modal::ExceptionText { .. } => "type what happened · Enter: record it · Esc: cancel",
-        Modal::Pin { .. } => "type the PIN (not shown) · Enter: submit · Esc: cancel",
+        Modal::Pin { .. } => {
+            "type the PIN (not shown) · Ctrl-U: clear · Enter: submit · Esc: cancel"
+        }
         Modal::AttachPath { .. } => "type the file's path · Enter: attach it · Esc: no file",
         Modal::ConfirmAbort => "y: abort the ceremony · any other key: carry on",
         Modal::Error { .. } => "Enter: close",
-        Modal::None if model.finished.is_some() => "Enter or q: leave keyrite",
+        Modal::None if model.finished.is_some() && model.scroll_limit.get() > 0 => {
+            "↑↓ PgUp PgDn: scroll · Enter or q: leave keyrite (the summary stays in the terminal)"
+        }
+        Modal::None if model.finished.is_some() => {
+            "Enter or q: leave keyrite (the summary stays in the terminal)"
+        }
         Modal::None if model.quorum.as_ref().is_some_and(|q| q.asking) => {
             model.quorum.as_ref().map_or("", super::quorum_view::help)
+        }
+        Modal::None if model.scroll_limit.get() > 0 => {
+            "c: confirm · g: go · x: exception · ↑↓ PgUp PgDn: scroll · ^C: abort"
         }
         Modal::None => {
             "c: confirm · g: go (perform the step) · x: record an exception · Ctrl-C: abort"
@@ -163,10 +195,18 @@ fn block(title: &str) -> Block<'_> {
 }
 
 fn render_steps(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
+    // A long script scrolls so that the current step stays in view.
+    let rows = usize::from(area.height.saturating_sub(2));
+    let current = model.current.as_ref().map_or(0, |c| c.index);
+    let first = current
+        .saturating_sub(rows / 2)
+        .min(model.steps.len().saturating_sub(rows));
     let lines: Vec<Line> = model
         .steps
         .iter()
         .enumerate()
+        .skip(first)
+        .take(rows)
         .map(|(i, s)| {
             let style = match s.state {
                 super::model::StepState::Current => theme.bold(),
@@ -224,28 +264,24 @@ fn status_lines<'a>(
             .join(" or ")
     };
     let mut lines = Vec::new();
-    let keep = if compact { 2 } else { model.notes.len() };
-    for note in model.notes.iter().rev().take(keep) {
-        let (prefix, style) = match note.kind {
-            NoteKind::Refused => ("✗ refused: ", theme.bad()),
-            NoteKind::Warning => ("! warning: ", theme.warn()),
-            NoteKind::Info => ("i ", Style::default()),
-        };
-        lines.push(Line::styled(format!("{prefix}{}", note.text), style));
-    }
-    if let Some((what, secs)) = &model.working {
+    // While keyrite works, that is the status: never "ready: press g" at the same time.
+    let working = if let Some((what, secs)) = &model.working {
         let spin = SPINNER[(model.ticks % 4) as usize];
         lines.push(Line::styled(
             format!("{spin} {what} … {secs}s"),
             theme.bold(),
         ));
+        true
     } else if !model.awaiting && model.finished.is_none() {
         let spin = SPINNER[(model.ticks % 4) as usize];
         lines.push(Line::styled(
             format!("{spin} keyrite is working …"),
             theme.dim(),
         ));
-    }
+        true
+    } else {
+        false
+    };
     let mut who: Vec<String> = plan.confirmed_by.iter().map(|p| format!("✓ {p}")).collect();
     who.extend(
         plan.witnessed
@@ -265,12 +301,14 @@ fn status_lines<'a>(
             format!("still needed: {missing}"),
             theme.warn(),
         )),
+        None if working => {}
         None => lines.push(Line::styled(
             "ready: press g to perform the step",
             theme.good().add_modifier(Modifier::BOLD),
         )),
     }
-    if with_action {
+    // A small pane keeps what keyrite will do for when the step is ready.
+    if with_action && (!compact || plan.missing().is_none()) {
         lines.push(Line::from(vec![
             Span::styled("keyrite will: ", theme.bold()),
             Span::raw(action_text(plan.action)),
@@ -287,6 +325,41 @@ fn status_lines<'a>(
         ]));
     }
     lines
+}
+
+/// `lines`, wrapped, scrolled by the model's scroll. When they do not fit, the last row says that
+/// there is more and which keys scroll, and the model learns how far the keys may scroll.
+pub(super) fn render_scrolled(
+    model: &Model,
+    theme: &Theme,
+    frame: &mut Frame,
+    area: Rect,
+    lines: Vec<Line>,
+) {
+    let text = Paragraph::new(lines).wrap(Wrap { trim: false });
+    let total = u16::try_from(text.line_count(area.width)).unwrap_or(u16::MAX);
+    if total <= area.height || area.height < 2 {
+        model.scroll_limit.set(0);
+        frame.render_widget(text, area);
+        return;
+    }
+    let visible = area.height - 1;
+    let limit = total - visible;
+    model.scroll_limit.set(limit);
+    let offset = model.scroll.min(limit);
+    let [body, marker] =
+        Layout::vertical([Constraint::Length(visible), Constraint::Length(1)]).areas(area);
+    frame.render_widget(text.scroll((offset, 0)), body);
+    let shown = format!("lines {}-{} of {total}", offset + 1, offset + visible);
+    let marker_text = if offset < limit {
+        format!("▼ more below ({shown}) · ↓ PgDn")
+    } else {
+        format!("▲ end ({shown}) · ↑ PgUp")
+    };
+    frame.render_widget(
+        Paragraph::new(marker_text).style(theme.bold().add_modifier(Modifier::REVERSED)),
+        marker,
+    );
 }
 
 fn wrapped_height(lines: &[Line], width: u16) -> u16 {
@@ -320,7 +393,7 @@ fn render_current(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
         Layout::vertical([Constraint::Min(1), Constraint::Length(status_height)]).areas(inner);
     let mut text = vec![Line::styled(current.plan.title.clone(), theme.bold())];
     text.extend(current.instructions.lines().map(Line::from));
-    frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), top);
+    render_scrolled(model, theme, frame, top, text);
     frame.render_widget(Paragraph::new(status).wrap(Wrap { trim: true }), bottom);
 }
 
@@ -365,11 +438,18 @@ fn render_fingerprint(model: &Model, theme: &Theme, frame: &mut Frame, area: Rec
     if !line.is_empty() {
         lines.push(Line::from(format!("  {line}")));
     }
-    if !compact {
-        lines.push(Line::from(""));
-    }
-    lines.extend(status_lines(model, current, theme, compact, false));
-    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+    // The hash stays put; the status and the step's instructions scroll beneath it.
+    let fixed = Paragraph::new(lines).wrap(Wrap { trim: false });
+    let fixed_height = u16::try_from(fixed.line_count(inner.width))
+        .unwrap_or(u16::MAX)
+        .min(inner.height.saturating_sub(3));
+    let [top, rest] =
+        Layout::vertical([Constraint::Length(fixed_height), Constraint::Min(1)]).areas(inner);
+    frame.render_widget(fixed, top);
+    let mut rest_lines = status_lines(model, current, theme, compact, false);
+    rest_lines.push(Line::from(""));
+    rest_lines.extend(current.instructions.lines().map(Line::from));
+    render_scrolled(model, theme, frame, rest, rest_lines);
 }
 
 fn render_participants(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
@@ -379,19 +459,34 @@ fn render_participants(model: &Model, theme: &Theme, frame: &mut Frame, area: Re
                 || c.plan.witnessed.iter().any(|(_, p)| p == name)
         })
     };
-    let lines: Vec<Line> = model
+    let rows = usize::from(area.height.saturating_sub(2));
+    let count = model.participants.len();
+    // Too many for the pane: the last row says how many more there are (the picker lists all).
+    let shown = if count > rows {
+        rows.saturating_sub(1)
+    } else {
+        count
+    };
+    let mut lines: Vec<Line> = model
         .participants
         .iter()
         .enumerate()
+        .take(shown)
         .map(|(i, p)| {
             let mark = if acted(&p.name) { "✓" } else { " " };
             Line::from(vec![
-                Span::raw(format!("{mark}{} ", i + 1)),
+                Span::raw(format!("{mark}{:>2} ", i + 1)),
                 Span::styled(p.name.clone(), theme.bold()),
                 Span::styled(format!(" {}", p.roles), theme.dim()),
             ])
         })
         .collect();
+    if shown < count {
+        lines.push(Line::styled(
+            format!("  … and {} more (c lists everyone)", count - shown),
+            theme.bold(),
+        ));
+    }
     frame.render_widget(Paragraph::new(lines).block(block("Participants")), area);
 }
 
@@ -404,7 +499,7 @@ fn render_evidence(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) 
             Line::from(vec![
                 Span::raw(format!("{:>3} {} ", e.seq, e.time)),
                 Span::raw(format!("{:<21}", e.kind)),
-                Span::styled(e.hash.clone(), theme.dim()),
+                Span::styled(format!(" · {}", e.hash), theme.dim()),
             ])
         })
         .collect();
@@ -412,6 +507,35 @@ fn render_evidence(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) 
         Paragraph::new(lines).block(block("Evidence (audit.jsonl)")),
         area,
     );
+}
+
+/// The notes, refusals and warnings of the whole ceremony, oldest first, the newest always in view.
+fn render_notes(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let lines: Vec<Line> = model
+        .notes
+        .iter()
+        .map(|note| {
+            let (prefix, style) = match note.kind {
+                NoteKind::Refused => ("✗ refused: ", theme.bad()),
+                NoteKind::Warning => ("! warning: ", theme.warn()),
+                NoteKind::Info => ("i ", Style::default()),
+            };
+            let step = note.step.map(|n| format!("{n:>2} ")).unwrap_or_default();
+            Line::styled(format!("{step}{prefix}{}", note.text), style)
+        })
+        .collect();
+    let text = Paragraph::new(lines).wrap(Wrap { trim: false });
+    let inner = block("").inner(area);
+    let total = u16::try_from(text.line_count(inner.width)).unwrap_or(u16::MAX);
+    let hidden = total.saturating_sub(inner.height);
+    let title = if model.notes.is_empty() {
+        "Notes and warnings: none yet".to_string()
+    } else if hidden > 0 {
+        format!("Notes and warnings ({hidden} more lines above)")
+    } else {
+        "Notes and warnings, oldest first".to_string()
+    };
+    frame.render_widget(text.scroll((hidden, 0)).block(block(&title)), area);
 }
 
 fn render_final(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
@@ -464,16 +588,14 @@ fn render_final(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
             theme.bad(),
         ));
     }
-    // A small screen drops the blank lines before it cuts anything from the bottom.
+    // A small screen drops the blank lines first, then scrolls: every signature stays reachable.
     if wrapped_height(&lines, area.width.saturating_sub(2)) > area.height.saturating_sub(2) {
         lines.retain(|l| l.width() > 0);
     }
-    frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(block("Done")),
-        area,
-    );
+    let outer = block("Done");
+    let inner = outer.inner(area);
+    frame.render_widget(outer, area);
+    render_scrolled(model, theme, frame, inner, lines);
 }
 
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
@@ -501,15 +623,19 @@ fn render_modal(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
                 }
                 Purpose::Exception => "Pick the person who reports what happened.",
             })];
-            for (i, p) in model.participants.iter().enumerate() {
+            // A long list scrolls with the cursor inside the screen.
+            let rows = usize::from(area.height.saturating_sub(5)).max(1);
+            let first = cursor.saturating_sub(rows - 1);
+            for (i, p) in model.participants.iter().enumerate().skip(first).take(rows) {
                 let marker = if i == *cursor { "›" } else { " " };
                 let style = if i == *cursor {
                     theme.bold().add_modifier(Modifier::REVERSED)
                 } else {
                     Style::default()
                 };
+                let label = super::keys::pick_label(i).unwrap_or(' ');
                 lines.push(Line::styled(
-                    format!("{marker} {} {}  ({})", i + 1, p.name, p.roles),
+                    format!("{marker} {label} {}  ({})", p.name, p.roles),
                     style,
                 ));
             }
@@ -521,9 +647,13 @@ fn render_modal(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
             vec![
                 Line::from("What deviates from the script? It goes into the log at once."),
                 Line::from(""),
-                Line::styled(format!("> {text}_"), theme.bold()),
+                super::line_edit::line("> ", text, theme.bold()),
+                Line::styled(
+                    "Ctrl-U clears · Ctrl-W deletes a word · Ctrl-A/Ctrl-E, ←→ move",
+                    theme.dim(),
+                ),
             ],
-            8,
+            9,
         ),
         Modal::Pin {
             ask,

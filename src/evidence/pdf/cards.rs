@@ -69,7 +69,7 @@ pub fn transcript_legend(report: &Report) -> Option<String> {
         "{SIGNED_MARK} after a name: that person signed the confirmation with their personal card \
          ({} signed confirmations in all). The signature (over the step id, the log hash of the \
          confirmation and its time) is in audit.jsonl as a confirmation_signed entry; `keyrite verify` \
-         checks each against the card certificate in the section \"Personal cards\".",
+         checks each against the card certificate in the appendix \"Personal cards\".",
         report.signed_confirmations.len()
     ))
 }
@@ -94,7 +94,9 @@ fn issuer_line(report: &Report, card: &PersonalCardRecord) -> String {
 
 /// The "Personal cards" section: each participant's signing card and its certificate.
 pub fn section(l: &mut Layout, r: &Report) {
-    l.heading("Personal cards");
+    // An appendix starts on its own page, after the signatures.
+    l.new_page();
+    l.heading("Appendix: personal cards");
     if r.personal_cards.is_empty() {
         l.para(
             Face::Regular,

@@ -8,6 +8,7 @@
 mod cards;
 pub mod layout;
 pub mod metrics;
+mod paper;
 #[doc(hidden)]
 pub mod sample;
 pub mod script;

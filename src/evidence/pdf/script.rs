@@ -28,7 +28,16 @@ pub fn render(loaded: &LoadedScript) -> Vec<u8> {
             s.ceremony.security_level.to_string(),
             Face::Regular,
         ),
-        ("Script file", loaded.file_name.clone(), Face::Regular),
+        // The file's name only: the printing machine's folders mean nothing in the room.
+        (
+            "Script file",
+            std::path::Path::new(&loaded.file_name)
+                .file_name()
+                .map_or(loaded.file_name.clone(), |f| {
+                    f.to_string_lossy().into_owned()
+                }),
+            Face::Regular,
+        ),
         ("Script SHA-256", grouped_hex(&loaded.sha256), Face::Mono),
         ("Date", String::new(), Face::Regular),
     ]);
@@ -66,6 +75,10 @@ pub fn render(loaded: &LoadedScript) -> Vec<u8> {
         &rows,
     );
 
+    super::paper::sign_in(&mut l, s);
+    super::paper::planned(&mut l, s);
+    super::paper::quorum_cards(&mut l, s);
+
     l.heading("Steps");
     let rows: Vec<Vec<String>> = s
         .steps
@@ -74,7 +87,7 @@ pub fn render(loaded: &LoadedScript) -> Vec<u8> {
         .map(|(i, st)| {
             vec![
                 (i + 1).to_string(),
-                step_text(st),
+                format!("{}{}", step_text(st), super::paper::write_ins(st)),
                 who(st),
                 "\n\n\n".into(),
                 String::new(),
@@ -199,7 +212,7 @@ fn who(st: &Step) -> String {
         if st.required_confirmations() == 1 {
             "person"
         } else {
-            "distinct persons"
+            "different people"
         }
     );
     if !st.witnessed_by.is_empty() {

@@ -17,13 +17,14 @@ pub fn layout(report: &Report) -> Vec<Vec<Op>> {
     keys(&mut l, report);
     certificates(&mut l, report);
     quorum(&mut l, report);
-    super::cards::section(&mut l, report);
-    attachments(&mut l, report);
     transcript(&mut l, report);
     exceptions(&mut l, report);
+    attachments(&mut l, report);
     artifacts(&mut l, report);
     log_head(&mut l, report);
     super::signatures::page(&mut l, report);
+    // The personal cards' details are for the auditor who checks them: an appendix.
+    super::cards::section(&mut l, report);
     l.finish()
 }
 
@@ -35,12 +36,42 @@ fn mono(label: &str, value: impl Into<String>) -> (&str, String, Face) {
     (label, value.into(), Face::Mono)
 }
 
+/// The formal result: what happened, without the tool's advice on what to do next (an error's
+/// text after " — ").
 fn result_line(report: &Report) -> String {
     match (&report.result[..], &report.abort_reason) {
         ("completed", None) => "COMPLETED".into(),
-        (_, Some(reason)) => format!("ABORTED: {reason}"),
+        (_, Some(reason)) => format!("ABORTED: {}", without_advice(reason)),
         (other, None) => other.to_uppercase(),
     }
+}
+
+fn without_advice(reason: &str) -> &str {
+    reason.split(" — ").next().unwrap_or(reason).trim()
+}
+
+/// For an aborted ceremony, a plain statement of where it stopped and what did not happen.
+fn abort_statement(r: &Report) -> Option<String> {
+    let reason = r.abort_reason.as_deref()?;
+    let stopped = r
+        .steps
+        .iter()
+        .find(|s| matches!(&s.result[..], "failed" | "refused" | "aborted"));
+    let not_reached = r.steps.iter().filter(|s| s.result == "not-reached").count();
+    let at = stopped.map_or(String::new(), |s| {
+        format!(" at step \"{}\" ({})", s.title, s.id)
+    });
+    // The reason may name the step again ("at step preflight: ..."): say it once.
+    let reason = without_advice(reason);
+    let reason = stopped
+        .and_then(|s| reason.strip_prefix(&format!("at step {}: ", s.id)))
+        .unwrap_or(reason);
+    Some(format!(
+        "This ceremony was aborted{at}: {}. {} after it {} not carried out.",
+        reason,
+        crate::error::count(not_reached, "step", "steps"),
+        if not_reached == 1 { "was" } else { "were" }
+    ))
 }
 
 fn cover(l: &mut Layout, r: &Report) {
@@ -78,6 +109,9 @@ fn cover(l: &mut Layout, r: &Report) {
         ),
         regular("Report format", r.report_format.to_string()),
     ]);
+    if let Some(statement) = abort_statement(r) {
+        l.para(Face::Bold, BODY, &statement);
+    }
     l.para(
         Face::Regular,
         BODY,
@@ -305,15 +339,14 @@ fn quorum(l: &mut Layout, r: &Report) {
         regular("Split in ceremony", &q.split_ceremony_id),
         mono("Commitments SHA-256", grouped_hex(&q.commitments_sha256)),
     ]);
-    let rows: Vec<Vec<String>> = q
+    // Two tables with wide columns, so a token label or serial is never broken mid-word.
+    let people: Vec<Vec<String>> = q
         .cards
         .iter()
         .map(|c| {
             vec![
                 c.index.to_string(),
                 c.holder.clone(),
-                c.token_label.clone(),
-                c.serial.clone(),
                 c.bag.clone(),
                 c.result.clone(),
             ]
@@ -321,14 +354,25 @@ fn quorum(l: &mut Layout, r: &Report) {
         .collect();
     l.table(
         &[
-            Column::new("Share", 0.08, Face::Regular),
-            Column::new("Holder", 0.22, Face::Regular),
-            Column::new("Card token", 0.2, Face::Regular),
-            Column::new("Card serial", 0.18, Face::Mono),
-            Column::new("Bag serial", 0.17, Face::Mono),
-            Column::new("Result", 0.15, Face::Regular),
+            Column::new("Share", 0.1, Face::Regular),
+            Column::new("Holder", 0.34, Face::Regular),
+            Column::new("Bag serial", 0.28, Face::Mono),
+            Column::new("Result", 0.28, Face::Regular),
         ],
-        &rows,
+        &people,
+    );
+    let cards: Vec<Vec<String>> = q
+        .cards
+        .iter()
+        .map(|c| vec![c.index.to_string(), c.token_label.clone(), c.serial.clone()])
+        .collect();
+    l.table(
+        &[
+            Column::new("Share", 0.1, Face::Regular),
+            Column::new("Card token", 0.5, Face::Regular),
+            Column::new("Card serial", 0.4, Face::Mono),
+        ],
+        &cards,
     );
 }
 
@@ -483,6 +527,15 @@ fn exceptions(l: &mut Layout, r: &Report) {
 
 fn artifacts(l: &mut Layout, r: &Report) {
     l.heading("Files in the evidence folder");
+    if r.artifacts.is_empty() {
+        l.para(
+            Face::Regular,
+            BODY,
+            "No key, certificate or other file was written besides the audit log, the script and \
+             this report.",
+        );
+        return;
+    }
     let rows: Vec<Vec<String>> = r
         .artifacts
         .iter()

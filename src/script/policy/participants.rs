@@ -191,7 +191,8 @@ impl Checker<'_> {
             let what = match (count, held) {
                 (1, _) => format!("security level {level} needs {article} {role}, but no participant holds that role"),
                 (n, 0) => format!("security level {level} needs at least {n} {role}s, but no participant holds that role"),
-                (n, h) => format!("security level {level} needs at least {n} {role}s, but only {h} participant holds that role"),
+                (n, 1) => format!("security level {level} needs at least {n} {role}s, but only 1 participant holds that role"),
+                (n, h) => format!("security level {level} needs at least {n} {role}s, but only {h} participants hold that role"),
             };
             let fix = format!("add a [[participants]] entry with role = \"{role}\"{hint}");
             self.error(&at, Target::Value, what, fix);

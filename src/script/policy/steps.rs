@@ -110,7 +110,7 @@ impl Checker<'_> {
         match st.min_confirmations {
             Some(m) if action.is_sensitive() && m < 2 => {
                 let what = format!("{name} ({action}) is sensitive and needs dual control, but min_confirmations = {m}");
-                let fix = "set min_confirmations = 2 or more, or remove the line (sensitive steps default to 2 distinct persons)";
+                let fix = "set min_confirmations = 2 or more, or remove the line (sensitive steps default to 2 different people)";
                 self.error(&min_path, Target::Value, what, fix);
             }
             Some(0) => {

@@ -25,7 +25,7 @@ fn asked() -> Model {
 fn the_path_modal_hands_over_the_typed_path() {
     let mut m = asked();
     assert!(
-        matches!(&m.modal, Modal::AttachPath { step, text, .. } if step == STEP && text.is_empty()),
+        matches!(&m.modal, Modal::AttachPath { step, text, .. } if step == STEP && text.value().is_empty()),
         "{:?}",
         m.modal
     );
@@ -102,6 +102,6 @@ fn screen_modal_attach_path() {
         assert!(screen.contains(text), "{text}:\n{screen}");
     }
     let wide = render(&m, 120, 40);
-    assert!(wide.contains("camera-1.mp4_"), "{wide}");
+    assert!(wide.contains("camera-1.mp4 "), "{wide}");
     snap("modal_attach_path", &m);
 }
