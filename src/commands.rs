@@ -128,16 +128,20 @@ fn man(command: Option<&str>, dir: Option<&Path>) -> Result<i32> {
 
 /// Load and check a script; print every diagnostic; fail on errors.
 fn load_checked(path: &Path) -> Result<LoadedScript> {
-    load_script(path, true)
+    load_script(path, true, script::check_file)
 }
+
+/// How a script is checked: `script::check_file`, or for a rehearsal `script::check_file_rehearsal`
+/// (the quorum's commitments come from the rehearsal folder's record of the split).
+type ScriptCheck = fn(&Path) -> (Option<LoadedScript>, Vec<script::Diagnostic>);
 
 /// Load and check a script, printing its diagnostics (`warnings`: its warnings too); fail on errors. A
 /// script that cannot be read at all is a file error (exit 1), not a script error.
-fn load_script(path: &Path, warnings: bool) -> Result<LoadedScript> {
+fn load_script(path: &Path, warnings: bool, check: ScriptCheck) -> Result<LoadedScript> {
     if let Err(e) = std::fs::metadata(path) {
         return Err(Error::io("read the script", path, &e));
     }
-    let (loaded, diagnostics) = script::check_file(path);
+    let (loaded, diagnostics) = check(path);
     let mut errors = 0;
     let width = crate::error::terminal_width();
     for d in &diagnostics {
@@ -476,7 +480,8 @@ fn rehearse(
     // A child re-executed by the block below finds its folder here.
     let inherited = std::env::var_os(rehearsal::DIR_VAR).map(PathBuf::from);
     // The re-executed child checks the script again, but its warnings were printed by the parent.
-    let loaded = load_script(path, inherited.is_none())?;
+    // The quorum's commitments come from the rehearsal folder's record of the split.
+    let loaded = load_script(path, inherited.is_none(), script::check_file_rehearsal)?;
     let softhsm = rehearsal::find_softhsm()?;
     let (dir, _temp) = match (inherited, env) {
         (Some(dir), _) => (dir, None),

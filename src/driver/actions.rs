@@ -115,8 +115,8 @@ pub(super) fn perform(
         Action::ShareHealthCheck => {
             super::quorum_cards::health_check(state, ctx, operator, pins, opener)
         }
-        Action::Reshare => super::quorum::reshare(state, ctx, operator, pins, opener),
-        Action::RetireShares => super::quorum_cards::retire(state, ctx, operator, pins, opener),
+        Action::Reshare => super::quorum_reshare::reshare(state, ctx, operator, pins, opener),
+        Action::RetireShares => super::quorum_retire::retire(state, ctx, operator, pins, opener),
         Action::SignTestMessage => super::quorum::sign_test_message(state, ctx),
     }
 }

@@ -15,6 +15,10 @@ pub mod preflight;
 pub mod prompt;
 mod quorum;
 mod quorum_cards;
+mod quorum_finish;
+mod quorum_pins;
+mod quorum_reshare;
+mod quorum_retire;
 #[cfg(test)]
 mod quorum_tests;
 pub mod rehearsal;
@@ -35,6 +39,7 @@ use std::time::Instant;
 
 pub use actions::Opener;
 pub use personal_cards::CardSetup;
+pub use quorum_pins::{KILLED_EXIT, KILL_VAR};
 
 /// How a run differs between `run` and `rehearse`.
 #[derive(Debug, Clone)]

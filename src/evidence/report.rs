@@ -463,7 +463,8 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
             Record::QuorumCardAccepted(e)
             | Record::QuorumCardRefused(e)
             | Record::ShareChecked(e)
-            | Record::ShareDestroyed(e) => quorum::apply_card(&mut report.quorum, &e),
+            | Record::ShareDestroyed(e)
+            | Record::ShareAbsent(e) => quorum::apply_card(&mut report.quorum, &e),
             Record::QuorumActivated(s) | Record::SharesChecked(s) => {
                 quorum::apply_summary(&mut report.quorum, &s)
             }
@@ -472,6 +473,7 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
             | Record::HsmDeactivated { .. }
             | Record::HsmFailed { .. }
             | Record::FingerprintPresented { .. }
+            | Record::QuorumPins(_)
             | Record::TestMessageSigned { .. } => {}
         },
     }

@@ -16,7 +16,9 @@ mod select;
 pub use module::{init_token, list_tokens};
 pub use select::wanted_label;
 
-use super::{Hsm, HsmError, KeyPairInfo, PinChange, PinState, SignMechanism, TokenIdentity};
+use super::{
+    Hsm, HsmError, KeyPairInfo, PinChange, PinLimits, PinState, SignMechanism, TokenIdentity,
+};
 use crate::script::{KeyAlgorithm, TokenSelector};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
@@ -318,7 +320,19 @@ impl Hsm for Pkcs11Hsm {
         self.token_pin_state()
     }
 
-    fn change_pins(&mut self, user: PinChange<'_>, so: PinChange<'_>) -> Result<(), HsmError> {
-        self.set_both_pins(user, so)
+    fn pin_limits(&mut self) -> Result<PinLimits, HsmError> {
+        self.token_pin_limits()
+    }
+
+    fn login_so(&mut self, pin: &SecretString) -> Result<(), HsmError> {
+        self.so_login(pin)
+    }
+
+    fn set_pin(&mut self, change: PinChange<'_>) -> Result<(), HsmError> {
+        self.session_set_pin(change)
+    }
+
+    fn init_user_pin(&mut self, new: &SecretString) -> Result<(), HsmError> {
+        self.so_init_pin(new)
     }
 }
