@@ -260,9 +260,15 @@ fn verify(dir: &Path, signers_ca: Option<&Path>) -> Result<i32> {
 
 fn verify_printed(dir: &Path, signers_ca: Option<&str>) -> i32 {
     let v = verify_bundle_with(dir, signers_ca);
-    say!("{}", v.table().trim_end());
+    // Text from the bundle (an abort reason, a parse error quoting a file) is shown, never obeyed.
+    for line in v.table().lines() {
+        say!("{}", script::diagnostic::printable(line));
+    }
     if let Some(result) = &v.result {
-        say!("ceremony result:     {result}");
+        say!(
+            "ceremony result:     {}",
+            script::diagnostic::printable(result)
+        );
     }
     if let (Some(head), Some(report)) = (&v.log_head, &v.report_sha256) {
         say!("log head:            {}", grouped_hex(head));

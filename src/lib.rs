@@ -8,6 +8,7 @@ pub mod driver;
 pub mod engine;
 pub mod error;
 pub mod evidence;
+pub mod hardening;
 pub mod hsm;
 pub mod quorum;
 pub mod script;

@@ -4,6 +4,7 @@
 use clap::Parser;
 
 fn main() {
+    keyrite::hardening::harden_or_warn();
     let cli = keyrite::cli::Cli::parse();
     let code = keyrite::commands::dispatch(cli);
     keyrite::hsm::timed::write_summary();

@@ -12,6 +12,7 @@ pub mod lock;
 mod names;
 pub mod operator;
 pub mod personal_cards;
+pub mod pin_input;
 pub mod pins;
 pub mod preflight;
 pub mod prompt;

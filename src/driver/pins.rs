@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::hsm::TokenIdentity;
 use secrecy::SecretString;
-use std::io::{BufRead, IsTerminal};
+use std::io::IsTerminal;
 use zeroize::Zeroizing;
 
 /// Whose PIN is asked for. Every token keyrite logs in to is named by its identity, so a PIN source
@@ -96,7 +96,7 @@ pub trait PinSource {
 }
 
 /// `keyrite run`: ask the person at the keyboard, without echo. When stdin is not a terminal (a
-/// scripted run), read one line from stdin instead, as `sudo -S` does.
+/// scripted run), read one line from stdin instead, as `sudo -S` does, unbuffered.
 pub struct Prompt;
 
 impl PinSource for Prompt {
@@ -112,15 +112,23 @@ impl PinSource for Prompt {
             })?)
         } else {
             eprint!("{prompt}");
-            let mut line = Zeroizing::new(String::new());
-            stdin.lock().read_line(&mut line).map_err(|e| {
-                Error::env(
-                    format!("could not read the PIN from stdin: {e}"),
-                    "pipe the PIN on one line, or run interactively",
+            // Unbuffered (super::pin_input): std's stdin buffer would keep a copy of the PIN.
+            let line = super::pin_input::stdin_line()
+                .map_err(|e| {
+                    Error::env(
+                        format!("could not read the PIN from stdin: {e}"),
+                        "pipe the PIN on one line, or run interactively",
+                    )
+                })?
+                .unwrap_or_default();
+            eprintln!();
+            let pin = std::str::from_utf8(&line).map_err(|_| {
+                Error::input(
+                    "the PIN is not valid UTF-8",
+                    "enter the PIN that was asked for",
                 )
             })?;
-            eprintln!();
-            Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string())
+            Zeroizing::new(pin.to_string())
         };
         if pin.is_empty() {
             return Err(Error::input(

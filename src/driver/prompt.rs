@@ -6,17 +6,16 @@ use super::operator::{Notice, Operator};
 use crate::engine::{Input, StepPlan};
 use std::io::Write;
 
-/// Reads one line per call, `None` at the end of input. Stdin is read line by line through the shared
-/// `Stdin` handle so the PIN prompt can read from it too.
+/// Reads one line per call, `None` at the end of input. Stdin is read unbuffered, one line at a time
+/// (super::pin_input), so the PIN prompt can read from it too and no PIN waits in a read-ahead buffer.
 pub type LineReader<'a> = Box<dyn FnMut() -> Option<String> + 'a>;
 
 pub fn stdin_lines<'a>() -> LineReader<'a> {
-    Box::new(|| {
-        let mut line = String::new();
-        match std::io::stdin().read_line(&mut line) {
-            Ok(0) | Err(_) => None,
-            Ok(_) => Some(line),
-        }
+    Box::new(|| match super::pin_input::stdin_line() {
+        Ok(line) => line.map(|l| String::from_utf8_lossy(&l).into_owned()),
+        // An overlong line is nobody's name: an empty answer, which the prompt asks again for.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Some(String::new()),
+        Err(_) => None,
     })
 }
 

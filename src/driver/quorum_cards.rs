@@ -109,6 +109,8 @@ pub(super) fn collect(
             // An index outside the list is an operator defect: stop asking rather than loop.
             CardPresentation::Card { .. } => break,
         };
+        // A typed presenter who is nobody in the script is never logged (it may be a mistyped PIN).
+        let presented_by = participant_or_unrecognised(ctx, presented_by);
         let c = &cards[card];
         let named = scripted_ref(c);
         let precheck = if accepted.iter().any(|(a, _)| *a == card) {
@@ -194,6 +196,15 @@ pub(super) fn collect(
         }
     }
     Ok((accepted, None))
+}
+
+/// `name` if it is a participant's, else [`crate::engine::UNRECOGNISED`]: what reaches the log.
+fn participant_or_unrecognised(ctx: &Context<'_>, name: String) -> String {
+    if ctx.script.participants.iter().any(|p| p.name == name) {
+        name
+    } else {
+        crate::engine::UNRECOGNISED.into()
+    }
 }
 
 fn refuse(

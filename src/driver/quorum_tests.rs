@@ -464,3 +464,41 @@ fn derived_pins_fit_a_token_that_takes_at_most_24_characters() {
     );
     assert!(outcome.completed, "{:?}\n{printed}", outcome.reason);
 }
+
+#[test]
+fn a_presenter_who_is_not_a_participant_is_never_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Store = Arc::default();
+    let root = load("root-ca-quorum.toml");
+    let (outcome, _, printed) = run(
+        &root,
+        Answers::auto(&root.script),
+        "1234",
+        None,
+        &store,
+        &dir.path().join("root"),
+    );
+    assert!(outcome.completed, "{:?}\n{printed}", outcome.reason);
+    let ka = load("key-activation.toml");
+    // A PIN typed where the presenter's name belongs: refused, and recorded without what was typed.
+    let answers = presenting(
+        &ka,
+        "{ card = \"example-custodian-card-c\", by = \"Mallory 8642\" }",
+    );
+    let out = dir.path().join("stranger");
+    let (outcome, calls, _) = run(
+        &ka,
+        answers,
+        "unused",
+        Some("example-root-quorum-2026"),
+        &store,
+        &out,
+    );
+    assert!(!outcome.completed);
+    assert!(!calls.iter().any(|c| c == "C_Login"), "{calls:?}");
+    let log = std::fs::read_to_string(out.join("audit.jsonl")).unwrap();
+    assert!(!log.contains("Mallory") && !log.contains("8642"), "{log}");
+    assert!(log.contains(crate::engine::UNRECOGNISED), "{log}");
+    let v = verify_bundle(&out);
+    assert!(v.passed(), "{}", v.table());
+}

@@ -20,6 +20,7 @@ mod cards;
 mod participants;
 mod quorum;
 mod steps;
+mod text;
 
 /// All policy findings for `loaded`, sorted by position in the file.
 pub fn check(loaded: &LoadedScript) -> Vec<Diagnostic> {
@@ -53,6 +54,7 @@ fn check_as(loaded: &LoadedScript, rehearsal: bool) -> Vec<Diagnostic> {
     c.fingerprints();
     c.attachments();
     c.quorum();
+    c.displayed_text();
     // Stable: findings at the same place keep the order of the rules above.
     c.out.sort_by_key(|d| (d.line, d.col));
     c.out

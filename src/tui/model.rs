@@ -428,7 +428,10 @@ fn open_pending_pin(model: &mut Model) {
             model.modal = Modal::Pin {
                 ask,
                 warning,
-                buffer: Zeroizing::new(String::new()),
+                // Reserved up front: growing the String would leave copies of the PIN behind.
+                buffer: Zeroizing::new(String::with_capacity(
+                    crate::driver::pin_input::MAX_LINE_BYTES,
+                )),
             };
         }
     }

@@ -20,7 +20,7 @@ fn name_problem(name: &str) -> Option<(String, Caret)> {
         let bad = name
             .chars()
             .find(|&c| is_hidden_char(c) || is_odd_space(c))?;
-        raw.find(bad)
+        super::text::written_at(raw, bad)
     }
     fn first_space(raw: &str, _: &str) -> Option<usize> {
         raw.find(' ')
@@ -32,11 +32,7 @@ fn name_problem(name: &str) -> Option<(String, Caret)> {
         raw.find("  ")
     }
     if let Some(c) = name.chars().find(|&c| is_hidden_char(c)) {
-        let kind = if c.is_control() {
-            "a control character"
-        } else {
-            "an invisible formatting character"
-        };
+        let kind = super::text::char_kind(c);
         return Some((
             format!("contains U+{:04X}, {kind}", u32::from(c)),
             first_char,
@@ -85,23 +81,24 @@ impl Checker<'_> {
                 );
                 self.error_at(pos, what, fix);
             } else {
-                // Unicode lower-casing: "ÉVA" and "éva" are one person to whoever types the name.
-                let folded = name.to_lowercase();
+                // "ÉVA" and "éva", NFC and NFD, Cyrillic "а" and Latin "a": one person to whoever
+                // reads or types the name.
+                let folded = super::text::name_key(name);
                 if let Some(&first) = seen.get(&folded) {
                     let first_path = root().key("participants").index(first).key("name");
                     let line = self.line_of(&first_path);
                     let earlier = &self.s.participants[first].name;
-                    let as_written = if earlier == name {
-                        String::new()
-                    } else {
-                        format!(" as \"{earlier}\"")
+                    let as_written = match super::text::look_alike(earlier, name) {
+                        _ if earlier == name => String::new(),
+                        Some(how) => format!(" as \"{earlier}\"; {how}"),
+                        None => format!(" as \"{earlier}\""),
                     };
                     let what = format!(
                         "participant \"{name}\" is listed twice (first on line {line}{as_written})"
                     );
                     let fix = format!(
                         "list each person once, and give different people names that differ in more than \
-                         letter case ({TYPED}); give a person a second role with `also` where \
+                         letter case or look-alike letters ({TYPED}); give a person a second role with `also` where \
                          policy.allow_role_pairs allows it"
                     );
                     self.error(&name_path, Target::Value, what, fix);
