@@ -7,266 +7,11 @@
 
 mod common;
 
-use common::{have, report, root, text};
-use keyrite::quorum::{combine, Commitments, Share};
+use common::quorum::*;
+use common::{report, root, text};
+use keyrite::quorum::combine;
 use secrecy::ExposeSecret;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
-const ROOT_ID: &str = "EXAMPLE-ROOT-QUORUM-2026";
-const RESHARE_ID: &str = "EXAMPLE-RESHARE-2026";
-const OLD_CARDS: [&str; 4] = [
-    "example-custodian-card-a",
-    "example-custodian-card-b",
-    "example-custodian-card-c",
-    "example-custodian-card-d",
-];
-
-struct Env {
-    dir: tempfile::TempDir,
-    /// Every stdout and stderr of every keyrite run, for the secret scan.
-    captures: Vec<Vec<u8>>,
-    bundles: Vec<PathBuf>,
-}
-
-impl Env {
-    /// A fresh rehearsal folder; `None` (skip) when SoftHSM2 or its tools are missing outside CI.
-    fn new() -> Option<Env> {
-        if !have("softhsm2-util") || !have("pkcs11-tool") || !Path::new(SOFTHSM).exists() {
-            return None;
-        }
-        Some(Env {
-            dir: tempfile::tempdir().unwrap(),
-            captures: Vec::new(),
-            bundles: Vec::new(),
-        })
-    }
-
-    fn env_dir(&self) -> PathBuf {
-        self.dir.path().join("env")
-    }
-
-    fn conf(&self) -> PathBuf {
-        self.env_dir().join("softhsm2.conf")
-    }
-
-    fn rehearse(&mut self, script: &str, name: &str, answers: Option<&str>) -> (Output, PathBuf) {
-        let out = self.dir.path().join(name);
-        let env = self.env_dir();
-        let mut args = vec![
-            "rehearse".to_string(),
-            if script.starts_with('/') {
-                script.to_string()
-            } else {
-                format!("ceremony-scripts/{script}")
-            },
-            "--out".into(),
-            out.display().to_string(),
-            "--env".into(),
-            env.display().to_string(),
-        ];
-        match answers {
-            Some(text) => {
-                let file = self.dir.path().join(format!("{name}.answers.toml"));
-                std::fs::write(&file, text).unwrap();
-                args.extend(["--answers".into(), file.display().to_string()]);
-            }
-            None => args.push("--auto".into()),
-        }
-        let result = Command::new(env!("CARGO_BIN_EXE_keyrite"))
-            .args(&args)
-            .current_dir(root())
-            .env_remove("SOFTHSM2_CONF")
-            .env_remove("KEYRITE_REHEARSAL_DIR")
-            .output()
-            .expect("keyrite runs");
-        self.captures.push(result.stdout.clone());
-        self.captures.push(result.stderr.clone());
-        if out.join("audit.jsonl").exists() {
-            self.bundles.push(out.clone());
-        }
-        (result, out)
-    }
-
-    fn tokens(&self) -> Vec<toml::Value> {
-        let text = std::fs::read_to_string(self.env_dir().join("rehearsal.toml")).unwrap();
-        let v: toml::Value = toml::from_str(&text).unwrap();
-        v["tokens"].as_array().unwrap().clone()
-    }
-
-    fn pin(&self, label: &str) -> String {
-        self.tokens()
-            .iter()
-            .find(|t| t["label"].as_str() == Some(label))
-            .and_then(|t| t["user_pin"].as_str())
-            .unwrap_or_else(|| panic!("no rehearsal token {label}"))
-            .to_string()
-    }
-
-    fn p11(&self, token: &str, pin: &str, args: &[&str]) -> Output {
-        Command::new("pkcs11-tool")
-            .args([
-                "--module",
-                SOFTHSM,
-                "--token-label",
-                token,
-                "--login",
-                "--pin",
-                pin,
-            ])
-            .args(args)
-            .env("SOFTHSM2_CONF", self.conf())
-            .output()
-            .expect("pkcs11-tool runs")
-    }
-
-    /// The value of a data object on a card, read by pkcs11-tool.
-    fn read_object(&self, card: &str, label: &str) -> Vec<u8> {
-        let file = self.dir.path().join("object.bin");
-        let out = self.p11(
-            card,
-            &self.pin(card),
-            &[
-                "--read-object",
-                "--type",
-                "data",
-                "--label",
-                label,
-                "-o",
-                file.to_str().unwrap(),
-            ],
-        );
-        assert!(out.status.success(), "pkcs11-tool read: {}", text(&out));
-        let bytes = std::fs::read(&file).unwrap();
-        std::fs::remove_file(&file).unwrap();
-        bytes
-    }
-
-    fn replace_object(&self, card: &str, label: &str, value: &[u8]) {
-        let pin = self.pin(card);
-        let del = self.p11(
-            card,
-            &pin,
-            &["--delete-object", "--type", "data", "--label", label],
-        );
-        assert!(del.status.success(), "pkcs11-tool delete: {}", text(&del));
-        let file = self.dir.path().join("object.bin");
-        std::fs::write(&file, value).unwrap();
-        let w = self.p11(
-            card,
-            &pin,
-            &[
-                "--write-object",
-                file.to_str().unwrap(),
-                "--type",
-                "data",
-                "--label",
-                label,
-                "--application-label",
-                "keyrite quorum",
-                "--private",
-            ],
-        );
-        assert!(w.status.success(), "pkcs11-tool write: {}", text(&w));
-        std::fs::remove_file(&file).unwrap();
-    }
-
-    /// The HSM token's flags line, as pkcs11-tool -T shows it.
-    fn hsm_flags(&self) -> String {
-        let out = Command::new("pkcs11-tool")
-            .args(["--module", SOFTHSM, "-T"])
-            .env("SOFTHSM2_CONF", self.conf())
-            .output()
-            .unwrap();
-        let t = String::from_utf8_lossy(&out.stdout).to_string();
-        let block = t
-            .split("Slot ")
-            .find(|b| b.contains("example-quorum-hsm"))
-            .unwrap_or_default();
-        block
-            .lines()
-            .find(|l| l.contains("token flags"))
-            .unwrap_or_default()
-            .to_string()
-    }
-}
-
-fn verify(out: &Path) {
-    let v = Command::new(env!("CARGO_BIN_EXE_keyrite"))
-        .args(["verify", out.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        v.status.success(),
-        "keyrite verify {}: {}",
-        out.display(),
-        text(&v)
-    );
-}
-
-/// Confirmations for key-activation.toml, plus the given cards at the activation step.
-fn activation_answers(cards: &str) -> String {
-    format!(
-        r#"[[steps]]
-id = "preflight"
-confirm = ["Maria Keller", "Wiebke Janssen"]
-[[steps]]
-id = "identify-participants"
-confirm = ["Maria Keller", "Ines Moreau"]
-[[steps]]
-id = "activate-quorum"
-confirm = ["Omar Haddad", "Olga Petrova", "Ines Moreau"]
-[[steps]]
-id = "sign-test-message"
-confirm = ["Omar Haddad", "Olga Petrova", "Ines Moreau"]
-[[steps]]
-id = "deactivate-hsm"
-confirm = ["Omar Haddad"]
-[[cards]]
-step = "activate-quorum"
-present = [{cards}]
-"#
-    )
-}
-
-fn shares_of(env: &Env, cards: &[&str], ceremony: &str) -> (Vec<Share>, Commitments) {
-    let commitments =
-        Commitments::decode(&env.read_object(cards[0], &format!("keyrite-commitments:{ceremony}")))
-            .unwrap();
-    let shares = cards
-        .iter()
-        .map(|c| Share::decode(&env.read_object(c, &format!("keyrite-share:{ceremony}"))).unwrap())
-        .collect();
-    (shares, commitments)
-}
-
-/// An abuse run: refused, with `message`, and no login to the HSM was even attempted.
-fn refused(env: &mut Env, name: &str, cards: &str, message: &str) {
-    let flags_before = env.hsm_flags();
-    let (out, bundle) = env.rehearse(
-        "key-activation.toml",
-        name,
-        Some(&activation_answers(cards)),
-    );
-    let t = text(&out);
-    assert!(!out.status.success(), "{name} must be refused: {t}");
-    assert!(t.contains(message), "{name}: expected «{message}» in:\n{t}");
-    let log = std::fs::read_to_string(bundle.join("audit.jsonl")).unwrap();
-    assert!(
-        !log.contains("open_and_login") && !log.contains("hsm_activated"),
-        "{name}: the HSM must not be touched"
-    );
-    let flags_after = env.hsm_flags();
-    assert_eq!(
-        flags_before, flags_after,
-        "{name}: the HSM's PIN flags changed"
-    );
-    for bad in ["count low", "final try", "locked"] {
-        assert!(!flags_after.to_lowercase().contains(bad), "{flags_after}");
-    }
-    verify(&bundle);
-}
+use std::process::Output;
 
 #[test]
 fn quorum_ceremonies_abuse_cases_and_secret_scan() {
@@ -368,6 +113,82 @@ fn quorum_ceremonies_abuse_cases_and_secret_scan() {
     );
     std::fs::write(&rehearsal_toml, &saved).unwrap();
 
+    // Foreign cards: another split of the same ceremony id on cards c and d. The split's commitments
+    // come from the rehearsal folder's record, so each foreign card is refused by name before
+    // anything is combined, and a genuine card is never blamed.
+    let commitments_label = format!("keyrite-commitments:{ROOT_ID}");
+    let originals: Vec<(Vec<u8>, Vec<u8>)> = [OLD_CARDS[2], OLD_CARDS[3]]
+        .iter()
+        .map(|c| {
+            (
+                env.read_object(c, &share_label),
+                env.read_object(c, &commitments_label),
+            )
+        })
+        .collect();
+    let (forged, forged_commitments) =
+        keyrite::quorum::split(&other, ROOT_ID, 2, 4, b"forger").unwrap();
+    for (i, card) in [OLD_CARDS[2], OLD_CARDS[3]].iter().enumerate() {
+        env.replace_object(card, &share_label, &forged[i + 2].encode());
+        env.replace_object(card, &commitments_label, &forged_commitments.encode());
+    }
+    refused(
+        &mut env,
+        "two-foreign",
+        r#"{ card = "example-custodian-card-c" }, { card = "example-custodian-card-d" }"#,
+        "card \"example-custodian-card-d\"",
+    );
+    let log = Env::log(&env.dir.path().join("two-foreign"));
+    let refused_cards: Vec<&serde_json::Value> = log
+        .iter()
+        .filter(|e| e["event"]["kind"] == "quorum_card_refused")
+        .map(|e| &e["event"]["token_label"])
+        .collect();
+    assert_eq!(
+        refused_cards,
+        ["example-custodian-card-c", "example-custodian-card-d"],
+        "each foreign card is named"
+    );
+    assert!(log
+        .iter()
+        .all(|e| e["event"]["kind"] != "quorum_card_accepted"));
+    let t = std::fs::read_to_string(env.dir.path().join("two-foreign/audit.jsonl")).unwrap();
+    assert!(t.contains("is from another split"), "{t}");
+    let flags_before = env.hsm_flags();
+    let answers = activation_answers(
+        r#"{ card = "example-custodian-card-c" }, { card = "example-custodian-card-a" }, { card = "example-custodian-card-b" }"#,
+    );
+    let (out, bundle) = env.rehearse("key-activation.toml", "foreign-first", Some(&answers));
+    assert!(out.status.success(), "{}", text(&out));
+    let log = Env::log(&bundle);
+    let refusals: Vec<&serde_json::Value> = log
+        .iter()
+        .filter(|e| e["event"]["kind"] == "quorum_card_refused")
+        .collect();
+    assert_eq!(
+        refusals.len(),
+        1,
+        "only the foreign card is refused: {refusals:?}"
+    );
+    assert_eq!(
+        refusals[0]["event"]["token_label"],
+        "example-custodian-card-c"
+    );
+    let accepted = log
+        .iter()
+        .filter(|e| e["event"]["kind"] == "quorum_card_accepted")
+        .count();
+    assert_eq!(accepted, 2, "the genuine cards a and b count");
+    let flags_after = env.hsm_flags();
+    assert!(
+        !flags_after.contains("count low"),
+        "{flags_before} / {flags_after}"
+    );
+    for (i, card) in [OLD_CARDS[2], OLD_CARDS[3]].iter().enumerate() {
+        env.replace_object(card, &share_label, &originals[i].0);
+        env.replace_object(card, &commitments_label, &originals[i].1);
+    }
+
     // 4. Health check (all four cards healthy again), then the reshare to 3-of-5.
     let (out, bundle) = env.rehearse("share-health-check.toml", "health", None);
     assert!(out.status.success(), "{}", text(&out));
@@ -379,8 +200,39 @@ fn quorum_ceremonies_abuse_cases_and_secret_scan() {
         .filter(|c| c["result"] == "healthy")
         .count();
     assert_eq!(healthy, 4, "{r:#}");
+    // A custodian keeps copies of cards a and b; card d's share is lost before the reshare.
+    let copies: Vec<(Vec<u8>, Vec<u8>)> = [OLD_CARDS[0], OLD_CARDS[1]]
+        .iter()
+        .map(|c| {
+            (
+                env.read_object(c, &share_label),
+                env.read_object(c, &commitments_label),
+            )
+        })
+        .collect();
+    env.delete_object(OLD_CARDS[3], &share_label);
+    env.delete_object(OLD_CARDS[3], &commitments_label);
     let (out, bundle) = env.rehearse("reshare.toml", "reshare", None);
-    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    // Card d held nothing: recorded as such, never as retired; the step says so.
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("held no share"), "{t}");
+    assert!(
+        !t.lines()
+            .any(|l| l.contains("example-custodian-card-d") && l.contains(": retired")),
+        "{t}"
+    );
+    let log = Env::log(&bundle);
+    let of_d = |kind: &str| {
+        log.iter().any(|e| {
+            e["event"]["kind"] == kind && e["event"]["token_label"] == "example-custodian-card-d"
+        })
+    };
+    assert!(of_d("share_absent"), "card d recorded as holding no share");
+    assert!(
+        !of_d("share_destroyed"),
+        "card d is never recorded as retired"
+    );
     let r = report(&bundle);
     assert_eq!(r["quorum"]["threshold"], 3);
     assert_eq!(r["quorum"]["total"], 5);
@@ -388,15 +240,26 @@ fn quorum_ceremonies_abuse_cases_and_secret_scan() {
         r["quorum"]["retired_commitments_sha256"],
         commitments.sha256_hex().as_str()
     );
-    // The old cards hold nothing any more; three new cards rebuild the same secret (same PIN).
+    let d_rows: Vec<&serde_json::Value> = r["quorum"]["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["token_label"] == "example-custodian-card-d")
+        .collect();
+    assert!(
+        d_rows.iter().any(|c| c["result"] == "held no share"),
+        "{d_rows:?}"
+    );
+    assert!(
+        d_rows.iter().all(|c| c["result"] != "retired"),
+        "{d_rows:?}"
+    );
+    // The old cards hold nothing any more.
     for card in OLD_CARDS {
-        let list = env.p11(card, &env.pin(card), &["--list-objects", "--type", "data"]);
-        assert!(
-            !text(&list).contains("keyrite-share"),
-            "{card}: {}",
-            text(&list)
-        );
+        let list = env.data_objects(card);
+        assert!(!list.contains("keyrite-share"), "{card}: {list}");
     }
+    // Three new cards rebuild a NEW secret: the reshare rotated both HSM PINs.
     let new_cards = [
         "example-custodian-card-n5",
         "example-custodian-card-n2",
@@ -404,11 +267,23 @@ fn quorum_ceremonies_abuse_cases_and_secret_scan() {
     ];
     let (new_shares, new_commitments) = shares_of(&env, &new_cards, RESHARE_ID);
     let again = combine(&new_shares, &new_commitments).unwrap();
-    assert_eq!(again.user_pin().expose_secret(), user_pin.expose_secret());
+    assert_ne!(again.user_pin().expose_secret(), user_pin.expose_secret());
     assert!(
         combine(&new_shares[..2], &new_commitments).is_err(),
         "M-1 new shares are refused"
     );
+    // The copied old shares, put back on cards a and b, are refused before any HSM login.
+    for (i, card) in [OLD_CARDS[0], OLD_CARDS[1]].iter().enumerate() {
+        env.write_object(card, &share_label, &copies[i].0);
+        env.write_object(card, &commitments_label, &copies[i].1);
+    }
+    refused(
+        &mut env,
+        "copied-old-shares",
+        r#"{ card = "example-custodian-card-a" }, { card = "example-custodian-card-b" }"#,
+        "was replaced by a reshare",
+    );
+    assert!(env.user_logs_in(hsm, again.user_pin().expose_secret()));
 
     // 5. Every bundle verifies; no secret appears in any bundle file or capture.
     for b in &env.bundles {
@@ -426,6 +301,8 @@ fn quorum_ceremonies_abuse_cases_and_secret_scan() {
         .collect();
     needles.push(user_pin.expose_secret().to_string());
     needles.push(so_pin.expose_secret().to_string());
+    needles.push(again.user_pin().expose_secret().to_string());
+    needles.push(again.so_pin().expose_secret().to_string());
     use base64ct::Encoding as _;
     for s in shares.iter().chain(&new_shares) {
         let v = s.value_bytes();
@@ -457,37 +334,9 @@ fn quorum_ceremonies_abuse_cases_and_secret_scan() {
         }
     }
     assert!(hits.is_empty(), "secrets found in: {hits:?}");
-    // Last, as it resets the user PIN: the derived SO PIN is the HSM's SO PIN.
-    assert!(
-        so_pin_works(&env, hsm, so_pin.expose_secret()),
-        "derived SO PIN"
-    );
-}
-
-/// Does the token accept `so_pin` as its SO PIN? Proven the only way pkcs11-tool offers (an SO
-/// session must be R/W): C_InitPIN with a new user PIN, which must then log in. Changes the user PIN,
-/// so it is the last check on a token.
-fn so_pin_works(env: &Env, token: &str, so_pin: &str) -> bool {
-    let new_pin = "Kq-owl-Lime-reset";
-    let init = Command::new("pkcs11-tool")
-        .args([
-            "--module",
-            SOFTHSM,
-            "--token-label",
-            token,
-            "--login",
-            "--login-type",
-            "so",
-        ])
-        .args(["--so-pin", so_pin, "--init-pin", "--new-pin", new_pin])
-        .env("SOFTHSM2_CONF", env.conf())
-        .output()
-        .unwrap();
-    init.status.success()
-        && env
-            .p11(token, new_pin, &["--list-objects"])
-            .status
-            .success()
+    // The reshare's derived SO PIN is the HSM's SO PIN; the old split's no longer is.
+    assert!(env.so_logs_in(hsm, again.so_pin().expose_secret()));
+    assert!(!env.so_logs_in(hsm, so_pin.expose_secret()));
 }
 
 /// A split as the first HSM step on a factory-fresh token: C_InitToken and C_InitPIN, then the derived
@@ -535,17 +384,4 @@ fn a_split_initialises_a_fresh_token() {
 
 fn text_of(out: &Output) -> String {
     text(out)
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

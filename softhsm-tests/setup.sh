@@ -10,7 +10,9 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-packages=(softhsm2 opensc openssl p11-kit p11-kit-modules poppler-utils tmux)
+# libengine-pkcs11-openssl (the libp11 engine) and time (GNU /usr/bin/time) are for softhsm-tests/baseline.sh
+# and softhsm-tests/bench.sh.
+packages=(softhsm2 opensc openssl p11-kit p11-kit-modules poppler-utils tmux libengine-pkcs11-openssl time)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

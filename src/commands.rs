@@ -8,7 +8,7 @@ use crate::driver::rehearsal::{self, RehearsalEnv, RehearsalPins};
 use crate::driver::{CardSetup, Ceremony, RunMode};
 use crate::error::{count, exit, Error, Result};
 use crate::evidence::events::ConfirmationSource;
-use crate::evidence::verify::verify_bundle_with;
+use crate::evidence::verify::{verify_bundle_with, Verdict};
 use crate::hsm::spki::grouped_hex;
 use crate::hsm::{pkcs11, Hsm, HsmError};
 use crate::script::{self, LoadedScript, SecurityLevel, Severity, TokenSelector};
@@ -128,16 +128,20 @@ fn man(command: Option<&str>, dir: Option<&Path>) -> Result<i32> {
 
 /// Load and check a script; print every diagnostic; fail on errors.
 fn load_checked(path: &Path) -> Result<LoadedScript> {
-    load_script(path, true)
+    load_script(path, true, script::check_file)
 }
+
+/// How a script is checked: `script::check_file`, or for a rehearsal `script::check_file_rehearsal`
+/// (the quorum's commitments come from the rehearsal folder's record of the split).
+type ScriptCheck = fn(&Path) -> (Option<LoadedScript>, Vec<script::Diagnostic>);
 
 /// Load and check a script, printing its diagnostics (`warnings`: its warnings too); fail on errors. A
 /// script that cannot be read at all is a file error (exit 1), not a script error.
-fn load_script(path: &Path, warnings: bool) -> Result<LoadedScript> {
+fn load_script(path: &Path, warnings: bool, check: ScriptCheck) -> Result<LoadedScript> {
     if let Err(e) = std::fs::metadata(path) {
         return Err(Error::io("read the script", path, &e));
     }
-    let (loaded, diagnostics) = script::check_file(path);
+    let (loaded, diagnostics) = check(path);
     let mut errors = 0;
     let width = crate::error::terminal_width();
     for d in &diagnostics {
@@ -243,21 +247,37 @@ fn verify_printed(dir: &Path, signers_ca: Option<&str>) -> i32 {
         say!("report.json SHA-256: {}", grouped_hex(report));
         say!("compare both with what the witnesses wrote on the paper script");
     }
-    if v.passed() {
-        say!(
-            "verified: {} checks passed for {}",
-            v.checks.len(),
-            dir.display()
-        );
-        exit::OK
-    } else {
-        let failed = v.checks.iter().filter(|c| !c.ok).count();
-        say!(
-            "NOT VERIFIED: {failed} of {} checks failed for {}",
-            v.checks.len(),
-            dir.display()
-        );
-        exit::VERIFY_FAILED
+    match v.verdict() {
+        Verdict::Verified => {
+            say!(
+                "verified: {} passed for {}",
+                count(v.checks.len(), "check", "checks"),
+                dir.display()
+            );
+            exit::OK
+        }
+        Verdict::Incomplete => {
+            let open = v.checks.iter().filter(|c| c.incomplete).count();
+            say!(
+                "INCOMPLETE (intact so far, not tampered with): {open} of {} not done yet for {}; \
+                 the run stopped before its evidence was complete",
+                count(v.checks.len(), "check", "checks"),
+                dir.display()
+            );
+            for next in &v.next {
+                say!("  {next}");
+            }
+            exit::VERIFY_INCOMPLETE
+        }
+        Verdict::Failed => {
+            let failed = v.checks.iter().filter(|c| !c.ok && !c.incomplete).count();
+            say!(
+                "NOT VERIFIED: {failed} of {} failed for {}",
+                count(v.checks.len(), "check", "checks"),
+                dir.display()
+            );
+            exit::VERIFY_FAILED
+        }
     }
 }
 
@@ -352,7 +372,7 @@ fn open_pkcs11(
     module: &str,
     selector: &TokenSelector,
 ) -> std::result::Result<Box<dyn Hsm + Send>, HsmError> {
-    Ok(Box::new(pkcs11::Pkcs11Hsm::open(module, selector)?))
+    Ok(Box::new(pkcs11::Pkcs11Hsm::open_timed(module, selector)?))
 }
 
 fn ceremony_exit(outcome: &crate::driver::Outcome, out: &Path) -> i32 {
@@ -470,7 +490,8 @@ fn rehearse(
     // A child re-executed by the block below finds its folder here.
     let inherited = std::env::var_os(rehearsal::DIR_VAR).map(PathBuf::from);
     // The re-executed child checks the script again, but its warnings were printed by the parent.
-    let loaded = load_script(path, inherited.is_none())?;
+    // The quorum's commitments come from the rehearsal folder's record of the split.
+    let loaded = load_script(path, inherited.is_none(), script::check_file_rehearsal)?;
     let softhsm = rehearsal::find_softhsm()?;
     let (dir, _temp) = match (inherited, env) {
         (Some(dir), _) => (dir, None),

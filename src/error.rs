@@ -16,6 +16,9 @@ pub mod exit {
     pub const HSM: i32 = 4;
     /// `keyrite verify` found a problem in the evidence bundle.
     pub const VERIFY_FAILED: i32 = 5;
+    /// `keyrite verify`: the bundle is intact so far but INCOMPLETE (the run stopped early); it says
+    /// which command finishes or closes the ceremony.
+    pub const VERIFY_INCOMPLETE: i32 = 6;
 }
 
 #[derive(Debug, thiserror::Error)]

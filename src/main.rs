@@ -5,5 +5,7 @@ use clap::Parser;
 
 fn main() {
     let cli = keyrite::cli::Cli::parse();
-    std::process::exit(keyrite::commands::dispatch(cli));
+    let code = keyrite::commands::dispatch(cli);
+    keyrite::hsm::timed::write_summary();
+    std::process::exit(code);
 }

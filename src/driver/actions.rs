@@ -115,8 +115,8 @@ pub(super) fn perform(
         Action::ShareHealthCheck => {
             super::quorum_cards::health_check(state, ctx, operator, pins, opener)
         }
-        Action::Reshare => super::quorum::reshare(state, ctx, operator, pins, opener),
-        Action::RetireShares => super::quorum_cards::retire(state, ctx, operator, pins, opener),
+        Action::Reshare => super::quorum_reshare::reshare(state, ctx, operator, pins, opener),
+        Action::RetireShares => super::quorum_retire::retire(state, ctx, operator, pins, opener),
         Action::SignTestMessage => super::quorum::sign_test_message(state, ctx),
     }
 }
@@ -262,25 +262,37 @@ pub(super) fn login_hsm(
 }
 
 /// Run an HSM operation on a worker thread while the calling thread tells the room, once a second,
-/// how long it has been going (RSA-4096 keygen takes seconds on SoftHSM, longer on real HSMs).
+/// how long it has been going (RSA-4096 keygen takes seconds on SoftHSM, longer on real HSMs). The
+/// caller blocks on a channel until the worker is done or the next second is due: no polling sleep
+/// delays a fast operation.
 fn with_elapsed<T: Send>(
     operator: &mut dyn Operator,
     what: &str,
     op: impl FnOnce() -> T + Send,
 ) -> T {
+    use std::sync::mpsc::{channel, RecvTimeoutError};
     let start = Instant::now();
-    let mut reported = 0;
+    let (done, finished) = channel::<()>();
     std::thread::scope(|scope| {
-        let worker = scope.spawn(op);
-        while !worker.is_finished() {
-            std::thread::sleep(Duration::from_millis(50));
-            let secs = start.elapsed().as_secs();
-            if secs > reported {
-                reported = secs;
-                operator.notice(Notice::Working {
-                    what,
-                    elapsed: start.elapsed(),
-                });
+        let worker = scope.spawn(move || {
+            let out = op();
+            // The receiver lives until the join below; a failed send cannot happen and changes nothing.
+            let _ = done.send(());
+            out
+        });
+        let mut reported = 0;
+        loop {
+            let due = Duration::from_secs(reported + 1).saturating_sub(start.elapsed());
+            match finished.recv_timeout(due) {
+                // Disconnected: the worker panicked before sending; the join below surfaces it.
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    reported = start.elapsed().as_secs().max(reported + 1);
+                    operator.notice(Notice::Working {
+                        what,
+                        elapsed: start.elapsed(),
+                    });
+                }
             }
         }
         match worker.join() {
@@ -477,4 +489,55 @@ pub(super) fn close_hsm(state: &mut State, step: Option<&str>) -> Result<()> {
         vec![],
         &Record::HsmDeactivated { token_serial },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Input, StepPlan};
+    use std::sync::mpsc;
+
+    /// Counts the "working" notices.
+    struct Counting(usize);
+
+    impl Operator for Counting {
+        fn next_input(&mut self, _: &StepPlan) -> Input {
+            Input::Abort {
+                reason: "not asked in this test".into(),
+            }
+        }
+        fn notice(&mut self, notice: Notice<'_>) {
+            if let Notice::Working { .. } = notice {
+                self.0 += 1;
+            }
+        }
+    }
+
+    #[test]
+    fn a_quick_operation_returns_its_result_without_a_working_notice() {
+        let mut room = Counting(0);
+        assert_eq!(with_elapsed(&mut room, "quick", || 42), 42);
+        assert_eq!(room.0, 0);
+    }
+
+    #[test]
+    fn a_long_operation_is_reported_each_second_until_it_ends() {
+        let mut room = Counting(0);
+        // A slow HSM call: 2.5 s, waited on a channel nobody sends to.
+        let (_keep, never) = mpsc::channel::<()>();
+        let out = with_elapsed(&mut room, "slow", move || {
+            let _ = never.recv_timeout(Duration::from_millis(2500));
+            "done"
+        });
+        assert_eq!(out, "done");
+        // At 1 s and 2 s; a thread woken late may merge them, but never reports after the end.
+        assert!((1..=2).contains(&room.0), "{} notices", room.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "worker defect")]
+    fn a_panic_in_the_worker_surfaces() {
+        let mut room = Counting(0);
+        with_elapsed(&mut room, "boom", || -> u8 { panic!("worker defect") });
+    }
 }

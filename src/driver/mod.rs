@@ -14,6 +14,10 @@ pub mod preflight;
 pub mod prompt;
 mod quorum;
 mod quorum_cards;
+mod quorum_finish;
+mod quorum_pins;
+mod quorum_reshare;
+mod quorum_retire;
 #[cfg(test)]
 mod quorum_tests;
 pub mod rehearsal;
@@ -34,6 +38,7 @@ use std::time::Instant;
 
 pub use actions::Opener;
 pub use personal_cards::CardSetup;
+pub use quorum_pins::{KILLED_EXIT, KILL_VAR};
 
 /// How a run differs between `run` and `rehearse`.
 #[derive(Debug, Clone)]
@@ -117,6 +122,24 @@ impl State {
         actors: Vec<String>,
         event: &impl serde::Serialize,
     ) -> Result<crate::evidence::log::AuditEntry> {
+        let entry = self.record_unsynced(step, actors, event)?;
+        self.sync_log()?;
+        Ok(entry)
+    }
+
+    /// Make every entry written so far durable: before any action (HSM, card, file) they announce.
+    pub fn sync_log(&mut self) -> Result<()> {
+        let path = self.log.path().to_path_buf();
+        self.log.sync().map_err(|e| Error::io("sync", &path, &e))
+    }
+
+    /// [`Self::record_entry`] without the fsync, for engine events: the next action syncs first.
+    fn record_unsynced(
+        &mut self,
+        step: Option<String>,
+        actors: Vec<String>,
+        event: &impl serde::Serialize,
+    ) -> Result<crate::evidence::log::AuditEntry> {
         let value = serde_json::to_value(event).map_err(|e| {
             Error::env(
                 format!("could not encode a log event: {e}"),
@@ -125,7 +148,7 @@ impl State {
         })?;
         let path = self.log.path().to_path_buf();
         self.log
-            .append(now_utc(), step, actors, value)
+            .append_unsynced(now_utc(), step, actors, value)
             .map_err(|e| Error::io("append to", &path, &e))
     }
 
@@ -230,7 +253,8 @@ fn drive(
         while let Some(effect) = (!pending.is_empty()).then(|| pending.remove(0)) {
             match effect {
                 Effect::Record(event) => {
-                    let entry = state.record_entry(
+                    // Engine events announce no action: synced with the next one (below, or a record).
+                    let entry = state.record_unsynced(
                         event.step().map(str::to_string),
                         event.actors(),
                         &event,
@@ -239,6 +263,9 @@ fn drive(
                         Event::Confirmed {
                             step, person, role, ..
                         } => {
+                            if state.cards.contains_key(person.as_str()) {
+                                state.sync_log()?; // the card signs this entry
+                            }
                             // A card that cannot sign stops the ceremony on the record.
                             if let Some(reason) = personal_cards::sign_confirmation(
                                 state,
@@ -282,6 +309,7 @@ fn drive(
                     }
                 }
                 Effect::Perform { index, action } => {
+                    state.sync_log()?; // the authorisation is on disk before the action
                     let ctx = actions::Context {
                         script,
                         mode: io.mode,
@@ -358,18 +386,9 @@ fn started_record(loaded: &LoadedScript, mode: &RunMode) -> Record {
 
 /// Write report.json from the log, then bind it with the final `report_written` entry.
 fn finish(mut state: State, engine: Engine) -> Result<Outcome> {
-    let log_bytes = std::fs::read(state.log.path())
+    let log = std::fs::File::open(state.log.path())
         .map_err(|e| Error::io("read back", state.log.path(), &e))?;
-    let entries = crate::evidence::log::read_chain(&log_bytes).map_err(|e| {
-        Error::env(
-            format!(
-                "the audit log failed its own check at line {}: {}",
-                e.line, e.what
-            ),
-            "keep the bundle and report this keyrite defect",
-        )
-    })?;
-    let report = report::build(&entries)
+    let report = crate::evidence::scan::report_of(std::io::BufReader::new(log))
         .map_err(|e| Error::env(e, "keep the bundle and report this keyrite defect"))?;
     let json = report::to_json(&report).map_err(|e| Error::env(e, "report this keyrite defect"))?;
     let written = state.bundle.write_new(REPORT_FILE, &json)?;

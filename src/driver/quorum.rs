@@ -1,18 +1,20 @@
 //! Quorum steps that write shares: `split_activation` (root ceremony) and `reshare`, plus the helpers
 //! every quorum step uses to reach a custodian card, and `sign_test_message`.
 //!
-//! Order of a split, so that a failure never leaves the HSM with PINs nobody can reconstruct: make the
-//! secret, split it, write every card and read every card back against the commitments, and only
-//! then replace the HSM's PINs.
+//! Order of a split, so that a failure never leaves the HSM with PINs nobody can reconstruct: prove
+//! both current PINs and size the derived ones to the token, make the secret, split it, write every
+//! card and read every card back against the commitments, and only then replace the HSM's PINs (SO
+//! first; see `quorum_pins`). A reshare does the same with a new secret.
 
 use super::actions::{failed, intent, Context, Performed, SOFTHSM_MANUFACTURER};
 use super::operator::{Notice, Operator};
 use super::pins::{PinRequest, PinSource};
-use super::rehearsal::rehearsal_label;
+use super::quorum_pins::{change_pins, prove_current, PinJob, Pins, SoNow};
+use super::rehearsal::{self, rehearsal_label};
 use super::{Opener, State};
 use crate::evidence::events::Record;
 use crate::evidence::quorum::{CardRef, HsmPinsSet, SplitRecord};
-use crate::hsm::{Hsm, PinChange};
+use crate::hsm::{Hsm, TokenIdentity};
 use crate::quorum::{self, commitments_label, share_label, Commitments, Secret, Share};
 use crate::script::{KeyAlgorithm, QuorumCard, QuorumConfig, QuorumSet, TokenSelector};
 use crate::x509::{self, HsmKey};
@@ -136,7 +138,7 @@ pub(super) fn open_card(
 
 /// Write share `i` and the commitments to each card of `set`, then read each back and verify it.
 #[allow(clippy::too_many_arguments)]
-fn write_cards(
+pub(super) fn write_cards(
     state: &mut State,
     ctx: &Context<'_>,
     operator: &mut dyn Operator,
@@ -219,7 +221,24 @@ fn write_one(
         .map_err(|e| format!("read back: {e}"))
 }
 
-fn split_record(
+/// The parts of a new split.
+pub(super) type NewSplit = (Secret, Vec<Share>, Commitments);
+
+/// A fresh secret from the HSM's RNG (mixed with the OS RNG inside), split M-of-N for `ceremony_id`.
+/// The outer error is the HSM's, the inner one the split's.
+pub(super) fn draw_and_split(
+    hsm: &mut dyn Hsm,
+    ceremony_id: &str,
+    m: u16,
+    n: u16,
+) -> Result<Result<NewSplit, String>, crate::hsm::HsmError> {
+    let r = hsm.random(64)?;
+    Ok(Secret::generate(&r[..32])
+        .and_then(|s| quorum::split(&s, ceremony_id, m, n, &r[32..]).map(|(sh, c)| (s, sh, c)))
+        .map_err(|e| e.to_string()))
+}
+
+pub(super) fn split_record(
     purpose: &str,
     commitments: &Commitments,
     cards: Vec<CardRef>,
@@ -240,7 +259,7 @@ fn split_record(
     })
 }
 
-fn counts(set: &QuorumSet) -> Result<(u16, u16), String> {
+pub(super) fn counts(set: &QuorumSet) -> Result<(u16, u16), String> {
     let n = u16::try_from(set.cards.len()).map_err(|_| "too many cards".to_string())?;
     quorum::check_parameters(set.threshold, n).map_err(|e| e.to_string())?;
     Ok((set.threshold, n))
@@ -262,6 +281,14 @@ pub(super) fn split_activation(
         Ok(x) => x,
         Err(why) => return Ok(Err(why)),
     };
+    // A split of this ceremony that stopped during its PIN change is finished, not made again.
+    match unfinished_split(ctx, q) {
+        Ok(Some((sha, so_now))) => {
+            return super::quorum_finish::finish(state, ctx, operator, pins, opener, &sha, so_now)
+        }
+        Ok(None) => {}
+        Err(why) => return Ok(Err(why)),
+    }
     // No session yet: a factory-fresh token, initialised now with throw-away PINs held only in
     // memory (the HSM's RNG needs a session), which the derived PINs then replace.
     let fresh = if state.hsm.is_none() {
@@ -275,15 +302,32 @@ pub(super) fn split_activation(
     let Some(hsm) = state.hsm.as_mut() else {
         return Ok(Err("the HSM is not activated".into()));
     };
-    let (secret, shares, commitments) = match hsm.random(64) {
-        Ok(r) => match Secret::generate(&r[..32]).and_then(|s| {
-            quorum::split(&s, &ctx.script.ceremony.id, m, n, &r[32..]).map(|(sh, c)| (s, sh, c))
-        }) {
-            Ok(x) => x,
-            Err(e) => return Ok(Err(e.to_string())),
+    let token = hsm.identity().clone();
+    let fresh_init = fresh.is_some();
+    let old = match fresh {
+        Some((user, so)) => Pins { user, so },
+        None => match (
+            pins.pin(&PinRequest::HsmUser(&token)),
+            pins.pin(&PinRequest::HsmSecurityOfficer(&token)),
+        ) {
+            (Ok(user), Ok(so)) => Pins { user, so },
+            (Err(e), _) | (_, Err(e)) => return Ok(Err(e.to_string())),
         },
-        Err(e) => return failed(state, ctx, "split_activation", e),
     };
+    // Both current PINs proven and the PIN length known before any card is written.
+    let pin_length = match prove_current(state, ctx, &old)? {
+        Ok(len) => len,
+        Err(why) => return Ok(Err(why)),
+    };
+    let Some(hsm) = state.hsm.as_mut() else {
+        return Ok(Err("the HSM session was lost".into()));
+    };
+    let (secret, shares, commitments) =
+        match draw_and_split(hsm.as_mut(), &ctx.script.ceremony.id, m, n) {
+            Ok(Ok(x)) => x,
+            Ok(Err(why)) => return Ok(Err(why)),
+            Err(e) => return failed(state, ctx, "split_activation", e),
+        };
     // The HSM session stays open while the cards are written.
     let cards = match write_cards(
         state,
@@ -299,62 +343,87 @@ pub(super) fn split_activation(
         Err(why) => return Ok(Err(format!("{why}; the HSM's PINs were not changed"))),
     };
     drop(shares);
-    let Some(hsm) = state.hsm.as_mut() else {
-        return Ok(Err("the HSM session was lost".into()));
+    let (user, so) = secret.hsm_pins(pin_length);
+    let job = PinJob {
+        purpose: "split",
+        split_ceremony_id: &ctx.script.ceremony.id,
+        commitments_sha256: commitments.sha256_hex(),
+        threshold: m,
+        token: token.clone(),
+        pin_length,
     };
-    let token = hsm.identity().clone();
-    let fresh_init = fresh.is_some();
-    let (old_user, old_so) = match fresh {
-        Some(olds) => olds,
-        None => match (
-            pins.pin(&PinRequest::HsmUser(&token)),
-            pins.pin(&PinRequest::HsmSecurityOfficer(&token)),
-        ) {
-            (Ok(u), Ok(s)) => (u, s),
-            (Err(e), _) | (_, Err(e)) => return Ok(Err(e.to_string())),
-        },
-    };
-    intent(
+    let new = Pins { user, so };
+    if let Err(why) = change_pins(
         state,
         ctx,
-        "set_pins",
-        format!("C_SetPIN for the user and SO PIN of token {}", token.serial),
-    )?;
-    let (new_user, new_so) = (secret.user_pin(), secret.so_pin());
-    let changed = match state.hsm.as_mut() {
-        Some(hsm) => hsm.change_pins(
-            PinChange {
-                old: &old_user,
-                new: &new_user,
-            },
-            PinChange {
-                old: &old_so,
-                new: &new_so,
-            },
-        ),
-        None => return Ok(Err("the HSM session was lost".into())),
-    };
-    drop((old_user, old_so, new_user, new_so));
-    if let Err(e) = changed {
-        return failed(state, ctx, "set_pins", e);
+        operator,
+        pins,
+        &job,
+        SoNow::Old,
+        Some(&old.so),
+        &new,
+    )? {
+        return Ok(Err(why));
     }
-    let pins_set = HsmPinsSet {
+    drop((old, new));
+    let method = if fresh_init {
+        "C_InitToken and C_InitPIN with throw-away PINs held only in memory, then C_SetPIN (SO) and C_InitPIN (user)"
+    } else {
+        "C_SetPIN (SO), then C_InitPIN (user) as SO"
+    };
+    let rec = split_record(
+        "split",
+        &commitments,
+        cards,
+        Some(pins_set(&token, method, pin_length)),
+        None,
+    );
+    state.record(Some(ctx.step.id.clone()), vec![], &rec)?;
+    show_pin(operator, &commitments);
+    state.quorum = Some((secret, commitments));
+    Ok(Ok(()))
+}
+
+/// The trusted record of an interrupted split of this ceremony, with what its SO PIN is: in a
+/// rehearsal the folder's record; in a run, `quorum.commitments_sha256` in a split script.
+fn unfinished_split(
+    ctx: &Context<'_>,
+    q: &QuorumConfig,
+) -> Result<Option<(String, SoNow)>, String> {
+    if ctx.mode.rehearsal {
+        let rec = rehearsal::recorded_split(&ctx.script.ceremony.id).map_err(|e| e.to_string())?;
+        // Also when the folder says "done": a run stopped after the PIN change but before its
+        // `quorum_split` entry is finished (re-proven and recorded) the same way.
+        return Ok(rec
+            .filter(|r| r.replaced_by.is_none())
+            .map(|r| (r.commitments_sha256, SoNow::from_record(&r.so_pin))));
+    }
+    Ok(q.commitments_sha256
+        .clone()
+        .map(|sha| (sha.to_ascii_lowercase(), SoNow::Unknown)))
+}
+
+pub(super) fn pins_set(token: &TokenIdentity, method: &str, pin_length: usize) -> HsmPinsSet {
+    HsmPinsSet {
         token_label: token.token_label.clone(),
         serial: token.serial.clone(),
         model: token.model.clone(),
         firmware_version: token.firmware_version.clone(),
-        method: if fresh_init {
-            "C_InitToken and C_InitPIN with throw-away PINs held only in memory, then C_SetPIN (user and SO)"
-        } else {
-            "C_SetPIN (user and SO)"
-        }
-        .into(),
+        method: method.into(),
         statement: NOBODY_SAW.into(),
-    };
-    let rec = split_record("split", &commitments, cards, Some(pins_set), None);
-    state.record(Some(ctx.step.id.clone()), vec![], &rec)?;
-    state.quorum = Some((secret, commitments));
-    Ok(Ok(()))
+        pin_length: Some(pin_length),
+    }
+}
+
+/// The split's commitments hash, ready to copy into the scripts that use its cards.
+pub(super) fn show_pin(operator: &mut dyn Operator, commitments: &Commitments) {
+    operator.notice(Notice::Info {
+        text: &format!(
+            "copy into [quorum] of every activation, health-check, reshare and retire script for these cards: \
+             commitments_sha256 = \"{}\"",
+            commitments.sha256_hex()
+        ),
+    });
 }
 
 /// C_InitToken + C_InitPIN on the module's first uninitialised token, labelled as the script's token,
@@ -429,63 +498,6 @@ fn throwaway_pin() -> Result<SecretString, String> {
     getrandom::fill(bytes.as_mut()).map_err(|e| format!("the OS RNG failed: {e}"))?;
     let pin = zeroize::Zeroizing::new(hex::encode(bytes.as_slice()));
     Ok(SecretString::from(pin.as_str()))
-}
-
-pub(super) fn reshare(
-    state: &mut State,
-    ctx: &Context<'_>,
-    operator: &mut dyn Operator,
-    pins: &mut dyn PinSource,
-    opener: &mut Opener<'_>,
-) -> Performed {
-    let q = match config(ctx) {
-        Ok(q) => q,
-        Err(why) => return Ok(Err(why)),
-    };
-    let Some(set) = q.reshare.as_ref() else {
-        return Ok(Err(
-            "a reshare step needs [quorum.reshare] with the new cards".into(),
-        ));
-    };
-    let (m, n) = match counts(set) {
-        Ok(x) => x,
-        Err(why) => return Ok(Err(why)),
-    };
-    let Some((secret, old)) = state.quorum.as_ref() else {
-        return Ok(Err(
-            "reshare needs the secret: put an activate_quorum step before it in this ceremony"
-                .into(),
-        ));
-    };
-    let old_sha = old.sha256_hex();
-    let entropy = match state.hsm.as_mut().map(|h| h.random(32)) {
-        Some(Ok(r)) => r,
-        Some(Err(e)) => return failed(state, ctx, "reshare", e),
-        None => return Ok(Err("the HSM is not activated".into())),
-    };
-    let (shares, commitments) = match quorum::split(secret, &ctx.script.ceremony.id, m, n, &entropy)
-    {
-        Ok(x) => x,
-        Err(e) => return Ok(Err(e.to_string())),
-    };
-    let cards = match write_cards(
-        state,
-        ctx,
-        operator,
-        pins,
-        opener,
-        set,
-        &shares,
-        &commitments,
-    )? {
-        Ok(c) => c,
-        Err(why) => return Ok(Err(format!("{why}; the old shares remain valid"))),
-    };
-    drop(shares);
-    let rec = split_record("reshare", &commitments, cards, None, Some(old_sha));
-    state
-        .record(Some(ctx.step.id.clone()), vec![], &rec)
-        .map(|()| Ok(()))
 }
 
 /// Sign a fixed test message with the step's key and verify the signature with its public key.

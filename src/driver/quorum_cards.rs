@@ -1,6 +1,12 @@
 //! Quorum steps where custodians present cards in any order: `activate_quorum` (M shares, combined
 //! and checked against the commitment before any HSM login), `share_health_check` (every card checked
-//! against the commitments, nothing combined) and `retire_shares` (old shares destroyed).
+//! against the commitments, nothing combined) and `retire_shares` (old shares destroyed, and read back
+//! as gone).
+//!
+//! The split's commitments come from a trusted source before any card counts: the script's
+//! `quorum.commitments_sha256`, or a rehearsal folder's record of the split. A card holding other
+//! commitments is refused by name, and never costs an HSM PIN try. Without a pin (allowed at medium
+//! only), cards that disagree are refused as a group.
 //!
 //! Each card is checked before it counts, and each refusal names the card and holder: same card twice,
 //! a second card from one person, a card presented by someone other than its holder, a wrong card PIN
@@ -8,36 +14,57 @@
 //! commitments of another ceremony or split, an index out of range or already presented, and Feldman
 //! verification.
 
-use super::actions::{intent, login_hsm, open_hsm, Context, Performed};
+use super::actions::{login_hsm, open_hsm, Context, Performed};
 use super::cards::{CardChoice, CardPresentation, CardPurpose, CardRequest};
 use super::operator::{Notice, Operator};
 use super::pins::PinSource;
 use super::quorum::{config, describe, open_card, scripted_ref, split_ceremony};
+use super::quorum_pins::pin_length;
+use super::rehearsal;
 use super::{Opener, State};
 use crate::evidence::events::Record;
-use crate::evidence::quorum::{CardEvent, CardRef, QuorumSummary, RetireRecord};
+use crate::evidence::quorum::{CardEvent, CardRef, QuorumSummary};
 use crate::hsm::{Hsm, HsmError};
-use crate::quorum::{self, commitments_label, share_label, Commitments, Share};
-use crate::script::QuorumCard;
+use crate::quorum::{self, commitments_label, share_label, Commitments, Secret, Share};
+use crate::script::{QuorumCard, QuorumConfig};
 
 /// What the cards of one step are checked against.
-struct Expect<'a> {
-    split_ceremony: &'a str,
-    pinned_sha256: Option<&'a str>,
+pub(super) struct Expect<'a> {
+    pub split_ceremony: &'a str,
+    /// The split's commitments hash from a trusted source: the script's `quorum.commitments_sha256`,
+    /// or a rehearsal folder's record of the split. Cards holding other commitments are refused,
+    /// each by name, before anything is combined or sent to the HSM.
+    pub pinned_sha256: Option<String>,
     /// Commitments of the first accepted card (or pinned); later cards must carry the same.
     commitments: Option<Commitments>,
     indices: Vec<u16>,
+    /// The cards accepted so far, as named to the room.
+    accepted: Vec<String>,
 }
 
 /// What one accepted card gave the step.
-enum Taken {
+pub(super) enum Taken {
     Share(Box<Share>),
-    Destroyed,
+    /// Retirement: the share was destroyed and read back as gone.
+    Destroyed(u16),
+    /// Retirement: the card held no share of the split (nothing destroyed, not retired).
+    Empty,
+}
+
+/// The cards accepted (by index into the step's cards), and why the step stopped early, if it did.
+pub(super) type Collected = (Vec<(usize, Taken)>, Option<String>);
+
+/// Why a presented card does not count.
+pub(super) enum Refusal {
+    /// This card is refused; others may still be presented.
+    Card(String),
+    /// Without pinned commitments the cards disagree: none of them can be trusted, the step ends.
+    Group(String),
 }
 
 /// Ask for cards until `needed` are accepted or nobody presents another. `take` reads the card.
 #[allow(clippy::too_many_arguments)]
-fn collect(
+pub(super) fn collect(
     state: &mut State,
     ctx: &Context<'_>,
     operator: &mut dyn Operator,
@@ -50,8 +77,8 @@ fn collect(
         &mut State,
         &mut dyn Hsm,
         &CardRef,
-    ) -> crate::error::Result<Result<Taken, String>>,
-) -> crate::error::Result<Vec<(usize, Taken)>> {
+    ) -> crate::error::Result<Result<Taken, Refusal>>,
+) -> crate::error::Result<Collected> {
     let mut accepted: Vec<(usize, Taken)> = Vec::new();
     let mut by: Vec<String> = Vec::new();
     let mut refused: Vec<usize> = Vec::new();
@@ -122,12 +149,14 @@ fn collect(
             Ok(taken) => {
                 let index = match &taken {
                     Taken::Share(s) => Some(s.index),
-                    Taken::Destroyed => None,
+                    Taken::Destroyed(i) => Some(*i),
+                    Taken::Empty => None,
                 };
-                let (result, rec): (&str, fn(CardEvent) -> Record) = match purpose {
-                    CardPurpose::Activation => ("accepted", Record::QuorumCardAccepted),
-                    CardPurpose::HealthCheck => ("healthy", Record::ShareChecked),
-                    CardPurpose::Retirement => ("retired", Record::ShareDestroyed),
+                let (result, rec): (&str, fn(CardEvent) -> Record) = match (purpose, &taken) {
+                    (_, Taken::Empty) => ("held no share", Record::ShareAbsent),
+                    (CardPurpose::Activation, _) => ("accepted", Record::QuorumCardAccepted),
+                    (CardPurpose::HealthCheck, _) => ("healthy", Record::ShareChecked),
+                    (CardPurpose::Retirement, _) => ("retired", Record::ShareDestroyed),
                 };
                 let text = format!("{}: {result}", describe(&named));
                 let event = CardEvent {
@@ -146,13 +175,25 @@ fn collect(
                 by.push(presented_by);
                 accepted.push((card, taken));
             }
-            Err(why) => {
+            Err(Refusal::Card(why)) => {
                 refuse(state, ctx, operator, named, &presented_by, None, why)?;
                 refused.push(card);
             }
+            Err(Refusal::Group(why)) => {
+                refuse(
+                    state,
+                    ctx,
+                    operator,
+                    named,
+                    &presented_by,
+                    None,
+                    why.clone(),
+                )?;
+                return Ok((accepted, Some(why)));
+            }
         }
     }
-    Ok(accepted)
+    Ok((accepted, None))
 }
 
 fn refuse(
@@ -184,9 +225,9 @@ fn read_share(
     hsm: &mut dyn Hsm,
     named: &CardRef,
     expect: &mut Expect<'_>,
-) -> Result<Share, String> {
+) -> Result<Share, Refusal> {
     let card = describe(named);
-    let hsm_err = |e: HsmError| format!("{card}: {e}");
+    let hsm_err = |e: HsmError| Refusal::Card(format!("{card}: {e}"));
     let id = expect.split_ceremony;
     let Some(stored) = hsm.read_data(&commitments_label(id)).map_err(hsm_err)? else {
         let held = hsm.data_labels().unwrap_or_default();
@@ -195,74 +236,142 @@ fn read_share(
         } else {
             format!("only {}", held.join(", "))
         };
-        return Err(format!(
+        return Err(Refusal::Card(format!(
             "{card} holds no share of ceremony \"{id}\" ({held}); it is not a card of this quorum"
-        ));
+        )));
     };
-    let commitments = Commitments::decode(&stored)
-        .map_err(|e| format!("{card}: the commitments on the card are unusable: {e}"))?;
+    let commitments = Commitments::decode(&stored).map_err(|e| {
+        Refusal::Card(format!(
+            "{card}: the commitments on the card are unusable: {e}"
+        ))
+    })?;
     if commitments.split.ceremony_id != id {
-        return Err(format!(
+        return Err(Refusal::Card(format!(
             "{card} holds a split made by ceremony \"{}\", not by \"{id}\"",
             commitments.split.ceremony_id
-        ));
+        )));
     }
     let sha = commitments.sha256_hex();
-    if let Some(pinned) = expect.pinned_sha256 {
-        if !sha.eq_ignore_ascii_case(pinned) {
-            return Err(format!(
-                "{card} holds commitments {sha}, but the script names {pinned}: the card is from another split"
-            ));
+    match (&expect.pinned_sha256, &expect.commitments) {
+        (Some(pinned), _) if !sha.eq_ignore_ascii_case(pinned) => {
+            return Err(Refusal::Card(format!(
+                "{card} holds commitments {sha}, but this split's are {pinned}: the card is from another split (a foreign, old or forged share set); it was not used"
+            )));
         }
-    }
-    if let Some(known) = &expect.commitments {
-        if *known != commitments {
-            return Err(format!(
-                "{card} holds a share of a different split of \"{id}\" than the cards accepted before it (an old or foreign share set)"
-            ));
+        // No trusted pin: a disagreement cannot say which card is genuine, so none is used.
+        (None, Some(known)) if *known != commitments => {
+            return Err(Refusal::Group(format!(
+                "{card} holds split {sha}, but {} hold split {}: the cards disagree and, without \
+                 quorum.commitments_sha256 in the script, keyrite cannot tell which split is genuine — none \
+                 of these cards was used and the HSM was not touched; put the split's commitments_sha256 \
+                 (from its report) into the script's [quorum] section",
+                expect.accepted.join(", "),
+                known.sha256_hex()
+            )));
         }
+        _ => {}
     }
     let Some(bytes) = hsm.read_data(&share_label(id)).map_err(hsm_err)? else {
-        return Err(format!(
+        return Err(Refusal::Card(format!(
             "{card} has the split's commitments but no share object"
-        ));
+        )));
     };
-    let share = Share::decode(&bytes).map_err(|e| format!("{card}: {e}"))?;
+    let share = Share::decode(&bytes).map_err(|e| Refusal::Card(format!("{card}: {e}")))?;
     if share.index == 0 || share.index > commitments.total {
-        return Err(format!(
+        return Err(Refusal::Card(format!(
             "{card}: share index {} is outside 1..={}",
             share.index, commitments.total
-        ));
+        )));
     }
     if expect.indices.contains(&share.index) {
-        return Err(format!(
+        return Err(Refusal::Card(format!(
             "{card}: share index {} was already presented on another card (a copied share)",
             share.index
-        ));
+        )));
     }
     commitments
         .verify(&share)
-        .map_err(|e| format!("{card}: {e}"))?;
+        .map_err(|e| Refusal::Card(format!("{card}: {e}")))?;
     expect.indices.push(share.index);
+    expect.accepted.push(card);
     expect.commitments.get_or_insert(commitments);
     Ok(share)
 }
 
-fn expect<'a>(ctx: &Context<'a>) -> Result<(Expect<'a>, &'a [QuorumCard], u16), String> {
+/// The split's commitments from a trusted source. A rehearsal uses its folder's record of the split
+/// (the script cannot know a throw-away split's commitments); a run uses the script's pin.
+fn trusted_pin(
+    ctx: &Context<'_>,
+    q: &QuorumConfig,
+    split: &str,
+    purpose: CardPurpose,
+) -> Result<Option<String>, String> {
+    if ctx.mode.rehearsal {
+        let rec = rehearsal::recorded_split(split).map_err(|e| e.to_string())?;
+        if let Some(rec) = rec {
+            if purpose != CardPurpose::Retirement {
+                if let Some(new) = &rec.replaced_by {
+                    return Err(format!(
+                        "split {} of \"{split}\" was replaced by a reshare (new commitments {new}): its shares no longer \
+                         activate the HSM and are refused before any card is read or any HSM login — use the new cards",
+                        rec.commitments_sha256
+                    ));
+                }
+                if rec.stage != "done" {
+                    return Err(format!(
+                        "split {} of \"{split}\" stopped during its PIN change (SO PIN {}, user PIN {}): finish it \
+                         first with a split_activation step (docs/operator-guide.md, \"Finishing an interrupted split\")",
+                        rec.commitments_sha256, rec.so_pin, rec.user_pin
+                    ));
+                }
+            }
+            return Ok(Some(rec.commitments_sha256));
+        }
+    }
+    Ok(q.commitments_sha256
+        .as_ref()
+        .map(|s| s.to_ascii_lowercase()))
+}
+
+pub(super) fn expect<'a>(
+    ctx: &Context<'a>,
+    purpose: CardPurpose,
+) -> Result<(Expect<'a>, &'a [QuorumCard], u16), String> {
     let q = config(ctx)?;
+    let split = split_ceremony(ctx, q);
     Ok((
         Expect {
-            split_ceremony: split_ceremony(ctx, q),
-            pinned_sha256: q.commitments_sha256.as_deref(),
+            split_ceremony: split,
+            pinned_sha256: trusted_pin(ctx, q, split, purpose)?,
             commitments: None,
             indices: Vec::new(),
+            accepted: Vec::new(),
         },
         &q.cards,
         q.threshold,
     ))
 }
 
-fn summary(expect: &Expect<'_>, holders: Vec<String>) -> Option<QuorumSummary> {
+/// The cards of `[quorum]`, checked against the split `sha` (finishing an interrupted split).
+pub(super) fn expect_pinned<'a>(
+    ctx: &Context<'a>,
+    sha: &str,
+) -> Result<(Expect<'a>, &'a [QuorumCard], u16), String> {
+    let q = config(ctx)?;
+    Ok((
+        Expect {
+            split_ceremony: split_ceremony(ctx, q),
+            pinned_sha256: Some(sha.to_ascii_lowercase()),
+            commitments: None,
+            indices: Vec::new(),
+            accepted: Vec::new(),
+        },
+        &q.cards,
+        q.threshold,
+    ))
+}
+
+pub(super) fn summary(expect: &Expect<'_>, holders: Vec<String>) -> Option<QuorumSummary> {
     let c = expect.commitments.as_ref()?;
     Some(QuorumSummary {
         split_ceremony_id: c.split.ceremony_id.clone(),
@@ -273,26 +382,29 @@ fn summary(expect: &Expect<'_>, holders: Vec<String>) -> Option<QuorumSummary> {
     })
 }
 
-fn holders(cards: &[QuorumCard], taken: &[(usize, Taken)]) -> Vec<String> {
+pub(super) fn holders(cards: &[QuorumCard], taken: &[(usize, Taken)]) -> Vec<String> {
     taken
         .iter()
         .map(|(i, _)| cards[*i].holder.clone())
         .collect()
 }
 
-pub(super) fn activate(
+/// Collect M cards of the split and combine their shares, each checked against the trusted
+/// commitments (or, without a pin, against each other) and Feldman-verified; the secret is checked
+/// against C_0. Nothing reaches the HSM here.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn combine_cards(
     state: &mut State,
     ctx: &Context<'_>,
     operator: &mut dyn Operator,
     pins: &mut dyn PinSource,
     opener: &mut Opener<'_>,
-) -> Performed {
-    let (mut exp, cards, m) = match expect(ctx) {
-        Ok(x) => x,
-        Err(why) => return Ok(Err(why)),
-    };
+    mut exp: Expect<'_>,
+    cards: &[QuorumCard],
+    m: u16,
+) -> crate::error::Result<Result<(Secret, Commitments), String>> {
     let need = usize::from(m);
-    let taken = collect(
+    let (taken, group) = collect(
         state,
         ctx,
         operator,
@@ -303,6 +415,9 @@ pub(super) fn activate(
         need,
         |_, hsm, named| Ok(read_share(hsm, named, &mut exp).map(|s| Taken::Share(Box::new(s)))),
     )?;
+    if let Some(why) = group {
+        return Ok(Err(why));
+    }
     if taken.len() < need {
         return Ok(Err(format!(
             "only {} of the {need} cards needed were accepted; the HSM was not touched — bring {} more custodian(s) with their cards",
@@ -315,7 +430,7 @@ pub(super) fn activate(
         .into_iter()
         .filter_map(|(_, t)| match t {
             Taken::Share(s) => Some(*s),
-            Taken::Destroyed => None,
+            Taken::Destroyed(_) | Taken::Empty => None,
         })
         .collect();
     let Some(commitments) = exp.commitments.clone() else {
@@ -335,15 +450,40 @@ pub(super) fn activate(
             &Record::QuorumActivated(s),
         )?;
     }
+    Ok(Ok((secret, commitments)))
+}
+
+pub(super) fn activate(
+    state: &mut State,
+    ctx: &Context<'_>,
+    operator: &mut dyn Operator,
+    pins: &mut dyn PinSource,
+    opener: &mut Opener<'_>,
+) -> Performed {
+    let (exp, cards, m) = match expect(ctx, CardPurpose::Activation) {
+        Ok(x) => x,
+        Err(why) => return Ok(Err(why)),
+    };
+    let (secret, commitments) =
+        match combine_cards(state, ctx, operator, pins, opener, exp, cards, m)? {
+            Ok(x) => x,
+            Err(why) => return Ok(Err(why)),
+        };
     let detail = format!(
         "module {}, token {} (quorum-derived PIN)",
         ctx.mode.module, ctx.mode.token
     );
-    let hsm = match open_hsm(state, ctx, opener, detail)? {
+    let mut hsm = match open_hsm(state, ctx, opener, detail)? {
         Ok(h) => h,
         Err(why) => return Ok(Err(why)),
     };
-    if let Err(why) = login_hsm(state, ctx, hsm, secret.user_pin())? {
+    // The same length the split derived: a pure function of the token's PIN limits.
+    let len = match pin_length(hsm.as_mut()) {
+        Ok(l) => l,
+        Err(why) => return Ok(Err(why)),
+    };
+    let (user_pin, _) = secret.hsm_pins(len);
+    if let Err(why) = login_hsm(state, ctx, hsm, user_pin)? {
         return Ok(Err(why));
     }
     state.quorum = Some((secret, commitments));
@@ -357,11 +497,11 @@ pub(super) fn health_check(
     pins: &mut dyn PinSource,
     opener: &mut Opener<'_>,
 ) -> Performed {
-    let (mut exp, cards, m) = match expect(ctx) {
+    let (mut exp, cards, m) = match expect(ctx, CardPurpose::HealthCheck) {
         Ok(x) => x,
         Err(why) => return Ok(Err(why)),
     };
-    let taken = collect(
+    let (taken, group) = collect(
         state,
         ctx,
         operator,
@@ -384,89 +524,18 @@ pub(super) fn health_check(
         split_ceremony_id: exp.split_ceremony.to_string(),
         threshold: m,
         total: u16::try_from(cards.len()).unwrap_or(u16::MAX),
-        commitments_sha256: exp.pinned_sha256.unwrap_or_default().to_string(),
+        commitments_sha256: exp.pinned_sha256.clone().unwrap_or_default(),
         holders: Vec::new(),
     });
     state.record(Some(ctx.step.id.clone()), vec![], &Record::SharesChecked(s))?;
+    if let Some(why) = group {
+        return Ok(Err(why));
+    }
     if missing.is_empty() {
         Ok(Ok(()))
     } else {
         Ok(Err(format!(
             "not every card proved a valid share; not healthy or not presented: {}",
-            missing.join("; ")
-        )))
-    }
-}
-
-pub(super) fn retire(
-    state: &mut State,
-    ctx: &Context<'_>,
-    operator: &mut dyn Operator,
-    pins: &mut dyn PinSource,
-    opener: &mut Opener<'_>,
-) -> Performed {
-    let (exp, cards, _) = match expect(ctx) {
-        Ok(x) => x,
-        Err(why) => return Ok(Err(why)),
-    };
-    let id = exp.split_ceremony.to_string();
-    let old_sha = match state.quorum.as_ref() {
-        Some((_, c)) if c.split.ceremony_id == id => c.sha256_hex(),
-        _ => exp.pinned_sha256.unwrap_or_default().to_string(),
-    };
-    let step_ctx = ctx;
-    let taken = collect(
-        state,
-        ctx,
-        operator,
-        pins,
-        opener,
-        cards,
-        CardPurpose::Retirement,
-        cards.len(),
-        |state, hsm, named| {
-            intent(
-                state,
-                step_ctx,
-                "destroy_share",
-                format!("old share of \"{id}\" on {}", describe(named)),
-            )?;
-            let mut destroyed = 0;
-            for label in [share_label(&id), commitments_label(&id)] {
-                match hsm.destroy_data(&label) {
-                    Ok(n) => destroyed += n,
-                    Err(e) => return Ok(Err(format!("{}: {e}", describe(named)))),
-                }
-            }
-            let _ = destroyed;
-            Ok(Ok(Taken::Destroyed))
-        },
-    )?;
-    let retired: Vec<CardRef> = taken
-        .iter()
-        .map(|(i, _)| scripted_ref(&cards[*i]))
-        .collect();
-    let missing: Vec<String> = cards
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !taken.iter().any(|(t, _)| t == i))
-        .map(|(_, c)| describe(&scripted_ref(c)))
-        .collect();
-    let rec = RetireRecord {
-        split_ceremony_id: id,
-        commitments_sha256: old_sha,
-        cards: retired,
-    };
-    state.record(
-        Some(ctx.step.id.clone()),
-        vec![],
-        &Record::SharesRetired(rec),
-    )?;
-    if missing.is_empty() {
-        Ok(Ok(()))
-    } else {
-        Ok(Err(format!(
-            "old shares remain on: {} — they still combine to the secret with M-1 others; retire them in a witnessed follow-up",
             missing.join("; ")
         )))
     }

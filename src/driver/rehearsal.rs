@@ -84,6 +84,71 @@ pub struct RehearsalFile {
     /// Personal cards made for carded participants (their PINs are under `tokens`, by serial).
     #[serde(default)]
     pub cards: Vec<RehearsalCard>,
+    /// The quorum splits made in this folder: the trusted source of a rehearsal's commitments.
+    #[serde(default)]
+    pub splits: Vec<RehearsalSplit>,
+}
+
+/// The rehearsal folder's record of one quorum split (or reshare). A rehearsed activation, health
+/// check, reshare or retirement takes the split's commitments from here, as a `run` takes them from
+/// the script's `quorum.commitments_sha256`; an interrupted split is finished from `stage`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RehearsalSplit {
+    pub ceremony_id: String,
+    pub commitments_sha256: String,
+    /// As the log's `quorum_pins.stage`: "done" once both HSM PINs are the split's.
+    pub stage: String,
+    /// "old", "derived" or "old or derived", as in `quorum_pins`.
+    pub so_pin: String,
+    pub user_pin: String,
+    /// A reshare replaced this split: its shares no longer activate anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
+}
+
+/// The folder of the running rehearsal: the re-executed child has [`DIR_VAR`] set.
+fn running() -> Option<PathBuf> {
+    std::env::var_os(DIR_VAR).map(PathBuf::from)
+}
+
+/// The newest record of a split made by `ceremony_id` in the running rehearsal's folder.
+pub fn recorded_split(ceremony_id: &str) -> Result<Option<RehearsalSplit>> {
+    let Some(dir) = running() else {
+        return Ok(None);
+    };
+    let env = RehearsalEnv::open(&dir)?;
+    Ok(env
+        .file
+        .splits
+        .iter()
+        .rev()
+        .find(|s| s.ceremony_id == ceremony_id)
+        .cloned())
+}
+
+/// Record (or update, by commitments) a split in the running rehearsal's folder; with `replaces`,
+/// mark that older split as replaced by this one.
+pub fn note_split(split: &RehearsalSplit, replaces: Option<&str>) -> Result<()> {
+    let Some(dir) = running() else {
+        return Ok(());
+    };
+    // Re-read: the folder is the record, not what this process loaded at its start.
+    let mut env = RehearsalEnv::open(&dir)?;
+    let splits = &mut env.file.splits;
+    match splits
+        .iter_mut()
+        .find(|s| s.commitments_sha256 == split.commitments_sha256)
+    {
+        Some(s) => *s = split.clone(),
+        None => splits.push(split.clone()),
+    }
+    if let Some(old) = replaces {
+        for s in splits.iter_mut().filter(|s| s.commitments_sha256 == old) {
+            s.replaced_by = Some(split.commitments_sha256.clone());
+        }
+    }
+    env.save()
 }
 
 /// Whose throw-away personal card a token is.
@@ -131,6 +196,7 @@ impl RehearsalEnv {
                 softhsm2_conf: conf.display().to_string(),
                 tokens: Vec::new(),
                 cards: Vec::new(),
+                splits: Vec::new(),
             }
         };
         Ok(RehearsalEnv { dir, conf, file })
@@ -204,6 +270,10 @@ impl RehearsalEnv {
             .into_iter()
             .find(|t| t.token_label == label);
         if let Some(t) = found {
+            // The run that just ended may have recorded its split in the folder: keep it.
+            if let Ok(now) = RehearsalEnv::open(&self.dir) {
+                self.file.splits = now.file.splits;
+            }
             self.file.tokens.push(RehearsalToken {
                 label: label.into(),
                 serial: t.serial,
@@ -233,8 +303,10 @@ impl RehearsalEnv {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| Error::io("write", &tmp, &e))?;
+        // No fsync: this is not evidence but the throw-away tokens' PINs, rewritten after every token
+        // made (a dozen fsyncs per carded rehearsal). The rename keeps the file whole; a crash can at
+        // worst lose the latest throw-away token, and the rehearsal is run again with a new --env.
         f.write_all(text.as_bytes())
-            .and_then(|_| f.sync_all())
             .map_err(|e| Error::io("write", &tmp, &e))?;
         fs::rename(&tmp, &path).map_err(|e| Error::io("replace", &path, &e))
     }

@@ -29,7 +29,12 @@ fn script() -> LoadedScript {
         .lines()
         .filter(|l| !l.starts_with("card = "))
         .map(|l| format!("{l}\n"))
-        .collect();
+        .collect::<String>()
+        // Without the report signers' cards the policy (which verify applies) allows medium only.
+        .replace(
+            "security_level = \"very-high\"",
+            "security_level = \"medium\"",
+        );
     parse::parse("root-ca-p256.toml", &source).expect("the shipped script parses")
 }
 

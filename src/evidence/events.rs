@@ -1,7 +1,7 @@
 //! Log events written by the driver (the engine's own events are `engine::Event`). Both are tagged
 //! by `kind`, with distinct kind names, so one log line parses as exactly one of them.
 
-use super::quorum::{CardEvent, QuorumSummary, RetireRecord, SplitRecord};
+use super::quorum::{CardEvent, PinsRecord, QuorumSummary, RetireRecord, SplitRecord};
 use super::report::{ArtifactRecord, CertificateRecord};
 use crate::hsm::{KeyAttributes, TokenIdentity};
 use crate::script::{Action, Role, SecurityLevel};
@@ -159,10 +159,15 @@ pub enum Record {
     ShareChecked(CardEvent),
     /// End of a health check.
     SharesChecked(QuorumSummary),
-    /// An old share (and its commitments object) destroyed on a card.
+    /// An old share (and its commitments object) destroyed on a card, and read back as gone.
     ShareDestroyed(CardEvent),
+    /// A card presented for retirement held no share of the split: nothing was destroyed, and the
+    /// card is not counted as retired (result "held no share").
+    ShareAbsent(CardEvent),
     /// The old share set's commitments are retired.
     SharesRetired(RetireRecord),
+    /// Where the HSM's PINs stand during a split, reshare or finish (write-ahead, result, failure).
+    QuorumPins(PinsRecord),
     /// A test message signed with a key and verified with its public key.
     TestMessageSigned {
         key: String,

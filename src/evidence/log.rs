@@ -1,4 +1,6 @@
-//! The hash-chained audit log, `audit.jsonl`: one JSON object per line, each fsynced as written.
+//! The hash-chained audit log, `audit.jsonl`: one JSON object per line. [`AuditLog::append`] fsyncs
+//! before it returns; [`AuditLog::append_unsynced`] leaves the fsync to the next [`AuditLog::sync`] or
+//! synced append, for entries that announce no action (the driver syncs before every action).
 //!
 //! `hash` = SHA-256 (lowercase hex) over the canonical encoding of the entry without its `hash` field.
 //! Canonical encoding: JSON with object keys sorted bytewise, no insignificant whitespace, UTF-8;
@@ -9,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -35,17 +37,64 @@ impl AuditEntry {
 
     /// The hash this entry must carry, computed over everything but `hash`.
     pub fn compute_hash(&self) -> String {
-        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
-        if let Value::Object(map) = &mut value {
-            map.remove("hash");
-        }
-        hex::encode(Sha256::digest(canonical_json(&value)))
+        self.encode().hash()
     }
 
     /// The exact line written to the file (without the newline).
     pub fn to_line(&self) -> String {
-        let value = serde_json::to_value(self).unwrap_or(Value::Null);
-        String::from_utf8_lossy(&canonical_json(&value)).into_owned()
+        String::from_utf8_lossy(&self.encode().line(&self.hash)).into_owned()
+    }
+
+    /// The canonical encoding, made once for both the line and the hash.
+    fn encode(&self) -> Encoded {
+        Encoded::new(self)
+    }
+}
+
+/// An entry's canonical encoding in two parts around the `hash` member, which sorts between `event`
+/// and `prev`: `{"actors":…,"event":…,` and `"prev":…,"seq":…,"step":…,"time":…}`. The hash covers the
+/// two parts joined; the line puts `"hash":"…",` between them. One serialisation of the event serves
+/// both, where encoding the entry twice through a `Value` used to copy it each time.
+struct Encoded {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl Encoded {
+    fn new(entry: &AuditEntry) -> Self {
+        fn put(buf: &mut Vec<u8>, key: &str, value: &impl Serialize) {
+            buf.extend_from_slice(key.as_bytes());
+            // Serialising strings, integers, null and a Value into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *buf, value);
+        }
+        let mut head = Vec::with_capacity(256);
+        put(&mut head, "{\"actors\":", &entry.actors);
+        put(&mut head, ",\"event\":", &entry.event);
+        head.push(b',');
+        let mut tail = Vec::with_capacity(160);
+        put(&mut tail, "\"prev\":", &entry.prev);
+        put(&mut tail, ",\"seq\":", &entry.seq);
+        put(&mut tail, ",\"step\":", &entry.step);
+        put(&mut tail, ",\"time\":", &entry.time);
+        tail.push(b'}');
+        Encoded { head, tail }
+    }
+
+    fn hash(&self) -> String {
+        let mut sha = Sha256::new();
+        sha.update(&self.head);
+        sha.update(&self.tail);
+        hex::encode(sha.finalize())
+    }
+
+    fn line(&self, hash: &str) -> Vec<u8> {
+        let mut line = Vec::with_capacity(self.head.len() + self.tail.len() + hash.len() + 12);
+        line.extend_from_slice(&self.head);
+        line.extend_from_slice(b"\"hash\":");
+        let _ = serde_json::to_writer(&mut line, hash);
+        line.push(b',');
+        line.extend_from_slice(&self.tail);
+        line
     }
 }
 
@@ -63,6 +112,8 @@ pub struct AuditLog {
     path: PathBuf,
     next_seq: u64,
     head: String,
+    /// Entries written since the last fsync.
+    unsynced: bool,
 }
 
 impl AuditLog {
@@ -74,6 +125,7 @@ impl AuditLog {
             path: path.to_path_buf(),
             next_seq: 0,
             head: GENESIS_PREV.to_string(),
+            unsynced: false,
         })
     }
 
@@ -91,8 +143,33 @@ impl AuditLog {
         self.next_seq.checked_sub(1)
     }
 
-    /// Append one entry and fsync before returning, so the entry survives a crash that follows it.
+    /// Append one entry and fsync before returning, so the entry (and every one before it) survives a
+    /// crash that follows it.
     pub fn append(
+        &mut self,
+        time: String,
+        step: Option<String>,
+        actors: Vec<String>,
+        event: Value,
+    ) -> std::io::Result<AuditEntry> {
+        let entry = self.append_unsynced(time, step, actors, event)?;
+        self.sync()?;
+        Ok(entry)
+    }
+
+    /// fsync the entries written since the last fsync, if any: call before any action they announce.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        if self.unsynced {
+            self.file.sync_all()?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Append one entry without waiting for the disk: for entries that announce no action by
+    /// themselves (a step started, a confirmation). The next [`Self::sync`] or synced append makes it
+    /// durable, as a crash before that can only lose entries nothing acted on.
+    pub fn append_unsynced(
         &mut self,
         time: String,
         step: Option<String>,
@@ -108,11 +185,12 @@ impl AuditLog {
             prev: self.head.clone(),
             hash: String::new(),
         };
-        entry.hash = entry.compute_hash();
-        let mut line = entry.to_line();
-        line.push('\n');
-        self.file.write_all(line.as_bytes())?;
-        self.file.sync_all()?;
+        let encoded = entry.encode();
+        entry.hash = encoded.hash();
+        let mut line = encoded.line(&entry.hash);
+        line.push(b'\n');
+        self.file.write_all(&line)?;
+        self.unsynced = true;
         self.next_seq += 1;
         self.head = entry.hash.clone();
         Ok(entry)
@@ -128,59 +206,96 @@ pub struct ChainError {
 
 /// Read `audit.jsonl` and check every link: canonical bytes, sequence, `prev`, and `hash`.
 pub fn read_chain(bytes: &[u8]) -> Result<Vec<AuditEntry>, ChainError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| ChainError {
-        line: 0,
-        what: format!("not UTF-8 ({e})"),
-    })?;
-    if !text.is_empty() && !text.ends_with('\n') {
-        let line = text.lines().count();
-        return Err(ChainError {
-            line,
-            what: "the last line is not terminated by a newline".into(),
-        });
-    }
-    let mut entries: Vec<AuditEntry> = Vec::new();
-    // Split on LF only: a CR left in a line fails the canonical-form check below.
-    for (i, line) in text.split_terminator('\n').enumerate() {
-        let n = i + 1;
-        let entry: AuditEntry = serde_json::from_str(line).map_err(|e| ChainError {
-            line: n,
-            what: format!("not a valid log entry: {e}"),
-        })?;
-        if entry.to_line() != line {
-            return Err(ChainError {
-                line: n,
-                what: "the line is not in canonical form (edited after writing?)".into(),
-            });
-        }
-        let expected_prev = entries.last().map_or(GENESIS_PREV, |e| e.hash.as_str());
-        if entry.seq != i as u64 {
-            return Err(ChainError {
-                line: n,
-                what: format!("seq is {}, expected {i}", entry.seq),
-            });
-        }
-        if entry.prev != expected_prev {
-            return Err(ChainError {
-                line: n,
-                what: "prev does not match the previous entry's hash".into(),
-            });
-        }
-        if entry.compute_hash() != entry.hash {
-            return Err(ChainError {
-                line: n,
-                what: "hash does not match the entry's content".into(),
-            });
-        }
-        entries.push(entry);
-    }
+    let entries = ChainReader::new(bytes).collect::<Result<Vec<_>, _>>()?;
     if entries.is_empty() {
-        return Err(ChainError {
-            line: 0,
-            what: "the log is empty".into(),
-        });
+        return Err(empty_log());
     }
     Ok(entries)
+}
+
+pub fn empty_log() -> ChainError {
+    ChainError {
+        line: 0,
+        what: "the log is empty".into(),
+    }
+}
+
+/// The checked entries of a log, one line at a time: [`read_chain`] without holding the log.
+/// It holds one line and the previous hash; after the first error it yields nothing more.
+pub struct ChainReader<R> {
+    input: R,
+    line: Vec<u8>,
+    read: usize,
+    prev: String,
+    failed: bool,
+}
+
+impl<R: BufRead> ChainReader<R> {
+    pub fn new(input: R) -> Self {
+        ChainReader {
+            input,
+            line: Vec::with_capacity(1024),
+            read: 0,
+            prev: GENESIS_PREV.to_string(),
+            failed: false,
+        }
+    }
+
+    /// Lines read so far.
+    pub fn lines(&self) -> usize {
+        self.read
+    }
+
+    fn next_entry(&mut self) -> Option<Result<AuditEntry, ChainError>> {
+        self.line.clear();
+        let n = self.read + 1;
+        let fail = |what: String| Some(Err(ChainError { line: n, what }));
+        match self.input.read_until(b'\n', &mut self.line) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) => return fail(format!("cannot be read ({e})")),
+        }
+        self.read = n;
+        // Split on LF only: a CR left in a line fails the canonical-form check below.
+        let Some(bytes) = self.line.strip_suffix(b"\n") else {
+            return fail("the last line is not terminated by a newline".into());
+        };
+        let Ok(line) = std::str::from_utf8(bytes) else {
+            return fail("not UTF-8".into());
+        };
+        let entry: AuditEntry = match serde_json::from_str(line) {
+            Ok(e) => e,
+            Err(e) => return fail(format!("not a valid log entry: {e}")),
+        };
+        let encoded = entry.encode();
+        if encoded.line(&entry.hash) != bytes {
+            return fail("the line is not in canonical form (edited after writing?)".into());
+        }
+        if entry.seq != self.read as u64 - 1 {
+            return fail(format!("seq is {}, expected {}", entry.seq, self.read - 1));
+        }
+        if entry.prev != self.prev {
+            return fail("prev does not match the previous entry's hash".into());
+        }
+        if encoded.hash() != entry.hash {
+            return fail("hash does not match the entry's content".into());
+        }
+        self.prev.clone_from(&entry.hash);
+        Some(Ok(entry))
+    }
+}
+
+impl<R: BufRead> Iterator for ChainReader<R> {
+    type Item = Result<AuditEntry, ChainError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let next = self.next_entry();
+        self.failed = matches!(next, Some(Err(_)));
+        next
+    }
 }
 
 #[cfg(test)]
@@ -234,6 +349,63 @@ mod tests {
                 "flipping byte {i} went unnoticed"
             );
         }
+    }
+
+    #[test]
+    fn the_two_part_encoding_is_the_canonical_json_of_the_whole_entry() {
+        let entry = AuditEntry {
+            seq: 7,
+            time: "2026-01-01T00:00:00Z".into(),
+            step: None,
+            actors: vec!["Zoë \"Z\" Ångström".into(), "a\\b\n".into()],
+            event: json!({"kind": "k", "b": {"z": [1, "\u{1}"], "a": null}, "a": "é"}),
+            prev: GENESIS_PREV.into(),
+            hash: "x".into(),
+        };
+        let whole = serde_json::to_value(&entry).unwrap();
+        assert_eq!(entry.to_line().as_bytes(), canonical_json(&whole));
+        let mut unhashed = whole;
+        unhashed.as_object_mut().unwrap().remove("hash");
+        assert_eq!(
+            entry.compute_hash(),
+            hex::encode(Sha256::digest(canonical_json(&unhashed)))
+        );
+    }
+
+    #[test]
+    fn unsynced_entries_chain_like_synced_ones_and_stream_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::create(&path).unwrap();
+        let t = || "2026-01-01T00:00:00Z".to_string();
+        let a = log
+            .append_unsynced(t(), None, vec![], json!({"kind": "a"}))
+            .unwrap();
+        let b = log.append(t(), None, vec![], json!({"kind": "b"})).unwrap();
+        let c = log
+            .append_unsynced(t(), Some("s".into()), vec![], json!({"kind": "c"}))
+            .unwrap();
+        log.sync().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let streamed = ChainReader::new(&bytes[..])
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        assert_eq!(streamed, vec![a, b, c]);
+        assert_eq!(read_chain(&bytes).unwrap(), streamed);
+    }
+
+    #[test]
+    fn the_reader_names_the_broken_line_and_stops_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = std::fs::read(sample(dir.path())).unwrap();
+        bytes.pop(); // the last newline
+        let mut reader = ChainReader::new(&bytes[..]);
+        assert!(reader.next().unwrap().is_ok());
+        let err = reader.next().unwrap().unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(err.what.contains("not terminated"), "{}", err.what);
+        assert!(reader.next().is_none());
+        assert_eq!(read_chain(b"").unwrap_err(), empty_log());
     }
 
     #[test]

@@ -9,4 +9,6 @@ pub mod pgp_words;
 pub mod quorum;
 pub mod replay;
 pub mod report;
+pub mod safe_read;
+pub mod scan;
 pub mod verify;

@@ -47,6 +47,33 @@ pub struct HsmPinsSet {
     pub method: String,
     /// Always "no person saw either PIN: both were derived inside keyrite and never shown".
     pub statement: String,
+    /// Characters of each derived PIN, sized to the token's ulMinPinLen..ulMaxPinLen (32 when the
+    /// token allows it; see docs/evidence-format.md, "Quorum").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_length: Option<usize>,
+}
+
+/// `quorum_pins`: where the HSM's PINs stand during a split, a reshare or the finishing of an
+/// interrupted split. Written before each PIN change (write-ahead), after it, and on any failure,
+/// so the log always says which PIN is now which. The values are "old" (the PIN before this
+/// change), "derived" (the quorum-derived PIN of `commitments_sha256`) or "old or derived" (a
+/// change was in flight).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinsRecord {
+    /// "split", "reshare" or "finish".
+    pub purpose: String,
+    pub split_ceremony_id: String,
+    /// The split whose derived PINs are being set.
+    pub commitments_sha256: String,
+    pub token_serial: String,
+    /// "proved", "setting-so-pin", "so-pin-set", "setting-user-pin", "done" or "failed".
+    pub stage: String,
+    pub so_pin: String,
+    pub user_pin: String,
+    pub pin_length: usize,
+    /// What the room must do now, for every stage but "proved" and "done".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// `quorum_card_accepted` / `quorum_card_refused` / `share_checked`: one card at one step.
@@ -59,7 +86,7 @@ pub struct CardEvent {
     /// The share index the card holds, once read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<u16>,
-    /// "accepted", "refused", "healthy", "unhealthy", "retired".
+    /// "accepted", "refused", "healthy", "unhealthy", "retired", "held no share".
     pub result: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

@@ -10,90 +10,163 @@ use super::log::AuditEntry;
 use super::report::{parse_event, Parsed};
 use crate::engine::{Effect, Engine, Event, Input, UNRECOGNISED};
 use crate::script::{Action, Script};
+use std::collections::VecDeque;
 
 /// Check the log against the script; the error names the log entry.
 pub fn replay(script: &Script, entries: &[AuditEntry]) -> Result<usize, String> {
-    let mut events: Vec<(u64, Event)> = Vec::new();
-    let mut hsm = HsmOrder::default();
-    // A `confirmation_unsigned` entry not yet followed by its abort.
-    let mut must_abort: Option<u64> = None;
+    let mut replay = Replay::new(script);
     for entry in entries {
-        match parse_event(entry)? {
-            Parsed::Engine(event) => {
-                if let Some(unsigned) = must_abort.take() {
-                    if !matches!(event, Event::CeremonyAborted { .. }) {
-                        return Err(format!(
-                            "log entry {}: the ceremony went on after the unsigned confirmation \
-                             at entry {unsigned}; it must abort right there",
-                            entry.seq
-                        ));
-                    }
-                }
-                hsm.engine_event(&event);
-                events.push((entry.seq, event));
-            }
-            Parsed::Record(record) => {
-                check_started(script, entry.seq, &record)?;
-                hsm.record(entry, &record)?;
-                if let Record::ConfirmationUnsigned(u) = &record {
-                    check_unsigned(entry.seq, u, events.last())?;
-                    must_abort = Some(entry.seq);
-                }
-            }
+        match parse_event(entry) {
+            Ok(parsed) => replay.entry(entry, &parsed),
+            Err(e) => replay.unparsable(e),
         }
     }
-    if let Some(unsigned) = must_abort {
-        return Err(format!(
-            "the log ends without the abort that must follow the unsigned confirmation at entry {unsigned}"
-        ));
-    }
-    let mut engine = Engine::new(script);
-    let mut at = expect(&events, 0, engine.start())?;
-    while at < events.len() {
-        let (seq, event) = &events[at];
-        let input = input_for(event).ok_or_else(|| {
-            format!(
-                "log entry {seq}: {} does not follow from anything the room did",
-                kind(event)
-            )
-        })?;
-        let produced = engine.handle(input);
-        if produced.iter().all(|e| !matches!(e, Effect::Record(_))) {
-            return Err(format!(
-                "log entry {seq}: {} is not possible at this point of the script",
-                kind(event)
-            ));
-        }
-        at = expect(&events, at, produced)?;
-    }
-    Ok(events.len())
+    replay.finish()
 }
 
-/// The logged events from `at` on must be exactly the records the engine produced.
-fn expect(events: &[(u64, Event)], at: usize, produced: Vec<Effect>) -> Result<usize, String> {
-    let mut at = at;
-    for effect in produced {
-        let Effect::Record(wanted) = effect else {
-            continue;
-        };
-        match events.get(at) {
-            Some((_, logged)) if *logged == wanted => at += 1,
-            Some((seq, logged)) => {
-                return Err(format!(
-                    "log entry {seq}: the log says {}, but the script's rules give {} here",
-                    describe(logged),
-                    describe(&wanted)
-                ))
-            }
-            None => {
-                return Err(format!(
-                    "the log ends where the script's rules give {}",
-                    describe(&wanted)
-                ))
-            }
+/// [`replay`] one entry at a time, holding the engine and the few records it still expects instead
+/// of the log. Two kinds of check run side by side: the entry-by-entry order checks (write-ahead,
+/// unsigned confirmations, the plan) and the engine's replay. As when they ran one after the other,
+/// the first order failure wins over any replay failure.
+pub struct Replay<'s> {
+    script: &'s Script,
+    engine: Engine,
+    /// Records the engine produced that the log has not shown yet, in order.
+    expected: VecDeque<Event>,
+    events: usize,
+    hsm: HsmOrder,
+    /// A `confirmation_unsigned` entry not yet followed by its abort.
+    must_abort: Option<u64>,
+    last_event: Option<(u64, Event)>,
+    order_error: Option<String>,
+    engine_error: Option<String>,
+}
+
+impl<'s> Replay<'s> {
+    pub fn new(script: &'s Script) -> Self {
+        let mut engine = Engine::new(script);
+        let expected = records(engine.start());
+        Replay {
+            script,
+            engine,
+            expected,
+            events: 0,
+            hsm: HsmOrder::default(),
+            must_abort: None,
+            last_event: None,
+            order_error: None,
+            engine_error: None,
         }
     }
-    Ok(at)
+
+    /// An entry whose event did not parse: the replay fails there.
+    pub fn unparsable(&mut self, why: String) {
+        self.order_error.get_or_insert(why);
+    }
+
+    pub fn entry(&mut self, entry: &AuditEntry, parsed: &Parsed) {
+        if self.order_error.is_some() {
+            return;
+        }
+        let checked = match parsed {
+            Parsed::Engine(event) => self.engine_event(entry.seq, event),
+            Parsed::Record(record) => self.record(entry, record),
+        };
+        if let Err(e) = checked {
+            self.order_error = Some(e);
+        }
+    }
+
+    fn engine_event(&mut self, seq: u64, event: &Event) -> Result<(), String> {
+        if let Some(unsigned) = self.must_abort.take() {
+            if !matches!(event, Event::CeremonyAborted { .. }) {
+                return Err(format!(
+                    "log entry {seq}: the ceremony went on after the unsigned confirmation \
+                     at entry {unsigned}; it must abort right there"
+                ));
+            }
+        }
+        self.hsm.engine_event(event);
+        self.events += 1;
+        self.last_event = Some((seq, event.clone()));
+        if self.engine_error.is_none() {
+            if let Err(e) = self.follow(seq, event) {
+                self.engine_error = Some(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The engine's side: the logged event must be the next record it produces.
+    fn follow(&mut self, seq: u64, event: &Event) -> Result<(), String> {
+        if self.expected.is_empty() {
+            let input = input_for(event).ok_or_else(|| {
+                format!(
+                    "log entry {seq}: {} does not follow from anything the room did",
+                    kind(event)
+                )
+            })?;
+            self.expected = records(self.engine.handle(input));
+            if self.expected.is_empty() {
+                return Err(format!(
+                    "log entry {seq}: {} is not possible at this point of the script",
+                    kind(event)
+                ));
+            }
+        }
+        match self.expected.pop_front() {
+            Some(wanted) if wanted == *event => Ok(()),
+            Some(wanted) => Err(format!(
+                "log entry {seq}: the log says {}, but the script's rules give {} here",
+                describe(event),
+                describe(&wanted)
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn record(&mut self, entry: &AuditEntry, record: &Record) -> Result<(), String> {
+        check_started(self.script, entry.seq, record)?;
+        self.hsm.record(entry, record)?;
+        if let Record::ConfirmationUnsigned(u) = record {
+            check_unsigned(entry.seq, u, self.last_event.as_ref())?;
+            self.must_abort = Some(entry.seq);
+        }
+        Ok(())
+    }
+
+    /// After the last entry: the number of engine events replayed, or the first failure.
+    pub fn finish(self) -> Result<usize, String> {
+        if let Some(e) = self.order_error {
+            return Err(e);
+        }
+        if let Some(unsigned) = self.must_abort {
+            return Err(format!(
+                "the log ends without the abort that must follow the unsigned confirmation at entry {unsigned}"
+            ));
+        }
+        if let Some(e) = self.engine_error {
+            return Err(e);
+        }
+        match self.expected.front() {
+            Some(wanted) => Err(format!(
+                "the log ends where the script's rules give {}",
+                describe(wanted)
+            )),
+            None => Ok(self.events),
+        }
+    }
+}
+
+/// The records among the engine's effects, in order.
+fn records(effects: Vec<Effect>) -> VecDeque<Event> {
+    effects
+        .into_iter()
+        .filter_map(|effect| match effect {
+            Effect::Record(event) => Some(event),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The input that makes the engine produce `event` first.

@@ -222,10 +222,11 @@ pub fn to_json(report: &Report) -> Result<Vec<u8>, String> {
 }
 
 pub fn parse_event(entry: &AuditEntry) -> Result<Parsed, String> {
-    if let Ok(ev) = serde_json::from_value::<Event>(entry.event.clone()) {
+    // Deserialised from the borrowed value: no copy of the event per attempt.
+    if let Ok(ev) = Event::deserialize(&entry.event) {
         return Ok(Parsed::Engine(ev));
     }
-    serde_json::from_value::<Record>(entry.event.clone())
+    Record::deserialize(&entry.event)
         .map(Parsed::Record)
         .map_err(|e| {
             format!(
@@ -241,90 +242,151 @@ pub fn parse_event(entry: &AuditEntry) -> Result<Parsed, String> {
 pub fn build(entries: &[AuditEntry]) -> Result<Report, String> {
     let first = entries.first().ok_or("the log is empty")?;
     let last = entries.last().ok_or("the log is empty")?;
-    let Parsed::Record(Record::CeremonyStarted {
-        ceremony_id,
-        name,
-        kind,
-        place,
-        security_level,
-        rehearsal,
-        confirmations,
-        script_file,
-        script_sha256,
-        tool,
-        tool_version,
-        participants,
-        steps: planned,
-    }) = parse_event(first)?
-    else {
-        return Err("the first log entry is not ceremony_started".into());
-    };
-    let mut report = Report {
-        report_format: REPORT_FORMAT,
-        rehearsal,
-        confirmations,
-        result: "aborted".into(),
-        abort_reason: Some("the log ends before the ceremony completed".into()),
-        ceremony: CeremonyInfo {
-            id: ceremony_id,
+    let mut builder = ReportBuilder::start(first, parse_event(first)?)?;
+    for entry in &entries[1..] {
+        builder.apply(entry, parse_event(entry)?)?;
+    }
+    Ok(builder.finish(last))
+}
+
+/// The report built one entry at a time, so that nobody has to hold the log: [`ReportBuilder::start`]
+/// with the first entry, [`ReportBuilder::apply`] each later one, [`ReportBuilder::finish`] with the
+/// last entry the report covers.
+pub struct ReportBuilder {
+    report: Report,
+    /// The step the last step event named: logs name steps in order, so the next lookup is almost
+    /// always here or one further (no search through a long script's steps). `usize::MAX` when the
+    /// plan repeats a step id: then every lookup searches, to find the first, as it always did.
+    cursor: usize,
+}
+
+impl ReportBuilder {
+    pub fn start(first: &AuditEntry, parsed: Parsed) -> Result<Self, String> {
+        let Parsed::Record(Record::CeremonyStarted {
+            ceremony_id,
             name,
             kind,
             place,
             security_level,
-        },
-        started: first.time.clone(),
-        ended: last.time.clone(),
-        tool,
-        tool_version,
-        script_file,
-        script_sha256,
-        participants,
-        preflight: None,
-        hsm: None,
-        steps: planned
-            .iter()
-            .map(|p| StepRecord {
-                id: p.id.clone(),
-                title: p.title.clone(),
-                action: p.action,
-                result: "not-reached".into(),
-                started: None,
-                ended: None,
-                confirmations: Vec::new(),
-                refusals: Vec::new(),
-            })
-            .collect(),
-        exceptions: Vec::new(),
-        keys: Vec::new(),
-        certificates: Vec::new(),
-        artifacts: Vec::new(),
-        attachments: Vec::new(),
-        quorum: None,
-        personal_cards: Vec::new(),
-        signed_confirmations: Vec::new(),
-        log_head: LogHead {
+            rehearsal,
+            confirmations,
+            script_file,
+            script_sha256,
+            tool,
+            tool_version,
+            participants,
+            steps: planned,
+        }) = parsed
+        else {
+            return Err("the first log entry is not ceremony_started".into());
+        };
+        let report = Report {
+            report_format: REPORT_FORMAT,
+            rehearsal,
+            confirmations,
+            result: "aborted".into(),
+            abort_reason: Some("the log ends before the ceremony completed".into()),
+            ceremony: CeremonyInfo {
+                id: ceremony_id,
+                name,
+                kind,
+                place,
+                security_level,
+            },
+            started: first.time.clone(),
+            ended: first.time.clone(),
+            tool,
+            tool_version,
+            script_file,
+            script_sha256,
+            participants,
+            preflight: None,
+            hsm: None,
+            steps: planned
+                .iter()
+                .map(|p| StepRecord {
+                    id: p.id.clone(),
+                    title: p.title.clone(),
+                    action: p.action,
+                    result: "not-reached".into(),
+                    started: None,
+                    ended: None,
+                    confirmations: Vec::new(),
+                    refusals: Vec::new(),
+                })
+                .collect(),
+            exceptions: Vec::new(),
+            keys: Vec::new(),
+            certificates: Vec::new(),
+            artifacts: Vec::new(),
+            attachments: Vec::new(),
+            quorum: None,
+            personal_cards: Vec::new(),
+            signed_confirmations: Vec::new(),
+            log_head: LogHead {
+                seq: first.seq,
+                hash: first.hash.clone(),
+            },
+        };
+        let mut ids = std::collections::HashSet::new();
+        let unique = report.steps.iter().all(|s| ids.insert(s.id.as_str()));
+        let cursor = if unique { 0 } else { usize::MAX };
+        Ok(ReportBuilder { report, cursor })
+    }
+
+    /// Apply an entry after the first.
+    pub fn apply(&mut self, entry: &AuditEntry, parsed: Parsed) -> Result<(), String> {
+        apply(&mut self.report, &mut self.cursor, entry, parsed)
+    }
+
+    /// The report whose head is `last`, the last entry applied (or the first).
+    pub fn finish(mut self, last: &AuditEntry) -> Report {
+        self.report.ended.clone_from(&last.time);
+        self.report.log_head = LogHead {
             seq: last.seq,
             hash: last.hash.clone(),
-        },
-    };
-    for entry in &entries[1..] {
-        apply(&mut report, entry, parse_event(entry)?)?;
+        };
+        self.report
     }
-    Ok(report)
 }
 
-fn step_mut<'a>(report: &'a mut Report, id: &str, seq: u64) -> Result<&'a mut StepRecord, String> {
-    report.steps.iter_mut().find(|s| s.id == id).ok_or_else(|| {
+/// The step record with `id`: the first one, as the script's ids are unique. Tries the cursor and
+/// the step after it before searching.
+fn step_mut<'a>(
+    report: &'a mut Report,
+    cursor: &mut usize,
+    id: &str,
+    seq: u64,
+) -> Result<&'a mut StepRecord, String> {
+    let steps = &report.steps;
+    // usize::MAX: the plan repeats an id, so only a search finds the first step with it.
+    let near = match *cursor {
+        usize::MAX => None,
+        at => [at, at + 1]
+            .into_iter()
+            .find(|&i| steps.get(i).is_some_and(|s| s.id == id)),
+    };
+    let found = near.or_else(|| steps.iter().position(|s| s.id == id));
+    let i = found.ok_or_else(|| {
         format!("log entry {seq} names step \"{id}\", which the script does not have")
-    })
+    })?;
+    if *cursor != usize::MAX {
+        *cursor = i;
+    }
+    Ok(&mut report.steps[i])
 }
 
-fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), String> {
+fn apply(
+    report: &mut Report,
+    cursor: &mut usize,
+    entry: &AuditEntry,
+    parsed: Parsed,
+) -> Result<(), String> {
     let (time, seq) = (entry.time.clone(), entry.seq);
     match parsed {
         Parsed::Engine(event) => match event {
             Event::StepStarted { step, .. } => {
-                let s = step_mut(report, &step, seq)?;
+                let s = step_mut(report, cursor, &step, seq)?;
                 s.started = Some(time);
                 s.result = "aborted".into();
             }
@@ -333,7 +395,7 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
                 person,
                 role,
                 counts_for,
-            } => step_mut(report, &step, seq)?
+            } => step_mut(report, cursor, &step, seq)?
                 .confirmations
                 .push(Confirmation {
                     person,
@@ -347,7 +409,7 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
                 person,
                 reason,
             } => {
-                if let Ok(s) = step_mut(report, &step, seq) {
+                if let Ok(s) = step_mut(report, cursor, &step, seq) {
                     s.refusals.push(Refusal {
                         person: Some(person),
                         reason,
@@ -356,7 +418,7 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
                 }
             }
             Event::StepRefused { step, reason } => {
-                let s = step_mut(report, &step, seq)?;
+                let s = step_mut(report, cursor, &step, seq)?;
                 s.refusals.push(Refusal {
                     person: None,
                     reason,
@@ -367,12 +429,12 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
             }
             Event::StepAuthorised { .. } => {}
             Event::StepCompleted { step } => {
-                let s = step_mut(report, &step, seq)?;
+                let s = step_mut(report, cursor, &step, seq)?;
                 s.result = "completed".into();
                 s.ended = Some(time);
             }
             Event::StepFailed { step, .. } => {
-                let s = step_mut(report, &step, seq)?;
+                let s = step_mut(report, cursor, &step, seq)?;
                 s.result = "failed".into();
                 s.ended = Some(time);
             }
@@ -469,7 +531,8 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
             Record::QuorumCardAccepted(e)
             | Record::QuorumCardRefused(e)
             | Record::ShareChecked(e)
-            | Record::ShareDestroyed(e) => quorum::apply_card(&mut report.quorum, &e),
+            | Record::ShareDestroyed(e)
+            | Record::ShareAbsent(e) => quorum::apply_card(&mut report.quorum, &e),
             Record::QuorumActivated(s) | Record::SharesChecked(s) => {
                 quorum::apply_summary(&mut report.quorum, &s)
             }
@@ -478,6 +541,7 @@ fn apply(report: &mut Report, entry: &AuditEntry, parsed: Parsed) -> Result<(), 
             | Record::HsmDeactivated { .. }
             | Record::HsmFailed { .. }
             | Record::FingerprintPresented { .. }
+            | Record::QuorumPins(_)
             | Record::TestMessageSigned { .. } => {}
         },
     }

@@ -1,27 +1,30 @@
 //! `keyrite verify DIR`: check an evidence bundle offline, item by item, and say what was checked.
+//!
+//! The verdict is one of three: verified (exit 0); INCOMPLETE, an intact bundle of a run that
+//! stopped early (exit 6, with the command that finishes or closes it); or failed (exit 5), for
+//! anything a crash cannot explain. The bundle is read through [`BundleDir`]: regular files
+//! inside it only, each read bounded.
 
 use super::bundle::{
     ARTIFACTS_DIR, LOG_FILE, REPORT_FILE, REPORT_PDF_FILE, SCRIPT_FILE, SIGNATURES_DIR,
 };
 
+mod artifacts;
+mod progress;
+mod script;
 mod signatures;
 use super::events::Record;
-use super::log::{read_chain, AuditEntry};
-use super::replay::replay;
 use super::report::{self, Parsed, Report};
-use crate::hsm::spki::key_hash;
-use crate::x509::signer::verify_self_signed;
-use der::{DecodePem, Encode};
+use super::safe_read::{BundleDir, Kind, REPORT_LIMIT};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
-use std::fs;
 use std::path::Path;
-use x509_cert::Certificate;
 
 /// One line of the verification table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
     pub ok: bool,
+    /// Not ok, but not tampering either: the run stopped before this was written (INCOMPLETE).
+    pub incomplete: bool,
     /// Passed, but with something the reader must know (printed as WARN): e.g. a required signature
     /// missing for a reason the log records.
     pub warning: bool,
@@ -38,29 +41,58 @@ pub struct Verification {
     /// Full log head and report hash, to compare with what the witnesses wrote on paper.
     pub log_head: Option<String>,
     pub report_sha256: Option<String>,
+    /// For an INCOMPLETE bundle: the commands that finish or close the ceremony.
+    pub next: Vec<String>,
+}
+
+/// What `keyrite verify` concludes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every check holds.
+    Verified,
+    /// Intact so far, but the run stopped before its evidence was complete.
+    Incomplete,
+    /// Something a crash cannot explain: tampering, or a file that is not evidence.
+    Failed,
 }
 
 impl Verification {
     pub fn passed(&self) -> bool {
-        !self.checks.is_empty() && self.checks.iter().all(|c| c.ok)
+        self.verdict() == Verdict::Verified
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        if self.checks.iter().any(|c| !c.ok && !c.incomplete) {
+            Verdict::Failed
+        } else if self.checks.is_empty() || self.checks.iter().any(|c| c.incomplete) {
+            Verdict::Incomplete
+        } else {
+            Verdict::Verified
+        }
     }
 
     fn pass(&mut self, file: &str, what: impl Into<String>) {
-        self.push(true, false, file, what.into());
+        self.push(true, false, false, file, what.into());
     }
 
     fn fail(&mut self, file: &str, what: impl Into<String>) {
-        self.push(false, false, file, what.into());
+        self.push(false, false, false, file, what.into());
     }
 
     /// A check that passes with a warning (WARN in the table).
     fn warn(&mut self, file: &str, what: impl Into<String>) {
-        self.push(true, true, file, what.into());
+        self.push(true, true, false, file, what.into());
     }
 
-    fn push(&mut self, ok: bool, warning: bool, file: &str, what: String) {
+    /// Something not there yet because the run stopped early (INCOMPLETE in the table).
+    fn incomplete(&mut self, file: &str, what: impl Into<String>) {
+        self.push(false, false, true, file, what.into());
+    }
+
+    fn push(&mut self, ok: bool, warning: bool, incomplete: bool, file: &str, what: String) {
         self.checks.push(Check {
             ok,
+            incomplete,
             warning,
             file: file.into(),
             what,
@@ -91,20 +123,21 @@ impl Verification {
             .max()
             .unwrap_or(4)
             .max(4);
+        let label = |c: &Check| match (c.ok, c.warning, c.incomplete) {
+            (false, _, true) => "INCOMPLETE",
+            (false, _, false) => "FAIL",
+            (true, true, _) => "WARN",
+            (true, false, _) => "ok",
+        };
+        let labels = self
+            .checks
+            .iter()
+            .map(|c| label(c).len())
+            .max()
+            .unwrap_or(4);
         self.checks
             .iter()
-            .map(|c| {
-                format!(
-                    "{:<4}  {:<width$}  {}\n",
-                    match (c.ok, c.warning) {
-                        (false, _) => "FAIL",
-                        (true, true) => "WARN",
-                        (true, false) => "ok",
-                    },
-                    c.file,
-                    c.what
-                )
-            })
+            .map(|c| format!("{:<labels$}  {:<width$}  {}\n", label(c), c.file, c.what))
             .collect()
     }
 }
@@ -124,17 +157,6 @@ const BUNDLE_ROOT: [&str; 6] = [
     SIGNATURES_DIR,
 ];
 
-/// An artifact path from the report must name a plain file directly inside artifacts/.
-fn safe_artifact_path(path: &str) -> bool {
-    path.strip_prefix("artifacts/").is_some_and(|name| {
-        !name.is_empty()
-            && !name.starts_with('.')
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    })
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -147,50 +169,51 @@ pub fn verify_bundle(dir: &Path) -> Verification {
 /// bundle's own copy of the signers CA.
 pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification {
     let mut v = Verification::default();
-    let read = |name: &str| fs::read(dir.join(name));
-
-    let Ok(log_bytes) = read(LOG_FILE) else {
-        v.fail(LOG_FILE, "missing or unreadable");
-        return v;
-    };
-    let entries = match read_chain(&log_bytes) {
-        Ok(e) => e,
+    let bundle = match BundleDir::open(dir) {
+        Ok(bundle) => bundle,
         Err(e) => {
             v.fail(
-                LOG_FILE,
-                format!("hash chain broken at line {}: {}", e.line, e.what),
+                &dir.display().to_string(),
+                format!("the bundle folder: {e}"),
             );
             return v;
         }
     };
-    let head = &entries[entries.len() - 1];
-    v.pass(
-        LOG_FILE,
-        format!(
-            "hash chain of {} entries intact, last hash {}",
-            entries.len(),
-            short(&head.hash)
-        ),
-    );
-
-    check_script(&mut v, dir, &entries);
-    check_bundle_root(&mut v, dir);
-
-    let Some((report_entry, body)) = entries.split_last() else {
+    check_bundle_root(&mut v, &bundle);
+    let Some(log) = progress::read_log(&mut v, &bundle) else {
         return v;
     };
-    let Ok(Parsed::Record(Record::ReportWritten { report_sha256 })) =
-        report::parse_event(report_entry)
+    let entries = &log.entries;
+    let script = script::check(&mut v, &bundle, entries);
+    let finished = progress::finished(entries);
+    if !finished {
+        // Only a replay that ran out of log (or ended at a decision point) is a prefix of a run.
+        if let Some(replay) = script.as_ref().map(|s| &s.replay) {
+            if replay.is_ok() || replay.ended.is_some() {
+                progress::unfinished(&mut v, &bundle, entries, replay.ended.as_deref());
+            }
+        }
+        artifacts::check_logged(&mut v, &bundle, entries);
+        if let Some(s) = &script {
+            signatures::check(&mut v, &bundle, &s.script, entries, signers_ca, false);
+        }
+        return v;
+    }
+    if log.torn.is_some() {
+        let out = dir.display();
+        v.next = vec![format!("finish it: keyrite resume {out}")];
+    }
+    let (body, last) = entries.split_at(entries.len() - 1);
+    let Ok(Parsed::Record(Record::ReportWritten { report_sha256 })) = report::parse_event(&last[0])
     else {
-        v.fail(
-            LOG_FILE,
-            "the last entry is not report_written: the run did not finish writing its evidence",
-        );
         return v;
     };
-    let Ok(report_bytes) = read(REPORT_FILE) else {
-        v.fail(REPORT_FILE, "missing or unreadable");
-        return v;
+    let report_bytes = match bundle.read(REPORT_FILE, REPORT_LIMIT) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            v.fail(REPORT_FILE, e.to_string());
+            return v;
+        }
     };
     let actual = sha256_hex(&report_bytes);
     v.report_sha256 = Some(actual.clone());
@@ -239,18 +262,28 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
         v.pass(REPORT_FILE, "marked REHEARSAL: the keys are throw-away");
     }
 
-    check_report_pdf(&mut v, dir, &report);
-    check_artifacts(&mut v, dir, &report);
-    check_keys_and_certificates(&mut v, dir, &report);
-    signatures::check(&mut v, dir, &entries, signers_ca);
+    check_report_pdf(&mut v, &bundle, &report);
+    artifacts::check_reported(&mut v, &bundle, &report);
+    if let Some(s) = &script {
+        signatures::check(&mut v, &bundle, &s.script, entries, signers_ca, true);
+    }
+    if v.verdict() == Verdict::Incomplete && v.next.is_empty() {
+        v.next = vec![format!(
+            "finish the report signatures: keyrite resume {}",
+            dir.display()
+        )];
+    }
     v
 }
 
 /// report.pdf must be exactly what this keyrite renders from report.json.
-fn check_report_pdf(v: &mut Verification, dir: &Path, report: &Report) {
-    let Ok(pdf) = fs::read(dir.join(REPORT_PDF_FILE)) else {
-        v.fail(REPORT_PDF_FILE, "missing or unreadable");
-        return;
+fn check_report_pdf(v: &mut Verification, bundle: &BundleDir, report: &Report) {
+    let pdf = match bundle.read(REPORT_PDF_FILE, REPORT_LIMIT) {
+        Ok(pdf) => pdf,
+        Err(e) => {
+            v.fail(REPORT_PDF_FILE, e.to_string());
+            return;
+        }
     };
     let rendered = super::pdf::render(report);
     v.check(
@@ -269,221 +302,30 @@ fn check_report_pdf(v: &mut Verification, dir: &Path, report: &Report) {
     );
 }
 
-/// script.toml must be the script the log started with, and the log must replay through it.
-fn check_script(v: &mut Verification, dir: &Path, entries: &[AuditEntry]) {
-    let recorded = match entries.first().map(report::parse_event) {
-        Some(Ok(Parsed::Record(Record::CeremonyStarted { script_sha256, .. }))) => script_sha256,
-        _ => {
-            v.fail(LOG_FILE, "the first entry is not ceremony_started");
+/// Nothing but the ceremony's files at the bundle root, and each of the right kind: a link, a FIFO
+/// or a device is never evidence.
+fn check_bundle_root(v: &mut Verification, bundle: &BundleDir) {
+    let entries = match bundle.list("") {
+        Ok(entries) => entries,
+        Err(e) => {
+            v.fail(".", format!("the bundle folder cannot be listed: {e}"));
             return;
         }
     };
-    let Ok(bytes) = fs::read(dir.join(SCRIPT_FILE)) else {
-        v.fail(SCRIPT_FILE, "missing or unreadable");
-        return;
-    };
-    let actual = sha256_hex(&bytes);
-    if !v.check(
-        actual == recorded,
-        SCRIPT_FILE,
-        format!("SHA-256 {} matches the log's first entry", short(&actual)),
-        format!("SHA-256 {actual} differs from {recorded} recorded in the log"),
-    ) {
-        return;
-    }
-    let source = String::from_utf8_lossy(&bytes);
-    let Ok(loaded) = crate::script::parse(SCRIPT_FILE, &source) else {
-        v.fail(
-            SCRIPT_FILE,
-            "does not parse as a ceremony script of this keyrite version",
-        );
-        return;
-    };
-    match replay(&loaded.script, entries) {
-        Ok(n) => v.pass(
-            LOG_FILE,
-            format!("all {n} ceremony events replay under script.toml's rules (dual control, order, roles, write-ahead)"),
-        ),
-        Err(e) => v.fail(LOG_FILE, format!("does not replay under script.toml's rules: {e}")),
-    }
-}
-
-fn check_bundle_root(v: &mut Verification, dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
+    for (name, kind) in entries {
+        let folder = name == ARTIFACTS_DIR || name == SIGNATURES_DIR;
         if !BUNDLE_ROOT.contains(&name.as_str()) {
             v.fail(
                 &name,
                 "not part of the evidence: the ceremony did not write it",
             );
-        }
-    }
-}
-
-/// Read a file the report names, refusing (and failing) any path outside artifacts/.
-fn read_artifact(v: &mut Verification, dir: &Path, path: &str) -> Option<std::io::Result<Vec<u8>>> {
-    if !safe_artifact_path(path) {
-        v.fail(
-            REPORT_FILE,
-            format!("names the file {path:?}, which is not a plain file inside artifacts/"),
-        );
-        return None;
-    }
-    Some(fs::read(dir.join(path)))
-}
-
-fn check_artifacts(v: &mut Verification, dir: &Path, report: &Report) {
-    let listed: BTreeSet<&str> = report.artifacts.iter().map(|a| a.path.as_str()).collect();
-    for a in &report.artifacts {
-        match read_artifact(v, dir, &a.path) {
-            Some(Ok(bytes)) => {
-                let actual = sha256_hex(&bytes);
-                v.check(
-                    actual == a.sha256 && bytes.len() as u64 == a.size,
-                    &a.path,
-                    format!(
-                        "SHA-256 {} and size {} match the report",
-                        short(&actual),
-                        a.size
-                    ),
-                    format!(
-                        "SHA-256 {actual} ({} bytes) differs from {} ({} bytes) in the report",
-                        bytes.len(),
-                        a.sha256,
-                        a.size
-                    ),
-                );
-            }
-            Some(Err(_)) => v.fail(&a.path, "listed in the report but missing"),
-            None => {}
-        }
-    }
-    if let Ok(entries) = fs::read_dir(dir.join(ARTIFACTS_DIR)) {
-        for entry in entries.flatten() {
-            let rel = format!("{ARTIFACTS_DIR}/{}", entry.file_name().to_string_lossy());
-            if !listed.contains(rel.as_str()) {
-                v.fail(
-                    &rel,
-                    "not listed in the report: it was not produced by this ceremony",
-                );
-            }
-        }
-    }
-}
-
-fn check_keys_and_certificates(v: &mut Verification, dir: &Path, report: &Report) {
-    for key in &report.keys {
-        let file = &key.public_key_file;
-        let Some(read) = read_artifact(v, dir, file) else {
-            continue;
-        };
-        let spki = read
-            .ok()
-            .and_then(|pem| String::from_utf8(pem).ok())
-            .and_then(|pem| {
-                der::Document::from_pem(&pem)
-                    .ok()
-                    .map(|(_, doc)| doc.as_bytes().to_vec())
-            });
-        match spki {
-            Some(der) => {
-                let hash = key_hash(&der);
-                v.check(
-                    hash == key.key_hash,
-                    file,
-                    format!(
-                        "public key of {} hashes to the recorded key hash {}",
-                        key.label,
-                        short(&hash)
-                    ),
-                    format!(
-                        "public key hashes to {hash}, the report says {}",
-                        key.key_hash
-                    ),
-                );
-            }
-            None => v.fail(file, "not a PEM public key"),
-        }
-        v.check(
-            key.generated_in_hsm,
-            REPORT_FILE,
-            format!(
-                "key {} was generated in the HSM and is non-extractable (attributes read back)",
-                key.label
-            ),
-            format!(
-                "key {} lacks proof of in-HSM generation: {:?}",
-                key.label, key.attributes
-            ),
-        );
-    }
-    for cert in &report.certificates {
-        let file = &cert.file;
-        let Some(read) = read_artifact(v, dir, file) else {
-            continue;
-        };
-        let parsed = read.ok().and_then(|pem| Certificate::from_pem(&pem).ok());
-        let Some(parsed) = parsed else {
-            v.fail(file, "not a PEM certificate");
-            continue;
-        };
-        let der = parsed.to_der().unwrap_or_default();
-        let fingerprint = sha256_hex(&der);
-        v.check(
-            fingerprint == cert.sha256_fingerprint,
-            file,
-            format!(
-                "SHA-256 fingerprint {} matches the report",
-                short(&fingerprint)
-            ),
-            format!(
-                "fingerprint {fingerprint} differs from {} in the report",
-                cert.sha256_fingerprint
-            ),
-        );
-        let spki = parsed
-            .tbs_certificate()
-            .subject_public_key_info()
-            .to_der()
-            .unwrap_or_default();
-        let hash = key_hash(&spki);
-        let recorded = report
-            .keys
-            .iter()
-            .find(|k| k.label == cert.key)
-            .map(|k| k.key_hash.as_str());
-        v.check(
-            Some(hash.as_str()) == recorded,
-            file,
-            format!(
-                "certificate key hashes to key {}'s recorded hash {}",
-                cert.key,
-                short(&hash)
-            ),
-            format!(
-                "certificate key hashes to {hash}; key {} was recorded as {recorded:?}",
-                cert.key
-            ),
-        );
-        // The issuer and extensions the report shows must be the certificate's own.
-        let (issuer, extensions) = crate::x509::extensions::issuer_and_extensions(&parsed);
-        if !cert.issuer.is_empty() || !cert.extensions.is_empty() {
-            v.check(
-                issuer == cert.issuer && extensions == cert.extensions,
-                file,
-                format!(
-                    "issuer and {} extensions match the report",
-                    extensions.len()
-                ),
-                "the certificate's issuer or extensions differ from the report",
+        } else if folder && kind != Kind::Folder {
+            v.fail(
+                &name,
+                "is not a plain folder (a link, or a file): verify never follows it",
             );
-        }
-        match verify_self_signed(&parsed) {
-            Ok(()) => v.pass(file, "self-signature verifies"),
-            Err(e) => v.fail(file, format!("self-signature does not verify: {e}")),
+        } else if !folder && kind != Kind::File {
+            v.fail(&name, progress::not_a_file(kind).to_string());
         }
     }
 }

@@ -2,7 +2,9 @@
 //! keys are derived from the label so tests are repeatable. Never used outside tests and `--mock`-free
 //! code paths: nothing in the CLI can select it.
 
-use super::{Hsm, HsmError, KeyAttributes, KeyPairInfo, PinChange, SignMechanism, TokenIdentity};
+use super::{
+    Hsm, HsmError, KeyAttributes, KeyPairInfo, PinChange, PinLimits, SignMechanism, TokenIdentity,
+};
 use crate::script::KeyAlgorithm;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256, Sha384};
@@ -13,7 +15,12 @@ use std::sync::{Arc, Mutex};
 pub struct MockHsm {
     identity: TokenIdentity,
     pin: String,
+    /// The SO PIN: the user PIN given to [`MockHsm::new`] unless a test sets another.
+    pub so_pin: String,
     logged_in: bool,
+    so_logged_in: bool,
+    /// What C_GetTokenInfo reports: SoftHSM2's limits unless a test sets others.
+    pub limits: PinLimits,
     keys: BTreeMap<String, KeyAlgorithm>,
     counter: u64,
     /// Certificates stored with [`Hsm::store_certificate`], by key label.
@@ -39,7 +46,14 @@ impl MockHsm {
                 firmware_version: "0.0".into(),
             },
             pin: pin.to_string(),
+            so_pin: pin.to_string(),
             logged_in: false,
+            so_logged_in: false,
+            limits: PinLimits {
+                min_len: 4,
+                max_len: 255,
+                protected_path: false,
+            },
             keys: BTreeMap::new(),
             counter: 0,
             certs: BTreeMap::new(),
@@ -126,12 +140,14 @@ impl Hsm for MockHsm {
             return Err(e);
         }
         self.logged_in = true;
+        self.so_logged_in = false;
         Ok(())
     }
 
     fn logout(&mut self) -> Result<(), HsmError> {
         self.call("C_Logout".into());
         self.logged_in = false;
+        self.so_logged_in = false;
         Ok(())
     }
 
@@ -203,17 +219,48 @@ impl Hsm for MockHsm {
         }
     }
 
-    fn change_pins(&mut self, user: PinChange<'_>, so: PinChange<'_>) -> Result<(), HsmError> {
-        self.need_login("C_SetPIN")?;
-        if user.old.expose_secret() != self.pin {
+    fn pin_limits(&mut self) -> Result<PinLimits, HsmError> {
+        Ok(self.limits)
+    }
+
+    fn login_so(&mut self, pin: &SecretString) -> Result<(), HsmError> {
+        self.call("C_Login SO".into());
+        self.logged_in = false;
+        if pin.expose_secret() != self.so_pin {
+            let mut e = HsmError::new("C_Login", "the SO PIN is incorrect", "re-enter it");
+            e.ckr = "CKR_PIN_INCORRECT".into();
+            return Err(e);
+        }
+        self.so_logged_in = true;
+        Ok(())
+    }
+
+    fn set_pin(&mut self, change: PinChange<'_>) -> Result<(), HsmError> {
+        let (current, which) = if self.so_logged_in {
+            (&mut self.so_pin, "so")
+        } else if self.logged_in {
+            (&mut self.pin, "user")
+        } else {
+            return self.need_login("C_SetPIN");
+        };
+        if change.old.expose_secret() != current.as_str() {
             let mut e = HsmError::new("C_SetPIN", "the old PIN is incorrect", "re-enter it");
             e.ckr = "CKR_PIN_INCORRECT".into();
             return Err(e);
         }
-        let _ = so;
-        self.call("C_SetPIN user".into());
-        self.call("C_SetPIN so".into());
-        self.pin = user.new.expose_secret().to_string();
+        *current = change.new.expose_secret().to_string();
+        self.call(format!("C_SetPIN {which}"));
+        Ok(())
+    }
+
+    fn init_user_pin(&mut self, new: &SecretString) -> Result<(), HsmError> {
+        if !self.so_logged_in {
+            let mut e = HsmError::new("C_InitPIN", "not logged in as SO", "log in as SO");
+            e.ckr = "CKR_USER_NOT_LOGGED_IN".into();
+            return Err(e);
+        }
+        self.pin = new.expose_secret().to_string();
+        self.call("C_InitPIN".into());
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 pub mod mock;
 pub mod pkcs11;
 pub mod spki;
+pub mod timed;
 
 use crate::script::{KeyAlgorithm, TokenSelector};
 use secrecy::SecretString;
@@ -184,15 +185,40 @@ pub trait Hsm {
     fn pin_state(&mut self) -> Result<PinState, HsmError> {
         Err(unsupported("read token flags"))
     }
-    /// Replace both PINs with C_SetPIN: the user PIN in the current user session, then the SO PIN in
-    /// an SO session; ends logged in as user with the new user PIN.
-    fn change_pins(&mut self, user: PinChange<'_>, so: PinChange<'_>) -> Result<(), HsmError> {
-        let _ = (user, so);
+    /// The token's PIN-length limits and whether it takes PINs on its own pad (C_GetTokenInfo; no
+    /// login needed).
+    fn pin_limits(&mut self) -> Result<PinLimits, HsmError> {
+        Err(unsupported("read the token's PIN limits"))
+    }
+    /// C_Login as the security officer (any user login is ended first).
+    fn login_so(&mut self, pin: &SecretString) -> Result<(), HsmError> {
+        let _ = pin;
+        Err(unsupported("C_Login (SO)"))
+    }
+    /// C_SetPIN in the current session: the user PIN in a user session, the SO PIN in an SO one.
+    fn set_pin(&mut self, change: PinChange<'_>) -> Result<(), HsmError> {
+        let _ = change;
         Err(unsupported("C_SetPIN"))
+    }
+    /// C_InitPIN in the current SO session: the user PIN becomes `new`.
+    fn init_user_pin(&mut self, new: &SecretString) -> Result<(), HsmError> {
+        let _ = new;
+        Err(unsupported("C_InitPIN"))
     }
 }
 
-/// An old and a new PIN for [`Hsm::change_pins`].
+/// CK_TOKEN_INFO's PIN facts, read before a quorum split sizes the PINs it derives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinLimits {
+    /// ulMinPinLen and ulMaxPinLen.
+    pub min_len: usize,
+    pub max_len: usize,
+    /// CKF_PROTECTED_AUTHENTICATION_PATH: PINs are typed on the device (PIN pad, PED), so keyrite
+    /// cannot set a derived PIN.
+    pub protected_path: bool,
+}
+
+/// An old and a new PIN for [`Hsm::set_pin`].
 #[derive(Clone, Copy)]
 pub struct PinChange<'a> {
     pub old: &'a SecretString,

@@ -16,7 +16,9 @@ mod select;
 pub use module::{init_token, list_tokens};
 pub use select::wanted_label;
 
-use super::{Hsm, HsmError, KeyPairInfo, PinChange, PinState, SignMechanism, TokenIdentity};
+use super::{
+    Hsm, HsmError, KeyPairInfo, PinChange, PinLimits, PinState, SignMechanism, TokenIdentity,
+};
 use crate::script::{KeyAlgorithm, TokenSelector};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
@@ -81,6 +83,18 @@ impl<T> Ck<T> for cryptoki::error::Result<T> {
 impl Pkcs11Hsm {
     /// Load the module (once per process), select exactly one initialised token and open a R/W session.
     pub fn open(module_path: &str, selector: &TokenSelector) -> Result<Pkcs11Hsm, HsmError> {
+        super::timed::measure("open", || Self::open_untimed(module_path, selector))
+    }
+
+    /// [`Self::open`] wrapped so that every later call is timed too (B2 in docs/performance.md).
+    pub fn open_timed(
+        module_path: &str,
+        selector: &TokenSelector,
+    ) -> Result<super::timed::TimedHsm<Pkcs11Hsm>, HsmError> {
+        Self::open(module_path, selector).map(super::timed::TimedHsm)
+    }
+
+    fn open_untimed(module_path: &str, selector: &TokenSelector) -> Result<Pkcs11Hsm, HsmError> {
         let filter = select::TokenFilter::from_selector(selector)?;
         let ctx = module::loaded_module(module_path)?;
         let tokens = module::initialised_tokens(&ctx, module_path)?;
@@ -318,7 +332,19 @@ impl Hsm for Pkcs11Hsm {
         self.token_pin_state()
     }
 
-    fn change_pins(&mut self, user: PinChange<'_>, so: PinChange<'_>) -> Result<(), HsmError> {
-        self.set_both_pins(user, so)
+    fn pin_limits(&mut self) -> Result<PinLimits, HsmError> {
+        self.token_pin_limits()
+    }
+
+    fn login_so(&mut self, pin: &SecretString) -> Result<(), HsmError> {
+        self.so_login(pin)
+    }
+
+    fn set_pin(&mut self, change: PinChange<'_>) -> Result<(), HsmError> {
+        self.session_set_pin(change)
+    }
+
+    fn init_user_pin(&mut self, new: &SecretString) -> Result<(), HsmError> {
+        self.so_init_pin(new)
     }
 }

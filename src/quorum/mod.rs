@@ -42,8 +42,28 @@ const SECRET_LABEL: &[u8] = b"keyrite/quorum/v1/activation-secret";
 const USER_PIN_LABEL: &[u8] = b"keyrite/quorum/v1/hsm-user-pin";
 const SO_PIN_LABEL: &[u8] = b"keyrite/quorum/v1/hsm-so-pin";
 const DRBG_LABEL: &[u8] = b"keyrite/quorum/v1/split-coefficients";
-/// Characters of a derived PIN (hex of the first 16 bytes of the label hash: 128 bits).
+/// Characters of a derived PIN (hex of the first 16 bytes of the label hash: 128 bits), unless the
+/// token's PIN limits need another length (see [`pin_length`]).
 pub const DERIVED_PIN_LEN: usize = 32;
+/// Shortest derived PIN keyrite sets (64 bits); a token whose ulMaxPinLen is below it is refused.
+pub const MIN_DERIVED_PIN_LEN: usize = 16;
+/// Longest derived PIN: the whole label hash in hex.
+pub const MAX_DERIVED_PIN_LEN: usize = 64;
+
+/// The length of the PINs derived for a token with these ulMinPinLen / ulMaxPinLen: 32 characters
+/// when the token allows it, else the nearest length it allows within 16..=64. A pure function of
+/// the token's limits, so an activation on the same token derives the same PIN; the split also
+/// records it (`quorum_split.hsm.pin_length`).
+pub fn pin_length(min_len: usize, max_len: usize) -> Result<usize, QuorumError> {
+    let len = DERIVED_PIN_LEN.clamp(min_len.min(max_len), max_len.max(min_len));
+    if min_len > max_len || !(MIN_DERIVED_PIN_LEN..=MAX_DERIVED_PIN_LEN).contains(&len) {
+        return Err(QuorumError::Parameters(format!(
+            "the token accepts PINs of {min_len} to {max_len} characters; keyrite derives PINs of \
+             {MIN_DERIVED_PIN_LEN} to {MAX_DERIVED_PIN_LEN} characters, so it cannot set this token's PINs"
+        )));
+    }
+    Ok(len)
+}
 
 /// Why a quorum operation failed. Messages name what is wrong, never a share or secret value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,22 +174,32 @@ impl Secret {
     /// The HSM user PIN: lowercase hex of the first 16 bytes of
     /// SHA-256("keyrite/quorum/v1/hsm-user-pin" ‖ 0x00 ‖ secret) — 32 characters.
     pub fn user_pin(&self) -> SecretString {
-        self.derive_pin(USER_PIN_LABEL)
+        self.derive_pin(USER_PIN_LABEL, DERIVED_PIN_LEN)
     }
 
     /// The HSM SO PIN: as [`Secret::user_pin`] with the label "keyrite/quorum/v1/hsm-so-pin".
     pub fn so_pin(&self) -> SecretString {
-        self.derive_pin(SO_PIN_LABEL)
+        self.derive_pin(SO_PIN_LABEL, DERIVED_PIN_LEN)
     }
 
-    fn derive_pin(&self, label: &[u8]) -> SecretString {
+    /// The (user, SO) PINs of `len` characters (see [`pin_length`]): the first `len` characters of
+    /// the same lowercase hex, so a length of 32 gives [`Secret::user_pin`] and [`Secret::so_pin`].
+    pub fn hsm_pins(&self, len: usize) -> (SecretString, SecretString) {
+        (
+            self.derive_pin(USER_PIN_LABEL, len),
+            self.derive_pin(SO_PIN_LABEL, len),
+        )
+    }
+
+    fn derive_pin(&self, label: &[u8], len: usize) -> SecretString {
         let mut h = Sha256::new();
         h.update(label);
         h.update([0u8]);
         h.update(self.0.as_slice());
         let digest = Zeroizing::new(h.finalize());
-        let pin = Zeroizing::new(hex::encode(&digest[..DERIVED_PIN_LEN / 2]));
-        SecretString::from(pin.as_str())
+        let hex = Zeroizing::new(hex::encode(digest.as_slice()));
+        let len = len.clamp(MIN_DERIVED_PIN_LEN, MAX_DERIVED_PIN_LEN);
+        SecretString::from(&hex[..len])
     }
 }
 

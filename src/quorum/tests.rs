@@ -114,3 +114,19 @@ fn pins_are_domain_separated() {
     assert!(check_parameters(1, 3).is_err());
     assert!(check_parameters(3, 2).is_err());
 }
+
+#[test]
+fn derived_pins_fit_the_token_and_keep_the_default_length() {
+    assert_eq!(super::pin_length(4, 255), Ok(32));
+    assert_eq!(super::pin_length(4, 24), Ok(24));
+    assert_eq!(super::pin_length(40, 255), Ok(40));
+    assert!(super::pin_length(4, 8).is_err(), "too short to be safe");
+    assert!(super::pin_length(80, 255).is_err());
+    assert!(super::pin_length(30, 20).is_err());
+    let s = super::Secret::generate(&[3u8; 32]).unwrap();
+    let (u, so) = s.hsm_pins(32);
+    assert_eq!(u.expose_secret(), s.user_pin().expose_secret());
+    assert_eq!(so.expose_secret(), s.so_pin().expose_secret());
+    let (short, _) = s.hsm_pins(20);
+    assert_eq!(short.expose_secret(), &s.user_pin().expose_secret()[..20]);
+}

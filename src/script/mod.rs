@@ -26,3 +26,14 @@ pub fn check_file(path: &Path) -> (Option<LoadedScript>, Vec<Diagnostic>) {
         Err(diagnostics) => (None, diagnostics),
     }
 }
+
+/// [`check_file`] for `keyrite rehearse` (see [`policy::check_rehearsal`]).
+pub fn check_file_rehearsal(path: &Path) -> (Option<LoadedScript>, Vec<Diagnostic>) {
+    match parse::load(path) {
+        Ok(loaded) => {
+            let diagnostics = policy::check_rehearsal(&loaded);
+            (Some(loaded), diagnostics)
+        }
+        Err(diagnostics) => (None, diagnostics),
+    }
+}

@@ -23,10 +23,21 @@ mod steps;
 
 /// All policy findings for `loaded`, sorted by position in the file.
 pub fn check(loaded: &LoadedScript) -> Vec<Diagnostic> {
+    check_as(loaded, false)
+}
+
+/// [`check`] for `keyrite rehearse`: a rehearsal takes a quorum's commitments from its folder's
+/// record of the split, so a missing `quorum.commitments_sha256` is not an error there.
+pub fn check_rehearsal(loaded: &LoadedScript) -> Vec<Diagnostic> {
+    check_as(loaded, true)
+}
+
+fn check_as(loaded: &LoadedScript, rehearsal: bool) -> Vec<Diagnostic> {
     let mut c = Checker {
         l: loaded,
         s: &loaded.script,
         out: Vec::new(),
+        rehearsal,
     };
     c.ceremony();
     c.participants();
@@ -76,6 +87,8 @@ struct Checker<'a> {
     l: &'a LoadedScript,
     s: &'a Script,
     out: Vec<Diagnostic>,
+    /// Checking for `keyrite rehearse` (see [`check_rehearsal`]).
+    rehearsal: bool,
 }
 
 impl Checker<'_> {

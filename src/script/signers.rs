@@ -6,10 +6,13 @@
 //!   personal card.
 //!
 //! Only people with a `card` can sign. The policy makes the holders of these roles carry a card at
-//! very-high (an error) and advises it at medium and high (a warning); below very-high a role holder
+//! high and very-high (an error) and advises it at medium (a warning); at medium a role holder
 //! without a card is therefore simply not a signer.
+//!
+//! `keyrite verify` asks [`signers_by_role`] instead: it takes the role holders from the level and
+//! the roles, carded or not, so a script stripped of its cards cannot shrink the list of signers.
 
-use super::model::{Role, Script, SecurityLevel};
+use super::model::{Participant, Role, Script, SecurityLevel};
 
 /// One person who must sign the report, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +75,33 @@ pub fn required_signers(level: SecurityLevel, people: &[Candidate<'_>]) -> Vec<R
 
 /// The required report signers of `script`, in participant order.
 pub fn required_report_signers(script: &Script) -> Vec<RequiredSigner> {
+    signers_counting_as_carded(script, |p, _| p.card.is_some())
+}
+
+/// The report signers `script`'s level requires by role, whether or not the script gives them a
+/// card, plus (at very-high) every carded participant; each with whether they hold a card.
+pub fn signers_by_role(script: &Script) -> Vec<(RequiredSigner, bool)> {
+    let roles = signing_roles(script.ceremony.security_level);
+    // A role holder counts as carded for the rule, so that they are listed whatever the script says.
+    signers_counting_as_carded(script, |p, held| {
+        p.card.is_some() || roles.iter().any(|r| held.contains(r))
+    })
+    .into_iter()
+    .map(|signer| {
+        let carded = script
+            .participants
+            .iter()
+            .any(|p| p.name == signer.person && p.card.is_some());
+        (signer, carded)
+    })
+    .collect()
+}
+
+/// [`required_signers`] over the script's participants, `carded` deciding who counts as carded.
+fn signers_counting_as_carded(
+    script: &Script,
+    carded: impl Fn(&Participant, &[Role]) -> bool,
+) -> Vec<RequiredSigner> {
     let roles: Vec<Vec<Role>> = script
         .participants
         .iter()
@@ -84,7 +114,7 @@ pub fn required_report_signers(script: &Script) -> Vec<RequiredSigner> {
         .map(|(p, roles)| Candidate {
             name: &p.name,
             roles,
-            carded: p.card.is_some(),
+            carded: carded(p, roles),
         })
         .collect();
     required_signers(script.ceremony.security_level, &people)

@@ -136,6 +136,20 @@ pub fn verify_detached(p7s: &[u8], content: &[u8]) -> Result<Certificate, String
         .content
         .decode_as()
         .map_err(|e| format!("SignedData does not parse: {e}"))?;
+    // As strict as `openssl cms -verify`, and stricter where a header is outside the signature: the
+    // shape `sign_detached` writes, and nothing else.
+    if sd.version != CmsVersion::V1 {
+        return Err(format!(
+            "SignedData version {:?}, expected 1 (a detached id-data signature by issuer and serial)",
+            sd.version
+        ));
+    }
+    if sd.encap_content_info.econtent_type != ID_DATA {
+        return Err(format!(
+            "eContentType {} is not id-data",
+            sd.encap_content_info.econtent_type
+        ));
+    }
     if sd.encap_content_info.econtent.is_some() {
         return Err("the signature is not detached: it carries its own content".into());
     }
@@ -145,6 +159,21 @@ pub fn verify_detached(p7s: &[u8], content: &[u8]) -> Result<Certificate, String
             sd.signer_infos.0.len()
         ));
     };
+    if si.version != CmsVersion::V1 {
+        return Err(format!("SignerInfo version {:?}, expected 1", si.version));
+    }
+    if sd.digest_algorithms.as_slice() != [si.digest_alg.clone()] {
+        let listed: Vec<String> = sd
+            .digest_algorithms
+            .iter()
+            .map(|a| a.oid.to_string())
+            .collect();
+        return Err(format!(
+            "the digestAlgorithms set [{}] is not exactly the signer's digest algorithm {}",
+            listed.join(", "),
+            si.digest_alg.oid
+        ));
+    }
     let SignerIdentifier::IssuerAndSerialNumber(ias) = &si.sid else {
         return Err("the signer is not named by issuer and serial number".into());
     };
@@ -167,6 +196,9 @@ pub fn verify_detached(p7s: &[u8], content: &[u8]) -> Result<Certificate, String
         ID_SHA_384 => HashAlgorithm::Sha384,
         other => return Err(format!("unsupported digest algorithm {other}")),
     };
+    if si.digest_alg.parameters.is_some() {
+        return Err("the digest algorithm carries parameters; SHA-2 takes none".into());
+    }
     let attrs = si
         .signed_attrs
         .as_ref()

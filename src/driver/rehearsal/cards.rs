@@ -9,6 +9,7 @@ use super::{RehearsalCard, RehearsalEnv};
 use crate::driver::personal_cards::CardSetup;
 use crate::error::{Error, Result};
 use crate::hsm::pkcs11::Pkcs11Hsm;
+use crate::hsm::timed::TimedHsm;
 use crate::hsm::Hsm;
 use crate::script::signers::signer_stem;
 use crate::script::{HashAlgorithm, KeyAlgorithm, Script, TokenSelector};
@@ -37,7 +38,7 @@ fn hsm_err(e: impl std::fmt::Display) -> Error {
     )
 }
 
-fn open_logged_in(renv: &RehearsalEnv, module: &str, label: &str) -> Result<Pkcs11Hsm> {
+fn open_logged_in(renv: &RehearsalEnv, module: &str, label: &str) -> Result<TimedHsm<Pkcs11Hsm>> {
     let token = renv
         .token(label)
         .ok_or_else(|| hsm_err(format!("no token {label}")))?;
@@ -46,7 +47,7 @@ fn open_logged_in(renv: &RehearsalEnv, module: &str, label: &str) -> Result<Pkcs
         serial: Some(token.serial.clone()),
         uri: None,
     };
-    let mut hsm = Pkcs11Hsm::open(module, &selector)?;
+    let mut hsm = Pkcs11Hsm::open_timed(module, &selector)?;
     hsm.login(&SecretString::from(token.user_pin.as_str()))?;
     Ok(hsm)
 }

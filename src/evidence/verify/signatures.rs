@@ -4,25 +4,22 @@
 
 use super::{sha256_hex, short, Verification};
 use crate::engine::Event;
-use crate::evidence::bundle::{
-    LOG_FILE, SCRIPT_FILE, SIGNATURES_DIR, SIGNED_DOCUMENTS, SIGNERS_CA_FILE,
-};
+use crate::evidence::bundle::{LOG_FILE, SIGNATURES_DIR, SIGNED_DOCUMENTS, SIGNERS_CA_FILE};
 use crate::evidence::events::{
     confirmation_message, PersonalCardRecord, Record, SignedConfirmation, UnsignedConfirmation,
 };
 use crate::evidence::log::AuditEntry;
 use crate::evidence::report::{parse_event, Parsed};
+use crate::evidence::safe_read::{BundleDir, Kind, ReadError, FILE_LIMIT, REPORT_LIMIT};
 use crate::hsm::spki::key_hash;
-use crate::script::signers::{required_report_signers, signer_stem};
-use crate::script::Script;
+use crate::script::signers::{signer_stem, signers_by_role};
+use crate::script::{Script, SecurityLevel};
 use crate::x509::card::check_issued_by;
 use crate::x509::cms::verify_detached;
 use crate::x509::signer::verify_signature;
 use const_oid::db::rfc5912::{ECDSA_WITH_SHA_256, ECDSA_WITH_SHA_384};
 use der::{DecodePem, Encode};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
-use std::path::Path;
 use x509_cert::Certificate;
 
 /// A `confirmation_unsigned` entry directly followed (as the next engine event) by the ceremony's
@@ -38,19 +35,17 @@ struct Card {
     spki: Vec<u8>,
 }
 
+/// `finished`: the log ends with `report_written`. Before that, the personal cards are checked as
+/// far as they were registered, a confirmation that is the log's last entry may still await its
+/// signature, and the report signatures are not due yet.
 pub(super) fn check(
     v: &mut Verification,
-    dir: &Path,
+    bundle: &BundleDir,
+    script: &Script,
     entries: &[AuditEntry],
     ca_override: Option<&str>,
+    finished: bool,
 ) {
-    let Some(script) = fs::read(dir.join(SCRIPT_FILE))
-        .ok()
-        .and_then(|b| crate::script::parse(SCRIPT_FILE, &String::from_utf8_lossy(&b)).ok())
-        .map(|l| l.script)
-    else {
-        return; // check_script has already failed it
-    };
     let mut ca_record = None;
     let mut cards: Vec<PersonalCardRecord> = Vec::new();
     let mut signed: Vec<(u64, SignedConfirmation)> = Vec::new();
@@ -91,35 +86,52 @@ pub(super) fn check(
             _ => {}
         }
     }
+    // A run that stopped right after a confirmation_unsigned never reached the abort that follows.
+    if let Some(p) = pending.filter(|_| !finished) {
+        explained.push(p);
+    }
     let carded: BTreeSet<&str> = script
         .participants
         .iter()
         .filter(|p| p.card.is_some())
         .map(|p| p.name.as_str())
         .collect();
-    if carded.is_empty() && cards.is_empty() && !dir.join(SIGNATURES_DIR).exists() {
-        return;
+    // Cards still being registered when the log stops: only what was recorded can be checked.
+    let registering = !finished && !super::progress::steps_began(entries);
+    let has_signatures = !matches!(bundle.kind(SIGNATURES_DIR), Ok(None));
+    let mut known = BTreeMap::new();
+    if !carded.is_empty() || !cards.is_empty() || has_signatures || ca_override.is_some() {
+        if ca_record.is_none() && registering {
+            return;
+        }
+        if let Some(ca) = signers_ca(v, bundle, ca_record, ca_override) {
+            known = check_cards(v, &cards, &carded, &ca, registering);
+            let last = (!finished).then(|| entries[entries.len() - 1].seq);
+            check_confirmations(v, script, &known, &confirmed, &signed, &explained, last);
+        }
     }
-    let Some(ca) = signers_ca(v, dir, ca_record, ca_override) else {
-        return;
-    };
-    let known = check_cards(v, &cards, &carded, &ca);
-    check_confirmations(v, &script, &known, &confirmed, &signed, &explained);
-    check_report_signatures(v, dir, &script, &known, &explained);
+    if finished {
+        check_report_signatures(v, bundle, script, &known, &explained);
+    }
 }
 
 /// The CA every card certificate must chain to: the one given on the command line, else the
 /// bundle's copy, which must be the file the log recorded.
 fn signers_ca(
     v: &mut Verification,
-    dir: &Path,
+    bundle: &BundleDir,
     record: Option<(String, String, bool)>,
     ca_override: Option<&str>,
 ) -> Option<Certificate> {
     let Some((file, sha256, rehearsal)) = record else {
         v.fail(
             LOG_FILE,
-            "the script gives personal cards but the log records no signers CA (signers_ca)",
+            match ca_override {
+                Some(_) => "the log records no signers CA (signers_ca) and no personal card, but \
+                            --signers-ca says this ceremony's evidence is signed: the cards were \
+                            stripped, or this is not the bundle you meant",
+                None => "the bundle has personal cards or signatures but the log records no signers CA (signers_ca)",
+            },
         );
         return None;
     };
@@ -131,9 +143,12 @@ fn signers_ca(
         return None;
     }
     // The bundle's copy must be the file the log recorded, even when another CA is given.
-    let Ok(bytes) = fs::read(dir.join(SIGNERS_CA_FILE)) else {
-        v.fail(SIGNERS_CA_FILE, "missing or unreadable");
-        return None;
+    let bytes = match bundle.read(SIGNERS_CA_FILE, FILE_LIMIT) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            v.fail(SIGNERS_CA_FILE, e.to_string());
+            return None;
+        }
     };
     let actual = sha256_hex(&bytes);
     let bundle_ok = v.check(
@@ -180,6 +195,7 @@ fn check_cards<'a>(
     cards: &'a [PersonalCardRecord],
     carded: &BTreeSet<&str>,
     ca: &Certificate,
+    registering: bool,
 ) -> BTreeMap<&'a str, Card> {
     let mut known = BTreeMap::new();
     for rec in cards {
@@ -229,7 +245,7 @@ fn check_cards<'a>(
             Err(e) => v.fail(LOG_FILE, format!("personal card of {who}: {e}")),
         }
     }
-    for who in carded {
+    for who in carded.iter().filter(|_| !registering) {
         if !cards.iter().any(|c| c.person == *who) {
             v.fail(
                 LOG_FILE,
@@ -249,6 +265,7 @@ fn check_confirmations(
     confirmed: &BTreeMap<u64, (&AuditEntry, String, crate::script::Role, String)>,
     signed: &[(u64, SignedConfirmation)],
     explained: &[Explained],
+    last: Option<u64>,
 ) {
     let mut good = 0;
     let mut bad = 0;
@@ -316,7 +333,9 @@ fn check_confirmations(
         let why = explained
             .iter()
             .find(|e| e.record.confirmed_seq == *seq && e.record.person == *person);
-        match (has_card && !covered.contains(seq), why) {
+        // The log's last entry of an unfinished run: its signature was the next thing to write.
+        let awaited = last == Some(*seq);
+        match (has_card && !covered.contains(seq) && !awaited, why) {
             (true, Some(e)) => v.warn(
                 LOG_FILE,
                 format!(
@@ -353,7 +372,7 @@ fn check_confirmations(
 
 fn check_report_signatures(
     v: &mut Verification,
-    dir: &Path,
+    bundle: &BundleDir,
     script: &Script,
     known: &BTreeMap<&str, Card>,
     explained: &[Explained],
@@ -361,29 +380,30 @@ fn check_report_signatures(
     let documents: Vec<&str> = SIGNED_DOCUMENTS
         .iter()
         .copied()
-        .filter(|d| dir.join(d).exists())
+        .filter(|d| !matches!(bundle.kind(d), Ok(None)))
         .collect();
     let stems: BTreeMap<String, &str> = script
         .participants
         .iter()
         .map(|p| (signer_stem(script, &p.name), p.name.as_str()))
         .collect();
-    let mut good: BTreeSet<String> = BTreeSet::new();
-    let Ok(listing) = fs::read_dir(dir.join(SIGNATURES_DIR)) else {
-        v.fail(
-            SIGNATURES_DIR,
-            "missing: the report signatures are not in the bundle",
-        );
-        return;
+    let mut present: BTreeSet<String> = BTreeSet::new();
+    let names = match bundle.list(SIGNATURES_DIR) {
+        Ok(names) => names,
+        Err(ReadError::Missing) => Vec::new(),
+        Err(e) => {
+            v.fail(SIGNATURES_DIR, e.to_string());
+            return;
+        }
     };
-    let mut names: Vec<String> = listing
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    for name in names {
+    for (name, kind) in names {
         let file = format!("{SIGNATURES_DIR}/{name}");
         if file == SIGNERS_CA_FILE {
+            continue;
+        }
+        present.insert(file.clone());
+        if kind != Kind::File {
+            v.fail(&file, super::progress::not_a_file(kind).to_string());
             continue;
         }
         let parsed = name.strip_suffix(".p7s").and_then(|rest| {
@@ -403,15 +423,27 @@ fn check_report_signatures(
             v.fail(&file, format!("{person} has no verified personal card"));
             continue;
         };
-        let (Ok(p7s), Ok(content)) = (fs::read(dir.join(&file)), fs::read(dir.join(document)))
-        else {
-            v.fail(&file, "unreadable");
-            continue;
+        let read = bundle
+            .read(&file, FILE_LIMIT)
+            .and_then(|p7s| Ok((p7s, bundle.read(document, REPORT_LIMIT)?)));
+        let (p7s, content) = match read {
+            Ok(both) => both,
+            Err(e) => {
+                v.fail(&file, e.to_string());
+                continue;
+            }
         };
+        if p7s.is_empty() {
+            // Created, then the run stopped before its bytes were written (write_new creates first).
+            v.incomplete(
+                &file,
+                format!("empty: {person}'s signature over {document} was not written when the run stopped"),
+            );
+            continue;
+        }
         match verify_detached(&p7s, &content) {
             Ok(cert) if cert.to_der().ok().as_deref() == Some(card.der.as_slice()) => {
                 v.pass(&file, format!("CMS signature of {person} over {document} verifies with their card certificate"));
-                good.insert(file);
             }
             Ok(_) => v.fail(
                 &file,
@@ -424,28 +456,57 @@ fn check_report_signatures(
         }
     }
     let level = script.ceremony.security_level;
-    for signer in required_report_signers(script) {
+    // By level and role, whatever cards the script lists: a script stripped of its cards still
+    // names who had to sign.
+    for (signer, carded) in signers_by_role(script) {
         for document in &documents {
             let file = format!("{SIGNATURES_DIR}/{}.{document}.p7s", signer.stem);
-            if good.contains(&file) || dir.join(&file).exists() {
+            if present.contains(&file) {
                 continue;
             }
+            let who = format!("the {} ({})", signer.reason, signer.person);
             if let Some(e) = explained.iter().find(|e| e.record.person == signer.person) {
                 v.warn(
                     &file,
                     format!(
-                        "not signed: the {} ({}) could not sign {document} because their card \
+                        "not signed: {who} could not sign {document} because their card \
                          refused during the ceremony: {} (confirmation_unsigned at entry {}; \
                          the ceremony aborted there)",
-                        signer.reason, signer.person, e.record.reason, e.seq
+                        e.record.reason, e.seq
+                    ),
+                );
+            } else if !carded && level == SecurityLevel::Medium {
+                v.warn(
+                    &file,
+                    format!(
+                        "not signed: {who} has no personal card in script.toml; security level \
+                         medium allows that, so the report carries no signature of theirs"
+                    ),
+                );
+            } else if !carded {
+                v.fail(
+                    &file,
+                    format!(
+                        "missing: {who} must sign {document} at security level {level}, but \
+                         script.toml gives them no personal card, which `keyrite check` refuses \
+                         at this level: the cards were stripped from the script"
+                    ),
+                );
+            } else if known.contains_key(signer.person.as_str()) {
+                v.incomplete(
+                    &file,
+                    format!(
+                        "missing: {who} must sign {document} at security level {level}; \
+                         not signed yet (the run stopped, or their card failed, after \
+                         report_written)"
                     ),
                 );
             } else {
                 v.fail(
                     &file,
                     format!(
-                        "missing: the {} ({}) must sign {document} at security level {level}",
-                        signer.reason, signer.person
+                        "missing: {who} must sign {document} at security level {level}, and \
+                         has no verified personal card to sign with"
                     ),
                 );
             }

@@ -1,11 +1,13 @@
 //! Quorum-card and PIN operations: private, non-modifiable CKO_DATA objects holding a share, the
-//! token's PIN flags, and C_SetPIN for both PINs of the HSM token after a split.
+//! token's PIN flags and limits, and the SO login, C_SetPIN and C_InitPIN a quorum split needs.
 
 use super::{module, Ck, Pkcs11Hsm};
-use crate::hsm::{HsmError, PinChange, PinState};
+use crate::hsm::{HsmError, PinChange, PinLimits, PinState};
 use crate::quorum::SHARE_APPLICATION;
+use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::UserType;
+use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 impl Pkcs11Hsm {
@@ -134,33 +136,42 @@ impl Pkcs11Hsm {
         })
     }
 
-    /// C_SetPIN for the user PIN (in the user session), then for the SO PIN (in an SO session), then
-    /// log in again as user with the new user PIN, which proves it.
-    pub(super) fn set_both_pins(
-        &mut self,
-        user: PinChange<'_>,
-        so: PinChange<'_>,
-    ) -> Result<(), HsmError> {
+    pub(super) fn token_pin_limits(&mut self) -> Result<PinLimits, HsmError> {
+        let ctx = module::loaded_module(&self.identity.module_path)?;
+        let info = ctx.get_token_info(self.slot).ck("C_GetTokenInfo", || {
+            format!("read the PIN limits of \"{}\"", self.token())
+        })?;
+        Ok(PinLimits {
+            min_len: info.min_pin_length(),
+            max_len: info.max_pin_length(),
+            protected_path: info.protected_authentication_path(),
+        })
+    }
+
+    /// C_Login as SO. Login state is per token and process, so a user login is ended first.
+    pub(super) fn so_login(&mut self, pin: &SecretString) -> Result<(), HsmError> {
         let token = self.token().to_string();
-        self.require_login(&format!("change the PINs of \"{token}\""))?;
+        let what = || format!("log in to \"{token}\" as security officer");
+        match self.session.logout() {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) => {}
+            Err(e) => return Err(super::hsm_error(e, "C_Logout", what())),
+        }
         self.session
-            .set_pin(user.old, user.new)
-            .ck("C_SetPIN", || format!("set the user PIN of \"{token}\""))?;
+            .login(UserType::So, Some(pin))
+            .ck("C_Login", what)
+    }
+
+    pub(super) fn session_set_pin(&mut self, change: PinChange<'_>) -> Result<(), HsmError> {
+        let token = self.token().to_string();
         self.session
-            .logout()
-            .ck("C_Logout", || format!("log out of \"{token}\""))?;
-        let what = || format!("set the SO PIN of \"{token}\"");
+            .set_pin(change.old, change.new)
+            .ck("C_SetPIN", || format!("change a PIN of \"{token}\""))
+    }
+
+    pub(super) fn so_init_pin(&mut self, new: &SecretString) -> Result<(), HsmError> {
+        let token = self.token().to_string();
         self.session
-            .login(UserType::So, Some(so.old))
-            .ck("C_Login", what)?;
-        let set = self.session.set_pin(so.old, so.new).ck("C_SetPIN", what);
-        let out = self.session.logout().ck("C_Logout", what);
-        set?;
-        out?;
-        self.session
-            .login(UserType::User, Some(user.new))
-            .ck("C_Login", || {
-                format!("log in to \"{token}\" with the new user PIN")
-            })
+            .init_pin(new)
+            .ck("C_InitPIN", || format!("set the user PIN of \"{token}\""))
     }
 }

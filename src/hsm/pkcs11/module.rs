@@ -146,6 +146,10 @@ pub(super) fn initialised_tokens(
 
 /// The initialised tokens a module shows, e.g. for `keyrite` to list choices.
 pub fn list_tokens(module_path: &str) -> Result<Vec<TokenIdentity>, HsmError> {
+    crate::hsm::timed::measure("list_tokens", || list_tokens_untimed(module_path))
+}
+
+fn list_tokens_untimed(module_path: &str) -> Result<Vec<TokenIdentity>, HsmError> {
     let ctx = loaded_module(module_path)?;
     Ok(initialised_tokens(&ctx, module_path)?
         .into_iter()
@@ -156,6 +160,17 @@ pub fn list_tokens(module_path: &str) -> Result<Vec<TokenIdentity>, HsmError> {
 /// Rehearsal provisioning (SoftHSM throw-away tokens): initialise the first present but uninitialised
 /// token with `label` and the SO PIN, set the user PIN, and return the new token's serial.
 pub fn init_token(
+    module_path: &str,
+    label: &str,
+    so_pin: &SecretString,
+    user_pin: &SecretString,
+) -> Result<String, HsmError> {
+    crate::hsm::timed::measure("init_token", || {
+        init_token_untimed(module_path, label, so_pin, user_pin)
+    })
+}
+
+fn init_token_untimed(
     module_path: &str,
     label: &str,
     so_pin: &SecretString,

@@ -7,14 +7,16 @@ use crate::script::model::SecurityLevel;
 use crate::script::signers::signing_roles;
 
 impl Checker<'_> {
-    /// Every holder of a report-signing role needs a card (an error at very-high, a warning below),
+    /// Every holder of a report-signing role needs a card (an error at high and very-high, a warning
+    /// at medium),
     /// and a card selector names exactly one of label, serial or uri, without a PIN.
     pub(super) fn cards(&mut self) {
         let level = self.s.ceremony.security_level;
         let roles = signing_roles(level);
-        // An error at very-high (the report must carry these signatures); advice below, where a role
-        // holder without a card simply does not sign.
-        let severity = if level == SecurityLevel::VeryHigh {
+        // An error at high and very-high (the report must carry these signatures, and `keyrite
+        // verify` demands them by role); advice at medium, where a role holder without a card
+        // simply does not sign.
+        let severity = if level >= SecurityLevel::High {
             Severity::Error
         } else {
             Severity::Warning

@@ -1,8 +1,9 @@
 //! `[quorum]` rules (docs/script-format.md, "Quorum"): M ≥ 2; N ≥ M, N ≥ M+1 at high, N ≥ M+2 at
-//! very-high; one card per holder; holders are custodians; quorum steps in a sensible order.
+//! very-high; one card per holder; holders are custodians; quorum steps in a sensible order; the
+//! commitments of the split the cards hold are pinned (an error at high and very-high).
 
 use super::{quoted, root, step_path, Checker};
-use crate::script::diagnostic::{KeyPath, Target};
+use crate::script::diagnostic::{KeyPath, Severity, Target};
 use crate::script::model::{Action, Role, SecurityLevel};
 use crate::script::quorum::QuorumCard;
 use std::collections::HashMap;
@@ -64,6 +65,53 @@ impl Checker<'_> {
             }
         }
         self.quorum_order(splits, q.reshare.is_some());
+        self.commitments_pinned(splits, q.commitments_sha256.is_some());
+    }
+
+    /// A step that reads cards of an earlier split must know that split's commitments from a trusted
+    /// source before it accepts any card: otherwise foreign or forged cards can cost an HSM PIN try
+    /// or get genuine cards blamed. An error at high and very-high, advice at medium; a rehearsal
+    /// takes them from its folder's record of the split.
+    fn commitments_pinned(&mut self, has_split: bool, pinned: bool) {
+        if has_split || pinned {
+            return;
+        }
+        let Some(i) = self.s.steps.iter().position(|st| {
+            matches!(
+                st.action,
+                Action::ActivateQuorum
+                    | Action::ShareHealthCheck
+                    | Action::Reshare
+                    | Action::RetireShares
+            )
+        }) else {
+            return;
+        };
+        // A rehearsal's throw-away split has commitments no script can know: the folder's record
+        // of the split is the trusted source there.
+        if self.rehearsal {
+            return;
+        }
+        let level = self.s.ceremony.security_level;
+        let severity = if level == SecurityLevel::Medium {
+            Severity::Warning
+        } else {
+            Severity::Error
+        };
+        let what = format!(
+            "[quorum] does not pin the split's commitments, so {} cannot tell the split's cards from foreign or forged ones before they are used",
+            self.step_name(i)
+        );
+        let fix =
+            "add commitments_sha256 = \"…\" to [quorum], copied from the split ceremony's report \
+                   (quorum.commitments_sha256) or from the line the split showed";
+        self.push(
+            severity,
+            &root().key("quorum"),
+            Target::Key,
+            what,
+            fix.into(),
+        );
     }
 
     fn quorum_set(&mut self, at: &KeyPath, threshold: u16, cards: &[QuorumCard]) {
@@ -284,5 +332,43 @@ mod tests {
                 .any(|d| d.contains(&format!("lists {} cards", limit + 1))),
             "{over:?}"
         );
+    }
+
+    #[test]
+    fn an_unpinned_activation_is_refused_at_very_high_and_warned_at_medium() {
+        let shipped = include_str!("../../../ceremony-scripts/key-activation.toml");
+        let pin_finding = |src: &str, rehearsal: bool| -> Vec<String> {
+            let loaded = parse("ka.toml", src).unwrap();
+            let found = if rehearsal {
+                crate::script::policy::check_rehearsal(&loaded)
+            } else {
+                check(&loaded)
+            };
+            found
+                .iter()
+                .map(ToString::to_string)
+                .filter(|d| d.contains("does not pin the split's commitments"))
+                .collect()
+        };
+        let at = pin_finding(shipped, false);
+        assert!(at.len() == 1 && at[0].contains("error"), "{at:?}");
+        assert!(
+            pin_finding(shipped, true).is_empty(),
+            "a rehearsal uses its folder's record"
+        );
+        let medium = shipped.replace(
+            "security_level = \"very-high\"",
+            "security_level = \"medium\"",
+        );
+        let at = pin_finding(&medium, false);
+        assert!(at.len() == 1 && at[0].contains("warning"), "{at:?}");
+        let pinned = shipped.replace(
+            "split_ceremony = \"EXAMPLE-ROOT-QUORUM-2026\"",
+            &format!(
+                "split_ceremony = \"EXAMPLE-ROOT-QUORUM-2026\"\ncommitments_sha256 = \"{}\"",
+                "ab".repeat(32)
+            ),
+        );
+        assert!(pin_finding(&pinned, false).is_empty());
     }
 }

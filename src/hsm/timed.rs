@@ -1,0 +1,173 @@
+//! Time spent inside PKCS#11, for the performance bench (docs/performance.md, B2): with
+//! `KEYRITE_HSM_TIMES=FILE` set, every [`Hsm`] call made through [`TimedHsm`], and every module load,
+//! token provisioning and session opening wrapped in [`measure`], adds its wall time to one
+//! process-wide sum, and [`write_summary`] appends `hsm_ns=<sum> calls=<n>` to FILE at exit (one line
+//! per process: a rehearsal re-executes itself), with a breakdown by operation. Unset, the wrapper only reads two clocks per call.
+
+use super::{
+    Hsm, HsmError, KeyPairInfo, PinChange, PinLimits, PinState, SignMechanism, TokenIdentity,
+};
+use crate::script::KeyAlgorithm;
+use secrecy::SecretString;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+use zeroize::Zeroizing;
+
+/// The variable naming the file the summary is appended to.
+pub const TIMES_VAR: &str = "KEYRITE_HSM_TIMES";
+
+static HSM_NANOS: AtomicU64 = AtomicU64::new(0);
+static HSM_CALLS: AtomicU64 = AtomicU64::new(0);
+/// Per operation: (nanoseconds, calls), for the summary's breakdown.
+static BY_NAME: Mutex<BTreeMap<&str, (u64, u64)>> = Mutex::new(BTreeMap::new());
+
+/// Run `op`, adding its wall time to the process's PKCS#11 time under `name`.
+pub fn measure<T>(name: &'static str, op: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let out = op();
+    let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    HSM_NANOS.fetch_add(nanos, Ordering::Relaxed);
+    HSM_CALLS.fetch_add(1, Ordering::Relaxed);
+    let mut by_name = BY_NAME.lock().unwrap_or_else(PoisonError::into_inner);
+    let slot = by_name.entry(name).or_default();
+    slot.0 += nanos;
+    slot.1 += 1;
+    out
+}
+
+/// Nanoseconds and calls measured so far in this process.
+pub fn totals() -> (u64, u64) {
+    (
+        HSM_NANOS.load(Ordering::Relaxed),
+        HSM_CALLS.load(Ordering::Relaxed),
+    )
+}
+
+/// Append this process's totals to `$KEYRITE_HSM_TIMES`, when set. A failure only costs the figure.
+pub fn write_summary() {
+    let Some(path) = std::env::var_os(TIMES_VAR) else {
+        return;
+    };
+    let (nanos, calls) = totals();
+    let by_name = BY_NAME.lock().unwrap_or_else(PoisonError::into_inner);
+    let detail: String = by_name
+        .iter()
+        .map(|(name, (ns, n))| format!(" {name}={n}x{:.1}ms", *ns as f64 / 1e6))
+        .collect();
+    let line = format!("hsm_ns={nanos} calls={calls}{detail}\n");
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        eprintln!(
+            "keyrite: could not append the HSM timing to {}: {e}",
+            std::path::Path::new(&path).display()
+        );
+    }
+}
+
+/// An [`Hsm`] whose every call is timed with [`measure`].
+pub struct TimedHsm<H>(pub H);
+
+impl<H: Hsm> Hsm for TimedHsm<H> {
+    fn identity(&self) -> &TokenIdentity {
+        self.0.identity()
+    }
+    fn login(&mut self, pin: &SecretString) -> Result<(), HsmError> {
+        measure("login", || self.0.login(pin))
+    }
+    fn logout(&mut self) -> Result<(), HsmError> {
+        measure("logout", || self.0.logout())
+    }
+    fn label_exists(&mut self, label: &str) -> Result<bool, HsmError> {
+        measure("label_exists", || self.0.label_exists(label))
+    }
+    fn generate_key_pair(
+        &mut self,
+        label: &str,
+        algorithm: KeyAlgorithm,
+    ) -> Result<KeyPairInfo, HsmError> {
+        measure("generate_key_pair", || {
+            self.0.generate_key_pair(label, algorithm)
+        })
+    }
+    fn key_pair(&mut self, label: &str) -> Result<KeyPairInfo, HsmError> {
+        measure("key_pair", || self.0.key_pair(label))
+    }
+    fn sign(
+        &mut self,
+        label: &str,
+        mechanism: SignMechanism,
+        data: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
+        measure("sign", || self.0.sign(label, mechanism, data))
+    }
+    fn random(&mut self, len: usize) -> Result<Vec<u8>, HsmError> {
+        measure("random", || self.0.random(len))
+    }
+    fn store_certificate(
+        &mut self,
+        key_label: &str,
+        subject_der: &[u8],
+        der: &[u8],
+    ) -> Result<(), HsmError> {
+        measure("store_certificate", || {
+            self.0.store_certificate(key_label, subject_der, der)
+        })
+    }
+    fn certificates(&mut self) -> Result<Vec<(String, Vec<u8>)>, HsmError> {
+        measure("certificates", || self.0.certificates())
+    }
+    fn private_key_label(&mut self, id_hex: &str) -> Result<String, HsmError> {
+        measure("private_key_label", || self.0.private_key_label(id_hex))
+    }
+    fn write_data(&mut self, label: &str, value: &[u8]) -> Result<(), HsmError> {
+        measure("write_data", || self.0.write_data(label, value))
+    }
+    fn read_data(&mut self, label: &str) -> Result<Option<Zeroizing<Vec<u8>>>, HsmError> {
+        measure("read_data", || self.0.read_data(label))
+    }
+    fn data_labels(&mut self) -> Result<Vec<String>, HsmError> {
+        measure("data_labels", || self.0.data_labels())
+    }
+    fn destroy_data(&mut self, label: &str) -> Result<usize, HsmError> {
+        measure("destroy_data", || self.0.destroy_data(label))
+    }
+    fn pin_state(&mut self) -> Result<PinState, HsmError> {
+        measure("pin_state", || self.0.pin_state())
+    }
+    fn pin_limits(&mut self) -> Result<PinLimits, HsmError> {
+        measure("pin_limits", || self.0.pin_limits())
+    }
+    fn login_so(&mut self, pin: &SecretString) -> Result<(), HsmError> {
+        measure("login_so", || self.0.login_so(pin))
+    }
+    fn set_pin(&mut self, change: PinChange<'_>) -> Result<(), HsmError> {
+        measure("set_pin", || self.0.set_pin(change))
+    }
+    fn init_user_pin(&mut self, new: &SecretString) -> Result<(), HsmError> {
+        measure("init_user_pin", || self.0.init_user_pin(new))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hsm::mock::MockHsm;
+
+    #[test]
+    fn every_call_through_the_wrapper_is_counted() {
+        let mut hsm = TimedHsm(MockHsm::new("timed"));
+        let (_, before) = totals();
+        hsm.random(8).unwrap();
+        hsm.label_exists("x").unwrap();
+        let (_, after) = totals();
+        // Other tests may measure concurrently: at least our two calls were added.
+        assert!(after >= before + 2, "{before} -> {after}");
+    }
+}
