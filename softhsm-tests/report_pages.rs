@@ -150,7 +150,22 @@ fn the_shipped_paper_scripts_never_end_a_page_with_a_heading() {
         "reshare",
     ] {
         let pdf = dir.path().join(format!("{script}.pdf"));
-        let path = common::root().join(format!("ceremony-scripts/{script}.toml"));
+        let shipped = common::root().join(format!("ceremony-scripts/{script}.toml"));
+        // A script that uses an earlier split must pin its commitments (the policy refuses it
+        // otherwise); the room prints it with the pin copied in, as here.
+        let source = std::fs::read_to_string(&shipped).unwrap();
+        let path = if source.contains("[quorum]") && !script.starts_with("root-ca") {
+            let pinned = source.replacen(
+                "[quorum]\n",
+                &format!("[quorum]\ncommitments_sha256 = \"{}\"\n", "ab".repeat(32)),
+                1,
+            );
+            let copy = dir.path().join(format!("{script}.toml"));
+            std::fs::write(&copy, pinned).unwrap();
+            copy
+        } else {
+            shipped
+        };
         let out = keyrite(&[
             "print",
             path.to_str().unwrap(),

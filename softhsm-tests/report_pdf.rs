@@ -204,6 +204,7 @@ fn root_rehearsal_report_matches_its_schema_and_reads_back_from_the_pdf() {
             pages,
             "every page's footer carries the report.json SHA-256"
         );
+        certificates_shown(&out, &report, &shown);
         let pngs = dir.path().join("png");
         std::fs::create_dir(&pngs).unwrap();
         assert_eq!(render_all_pages(&pdf, &pngs), pages);
@@ -219,6 +220,58 @@ fn root_rehearsal_report_matches_its_schema_and_reads_back_from_the_pdf() {
     let v = keyrite(&["verify", out.to_str().unwrap()]);
     assert_eq!(v.status.code(), Some(5));
     assert!(stdout(&v).contains("report.pdf"), "{}", text(&v));
+}
+
+/// Every certificate's issuer and extensions: in report.json as openssl reads the certificate file,
+/// and on report.pdf by name.
+fn certificates_shown(out: &Path, report: &Value, shown: &str) {
+    let certs = report["certificates"].as_array().unwrap();
+    assert!(!certs.is_empty());
+    for c in certs {
+        let file = out.join(c["file"].as_str().unwrap());
+        let issuer = sh(&format!(
+            "openssl x509 -in {} -noout -issuer -nameopt RFC2253",
+            file.display()
+        ));
+        let issuer = stdout(&issuer)
+            .trim()
+            .trim_start_matches("issuer=")
+            .to_string();
+        assert_eq!(c["issuer"].as_str().unwrap(), issuer);
+        assert!(shown.contains(&issuer), "issuer {issuer} missing:\n{shown}");
+        let openssl = stdout(&sh(&format!(
+            "openssl x509 -in {} -noout -text",
+            file.display()
+        )));
+        let exts = c["extensions"].as_array().unwrap();
+        let names: Vec<&str> = exts.iter().map(|e| e["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "basicConstraints",
+                "keyUsage",
+                "subjectKeyIdentifier",
+                "authorityKeyIdentifier"
+            ]
+        );
+        assert_eq!(
+            openssl.matches("X509v3 ").count() - 1,
+            exts.len(),
+            "openssl lists as many extensions:\n{openssl}"
+        );
+        for e in exts {
+            let (name, value) = (e["name"].as_str().unwrap(), e["value"].as_str().unwrap());
+            assert!(shown.contains(name), "extension {name} missing:\n{shown}");
+            // openssl prints the same values: CA:TRUE, the key identifiers' hex.
+            let bare = value.trim_start_matches("keyid:");
+            if name != "keyUsage" {
+                assert!(openssl.contains(bare), "{name} {value} not in:\n{openssl}");
+            }
+        }
+        assert!(openssl.contains("X509v3 Basic Constraints: critical"));
+        assert_eq!(exts[0]["critical"], true);
+        assert!(shown.contains("critical"));
+    }
 }
 
 const ATTACH_STEP: &str = r#"

@@ -497,6 +497,8 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
             signature_algorithm: cert.signature_algorithm,
             sha256_fingerprint: cert.sha256_fingerprint,
             file,
+            issuer: cert.issuer,
+            extensions: cert.extensions,
         }),
     )?;
     Ok(Ok(()))

@@ -9,6 +9,7 @@ use super::quorum;
 use crate::engine::Event;
 use crate::hsm::{KeyAttributes, TokenIdentity};
 use crate::script::{Action, CeremonyInfo, Role};
+use crate::x509::extensions::ExtensionRecord;
 use serde::{Deserialize, Serialize};
 
 /// Version 2 added `attachments`.
@@ -170,6 +171,11 @@ pub struct CertificateRecord {
     pub signature_algorithm: String,
     pub sha256_fingerprint: String,
     pub file: String,
+    /// Issuer DN and every extension, parsed from the signed DER (absent from logs written before they were recorded).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub issuer: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<ExtensionRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

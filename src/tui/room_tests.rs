@@ -228,3 +228,39 @@ fn the_final_screen_lists_every_signature_and_the_summary_keeps_them() {
     }
     assert!(text.contains("network interface"), "{text}");
 }
+
+#[test]
+fn the_participants_pane_follows_the_picker_with_markers() {
+    let mut m = at_step(1);
+    for i in 0..40 {
+        m.participants.push(ParticipantRow {
+            name: format!("Custodian {:02}", i + 1),
+            roles: "custodian".into(),
+        });
+    }
+    let last = m.participants.last().unwrap().name.clone();
+    assert_eq!(m.participants.len(), 46);
+    for (w, h) in [(80, 24), (120, 40)] {
+        let top = render(&m, w, h);
+        assert!(
+            top.contains("▼") && top.contains("more (c lists everyone)"),
+            "{top}"
+        );
+        assert!(!top.contains(&last), "{top}");
+    }
+    snap("many_participants_top", &m);
+    key(&mut m, KeyCode::Char('c'));
+    for _ in 0..m.participants.len() {
+        key(&mut m, KeyCode::Down);
+    }
+    for (w, h) in [(80, 24), (120, 40)] {
+        let screen = render(&m, w, h);
+        // The picker covers most of the pane; its left edge shows the numbers and the marker.
+        assert!(
+            screen.contains("│ 46") && screen.contains("│  ▲"),
+            "{screen}"
+        );
+        assert!(!screen.contains("│  1 "), "{screen}");
+    }
+    snap("many_participants_pick_last", &m);
+}

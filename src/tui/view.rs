@@ -461,33 +461,64 @@ fn render_participants(model: &Model, theme: &Theme, frame: &mut Frame, area: Re
     };
     let rows = usize::from(area.height.saturating_sub(2));
     let count = model.participants.len();
-    // Too many for the pane: the last row says how many more there are (the picker lists all).
-    let shown = if count > rows {
+    // Too many for the pane: a window that follows the person being picked (or who acted last),
+    // and a last row that says how many are above and below it (the picker lists all).
+    let window = if count > rows {
         rows.saturating_sub(1)
     } else {
         count
     };
+    let focus = participant_focus(model);
+    let first = focus
+        .map_or(0, |f| (f + 1).saturating_sub(window))
+        .min(count - window);
     let mut lines: Vec<Line> = model
         .participants
         .iter()
         .enumerate()
-        .take(shown)
+        .skip(first)
+        .take(window)
         .map(|(i, p)| {
             let mark = if acted(&p.name) { "✓" } else { " " };
+            let name = if Some(i) == focus && window < count {
+                theme.bold().add_modifier(Modifier::REVERSED)
+            } else {
+                theme.bold()
+            };
             Line::from(vec![
                 Span::raw(format!("{mark}{:>2} ", i + 1)),
-                Span::styled(p.name.clone(), theme.bold()),
+                Span::styled(p.name.clone(), name),
                 Span::styled(format!(" {}", p.roles), theme.dim()),
             ])
         })
         .collect();
-    if shown < count {
+    if window < count {
+        let below = count - first - window;
+        let mut marker = Vec::new();
+        if first > 0 {
+            marker.push(format!("▲ {first} above"));
+        }
+        if below > 0 {
+            marker.push(format!("▼ {below} more"));
+        }
         lines.push(Line::styled(
-            format!("  … and {} more (c lists everyone)", count - shown),
+            format!("  {} (c lists everyone)", marker.join(" · ")),
             theme.bold(),
         ));
     }
     frame.render_widget(Paragraph::new(lines).block(block("Participants")), area);
+}
+
+/// The participant the pane keeps in view: the one under the picker's cursor, else the last one
+/// who confirmed the current step.
+fn participant_focus(model: &Model) -> Option<usize> {
+    if let Modal::Pick { cursor, .. } = &model.modal {
+        return Some(*cursor).filter(|c| *c < model.participants.len());
+    }
+    let current = model.current.as_ref()?;
+    // The last counted confirmation: the person who acted last.
+    let last = current.plan.confirmed_by.last()?;
+    model.participants.iter().position(|p| &p.name == last)
 }
 
 fn render_evidence(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {

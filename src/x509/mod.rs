@@ -3,6 +3,7 @@
 
 pub mod card;
 pub mod cms;
+pub mod extensions;
 pub mod lint;
 mod profile;
 pub mod signer;
@@ -43,6 +44,8 @@ pub struct SignedCertificate {
     pub not_before: String,
     pub not_after: String,
     pub signature_algorithm: String,
+    pub issuer: String,
+    pub extensions: Vec<extensions::ExtensionRecord>,
 }
 
 /// Serial: 16 bytes from the HSM's RNG, top bit cleared so it is positive (≤ 20 bytes, ~127 random
@@ -103,6 +106,7 @@ pub fn sign_root(
 fn describe(cert: &Certificate, der: &[u8]) -> Result<SignedCertificate, CertError> {
     let build = |e: &dyn std::fmt::Display| CertError::Build(e.to_string());
     let tbs = cert.tbs_certificate();
+    let (issuer, extensions) = extensions::issuer_and_extensions(cert);
     let pem = cert
         .to_pem(der::pem::LineEnding::LF)
         .map_err(|e| build(&e))?;
@@ -115,6 +119,8 @@ fn describe(cert: &Certificate, der: &[u8]) -> Result<SignedCertificate, CertErr
         not_before: rfc3339(tbs.validity().not_before),
         not_after: rfc3339(tbs.validity().not_after),
         signature_algorithm: signer::algorithm_name(&cert.signature_algorithm().oid),
+        issuer,
+        extensions,
     })
 }
 

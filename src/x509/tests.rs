@@ -43,6 +43,22 @@ fn signs_and_verifies_a_root_for_each_curve() {
         assert_eq!(cert.not_before, "2027-01-15T08:00:00Z");
         assert!(cert.pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
         assert_eq!(cert.serial_hex.len(), 32);
+        assert_eq!(cert.issuer, cert.subject);
+        let shown: Vec<(&str, bool, &str)> = cert
+            .extensions
+            .iter()
+            .map(|e| (e.name.as_str(), e.critical, e.value.as_str()))
+            .collect();
+        assert_eq!(
+            &shown[..2],
+            [
+                ("basicConstraints", true, "CA:TRUE"),
+                ("keyUsage", true, "keyCertSign, cRLSign")
+            ]
+        );
+        assert_eq!(shown[2].0, "subjectKeyIdentifier");
+        assert_eq!(shown[3].2, format!("keyid:{}", shown[2].2));
+        assert_eq!(shown[3].0, "authorityKeyIdentifier");
         let parsed = Certificate::from_der(&cert.der).unwrap();
         signer::verify_self_signed(&parsed).unwrap();
     }

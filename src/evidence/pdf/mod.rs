@@ -6,6 +6,7 @@
 //! The paper script for the room (`keyrite print`, [`script`]) shares the layout engine.
 
 mod cards;
+mod certificates;
 pub mod layout;
 pub mod metrics;
 mod paper;

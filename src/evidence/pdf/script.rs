@@ -2,7 +2,7 @@
 //! scripts. Every step with its instructions and the roles involved, with columns for the initials
 //! and the time, places to write the anchors keyrite prints at the end, and a blank exceptions sheet.
 
-use super::layout::{Column, Layout, BODY};
+use super::layout::{Column, Layout, BODY, BOTTOM, TOP};
 use super::metrics::Face;
 use super::{assemble, decorate, Footer};
 use crate::hsm::spki::grouped_hex;
@@ -105,8 +105,10 @@ pub fn render(loaded: &LoadedScript) -> Vec<u8> {
         &rows,
     );
 
-    // A short section: keep it on one page.
+    // A short section: keep it on one page. When that takes a fresh page, the exceptions sheet
+    // shares it rather than leaving the anchors alone on a near-empty page.
     l.ensure(190.0);
+    let anchors_page_to_share = l.y() >= TOP;
     l.heading("Anchors written at the end");
     l.para(
         Face::Regular,
@@ -126,7 +128,15 @@ pub fn render(loaded: &LoadedScript) -> Vec<u8> {
         ],
     );
 
-    l.new_page();
+    // A blank entry is three lines tall; a shared page holds fewer of them than the 14 of a page.
+    let entry_h = 3.0 * 8.5 * 1.3 + 7.0;
+    let entries = if anchors_page_to_share {
+        l.space(12.0);
+        (((l.y() - BOTTOM - 80.0) / entry_h).floor() as usize).clamp(6, 14)
+    } else {
+        l.new_page();
+        14
+    };
     l.title("Exceptions", 16.0);
     l.space(4.0);
     l.para(
@@ -135,7 +145,7 @@ pub fn render(loaded: &LoadedScript) -> Vec<u8> {
         "Record every deviation from the script: what happened, at which step, who noticed, and \
          what was done. The master of ceremony and a witness initial each entry.",
     );
-    let rows: Vec<Vec<String>> = (0..14)
+    let rows: Vec<Vec<String>> = (0..entries)
         .map(|_| vec![String::new(), String::new(), "\n\n".into(), String::new()])
         .collect();
     l.table(

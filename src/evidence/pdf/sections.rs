@@ -15,7 +15,7 @@ pub fn layout(report: &Report) -> Vec<Vec<Op>> {
     participants(&mut l, report);
     hsm(&mut l, report);
     keys(&mut l, report);
-    certificates(&mut l, report);
+    super::certificates::section(&mut l, report);
     quorum(&mut l, report);
     transcript(&mut l, report);
     exceptions(&mut l, report);
@@ -28,11 +28,11 @@ pub fn layout(report: &Report) -> Vec<Vec<Op>> {
     l.finish()
 }
 
-fn regular(label: &str, value: impl Into<String>) -> (&str, String, Face) {
+pub(super) fn regular(label: &str, value: impl Into<String>) -> (&str, String, Face) {
     (label, value.into(), Face::Regular)
 }
 
-fn mono(label: &str, value: impl Into<String>) -> (&str, String, Face) {
+pub(super) fn mono(label: &str, value: impl Into<String>) -> (&str, String, Face) {
     (label, value.into(), Face::Mono)
 }
 
@@ -297,30 +297,6 @@ fn keys(l: &mut Layout, r: &Report) {
     }
     for k in &r.keys {
         key(l, k);
-    }
-}
-
-fn certificates(l: &mut Layout, r: &Report) {
-    l.heading("Certificates");
-    if r.certificates.is_empty() {
-        l.para(
-            Face::Regular,
-            BODY,
-            "No certificate was signed in this ceremony.",
-        );
-    }
-    for c in &r.certificates {
-        l.subheading(&format!("Certificate \"{}\"", c.name));
-        l.key_values(&[
-            regular("Subject", &c.subject),
-            mono("Serial", &c.serial),
-            regular("Valid from (UTC)", &c.not_before),
-            regular("Valid until (UTC)", &c.not_after),
-            regular("Signature algorithm", &c.signature_algorithm),
-            regular("Signed with key", &c.key),
-            mono("SHA-256 fingerprint", grouped_hex(&c.sha256_fingerprint)),
-            regular("File", &c.file),
-        ]);
     }
 }
 

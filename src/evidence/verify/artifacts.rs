@@ -217,6 +217,19 @@ fn check_keys_and_certificates(v: &mut Verification, bundle: &BundleDir, report:
                 cert.key
             ),
         );
+        // The issuer and extensions the report shows must be the certificate's own.
+        let (issuer, extensions) = crate::x509::extensions::issuer_and_extensions(&parsed);
+        if !cert.issuer.is_empty() || !cert.extensions.is_empty() {
+            v.check(
+                issuer == cert.issuer && extensions == cert.extensions,
+                file,
+                format!(
+                    "issuer and {} extensions match the report",
+                    extensions.len()
+                ),
+                "the certificate's issuer or extensions differ from the report",
+            );
+        }
         match verify_self_signed(&parsed) {
             Ok(()) => v.pass(file, "self-signature verifies"),
             Err(e) => v.fail(file, format!("self-signature does not verify: {e}")),
