@@ -350,6 +350,8 @@ fn check_started(script: &Script, seq: u64, record: &Record) -> Result<(), Strin
 struct HsmOrder {
     authorised: Option<(String, Action)>,
     intent: Option<String>,
+    /// After a `reopened` entry by resume: the session may be opened again in any authorised step.
+    reopened: bool,
 }
 
 impl HsmOrder {
@@ -358,7 +360,10 @@ impl HsmOrder {
             Event::StepAuthorised { step, action, .. } => {
                 self.authorised = Some((step.clone(), *action))
             }
-            Event::StepCompleted { .. } | Event::StepFailed { .. } => self.authorised = None,
+            Event::StepCompleted { .. }
+            | Event::StepFailed { .. }
+            | Event::StepWithdrawn { .. }
+            | Event::StepResumed { .. } => self.authorised = None,
             _ => {}
         }
     }
@@ -368,6 +373,21 @@ impl HsmOrder {
             Record::HsmIntent { operation, .. } => {
                 self.intent = Some(operation.clone());
                 return Ok(());
+            }
+            // `keyrite resume` logs in again inside the first HSM step after the interruption.
+            Record::Reopened(r) if r.by == "resume" => {
+                self.reopened = true;
+                return Ok(());
+            }
+            Record::HsmActivated { .. } if self.reopened && self.authorised.is_some() => {
+                self.reopened = false;
+                return match self.intent.take().as_deref() {
+                    Some("open_and_login") => Ok(()),
+                    _ => Err(format!(
+                        "log entry {}: a login after the interruption without its intent",
+                        entry.seq
+                    )),
+                };
             }
             Record::HsmActivated { .. } => (Action::ActivateHsm, "open_and_login"),
             Record::KeyGenerated { .. } => (Action::GenerateKey, "generate_key_pair"),
