@@ -343,16 +343,8 @@ pub(super) fn split_activation(
         Err(why) => return Ok(Err(format!("{why}; the HSM's PINs were not changed"))),
     };
     drop(shares);
-    let (user, so) = secret.hsm_pins(pin_length);
-    let job = PinJob {
-        purpose: "split",
-        split_ceremony_id: &ctx.script.ceremony.id,
-        commitments_sha256: commitments.sha256_hex(),
-        threshold: m,
-        token: token.clone(),
-        pin_length,
-    };
-    let new = Pins { user, so };
+    let job = PinJob::new("split", ctx, &commitments, m, token.clone(), pin_length);
+    let new = Pins::derived(&secret, pin_length);
     if let Err(why) = change_pins(
         state,
         ctx,

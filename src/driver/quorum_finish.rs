@@ -61,16 +61,8 @@ pub(super) fn finish(
         Err(why) => return Ok(Err(why)),
     };
     let token = hsm.identity().clone();
-    let (user, so) = secret.hsm_pins(pin_length);
-    let job = PinJob {
-        purpose: "finish",
-        split_ceremony_id: &ctx.script.ceremony.id,
-        commitments_sha256: commitments.sha256_hex(),
-        threshold: m,
-        token: token.clone(),
-        pin_length,
-    };
-    let new = Pins { user, so };
+    let job = PinJob::new("finish", ctx, &commitments, m, token.clone(), pin_length);
+    let new = Pins::derived(&secret, pin_length);
     if let Err(why) = change_pins(state, ctx, operator, pins, &job, so_now, None, &new)? {
         return Ok(Err(why));
     }

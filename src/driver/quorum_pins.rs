@@ -47,6 +47,14 @@ pub(super) struct Pins {
     pub so: SecretString,
 }
 
+impl Pins {
+    /// The HSM PINs `secret` derives at the token's PIN length.
+    pub(super) fn derived(secret: &crate::quorum::Secret, pin_length: usize) -> Self {
+        let (user, so) = secret.hsm_pins(pin_length);
+        Pins { user, so }
+    }
+}
+
 /// What the SO PIN is when the change starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum SoNow {
@@ -80,7 +88,27 @@ pub(super) struct PinJob<'a> {
     pub pin_length: usize,
 }
 
-impl PinJob<'_> {
+impl<'a> PinJob<'a> {
+    /// The PIN change of the split whose commitments are given, on `token` (the ceremony's id names
+    /// the split).
+    pub(super) fn new(
+        purpose: &'static str,
+        ctx: &Context<'a>,
+        commitments: &crate::quorum::Commitments,
+        threshold: u16,
+        token: TokenIdentity,
+        pin_length: usize,
+    ) -> Self {
+        PinJob {
+            purpose,
+            split_ceremony_id: &ctx.script.ceremony.id,
+            commitments_sha256: commitments.sha256_hex(),
+            threshold,
+            token,
+            pin_length,
+        }
+    }
+
     fn record(
         &self,
         state: &mut State,

@@ -81,16 +81,8 @@ pub(super) fn reshare(
     };
     let old_sha = old.sha256_hex();
     let (_, old_so) = old_secret.hsm_pins(pin_length);
-    let (user, so) = secret.hsm_pins(pin_length);
-    let job = PinJob {
-        purpose: "reshare",
-        split_ceremony_id: &ctx.script.ceremony.id,
-        commitments_sha256: commitments.sha256_hex(),
-        threshold: m,
-        token: token.clone(),
-        pin_length,
-    };
-    let new = Pins { user, so };
+    let job = PinJob::new("reshare", ctx, &commitments, m, token.clone(), pin_length);
+    let new = Pins::derived(&secret, pin_length);
     if let Err(why) = change_pins(
         state,
         ctx,
