@@ -109,7 +109,17 @@ fn a_running_keyrite_cannot_dump_core() {
     }
 
     // A rehearsal waiting at its first prompt for a name, stdin an open pipe nobody writes to.
-    let mut command = Command::new(env!("CARGO_BIN_EXE_keyrite"));
+    // The checkout may sit in a folder nobody cannot enter (a mktemp -d clone is 0700): the
+    // unprivileged run gets its own copy of the binary in the world-readable test folder.
+    let binary = if unprivileged {
+        let copy = dir.path().join("keyrite");
+        std::fs::copy(env!("CARGO_BIN_EXE_keyrite"), &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        copy
+    } else {
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_keyrite"))
+    };
+    let mut command = Command::new(&binary);
     command
         .args([
             "rehearse",
