@@ -300,15 +300,37 @@ pub fn confirmation_message(
     role: Role,
     step: &str,
 ) -> String {
+    confirmation_message_at(
+        ceremony_id,
+        entry.seq,
+        &entry.hash,
+        &entry.time,
+        person,
+        role,
+        step,
+    )
+}
+
+/// [`confirmation_message`] from the `confirmed` entry's seq, hash and time (verify keeps those,
+/// not the entry).
+pub fn confirmation_message_at(
+    ceremony_id: &str,
+    seq: u64,
+    hash: &str,
+    time: &str,
+    person: &str,
+    role: Role,
+    step: &str,
+) -> String {
     let value = serde_json::json!({
         "ceremony_id": ceremony_id,
-        "confirmed_hash": entry.hash,
-        "confirmed_seq": entry.seq,
+        "confirmed_hash": hash,
+        "confirmed_seq": seq,
         "person": person,
         "purpose": CONFIRMATION_PURPOSE,
         "role": role,
         "step": step,
-        "time": entry.time,
+        "time": time,
     });
     String::from_utf8_lossy(&super::log::canonical_json(&value)).into_owned()
 }

@@ -233,46 +233,33 @@ pub fn empty_log() -> ChainError {
     }
 }
 
-/// The checked entries of a log, one line at a time: [`read_chain`] without holding the log.
-/// It holds one line and the previous hash; after the first error it yields nothing more.
-pub struct ChainReader<R> {
-    input: R,
-    line: Vec<u8>,
-    read: usize,
+/// The link check of one line after another: canonical bytes, sequence, `prev` and `hash`. It
+/// holds the previous hash and the line count, never the log.
+pub struct ChainCheck {
     prev: String,
-    failed: bool,
+    read: usize,
 }
 
-impl<R: BufRead> ChainReader<R> {
-    pub fn new(input: R) -> Self {
-        ChainReader {
-            input,
-            line: Vec::with_capacity(1024),
-            read: 0,
+impl Default for ChainCheck {
+    fn default() -> Self {
+        ChainCheck {
             prev: GENESIS_PREV.to_string(),
-            failed: false,
+            read: 0,
         }
     }
+}
 
-    /// Lines read so far.
+impl ChainCheck {
+    /// Lines checked so far (the failed one included).
     pub fn lines(&self) -> usize {
         self.read
     }
 
-    fn next_entry(&mut self) -> Option<Result<AuditEntry, ChainError>> {
-        self.line.clear();
-        let n = self.read + 1;
-        let fail = |what: String| Some(Err(ChainError { line: n, what }));
-        match self.input.read_until(b'\n', &mut self.line) {
-            Ok(0) => return None,
-            Ok(_) => {}
-            Err(e) => return fail(format!("cannot be read ({e})")),
-        }
-        self.read = n;
-        // Split on LF only: a CR left in a line fails the canonical-form check below.
-        let Some(bytes) = self.line.strip_suffix(b"\n") else {
-            return fail("the last line is not terminated by a newline".into());
-        };
+    /// Check `bytes`, the next line without its newline, and return its entry.
+    pub fn next(&mut self, bytes: &[u8]) -> Result<AuditEntry, ChainError> {
+        self.read += 1;
+        let n = self.read;
+        let fail = |what: String| Err(ChainError { line: n, what });
         let Ok(line) = std::str::from_utf8(bytes) else {
             return fail("not UTF-8".into());
         };
@@ -284,8 +271,8 @@ impl<R: BufRead> ChainReader<R> {
         if encoded.line(&entry.hash) != bytes {
             return fail("the line is not in canonical form (edited after writing?)".into());
         }
-        if entry.seq != self.read as u64 - 1 {
-            return fail(format!("seq is {}, expected {}", entry.seq, self.read - 1));
+        if entry.seq != n as u64 - 1 {
+            return fail(format!("seq is {}, expected {}", entry.seq, n - 1));
         }
         if entry.prev != self.prev {
             return fail("prev does not match the previous entry's hash".into());
@@ -294,7 +281,55 @@ impl<R: BufRead> ChainReader<R> {
             return fail("hash does not match the entry's content".into());
         }
         self.prev.clone_from(&entry.hash);
-        Some(Ok(entry))
+        Ok(entry)
+    }
+}
+
+/// The checked entries of a log, one line at a time: [`read_chain`] without holding the log.
+/// It holds one line and the previous hash; after the first error it yields nothing more.
+pub struct ChainReader<R> {
+    input: R,
+    line: Vec<u8>,
+    chain: ChainCheck,
+    failed: bool,
+}
+
+impl<R: BufRead> ChainReader<R> {
+    pub fn new(input: R) -> Self {
+        ChainReader {
+            input,
+            line: Vec::with_capacity(1024),
+            chain: ChainCheck::default(),
+            failed: false,
+        }
+    }
+
+    /// Lines read so far.
+    pub fn lines(&self) -> usize {
+        self.chain.lines()
+    }
+
+    fn next_entry(&mut self) -> Option<Result<AuditEntry, ChainError>> {
+        self.line.clear();
+        match self.input.read_until(b'\n', &mut self.line) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) => {
+                return Some(Err(ChainError {
+                    line: self.chain.lines() + 1,
+                    what: format!("cannot be read ({e})"),
+                }))
+            }
+        }
+        // Split on LF only: a CR left in a line fails the canonical-form check.
+        let Some(bytes) = self.line.strip_suffix(b"\n") else {
+            self.chain.read += 1;
+            return Some(Err(ChainError {
+                line: self.chain.read,
+                what: "the last line is not terminated by a newline".into(),
+            }));
+        };
+        Some(self.chain.next(bytes))
     }
 }
 

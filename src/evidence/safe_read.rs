@@ -227,30 +227,23 @@ impl BundleDir {
     /// The audit log, line by line: no line longer than [`LOG_LINE_LIMIT`], the whole no larger
     /// than [`LOG_LIMIT`]. The bytes are returned as read, including a last line without newline.
     pub fn read_log(&self, rel: &str) -> Result<Vec<u8>, ReadError> {
-        let file = self.open_file(rel, LOG_LIMIT)?;
-        let mut reader = BufReader::new(file.take(LOG_LIMIT.saturating_add(1)));
-        let mut bytes = Vec::new();
-        let mut line = 1;
-        loop {
-            let start = bytes.len();
-            let n = (&mut reader)
-                .take(LOG_LINE_LIMIT.saturating_add(1))
-                .read_until(b'\n', &mut bytes)
-                .map_err(ReadError::Io)?;
-            if n == 0 {
-                break;
-            }
-            let ended = bytes.last() == Some(&b'\n');
-            let length = (bytes.len() - start - usize::from(ended)) as u64;
-            if length > LOG_LINE_LIMIT {
-                return Err(ReadError::LineTooLong(line));
-            }
-            if bytes.len() as u64 > LOG_LIMIT {
-                return Err(ReadError::TooLarge(LOG_LIMIT));
-            }
-            line += 1;
+        let mut lines = self.open_log(rel)?;
+        let (mut bytes, mut line) = (Vec::new(), Vec::new());
+        while lines.next_line(&mut line)? {
+            bytes.extend_from_slice(&line);
         }
         Ok(bytes)
+    }
+
+    /// The audit log as a stream of lines under the same limits as [`Self::read_log`], for a
+    /// reader that holds one line at a time.
+    pub fn open_log(&self, rel: &str) -> Result<LogLines, ReadError> {
+        let file = self.open_file(rel, LOG_LIMIT)?;
+        Ok(LogLines {
+            reader: BufReader::with_capacity(1 << 16, file.take(LOG_LIMIT.saturating_add(1))),
+            line: 0,
+            total: 0,
+        })
     }
 
     /// The names in folder `rel` (`""` for the bundle root) with their kinds, sorted. The folder
@@ -281,6 +274,40 @@ impl BundleDir {
         }
         names.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(names)
+    }
+}
+
+/// The lines of audit.jsonl, read one at a time ([`BundleDir::open_log`]).
+pub struct LogLines {
+    reader: BufReader<std::io::Take<File>>,
+    /// Lines read so far.
+    line: usize,
+    /// Bytes read so far.
+    total: u64,
+}
+
+impl LogLines {
+    /// The next line into `buf` (cleared first), with its newline when it has one; `Ok(false)` at
+    /// the end of the file. A line over [`LOG_LINE_LIMIT`] or a log over [`LOG_LIMIT`] is an error.
+    pub fn next_line(&mut self, buf: &mut Vec<u8>) -> Result<bool, ReadError> {
+        buf.clear();
+        let n = (&mut self.reader)
+            .take(LOG_LINE_LIMIT.saturating_add(1))
+            .read_until(b'\n', buf)
+            .map_err(ReadError::Io)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.line += 1;
+        let ended = buf.last() == Some(&b'\n');
+        if (buf.len() - usize::from(ended)) as u64 > LOG_LINE_LIMIT {
+            return Err(ReadError::LineTooLong(self.line));
+        }
+        self.total += n as u64;
+        if self.total > LOG_LIMIT {
+            return Err(ReadError::TooLarge(LOG_LIMIT));
+        }
+        Ok(true)
     }
 }
 

@@ -10,11 +10,12 @@ use super::bundle::{
 };
 
 mod artifacts;
+mod compare;
+mod pass;
 mod progress;
 mod script;
 mod signatures;
-use super::events::Record;
-use super::report::{self, Parsed, Report};
+use super::report::Report;
 use super::safe_read::{BundleDir, Kind, REPORT_LIMIT};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -180,76 +181,36 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
         }
     };
     check_bundle_root(&mut v, &bundle);
-    let Some(log) = progress::read_log(&mut v, &bundle) else {
+    let Some(pass) = pass::read(&mut v, &bundle) else {
         return v;
     };
-    let entries = &log.entries;
-    let script = script::check(&mut v, &bundle, entries);
-    let finished = progress::finished(entries);
-    if !finished {
+    if !pass.finished() {
         // Only a replay that ran out of log (or ended at a decision point) is a prefix of a run.
-        if let Some(replay) = script.as_ref().map(|s| &s.replay) {
+        if let Some(replay) = pass.script.as_ref().map(|s| &s.replay) {
             if replay.is_ok() || replay.ended.is_some() {
-                progress::unfinished(&mut v, &bundle, entries, replay.ended.as_deref());
+                progress::unfinished(
+                    &mut v,
+                    &bundle,
+                    &pass.last,
+                    pass.engine,
+                    replay.ended.as_deref(),
+                );
             }
         }
-        artifacts::check_logged(&mut v, &bundle, entries);
-        if let Some(s) = &script {
-            signatures::check(&mut v, &bundle, &s.script, entries, signers_ca, false);
+        artifacts::check_logged(&mut v, &bundle, &pass.artifacts);
+        if let (Some(s), Some(facts)) = (&pass.script, pass.signatures) {
+            signatures::check(&mut v, &bundle, &s.script, facts, signers_ca, false);
         }
         return v;
     }
-    if log.torn.is_some() {
+    if pass.torn.is_some() {
         let out = dir.display();
         v.next = vec![format!("finish it: keyrite resume {out}")];
     }
-    let (body, last) = entries.split_at(entries.len() - 1);
-    let Ok(Parsed::Record(Record::ReportWritten { report_sha256 })) = report::parse_event(&last[0])
-    else {
+    let recorded = pass.report_sha256().unwrap_or_default().to_string();
+    let Some(report) = check_report_json(&mut v, &bundle, &recorded, pass.report) else {
         return v;
     };
-    let report_bytes = match bundle.read(REPORT_FILE, REPORT_LIMIT) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            v.fail(REPORT_FILE, e.to_string());
-            return v;
-        }
-    };
-    let actual = sha256_hex(&report_bytes);
-    v.report_sha256 = Some(actual.clone());
-    if !v.check(
-        actual == report_sha256,
-        REPORT_FILE,
-        format!(
-            "SHA-256 {} matches the log's report_written entry",
-            short(&actual)
-        ),
-        format!("SHA-256 {actual} differs from {report_sha256} recorded in the log"),
-    ) {
-        return v;
-    }
-    let report: Report = match serde_json::from_slice(&report_bytes) {
-        Ok(r) => r,
-        Err(e) => {
-            v.fail(REPORT_FILE, format!("does not parse as a report: {e}"));
-            return v;
-        }
-    };
-    match report::build(body) {
-        Ok(rebuilt) => {
-            v.check(
-                rebuilt == report,
-                REPORT_FILE,
-                format!(
-                    "matches the log up to its head (seq {}, {})",
-                    report.log_head.seq,
-                    short(&report.log_head.hash)
-                ),
-                "differs from the report rebuilt from the log",
-            );
-        }
-        Err(e) => v.fail(LOG_FILE, format!("cannot rebuild the report: {e}")),
-    }
     v.log_head = Some(report.log_head.hash.clone());
     v.result = Some(match &report.abort_reason {
         None if report.result == "completed" => "completed".into(),
@@ -264,8 +225,8 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
 
     check_report_pdf(&mut v, &bundle, &report);
     artifacts::check_reported(&mut v, &bundle, &report);
-    if let Some(s) = &script {
-        signatures::check(&mut v, &bundle, &s.script, entries, signers_ca, true);
+    if let (Some(s), Some(facts)) = (&pass.script, pass.signatures) {
+        signatures::check(&mut v, &bundle, &s.script, facts, signers_ca, true);
     }
     if v.verdict() == Verdict::Incomplete && v.next.is_empty() {
         v.next = vec![format!(
@@ -276,27 +237,118 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
     v
 }
 
-/// report.pdf must be exactly what this keyrite renders from report.json.
+/// report.json must hash to what the log's last entry records and equal the report rebuilt from
+/// the log. The file is compared with the rebuilt report's encoding as both stream past, so
+/// neither the file nor its parse is held; a file that differs (or a report that could not be
+/// rebuilt) is read, parsed and compared field by field, as before, to say why.
+fn check_report_json(
+    v: &mut Verification,
+    bundle: &BundleDir,
+    recorded: &str,
+    rebuilt: Result<Report, String>,
+) -> Option<Report> {
+    let encode = |w: &mut dyn std::io::Write| match &rebuilt {
+        Ok(report) => {
+            serde_json::to_writer_pretty(&mut *w, report)?;
+            w.write_all(b"\n")
+        }
+        Err(_) => Ok(()),
+    };
+    let write: Option<&dyn Fn(&mut dyn std::io::Write) -> std::io::Result<()>> =
+        rebuilt.is_ok().then_some(&encode);
+    let compared = compare::file(bundle, REPORT_FILE, REPORT_LIMIT, write);
+    let compared = match compared {
+        Ok(compared) => compared,
+        Err(e) => {
+            v.fail(REPORT_FILE, e.to_string());
+            return None;
+        }
+    };
+    let actual = compared.sha256;
+    v.report_sha256 = Some(actual.clone());
+    if !v.check(
+        actual == recorded,
+        REPORT_FILE,
+        format!(
+            "SHA-256 {} matches the log's report_written entry",
+            short(&actual)
+        ),
+        format!("SHA-256 {actual} differs from {recorded} recorded in the log"),
+    ) {
+        return None;
+    }
+    if compared.same {
+        if let Ok(report) = rebuilt {
+            v.pass(
+                REPORT_FILE,
+                format!(
+                    "matches the log up to its head (seq {}, {})",
+                    report.log_head.seq,
+                    short(&report.log_head.hash)
+                ),
+            );
+            return Some(report);
+        }
+    }
+    let report_bytes = match bundle.read(REPORT_FILE, REPORT_LIMIT) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            v.fail(REPORT_FILE, e.to_string());
+            return None;
+        }
+    };
+    if sha256_hex(&report_bytes) != actual {
+        v.fail(REPORT_FILE, "changed while it was being verified");
+        return None;
+    }
+    let report: Report = match serde_json::from_slice(&report_bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            v.fail(REPORT_FILE, format!("does not parse as a report: {e}"));
+            return None;
+        }
+    };
+    match rebuilt {
+        Ok(rebuilt) => {
+            v.check(
+                rebuilt == report,
+                REPORT_FILE,
+                format!(
+                    "matches the log up to its head (seq {}, {})",
+                    report.log_head.seq,
+                    short(&report.log_head.hash)
+                ),
+                "differs from the report rebuilt from the log",
+            );
+        }
+        Err(e) => v.fail(LOG_FILE, format!("cannot rebuild the report: {e}")),
+    }
+    Some(report)
+}
+
+/// report.pdf must be exactly what this keyrite renders from report.json (compared as the file is
+/// read, without a copy of it).
 fn check_report_pdf(v: &mut Verification, bundle: &BundleDir, report: &Report) {
-    let pdf = match bundle.read(REPORT_PDF_FILE, REPORT_LIMIT) {
+    let rendered = super::pdf::render(report);
+    let write = |w: &mut dyn std::io::Write| w.write_all(&rendered);
+    let pdf = match compare::file(bundle, REPORT_PDF_FILE, REPORT_LIMIT, Some(&write)) {
         Ok(pdf) => pdf,
         Err(e) => {
             v.fail(REPORT_PDF_FILE, e.to_string());
             return;
         }
     };
-    let rendered = super::pdf::render(report);
     v.check(
-        pdf == rendered,
+        pdf.same,
         REPORT_PDF_FILE,
         format!(
             "byte-identical to the rendering of report.json (SHA-256 {})",
-            short(&sha256_hex(&pdf))
+            short(&pdf.sha256)
         ),
         format!(
             "differs from the rendering of report.json (SHA-256 {} on disk, {} rendered): \
              the PDF was altered, or made by another keyrite version",
-            sha256_hex(&pdf),
+            pdf.sha256,
             sha256_hex(&rendered)
         ),
     );

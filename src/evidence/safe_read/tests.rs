@@ -92,3 +92,27 @@ fn paths_never_climb_out() {
         assert!(b.read(bad, 10).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn the_log_streams_line_by_line_under_the_same_limits() {
+    let (_dir, b) = bundle();
+    let mut lines = b.open_log("audit.jsonl").unwrap();
+    let mut line = Vec::new();
+    let mut seen = Vec::new();
+    while lines.next_line(&mut line).unwrap() {
+        seen.push(line.clone());
+    }
+    assert_eq!(seen, [b"one\n".to_vec(), b"two\n".to_vec(), b"thr".to_vec()]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = b"short\n".to_vec();
+    log.extend(std::iter::repeat_n(b'x', LOG_LINE_LIMIT as usize + 1));
+    log.extend(b"\nafter\n");
+    std::fs::write(dir.path().join("audit.jsonl"), &log).unwrap();
+    let b = BundleDir::open(dir.path()).unwrap();
+    let mut lines = b.open_log("audit.jsonl").unwrap();
+    assert!(lines.next_line(&mut line).unwrap());
+    assert!(matches!(
+        lines.next_line(&mut line),
+        Err(ReadError::LineTooLong(2))
+    ));
+}

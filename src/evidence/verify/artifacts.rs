@@ -3,9 +3,7 @@
 
 use super::{sha256_hex, short, Verification};
 use crate::evidence::bundle::{ARTIFACTS_DIR, REPORT_FILE};
-use crate::evidence::events::Record;
-use crate::evidence::log::AuditEntry;
-use crate::evidence::report::{parse_event, Parsed, Report};
+use crate::evidence::report::{ArtifactRecord, Report};
 use crate::evidence::safe_read::{BundleDir, Kind, ReadError, FILE_LIMIT};
 use crate::hsm::spki::key_hash;
 use crate::x509::signer::verify_self_signed;
@@ -112,13 +110,10 @@ pub(super) fn check_reported(v: &mut Verification, bundle: &BundleDir, report: &
 }
 
 /// An unfinished run: the files the log's `artifact_written` entries record so far.
-pub(super) fn check_logged(v: &mut Verification, bundle: &BundleDir, entries: &[AuditEntry]) {
-    let listed = entries
+pub(super) fn check_logged(v: &mut Verification, bundle: &BundleDir, logged: &[ArtifactRecord]) {
+    let listed = logged
         .iter()
-        .filter_map(|e| match parse_event(e) {
-            Ok(Parsed::Record(Record::ArtifactWritten(a))) => Some((a.path, (a.sha256, a.size))),
-            _ => None,
-        })
+        .map(|a| (a.path.clone(), (a.sha256.clone(), a.size)))
         .collect();
     check_listed(v, bundle, &listed, "log", false);
 }

@@ -11,96 +11,13 @@ use crate::engine::Event;
 use crate::evidence::bundle::{
     LOG_FILE, REPORT_FILE, REPORT_PDF_FILE, SCRIPT_FILE, SIGNATURES_DIR, SIGNERS_CA_FILE,
 };
-use crate::evidence::events::Record;
-use crate::evidence::log::{read_chain, AuditEntry};
-use crate::evidence::report::{parse_event, Parsed};
+use crate::evidence::log::AuditEntry;
+use crate::evidence::report::Parsed;
 use crate::evidence::safe_read::{BundleDir, Kind, ReadError};
-
-/// The log as read: its intact entries, and whether a torn last line followed them.
-pub(super) struct Log {
-    pub entries: Vec<AuditEntry>,
-    /// Bytes of an unterminated last line.
-    pub torn: Option<usize>,
-}
-
-/// Read and chain-check audit.jsonl; `None` when nothing more can be checked.
-pub(super) fn read_log(v: &mut Verification, bundle: &BundleDir) -> Option<Log> {
-    let bytes = match bundle.read_log(LOG_FILE) {
-        Ok(bytes) => bytes,
-        Err(ReadError::Missing) if only_the_script(bundle) => {
-            not_started(v, bundle, "the bundle holds the script but no log yet");
-            return None;
-        }
-        Err(ReadError::Missing) => {
-            v.fail(LOG_FILE, "missing or unreadable");
-            return None;
-        }
-        Err(e) => {
-            v.fail(LOG_FILE, e.to_string());
-            return None;
-        }
-    };
-    let body_len = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let (body, tail) = bytes.split_at(body_len);
-    let torn = (!tail.is_empty()).then_some(tail.len());
-    let lines = body.iter().filter(|b| **b == b'\n').count();
-    if torn.is_some() && whole_entry_without_newline(tail) {
-        v.fail(
-            LOG_FILE,
-            format!(
-                "line {}: a complete entry whose newline is missing or replaced: the file was edited \
-                 (keyrite writes each entry with its newline in one write)",
-                lines + 1
-            ),
-        );
-        return None;
-    }
-    if body.is_empty() {
-        let why = match torn {
-            Some(n) => {
-                format!("the log's first line was cut short ({n} bytes) by a crash or a full disk")
-            }
-            None => "the log is empty".into(),
-        };
-        not_started(v, bundle, &why);
-        return None;
-    }
-    let entries = match read_chain(body) {
-        Ok(entries) => entries,
-        Err(e) => {
-            v.fail(
-                LOG_FILE,
-                format!("hash chain broken at line {}: {}", e.line, e.what),
-            );
-            return None;
-        }
-    };
-    let head = &entries[entries.len() - 1];
-    v.pass(
-        LOG_FILE,
-        format!(
-            "hash chain of {} entries intact, last hash {}",
-            entries.len(),
-            super::short(&head.hash)
-        ),
-    );
-    if let Some(n) = torn {
-        v.incomplete(
-            LOG_FILE,
-            format!(
-                "line {} is cut short ({n} bytes, no newline): the run stopped while writing it \
-                 (a crash or a full disk); the {} entries before it are intact",
-                lines + 1,
-                entries.len()
-            ),
-        );
-    }
-    Some(Log { entries, torn })
-}
 
 /// A torn line is a prefix of an entry; a whole canonical entry that only lacks its newline (or
 /// has another byte in its place) was not torn by a crash.
-fn whole_entry_without_newline(tail: &[u8]) -> bool {
+pub(super) fn whole_entry_without_newline(tail: &[u8]) -> bool {
     let whole = |bytes: &[u8]| {
         std::str::from_utf8(bytes)
             .ok()
@@ -115,7 +32,7 @@ fn whole_entry_without_newline(tail: &[u8]) -> bool {
 }
 
 /// Nothing but script.toml (and the empty artifacts/ folder) was written: the run stopped at once.
-fn only_the_script(bundle: &BundleDir) -> bool {
+pub(super) fn only_the_script(bundle: &BundleDir) -> bool {
     bundle.list("").is_ok_and(|names| {
         names.iter().any(|(name, _)| name == SCRIPT_FILE)
             && names.iter().all(|(name, kind)| {
@@ -127,7 +44,7 @@ fn only_the_script(bundle: &BundleDir) -> bool {
     })
 }
 
-fn not_started(v: &mut Verification, bundle: &BundleDir, why: &str) {
+pub(super) fn not_started(v: &mut Verification, bundle: &BundleDir, why: &str) {
     v.incomplete(
         LOG_FILE,
         format!("not started: {why}; nothing was recorded, so nothing was done on the HSM"),
@@ -139,29 +56,41 @@ fn not_started(v: &mut Verification, bundle: &BundleDir, why: &str) {
     ];
 }
 
+/// What the engine entries of a log showed, gathered as it streams past.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct EngineSeen {
+    /// Any engine entry at all.
+    pub any: bool,
+    /// `ceremony_completed` or `ceremony_aborted`.
+    pub ended: bool,
+}
+
+impl EngineSeen {
+    pub fn entry(&mut self, parsed: Option<&Parsed>) {
+        if let Some(Parsed::Engine(event)) = parsed {
+            self.any = true;
+            self.ended |= matches!(
+                event,
+                Event::CeremonyCompleted | Event::CeremonyAborted { .. }
+            );
+        }
+    }
+}
+
 /// Where an intact log that lacks `report_written` stopped, as an INCOMPLETE check, and what to
-/// run next. `replay_ended` is the replay's "the log ends where …" message, if it gave one.
+/// run next. `last` is its last entry; `replay_ended` is the replay's "the log ends where …"
+/// message, if it gave one.
 pub(super) fn unfinished(
     v: &mut Verification,
     bundle: &BundleDir,
-    entries: &[AuditEntry],
+    last: &AuditEntry,
+    engine: EngineSeen,
     replay_ended: Option<&str>,
 ) {
-    let last = &entries[entries.len() - 1];
-    let engine: Vec<Event> = entries
-        .iter()
-        .filter_map(|e| match parse_event(e) {
-            Ok(Parsed::Engine(event)) => Some(event),
-            _ => None,
-        })
-        .collect();
-    let ended = engine
-        .iter()
-        .any(|e| matches!(e, Event::CeremonyCompleted | Event::CeremonyAborted { .. }));
     let out = bundle.root().display();
     let resume = format!("finish it: keyrite resume {out}");
     let abort = format!("or close it on the record: keyrite abort {out} --reason \"…\"");
-    let (what, next) = if engine.is_empty() {
+    let (what, next) = if !engine.any {
         (
             "not started: the run stopped before the ceremony's first step".to_string(),
             vec![
@@ -169,7 +98,7 @@ pub(super) fn unfinished(
                 "or start the ceremony again with a new --out folder".into(),
             ],
         )
-    } else if ended {
+    } else if engine.ended {
         (
             "the ceremony ended, but the run stopped before report.json was bound by \
              report_written"
@@ -221,24 +150,6 @@ pub(super) fn unfinished(
             }
         }
     }
-}
-
-/// Whether the log records that the run finished: its last entry is `report_written`.
-pub(super) fn finished(entries: &[AuditEntry]) -> bool {
-    entries.last().is_some_and(|e| {
-        matches!(
-            parse_event(e),
-            Ok(Parsed::Record(Record::ReportWritten { .. }))
-        )
-    })
-}
-
-/// Whether any engine entry follows `ceremony_started`: the room had started the first step, so the
-/// personal cards (registered before it) are all in the log.
-pub(super) fn steps_began(entries: &[AuditEntry]) -> bool {
-    entries
-        .iter()
-        .any(|e| matches!(parse_event(e), Ok(Parsed::Engine(_))))
 }
 
 /// Why an entry of this kind cannot be evidence.

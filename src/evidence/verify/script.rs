@@ -4,9 +4,7 @@
 use super::{sha256_hex, short, Verification};
 use crate::evidence::bundle::{LOG_FILE, SCRIPT_FILE};
 use crate::evidence::events::Record;
-use crate::evidence::log::AuditEntry;
-use crate::evidence::replay::replay;
-use crate::evidence::report::{parse_event, Parsed};
+use crate::evidence::report::Parsed;
 use crate::evidence::safe_read::{BundleDir, SCRIPT_LIMIT};
 use crate::script::{Script, Severity};
 
@@ -33,17 +31,20 @@ pub(super) struct Checked {
 /// every other replay error is a contradiction between the log and the script.
 const LOG_ENDS: &str = "the log ends";
 
-pub(super) fn check(
+/// Before the log's other entries are read: script.toml must be the file the first entry
+/// (`ceremony_started`, given parsed) names, and pass the security-level policy. The script is
+/// returned for the replay.
+pub(super) fn prepare(
     v: &mut Verification,
     bundle: &BundleDir,
-    entries: &[AuditEntry],
-) -> Option<Checked> {
-    let (recorded, rehearsal) = match entries.first().map(parse_event) {
-        Some(Ok(Parsed::Record(Record::CeremonyStarted {
+    first: Result<&Parsed, &String>,
+) -> Option<Script> {
+    let (recorded, rehearsal) = match first {
+        Ok(Parsed::Record(Record::CeremonyStarted {
             script_sha256,
             rehearsal,
             ..
-        }))) => (script_sha256, rehearsal),
+        })) => (script_sha256, *rehearsal),
         _ => {
             v.fail(LOG_FILE, "the first entry is not ceremony_started");
             return None;
@@ -58,7 +59,7 @@ pub(super) fn check(
     };
     let actual = sha256_hex(&bytes);
     if !v.check(
-        actual == recorded,
+        actual == *recorded,
         SCRIPT_FILE,
         format!("SHA-256 {} matches the log's first entry", short(&actual)),
         format!("SHA-256 {actual} differs from {recorded} recorded in the log"),
@@ -77,7 +78,17 @@ pub(super) fn check(
         return None;
     };
     policy(v, &loaded, rehearsal);
-    let replay = match replay(&loaded.script, entries) {
+    Some(loaded.script)
+}
+
+/// After the last entry: how the log replayed under the script (`finished`: it ends with
+/// `report_written`).
+pub(super) fn judge(
+    v: &mut Verification,
+    replayed: Result<usize, String>,
+    finished: bool,
+) -> Replay {
+    match replayed {
         Ok(n) => {
             v.pass(
                 LOG_FILE,
@@ -88,7 +99,7 @@ pub(super) fn check(
                 ended: None,
             }
         }
-        Err(e) if e.starts_with(LOG_ENDS) && !super::progress::finished(entries) => {
+        Err(e) if e.starts_with(LOG_ENDS) && !finished => {
             v.pass(
                 LOG_FILE,
                 "every ceremony event so far replays under script.toml's rules (dual control, order, roles, write-ahead)",
@@ -108,11 +119,7 @@ pub(super) fn check(
                 ended: None,
             }
         }
-    };
-    Some(Checked {
-        script: loaded.script,
-        replay,
-    })
+    }
 }
 
 /// The same policy `keyrite check` applies: a script it refuses at this security level cannot have

@@ -6,10 +6,10 @@ use super::{sha256_hex, short, Verification};
 use crate::engine::Event;
 use crate::evidence::bundle::{LOG_FILE, SIGNATURES_DIR, SIGNED_DOCUMENTS, SIGNERS_CA_FILE};
 use crate::evidence::events::{
-    confirmation_message, PersonalCardRecord, Record, SignedConfirmation, UnsignedConfirmation,
+    confirmation_message_at, PersonalCardRecord, Record, SignedConfirmation, UnsignedConfirmation,
 };
 use crate::evidence::log::AuditEntry;
-use crate::evidence::report::{parse_event, Parsed};
+use crate::evidence::report::Parsed;
 use crate::evidence::safe_read::{BundleDir, Kind, ReadError, FILE_LIMIT, REPORT_LIMIT};
 use crate::hsm::spki::key_hash;
 use crate::script::signers::{signer_stem, signers_by_role};
@@ -35,6 +35,117 @@ struct Card {
     spki: Vec<u8>,
 }
 
+/// A `confirmed` entry as the signature checks need it: what its signed message is made of.
+struct Confirmed {
+    hash: String,
+    time: String,
+    person: String,
+    role: crate::script::Role,
+    step: String,
+}
+
+/// What the signature checks read from the log, collected one entry at a time by verify's single
+/// pass (no entry is held): the signers CA and card records, the signed and unsigned confirmations,
+/// and the `confirmed` entries they are checked against. Those are kept when personal cards are in
+/// play (the script gives one, or the log recorded one); without cards only the `confirmed` entry a
+/// record names is kept, since nothing else is checked against them.
+pub(super) struct SignatureFacts {
+    ca_record: Option<(String, String, bool)>,
+    cards: Vec<PersonalCardRecord>,
+    signed: Vec<(u64, SignedConfirmation)>,
+    confirmed: BTreeMap<u64, Confirmed>,
+    keep_confirmed: bool,
+    /// The latest `confirmed` entry, when not kept: a record may name it next.
+    latest: Option<(u64, Confirmed)>,
+    explained: Vec<Explained>,
+    pending: Option<Explained>,
+    steps_began: bool,
+    last_seq: u64,
+}
+
+impl SignatureFacts {
+    pub fn new(script: &Script) -> Self {
+        SignatureFacts {
+            ca_record: None,
+            cards: Vec::new(),
+            signed: Vec::new(),
+            confirmed: BTreeMap::new(),
+            keep_confirmed: script.participants.iter().any(|p| p.card.is_some()),
+            latest: None,
+            explained: Vec::new(),
+            pending: None,
+            steps_began: false,
+            last_seq: 0,
+        }
+    }
+
+    /// The next entry of the log, with its event when it parsed.
+    pub fn entry(&mut self, entry: &AuditEntry, parsed: Option<&Parsed>) {
+        self.last_seq = entry.seq;
+        if let Some(Parsed::Engine(event)) = parsed {
+            // Whether any engine entry follows `ceremony_started`: the room had started the first
+            // step, so the personal cards (registered before it) are all in the log.
+            self.steps_began = true;
+            // Only an abort right after it makes a confirmation_unsigned an explanation.
+            if let Some(p) = self.pending.take() {
+                if matches!(event, Event::CeremonyAborted { .. }) {
+                    self.explained.push(p);
+                }
+            }
+        }
+        match parsed {
+            Some(Parsed::Record(Record::ConfirmationUnsigned(u))) => {
+                self.keep_named(u.confirmed_seq);
+                self.pending = Some(Explained {
+                    seq: entry.seq,
+                    record: u.clone(),
+                })
+            }
+            Some(Parsed::Record(Record::SignersCa {
+                file,
+                sha256,
+                rehearsal,
+                ..
+            })) => self.ca_record = Some((file.clone(), sha256.clone(), *rehearsal)),
+            Some(Parsed::Record(Record::PersonalCard(card))) => {
+                self.keep_confirmed = true;
+                self.cards.push(card.clone())
+            }
+            Some(Parsed::Record(Record::ConfirmationSigned(s))) => {
+                self.keep_named(s.confirmed_seq);
+                self.keep_confirmed = true;
+                self.signed.push((entry.seq, s.clone()))
+            }
+            Some(Parsed::Engine(Event::Confirmed {
+                step, person, role, ..
+            })) => {
+                let c = Confirmed {
+                    hash: entry.hash.clone(),
+                    time: entry.time.clone(),
+                    person: person.clone(),
+                    role: *role,
+                    step: step.clone(),
+                };
+                if self.keep_confirmed {
+                    self.confirmed.insert(entry.seq, c);
+                } else {
+                    self.latest = Some((entry.seq, c));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A record names the `confirmed` entry `seq`: keep it if it is the latest one not kept.
+    fn keep_named(&mut self, seq: u64) {
+        if self.latest.as_ref().is_some_and(|(at, _)| *at == seq) {
+            if let Some((at, c)) = self.latest.take() {
+                self.confirmed.insert(at, c);
+            }
+        }
+    }
+}
+
 /// `finished`: the log ends with `report_written`. Before that, the personal cards are checked as
 /// far as they were registered, a confirmation that is the log's last entry may still await its
 /// signature, and the report signatures are not due yet.
@@ -42,50 +153,21 @@ pub(super) fn check(
     v: &mut Verification,
     bundle: &BundleDir,
     script: &Script,
-    entries: &[AuditEntry],
+    facts: SignatureFacts,
     ca_override: Option<&str>,
     finished: bool,
 ) {
-    let mut ca_record = None;
-    let mut cards: Vec<PersonalCardRecord> = Vec::new();
-    let mut signed: Vec<(u64, SignedConfirmation)> = Vec::new();
-    let mut confirmed: BTreeMap<u64, (&AuditEntry, String, crate::script::Role, String)> =
-        BTreeMap::new();
-    let mut explained: Vec<Explained> = Vec::new();
-    let mut pending: Option<Explained> = None;
-    for entry in entries {
-        let parsed = parse_event(entry);
-        if let Ok(Parsed::Engine(event)) = &parsed {
-            // Only an abort right after it makes a confirmation_unsigned an explanation.
-            if let Some(p) = pending.take() {
-                if matches!(event, Event::CeremonyAborted { .. }) {
-                    explained.push(p);
-                }
-            }
-        }
-        match parsed {
-            Ok(Parsed::Record(Record::ConfirmationUnsigned(u))) => {
-                pending = Some(Explained {
-                    seq: entry.seq,
-                    record: u,
-                })
-            }
-            Ok(Parsed::Record(Record::SignersCa {
-                file,
-                sha256,
-                rehearsal,
-                ..
-            })) => ca_record = Some((file, sha256, rehearsal)),
-            Ok(Parsed::Record(Record::PersonalCard(card))) => cards.push(card),
-            Ok(Parsed::Record(Record::ConfirmationSigned(s))) => signed.push((entry.seq, s)),
-            Ok(Parsed::Engine(Event::Confirmed {
-                step, person, role, ..
-            })) => {
-                confirmed.insert(entry.seq, (entry, person, role, step));
-            }
-            _ => {}
-        }
-    }
+    let SignatureFacts {
+        ca_record,
+        cards,
+        signed,
+        confirmed,
+        mut explained,
+        pending,
+        steps_began,
+        last_seq,
+        ..
+    } = facts;
     // A run that stopped right after a confirmation_unsigned never reached the abort that follows.
     if let Some(p) = pending.filter(|_| !finished) {
         explained.push(p);
@@ -97,7 +179,7 @@ pub(super) fn check(
         .map(|p| p.name.as_str())
         .collect();
     // Cards still being registered when the log stops: only what was recorded can be checked.
-    let registering = !finished && !super::progress::steps_began(entries);
+    let registering = !finished && !steps_began;
     let has_signatures = !matches!(bundle.kind(SIGNATURES_DIR), Ok(None));
     let mut known = BTreeMap::new();
     if !carded.is_empty() || !cards.is_empty() || has_signatures || ca_override.is_some() {
@@ -106,7 +188,7 @@ pub(super) fn check(
         }
         if let Some(ca) = signers_ca(v, bundle, ca_record, ca_override) {
             known = check_cards(v, &cards, &carded, &ca, registering);
-            let last = (!finished).then(|| entries[entries.len() - 1].seq);
+            let last = (!finished).then_some(last_seq);
             check_confirmations(v, script, &known, &confirmed, &signed, &explained, last);
         }
     }
@@ -262,7 +344,7 @@ fn check_confirmations(
     v: &mut Verification,
     script: &Script,
     known: &BTreeMap<&str, Card>,
-    confirmed: &BTreeMap<u64, (&AuditEntry, String, crate::script::Role, String)>,
+    confirmed: &BTreeMap<u64, Confirmed>,
     signed: &[(u64, SignedConfirmation)],
     explained: &[Explained],
     last: Option<u64>,
@@ -281,18 +363,26 @@ fn check_confirmations(
                 ),
             );
         };
-        let Some((entry, person, role, step)) = confirmed.get(&s.confirmed_seq) else {
+        let Some(c) = confirmed.get(&s.confirmed_seq) else {
             fail(
                 v,
                 format!("entry {} is not a confirmation", s.confirmed_seq),
             );
             continue;
         };
-        if (person, role, step) != (&s.person, &s.role, &s.step) {
+        if (&c.person, &c.role, &c.step) != (&s.person, &s.role, &s.step) {
             fail(v, "does not match the confirmation it names".into());
             continue;
         }
-        let expected = confirmation_message(&script.ceremony.id, entry, person, *role, step);
+        let expected = confirmation_message_at(
+            &script.ceremony.id,
+            s.confirmed_seq,
+            &c.hash,
+            &c.time,
+            &c.person,
+            c.role,
+            &c.step,
+        );
         if s.message != expected {
             fail(
                 v,
@@ -325,7 +415,7 @@ fn check_confirmations(
             ),
         }
     }
-    for (seq, (_, person, _, step)) in confirmed {
+    for (seq, Confirmed { person, step, .. }) in confirmed {
         let has_card = script
             .participants
             .iter()
