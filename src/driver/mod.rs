@@ -438,10 +438,10 @@ fn finish(mut state: State, engine: Engine) -> Result<Outcome> {
         .map_err(|e| Error::env(e, "keep the bundle and report this keyrite defect"))?;
     let json = report::to_json(&report).map_err(|e| Error::env(e, "report this keyrite defect"))?;
     let written = state.bundle.write_new(REPORT_FILE, &json)?;
+    drop(json);
     // report.pdf is a pure rendering of report.json; verify re-renders it and demands equality.
-    state
-        .bundle
-        .write_new(REPORT_PDF_FILE, &crate::evidence::pdf::render(&report))?;
+    let pdf = crate::evidence::pdf::render_hashed(&report, &written.sha256);
+    state.bundle.write_new(REPORT_PDF_FILE, &pdf)?;
     state.record(
         None,
         vec![],

@@ -18,6 +18,7 @@ mod signatures;
 use super::report::Report;
 use super::safe_read::{BundleDir, Kind, REPORT_LIMIT};
 use sha2::{Digest, Sha256};
+use std::io::Write;
 use std::path::Path;
 
 /// One line of the verification table.
@@ -208,7 +209,8 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
         v.next = vec![format!("finish it: keyrite resume {out}")];
     }
     let recorded = pass.report_sha256().unwrap_or_default().to_string();
-    let Some(report) = check_report_json(&mut v, &bundle, &recorded, pass.report) else {
+    let Some((report, canonical)) = check_report_json(&mut v, &bundle, &recorded, pass.report)
+    else {
         return v;
     };
     v.log_head = Some(report.log_head.hash.clone());
@@ -223,7 +225,7 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
         v.pass(REPORT_FILE, "marked REHEARSAL: the keys are throw-away");
     }
 
-    check_report_pdf(&mut v, &bundle, &report);
+    check_report_pdf(&mut v, &bundle, &report, canonical.as_deref());
     artifacts::check_reported(&mut v, &bundle, &report);
     if let (Some(s), Some(facts)) = (&pass.script, pass.signatures) {
         signatures::check(&mut v, &bundle, &s.script, facts, signers_ca, true);
@@ -246,17 +248,14 @@ fn check_report_json(
     bundle: &BundleDir,
     recorded: &str,
     rebuilt: Result<Report, String>,
-) -> Option<Report> {
-    let encode = |w: &mut dyn std::io::Write| match &rebuilt {
-        Ok(report) => {
+) -> Option<(Report, Option<String>)> {
+    let encode = rebuilt.as_ref().ok().map(|report| {
+        move |w: &mut compare::Sink| {
             serde_json::to_writer_pretty(&mut *w, report)?;
             w.write_all(b"\n")
         }
-        Err(_) => Ok(()),
-    };
-    let write: Option<&dyn Fn(&mut dyn std::io::Write) -> std::io::Result<()>> =
-        rebuilt.is_ok().then_some(&encode);
-    let compared = compare::file(bundle, REPORT_FILE, REPORT_LIMIT, write);
+    });
+    let compared = compare::file(bundle, REPORT_FILE, REPORT_LIMIT, encode);
     let compared = match compared {
         Ok(compared) => compared,
         Err(e) => {
@@ -287,7 +286,7 @@ fn check_report_json(
                     short(&report.log_head.hash)
                 ),
             );
-            return Some(report);
+            return Some((report, Some(actual)));
         }
     }
     let report_bytes = match bundle.read(REPORT_FILE, REPORT_LIMIT) {
@@ -323,15 +322,24 @@ fn check_report_json(
         }
         Err(e) => v.fail(LOG_FILE, format!("cannot rebuild the report: {e}")),
     }
-    Some(report)
+    Some((report, None))
 }
 
 /// report.pdf must be exactly what this keyrite renders from report.json (compared as the file is
-/// read, without a copy of it).
-fn check_report_pdf(v: &mut Verification, bundle: &BundleDir, report: &Report) {
-    let rendered = super::pdf::render(report);
-    let write = |w: &mut dyn std::io::Write| w.write_all(&rendered);
-    let pdf = match compare::file(bundle, REPORT_PDF_FILE, REPORT_LIMIT, Some(&write)) {
+/// read, without a copy of it). `canonical`: report.json's SHA-256 when its bytes are the report's
+/// own encoding, which the rendering prints (else it is computed again).
+fn check_report_pdf(
+    v: &mut Verification,
+    bundle: &BundleDir,
+    report: &Report,
+    canonical: Option<&str>,
+) {
+    let rendered = match canonical {
+        Some(sha256) => super::pdf::render_hashed(report, sha256),
+        None => super::pdf::render(report),
+    };
+    let write = |w: &mut compare::Sink| w.write_all(&rendered);
+    let pdf = match compare::file(bundle, REPORT_PDF_FILE, REPORT_LIMIT, Some(write)) {
         Ok(pdf) => pdf,
         Err(e) => {
             v.fail(REPORT_PDF_FILE, e.to_string());

@@ -25,22 +25,29 @@ use printpdf::{
 };
 use sha2::{Digest, Sha256};
 
-/// Render report.pdf for `report`. `report_sha256` is the SHA-256 of report.json as written.
+/// Render report.pdf for `report`.
 pub fn render(report: &Report) -> Vec<u8> {
     let report_sha256 = super::report::to_json(report)
         .map(|json| hex::encode(Sha256::digest(&json)))
         .unwrap_or_default();
+    render_hashed(report, &report_sha256)
+}
+
+/// [`render`] for a caller that already holds `report_sha256`, the SHA-256 of
+/// `report::to_json(report)` (the run's end, and verify once report.json is those bytes), so the
+/// report is not encoded again.
+pub fn render_hashed(report: &Report, report_sha256: &str) -> Vec<u8> {
     let pages = sections::layout(report);
     let footer = Footer {
         left: format!("{} - report.json SHA-256", report.ceremony.id),
-        hash: grouped_hex(&report_sha256),
+        hash: grouped_hex(report_sha256),
         watermark: report.rehearsal,
     };
     let title = format!("Key ceremony report {}", report.ceremony.id);
     assemble(
         &title,
         &report.ended,
-        &report_sha256,
+        report_sha256,
         decorate(pages, &footer),
     )
 }

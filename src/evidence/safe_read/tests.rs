@@ -102,7 +102,10 @@ fn the_log_streams_line_by_line_under_the_same_limits() {
     while lines.next_line(&mut line).unwrap() {
         seen.push(line.clone());
     }
-    assert_eq!(seen, [b"one\n".to_vec(), b"two\n".to_vec(), b"thr".to_vec()]);
+    assert_eq!(
+        seen,
+        [b"one\n".to_vec(), b"two\n".to_vec(), b"thr".to_vec()]
+    );
     let dir = tempfile::tempdir().unwrap();
     let mut log = b"short\n".to_vec();
     log.extend(std::iter::repeat_n(b'x', LOG_LINE_LIMIT as usize + 1));

@@ -11,13 +11,16 @@ pub(super) struct Compared {
     pub same: bool,
 }
 
+/// Where the expected bytes are written: a buffer in front of the comparison.
+pub(super) type Sink<'a> = io::BufWriter<&'a mut Against<io::Take<std::fs::File>>>;
+
 /// Read `rel` (a regular file inside the bundle, at most `limit` bytes) in step with what `write`
 /// writes. Without `write`, the file is only hashed (and `same` is false).
 pub(super) fn file(
     bundle: &BundleDir,
     rel: &str,
     limit: u64,
-    write: Option<&dyn Fn(&mut dyn Write) -> io::Result<()>>,
+    write: Option<impl FnOnce(&mut Sink) -> io::Result<()>>,
 ) -> Result<Compared, ReadError> {
     let file = bundle.open_file(rel, limit)?;
     let mut against = Against {
@@ -63,7 +66,7 @@ pub(super) fn file(
 }
 
 /// A writer that reads as many bytes from the file as it is given and compares them.
-struct Against<R> {
+pub(super) struct Against<R> {
     file: R,
     sha: Sha256,
     same: bool,
@@ -111,7 +114,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bundle = BundleDir::open(dir.path()).unwrap();
         let expected = b"abcdef".repeat(50_000);
-        let write = |w: &mut dyn Write| {
+        let write = |w: &mut Sink| {
             for chunk in expected.chunks(7) {
                 w.write_all(chunk)?;
             }
@@ -128,15 +131,21 @@ mod tests {
             (&changed, false),
         ] {
             std::fs::write(dir.path().join("f"), bytes).unwrap();
-            let got = file(&bundle, "f", 1 << 20, Some(&write)).unwrap();
+            let got = file(&bundle, "f", 1 << 20, Some(write)).unwrap();
             assert_eq!(got.same, same);
             assert_eq!(got.sha256, hex::encode(Sha256::digest(bytes)));
-            let hashed = file(&bundle, "f", 1 << 20, None).unwrap();
+            let hashed = file(
+                &bundle,
+                "f",
+                1 << 20,
+                None::<fn(&mut Sink) -> io::Result<()>>,
+            )
+            .unwrap();
             assert!(!hashed.same);
             assert_eq!(hashed.sha256, got.sha256);
         }
         assert!(matches!(
-            file(&bundle, "f", 1000, Some(&write)),
+            file(&bundle, "f", 1000, Some(write)),
             Err(ReadError::TooLarge(1000))
         ));
     }
