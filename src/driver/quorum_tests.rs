@@ -162,7 +162,10 @@ fn pin_mock_root_key(source: &str) -> String {
     let mut hsm = crate::hsm::mock::MockHsm::new("pin");
     hsm.login(&secrecy::SecretString::from("pin")).unwrap();
     let info = hsm
-        .generate_key_pair("example-root-quorum-2026", crate::script::KeyAlgorithm::P256)
+        .generate_key_pair(
+            "example-root-quorum-2026",
+            crate::script::KeyAlgorithm::P256,
+        )
         .unwrap();
     let hash = crate::hsm::spki::key_hash(&info.spki_der);
     format!("{head}key_hash = \"{hash}\"{tail}")

@@ -311,9 +311,11 @@ impl RehearsalEnv {
             .into_iter()
             .find(|t| t.token_label == label);
         if let Some(t) = found {
-            // The run that just ended may have recorded its split in the folder: keep it.
+            // The run that just ended may have recorded its split (and its keys) in the folder:
+            // keep them.
             if let Ok(now) = RehearsalEnv::open(&self.dir) {
                 self.file.splits = now.file.splits;
+                self.file.keys = now.file.keys;
             }
             self.file.tokens.push(RehearsalToken {
                 label: label.into(),

@@ -132,12 +132,14 @@ fn find_existing(
     };
     let (label, id) = match matches.as_slice() {
         [one] => one.clone(),
-        [] => return Ok(Err(format!(
+        [] => {
+            return Ok(Err(format!(
             "key {name}: token \"{token}\" has no private key with {query}; {stop} — check that \
                  this is the token of ceremony {}, and the key's label, id or URI in the script \
                  (pkcs11-tool --list-objects shows them after login)",
             existing.ceremony.as_deref().unwrap_or("that generated it")
-        ))),
+        )))
+        }
         many => {
             return Ok(Err(format!(
                 "key {name}: {} private keys on token \"{token}\" match {query}: {}; {stop} — name \
