@@ -197,7 +197,9 @@ mod tests {
             confirm_by: vec![Role::Operator],
             required: 2,
             witnessed_by: vec![],
+            per_role: vec![],
             confirmed_by: vec![],
+            counted_as: vec![],
             witnessed: vec![],
         }
     }

@@ -259,6 +259,7 @@ impl Engine {
                 self.phase = Phase::Confirming(i);
                 let step = &mut self.steps[i];
                 step.confirmed_by.clear();
+                step.counted_as.clear();
                 step.witnessed.clear();
                 vec![Effect::Record(Event::StepResumed {
                     step: step.id.clone(),

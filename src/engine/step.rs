@@ -11,8 +11,12 @@ pub struct StepPlan {
     pub confirm_by: Vec<Role>,
     pub required: u32,
     pub witnessed_by: Vec<Role>,
+    /// Distinct confirmers needed per role (`min_per_role`), in role order.
+    pub per_role: Vec<(Role, u32)>,
     /// Persons whose confirmation counts (distinct, in order).
     pub confirmed_by: Vec<String>,
+    /// The role each of `confirmed_by` counted under, in the same order.
+    pub counted_as: Vec<Role>,
     /// (witness role, person) attestations.
     pub witnessed: Vec<(Role, String)>,
 }
@@ -26,7 +30,9 @@ impl StepPlan {
             confirm_by: step.confirm_by.clone(),
             required: step.required_confirmations(),
             witnessed_by: step.witnessed_by.clone(),
+            per_role: step.min_per_role.iter().map(|(r, n)| (*r, *n)).collect(),
             confirmed_by: Vec::new(),
+            counted_as: Vec::new(),
             witnessed: Vec::new(),
         }
     }
@@ -53,11 +59,16 @@ impl StepPlan {
             self.witnessed.push((role, person.name.clone()));
             return Ok((role, "witness"));
         }
-        let eligible = person
+        // A person holding two eligible roles counts under one whose minimum is still unmet.
+        let mut roles = person
             .roles
             .iter()
             .copied()
-            .find(|r| self.confirm_by.contains(r));
+            .filter(|r| self.confirm_by.contains(r));
+        let eligible = roles
+            .clone()
+            .find(|r| self.still_needed(*r) > 0)
+            .or_else(|| roles.next());
         match eligible {
             Some(_) if person.is_witness() => Err(format!(
                 "{} is a witness; a witness attests and never counts as a confirmer (dual control)",
@@ -65,6 +76,7 @@ impl StepPlan {
             )),
             Some(role) => {
                 self.confirmed_by.push(person.name.clone());
+                self.counted_as.push(role);
                 Ok((role, "dual-control"))
             }
             None => Err(format!(
@@ -79,6 +91,17 @@ impl StepPlan {
                 }
             )),
         }
+    }
+
+    /// How many more confirmers `role` needs to meet its `min_per_role`.
+    pub fn still_needed(&self, role: Role) -> u32 {
+        let need = self
+            .per_role
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map_or(0, |(_, n)| *n);
+        let have = self.counted_as.iter().filter(|r| **r == role).count() as u32;
+        need.saturating_sub(have)
     }
 
     pub fn is_authorised(&self) -> bool {
@@ -119,6 +142,17 @@ impl StepPlan {
                 "{} needs {need}{rule}; confirmed by {who}",
                 self.action
             ));
+        }
+        for &(role, need) in &self.per_role {
+            let short = self.still_needed(role);
+            if short > 0 {
+                let have = need - short;
+                let people = if need == 1 { "person" } else { "people" };
+                gaps.push(format!(
+                    "{} needs {need} {people} confirming as {role}; {have} so far",
+                    self.action
+                ));
+            }
         }
         for role in &self.witnessed_by {
             if !self.witnessed.iter().any(|(r, _)| r == role) {

@@ -181,6 +181,8 @@ pub enum Record {
         key_hash: String,
     },
     CertificateSigned(CertificateRecord),
+    /// A CRL signed in the HSM and verified with its issuer's certificate (`sign_crl`).
+    CrlSigned(crate::x509::crl::CrlRecord),
     ArtifactWritten(ArtifactRecord),
     /// The CA that issued the participants' card certificates, copied into the bundle (`file`).
     /// `rehearsal`: the throw-away "participants CA" a rehearsal makes.

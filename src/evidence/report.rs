@@ -40,6 +40,9 @@ pub struct Report {
     pub exceptions: Vec<ExceptionRecord>,
     pub keys: Vec<KeyRecord>,
     pub certificates: Vec<CertificateRecord>,
+    /// CRLs signed by `sign_crl` steps (absent when there are none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crls: Vec<crate::x509::crl::CrlRecord>,
     pub artifacts: Vec<ArtifactRecord>,
     /// Files kept outside the bundle (recordings, scanned sheets), hashed by `attach` steps.
     pub attachments: Vec<AttachmentRecord>,
@@ -318,6 +321,7 @@ impl ReportBuilder {
             exceptions: Vec::new(),
             keys: Vec::new(),
             certificates: Vec::new(),
+            crls: Vec::new(),
             artifacts: Vec::new(),
             attachments: Vec::new(),
             quorum: None,
@@ -496,6 +500,7 @@ fn apply(
                 generated: time,
             }),
             Record::CertificateSigned(cert) => report.certificates.push(cert),
+            Record::CrlSigned(crl) => report.crls.push(crl),
             Record::ArtifactWritten(artifact) => report.artifacts.push(artifact),
             Record::PersonalCard(card) => report.personal_cards.push(card),
             Record::ConfirmationSigned(c) => {

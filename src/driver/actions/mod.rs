@@ -17,6 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use crate::hsm::HsmOpener as Opener;
 
+pub(super) mod crl;
+
 /// CKA manufacturerID of SoftHSM2 tokens, also when reached through the p11-kit proxy.
 pub(super) const SOFTHSM_MANUFACTURER: &str = "SoftHSM project";
 
@@ -37,6 +39,10 @@ pub(super) fn on_step_started(
     operator: &mut dyn Operator,
 ) -> Result<()> {
     let step = &script.steps[index];
+    if step.action == Action::SignCrl {
+        crl::on_step_started(state, script, step, operator);
+        return Ok(());
+    }
     if step.action != Action::ConfirmFingerprint {
         return Ok(());
     }
@@ -127,6 +133,7 @@ pub(super) fn perform(
         Action::Reshare => super::quorum_reshare::reshare(state, ctx, operator, pins, opener),
         Action::RetireShares => super::quorum_retire::retire(state, ctx, operator, pins, opener),
         Action::SignTestMessage => super::quorum::sign_test_message(state, ctx),
+        Action::SignCrl => crl::perform(state, ctx, operator),
     }
 }
 
