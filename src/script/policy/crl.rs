@@ -218,18 +218,18 @@ impl Checker<'_> {
                 )
             } else if !st.confirm_by.contains(&role) {
                 (
-                    format!("min_per_role of {name} asks for {role}s, but confirm_by does not list \"{role}\""),
+                    format!("min_per_role of {name} asks for confirmations as {role}, but confirm_by does not list \"{role}\""),
                     format!("add \"{role}\" to confirm_by, or remove it from min_per_role"),
                 )
             } else if need == 0 {
                 (
-                    format!("min_per_role of {name} asks for 0 {role}s"),
+                    format!("min_per_role of {name} asks for 0 confirmations as {role}"),
                     "remove the entry, or ask for 1 or more".to_owned(),
                 )
             } else if held < need as usize {
                 (
                     format!(
-                        "{name} needs {need} {role}s, but only {held} participant(s) hold the role"
+                        "{name} needs {need} confirmations as {role}, but only {held} participant(s) hold the role"
                     ),
                     format!(
                         "add participants with role = \"{role}\", or lower min_per_role.{role}"
