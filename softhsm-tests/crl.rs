@@ -143,6 +143,16 @@ fn crl_issuance_after_the_root_ceremony_and_a_second_crl_from_the_first() {
         "{shown}"
     );
     assert_eq!(report(&crl2)["crls"][0]["previous_number"], 1);
+    // report.json with its crls against docs/report.schema.json (run-all.sh names the Python).
+    if let Ok(python) = std::env::var("KEYRITE_JSONSCHEMA_PYTHON") {
+        let schema = root().join("docs/report.schema.json");
+        let checked = sh(&format!(
+            "{python} -c 'import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))' {} {}",
+            crl2.join("report.json").display(),
+            schema.display()
+        ));
+        assert!(checked.status.success(), "{}", text(&checked));
+    }
 
     // 3. Refusals before anything is written: a number that does not increase ...
     let script = script_in(&env, "same-number", &root_cert, |s| second_crl(s, 1));
