@@ -209,7 +209,7 @@ fn a_never_expiring_root_with_policies_passes_openssl_strict_and_pkilint() {
         )
         .replace(
             "validity_days = 9131",
-            "not_before = \"2026-12-01T00:00:00Z\"\nnot_after = \"9999-12-31T23:59:59Z\"\nextensions = { policies = [\"2.5.29.32.0\"], cps_uri = \"https://pki.example.com/cps\" }",
+            "store_on_token = true\nnot_before = \"2026-12-01T00:00:00Z\"\nnot_after = \"9999-12-31T23:59:59Z\"\nextensions = { policies = [\"2.5.29.32.0\"], cps_uri = \"https://pki.example.com/cps\" }",
         );
     assert_ne!(script, shipped);
     let file = env.dir.path().join("never-expires.toml");
@@ -261,4 +261,49 @@ fn a_never_expiring_root_with_policies_passes_openssl_strict_and_pkilint() {
     }
     let r = report(&bundle);
     assert_eq!(r["certificates"][0]["not_after"], "9999-12-31T23:59:59Z");
+
+    // Item 5: the certificate is on the token under the key's CKA_ID, and the report's URI names
+    // that key (token, serial, id, object), as pkcs11-tool lists it.
+    let key = &r["keys"][0];
+    let id = key["id"].as_str().unwrap();
+    assert_eq!(r["certificates_on_token"][0]["id"], id);
+    let uri = r["key_uris"][0]["uri"].as_str().unwrap();
+    let pct: String = hex::decode(id)
+        .unwrap()
+        .iter()
+        .map(|b| format!("%{b:02X}"))
+        .collect();
+    let serial = r["hsm"]["serial"].as_str().unwrap();
+    assert_eq!(
+        uri,
+        format!("pkcs11:token=example-root-hsm;serial={serial};id={pct};object=example-root-p256-2026;type=private")
+    );
+    assert_eq!(r["key_uris"][0]["key_hash"], key["key_hash"]);
+    let listed = env.p11(
+        "example-root-hsm",
+        &env.pin("example-root-hsm"),
+        &["--list-objects", "--type", "cert"],
+    );
+    let listed = text(&listed);
+    assert!(listed.contains("Certificate Object"), "{listed}");
+    assert!(listed.contains(&format!("ID:         {id}")), "{listed}");
+    let stored = env.p11(
+        "example-root-hsm",
+        &env.pin("example-root-hsm"),
+        &["--read-object", "--type", "cert", "--id", id],
+    );
+    let on_token = sh(&format!("openssl x509 -in {c} -outform DER | sha256sum"));
+    let ours = String::from_utf8_lossy(&on_token.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let theirs = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&stored.stdout))
+    };
+    assert_eq!(
+        ours, theirs,
+        "the token holds exactly the certificate in the bundle"
+    );
 }

@@ -110,6 +110,8 @@ pub(crate) struct State {
     pub adopt: Option<String>,
     /// CRLs whose `crl_signed` entry is in the log (`keyrite resume` does not sign them again).
     pub crls_signed: std::collections::BTreeSet<String>,
+    /// Keys whose `key_uri` entry this run has written.
+    pub key_uris_logged: std::collections::BTreeSet<String>,
 }
 
 pub fn now_utc() -> String {
@@ -139,6 +141,7 @@ impl State {
             reactivate: false,
             adopt: None,
             crls_signed: Default::default(),
+            key_uris_logged: Default::default(),
         }
     }
 

@@ -248,6 +248,7 @@ pub(super) fn perform(
         Ok(info) => info,
         Err(why) => return Ok(Err(why)),
     };
+    super::token_objects::log_key_uri(state, &ctx.step.id, &info)?;
     let hash = crl.signature_hash.unwrap_or(info.algorithm.default_hash());
     let key = HsmKey::new(&crl.key, info.algorithm, hash, info.spki_der.clone());
     let file = crl.file();

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 pub use crate::hsm::HsmOpener as Opener;
 
 pub(super) mod crl;
+pub(super) mod token_objects;
 
 /// CKA manufacturerID of SoftHSM2 tokens, also when reached through the p11-kit proxy.
 pub(super) const SOFTHSM_MANUFACTURER: &str = "SoftHSM project";
@@ -408,6 +409,7 @@ pub(super) fn key_generated(
             public_key_file: file,
         },
     )?;
+    token_objects::log_key_uri(state, &ctx.step.id, &info)?;
     let proven = info.attributes.prove_in_hsm_generation();
     state.keys.insert(label.into(), info);
     if !proven {
@@ -508,7 +510,7 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
             extensions: cert.extensions,
         }),
     )?;
-    Ok(Ok(()))
+    token_objects::store_certificate(state, ctx, profile, &cert.der)
 }
 
 /// Log out and close the session, if one is open. Called by the deactivate step and at the end of

@@ -103,6 +103,8 @@ pub fn sample_report(steps: usize) -> Report {
         }],
         certificates: vec![],
         crls: vec![],
+        key_uris: vec![],
+        certificates_on_token: vec![],
         artifacts: vec![],
         attachments: vec![],
         personal_cards: people[1..]
