@@ -11,6 +11,7 @@ use super::bundle::{
 
 mod artifacts;
 mod crls;
+mod issued;
 mod progress;
 mod script;
 mod signatures;

@@ -18,6 +18,7 @@ mod artifacts;
 mod attach;
 mod cards;
 mod crl;
+mod existing;
 mod participants;
 mod quorum;
 mod steps;
@@ -48,6 +49,7 @@ fn check_as(loaded: &LoadedScript, rehearsal: bool) -> Vec<Diagnostic> {
     c.steps();
     c.keys_and_certificates();
     c.step_references();
+    c.existing_keys();
     c.hsm_order();
     c.hsm_config();
     c.subjects();

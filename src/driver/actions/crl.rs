@@ -6,7 +6,7 @@
 //! artifacts/ right after the first log entry, so the step, `keyrite resume` and `keyrite verify`
 //! all work from the bundle's copies.
 
-use super::{failed, intent, known_key, write_artifact, Context, Performed};
+use super::{failed, intent, keys, write_artifact, Context, Performed};
 use crate::driver::operator::{Notice, Operator};
 use crate::driver::State;
 use crate::error::{Error, Result};
@@ -244,7 +244,9 @@ pub(super) fn perform(
         Ok(p) => p,
         Err(why) => return Ok(Err(why)),
     };
-    let info = match known_key(state, &crl.key) {
+    // An `existing` key is found by its label, CKA_ID or URI and checked against its pinned hash
+    // (keys.rs); the issuer certificate's key must then be that key (x509::crl::lint).
+    let info = match keys::known_key(state, ctx.script, &ctx.step.id, &crl.key, operator)? {
         Ok(info) => info,
         Err(why) => return Ok(Err(why)),
     };

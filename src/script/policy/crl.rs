@@ -57,6 +57,30 @@ impl Checker<'_> {
                     }
                 }
             }
+            let pinned_or_generated = self.s.key(&crl.key).is_some_and(|k| {
+                k.existing.is_some()
+                    || self.s.steps.iter().any(|st| {
+                        st.action == Action::GenerateKey
+                            && st.key.as_deref() == Some(k.label.as_str())
+                    })
+            });
+            if !crl.key.trim().is_empty() && !pinned_or_generated {
+                let what = format!(
+                    "CRL \"{}\" is signed with key \"{}\", which this script neither generates nor pins by its hash: keyrite would use whatever key the token holds under that label (the issuer certificate must still match it)",
+                    crl.name, crl.key
+                );
+                let fix = format!(
+                    "add a [[keys]] entry with label = \"{}\" and existing = {{ key_hash = \"…\" }}, copied from the report of the ceremony that generated it",
+                    crl.key
+                );
+                self.push(
+                    crate::script::diagnostic::Severity::Warning,
+                    &at.clone().key("key"),
+                    Target::Value,
+                    what,
+                    fix,
+                );
+            }
             if crl.key.trim().is_empty() {
                 let what = format!("CRL \"{}\" names no signing key", crl.name);
                 let fix = "set key = \"…\" to the CA key's label on the token";
