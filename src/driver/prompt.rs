@@ -197,9 +197,8 @@ mod tests {
             confirm_by: vec![Role::Operator],
             required: 2,
             witnessed_by: vec![],
-            per_role: vec![],
+            per_role: Default::default(),
             confirmed_by: vec![],
-            counted_as: vec![],
             witnessed: vec![],
         }
     }

@@ -3,6 +3,15 @@
 use super::Person;
 use crate::script::{Action, Role, Step};
 
+/// A step's per-role minimums and what has been counted towards them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PerRole {
+    /// Distinct confirmers needed per role (`min_per_role`), in role order.
+    pub need: Vec<(Role, u32)>,
+    /// The role each of `confirmed_by` counted under, in the same order.
+    pub counted: Vec<Role>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepPlan {
     pub id: String,
@@ -11,12 +20,10 @@ pub struct StepPlan {
     pub confirm_by: Vec<Role>,
     pub required: u32,
     pub witnessed_by: Vec<Role>,
-    /// Distinct confirmers needed per role (`min_per_role`), in role order.
-    pub per_role: Vec<(Role, u32)>,
+    /// `min_per_role` and the role each confirmer counted under (boxed: plans travel in TUI messages).
+    pub per_role: Box<PerRole>,
     /// Persons whose confirmation counts (distinct, in order).
     pub confirmed_by: Vec<String>,
-    /// The role each of `confirmed_by` counted under, in the same order.
-    pub counted_as: Vec<Role>,
     /// (witness role, person) attestations.
     pub witnessed: Vec<(Role, String)>,
 }
@@ -30,9 +37,11 @@ impl StepPlan {
             confirm_by: step.confirm_by.clone(),
             required: step.required_confirmations(),
             witnessed_by: step.witnessed_by.clone(),
-            per_role: step.min_per_role.iter().map(|(r, n)| (*r, *n)).collect(),
+            per_role: Box::new(PerRole {
+                need: step.min_per_role.iter().map(|(r, n)| (*r, *n)).collect(),
+                counted: Vec::new(),
+            }),
             confirmed_by: Vec::new(),
-            counted_as: Vec::new(),
             witnessed: Vec::new(),
         }
     }
@@ -76,7 +85,7 @@ impl StepPlan {
             )),
             Some(role) => {
                 self.confirmed_by.push(person.name.clone());
-                self.counted_as.push(role);
+                self.per_role.counted.push(role);
                 Ok((role, "dual-control"))
             }
             None => Err(format!(
@@ -97,10 +106,11 @@ impl StepPlan {
     pub fn still_needed(&self, role: Role) -> u32 {
         let need = self
             .per_role
+            .need
             .iter()
             .find(|(r, _)| *r == role)
             .map_or(0, |(_, n)| *n);
-        let have = self.counted_as.iter().filter(|r| **r == role).count() as u32;
+        let have = self.per_role.counted.iter().filter(|r| **r == role).count() as u32;
         need.saturating_sub(have)
     }
 
@@ -143,7 +153,7 @@ impl StepPlan {
                 self.action
             ));
         }
-        for &(role, need) in &self.per_role {
+        for &(role, need) in &self.per_role.need {
             let short = self.still_needed(role);
             if short > 0 {
                 let have = need - short;

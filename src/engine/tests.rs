@@ -397,6 +397,6 @@ fn a_resumed_step_forgets_the_roles_counted() {
     }
     engine.handle(Input::Resume);
     let plan = engine.current().unwrap();
-    assert!(plan.counted_as.is_empty() && plan.confirmed_by.is_empty());
+    assert!(plan.per_role.counted.is_empty() && plan.confirmed_by.is_empty());
     assert_eq!(plan.still_needed(Role::Operator), 2);
 }
