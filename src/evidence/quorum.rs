@@ -104,6 +104,47 @@ pub struct QuorumSummary {
     pub holders: Vec<String>,
 }
 
+/// `share_sealed`: a share sealed to a card's key-agreement key (medium "sealed"), written as an
+/// envelope file, read back and opened with the card. Follows the card's `hsm_intent`; the
+/// `quorum_split` that lists the card comes after every card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedRecord {
+    #[serde(flatten)]
+    pub card: CardRef,
+    pub index: u16,
+    pub split_ceremony_id: String,
+    pub commitments_sha256: String,
+    /// Where the envelope was written, and the SHA-256 of its bytes.
+    pub envelope_file: String,
+    pub envelope_sha256: String,
+    /// "P-256 ECDH (CKM_ECDH1_DERIVE, CKD_NULL), HKDF-SHA256, AES-256-GCM".
+    pub suite: String,
+    pub card_key_label: String,
+    /// CKA_ID of the card key, hex.
+    pub card_key_id: String,
+    /// SHA-256 of the card key's DER SubjectPublicKeyInfo (also in the envelope's header).
+    pub card_key_sha256: String,
+    /// True when keyrite generated the key on the card at this step.
+    pub card_key_generated: bool,
+    pub card_key_attributes: crate::hsm::KeyAttributes,
+}
+
+/// `sealed_share_retired`: how a sealed share was made unopenable at retirement (the card's
+/// `share_destroyed` entry follows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedRetireRecord {
+    #[serde(flatten)]
+    pub card: CardRef,
+    pub index: u16,
+    pub envelope_file: String,
+    pub card_key_label: String,
+    /// The per-split card key was destroyed and read back as gone.
+    pub card_key_destroyed: bool,
+    /// The envelope file was overwritten and deleted.
+    pub envelope_deleted: bool,
+    pub method: String,
+}
+
 /// `shares_retired`: the old share set after a reshare; its commitments are retired.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetireRecord {

@@ -547,6 +547,8 @@ fn apply(
             | Record::Reopened(_)
             | Record::FoundAfterInterruption { .. }
             | Record::QuorumPins(_)
+            | Record::ShareSealed(_)
+            | Record::SealedShareRetired(_)
             | Record::TestMessageSigned { .. } => {}
         },
     }

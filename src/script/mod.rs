@@ -10,7 +10,7 @@ pub mod signers;
 pub use diagnostic::{has_errors, Diagnostic, KeyPath, Severity, Target};
 pub use model::*;
 pub use parse::{load, parse, LoadedScript, SUPPORTED_FORMATS};
-pub use quorum::{QuorumCard, QuorumConfig, QuorumSet};
+pub use quorum::{QuorumCard, QuorumConfig, QuorumSet, ShareMedium};
 
 use std::path::Path;
 
