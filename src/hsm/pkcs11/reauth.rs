@@ -4,7 +4,8 @@
 //!
 //! cryptoki's single-part `sign` calls C_SignInit and C_Sign back to back, so with such a key
 //! keyrite signs in parts: C_SignInit, the context login, C_SignUpdate, C_SignFinal. PKCS#11 lets a
-//! token refuse parts for raw mechanisms: SoftHSM2 does for CKM_ECDSA, OpenSC (PIV) buffers them.
+//! token refuse parts for raw mechanisms: SoftHSM2 does for CKM_ECDSA (RSA with a hash works), OpenSC
+//! (PIV) buffers them.
 //! A refusal is reported as such, naming the key and the mechanism.
 
 use super::{Ck, Pkcs11Hsm};
@@ -62,8 +63,14 @@ impl Pkcs11Hsm {
             .sign_update(data)
             .and_then(|()| self.session.sign_final());
         match parts {
-            Err(CkError::Pkcs11(RvError::FunctionNotSupported, f))
-            | Err(CkError::Pkcs11(RvError::MechanismInvalid, f)) => Err(HsmError::new(
+            // SoftHSM2 answers CKM_ECDSA parts with CKR_OPERATION_NOT_INITIALIZED (it ends the
+            // operation); others say CKR_FUNCTION_NOT_SUPPORTED.
+            Err(CkError::Pkcs11(
+                RvError::FunctionNotSupported
+                | RvError::MechanismInvalid
+                | RvError::OperationNotInitialized,
+                f,
+            )) => Err(HsmError::new(
                 format!("C_{f:?}"),
                 format!(
                     "\"{label}\" needs the PIN again for each signature (CKA_ALWAYS_AUTHENTICATE); \
