@@ -461,3 +461,84 @@ fn a_key_that_always_authenticates_signs_after_a_context_login() {
         "{err}"
     );
 }
+
+/// The card's side of sealed shares on Kryoptic (a second PKCS#11 implementation, OpenSSL inside):
+/// keyrite generates the key-agreement key, reads back its attributes, and the ECDH the card computes
+/// opens an envelope sealed on the host with RustCrypto; another key on the card cannot; destroyed,
+/// the key is gone. Skipped when the Kryoptic module is not built (softhsm-tests/setup.sh builds it
+/// once the Kryoptic backend is in CI).
+#[test]
+fn a_kryoptic_card_opens_what_is_sealed_to_it() {
+    use keyrite::hsm::pkcs11::{init_token, Pkcs11Hsm};
+    use keyrite::hsm::Hsm;
+    use keyrite::quorum::{envelope, split, Recipient, Secret};
+    use keyrite::script::TokenSelector;
+    use secrecy::SecretString;
+    let module = std::env::var_os("KEYRITE_KRYOPTIC_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+                .unwrap_or_default();
+            cache.join("keyrite/kryoptic/libkryoptic_pkcs11-1.5.4.so")
+        });
+    if !module.is_file() {
+        eprintln!("skipping: Kryoptic is not built ({})", module.display());
+        return;
+    }
+    let module = module.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("kryoptic.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[slots]]\nslot = 1\ndbtype = \"sqlite\"\ndbargs = \"{}/card.sql\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    // Before this process loads Kryoptic (no other test here loads it).
+    std::env::set_var("KRYOPTIC_CONF", &conf);
+    let (label, pin) = (
+        "kryoptic-custodian-card",
+        SecretString::from("Kq-owl-Lime-4711"),
+    );
+    let serial = init_token(module, label, &SecretString::from("Kq-owl-Lime-so"), &pin).unwrap();
+    let mut card = Pkcs11Hsm::open(
+        module,
+        &TokenSelector {
+            label: Some(label.into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    card.login(&pin).unwrap();
+    let key = card.generate_agreement_key(KEY_LABEL).unwrap();
+    assert_eq!(key.derive, Some(true));
+    assert_eq!(key.attributes.extractable, Some(false));
+    assert_eq!(key.attributes.sensitive, Some(true));
+    assert_eq!(card.agreement_key(KEY_LABEL).unwrap(), Some(key.clone()));
+    let other = card.generate_agreement_key("another-key").unwrap();
+    let secret = Secret::generate(&[5u8; 32]).unwrap();
+    let (shares, c) = split(&secret, "EXAMPLE-ROOT-QUORUM-2026", 2, 3, b"k").unwrap();
+    let to = Recipient {
+        token_label: label.into(),
+        serial,
+        public_point: key.public_point.clone(),
+    };
+    let bytes = envelope::seal(&shares[0], &c, &to).unwrap();
+    let env = Envelope::decode(&bytes).unwrap();
+    let z = card.ecdh(KEY_LABEL, &env.ephemeral).unwrap();
+    let opened = env.open(&z).unwrap();
+    assert_eq!(opened.value_bytes(), shares[0].value_bytes());
+    c.verify(&opened).unwrap();
+    let wrong = card.ecdh(&other.label, &env.ephemeral).unwrap();
+    assert!(
+        env.open(&wrong).is_err(),
+        "another key on the card opens it"
+    );
+    assert_eq!(card.destroy_agreement_key(KEY_LABEL).unwrap(), 2);
+    assert_eq!(card.agreement_key(KEY_LABEL).unwrap(), None);
+    assert!(card.ecdh(KEY_LABEL, &env.ephemeral).is_err());
+}
