@@ -142,6 +142,17 @@ fn sealed_shares_split_activate_reshare_retire() {
         let sha = sha256sum(file);
         assert_eq!(s["event"]["envelope_sha256"], sha.as_str());
     }
+    let rows = report(&root_bundle)["quorum"]["cards"].clone();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 4, "one row per card: {rows:?}");
+    for (row, s) in rows.iter().zip(&sealed) {
+        let want = format!(
+            "sealed: envelope sha256 {}, card key {}",
+            s["event"]["envelope_sha256"].as_str().unwrap(),
+            s["event"]["card_key_sha256"].as_str().unwrap()
+        );
+        assert_eq!(row["result"], want.as_str());
+    }
     for card in OLD_CARDS {
         assert!(envelope(&env, ROOT_ID, card).exists(), "{card}");
         // No data object holds the share; the card holds a derive-only key that never leaves it.

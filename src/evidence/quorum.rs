@@ -171,15 +171,45 @@ pub fn apply_split(quorum: &mut Option<QuorumReport>, split: &SplitRecord) {
     q.total = u32::from(split.total);
     q.split_ceremony_id = split.split_ceremony_id.clone();
     q.commitments_sha256 = split.commitments_sha256.clone();
-    q.cards
-        .extend(split.cards.iter().enumerate().map(|(i, c)| QuorumCard {
+    let rows: Vec<QuorumCard> = split
+        .cards
+        .iter()
+        .enumerate()
+        .map(|(i, c)| QuorumCard {
             index: i as u32 + 1,
             holder: c.holder.clone(),
             token_label: c.token_label.clone(),
             serial: c.serial.clone(),
             bag: c.bag.clone(),
             result: "written".into(),
-        }));
+        })
+        // A sealed card already has its row, from its `share_sealed` entry.
+        .filter(|row| {
+            !q.cards.iter().any(|s| {
+                s.result.starts_with(SEALED)
+                    && (s.index, &s.token_label, &s.serial)
+                        == (row.index, &row.token_label, &row.serial)
+            })
+        })
+        .collect();
+    q.cards.extend(rows);
+}
+
+const SEALED: &str = "sealed";
+
+/// A share sealed to a card's key: its row says so, with the envelope's and the card key's hashes.
+pub fn apply_sealed(quorum: &mut Option<QuorumReport>, r: &SealedRecord) {
+    section(quorum).cards.push(QuorumCard {
+        index: u32::from(r.index),
+        holder: r.card.holder.clone(),
+        token_label: r.card.token_label.clone(),
+        serial: r.card.serial.clone(),
+        bag: r.card.bag.clone(),
+        result: format!(
+            "{SEALED}: envelope sha256 {}, card key {}",
+            r.envelope_sha256, r.card_key_sha256
+        ),
+    });
 }
 
 /// Activation or health check: the split the cards belong to, unless a split came first.

@@ -539,6 +539,7 @@ fn apply(
                 quorum::apply_summary(&mut report.quorum, &s)
             }
             Record::SharesRetired(r) => quorum::apply_retired(&mut report.quorum, &r),
+            Record::ShareSealed(r) => quorum::apply_sealed(&mut report.quorum, &r),
             Record::HsmIntent { .. }
             | Record::HsmDeactivated { .. }
             | Record::HsmFailed { .. }
@@ -547,7 +548,6 @@ fn apply(
             | Record::Reopened(_)
             | Record::FoundAfterInterruption { .. }
             | Record::QuorumPins(_)
-            | Record::ShareSealed(_)
             | Record::SealedShareRetired(_)
             | Record::TestMessageSigned { .. } => {}
         },
