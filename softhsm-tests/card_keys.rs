@@ -255,7 +255,21 @@ fn sealed_shares_split_activate_reshare_retire() {
     );
     std::fs::write(&env_a, &original_a).unwrap();
 
-    // 6. Health check: all four healthy.
+    // 6. Health check: a card whose envelope is not in the folder is named as unhealthy; with it
+    //    back, all four are healthy.
+    let env_d = envelope(&env, ROOT_ID, OLD_CARDS[3]);
+    let away = env.dir.path().join("away.krse");
+    std::fs::rename(&env_d, &away).unwrap();
+    let (out, bundle) = env.rehearse(&health, "health-no-envelope", None);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("card \"example-custodian-card-d\"")
+            && t.contains("its share envelope for ceremony"),
+        "{t}"
+    );
+    verify(&bundle);
+    std::fs::rename(&away, &env_d).unwrap();
     let (out, bundle) = env.rehearse(&health, "health", None);
     assert!(out.status.success(), "{}", text(&out));
     let r = report(&bundle);
