@@ -8,6 +8,7 @@
 use super::{Ck, Pkcs11Hsm};
 use crate::hsm::{spki, AgreementKey, Hsm, HsmError, KeyAttributes};
 use crate::script::KeyAlgorithm;
+use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
@@ -213,7 +214,6 @@ impl Pkcs11Hsm {
             }
         };
         let len = Ulong::try_from(32usize).ck("C_DeriveKey", || doing.clone())?;
-        let params = Ecdh1DeriveParams::new(EcKdf::null(), peer_point);
         let template = [
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::KeyType(KeyType::GENERIC_SECRET),
@@ -222,18 +222,35 @@ impl Pkcs11Hsm {
             Attribute::Extractable(true),
             Attribute::ValueLen(len),
         ];
-        let derived = self
-            .session
-            .derive_key(&Mechanism::Ecdh1Derive(params), key, &template)
-            .map_err(|e| {
-                let mut err = super::hsm_error(e, "C_DeriveKey", doing.clone());
-                err.fix = format!(
-                    "{} (keyrite reads the ECDH output as a session-only, extractable generic \
+        let derive = |public: &[u8]| {
+            let params = Ecdh1DeriveParams::new(EcKdf::null(), public);
+            self.session
+                .derive_key(&Mechanism::Ecdh1Derive(params), key, &template)
+        };
+        // PKCS#11 says the raw point; some modules want it as a DER OCTET STRING (pkcs11-tool's
+        // --derive-pass-der): try that when the raw form is refused as a bad argument.
+        let derived = match derive(peer_point) {
+            Err(CkError::Pkcs11(
+                RvError::ArgumentsBad
+                | RvError::MechanismParamInvalid
+                | RvError::DomainParamsInvalid,
+                _,
+            )) if peer_point.len() == 65 => {
+                let mut der = vec![0x04, 0x41];
+                der.extend_from_slice(peer_point);
+                derive(&der)
+            }
+            other => other,
+        };
+        let derived = derived.map_err(|e| {
+            let mut err = super::hsm_error(e, "C_DeriveKey", doing.clone());
+            err.fix = format!(
+                "{} (keyrite reads the ECDH output as a session-only, extractable generic \
                      secret; a card that refuses that cannot open sealed shares)",
-                    err.fix
-                );
-                err
-            })?;
+                err.fix
+            );
+            err
+        })?;
         let read = self
             .session
             .get_attributes(derived, &[AttributeType::Value])
