@@ -11,6 +11,7 @@ use super::bundle::{
 
 mod artifacts;
 mod compare;
+mod crls;
 mod issued;
 mod pass;
 mod progress;
