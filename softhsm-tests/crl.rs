@@ -89,6 +89,18 @@ fn crl_issuance_after_the_root_ceremony_and_a_second_crl_from_the_first() {
         assert_eq!(String::from_utf8_lossy(&found.stdout).trim(), "");
     }
     let r = report(&crl1);
+    // The root key was found as an existing key pinned by hash, and the report says where it lives.
+    assert_eq!(r["existing_keys"].as_array().map(Vec::len), Some(1), "{r}");
+    let uris = r["key_uris"].as_array().unwrap();
+    assert_eq!(uris.len(), 1, "one URI per key, logged once");
+    assert!(uris[0]["uri"]
+        .as_str()
+        .unwrap()
+        .starts_with("pkcs11:token=example-quorum-hsm;serial="));
+    assert!(uris[0]["uri"]
+        .as_str()
+        .unwrap()
+        .ends_with(";object=example-root-quorum-2026;type=private"));
     let recorded = &r["crls"][0];
     assert_eq!(recorded["number"], 1);
     assert_eq!(recorded["revoked"].as_array().unwrap().len(), 2);
