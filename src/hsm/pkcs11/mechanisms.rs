@@ -90,6 +90,7 @@ impl Pkcs11Hsm {
     /// Force the fallbacks (tests): see [`SignQuirks`].
     pub fn force_sign_quirks(&mut self, quirks: SignQuirks) {
         self.quirks = quirks;
+        self.offered = None;
     }
 
     /// The ceremony mechanisms on this token, read once per session.
