@@ -139,11 +139,27 @@ fn quorum_sequence(kind: Kind) {
     let old_pin = b.p11(&["--token-label", hsm, "--login", "--pin", PIN, "-O"]);
     assert!(!old_pin.status.success(), "{}", text(&old_pin));
 
+    let key_hash = report(&out)["keys"][0]["key_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // What an auditor copies from the split's report: its commitments and, for scripts that use the
+    // root key, the key's hash.
     let pin = |s: &mut toml::Table| {
         s["quorum"]
             .as_table_mut()
             .unwrap()
             .insert("commitments_sha256".into(), commitments.clone().into());
+        for key in s
+            .get_mut("keys")
+            .and_then(|k| k.as_array_mut())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(existing) = key.get_mut("existing").and_then(|e| e.as_table_mut()) {
+                existing.insert("key_hash".into(), key_hash.clone().into());
+            }
+        }
     };
     let activation = script("key-activation.toml", &b, hsm, |s| {
         keep_cards(s, 2);

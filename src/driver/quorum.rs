@@ -493,29 +493,41 @@ fn throwaway_pin() -> Result<SecretString, String> {
 }
 
 /// Sign a fixed test message with the step's key and verify the signature with its public key.
-pub(super) fn sign_test_message(state: &mut State, ctx: &Context<'_>) -> Performed {
+pub(super) fn sign_test_message(
+    state: &mut State,
+    ctx: &Context<'_>,
+    operator: &mut dyn super::operator::Operator,
+) -> Performed {
     let Some(label) = ctx.step.key.as_deref() else {
         return Ok(Err("the step names no key".into()));
     };
-    let Some(hsm) = state.hsm.as_mut() else {
+    if state.hsm.is_none() {
         return Ok(Err("the HSM is not activated".into()));
-    };
-    let info = match hsm.key_pair(label) {
-        Ok(i) => i,
-        Err(e) => return failed(state, ctx, "sign_test_message", e),
-    };
+    }
+    // An existing key is found and checked against its pinned hash (actions/keys.rs).
+    let info =
+        match super::actions::keys::known_key(state, ctx.script, &ctx.step.id, label, operator)? {
+            Ok(i) => i,
+            Err(why) => return Ok(Err(why)),
+        };
     let algorithm: KeyAlgorithm = info.algorithm;
     let key = HsmKey::new(
-        label,
+        &info.label,
         algorithm,
         algorithm.default_hash(),
         info.spki_der.clone(),
     );
+    let key_hash = crate::hsm::spki::key_hash(&info.spki_der);
     let message = format!(
         "keyrite test message: ceremony {}, step {}",
         ctx.script.ceremony.id, ctx.step.id
     );
-    intent(state, ctx, "sign_test_message", format!("with key {label}"))?;
+    intent(
+        state,
+        ctx,
+        "sign_test_message",
+        format!("with key {label} ({key_hash})"),
+    )?;
     let Some(hsm) = state.hsm.as_mut() else {
         return Ok(Err("the HSM is not activated".into()));
     };
@@ -535,6 +547,7 @@ pub(super) fn sign_test_message(state: &mut State, ctx: &Context<'_>) -> Perform
             signature_algorithm: x509::signer::algorithm_name(&oid),
             signature: hex::encode(&signature),
             verified: verified.is_ok(),
+            key_hash,
         },
     )?;
     Ok(verified.map_err(|e| format!("the test signature does not verify with key {label}: {e}")))

@@ -235,7 +235,12 @@ pub enum Record {
         signature_algorithm: String,
         signature: String,
         verified: bool,
+        /// The signing key's hash (absent from logs written before it was recorded).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        key_hash: String,
     },
+    /// A key from an earlier ceremony found after activation, with the hash it was pinned to.
+    ExistingKeyFound(super::signing::ExistingKeyRecord),
     /// Always the last entry; binds report.json to the log.
     ReportWritten {
         report_sha256: String,

@@ -7,7 +7,7 @@ pub mod pkcs11;
 pub mod spki;
 pub mod timed;
 
-use crate::script::{KeyAlgorithm, TokenSelector};
+use crate::script::{KeyAlgorithm, KeyQuery, TokenSelector};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -125,6 +125,15 @@ pub trait Hsm {
     ) -> Result<KeyPairInfo, HsmError>;
     /// Look up an existing key pair by label (public key and evidence attributes).
     fn key_pair(&mut self, label: &str) -> Result<KeyPairInfo, HsmError>;
+    /// Every private key matching `query` (CKA_LABEL and/or CKA_ID, AND-ed), as (CKA_LABEL, CKA_ID
+    /// hex), so a caller can refuse an ambiguous lookup before anything is signed. Needs a login.
+    fn find_private_keys(&mut self, query: &KeyQuery) -> Result<Vec<(String, String)>, HsmError> {
+        Err(HsmError::new(
+            "C_FindObjects",
+            format!("this token driver cannot look up keys by {query}"),
+            "use a PKCS#11 token",
+        ))
+    }
     /// Sign with the private key labelled `label`.
     fn sign(
         &mut self,

@@ -248,6 +248,13 @@ impl Hsm for Pkcs11Hsm {
         self.describe(label, private, public)
     }
 
+    fn find_private_keys(
+        &mut self,
+        query: &crate::script::KeyQuery,
+    ) -> Result<Vec<(String, String)>, HsmError> {
+        self.private_keys(query)
+    }
+
     fn sign(
         &mut self,
         label: &str,

@@ -99,6 +99,12 @@ impl<H: Hsm> Hsm for TimedHsm<H> {
     fn key_pair(&mut self, label: &str) -> Result<KeyPairInfo, HsmError> {
         measure("key_pair", || self.0.key_pair(label))
     }
+    fn find_private_keys(
+        &mut self,
+        query: &crate::script::KeyQuery,
+    ) -> Result<Vec<(String, String)>, HsmError> {
+        measure("find_private_keys", || self.0.find_private_keys(query))
+    }
     fn sign(
         &mut self,
         label: &str,
