@@ -38,8 +38,9 @@ pub enum Resumption {
 pub fn resumption(action: Action) -> Resumption {
     const CARDS: &str = "cards or HSM PINs may be half-written: close the ceremony with `keyrite \
                          abort OUT --reason …`, have the security officer check each card \
-                         (`keyrite rehearse` a share-health-check on a copy first), and run the \
-                         step's ceremony again";
+                         (`keyrite rehearse` a share-health-check on a copy first), move away the \
+                         share envelopes the run wrote for sealed cards, and run the step's \
+                         ceremony again";
     match action {
         Action::Manual
         | Action::ConfirmFingerprint

@@ -1,7 +1,10 @@
 //! Log events written by the driver (the engine's own events are `engine::Event`). Both are tagged
 //! by `kind`, with distinct kind names, so one log line parses as exactly one of them.
 
-use super::quorum::{CardEvent, PinsRecord, QuorumSummary, RetireRecord, SplitRecord};
+use super::quorum::{
+    CardEvent, PinsRecord, QuorumSummary, RetireRecord, SealedRecord, SealedRetireRecord,
+    SplitRecord,
+};
 use super::report::{ArtifactRecord, CertificateRecord};
 use crate::hsm::{KeyAttributes, PinState, TokenIdentity};
 use crate::script::{Action, Role, SecurityLevel};
@@ -228,6 +231,10 @@ pub enum Record {
     SharesRetired(RetireRecord),
     /// Where the HSM's PINs stand during a split, reshare or finish (write-ahead, result, failure).
     QuorumPins(PinsRecord),
+    /// A share sealed to a card's key-agreement key, its envelope written, read back and opened.
+    ShareSealed(SealedRecord),
+    /// A sealed share made unopenable at retirement (card key destroyed and/or envelope deleted).
+    SealedShareRetired(SealedRetireRecord),
     /// A test message signed with a key and verified with its public key.
     TestMessageSigned {
         key: String,

@@ -547,6 +547,7 @@ fn apply(
                 quorum::apply_summary(&mut report.quorum, &s)
             }
             Record::SharesRetired(r) => quorum::apply_retired(&mut report.quorum, &r),
+            Record::ShareSealed(r) => quorum::apply_sealed(&mut report.quorum, &r),
             Record::HsmIntent { .. }
             | Record::HsmDeactivated { .. }
             | Record::HsmFailed { .. }
@@ -554,7 +555,8 @@ fn apply(
             | Record::Retried(_)
             | Record::Reopened(_)
             | Record::FoundAfterInterruption { .. }
-            | Record::QuorumPins(_) => {}
+            | Record::QuorumPins(_)
+            | Record::SealedShareRetired(_) => {}
             Record::ExistingKeyFound(k) => report.existing_keys.push(k),
             Record::TestMessageSigned {
                 key,

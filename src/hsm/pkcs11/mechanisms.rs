@@ -136,29 +136,22 @@ impl Pkcs11Hsm {
         &mut self,
         key: ObjectHandle,
         hashed: Mech,
+        label: &str,
         data: &[u8],
-        doing: &str,
     ) -> Result<Vec<u8>, HsmError> {
         // A token that cannot list its mechanisms is asked for the hash-and-sign one, as before.
         let offered = self.offered().unwrap_or_default();
         let listed = !offered.is_empty();
         if listed && rsa_sign_mech(&offered, hashed) == Some(Mech::RsaPkcs) {
             let info = digest_info(hashed, data);
-            return self
-                .session
-                .sign(&Mechanism::RsaPkcs, key, &info)
-                .ck("C_Sign", || {
-                    format!("{doing} (CKM_RSA_PKCS over a DigestInfo)")
-                });
+            return self.sign_object(&Mechanism::RsaPkcs, key, label, &info);
         }
         let mech = if hashed == Mech::Sha384RsaPkcs {
             Mechanism::Sha384RsaPkcs
         } else {
             Mechanism::Sha256RsaPkcs
         };
-        self.session
-            .sign(&mech, key, data)
-            .ck("C_Sign", || doing.to_string())
+        self.sign_object(&mech, key, label, data)
     }
 
     /// CKM_ECDSA over a host digest; the signature comes back as raw r‖s whatever the token gave.
@@ -169,10 +162,7 @@ impl Pkcs11Hsm {
         label: &str,
         doing: &str,
     ) -> Result<Vec<u8>, HsmError> {
-        let sig = self
-            .session
-            .sign(&Mechanism::Ecdsa, key, digest)
-            .ck("C_Sign", || doing.to_string())?;
+        let sig = self.sign_object(&Mechanism::Ecdsa, key, label, digest)?;
         let sig = if self.quirks.der_ecdsa {
             ecdsa_der(&sig)
         } else {
