@@ -109,6 +109,10 @@ pub(crate) struct State {
     /// `keyrite resume`: the key whose generation was in flight at the interruption, adopted if
     /// the token holds it.
     pub adopt: Option<String>,
+    /// CRLs whose `crl_signed` entry is in the log (`keyrite resume` does not sign them again).
+    pub crls_signed: std::collections::BTreeSet<String>,
+    /// Keys whose `key_uri` entry this run has written.
+    pub key_uris_logged: std::collections::BTreeSet<String>,
 }
 
 pub fn now_utc() -> String {
@@ -137,6 +141,8 @@ impl State {
             withdrawn: None,
             reactivate: false,
             adopt: None,
+            crls_signed: Default::default(),
+            key_uris_logged: Default::default(),
         }
     }
 
@@ -210,6 +216,7 @@ impl Ceremony<'_> {
         // Every refusal that can come before the first step comes before the bundle exists.
         let attachments = operator.given_attachments();
         startup::check(&loaded.script, &mode, out, &attachments, opener)?;
+        let crl_inputs = actions::crl::read_inputs(loaded)?;
         let opened_cards = personal_cards::open_all(&loaded.script, &mode.cards, opener)?;
         let bundle = Bundle::create(out)?;
         // Held to the end of the run; the kernel drops it however keyrite ends.
@@ -219,6 +226,7 @@ impl Ceremony<'_> {
         let log = AuditLog::create(&log_path).map_err(|e| Error::io("create", &log_path, &e))?;
         let mut state = State::new(log, bundle);
         state.record(None, vec![], &started_record(loaded, &mode))?;
+        actions::crl::copy_inputs(&mut state, &loaded.script, &crl_inputs)?;
         let mut engine = Engine::new(&loaded.script);
         let registered = personal_cards::register(&mut state, &mode.cards, opened_cards);
         let mut io = Io {

@@ -19,6 +19,11 @@ pub(crate) fn needs(script: &Script) -> Vec<Need> {
                 .as_deref()
                 .and_then(|c| script.certificate(c))
                 .map(|c| c.key.as_str()),
+            Action::SignCrl => step
+                .crl
+                .as_deref()
+                .and_then(|c| script.crl(c))
+                .map(|c| c.key.as_str()),
             _ => None,
         };
         let Some(spec) = key.and_then(|k| script.key(k)) else {

@@ -17,8 +17,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use crate::hsm::HsmOpener as Opener;
 
+pub(super) mod crl;
 mod hsm_checks;
 pub(super) mod keys;
+pub(super) mod token_objects;
 
 /// CKA manufacturerID of SoftHSM2 tokens, also when reached through the p11-kit proxy.
 pub(super) const SOFTHSM_MANUFACTURER: &str = "SoftHSM project";
@@ -40,6 +42,10 @@ pub(super) fn on_step_started(
     operator: &mut dyn Operator,
 ) -> Result<()> {
     let step = &script.steps[index];
+    if step.action == Action::SignCrl {
+        crl::on_step_started(state, script, step, operator);
+        return Ok(());
+    }
     if step.action != Action::ConfirmFingerprint {
         return Ok(());
     }
@@ -134,6 +140,7 @@ fn perform_action(
         Action::Reshare => super::quorum_reshare::reshare(state, ctx, operator, pins, opener),
         Action::RetireShares => super::quorum_retire::retire(state, ctx, operator, pins, opener),
         Action::SignTestMessage => super::quorum::sign_test_message(state, ctx, operator),
+        Action::SignCrl => crl::perform(state, ctx, operator),
     }
 }
 
@@ -415,6 +422,7 @@ pub(super) fn key_generated(
             public_key_file: file,
         },
     )?;
+    token_objects::log_key_uri(state, &ctx.step.id, &info)?;
     let proven = info.attributes.prove_in_hsm_generation();
     if ctx.mode.rehearsal {
         keys::note_generated(&ctx.script.ceremony.id, &info)?;
@@ -519,7 +527,7 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
             extensions: cert.extensions,
         }),
     )?;
-    Ok(Ok(()))
+    token_objects::store_certificate(state, ctx, profile, &cert.der)
 }
 
 /// Log out and close the session, if one is open. Called by the deactivate step and at the end of
