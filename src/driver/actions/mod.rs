@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 pub use crate::hsm::HsmOpener as Opener;
 
 pub(super) mod crl;
+mod hsm_checks;
 pub(super) mod keys;
 pub(super) mod token_objects;
 
@@ -97,7 +98,11 @@ pub(super) fn perform(
     let performed = perform_action(state, ctx, action, operator, pins, opener)?;
     // Keys from earlier ceremonies are found as soon as the HSM is activated (keys.rs).
     if performed.is_ok() && action.is_activation() {
-        return keys::find_all_existing(state, ctx.script, &ctx.step.id, operator);
+        let found = keys::find_all_existing(state, ctx.script, &ctx.step.id, operator)?;
+        if found.is_ok() {
+            token_objects::log_existing_uris(state, ctx)?;
+        }
+        return Ok(found);
     }
     Ok(performed)
 }
@@ -223,6 +228,13 @@ fn activate(
         id.manufacturer, id.model, id.serial, id.firmware_version, id.token_label
     );
     operator.notice(Notice::Info { text: &shown });
+    for warning in hsm.warnings() {
+        operator.notice(Notice::Warning { text: &warning });
+    }
+    let mut hsm = hsm;
+    if let Err(e) = hsm_checks::check_token(ctx.script, hsm.as_mut()) {
+        return failed(state, ctx, "open_and_login", e);
+    }
     super::hsm_login::login_with_retries(state, ctx, hsm, operator, pins)
 }
 
