@@ -51,6 +51,11 @@ pub fn resumption(action: Action) -> Resumption {
         // A signature made before the kill never left keyrite: the certificate is made again.
         | Action::SignCertificate
         | Action::SignTestMessage
+        // Issue 11: the certificate is built, shown and confirmed again with a NEW serial from
+        // the HSM's RNG (a serial is never reused); files written but never logged are discarded
+        // by the reopen, and the certificate of the interrupted attempt never left keyrite.
+        | Action::SignSubordinateCa
+        | Action::SignCrossCertificate
         // Reading shares changes nothing on the cards.
         | Action::ActivateQuorum
         | Action::ShareHealthCheck => Resumption::Again,

@@ -23,6 +23,9 @@ pub struct Script {
     pub keys: Vec<KeySpec>,
     #[serde(default)]
     pub certificates: Vec<CertificateProfile>,
+    /// Certificates the script's keys issue to other CAs: subordinate CAs, cross-certificates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ca_certificates: Vec<super::signing::CaCertificate>,
     /// The M-of-N custodian quorum that holds the HSM's activation secret (script_quorum.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum: Option<super::quorum::QuorumConfig>,
@@ -402,7 +405,8 @@ pub struct Step {
     /// For `generate_key` and `confirm_fingerprint`: the key label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// For `sign_certificate`: the certificate name.
+    /// For `sign_certificate`: the certificate name; for `sign_subordinate_ca` and
+    /// `sign_cross_certificate`: the `[[ca_certificates]]` name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
     /// For `attach`: what the file is, e.g. "video recording of the whole ceremony".
@@ -451,6 +455,11 @@ pub enum Action {
     RetireShares,
     /// Sign a test message with `key` and verify the signature with its public key.
     SignTestMessage,
+    // Issue 11: certificates for other CAs, named by the step's `certificate` ([[ca_certificates]]).
+    /// Issue a subordinate CA certificate from a PKCS#10 request.
+    SignSubordinateCa,
+    /// Issue a cross-certificate for another CA's certificate or public key.
+    SignCrossCertificate,
 }
 
 impl Action {
@@ -466,6 +475,8 @@ impl Action {
                 | Action::Reshare
                 | Action::RetireShares
                 | Action::SignTestMessage
+                | Action::SignSubordinateCa
+                | Action::SignCrossCertificate
         )
     }
 
@@ -486,6 +497,16 @@ impl Action {
                 | Action::ActivateQuorum
                 | Action::Reshare
                 | Action::SignTestMessage
+                | Action::SignSubordinateCa
+                | Action::SignCrossCertificate
+        )
+    }
+
+    /// Issue 11: actions whose `certificate` names a `[[ca_certificates]]` entry.
+    pub fn issues_ca_certificate(self) -> bool {
+        matches!(
+            self,
+            Action::SignSubordinateCa | Action::SignCrossCertificate
         )
     }
 
@@ -505,6 +526,8 @@ impl Action {
             Action::Reshare => "reshare",
             Action::RetireShares => "retire_shares",
             Action::SignTestMessage => "sign_test_message",
+            Action::SignSubordinateCa => "sign_subordinate_ca",
+            Action::SignCrossCertificate => "sign_cross_certificate",
         }
     }
 }
@@ -526,6 +549,10 @@ impl Script {
 
     pub fn certificate(&self, name: &str) -> Option<&CertificateProfile> {
         self.certificates.iter().find(|c| c.name == name)
+    }
+
+    pub fn ca_certificate(&self, name: &str) -> Option<&super::signing::CaCertificate> {
+        self.ca_certificates.iter().find(|c| c.name == name)
     }
 }
 

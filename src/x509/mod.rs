@@ -3,7 +3,11 @@
 
 pub mod card;
 pub mod cms;
+pub mod csr;
+pub mod extension_values;
 pub mod extensions;
+pub mod issued;
+pub mod issued_lint;
 pub mod lint;
 mod profile;
 pub mod signer;
@@ -103,7 +107,7 @@ pub fn sign_root(
     describe(&cert, &der)
 }
 
-fn describe(cert: &Certificate, der: &[u8]) -> Result<SignedCertificate, CertError> {
+pub(crate) fn describe(cert: &Certificate, der: &[u8]) -> Result<SignedCertificate, CertError> {
     let build = |e: &dyn std::fmt::Display| CertError::Build(e.to_string());
     let tbs = cert.tbs_certificate();
     let (issuer, extensions) = extensions::issuer_and_extensions(cert);
@@ -124,7 +128,7 @@ fn describe(cert: &Certificate, der: &[u8]) -> Result<SignedCertificate, CertErr
     })
 }
 
-fn rfc3339(t: Time) -> String {
+pub(crate) fn rfc3339(t: Time) -> String {
     let secs = t.to_unix_duration().as_secs() as i64;
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
