@@ -157,6 +157,24 @@ fn ok(cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
+/// report.json against docs/report.schema.json (python jsonschema from the pkilint venv).
+fn schema_valid(bundle: &Path) {
+    let python = std::env::var("KEYRITE_JSONSCHEMA_PYTHON").unwrap_or_else(|_| {
+        root()
+            .join(".venv-pkilint/bin/python")
+            .display()
+            .to_string()
+    });
+    if !Path::new(&python).exists() {
+        return;
+    }
+    ok(&format!(
+        "{python} -c 'import json,sys,jsonschema; jsonschema.Draft202012Validator(json.load(open(sys.argv[1]))).validate(json.load(open(sys.argv[2])))' {} {}",
+        root().join("docs/report.schema.json").display(),
+        bundle.join("report.json").display()
+    ));
+}
+
 /// pkilint's CA/B linter at WARNING with `kind`; in CI a missing pkilint fails.
 fn pkilint(kind: &str, cert: &Path) {
     let pkilint = std::env::var("KEYRITE_PKILINT")
@@ -203,6 +221,7 @@ fn root_then_sub_ca_from_an_openssl_request_then_a_cross_certificate() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("TO BE SIGNED"), "{}", text(&out));
     verify(&bundle);
+    schema_valid(&bundle);
     let sub = bundle.join("artifacts/example-issuing-ca-2026.pem");
     ok(&format!(
         "openssl verify -x509_strict -CAfile {} {}",
@@ -295,6 +314,7 @@ fn root_then_sub_ca_from_an_openssl_request_then_a_cross_certificate() {
         env.rehearse_with_attach("cross-certificate.toml", "cross", "cross-sign", &partner);
     assert!(out.status.success(), "{}", text(&out));
     verify(&bundle);
+    schema_valid(&bundle);
     let cross = bundle.join("artifacts/example-cross-partner-root-2026.pem");
     ok(&format!(
         "openssl verify -x509_strict -CAfile {} {}",
