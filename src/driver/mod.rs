@@ -22,6 +22,7 @@ mod quorum_finish;
 mod quorum_pins;
 mod quorum_reshare;
 mod quorum_retire;
+mod quorum_sealed;
 #[cfg(test)]
 mod quorum_tests;
 pub mod rehearsal;
@@ -113,6 +114,10 @@ pub(crate) struct State {
     pub prepared: Option<actions::certs::PreparedIssue>,
     /// The folder of the script file, for input paths the script gives (None: the current folder).
     pub script_dir: Option<std::path::PathBuf>,
+    /// CRLs whose `crl_signed` entry is in the log (`keyrite resume` does not sign them again).
+    pub crls_signed: std::collections::BTreeSet<String>,
+    /// Keys whose `key_uri` entry this run has written.
+    pub key_uris_logged: std::collections::BTreeSet<String>,
 }
 
 pub fn now_utc() -> String {
@@ -143,6 +148,8 @@ impl State {
             adopt: None,
             prepared: None,
             script_dir: None,
+            crls_signed: Default::default(),
+            key_uris_logged: Default::default(),
         }
     }
 
@@ -218,6 +225,7 @@ impl Ceremony<'_> {
         startup::check(&loaded.script, &mode, out, &attachments, opener)?;
         let script_dir = Path::new(&loaded.file_name).parent();
         actions::certs::check_inputs_before_start(&loaded.script, script_dir, &attachments)?;
+        let crl_inputs = actions::crl::read_inputs(loaded)?;
         let opened_cards = personal_cards::open_all(&loaded.script, &mode.cards, opener)?;
         let bundle = Bundle::create(out)?;
         // Held to the end of the run; the kernel drops it however keyrite ends.
@@ -228,6 +236,7 @@ impl Ceremony<'_> {
         let mut state = State::new(log, bundle);
         state.script_dir = Path::new(&loaded.file_name).parent().map(Path::to_path_buf);
         state.record(None, vec![], &started_record(loaded, &mode))?;
+        actions::crl::copy_inputs(&mut state, &loaded.script, &crl_inputs)?;
         let mut engine = Engine::new(&loaded.script);
         let registered = personal_cards::register(&mut state, &mode.cards, opened_cards);
         let mut io = Io {

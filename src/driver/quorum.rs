@@ -10,13 +10,16 @@ use super::actions::{failed, intent, Context, Performed, SOFTHSM_MANUFACTURER};
 use super::operator::{Notice, Operator};
 use super::pins::{PinRequest, PinSource};
 use super::quorum_pins::{change_pins, prove_current, PinJob, Pins, SoNow};
+use super::quorum_sealed;
 use super::rehearsal::{self, rehearsal_label};
 use super::{Opener, State};
 use crate::evidence::events::Record;
 use crate::evidence::quorum::{CardRef, HsmPinsSet, SplitRecord};
 use crate::hsm::{Hsm, TokenIdentity};
 use crate::quorum::{self, commitments_label, share_label, Commitments, Secret, Share};
-use crate::script::{KeyAlgorithm, QuorumCard, QuorumConfig, QuorumSet, TokenSelector};
+use crate::script::{
+    KeyAlgorithm, QuorumCard, QuorumConfig, QuorumSet, ShareMedium, TokenSelector,
+};
 use crate::x509::{self, HsmKey};
 use secrecy::SecretString;
 
@@ -165,21 +168,36 @@ pub(super) fn write_cards(
             Ok(x) => x,
             Err((_, why)) => return Ok(Err(why)),
         };
+        let sealed = card.medium == ShareMedium::Sealed;
         intent(
             state,
             ctx,
-            "write_share",
+            if sealed { "seal_share" } else { "write_share" },
             format!(
-                "share {} of {} to {}",
+                "share {} of {} to {}{}",
                 i + 1,
                 set.cards.len(),
-                describe(&named)
+                describe(&named),
+                if sealed {
+                    " (sealed to the card's key-agreement key, as an envelope file)"
+                } else {
+                    ""
+                }
             ),
         )?;
-        let result = write_one(hsm.as_mut(), id, share, commitments);
+        let result = if sealed {
+            quorum_sealed::seal_to_card(ctx, hsm.as_mut(), card, &named, share, commitments)
+                .map(Some)
+        } else {
+            write_one(hsm.as_mut(), id, share, commitments)
+                .map(|()| None)
+                .map_err(|why| format!("{}: {why}", describe(&named)))
+        };
         let _ = hsm.logout();
-        if let Err(why) = result {
-            return Ok(Err(format!("{}: {why}", describe(&named))));
+        match result {
+            Err(why) => return Ok(Err(why)),
+            Ok(Some(rec)) => state.record(Some(ctx.step.id.clone()), vec![], &rec)?,
+            Ok(None) => {}
         }
         written.push(named);
     }

@@ -191,6 +191,11 @@ fn running() -> Option<PathBuf> {
     std::env::var_os(DIR_VAR).map(PathBuf::from)
 }
 
+/// The folder of the running rehearsal, if this process is one (sealed-share envelopes live there).
+pub fn running_dir() -> Option<PathBuf> {
+    running()
+}
+
 /// The newest record of a split made by `ceremony_id` in the running rehearsal's folder.
 pub fn recorded_split(ceremony_id: &str) -> Result<Option<RehearsalSplit>> {
     let Some(dir) = running() else {

@@ -38,8 +38,9 @@ pub enum Resumption {
 pub fn resumption(action: Action) -> Resumption {
     const CARDS: &str = "cards or HSM PINs may be half-written: close the ceremony with `keyrite \
                          abort OUT --reason …`, have the security officer check each card \
-                         (`keyrite rehearse` a share-health-check on a copy first), and run the \
-                         step's ceremony again";
+                         (`keyrite rehearse` a share-health-check on a copy first), move away the \
+                         share envelopes the run wrote for sealed cards, and run the step's \
+                         ceremony again";
     match action {
         Action::Manual
         | Action::ConfirmFingerprint
@@ -56,6 +57,10 @@ pub fn resumption(action: Action) -> Resumption {
         // by the reopen, and the certificate of the interrupted attempt never left keyrite.
         | Action::SignSubordinateCa
         | Action::SignCrossCertificate
+        // No `crl_signed` in the log: signed again (a signature made before the kill never left
+        // keyrite). Logged: the step completes without signing. Written and bound but not
+        // logged: the file is read back, verified with the issuer and recorded.
+        | Action::SignCrl
         // Reading shares changes nothing on the cards.
         | Action::ActivateQuorum
         | Action::ShareHealthCheck => Resumption::Again,
@@ -169,11 +174,20 @@ pub fn resume(
                 .map(str::to_string)
         });
     let keys = logged_keys(&script, up.bundle(), up.entries())?;
+    let crls_signed = up
+        .entries()
+        .iter()
+        .filter_map(|e| match parse_event(e) {
+            Ok(Parsed::Record(Record::CrlSigned(c))) => Some(c.name),
+            _ => None,
+        })
+        .collect();
     let (mut state, mut engine, loaded, _lock) = up.continue_log("resume")?;
     state.cards = cards;
     state.unsigned_by = refused.clone();
     state.reactivate = session.is_some();
     state.adopt = adopt;
+    state.crls_signed = crls_signed;
     for key in keys {
         state.keys.insert(key.label.clone(), key);
     }

@@ -135,6 +135,8 @@ fn an_unreadable_attachment_is_asked_again() {
         key: None,
         certificate: None,
         attachment: Some("video".into()),
+        crl: None,
+        min_per_role: Default::default(),
     };
     let mut printed = Vec::new();
     let mut op = Paths(

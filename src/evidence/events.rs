@@ -1,7 +1,10 @@
 //! Log events written by the driver (the engine's own events are `engine::Event`). Both are tagged
 //! by `kind`, with distinct kind names, so one log line parses as exactly one of them.
 
-use super::quorum::{CardEvent, PinsRecord, QuorumSummary, RetireRecord, SplitRecord};
+use super::quorum::{
+    CardEvent, PinsRecord, QuorumSummary, RetireRecord, SealedRecord, SealedRetireRecord,
+    SplitRecord,
+};
 use super::report::{ArtifactRecord, CertificateRecord};
 use crate::hsm::{KeyAttributes, PinState, TokenIdentity};
 use crate::script::{Action, Role, SecurityLevel};
@@ -181,6 +184,21 @@ pub enum Record {
         key_hash: String,
     },
     CertificateSigned(CertificateRecord),
+    /// Where a key the ceremony generated or used lives: an RFC 7512 URI (token, serial, CKA_ID,
+    /// label), ready for pkcs11 tools.
+    KeyUri {
+        label: String,
+        key_hash: String,
+        uri: String,
+    },
+    /// `store_on_token`: the certificate was written to the token as CKO_CERTIFICATE beside its key.
+    CertificateStored {
+        name: String,
+        key: String,
+        id: String,
+    },
+    /// A CRL signed in the HSM and verified with its issuer's certificate (`sign_crl`).
+    CrlSigned(crate::x509::crl::CrlRecord),
     ArtifactWritten(ArtifactRecord),
     /// The CA that issued the participants' card certificates, copied into the bundle (`file`).
     /// `rehearsal`: the throw-away "participants CA" a rehearsal makes.
@@ -228,6 +246,10 @@ pub enum Record {
     SharesRetired(RetireRecord),
     /// Where the HSM's PINs stand during a split, reshare or finish (write-ahead, result, failure).
     QuorumPins(PinsRecord),
+    /// A share sealed to a card's key-agreement key, its envelope written, read back and opened.
+    ShareSealed(SealedRecord),
+    /// A sealed share made unopenable at retirement (card key destroyed and/or envelope deleted).
+    SealedShareRetired(SealedRetireRecord),
     /// A test message signed with a key and verified with its public key.
     TestMessageSigned {
         key: String,

@@ -397,6 +397,8 @@ impl HsmOrder {
                 (Action::SignSubordinateCa, "sign_ca_certificate")
             }
             Record::CaCertificateSigned(_) => (Action::SignCrossCertificate, "sign_ca_certificate"),
+            Record::CrlSigned(_) => (Action::SignCrl, "sign_crl"),
+            Record::CertificateStored { .. } => (Action::SignCertificate, "store_certificate"),
             Record::Attached { .. } => {
                 let inside = self.authorised.as_ref().is_some_and(|(step, action)| {
                     *action == Action::Attach && entry.step.as_deref() == Some(step.as_str())

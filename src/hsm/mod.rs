@@ -214,6 +214,42 @@ pub trait Hsm {
         let _ = new;
         Err(unsupported("C_InitPIN"))
     }
+
+    /// Sealed shares: the card's P-256 key-agreement key labelled `label`, `None` when the card
+    /// has none (needs a user login).
+    fn agreement_key(&mut self, label: &str) -> Result<Option<AgreementKey>, HsmError> {
+        let _ = label;
+        Err(unsupported("find a key-agreement key"))
+    }
+    /// Generate a P-256 key-agreement key on the card (sensitive, never extractable, CKA_DERIVE
+    /// only). Refuses a label that already exists.
+    fn generate_agreement_key(&mut self, label: &str) -> Result<AgreementKey, HsmError> {
+        let _ = label;
+        Err(unsupported("generate a key-agreement key"))
+    }
+    /// CKM_ECDH1_DERIVE with the card key `label` and the uncompressed point `peer`: the shared
+    /// secret's x-coordinate (32 bytes for P-256).
+    fn ecdh(&mut self, label: &str, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        let _ = (label, peer);
+        Err(unsupported("CKM_ECDH1_DERIVE"))
+    }
+    /// Destroy the key-agreement key pair `label`; returns how many objects were destroyed.
+    fn destroy_agreement_key(&mut self, label: &str) -> Result<usize, HsmError> {
+        let _ = label;
+        Err(unsupported("destroy a key-agreement key"))
+    }
+}
+
+/// A card's key-agreement key for sealed shares, with its attributes as the card reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgreementKey {
+    pub label: String,
+    pub id_hex: String,
+    /// Uncompressed SEC1 point (65 bytes).
+    pub public_point: Vec<u8>,
+    pub attributes: KeyAttributes,
+    /// CKA_DERIVE of the private key.
+    pub derive: Option<bool>,
 }
 
 /// CK_TOKEN_INFO's PIN facts, read before a quorum split sizes the PINs it derives.

@@ -1,5 +1,6 @@
 //! The ceremony script: model, parsing with source locations, and the security-level policy.
 
+pub mod crl;
 pub mod diagnostic;
 pub mod model;
 pub mod parse;
@@ -8,10 +9,11 @@ pub mod quorum;
 pub mod signers;
 pub mod signing;
 
+pub use crl::{CrlKind, CrlProfile, RevocationReason, RevokedEntry};
 pub use diagnostic::{has_errors, Diagnostic, KeyPath, Severity, Target};
 pub use model::*;
 pub use parse::{load, parse, LoadedScript, SUPPORTED_FORMATS};
-pub use quorum::{QuorumCard, QuorumConfig, QuorumSet};
+pub use quorum::{QuorumCard, QuorumConfig, QuorumSet, ShareMedium};
 pub use signing::{CaCertificate, ExistingKey, KeyQuery, NameSpec};
 
 use std::path::Path;

@@ -245,6 +245,7 @@ fn action_text(action: Action) -> &'static str {
         Action::SignSubordinateCa | Action::SignCrossCertificate => {
             "sign exactly what the notes show as TO BE SIGNED, then check it and its chain"
         }
+        Action::SignCrl => "build the CRL, sign it in the HSM and check it with the issuer",
     }
 }
 

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant, SystemTime};
 pub use crate::hsm::HsmOpener as Opener;
 
 pub(super) mod certs;
+pub(super) mod crl;
 pub(super) mod keys;
+pub(super) mod token_objects;
 
 /// CKA manufacturerID of SoftHSM2 tokens, also when reached through the p11-kit proxy.
 pub(super) const SOFTHSM_MANUFACTURER: &str = "SoftHSM project";
@@ -43,6 +45,10 @@ pub(super) fn on_step_started(
     // Issue 11: the room sees what will be signed before it confirms.
     if step.action.issues_ca_certificate() {
         return certs::present(state, script, step, operator);
+    }
+    if step.action == Action::SignCrl {
+        crl::on_step_started(state, script, step, operator);
+        return Ok(());
     }
     if step.action != Action::ConfirmFingerprint {
         return Ok(());
@@ -141,6 +147,7 @@ fn perform_action(
         Action::SignSubordinateCa | Action::SignCrossCertificate => {
             certs::sign(state, ctx, operator)
         }
+        Action::SignCrl => crl::perform(state, ctx, operator),
     }
 }
 
@@ -415,6 +422,7 @@ pub(super) fn key_generated(
             public_key_file: file,
         },
     )?;
+    token_objects::log_key_uri(state, &ctx.step.id, &info)?;
     let proven = info.attributes.prove_in_hsm_generation();
     if ctx.mode.rehearsal {
         keys::note_generated(&ctx.script.ceremony.id, &info)?;
@@ -529,7 +537,7 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
         })?;
     }
     certs::show_fingerprint(operator, name, &fingerprint);
-    Ok(Ok(()))
+    token_objects::store_certificate(state, ctx, profile, &cert.der)
 }
 
 /// Log out and close the session, if one is open. Called by the deactivate step and at the end of

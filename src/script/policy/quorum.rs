@@ -5,7 +5,7 @@
 use super::{quoted, root, step_path, Checker};
 use crate::script::diagnostic::{KeyPath, Severity, Target};
 use crate::script::model::{Action, Role, SecurityLevel};
-use crate::script::quorum::QuorumCard;
+use crate::script::quorum::{QuorumCard, ShareMedium};
 use std::collections::HashMap;
 
 const QUORUM_ACTIONS: [Action; 5] = [
@@ -34,9 +34,16 @@ impl Checker<'_> {
             return;
         };
         let at = root().key("quorum");
-        self.quorum_set(&at, q.threshold, &q.cards);
+        // Cards written or destroyed here need their holders in the room; cards only read (activation,
+        // health check) need only as many holders present as the threshold.
+        let writes = self
+            .s
+            .steps
+            .iter()
+            .any(|s| matches!(s.action, Action::SplitActivation | Action::RetireShares));
+        self.quorum_set(&at, q.threshold, &q.cards, writes);
         if let Some(r) = &q.reshare {
-            self.quorum_set(&at.clone().key("reshare"), r.threshold, &r.cards);
+            self.quorum_set(&at.clone().key("reshare"), r.threshold, &r.cards, true);
         }
         let splits = self
             .s
@@ -66,6 +73,46 @@ impl Checker<'_> {
         }
         self.quorum_order(splits, q.reshare.is_some());
         self.commitments_pinned(splits, q.commitments_sha256.is_some());
+        self.sealed_cards(q);
+    }
+
+    /// Sealed cards need a folder for their envelopes; key_label only means something for them.
+    fn sealed_cards(&mut self, q: &crate::script::QuorumConfig) {
+        let at = root().key("quorum");
+        let sets = std::iter::once((at.clone(), &q.cards)).chain(
+            q.reshare
+                .iter()
+                .map(|r| (at.clone().key("reshare"), &r.cards)),
+        );
+        let mut sealed = false;
+        for (set_at, cards) in sets {
+            for (i, card) in cards.iter().enumerate() {
+                let c = set_at.clone().key("cards").index(i);
+                match card.medium {
+                    ShareMedium::Sealed => sealed = true,
+                    ShareMedium::DataObject if card.key_label.is_some() => {
+                        let what = format!(
+                            "card of \"{}\" names key_label but keeps its share as a data object",
+                            card.holder
+                        );
+                        let fix = "add medium = \"sealed\" to seal the share to that key, or remove key_label";
+                        self.error(&c.key("key_label"), Target::Key, what, fix);
+                    }
+                    ShareMedium::DataObject => {}
+                }
+            }
+        }
+        if sealed
+            && q.envelope_dir
+                .as_deref()
+                .is_none_or(|d| d.trim().is_empty())
+        {
+            let what =
+                "[quorum] has sealed cards but no envelope_dir for their share envelopes".into();
+            let fix = "add envelope_dir = \"<folder on the medium the envelopes travel on>\" to [quorum] \
+                       (keyrite rehearse uses its --env folder instead)";
+            self.error(&at, Target::Key, what, fix);
+        }
     }
 
     /// A step that reads cards of an earlier split must know that split's commitments from a trusted
@@ -114,7 +161,7 @@ impl Checker<'_> {
         );
     }
 
-    fn quorum_set(&mut self, at: &KeyPath, threshold: u16, cards: &[QuorumCard]) {
+    fn quorum_set(&mut self, at: &KeyPath, threshold: u16, cards: &[QuorumCard], writes: bool) {
         let level = self.s.ceremony.security_level;
         let n = cards.len();
         let m = usize::from(threshold);
@@ -151,11 +198,14 @@ impl Checker<'_> {
             let fix = "split onto fewer cards, e.g. one per custodian who must be able to activate";
             self.error(&at.clone().key("cards"), Target::Key, what, fix);
         }
+        self.presented_here(at, threshold, cards, writes);
         let mut holders: HashMap<&str, usize> = HashMap::new();
         let mut labels: HashMap<String, usize> = HashMap::new();
         for (i, card) in cards.iter().enumerate() {
             let c = at.clone().key("cards").index(i);
             match self.s.participant(&card.holder) {
+                // A holder who is not in the room: their card stays in its bag (presented_here below).
+                None if !writes => {}
                 None => {
                     let known = quoted(
                         self.s
