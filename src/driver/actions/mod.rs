@@ -19,6 +19,7 @@ pub use crate::hsm::HsmOpener as Opener;
 
 pub(super) mod certs;
 pub(super) mod crl;
+mod hsm_checks;
 pub(super) mod keys;
 pub(super) mod token_objects;
 
@@ -231,6 +232,13 @@ fn activate(
         id.manufacturer, id.model, id.serial, id.firmware_version, id.token_label
     );
     operator.notice(Notice::Info { text: &shown });
+    for warning in hsm.warnings() {
+        operator.notice(Notice::Warning { text: &warning });
+    }
+    let mut hsm = hsm;
+    if let Err(e) = hsm_checks::check_token(ctx.script, hsm.as_mut()) {
+        return failed(state, ctx, "open_and_login", e);
+    }
     super::hsm_login::login_with_retries(state, ctx, hsm, operator, pins)
 }
 
