@@ -118,11 +118,37 @@ fn tpm2_refuses_rsa4096_at_activation() {
 
 /// Split (root-ca-quorum.toml), activation, health check and reshare with retire, each through
 /// `keyrite run`, the commitments pinned from the split's report as an auditor would.
-fn quorum_sequence(kind: Kind) {
+/// With `sealed`, every card (old and new) is a sealed card: its share is an envelope file sealed to
+/// a P-256 key-agreement key that keyrite generates on the card (docs/script-format.md, `medium`).
+fn quorum_sequence(kind: Kind, sealed: bool) {
     let Some(b) = Backend::new(kind) else { return };
     let hsm = "example-quorum-hsm";
     b.token(hsm);
-    let split = script("root-ca-quorum.toml", &b, hsm, |s| keep_cards(s, 2));
+    let envelopes = tempfile::tempdir().unwrap();
+    let envelope_dir = envelopes.path().display().to_string();
+    let seal = |s: &mut toml::Table| {
+        if !sealed {
+            return;
+        }
+        let q = s["quorum"].as_table_mut().unwrap();
+        q.insert("envelope_dir".into(), envelope_dir.clone().into());
+        for card in q["cards"].as_array_mut().unwrap() {
+            card.as_table_mut()
+                .unwrap()
+                .insert("medium".into(), "sealed".into());
+        }
+        if let Some(r) = q.get_mut("reshare").and_then(|r| r.as_table_mut()) {
+            for card in r["cards"].as_array_mut().unwrap() {
+                card.as_table_mut()
+                    .unwrap()
+                    .insert("medium".into(), "sealed".into());
+            }
+        }
+    };
+    let split = script("root-ca-quorum.toml", &b, hsm, |s| {
+        keep_cards(s, 2);
+        seal(s);
+    });
     let split_t: toml::Table = toml::from_str(&split).unwrap();
     let old = card_labels(&split_t, false);
     for c in &old {
@@ -131,6 +157,16 @@ fn quorum_sequence(kind: Kind) {
     let (out, result) = run(&b, "split", &split, &answers(&split, &[]));
     assert!(result.status.success(), "{kind:?} split: {}", text(&result));
     check_root(&out);
+    if sealed {
+        let log = std::fs::read_to_string(out.join("audit.jsonl")).unwrap();
+        assert_eq!(log.matches("\"kind\":\"share_sealed\"").count(), 2, "{log}");
+        assert_eq!(std::fs::read_dir(envelopes.path()).unwrap().count(), 2);
+        for c in &old {
+            let keys = text(&b.p11(&["--token-label", c, "--login", "--pin", PIN, "-O"]));
+            assert!(keys.contains("keyrite-seal:"), "{c}: {keys}");
+            assert!(!keys.contains("keyrite-share:"), "{c}: {keys}");
+        }
+    }
     let commitments = report(&out)["quorum"]["commitments_sha256"]
         .as_str()
         .unwrap()
@@ -164,6 +200,7 @@ fn quorum_sequence(kind: Kind) {
     let activation = script("key-activation.toml", &b, hsm, |s| {
         keep_cards(s, 2);
         pin(s);
+        seal(s);
     });
     let (out, result) = run(
         &b,
@@ -187,6 +224,7 @@ fn quorum_sequence(kind: Kind) {
     let health = script("share-health-check.toml", &b, hsm, |s| {
         keep_cards(s, 2);
         pin(s);
+        seal(s);
     });
     let (out, result) = run(
         &b,
@@ -215,6 +253,7 @@ fn quorum_sequence(kind: Kind) {
     let reshare = script("reshare.toml", &b, hsm, |s| {
         keep_cards(s, 2);
         pin(s);
+        seal(s);
     });
     let reshare_t: toml::Table = toml::from_str(&reshare).unwrap();
     let new = card_labels(&reshare_t, true);
@@ -260,16 +299,90 @@ fn quorum_sequence(kind: Kind) {
             "{c}: {}",
             text(&listed)
         );
+        // Sealed: the old split's card key is gone, and so are its envelopes.
+        let keys = text(&b.p11(&["--token-label", c, "--login", "--pin", PIN, "-O"]));
+        assert!(
+            !keys.contains("keyrite-seal:EXAMPLE-ROOT-QUORUM-2026"),
+            "{c}: {keys}"
+        );
     }
-    eprintln!("{kind:?} quorum split, activation, health check, reshare and retire: passed");
+    if sealed {
+        let log = std::fs::read_to_string(out.join("audit.jsonl")).unwrap();
+        assert_eq!(
+            log.matches("\"card_key_destroyed\":true").count(),
+            2,
+            "{log}"
+        );
+        let left: Vec<String> = std::fs::read_dir(envelopes.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            left.len() == 2 && left.iter().all(|f| f.starts_with("EXAMPLE-RESHARE-2026.")),
+            "only the new split's envelopes remain: {left:?}"
+        );
+    }
+    eprintln!(
+        "{kind:?} quorum split, activation, health check, reshare and retire (sealed: {sealed}): passed"
+    );
 }
 
 #[test]
 fn kryoptic_quorum_sequence() {
-    quorum_sequence(Kind::Kryoptic);
+    quorum_sequence(Kind::Kryoptic, false);
 }
 
 #[test]
 fn tpm2_quorum_sequence() {
-    quorum_sequence(Kind::Tpm2);
+    quorum_sequence(Kind::Tpm2, false);
+}
+
+/// The sealed-share medium on Kryoptic cards (EC key-agreement keys, CKM_ECDH1_DERIVE).
+#[test]
+fn kryoptic_sealed_quorum_sequence() {
+    quorum_sequence(Kind::Kryoptic, true);
+}
+
+/// tpm2-pkcs11 1.9 offers no CKM_ECDH1_DERIVE: a split onto sealed TPM cards is refused at the first
+/// card, naming it, before any key is generated and with the HSM's PINs unchanged.
+#[test]
+fn tpm2_cards_cannot_be_sealed_cards() {
+    let Some(b) = Backend::new(Kind::Tpm2) else {
+        return;
+    };
+    let hsm = "example-quorum-hsm";
+    b.token(hsm);
+    let envelopes = tempfile::tempdir().unwrap();
+    let split = script("root-ca-quorum.toml", &b, hsm, |s| {
+        keep_cards(s, 2);
+        let q = s["quorum"].as_table_mut().unwrap();
+        q.insert(
+            "envelope_dir".into(),
+            envelopes.path().display().to_string().into(),
+        );
+        for card in q["cards"].as_array_mut().unwrap() {
+            card.as_table_mut()
+                .unwrap()
+                .insert("medium".into(), "sealed".into());
+        }
+    });
+    let split_t: toml::Table = toml::from_str(&split).unwrap();
+    let old = card_labels(&split_t, false);
+    for c in &old {
+        b.token(c);
+    }
+    let (_, result) = run(&b, "split", &split, &answers(&split, &[]));
+    let t = text(&result);
+    assert!(!result.status.success(), "{t}");
+    assert!(
+        t.contains(&format!(
+            "card \"{}\" does not offer CKM_ECDH1_DERIVE",
+            old[0]
+        )),
+        "{t}"
+    );
+    assert!(t.contains("the HSM's PINs were not changed"), "{t}");
+    let still = b.p11(&["--token-label", hsm, "--login", "--pin", PIN, "-O"]);
+    assert!(still.status.success(), "{}", text(&still));
+    assert_eq!(std::fs::read_dir(envelopes.path()).unwrap().count(), 0);
 }
