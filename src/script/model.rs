@@ -572,6 +572,7 @@ impl Action {
                 | Action::SignTestMessage
                 | Action::SignSubordinateCa
                 | Action::SignCrossCertificate
+                | Action::SignCrl
         )
     }
 

@@ -103,7 +103,11 @@ pub(super) fn perform(
     let performed = perform_action(state, ctx, action, operator, pins, opener)?;
     // Keys from earlier ceremonies are found as soon as the HSM is activated (keys.rs).
     if performed.is_ok() && action.is_activation() {
-        return keys::find_all_existing(state, ctx.script, &ctx.step.id, operator);
+        let found = keys::find_all_existing(state, ctx.script, &ctx.step.id, operator)?;
+        if found.is_ok() {
+            token_objects::log_existing_uris(state, ctx)?;
+        }
+        return Ok(found);
     }
     Ok(performed)
 }
