@@ -109,6 +109,11 @@ pub(crate) struct State {
     /// `keyrite resume`: the key whose generation was in flight at the interruption, adopted if
     /// the token holds it.
     pub adopt: Option<String>,
+    /// Issue 11: the certificate for another CA that the current step will sign, built and shown
+    /// to the room when the step started (actions/certs.rs).
+    pub prepared: Option<actions::certs::PreparedIssue>,
+    /// The folder of the script file, for input paths the script gives (None: the current folder).
+    pub script_dir: Option<std::path::PathBuf>,
     /// CRLs whose `crl_signed` entry is in the log (`keyrite resume` does not sign them again).
     pub crls_signed: std::collections::BTreeSet<String>,
     /// Keys whose `key_uri` entry this run has written.
@@ -141,6 +146,8 @@ impl State {
             withdrawn: None,
             reactivate: false,
             adopt: None,
+            prepared: None,
+            script_dir: None,
             crls_signed: Default::default(),
             key_uris_logged: Default::default(),
         }
@@ -216,6 +223,8 @@ impl Ceremony<'_> {
         // Every refusal that can come before the first step comes before the bundle exists.
         let attachments = operator.given_attachments();
         startup::check(&loaded.script, &mode, out, &attachments, opener)?;
+        let script_dir = Path::new(&loaded.file_name).parent();
+        actions::certs::check_inputs_before_start(&loaded.script, script_dir, &attachments)?;
         let crl_inputs = actions::crl::read_inputs(loaded)?;
         let opened_cards = personal_cards::open_all(&loaded.script, &mode.cards, opener)?;
         let bundle = Bundle::create(out)?;
@@ -225,6 +234,7 @@ impl Ceremony<'_> {
         let log_path = bundle.path(LOG_FILE);
         let log = AuditLog::create(&log_path).map_err(|e| Error::io("create", &log_path, &e))?;
         let mut state = State::new(log, bundle);
+        state.script_dir = Path::new(&loaded.file_name).parent().map(Path::to_path_buf);
         state.record(None, vec![], &started_record(loaded, &mode))?;
         actions::crl::copy_inputs(&mut state, &loaded.script, &crl_inputs)?;
         let mut engine = Engine::new(&loaded.script);

@@ -54,6 +54,11 @@ pub fn resumption(action: Action) -> Resumption {
         // (certificate objects are public and can be deleted by the SO).
         | Action::SignCertificate
         | Action::SignTestMessage
+        // Issue 11: the certificate is built, shown and confirmed again with a NEW serial from
+        // the HSM's RNG (a serial is never reused); files written but never logged are discarded
+        // by the reopen, and the certificate of the interrupted attempt never left keyrite.
+        | Action::SignSubordinateCa
+        | Action::SignCrossCertificate
         // No `crl_signed` in the log: signed again (a signature made before the kill never left
         // keyrite). Logged: the step completes without signing. Written and bound but not
         // logged: the file is read back, verified with the issuer and recorded.

@@ -40,6 +40,7 @@ fn script() -> Script {
         },
         policy: PolicyOptions::default(),
         quorum: None,
+        ca_certificates: Vec::new(),
         participants: vec![
             person("Mia", Role::MasterOfCeremony),
             person("Otto", Role::Operator),
@@ -51,6 +52,7 @@ fn script() -> Script {
             module: "/x.so".into(),
             token: TokenSelector::default(),
             cards_module: None,
+            network_interface: None,
         },
         keys: vec![],
         certificates: vec![],

@@ -140,6 +140,9 @@ pub enum Record {
         host: HostFacts,
         offline: bool,
         warnings: Vec<String>,
+        /// The network HSM's interface the script allows up (`[hsm] network_interface`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hsm_interface: Option<String>,
     },
     /// Written before every HSM mutation or session change (write-ahead); a result entry follows.
     HsmIntent {
@@ -263,6 +266,10 @@ pub enum Record {
     },
     /// A key from an earlier ceremony found after activation, with the hash it was pinned to.
     ExistingKeyFound(super::signing::ExistingKeyRecord),
+    /// What a step issuing a certificate to another CA will sign, shown before its confirmations.
+    CertificatePresented(super::signing::PresentedRecord),
+    /// A certificate issued to another CA (subordinate or cross-certificate).
+    CaCertificateSigned(super::signing::IssuedCertificateRecord),
     /// Always the last entry; binds report.json to the log.
     ReportWritten {
         report_sha256: String,

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use crate::hsm::HsmOpener as Opener;
 
+pub(super) mod certs;
 pub(super) mod crl;
 mod hsm_checks;
 pub(super) mod keys;
@@ -42,6 +43,10 @@ pub(super) fn on_step_started(
     operator: &mut dyn Operator,
 ) -> Result<()> {
     let step = &script.steps[index];
+    // Issue 11: the room sees what will be signed before it confirms.
+    if step.action.issues_ca_certificate() {
+        return certs::present(state, script, step, operator);
+    }
     if step.action == Action::SignCrl {
         crl::on_step_started(state, script, step, operator);
         return Ok(());
@@ -144,18 +149,18 @@ fn perform_action(
         Action::Reshare => super::quorum_reshare::reshare(state, ctx, operator, pins, opener),
         Action::RetireShares => super::quorum_retire::retire(state, ctx, operator, pins, opener),
         Action::SignTestMessage => super::quorum::sign_test_message(state, ctx, operator),
+        Action::SignSubordinateCa | Action::SignCrossCertificate => {
+            certs::sign(state, ctx, operator)
+        }
         Action::SignCrl => crl::perform(state, ctx, operator),
     }
 }
 
 fn preflight_step(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Performed {
     let host = preflight::gather(now_utc());
-    let warnings = preflight::warnings(&host);
-    let online = host
-        .online_interfaces()
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>();
+    let hsm_interface = ctx.script.hsm.network_interface.clone();
+    let warnings = preflight::warnings(&host, hsm_interface.as_deref());
+    let online = preflight::online_except(&host, hsm_interface.as_deref());
     for w in &warnings {
         operator.notice(Notice::Warning { text: w });
     }
@@ -167,6 +172,7 @@ fn preflight_step(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Opera
             host,
             offline,
             warnings,
+            hsm_interface,
         },
     )?;
     if !offline && ctx.mode.enforce_offline {
@@ -511,6 +517,7 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
         Err(e) => return Ok(Err(e.to_string())),
     };
     let file = profile.file();
+    let fingerprint = cert.sha256_fingerprint.clone();
     if let Err(e) = write_artifact(state, ctx, &file, cert.pem.as_bytes()) {
         return Ok(Err(e.to_string()));
     }
@@ -531,6 +538,15 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
             extensions: cert.extensions,
         }),
     )?;
+    // A later rehearsal that issues with this key takes this as its issuer certificate.
+    if ctx.mode.rehearsal {
+        super::rehearsal::note_certificate(super::rehearsal::RehearsalCertificate {
+            ceremony_id: ctx.script.ceremony.id.clone(),
+            key_hash: key_hash(&info.spki_der),
+            pem: cert.pem.clone(),
+        })?;
+    }
+    certs::show_fingerprint(operator, name, &fingerprint);
     token_objects::store_certificate(state, ctx, profile, &cert.der)
 }
 
