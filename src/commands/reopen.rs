@@ -77,7 +77,11 @@ pub(super) fn resume(
 ) -> Result<i32> {
     use crate::driver::reopen::cards_setup;
     let bundle_script = out.join(crate::evidence::bundle::SCRIPT_FILE);
-    let loaded = load_checked(&bundle_script)?;
+    // A rehearsal's quorum commitments come from its folder's record, as when it ran.
+    let loaded = match env {
+        Some(_) => super::load_script(&bundle_script, false, crate::script::check_file_rehearsal)?,
+        None => load_checked(&bundle_script)?,
+    };
     let (mut operator, confirmations) = plain_operator(answers, auto, &loaded)?;
     let mut opener = open_pkcs11;
     let outcome = match env {

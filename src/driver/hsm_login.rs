@@ -76,7 +76,7 @@ pub(super) fn login_with_retries(
                 drop(pin);
                 match login {
                     Ok(()) => {
-                        super::kill_hook::point(&ctx.step.id, "after-open_and_login");
+                        state.hsm_returned();
                         return super::actions::activated(state, ctx, hsm);
                     }
                     Err(e) if e.ckr == "CKR_PIN_INCORRECT" || e.ckr == "CKR_PIN_LEN_RANGE" => {

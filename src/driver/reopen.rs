@@ -102,9 +102,9 @@ impl Interrupted {
         &self.bundle
     }
 
-    /// The action of the step the ceremony stands at.
-    pub(super) fn current_action(&self) -> Option<crate::script::Action> {
-        self.end.engine.current().map(|s| s.action)
+    /// The id and action of the step the ceremony stands at.
+    pub(super) fn current_step(&self) -> Option<(String, crate::script::Action)> {
+        self.end.engine.current().map(|s| (s.id.clone(), s.action))
     }
 
     /// Where the ceremony stands once the events the log owes are written.

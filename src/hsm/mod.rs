@@ -1,6 +1,7 @@
 //! HSM access. `pkcs11.rs` is the only place in keyrite that imports cryptoki; everything else
 //! talks to the [`Hsm`] trait, so the driver and tests can use the in-memory [`mock::MockHsm`].
 
+pub mod faulty;
 pub mod mock;
 pub mod pkcs11;
 pub mod spki;

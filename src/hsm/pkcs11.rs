@@ -8,7 +8,7 @@
 
 mod certs;
 mod data;
-mod fixes;
+pub(super) mod fixes;
 mod keys;
 mod module;
 mod select;
