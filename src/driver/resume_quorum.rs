@@ -31,7 +31,8 @@ fn step_entries<'a>(entries: &'a [AuditEntry], step: &str) -> &'a [AuditEntry] {
         .rposition(|e| {
             matches!(e.kind(), "step_started" | "step_resumed") && e.step.as_deref() == Some(step)
         })
-        .map_or(0, |i| i + 1);
+        // Not started yet (the kill came between steps): it has done nothing.
+        .map_or(entries.len(), |i| i + 1);
     &entries[start..]
 }
 
