@@ -149,3 +149,167 @@ pub fn session(script: &Script, entries: &[AuditEntry]) -> Session {
     }
     session
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::resume::{resumption, Resumption};
+    use Resumption::*;
+
+    /// Every action with its policy rule (dual control, HSM, activation), its replay rule (the HSM
+    /// result that must come inside a step authorised for it) and its resume rule.
+    const TABLE: &[(Action, bool, bool, bool, &str, Resumption)] = &[
+        (Action::Manual, false, false, false, "-", Again),
+        (Action::Preflight, false, false, false, "-", Again),
+        (
+            Action::ActivateHsm,
+            true,
+            true,
+            true,
+            "hsm_activated",
+            Again,
+        ),
+        (
+            Action::GenerateKey,
+            true,
+            true,
+            false,
+            "key_generated",
+            AdoptOrAgain,
+        ),
+        (Action::ConfirmFingerprint, false, false, false, "-", Again),
+        (
+            Action::SignCertificate,
+            true,
+            true,
+            false,
+            "certificate_signed",
+            Again,
+        ),
+        (
+            Action::DeactivateHsm,
+            false,
+            true,
+            false,
+            "hsm_deactivated",
+            Again,
+        ),
+        (Action::Attach, false, false, false, "attached", Again),
+        (
+            Action::SplitActivation,
+            true,
+            true,
+            false,
+            "hsm_activated",
+            AgainIfUntouched,
+        ),
+        (
+            Action::ActivateQuorum,
+            true,
+            true,
+            true,
+            "hsm_activated",
+            Again,
+        ),
+        (Action::ShareHealthCheck, false, false, false, "-", Again),
+        (Action::Reshare, true, true, false, "-", AgainIfUntouched),
+        (
+            Action::RetireShares,
+            true,
+            false,
+            false,
+            "-",
+            AgainIfUntouched,
+        ),
+        (Action::SignTestMessage, true, true, false, "-", Again),
+    ];
+
+    /// The row of each action: no catch-all, so a new action does not compile until it has one.
+    fn row(action: Action) -> usize {
+        match action {
+            Action::Manual => 0,
+            Action::Preflight => 1,
+            Action::ActivateHsm => 2,
+            Action::GenerateKey => 3,
+            Action::ConfirmFingerprint => 4,
+            Action::SignCertificate => 5,
+            Action::DeactivateHsm => 6,
+            Action::Attach => 7,
+            Action::SplitActivation => 8,
+            Action::ActivateQuorum => 9,
+            Action::ShareHealthCheck => 10,
+            Action::Reshare => 11,
+            Action::RetireShares => 12,
+            Action::SignTestMessage => 13,
+        }
+    }
+
+    #[test]
+    fn every_action_has_its_policy_replay_and_resume_rule() {
+        for (i, (action, sensitive, hsm, activation, _replay, resume)) in TABLE.iter().enumerate() {
+            assert_eq!(row(*action), i, "{action}: its row");
+            assert_eq!(action.is_sensitive(), *sensitive, "{action}: dual control");
+            assert_eq!(action.uses_hsm(), *hsm, "{action}: uses the HSM");
+            assert_eq!(action.is_activation(), *activation, "{action}: activation");
+            assert_eq!(resumption(*action), *resume, "{action}: resume rule");
+        }
+    }
+
+    fn entry(seq: u64, step: &str, event: serde_json::Value) -> AuditEntry {
+        AuditEntry {
+            seq,
+            time: "2026-01-01T00:00:00Z".into(),
+            step: Some(step.into()),
+            actors: vec![],
+            event,
+            prev: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    fn intent(seq: u64, step: &str, op: &str) -> AuditEntry {
+        let e = serde_json::json!({"kind": "hsm_intent", "operation": op, "detail": format!("{op} {seq}")});
+        entry(seq, step, e)
+    }
+
+    #[test]
+    fn a_quorum_step_resumes_only_while_it_has_written_nothing() {
+        let started = entry(1, "split", serde_json::json!({"kind": "step_started"}));
+        let other = intent(0, "earlier", "write_share");
+        let none = [other.clone(), started.clone()];
+        assert_eq!(progress(&none, "split"), Progress::Untouched);
+        // Not started yet: the earlier step's writes are not this step's.
+        assert_eq!(progress(&[other.clone()], "split"), Progress::Untouched);
+        assert_eq!(
+            refusal(Action::SplitActivation, &Progress::Untouched, false),
+            None
+        );
+        let written = [started.clone(), intent(2, "split", "write_share")];
+        let p = progress(&written, "split");
+        assert_eq!(p, Progress::CardsWritten(vec!["write_share 2".into()]));
+        let why = refusal(Action::SplitActivation, &p, true).unwrap();
+        assert!(
+            why.contains("write_share 2") && why.contains("keyrite abort"),
+            "{why}"
+        );
+        let pins = entry(
+            3,
+            "split",
+            serde_json::json!({"kind": "quorum_pins", "stage": "so-pin-set", "next": "finish it with 2 cards"}),
+        );
+        let changing = [started.clone(), intent(2, "split", "write_share"), pins];
+        let p = progress(&changing, "split");
+        assert!(matches!(p, Progress::PinsChanging { .. }), "{p:?}");
+        // A rehearsal's split finishes its PIN change with the cards; elsewhere the room is told.
+        assert_eq!(refusal(Action::SplitActivation, &p, true), None);
+        let why = refusal(Action::Reshare, &p, true).unwrap();
+        assert!(why.contains("finish it with 2 cards"), "{why}");
+        let fresh = [started.clone(), intent(2, "split", "init_token")];
+        assert_eq!(progress(&fresh, "split"), Progress::FreshTokenInitialised);
+        let retire = [started, intent(2, "split", "destroy_share")];
+        let p = progress(&retire, "split");
+        assert!(refusal(Action::RetireShares, &p, false)
+            .unwrap()
+            .contains("destroy_share 2"));
+    }
+}
