@@ -514,7 +514,7 @@ fn conduct(
     operator: &mut dyn Operator,
     pins: &mut dyn PinSource,
     out: &Path,
-    open: fn(&str, &TokenSelector) -> std::result::Result<Box<dyn Hsm + Send>, HsmError>,
+    open: crate::tui::OpenFn,
 ) -> Result<i32> {
     let mut opener = open;
     let outcome = Ceremony {

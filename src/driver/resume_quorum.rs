@@ -279,7 +279,10 @@ mod tests {
         let none = [other.clone(), started.clone()];
         assert_eq!(progress(&none, "split"), Progress::Untouched);
         // Not started yet: the earlier step's writes are not this step's.
-        assert_eq!(progress(&[other.clone()], "split"), Progress::Untouched);
+        assert_eq!(
+            progress(std::slice::from_ref(&other), "split"),
+            Progress::Untouched
+        );
         assert_eq!(
             refusal(Action::SplitActivation, &Progress::Untouched, false),
             None
