@@ -12,7 +12,7 @@
 //! - Full disk: --out on a tmpfs with too few inodes (root only; skipped with a message otherwise).
 //!
 //! CI runs a deterministic sample where the whole matrix would not fit its budget, and prints what
-//! it covered; `KEYRITE_MATRIX_FULL=1 cargo test --release --test softhsm_matrices -- --nocapture`
+//! it covered; `KEYRITE_MATRIX_FULL=1 cargo test --test softhsm_matrices -- --nocapture`
 //! runs every case (docs/operator-guide.md, "Testing the recovery paths").
 
 mod common;

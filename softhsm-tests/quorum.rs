@@ -52,6 +52,16 @@ fn quorum_ceremonies_abuse_cases_and_secret_scan() {
     verify(&bundle);
     let log = std::fs::read_to_string(bundle.join("audit.jsonl")).unwrap();
     assert!(log.contains("\"verified\":true"), "test signature verified");
+    // The root key, found after the quorum activation, is the root ceremony's (issue 11).
+    let used = report(&bundle);
+    assert_eq!(
+        used["existing_keys"][0]["key_hash"],
+        r["keys"][0]["key_hash"]
+    );
+    assert_eq!(
+        used["test_signatures"][0]["key_hash"],
+        r["keys"][0]["key_hash"]
+    );
     let answers = activation_answers(
         r#"{ card = "example-custodian-card-d" }, { card = "example-custodian-card-c" }"#,
     );

@@ -22,6 +22,7 @@ mod quorum_finish;
 mod quorum_pins;
 mod quorum_reshare;
 mod quorum_retire;
+mod quorum_sealed;
 #[cfg(test)]
 mod quorum_tests;
 pub mod rehearsal;

@@ -10,13 +10,16 @@ use super::actions::{failed, intent, Context, Performed, SOFTHSM_MANUFACTURER};
 use super::operator::{Notice, Operator};
 use super::pins::{PinRequest, PinSource};
 use super::quorum_pins::{change_pins, prove_current, PinJob, Pins, SoNow};
+use super::quorum_sealed;
 use super::rehearsal::{self, rehearsal_label};
 use super::{Opener, State};
 use crate::evidence::events::Record;
 use crate::evidence::quorum::{CardRef, HsmPinsSet, SplitRecord};
 use crate::hsm::{Hsm, TokenIdentity};
 use crate::quorum::{self, commitments_label, share_label, Commitments, Secret, Share};
-use crate::script::{KeyAlgorithm, QuorumCard, QuorumConfig, QuorumSet, TokenSelector};
+use crate::script::{
+    KeyAlgorithm, QuorumCard, QuorumConfig, QuorumSet, ShareMedium, TokenSelector,
+};
 use crate::x509::{self, HsmKey};
 use secrecy::SecretString;
 
@@ -165,21 +168,36 @@ pub(super) fn write_cards(
             Ok(x) => x,
             Err((_, why)) => return Ok(Err(why)),
         };
+        let sealed = card.medium == ShareMedium::Sealed;
         intent(
             state,
             ctx,
-            "write_share",
+            if sealed { "seal_share" } else { "write_share" },
             format!(
-                "share {} of {} to {}",
+                "share {} of {} to {}{}",
                 i + 1,
                 set.cards.len(),
-                describe(&named)
+                describe(&named),
+                if sealed {
+                    " (sealed to the card's key-agreement key, as an envelope file)"
+                } else {
+                    ""
+                }
             ),
         )?;
-        let result = write_one(hsm.as_mut(), id, share, commitments);
+        let result = if sealed {
+            quorum_sealed::seal_to_card(ctx, hsm.as_mut(), card, &named, share, commitments)
+                .map(Some)
+        } else {
+            write_one(hsm.as_mut(), id, share, commitments)
+                .map(|()| None)
+                .map_err(|why| format!("{}: {why}", describe(&named)))
+        };
         let _ = hsm.logout();
-        if let Err(why) = result {
-            return Ok(Err(format!("{}: {why}", describe(&named))));
+        match result {
+            Err(why) => return Ok(Err(why)),
+            Ok(Some(rec)) => state.record(Some(ctx.step.id.clone()), vec![], &rec)?,
+            Ok(None) => {}
         }
         written.push(named);
     }
@@ -493,29 +511,41 @@ fn throwaway_pin() -> Result<SecretString, String> {
 }
 
 /// Sign a fixed test message with the step's key and verify the signature with its public key.
-pub(super) fn sign_test_message(state: &mut State, ctx: &Context<'_>) -> Performed {
+pub(super) fn sign_test_message(
+    state: &mut State,
+    ctx: &Context<'_>,
+    operator: &mut dyn super::operator::Operator,
+) -> Performed {
     let Some(label) = ctx.step.key.as_deref() else {
         return Ok(Err("the step names no key".into()));
     };
-    let Some(hsm) = state.hsm.as_mut() else {
+    if state.hsm.is_none() {
         return Ok(Err("the HSM is not activated".into()));
-    };
-    let info = match hsm.key_pair(label) {
-        Ok(i) => i,
-        Err(e) => return failed(state, ctx, "sign_test_message", e),
-    };
+    }
+    // An existing key is found and checked against its pinned hash (actions/keys.rs).
+    let info =
+        match super::actions::keys::known_key(state, ctx.script, &ctx.step.id, label, operator)? {
+            Ok(i) => i,
+            Err(why) => return Ok(Err(why)),
+        };
     let algorithm: KeyAlgorithm = info.algorithm;
     let key = HsmKey::new(
-        label,
+        &info.label,
         algorithm,
         algorithm.default_hash(),
         info.spki_der.clone(),
     );
+    let key_hash = crate::hsm::spki::key_hash(&info.spki_der);
     let message = format!(
         "keyrite test message: ceremony {}, step {}",
         ctx.script.ceremony.id, ctx.step.id
     );
-    intent(state, ctx, "sign_test_message", format!("with key {label}"))?;
+    intent(
+        state,
+        ctx,
+        "sign_test_message",
+        format!("with key {label} ({key_hash})"),
+    )?;
     let Some(hsm) = state.hsm.as_mut() else {
         return Ok(Err("the HSM is not activated".into()));
     };
@@ -535,6 +565,7 @@ pub(super) fn sign_test_message(state: &mut State, ctx: &Context<'_>) -> Perform
             signature_algorithm: x509::signer::algorithm_name(&oid),
             signature: hex::encode(&signature),
             verified: verified.is_ok(),
+            key_hash,
         },
     )?;
     Ok(verified.map_err(|e| format!("the test signature does not verify with key {label}: {e}")))

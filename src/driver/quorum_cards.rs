@@ -20,13 +20,14 @@ use super::operator::{Notice, Operator};
 use super::pins::PinSource;
 use super::quorum::{config, describe, open_card, scripted_ref, split_ceremony};
 use super::quorum_pins::pin_length;
+use super::quorum_sealed;
 use super::rehearsal;
 use super::{Opener, State};
 use crate::evidence::events::Record;
 use crate::evidence::quorum::{CardEvent, CardRef, QuorumSummary};
 use crate::hsm::{Hsm, HsmError};
 use crate::quorum::{self, commitments_label, share_label, Commitments, Secret, Share};
-use crate::script::{QuorumCard, QuorumConfig};
+use crate::script::{QuorumCard, QuorumConfig, ShareMedium};
 
 /// What the cards of one step are checked against.
 pub(super) struct Expect<'a> {
@@ -76,6 +77,7 @@ pub(super) fn collect(
     mut take: impl FnMut(
         &mut State,
         &mut dyn Hsm,
+        &QuorumCard,
         &CardRef,
     ) -> crate::error::Result<Result<Taken, Refusal>>,
 ) -> crate::error::Result<Collected> {
@@ -145,7 +147,7 @@ pub(super) fn collect(
                 continue;
             }
         };
-        let result = take(state, hsm.as_mut(), &named);
+        let result = take(state, hsm.as_mut(), c, &named);
         let _ = hsm.logout();
         match result? {
             Ok(taken) => {
@@ -231,15 +233,52 @@ fn refuse(
     )
 }
 
-/// Read and check the share on an open, logged-in card.
+/// Read and check the share on an open, logged-in card: off the card (data object), or from the
+/// card's envelope opened by the card (sealed). The commitments are checked before the share is
+/// read or opened.
 fn read_share(
+    ctx: &Context<'_>,
     hsm: &mut dyn Hsm,
+    c: &QuorumCard,
     named: &CardRef,
     expect: &mut Expect<'_>,
 ) -> Result<Share, Refusal> {
     let card = describe(named);
     let hsm_err = |e: HsmError| Refusal::Card(format!("{card}: {e}"));
     let id = expect.split_ceremony;
+    let (commitments, sealed) =
+        if c.medium == ShareMedium::Sealed {
+            let Some(held) = quorum_sealed::held(ctx, c, named, id)? else {
+                return Err(Refusal::Card(format!(
+                "{card} is a sealed card, and its share envelope for ceremony \"{id}\" is not in \
+                 the envelope folder ({}); bring the envelope that travels with the card",
+                quorum_sealed::envelope_dir(ctx)
+                    .map(|d| quorum_sealed::envelope_path(&d, id, c).display().to_string())
+                    .unwrap_or_else(|e| e)
+            )));
+            };
+            (held.commitments().clone(), Some(held))
+        } else {
+            (card_commitments(hsm, &card, id)?, None)
+        };
+    check_commitments(&card, id, &commitments, expect)?;
+    let share = match sealed {
+        Some(held) => held.open(hsm, named)?,
+        None => {
+            let Some(bytes) = hsm.read_data(&share_label(id)).map_err(hsm_err)? else {
+                return Err(Refusal::Card(format!(
+                    "{card} has the split's commitments but no share object"
+                )));
+            };
+            Share::decode(&bytes).map_err(|e| Refusal::Card(format!("{card}: {e}")))?
+        }
+    };
+    check_share(&card, share, commitments, expect)
+}
+
+/// The commitments object on a data-object card.
+fn card_commitments(hsm: &mut dyn Hsm, card: &str, id: &str) -> Result<Commitments, Refusal> {
+    let hsm_err = |e: HsmError| Refusal::Card(format!("{card}: {e}"));
     let Some(stored) = hsm.read_data(&commitments_label(id)).map_err(hsm_err)? else {
         let held = hsm.data_labels().unwrap_or_default();
         let held = if held.is_empty() {
@@ -251,11 +290,20 @@ fn read_share(
             "{card} holds no share of ceremony \"{id}\" ({held}); it is not a card of this quorum"
         )));
     };
-    let commitments = Commitments::decode(&stored).map_err(|e| {
+    Commitments::decode(&stored).map_err(|e| {
         Refusal::Card(format!(
             "{card}: the commitments on the card are unusable: {e}"
         ))
-    })?;
+    })
+}
+
+/// The card's commitments against the trusted pin (or the cards accepted before).
+fn check_commitments(
+    card: &str,
+    id: &str,
+    commitments: &Commitments,
+    expect: &Expect<'_>,
+) -> Result<(), Refusal> {
     if commitments.split.ceremony_id != id {
         return Err(Refusal::Card(format!(
             "{card} holds a split made by ceremony \"{}\", not by \"{id}\"",
@@ -270,7 +318,7 @@ fn read_share(
             )));
         }
         // No trusted pin: a disagreement cannot say which card is genuine, so none is used.
-        (None, Some(known)) if *known != commitments => {
+        (None, Some(known)) if known != commitments => {
             return Err(Refusal::Group(format!(
                 "{card} holds split {sha}, but {} hold split {}: the cards disagree and, without \
                  quorum.commitments_sha256 in the script, keyrite cannot tell which split is genuine — none \
@@ -282,12 +330,16 @@ fn read_share(
         }
         _ => {}
     }
-    let Some(bytes) = hsm.read_data(&share_label(id)).map_err(hsm_err)? else {
-        return Err(Refusal::Card(format!(
-            "{card} has the split's commitments but no share object"
-        )));
-    };
-    let share = Share::decode(&bytes).map_err(|e| Refusal::Card(format!("{card}: {e}")))?;
+    Ok(())
+}
+
+/// Index range, a copied share, Feldman; then the card counts.
+fn check_share(
+    card: &str,
+    share: Share,
+    commitments: Commitments,
+    expect: &mut Expect<'_>,
+) -> Result<Share, Refusal> {
     if share.index == 0 || share.index > commitments.total {
         return Err(Refusal::Card(format!(
             "{card}: share index {} is outside 1..={}",
@@ -304,7 +356,7 @@ fn read_share(
         .verify(&share)
         .map_err(|e| Refusal::Card(format!("{card}: {e}")))?;
     expect.indices.push(share.index);
-    expect.accepted.push(card);
+    expect.accepted.push(card.to_string());
     expect.commitments.get_or_insert(commitments);
     Ok(share)
 }
@@ -424,7 +476,9 @@ pub(super) fn combine_cards(
         cards,
         CardPurpose::Activation,
         need,
-        |_, hsm, named| Ok(read_share(hsm, named, &mut exp).map(|s| Taken::Share(Box::new(s)))),
+        |_, hsm, c, named| {
+            Ok(read_share(ctx, hsm, c, named, &mut exp).map(|s| Taken::Share(Box::new(s))))
+        },
     )?;
     if let Some(why) = group {
         return Ok(Err(why));
@@ -521,7 +575,9 @@ pub(super) fn health_check(
         cards,
         CardPurpose::HealthCheck,
         cards.len(),
-        |_, hsm, named| Ok(read_share(hsm, named, &mut exp).map(|s| Taken::Share(Box::new(s)))),
+        |_, hsm, c, named| {
+            Ok(read_share(ctx, hsm, c, named, &mut exp).map(|s| Taken::Share(Box::new(s))))
+        },
     )?;
     let who = holders(cards, &taken);
     drop(taken);

@@ -8,11 +8,13 @@ use super::operator::Operator;
 use super::pins::PinSource;
 use super::quorum::{describe, scripted_ref};
 use super::quorum_cards::{collect, expect, Refusal, Taken};
+use super::quorum_sealed;
 use super::{Opener, State};
 use crate::evidence::events::Record;
 use crate::evidence::quorum::{CardRef, RetireRecord};
 use crate::hsm::{Hsm, HsmError};
 use crate::quorum::{commitments_label, share_label, Commitments, Share};
+use crate::script::ShareMedium;
 
 /// Retirement of one card: check that its share belongs to the retired split, destroy it, and read
 /// back that nothing of it remains. A card without the split's objects held nothing to retire.
@@ -91,17 +93,37 @@ pub(super) fn retire(
         cards,
         CardPurpose::Retirement,
         cards.len(),
-        |state, hsm, named| {
+        |state, hsm, card, named| {
+            let sealed = card.medium == ShareMedium::Sealed;
             intent(
                 state,
                 step_ctx,
-                "destroy_share",
+                if sealed {
+                    "unseal_share"
+                } else {
+                    "destroy_share"
+                },
                 format!(
-                    "old share of \"{id}\" (split {old_sha}) on {}",
-                    describe(named)
+                    "old share of \"{id}\" (split {old_sha}) on {}{}",
+                    describe(named),
+                    if sealed {
+                        ": destroy the card's per-split key, delete the envelope"
+                    } else {
+                        ""
+                    }
                 ),
             )?;
-            Ok(retire_one(hsm, named, &id, &old_sha))
+            if !sealed {
+                return Ok(retire_one(hsm, named, &id, &old_sha));
+            }
+            match quorum_sealed::retire(step_ctx, hsm, card, named, &id, &old_sha) {
+                Ok(Some((index, rec))) => {
+                    state.record(Some(step_ctx.step.id.clone()), vec![], &rec)?;
+                    Ok(Ok(Taken::Destroyed(index)))
+                }
+                Ok(None) => Ok(Ok(Taken::Empty)),
+                Err(r) => Ok(Err(r)),
+            }
         },
     )?;
     let retired: Vec<CardRef> = taken

@@ -146,7 +146,29 @@ fn load(name: &str) -> LoadedScript {
             "security_level = \"very-high\"",
             "security_level = \"medium\"",
         );
+    let source = pin_mock_root_key(&source);
     parse::parse(name, &source).expect("the shipped script parses")
+}
+
+/// The mock derives its keys from their labels: an `existing` root key is pinned to the mock key's
+/// hash, as a real script pins the hash from the root ceremony's report.
+fn pin_mock_root_key(source: &str) -> String {
+    let Some((head, rest)) = source.split_once("key_hash = \"") else {
+        return source.to_string();
+    };
+    let Some((_, tail)) = rest.split_once('"') else {
+        return source.to_string();
+    };
+    let mut hsm = crate::hsm::mock::MockHsm::new("pin");
+    hsm.login(&secrecy::SecretString::from("pin")).unwrap();
+    let info = hsm
+        .generate_key_pair(
+            "example-root-quorum-2026",
+            crate::script::KeyAlgorithm::P256,
+        )
+        .unwrap();
+    let hash = crate::hsm::spki::key_hash(&info.spki_der);
+    format!("{head}key_hash = \"{hash}\"{tail}")
 }
 
 /// Run `loaded` with the HSM mock (PIN `hsm_pin`, optionally holding `key`) and the card store.

@@ -87,6 +87,46 @@ pub struct RehearsalFile {
     /// The quorum splits made in this folder: the trusted source of a rehearsal's commitments.
     #[serde(default)]
     pub splits: Vec<RehearsalSplit>,
+    /// The keys generated in this folder: the trusted source of a rehearsal's existing-key hashes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<RehearsalKey>,
+}
+
+/// A key a rehearsed ceremony generated on a token of this folder. A later rehearsal that uses it as
+/// an existing key checks it against this hash, as a `run` checks against the script's `key_hash`
+/// (the script cannot know a throw-away key's hash).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RehearsalKey {
+    pub ceremony_id: String,
+    pub label: String,
+    pub key_hash: String,
+}
+
+/// The newest record of a key labelled `label` generated in the running rehearsal's folder.
+pub fn recorded_key(label: &str) -> Result<Option<RehearsalKey>> {
+    let Some(dir) = running() else {
+        return Ok(None);
+    };
+    let env = RehearsalEnv::open(&dir)?;
+    Ok(env
+        .file
+        .keys
+        .iter()
+        .rev()
+        .find(|k| k.label == label)
+        .cloned())
+}
+
+/// Record a key generated in the running rehearsal's folder (nothing outside a rehearsal).
+pub fn note_key(key: RehearsalKey) -> Result<()> {
+    let Some(dir) = running() else {
+        return Ok(());
+    };
+    let mut env = RehearsalEnv::open(&dir)?;
+    env.file.keys.retain(|k| k.label != key.label);
+    env.file.keys.push(key);
+    env.save()
 }
 
 /// The rehearsal folder's record of one quorum split (or reshare). A rehearsed activation, health
@@ -110,6 +150,11 @@ pub struct RehearsalSplit {
 /// The folder of the running rehearsal: the re-executed child has [`DIR_VAR`] set.
 fn running() -> Option<PathBuf> {
     std::env::var_os(DIR_VAR).map(PathBuf::from)
+}
+
+/// The folder of the running rehearsal, if this process is one (sealed-share envelopes live there).
+pub fn running_dir() -> Option<PathBuf> {
+    running()
 }
 
 /// The newest record of a split made by `ceremony_id` in the running rehearsal's folder.
@@ -197,6 +242,7 @@ impl RehearsalEnv {
                 tokens: Vec::new(),
                 cards: Vec::new(),
                 splits: Vec::new(),
+                keys: Vec::new(),
             }
         };
         Ok(RehearsalEnv { dir, conf, file })
@@ -270,9 +316,11 @@ impl RehearsalEnv {
             .into_iter()
             .find(|t| t.token_label == label);
         if let Some(t) = found {
-            // The run that just ended may have recorded its split in the folder: keep it.
+            // The run that just ended may have recorded its split (and its keys) in the folder:
+            // keep them.
             if let Ok(now) = RehearsalEnv::open(&self.dir) {
                 self.file.splits = now.file.splits;
+                self.file.keys = now.file.keys;
             }
             self.file.tokens.push(RehearsalToken {
                 label: label.into(),

@@ -45,6 +45,7 @@ pub fn resumption(action: Action) -> Resumption {
         | Action::ConfirmFingerprint
         | Action::Preflight
         | Action::Attach
+        // Keys from earlier ceremonies are found and checked again after the new login.
         | Action::ActivateHsm
         | Action::DeactivateHsm
         // A signature made before the kill never left keyrite: the certificate is made again.

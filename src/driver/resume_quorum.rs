@@ -98,7 +98,8 @@ pub fn refusal(action: Action, progress: &Progress, rehearsal: bool) -> Option<S
              PINs, so the HSM still opens with its PINs from before the step and those shares \
              open nothing; {ABORT}, have the security officer delete the objects labelled \
              keyrite-share:<ceremony id> and keyrite-commitments:<ceremony id> from those cards \
-             (pkcs11-tool --delete-object --type data --label …), then run the ceremony again",
+             (pkcs11-tool --delete-object --type data --label …), move away the share envelopes \
+             the run wrote for sealed cards, then run the ceremony again",
             cards.join("; ")
         )),
         Progress::SharesDestroyed(cards) => Some(format!(

@@ -1,7 +1,10 @@
 //! Log events written by the driver (the engine's own events are `engine::Event`). Both are tagged
 //! by `kind`, with distinct kind names, so one log line parses as exactly one of them.
 
-use super::quorum::{CardEvent, PinsRecord, QuorumSummary, RetireRecord, SplitRecord};
+use super::quorum::{
+    CardEvent, PinsRecord, QuorumSummary, RetireRecord, SealedRecord, SealedRetireRecord,
+    SplitRecord,
+};
 use super::report::{ArtifactRecord, CertificateRecord};
 use crate::hsm::{KeyAttributes, PinState, TokenIdentity};
 use crate::script::{Action, Role, SecurityLevel};
@@ -228,6 +231,10 @@ pub enum Record {
     SharesRetired(RetireRecord),
     /// Where the HSM's PINs stand during a split, reshare or finish (write-ahead, result, failure).
     QuorumPins(PinsRecord),
+    /// A share sealed to a card's key-agreement key, its envelope written, read back and opened.
+    ShareSealed(SealedRecord),
+    /// A sealed share made unopenable at retirement (card key destroyed and/or envelope deleted).
+    SealedShareRetired(SealedRetireRecord),
     /// A test message signed with a key and verified with its public key.
     TestMessageSigned {
         key: String,
@@ -235,7 +242,12 @@ pub enum Record {
         signature_algorithm: String,
         signature: String,
         verified: bool,
+        /// The signing key's hash (absent from logs written before it was recorded).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        key_hash: String,
     },
+    /// A key from an earlier ceremony found after activation, with the hash it was pinned to.
+    ExistingKeyFound(super::signing::ExistingKeyRecord),
     /// Always the last entry; binds report.json to the log.
     ReportWritten {
         report_sha256: String,

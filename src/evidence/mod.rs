@@ -11,4 +11,5 @@ pub mod replay;
 pub mod report;
 pub mod safe_read;
 pub mod scan;
+pub mod signing;
 pub mod verify;

@@ -104,6 +104,47 @@ pub struct QuorumSummary {
     pub holders: Vec<String>,
 }
 
+/// `share_sealed`: a share sealed to a card's key-agreement key (medium "sealed"), written as an
+/// envelope file, read back and opened with the card. Follows the card's `hsm_intent`; the
+/// `quorum_split` that lists the card comes after every card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedRecord {
+    #[serde(flatten)]
+    pub card: CardRef,
+    pub index: u16,
+    pub split_ceremony_id: String,
+    pub commitments_sha256: String,
+    /// Where the envelope was written, and the SHA-256 of its bytes.
+    pub envelope_file: String,
+    pub envelope_sha256: String,
+    /// "P-256 ECDH (CKM_ECDH1_DERIVE, CKD_NULL), HKDF-SHA256, AES-256-GCM".
+    pub suite: String,
+    pub card_key_label: String,
+    /// CKA_ID of the card key, hex.
+    pub card_key_id: String,
+    /// SHA-256 of the card key's DER SubjectPublicKeyInfo (also in the envelope's header).
+    pub card_key_sha256: String,
+    /// True when keyrite generated the key on the card at this step.
+    pub card_key_generated: bool,
+    pub card_key_attributes: crate::hsm::KeyAttributes,
+}
+
+/// `sealed_share_retired`: how a sealed share was made unopenable at retirement (the card's
+/// `share_destroyed` entry follows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedRetireRecord {
+    #[serde(flatten)]
+    pub card: CardRef,
+    pub index: u16,
+    pub envelope_file: String,
+    pub card_key_label: String,
+    /// The per-split card key was destroyed and read back as gone.
+    pub card_key_destroyed: bool,
+    /// The envelope file was overwritten and deleted.
+    pub envelope_deleted: bool,
+    pub method: String,
+}
+
 /// `shares_retired`: the old share set after a reshare; its commitments are retired.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetireRecord {
@@ -130,15 +171,45 @@ pub fn apply_split(quorum: &mut Option<QuorumReport>, split: &SplitRecord) {
     q.total = u32::from(split.total);
     q.split_ceremony_id = split.split_ceremony_id.clone();
     q.commitments_sha256 = split.commitments_sha256.clone();
-    q.cards
-        .extend(split.cards.iter().enumerate().map(|(i, c)| QuorumCard {
+    let rows: Vec<QuorumCard> = split
+        .cards
+        .iter()
+        .enumerate()
+        .map(|(i, c)| QuorumCard {
             index: i as u32 + 1,
             holder: c.holder.clone(),
             token_label: c.token_label.clone(),
             serial: c.serial.clone(),
             bag: c.bag.clone(),
             result: "written".into(),
-        }));
+        })
+        // A sealed card already has its row, from its `share_sealed` entry.
+        .filter(|row| {
+            !q.cards.iter().any(|s| {
+                s.result.starts_with(SEALED)
+                    && (s.index, &s.token_label, &s.serial)
+                        == (row.index, &row.token_label, &row.serial)
+            })
+        })
+        .collect();
+    q.cards.extend(rows);
+}
+
+const SEALED: &str = "sealed";
+
+/// A share sealed to a card's key: its row says so, with the envelope's and the card key's hashes.
+pub fn apply_sealed(quorum: &mut Option<QuorumReport>, r: &SealedRecord) {
+    section(quorum).cards.push(QuorumCard {
+        index: u32::from(r.index),
+        holder: r.card.holder.clone(),
+        token_label: r.card.token_label.clone(),
+        serial: r.card.serial.clone(),
+        bag: r.card.bag.clone(),
+        result: format!(
+            "{SEALED}: envelope sha256 {}, card key {}",
+            r.envelope_sha256, r.card_key_sha256
+        ),
+    });
 }
 
 /// Activation or health check: the split the cards belong to, unless a split came first.

@@ -52,6 +52,12 @@ pub struct Report {
     /// Every confirmation signed with a personal card, in log order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signed_confirmations: Vec<SignedConfirmationReport>,
+    /// Keys from earlier ceremonies this run found and used, each with its hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub existing_keys: Vec<super::signing::ExistingKeyRecord>,
+    /// Test messages signed, with the signing key's hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_signatures: Vec<super::signing::TestSignatureReport>,
     pub log_head: LogHead,
 }
 
@@ -323,6 +329,8 @@ impl ReportBuilder {
             quorum: None,
             personal_cards: Vec::new(),
             signed_confirmations: Vec::new(),
+            existing_keys: Vec::new(),
+            test_signatures: Vec::new(),
             log_head: LogHead {
                 seq: first.seq,
                 hash: first.hash.clone(),
@@ -539,6 +547,7 @@ fn apply(
                 quorum::apply_summary(&mut report.quorum, &s)
             }
             Record::SharesRetired(r) => quorum::apply_retired(&mut report.quorum, &r),
+            Record::ShareSealed(r) => quorum::apply_sealed(&mut report.quorum, &r),
             Record::HsmIntent { .. }
             | Record::HsmDeactivated { .. }
             | Record::HsmFailed { .. }
@@ -547,7 +556,24 @@ fn apply(
             | Record::Reopened(_)
             | Record::FoundAfterInterruption { .. }
             | Record::QuorumPins(_)
-            | Record::TestMessageSigned { .. } => {}
+            | Record::SealedShareRetired(_) => {}
+            Record::ExistingKeyFound(k) => report.existing_keys.push(k),
+            Record::TestMessageSigned {
+                key,
+                signature_algorithm,
+                verified,
+                key_hash,
+                ..
+            } => report
+                .test_signatures
+                .push(super::signing::TestSignatureReport {
+                    step: entry.step.clone().unwrap_or_default(),
+                    key,
+                    key_hash,
+                    signature_algorithm,
+                    verified,
+                    time,
+                }),
         },
     }
     Ok(())

@@ -10,6 +10,7 @@ use super::bundle::{
 };
 
 mod artifacts;
+mod issued;
 mod progress;
 mod script;
 mod signatures;

@@ -9,7 +9,8 @@
 //! run` never reads it. CKR codes other than the four below are refused, so a typo fails loudly.
 
 use super::{
-    Hsm, HsmError, KeyPairInfo, PinChange, PinLimits, PinState, SignMechanism, TokenIdentity,
+    AgreementKey, Hsm, HsmError, KeyPairInfo, PinChange, PinLimits, PinState, SignMechanism,
+    TokenIdentity,
 };
 use crate::script::{KeyAlgorithm, TokenSelector};
 use secrecy::SecretString;
@@ -199,6 +200,53 @@ impl Hsm for FaultyHsm {
         call("init_user_pin", "C_InitPIN")?;
         self.0.init_user_pin(new)
     }
+    fn find_private_keys(
+        &mut self,
+        query: &crate::script::KeyQuery,
+    ) -> Result<Vec<(String, String)>, HsmError> {
+        call("find_private_keys", "C_FindObjects")?;
+        self.0.find_private_keys(query)
+    }
+    fn agreement_key(&mut self, label: &str) -> Result<Option<AgreementKey>, HsmError> {
+        call("agreement_key", "C_FindObjects")?;
+        self.0.agreement_key(label)
+    }
+    fn generate_agreement_key(&mut self, label: &str) -> Result<AgreementKey, HsmError> {
+        call("generate_agreement_key", "C_GenerateKeyPair")?;
+        self.0.generate_agreement_key(label)
+    }
+    fn ecdh(&mut self, label: &str, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        call("ecdh", "C_DeriveKey")?;
+        self.0.ecdh(label, peer)
+    }
+    fn destroy_agreement_key(&mut self, label: &str) -> Result<usize, HsmError> {
+        call("destroy_agreement_key", "C_DestroyObject")?;
+        self.0.destroy_agreement_key(label)
+    }
+}
+
+/// Every method of [`Hsm`] is forwarded (a default method left out would answer "unsupported"
+/// where the real token works): checked against the trait's source.
+#[cfg(test)]
+#[test]
+fn every_hsm_method_is_forwarded() {
+    let methods = |src: &str| -> std::collections::BTreeSet<String> {
+        src.split("fn ")
+            .skip(1)
+            .filter_map(|s| s.split('(').next())
+            .filter(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .map(str::to_string)
+            .collect()
+    };
+    let module = include_str!("mod.rs");
+    let start = module.find("pub trait Hsm {").expect("the trait");
+    let end = start + module[start..].find("\n}\n").expect("its end");
+    let trait_methods = methods(&module[start..end]);
+    let own = include_str!("faulty.rs");
+    let impl_start = own.find("impl Hsm for FaultyHsm").expect("the impl");
+    let forwarded = methods(&own[impl_start..]);
+    let missing: Vec<_> = trait_methods.difference(&forwarded).collect();
+    assert!(missing.is_empty(), "FaultyHsm does not forward {missing:?}");
 }
 
 #[cfg(test)]

@@ -203,6 +203,26 @@ impl Hsm for MockHsm {
         self.info(label, algorithm)
     }
 
+    fn find_private_keys(
+        &mut self,
+        query: &crate::script::KeyQuery,
+    ) -> Result<Vec<(String, String)>, HsmError> {
+        self.need_login("C_FindObjects")?;
+        let mut found = Vec::new();
+        for (label, algorithm) in &self.keys {
+            let info = self.info(label, *algorithm)?;
+            let by_label = query.label.as_deref().is_none_or(|l| l == label);
+            let by_id = query
+                .id
+                .as_ref()
+                .is_none_or(|id| hex::encode(id) == info.id_hex);
+            if by_label && by_id {
+                found.push((info.label, info.id_hex));
+            }
+        }
+        Ok(found)
+    }
+
     fn sign(
         &mut self,
         label: &str,

@@ -7,7 +7,7 @@ pub mod pkcs11;
 pub mod spki;
 pub mod timed;
 
-use crate::script::{KeyAlgorithm, TokenSelector};
+use crate::script::{KeyAlgorithm, KeyQuery, TokenSelector};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -125,6 +125,15 @@ pub trait Hsm {
     ) -> Result<KeyPairInfo, HsmError>;
     /// Look up an existing key pair by label (public key and evidence attributes).
     fn key_pair(&mut self, label: &str) -> Result<KeyPairInfo, HsmError>;
+    /// Every private key matching `query` (CKA_LABEL and/or CKA_ID, AND-ed), as (CKA_LABEL, CKA_ID
+    /// hex), so a caller can refuse an ambiguous lookup before anything is signed. Needs a login.
+    fn find_private_keys(&mut self, query: &KeyQuery) -> Result<Vec<(String, String)>, HsmError> {
+        Err(HsmError::new(
+            "C_FindObjects",
+            format!("this token driver cannot look up keys by {query}"),
+            "use a PKCS#11 token",
+        ))
+    }
     /// Sign with the private key labelled `label`.
     fn sign(
         &mut self,
@@ -206,6 +215,42 @@ pub trait Hsm {
         let _ = new;
         Err(unsupported("C_InitPIN"))
     }
+
+    /// Sealed shares: the card's P-256 key-agreement key labelled `label`, `None` when the card
+    /// has none (needs a user login).
+    fn agreement_key(&mut self, label: &str) -> Result<Option<AgreementKey>, HsmError> {
+        let _ = label;
+        Err(unsupported("find a key-agreement key"))
+    }
+    /// Generate a P-256 key-agreement key on the card (sensitive, never extractable, CKA_DERIVE
+    /// only). Refuses a label that already exists.
+    fn generate_agreement_key(&mut self, label: &str) -> Result<AgreementKey, HsmError> {
+        let _ = label;
+        Err(unsupported("generate a key-agreement key"))
+    }
+    /// CKM_ECDH1_DERIVE with the card key `label` and the uncompressed point `peer`: the shared
+    /// secret's x-coordinate (32 bytes for P-256).
+    fn ecdh(&mut self, label: &str, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        let _ = (label, peer);
+        Err(unsupported("CKM_ECDH1_DERIVE"))
+    }
+    /// Destroy the key-agreement key pair `label`; returns how many objects were destroyed.
+    fn destroy_agreement_key(&mut self, label: &str) -> Result<usize, HsmError> {
+        let _ = label;
+        Err(unsupported("destroy a key-agreement key"))
+    }
+}
+
+/// A card's key-agreement key for sealed shares, with its attributes as the card reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgreementKey {
+    pub label: String,
+    pub id_hex: String,
+    /// Uncompressed SEC1 point (65 bytes).
+    pub public_point: Vec<u8>,
+    pub attributes: KeyAttributes,
+    /// CKA_DERIVE of the private key.
+    pub derive: Option<bool>,
 }
 
 /// CK_TOKEN_INFO's PIN facts, read before a quorum split sizes the PINs it derives.

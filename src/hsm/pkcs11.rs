@@ -6,18 +6,21 @@
 //! Object handles never outlive a call: handles to private objects die at logout, so every operation
 //! finds its objects afresh by label and CKA_ID.
 
+mod agree;
 mod certs;
 mod data;
 pub(super) mod fixes;
 mod keys;
 mod module;
+mod reauth;
 mod select;
 
 pub use module::{init_token, list_tokens};
 pub use select::wanted_label;
 
 use super::{
-    Hsm, HsmError, KeyPairInfo, PinChange, PinLimits, PinState, SignMechanism, TokenIdentity,
+    AgreementKey, Hsm, HsmError, KeyPairInfo, PinChange, PinLimits, PinState, SignMechanism,
+    TokenIdentity,
 };
 use crate::script::{KeyAlgorithm, TokenSelector};
 use cryptoki::error::{Error as CkError, RvError};
@@ -35,6 +38,9 @@ pub struct Pkcs11Hsm {
     session: Session,
     identity: TokenIdentity,
     slot: Slot,
+    /// The PIN of the user login, for keys that need a context-specific login per signature
+    /// (CKA_ALWAYS_AUTHENTICATE; `reauth`). Zeroized on drop.
+    user_pin: Option<SecretString>,
 }
 
 const _: () = {
@@ -117,6 +123,7 @@ impl Pkcs11Hsm {
             session,
             identity: identity.clone(),
             slot: *slot,
+            user_pin: None,
         })
     }
 
@@ -150,7 +157,7 @@ impl Hsm for Pkcs11Hsm {
     /// in (login state is per process and token), log out and log in again.
     fn login(&mut self, pin: &SecretString) -> Result<(), HsmError> {
         let what = || format!("log in to token \"{}\" as user", self.identity.token_label);
-        match self.session.login(UserType::User, Some(pin)) {
+        let result = match self.session.login(UserType::User, Some(pin)) {
             Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
                 self.session.logout().ck("C_Logout", what)?;
                 self.session
@@ -158,10 +165,13 @@ impl Hsm for Pkcs11Hsm {
                     .ck("C_Login", what)
             }
             other => other.ck("C_Login", what),
-        }
+        };
+        self.user_pin = result.is_ok().then(|| pin.clone());
+        result
     }
 
     fn logout(&mut self) -> Result<(), HsmError> {
+        self.user_pin = None;
         match self.session.logout() {
             Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) => Ok(()),
             other => other.ck("C_Logout", || {
@@ -233,6 +243,13 @@ impl Hsm for Pkcs11Hsm {
         self.describe(label, private, public)
     }
 
+    fn find_private_keys(
+        &mut self,
+        query: &crate::script::KeyQuery,
+    ) -> Result<Vec<(String, String)>, HsmError> {
+        self.private_keys(query)
+    }
+
     fn sign(
         &mut self,
         label: &str,
@@ -276,9 +293,7 @@ impl Hsm for Pkcs11Hsm {
                 "check that the script's signature algorithm matches the key's algorithm",
             ));
         }
-        self.session
-            .sign(&mech, key, data)
-            .ck("C_Sign", || doing.clone())
+        self.sign_object(&mech, key, label, data)
     }
 
     fn store_certificate(
@@ -346,5 +361,21 @@ impl Hsm for Pkcs11Hsm {
 
     fn init_user_pin(&mut self, new: &SecretString) -> Result<(), HsmError> {
         self.so_init_pin(new)
+    }
+
+    fn agreement_key(&mut self, label: &str) -> Result<Option<AgreementKey>, HsmError> {
+        self.find_agreement_key(label)
+    }
+
+    fn generate_agreement_key(&mut self, label: &str) -> Result<AgreementKey, HsmError> {
+        self.new_agreement_key(label)
+    }
+
+    fn ecdh(&mut self, label: &str, peer: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, HsmError> {
+        self.ecdh_derive(label, peer)
+    }
+
+    fn destroy_agreement_key(&mut self, label: &str) -> Result<usize, HsmError> {
+        self.destroy_agreement(label)
     }
 }

@@ -5,7 +5,8 @@
 //! per process: a rehearsal re-executes itself), with a breakdown by operation. Unset, the wrapper only reads two clocks per call.
 
 use super::{
-    Hsm, HsmError, KeyPairInfo, PinChange, PinLimits, PinState, SignMechanism, TokenIdentity,
+    AgreementKey, Hsm, HsmError, KeyPairInfo, PinChange, PinLimits, PinState, SignMechanism,
+    TokenIdentity,
 };
 use crate::script::KeyAlgorithm;
 use secrecy::SecretString;
@@ -99,6 +100,12 @@ impl<H: Hsm> Hsm for TimedHsm<H> {
     fn key_pair(&mut self, label: &str) -> Result<KeyPairInfo, HsmError> {
         measure("key_pair", || self.0.key_pair(label))
     }
+    fn find_private_keys(
+        &mut self,
+        query: &crate::script::KeyQuery,
+    ) -> Result<Vec<(String, String)>, HsmError> {
+        measure("find_private_keys", || self.0.find_private_keys(query))
+    }
     fn sign(
         &mut self,
         label: &str,
@@ -152,6 +159,22 @@ impl<H: Hsm> Hsm for TimedHsm<H> {
     }
     fn init_user_pin(&mut self, new: &SecretString) -> Result<(), HsmError> {
         measure("init_user_pin", || self.0.init_user_pin(new))
+    }
+    fn agreement_key(&mut self, label: &str) -> Result<Option<AgreementKey>, HsmError> {
+        measure("agreement_key", || self.0.agreement_key(label))
+    }
+    fn generate_agreement_key(&mut self, label: &str) -> Result<AgreementKey, HsmError> {
+        measure("generate_agreement_key", || {
+            self.0.generate_agreement_key(label)
+        })
+    }
+    fn ecdh(&mut self, label: &str, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        measure("ecdh", || self.0.ecdh(label, peer))
+    }
+    fn destroy_agreement_key(&mut self, label: &str) -> Result<usize, HsmError> {
+        measure("destroy_agreement_key", || {
+            self.0.destroy_agreement_key(label)
+        })
     }
 }
 

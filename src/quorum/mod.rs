@@ -11,10 +11,12 @@
 //! Everything secret lives in `Zeroizing` memory, and no `Debug` impl prints it.
 
 mod encoding;
+pub mod envelope;
 #[cfg(test)]
 mod tests;
 
 pub use encoding::{commitments_label, share_label, SHARE_APPLICATION, SHARE_FORMAT};
+pub use envelope::{card_key_sha256, Envelope, Recipient};
 
 use p256::elliptic_curve::ff::{Field, PrimeField};
 use p256::elliptic_curve::group::GroupEncoding;

@@ -6,11 +6,13 @@ pub mod parse;
 pub mod policy;
 pub mod quorum;
 pub mod signers;
+pub mod signing;
 
 pub use diagnostic::{has_errors, Diagnostic, KeyPath, Severity, Target};
 pub use model::*;
 pub use parse::{load, parse, LoadedScript, SUPPORTED_FORMATS};
-pub use quorum::{QuorumCard, QuorumConfig, QuorumSet};
+pub use quorum::{QuorumCard, QuorumConfig, QuorumSet, ShareMedium};
+pub use signing::{CaCertificate, ExistingKey, KeyQuery, NameSpec};
 
 use std::path::Path;
 

@@ -231,9 +231,14 @@ pub fn file_stem(name: &str) -> String {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KeySpec {
-    /// CKA_LABEL of the key pair on the HSM. Must not exist yet.
+    /// CKA_LABEL of the key pair on the HSM. Must not exist yet, unless `existing` says the key comes
+    /// from an earlier ceremony (then it is the script's name for the key, and its CKA_LABEL unless
+    /// `existing` gives an id or URI).
     pub label: String,
     pub algorithm: KeyAlgorithm,
+    /// A key from an earlier ceremony, found after activation and pinned by its hash (signing.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing: Option<super::signing::ExistingKey>,
 }
 
 impl KeySpec {
@@ -557,6 +562,7 @@ mod tests {
         let key = KeySpec {
             label: "a/b".into(),
             algorithm: KeyAlgorithm::P256,
+            existing: None,
         };
         assert_eq!(key.public_key_file(), "artifacts/a_b.pub.pem");
         let cert = CertificateProfile {

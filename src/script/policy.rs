@@ -17,6 +17,7 @@ const MAX_VALIDITY_DAYS: u32 = 36525;
 mod artifacts;
 mod attach;
 mod cards;
+mod existing;
 mod participants;
 mod quorum;
 mod steps;
@@ -47,6 +48,7 @@ fn check_as(loaded: &LoadedScript, rehearsal: bool) -> Vec<Diagnostic> {
     c.steps();
     c.keys_and_certificates();
     c.step_references();
+    c.existing_keys();
     c.hsm_order();
     c.hsm_config();
     c.subjects();

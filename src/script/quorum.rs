@@ -20,6 +20,11 @@ pub struct QuorumConfig {
     /// PKCS#11 module of the card readers; defaults to `hsm.module`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
+    /// Folder of the share envelopes of `medium = "sealed"` cards (written at a split or reshare,
+    /// read at every later step). Needed in a run when any card is sealed; a rehearsal uses its
+    /// --env folder's `envelopes/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope_dir: Option<String>,
     pub cards: Vec<QuorumCard>,
     /// The new share set of a `reshare` step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,6 +46,39 @@ pub struct QuorumCard {
     pub holder: String,
     pub token: TokenSelector,
     pub bag: String,
+    /// Where the share lives: on the card as a data object (default), or sealed to the card's EC
+    /// key-agreement key in an envelope file that travels with the card (PIV-style cards).
+    #[serde(default, skip_serializing_if = "ShareMedium::is_default")]
+    pub medium: ShareMedium,
+    /// Sealed cards: CKA_LABEL of an existing P-256 key-agreement key (e.g. a PIV card's key
+    /// management key). Unset: keyrite generates a per-split key on the card, labelled
+    /// `keyrite-seal:<split ceremony id>`, at the split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_label: Option<String>,
+}
+
+/// `medium` of a quorum card.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShareMedium {
+    /// A private CKO_DATA object on the card.
+    #[default]
+    DataObject,
+    /// An envelope file sealed to the card's key-agreement key (CKM_ECDH1_DERIVE).
+    Sealed,
+}
+
+impl ShareMedium {
+    fn is_default(&self) -> bool {
+        *self == ShareMedium::DataObject
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShareMedium::DataObject => "data-object",
+            ShareMedium::Sealed => "sealed",
+        }
+    }
 }
 
 impl QuorumConfig {

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use crate::hsm::HsmOpener as Opener;
 
+pub(super) mod keys;
+
 /// CKA manufacturerID of SoftHSM2 tokens, also when reached through the p11-kit proxy.
 pub(super) const SOFTHSM_MANUFACTURER: &str = "SoftHSM project";
 
@@ -43,7 +45,7 @@ pub(super) fn on_step_started(
     let Some(label) = step.key.as_deref() else {
         return Ok(());
     };
-    let info = match known_key(state, label) {
+    let info = match keys::known_key(state, script, &step.id, label, operator)? {
         Ok(info) => info,
         Err(why) => {
             // The step itself then fails when performed: nobody can confirm an unseen hash.
@@ -69,19 +71,6 @@ pub(super) fn on_step_started(
     Ok(())
 }
 
-/// The key generated in this run, or one already on the token.
-fn known_key(state: &mut State, label: &str) -> std::result::Result<KeyPairInfo, String> {
-    if let Some(info) = state.keys.get(label) {
-        return Ok(info.clone());
-    }
-    let hsm = state.hsm.as_mut().ok_or_else(|| {
-        format!("key {label} was not generated in this ceremony and the HSM is not activated")
-    })?;
-    let info = hsm.key_pair(label).map_err(|e| e.to_string())?;
-    state.keys.insert(label.to_string(), info.clone());
-    Ok(info)
-}
-
 pub(super) fn perform(
     state: &mut State,
     ctx: &Context<'_>,
@@ -104,11 +93,28 @@ pub(super) fn perform(
             }
         }
     }
+    let performed = perform_action(state, ctx, action, operator, pins, opener)?;
+    // Keys from earlier ceremonies are found as soon as the HSM is activated (keys.rs).
+    if performed.is_ok() && action.is_activation() {
+        return keys::find_all_existing(state, ctx.script, &ctx.step.id, operator);
+    }
+    Ok(performed)
+}
+
+fn perform_action(
+    state: &mut State,
+    ctx: &Context<'_>,
+    action: Action,
+    operator: &mut dyn Operator,
+    pins: &mut dyn PinSource,
+    opener: &mut Opener<'_>,
+) -> Performed {
     match action {
         Action::Manual => Ok(Ok(())),
         Action::ConfirmFingerprint => {
             let label = ctx.step.key.as_deref().unwrap_or_default();
-            Ok(known_key(state, label).map(|_| ()))
+            let found = keys::known_key(state, ctx.script, &ctx.step.id, label, operator)?;
+            Ok(found.map(|_| ()))
         }
         Action::Preflight => preflight_step(state, ctx, operator),
         Action::ActivateHsm => activate(state, ctx, operator, pins, opener),
@@ -131,7 +137,7 @@ pub(super) fn perform(
         }
         Action::Reshare => super::quorum_reshare::reshare(state, ctx, operator, pins, opener),
         Action::RetireShares => super::quorum_retire::retire(state, ctx, operator, pins, opener),
-        Action::SignTestMessage => super::quorum::sign_test_message(state, ctx),
+        Action::SignTestMessage => super::quorum::sign_test_message(state, ctx, operator),
     }
 }
 
@@ -408,6 +414,9 @@ pub(super) fn key_generated(
         },
     )?;
     let proven = info.attributes.prove_in_hsm_generation();
+    if ctx.mode.rehearsal {
+        keys::note_generated(&ctx.script.ceremony.id, &info)?;
+    }
     state.keys.insert(label.into(), info);
     if !proven {
         return Ok(Err(format!(
@@ -433,7 +442,7 @@ pub(super) fn write_artifact(
     )
 }
 
-fn spki_pem(spki_der: &[u8]) -> String {
+pub(super) fn spki_pem(spki_der: &[u8]) -> String {
     der::Document::try_from(spki_der)
         .ok()
         .and_then(|doc| doc.to_pem("PUBLIC KEY", LineEnding::LF).ok())
@@ -450,15 +459,16 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
     let Some(spec) = ctx.script.key(&profile.key) else {
         return Ok(Err(format!("key {} is not in the script", profile.key)));
     };
-    let info = match known_key(state, &profile.key) {
+    let info = match keys::known_key(state, ctx.script, &ctx.step.id, &profile.key, operator)? {
         Ok(info) => info,
         Err(why) => return Ok(Err(why)),
     };
     let Some(hsm) = state.hsm.as_mut() else {
         return Ok(Err("the HSM is not activated".into()));
     };
+    // The token's CKA_LABEL: an existing key may be named otherwise in the script.
     let key = HsmKey::new(
-        &profile.key,
+        &info.label,
         spec.algorithm,
         x509::signature_hash(profile, spec.algorithm),
         info.spki_der.clone(),

@@ -126,6 +126,22 @@ pub fn quorum_cards(l: &mut Layout, s: &Script) {
             ))
         ),
     );
+    let sealed = |c: &crate::script::QuorumCard| c.medium == crate::script::ShareMedium::Sealed;
+    let any_sealed = q
+        .cards
+        .iter()
+        .chain(q.reshare.iter().flat_map(|r| r.cards.iter()))
+        .any(sealed);
+    if any_sealed {
+        l.para(
+            Face::Regular,
+            BODY,
+            &format!(
+                "Cards marked (sealed) keep their share in an envelope file sealed to the card's key:                  the envelope travels with the card, and is copied into {} before the card is used.",
+                q.envelope_dir.as_deref().unwrap_or("the envelope folder")
+            ),
+        );
+    }
     let sets = std::iter::once(("current", &q.cards))
         .chain(q.reshare.iter().map(|r| ("new (reshare)", &r.cards)));
     let mut rows = Vec::new();
@@ -137,7 +153,8 @@ pub fn quorum_cards(l: &mut Layout, s: &Script) {
                 // The bare label or serial: `label "…"` would break mid-word in the column.
                 (c.token.label.clone())
                     .or_else(|| c.token.serial.clone())
-                    .unwrap_or_else(|| c.token.to_string()),
+                    .unwrap_or_else(|| c.token.to_string())
+                    + if sealed(c) { " (sealed)" } else { "" },
                 c.bag.clone(),
                 "\n\n".into(),
                 String::new(),

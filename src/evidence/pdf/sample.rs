@@ -140,6 +140,8 @@ pub fn sample_report(steps: usize) -> Report {
                 result: "written".into(),
             }],
         }),
+        existing_keys: Vec::new(),
+        test_signatures: Vec::new(),
         log_head: LogHead {
             seq: 42,
             hash: "ef".repeat(32),

@@ -298,6 +298,7 @@ fn keys(l: &mut Layout, r: &Report) {
     for k in &r.keys {
         key(l, k);
     }
+    super::existing::existing_keys(l, r);
 }
 
 fn quorum(l: &mut Layout, r: &Report) {

@@ -25,7 +25,7 @@ fn safe_artifact_path(path: &str) -> bool {
 }
 
 /// Read a file the report names, refusing (and failing) any path outside artifacts/.
-fn read_artifact(
+pub(super) fn read_artifact(
     v: &mut Verification,
     bundle: &BundleDir,
     path: &str,
@@ -109,6 +109,7 @@ pub(super) fn check_reported(v: &mut Verification, bundle: &BundleDir, report: &
         .collect();
     check_listed(v, bundle, &listed, "report", true);
     check_keys_and_certificates(v, bundle, report);
+    super::issued::check_existing_keys(v, bundle, report);
 }
 
 /// An unfinished run: the files the log's `artifact_written` entries record so far.

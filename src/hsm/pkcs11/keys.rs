@@ -66,6 +66,36 @@ impl Pkcs11Hsm {
         Ok((private, public))
     }
 
+    /// Every private key matching `query`, as (CKA_LABEL, CKA_ID hex): an existing key from an
+    /// earlier ceremony must match exactly one.
+    pub(super) fn private_keys(
+        &self,
+        query: &crate::script::KeyQuery,
+    ) -> Result<Vec<(String, String)>, HsmError> {
+        let doing = format!("find the private key by {query}");
+        self.require_login(&doing)?;
+        let mut template = vec![Attribute::Class(ObjectClass::PRIVATE_KEY)];
+        if let Some(label) = &query.label {
+            template.push(Attribute::Label(label.as_bytes().to_vec()));
+        }
+        if let Some(id) = &query.id {
+            template.push(Attribute::Id(id.clone()));
+        }
+        let mut found = Vec::new();
+        for key in self.find(&template, &doing)? {
+            let (mut label, mut id) = (String::new(), Vec::new());
+            for attr in self.attributes(key, &[AttributeType::Label, AttributeType::Id], &doing)? {
+                match attr {
+                    Attribute::Label(l) => label = String::from_utf8_lossy(&l).into_owned(),
+                    Attribute::Id(v) => id = v,
+                    _ => {}
+                }
+            }
+            found.push((label, hex::encode(id)));
+        }
+        Ok(found)
+    }
+
     pub(super) fn attributes(
         &self,
         object: ObjectHandle,

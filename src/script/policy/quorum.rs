@@ -5,7 +5,7 @@
 use super::{quoted, root, step_path, Checker};
 use crate::script::diagnostic::{KeyPath, Severity, Target};
 use crate::script::model::{Action, Role, SecurityLevel};
-use crate::script::quorum::QuorumCard;
+use crate::script::quorum::{QuorumCard, ShareMedium};
 use std::collections::HashMap;
 
 const QUORUM_ACTIONS: [Action; 5] = [
@@ -66,6 +66,46 @@ impl Checker<'_> {
         }
         self.quorum_order(splits, q.reshare.is_some());
         self.commitments_pinned(splits, q.commitments_sha256.is_some());
+        self.sealed_cards(q);
+    }
+
+    /// Sealed cards need a folder for their envelopes; key_label only means something for them.
+    fn sealed_cards(&mut self, q: &crate::script::QuorumConfig) {
+        let at = root().key("quorum");
+        let sets = std::iter::once((at.clone(), &q.cards)).chain(
+            q.reshare
+                .iter()
+                .map(|r| (at.clone().key("reshare"), &r.cards)),
+        );
+        let mut sealed = false;
+        for (set_at, cards) in sets {
+            for (i, card) in cards.iter().enumerate() {
+                let c = set_at.clone().key("cards").index(i);
+                match card.medium {
+                    ShareMedium::Sealed => sealed = true,
+                    ShareMedium::DataObject if card.key_label.is_some() => {
+                        let what = format!(
+                            "card of \"{}\" names key_label but keeps its share as a data object",
+                            card.holder
+                        );
+                        let fix = "add medium = \"sealed\" to seal the share to that key, or remove key_label";
+                        self.error(&c.key("key_label"), Target::Key, what, fix);
+                    }
+                    ShareMedium::DataObject => {}
+                }
+            }
+        }
+        if sealed
+            && q.envelope_dir
+                .as_deref()
+                .is_none_or(|d| d.trim().is_empty())
+        {
+            let what =
+                "[quorum] has sealed cards but no envelope_dir for their share envelopes".into();
+            let fix = "add envelope_dir = \"<folder on the medium the envelopes travel on>\" to [quorum] \
+                       (keyrite rehearse uses its --env folder instead)";
+            self.error(&at, Target::Key, what, fix);
+        }
     }
 
     /// A step that reads cards of an earlier split must know that split's commitments from a trusted

@@ -229,8 +229,9 @@ impl Checker<'_> {
                         let fix = format!("use one of the certificate names ({known}), or add a [[certificates]] entry");
                         self.error(&cert_path, Target::Value, what, fix);
                     }
+                    // A key from an earlier ceremony is found, not generated (existing.rs).
                     Some(cert)
-                        if self.s.key(&cert.key).is_some()
+                        if self.s.key(&cert.key).is_some_and(|k| k.existing.is_none())
                             && !generated.contains_key(cert.key.as_str()) =>
                     {
                         let what = format!(
