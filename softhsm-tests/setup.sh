@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what keyrite's rehearsals and tests need on Debian 12, idempotently:
 # SoftHSM2 (the throw-away HSM), OpenSC (pkcs11-tool), p11-kit (the proxy module), OpenSSL, poppler,
-# tmux, and a Python venv with pkilint and jsonschema in .venv-pkilint. Safe to run again; it skips what is there.
+# tmux, a Python venv with pkilint and jsonschema in .venv-pkilint, and the two other PKCS#11 backends the
+# backends tests run on: tpm2-pkcs11 over swtpm (Debian packages) and Kryoptic (built from crates.io once,
+# cached by softhsm-tests/backends/build-kryoptic.sh). Safe to run again; it skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +15,10 @@ fi
 # libengine-pkcs11-openssl (the libp11 engine) and time (GNU /usr/bin/time) are for softhsm-tests/baseline.sh
 # and softhsm-tests/bench.sh.
 packages=(softhsm2 opensc openssl p11-kit p11-kit-modules poppler-utils tmux libengine-pkcs11-openssl time)
+# tpm2-pkcs11 over a software TPM behind the tpm2-abrmd resource manager (softhsm-tests/backends/tpm2.sh).
+packages+=(swtpm tpm2-tools libtpm2-pkcs11-1 libtss2-tcti-swtpm0 tpm2-abrmd libtss2-tcti-tabrmd0 dbus)
+# Kryoptic's build against the system OpenSSL 3.0 and SQLite.
+packages+=(libssl-dev libsqlite3-dev pkg-config libclang-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -38,3 +44,6 @@ if ! .venv-pkilint/bin/python -c 'import jsonschema' 2>/dev/null; then
   echo "setup: adding jsonschema to .venv-pkilint"
   .venv-pkilint/bin/pip install -q --disable-pip-version-check jsonschema==4.26.0
 fi
+
+# Kryoptic 1.5.4 from crates.io, built once (about 2 minutes on 2 cores) and then reused from its cache.
+bash softhsm-tests/backends/build-kryoptic.sh >/dev/null

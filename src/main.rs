@@ -7,6 +7,8 @@ fn main() {
     keyrite::hardening::harden_or_warn();
     let cli = keyrite::cli::Cli::parse();
     let code = keyrite::commands::dispatch(cli);
+    // Every session is closed by now (the ceremony's state was dropped): C_Finalize the modules.
+    keyrite::hsm::pkcs11::finalize_modules();
     keyrite::hsm::timed::write_summary();
     std::process::exit(code);
 }

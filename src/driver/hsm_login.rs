@@ -43,7 +43,9 @@ fn locked_error(hsm: &dyn Hsm) -> HsmError {
 }
 
 /// Ask the user PIN and log in, until the login succeeds, the token locks, the room withdraws
-/// (Esc: the step goes back to its confirmations) or [`MAX_PIN_RETRIES`] retries are used up.
+/// (Esc: the step goes back to its confirmations) or [`MAX_PIN_RETRIES`] retries are used up. A token
+/// with a protected authentication path (PIN pad, PED) is never asked a PIN here: the room is told
+/// to type it on the device, and C_Login goes without one.
 pub(super) fn login_with_retries(
     state: &mut State,
     ctx: &Context<'_>,
@@ -51,43 +53,58 @@ pub(super) fn login_with_retries(
     operator: &mut dyn Operator,
     pins: &mut dyn PinSource,
 ) -> Performed {
-    let lengths = hsm.pin_limits().ok().map(|l| (l.min_len, l.max_len));
+    let limits = hsm.pin_limits().ok();
+    let lengths = limits.map(|l| (l.min_len, l.max_len));
+    let pad = limits.is_some_and(|l| l.protected_path);
     let mut retries = 0u32;
     loop {
         let flags = hsm.pin_state().ok();
         if flags.is_some_and(|f| f.locked) {
             return failed(state, ctx, "open_and_login", locked_error(hsm.as_ref()));
         }
-        let pin = match pins.pin(&PinRequest::HsmUser(hsm.identity())) {
-            Ok(pin) => pin,
-            Err(e) if pins::is_cancelled(&e) => {
-                let reason =
-                    "the HSM PIN entry was cancelled; the step waits to be performed again"
-                        .to_string();
-                state.withdrawn = Some(reason.clone());
-                return Ok(Err(reason));
-            }
-            Err(e) => return Ok(Err(e.to_string())),
-        };
-        let (reason, sent) = match pins::refused_before_login(&pin, lengths) {
-            Some(why) => (why, false),
-            None => {
-                let login = hsm.login(&pin);
-                drop(pin);
-                match login {
-                    Ok(()) => {
-                        state.hsm_returned();
-                        return super::actions::activated(state, ctx, hsm);
-                    }
-                    Err(e) if e.ckr == "CKR_PIN_INCORRECT" || e.ckr == "CKR_PIN_LEN_RANGE" => {
-                        (format!("{} returned {}", e.function, e.ckr), true)
-                    }
-                    Err(e) if e.ckr == "CKR_PIN_LOCKED" => {
-                        return failed(state, ctx, "open_and_login", locked_error(hsm.as_ref()))
-                    }
-                    Err(e) => return failed(state, ctx, "open_and_login", e),
+        // Some(login result) when a login was tried; None when keyrite refused the PIN unsent.
+        let (login, unsent) = if pad {
+            let text = format!(
+                "token \"{}\" takes its PIN on its own PIN pad or PED: the operator types the user \
+                 PIN there now (keyrite asks for none and never sees it)",
+                hsm.identity().token_label
+            );
+            operator.notice(Notice::Info { text: &text });
+            (Some(hsm.login_protected()), None)
+        } else {
+            let pin = match pins.pin(&PinRequest::HsmUser(hsm.identity())) {
+                Ok(pin) => pin,
+                Err(e) if pins::is_cancelled(&e) => {
+                    let reason =
+                        "the HSM PIN entry was cancelled; the step waits to be performed again"
+                            .to_string();
+                    state.withdrawn = Some(reason.clone());
+                    return Ok(Err(reason));
+                }
+                Err(e) => return Ok(Err(e.to_string())),
+            };
+            match pins::refused_before_login(&pin, lengths) {
+                Some(why) => (None, Some(why)),
+                None => {
+                    let login = hsm.login(&pin);
+                    drop(pin);
+                    (Some(login), None)
                 }
             }
+        };
+        let (reason, sent) = match (login, unsent) {
+            (Some(Ok(())), _) => {
+                state.hsm_returned();
+                return super::actions::activated(state, ctx, hsm);
+            }
+            (Some(Err(e)), _) if e.ckr == "CKR_PIN_INCORRECT" || e.ckr == "CKR_PIN_LEN_RANGE" => {
+                (format!("{} returned {}", e.function, e.ckr), true)
+            }
+            (Some(Err(e)), _) if e.ckr == "CKR_PIN_LOCKED" => {
+                return failed(state, ctx, "open_and_login", locked_error(hsm.as_ref()))
+            }
+            (Some(Err(e)), _) => return failed(state, ctx, "open_and_login", e),
+            (None, why) => (why.unwrap_or_default(), false),
         };
         retries += 1;
         let flags = if sent { hsm.pin_state().ok() } else { flags };
@@ -116,6 +133,10 @@ pub(super) fn login_with_retries(
         }
         let says = flags.as_ref().and_then(token_says);
         let text = match says {
+            _ if pad => format!(
+                "the PIN typed on the PIN pad was refused ({reason}){}; type it there again",
+                says.map(|s| format!("; {s}")).unwrap_or_default()
+            ),
             Some(says) => format!("wrong HSM PIN ({reason}); {says}; enter it again"),
             None if sent => format!("wrong HSM PIN ({reason}); enter it again"),
             None => format!("{reason}; enter the HSM PIN again"),

@@ -114,6 +114,10 @@ pub(crate) struct State {
     /// The step and operation of the last `hsm_intent` whose result is not logged yet, for the
     /// test-only crash hook's `after-OP` points.
     pub intent_open: Option<(String, String)>,
+    /// CRLs whose `crl_signed` entry is in the log (`keyrite resume` does not sign them again).
+    pub crls_signed: std::collections::BTreeSet<String>,
+    /// Keys whose `key_uri` entry this run has written.
+    pub key_uris_logged: std::collections::BTreeSet<String>,
 }
 
 pub fn now_utc() -> String {
@@ -144,6 +148,8 @@ impl State {
             relogin_by_quorum: false,
             adopt: None,
             intent_open: None,
+            crls_signed: Default::default(),
+            key_uris_logged: Default::default(),
         }
     }
 
@@ -226,6 +232,7 @@ impl Ceremony<'_> {
         // Every refusal that can come before the first step comes before the bundle exists.
         let attachments = operator.given_attachments();
         startup::check(&loaded.script, &mode, out, &attachments, opener)?;
+        let crl_inputs = actions::crl::read_inputs(loaded)?;
         let opened_cards = personal_cards::open_all(&loaded.script, &mode.cards, opener)?;
         let bundle = Bundle::create(out)?;
         // Held to the end of the run; the kernel drops it however keyrite ends.
@@ -235,6 +242,7 @@ impl Ceremony<'_> {
         let log = AuditLog::create(&log_path).map_err(|e| Error::io("create", &log_path, &e))?;
         let mut state = State::new(log, bundle);
         state.record(None, vec![], &started_record(loaded, &mode))?;
+        actions::crl::copy_inputs(&mut state, &loaded.script, &crl_inputs)?;
         let mut engine = Engine::new(&loaded.script);
         let registered = personal_cards::register(&mut state, &mode.cards, opened_cards);
         let mut io = Io {

@@ -152,15 +152,32 @@ impl Answers {
             .map(|step| {
                 let required = step.required_confirmations() as usize;
                 let sensitive = step.action.is_sensitive();
-                let mut confirm: Vec<String> = script
+                let eligible: Vec<&Participant> = script
                     .participants
                     .iter()
                     .filter(|p| p.roles().any(|r| step.confirm_by.contains(&r)))
                     .filter(|p| !(sensitive && p.is_witness()))
                     .filter(|p| !p.roles().any(|r| step.witnessed_by.contains(&r)))
-                    .take(required)
-                    .map(|p| p.name.clone())
                     .collect();
+                // Each role's minimum first (`min_per_role`), then anyone eligible up to the count.
+                let mut confirm: Vec<String> = Vec::new();
+                for (role, n) in &step.min_per_role {
+                    let picked: Vec<String> = eligible
+                        .iter()
+                        .filter(|p| p.holds(*role) && !confirm.contains(&p.name))
+                        .take(*n as usize)
+                        .map(|p| p.name.clone())
+                        .collect();
+                    confirm.extend(picked);
+                }
+                for p in &eligible {
+                    if confirm.len() >= required {
+                        break;
+                    }
+                    if !confirm.contains(&p.name) {
+                        confirm.push(p.name.clone());
+                    }
+                }
                 for role in &step.witnessed_by {
                     let witness = script
                         .participants

@@ -197,6 +197,7 @@ mod tests {
             confirm_by: vec![Role::Operator],
             required: 2,
             witnessed_by: vec![],
+            per_role: Default::default(),
             confirmed_by: vec![],
             witnessed: vec![],
         }

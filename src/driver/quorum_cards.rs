@@ -125,6 +125,13 @@ pub(super) fn collect(
                 "{presented_by} already presented a card at this step; {} is refused — each custodian presents only their own card",
                 describe(&named)
             ))
+        } else if ctx.script.participant(&c.holder).is_none() {
+            // Item 7: a holder outside the room is not a participant; only those present present.
+            Some(format!(
+                "{} belongs to {}, who is not in the room (not a participant); only card holders present can present their card",
+                describe(&named),
+                c.holder
+            ))
         } else if presented_by != c.holder {
             Some(format!(
                 "{} belongs to {}, not to {presented_by}; each custodian presents only their own card",

@@ -335,7 +335,7 @@ fn in_flight_of(entries: &[AuditEntry]) -> Option<(String, String)> {
     let answered = entries[probe + 1..].iter().any(|e| {
         matches!(
             e.kind(),
-            "hsm_failed" | "hsm_activated" | "hsm_deactivated" | "key_generated"
+            "hsm_failed" | "hsm_activated" | "hsm_deactivated" | "key_generated" | "crl_signed"
         ) || e.kind().starts_with("certificate")
     });
     let event = &entries[probe].event;

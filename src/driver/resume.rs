@@ -51,6 +51,10 @@ pub fn resumption(action: Action) -> Resumption {
         // A signature made before the kill never left keyrite: the certificate is made again.
         | Action::SignCertificate
         | Action::SignTestMessage
+        // No `crl_signed` in the log: signed again (a signature made before the kill never left
+        // keyrite). Logged: the step completes without signing. Written and bound but not
+        // logged: the file is read back, verified with the issuer and recorded.
+        | Action::SignCrl
         // Reading shares changes nothing on the cards; the cards are presented again.
         | Action::ActivateQuorum
         | Action::ShareHealthCheck => Resumption::Again,
@@ -150,12 +154,21 @@ pub fn resume(
                 .map(str::to_string)
         });
     let keys = logged_keys(&script, up.bundle(), up.entries())?;
+    let crls_signed = up
+        .entries()
+        .iter()
+        .filter_map(|e| match parse_event(e) {
+            Ok(Parsed::Record(Record::CrlSigned(c))) => Some(c.name),
+            _ => None,
+        })
+        .collect();
     let (mut state, mut engine, loaded, _lock) = up.continue_log("resume")?;
     state.cards = cards;
     state.unsigned_by = refused.clone();
     state.reactivate = session != resume_quorum::Session::Closed;
     state.relogin_by_quorum = session == resume_quorum::Session::Quorum;
     state.adopt = adopt;
+    state.crls_signed = crls_signed;
     for key in keys {
         state.keys.insert(key.label.clone(), key);
     }

@@ -223,6 +223,7 @@ mod tests {
             AgainIfUntouched,
         ),
         (Action::SignTestMessage, true, true, false, "-", Again),
+        (Action::SignCrl, true, true, false, "crl_signed", Again),
     ];
 
     /// The row of each action: no catch-all, so a new action does not compile until it has one.
@@ -242,6 +243,7 @@ mod tests {
             Action::Reshare => 11,
             Action::RetireShares => 12,
             Action::SignTestMessage => 13,
+            Action::SignCrl => 14,
         }
     }
 

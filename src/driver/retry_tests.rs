@@ -3,7 +3,7 @@
 
 use super::operator::{Answers, Headless};
 use super::pins::{self, PinRequest, PinSource};
-use super::tests::{run_with_pins, script};
+use super::tests::{run_with_mock, run_with_pins, script};
 use crate::error::Result;
 use crate::evidence::verify::verify_bundle;
 use secrecy::SecretString;
@@ -135,6 +135,8 @@ fn an_unreadable_attachment_is_asked_again() {
         key: None,
         certificate: None,
         attachment: Some("video".into()),
+        crl: None,
+        min_per_role: Default::default(),
     };
     let mut printed = Vec::new();
     let mut op = Paths(
@@ -166,4 +168,70 @@ fn an_unreadable_attachment_is_asked_again() {
         shown.contains("missing.mp4") && shown.contains("give it again"),
         "{shown}"
     );
+}
+
+/// A token with a PIN pad (CKF_PROTECTED_AUTHENTICATION_PATH): keyrite asks no PIN, tells the room to
+/// use the pad, logs in without one, and the ceremony completes and verifies.
+#[test]
+fn a_pin_pad_token_is_activated_without_a_typed_pin() {
+    let loaded = script();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // No PIN may be asked: an empty queue answers Esc, which would withdraw the step.
+    let mut typed = Typed(VecDeque::new());
+    let (outcome, calls, printed) = run_with_mock(
+        &loaded,
+        Answers::auto(&loaded.script),
+        &mut typed,
+        false,
+        &out,
+        |m| m.limits.protected_path = true,
+    );
+    let outcome = outcome.unwrap();
+    assert!(outcome.completed, "{outcome:?}\n{printed}");
+    assert!(printed.contains("PIN pad"), "{printed}");
+    assert_eq!(
+        calls[0], "C_Login(user, protected authentication path)",
+        "{calls:?}"
+    );
+    assert!(!calls.contains(&"C_Login".to_string()), "{calls:?}");
+    let v = verify_bundle(&out);
+    assert!(v.passed(), "{}", v.table());
+}
+
+/// A token whose mechanisms cannot generate the script's key is refused at activation: no login,
+/// no key generation was ever confirmed or attempted.
+#[test]
+fn a_token_without_the_scripts_mechanisms_is_refused_at_activation() {
+    use crate::hsm::capabilities::{Mech, Offered};
+    let loaded = script();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut typed = Typed([Some("1234")].into());
+    let (outcome, calls, printed) = run_with_mock(
+        &loaded,
+        Answers::auto(&loaded.script),
+        &mut typed,
+        false,
+        &out,
+        |m| {
+            m.offered = Some(vec![Offered {
+                mech: Mech::Ecdsa,
+                min_key: 256,
+                max_key: 384,
+                usable: true,
+            }])
+        },
+    );
+    let outcome = outcome.unwrap();
+    assert!(!outcome.completed, "{printed}");
+    assert!(calls.is_empty(), "nothing reached the token: {calls:?}");
+    let log = std::fs::read_to_string(out.join("audit.jsonl")).unwrap();
+    assert!(log.contains("CKM_EC_KEY_PAIR_GEN"), "{log}");
+    assert!(
+        !log.contains("\"step\":\"generate-root-key\""),
+        "the key step never began"
+    );
+    let v = verify_bundle(&out);
+    assert!(v.passed(), "{}", v.table());
 }

@@ -57,12 +57,25 @@ pub(super) fn run_with_pins(
     rehearsal: bool,
     out: &Path,
 ) -> (Result<Outcome>, Vec<String>, String) {
+    run_with_mock(loaded, answers, pins, rehearsal, out, |_| {})
+}
+
+/// [`run_with_pins`] on a mock that `setup` adjusts (its PIN limits, its mechanisms).
+pub(super) fn run_with_mock(
+    loaded: &LoadedScript,
+    answers: Answers,
+    pins: &mut dyn PinSource,
+    rehearsal: bool,
+    out: &Path,
+    setup: impl Fn(&mut MockHsm),
+) -> (Result<Outcome>, Vec<String>, String) {
     let calls: Arc<Mutex<Vec<String>>> = Arc::default();
     let shared = calls.clone();
     let mut opener =
         move |_: &str, _: &TokenSelector| -> std::result::Result<Box<dyn Hsm + Send>, HsmError> {
             let mut mock = MockHsm::new("1234");
             mock.calls = shared.clone();
+            setup(&mut mock);
             Ok(Box::new(mock))
         };
     let mut printed = Vec::new();

@@ -11,7 +11,7 @@ mod tests;
 
 use crate::script::{Action, Role, Script};
 use serde::{Deserialize, Serialize};
-pub use step::StepPlan;
+pub use step::{PerRole, StepPlan};
 
 /// What happens to the ceremony, as told by the people in the room or the driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,6 +259,7 @@ impl Engine {
                 self.phase = Phase::Confirming(i);
                 let step = &mut self.steps[i];
                 step.confirmed_by.clear();
+                step.per_role.counted.clear();
                 step.witnessed.clear();
                 vec![Effect::Record(Event::StepResumed {
                     step: step.id.clone(),

@@ -3,6 +3,15 @@
 use super::Person;
 use crate::script::{Action, Role, Step};
 
+/// A step's per-role minimums and what has been counted towards them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PerRole {
+    /// Distinct confirmers needed per role (`min_per_role`), in role order.
+    pub need: Vec<(Role, u32)>,
+    /// The role each of `confirmed_by` counted under, in the same order.
+    pub counted: Vec<Role>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepPlan {
     pub id: String,
@@ -11,6 +20,8 @@ pub struct StepPlan {
     pub confirm_by: Vec<Role>,
     pub required: u32,
     pub witnessed_by: Vec<Role>,
+    /// `min_per_role` and the role each confirmer counted under (boxed: plans travel in TUI messages).
+    pub per_role: Box<PerRole>,
     /// Persons whose confirmation counts (distinct, in order).
     pub confirmed_by: Vec<String>,
     /// (witness role, person) attestations.
@@ -26,6 +37,10 @@ impl StepPlan {
             confirm_by: step.confirm_by.clone(),
             required: step.required_confirmations(),
             witnessed_by: step.witnessed_by.clone(),
+            per_role: Box::new(PerRole {
+                need: step.min_per_role.iter().map(|(r, n)| (*r, *n)).collect(),
+                counted: Vec::new(),
+            }),
             confirmed_by: Vec::new(),
             witnessed: Vec::new(),
         }
@@ -53,11 +68,16 @@ impl StepPlan {
             self.witnessed.push((role, person.name.clone()));
             return Ok((role, "witness"));
         }
-        let eligible = person
+        // A person holding two eligible roles counts under one whose minimum is still unmet.
+        let mut roles = person
             .roles
             .iter()
             .copied()
-            .find(|r| self.confirm_by.contains(r));
+            .filter(|r| self.confirm_by.contains(r));
+        let eligible = roles
+            .clone()
+            .find(|r| self.still_needed(*r) > 0)
+            .or_else(|| roles.next());
         match eligible {
             Some(_) if person.is_witness() => Err(format!(
                 "{} is a witness; a witness attests and never counts as a confirmer (dual control)",
@@ -65,6 +85,7 @@ impl StepPlan {
             )),
             Some(role) => {
                 self.confirmed_by.push(person.name.clone());
+                self.per_role.counted.push(role);
                 Ok((role, "dual-control"))
             }
             None => Err(format!(
@@ -79,6 +100,18 @@ impl StepPlan {
                 }
             )),
         }
+    }
+
+    /// How many more confirmers `role` needs to meet its `min_per_role`.
+    pub fn still_needed(&self, role: Role) -> u32 {
+        let need = self
+            .per_role
+            .need
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map_or(0, |(_, n)| *n);
+        let have = self.per_role.counted.iter().filter(|r| **r == role).count() as u32;
+        need.saturating_sub(have)
     }
 
     pub fn is_authorised(&self) -> bool {
@@ -119,6 +152,17 @@ impl StepPlan {
                 "{} needs {need}{rule}; confirmed by {who}",
                 self.action
             ));
+        }
+        for &(role, need) in &self.per_role.need {
+            let short = self.still_needed(role);
+            if short > 0 {
+                let have = need - short;
+                let people = if need == 1 { "person" } else { "people" };
+                gaps.push(format!(
+                    "{} needs {need} {people} confirming as {role}; {have} so far",
+                    self.action
+                ));
+            }
         }
         for role in &self.witnessed_by {
             if !self.witnessed.iter().any(|(r, _)| r == role) {

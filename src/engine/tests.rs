@@ -23,6 +23,8 @@ fn step(id: &str, action: Action, confirm_by: Vec<Role>, witnessed_by: Vec<Role>
         key: None,
         certificate: None,
         attachment: None,
+        crl: None,
+        min_per_role: Default::default(),
     }
 }
 
@@ -52,6 +54,7 @@ fn script() -> Script {
         },
         keys: vec![],
         certificates: vec![],
+        crls: vec![],
         steps: vec![
             step("bags", Action::Manual, vec![Role::MasterOfCeremony], vec![]),
             step(
@@ -294,4 +297,106 @@ fn abort_is_final() {
         matches!(events(&out).as_slice(), [Event::CeremonyAborted { step: Some(s), .. }] if s == "keygen")
     );
     assert_eq!(engine.phase(), Phase::Aborted);
+}
+
+/// "2 operators and 1 security officer": a step with per-role minimums.
+fn per_role_script() -> Script {
+    let mut s = script();
+    s.participants.push(person("Sofia", Role::SecurityOfficer));
+    s.participants.push(person("Oskar", Role::Operator));
+    let mut both = person("Sam", Role::SecurityOfficer);
+    both.also = Some(Role::Operator);
+    s.participants.push(both);
+    let mut sign = step(
+        "sign",
+        Action::SignCrl,
+        vec![Role::Operator, Role::SecurityOfficer],
+        vec![],
+    );
+    sign.min_per_role = [(Role::Operator, 2), (Role::SecurityOfficer, 1)].into();
+    s.steps = vec![sign];
+    s
+}
+
+fn confirm(engine: &mut Engine, who: &str) -> Vec<Effect> {
+    engine.handle(Input::Confirm { person: who.into() })
+}
+
+#[test]
+fn a_per_role_minimum_needs_each_role_not_just_the_head_count() {
+    let script = per_role_script();
+    assert_eq!(script.steps[0].required_confirmations(), 3);
+    let mut engine = Engine::new(&script);
+    engine.start();
+    for who in ["Otto", "Olga", "Oskar"] {
+        confirm(&mut engine, who);
+    }
+    let out = engine.handle(Input::Proceed);
+    assert_eq!(
+        performs(&out),
+        0,
+        "three operators are not two plus a security officer"
+    );
+    let refused = events(&out).into_iter().find_map(|e| match e {
+        Event::StepRefused { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        refused.as_deref(),
+        Some("sign_crl needs 1 person confirming as security-officer; 0 so far")
+    );
+    confirm(&mut engine, "Sofia");
+    assert_eq!(performs(&engine.handle(Input::Proceed)), 1);
+}
+
+#[test]
+fn a_per_role_minimum_refuses_too_few_of_one_role() {
+    let mut engine = Engine::new(&per_role_script());
+    engine.start();
+    confirm(&mut engine, "Otto");
+    confirm(&mut engine, "Sofia");
+    let plan = engine.current().unwrap().clone();
+    assert_eq!(plan.still_needed(Role::Operator), 1);
+    assert_eq!(plan.still_needed(Role::SecurityOfficer), 0);
+    let out = engine.handle(Input::Proceed);
+    assert_eq!(performs(&out), 0);
+    let reason = events(&out).into_iter().find_map(|e| match e {
+        Event::StepRefused { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert!(
+        reason
+            .as_deref()
+            .is_some_and(|r| r.contains("needs 2 people confirming as operator; 1 so far")),
+        "{reason:?}"
+    );
+}
+
+#[test]
+fn a_person_with_two_roles_counts_under_the_role_still_missing() {
+    let mut engine = Engine::new(&per_role_script());
+    engine.start();
+    confirm(&mut engine, "Otto");
+    confirm(&mut engine, "Olga");
+    // Sam is security officer and operator: the operators are complete, so Sam counts as SO.
+    let out = confirm(&mut engine, "Sam");
+    let role = events(&out).into_iter().find_map(|e| match e {
+        Event::Confirmed { role, .. } => Some(*role),
+        _ => None,
+    });
+    assert_eq!(role, Some(Role::SecurityOfficer));
+    assert_eq!(performs(&engine.handle(Input::Proceed)), 1);
+}
+
+#[test]
+fn a_resumed_step_forgets_the_roles_counted() {
+    let mut engine = Engine::new(&per_role_script());
+    engine.start();
+    for who in ["Otto", "Olga", "Sofia"] {
+        confirm(&mut engine, who);
+    }
+    engine.handle(Input::Resume);
+    let plan = engine.current().unwrap();
+    assert!(plan.per_role.counted.is_empty() && plan.confirmed_by.is_empty());
+    assert_eq!(plan.still_needed(Role::Operator), 2);
 }

@@ -184,6 +184,21 @@ pub enum Record {
         key_hash: String,
     },
     CertificateSigned(CertificateRecord),
+    /// Where a key the ceremony generated or used lives: an RFC 7512 URI (token, serial, CKA_ID,
+    /// label), ready for pkcs11 tools.
+    KeyUri {
+        label: String,
+        key_hash: String,
+        uri: String,
+    },
+    /// `store_on_token`: the certificate was written to the token as CKO_CERTIFICATE beside its key.
+    CertificateStored {
+        name: String,
+        key: String,
+        id: String,
+    },
+    /// A CRL signed in the HSM and verified with its issuer's certificate (`sign_crl`).
+    CrlSigned(crate::x509::crl::CrlRecord),
     ArtifactWritten(ArtifactRecord),
     /// The CA that issued the participants' card certificates, copied into the bundle (`file`).
     /// `rehearsal`: the throw-away "participants CA" a rehearsal makes.

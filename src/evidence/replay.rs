@@ -392,6 +392,8 @@ impl HsmOrder {
             Record::HsmActivated { .. } => (Action::ActivateHsm, "open_and_login"),
             Record::KeyGenerated { .. } => (Action::GenerateKey, "generate_key_pair"),
             Record::CertificateSigned(_) => (Action::SignCertificate, "sign_certificate"),
+            Record::CrlSigned(_) => (Action::SignCrl, "sign_crl"),
+            Record::CertificateStored { .. } => (Action::SignCertificate, "store_certificate"),
             Record::Attached { .. } => {
                 let inside = self.authorised.as_ref().is_some_and(|(step, action)| {
                     *action == Action::Attach && entry.step.as_deref() == Some(step.as_str())

@@ -40,6 +40,15 @@ pub struct Report {
     pub exceptions: Vec<ExceptionRecord>,
     pub keys: Vec<KeyRecord>,
     pub certificates: Vec<CertificateRecord>,
+    /// An RFC 7512 `pkcs11:` URI for every key the ceremony generated or used (absent in older logs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_uris: Vec<KeyUriRecord>,
+    /// Certificates also stored on the token (`store_on_token`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates_on_token: Vec<StoredCertificateRecord>,
+    /// CRLs signed by `sign_crl` steps (absent when there are none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crls: Vec<crate::x509::crl::CrlRecord>,
     pub artifacts: Vec<ArtifactRecord>,
     /// Files kept outside the bundle (recordings, scanned sheets), hashed by `attach` steps.
     pub attachments: Vec<AttachmentRecord>,
@@ -184,6 +193,24 @@ pub struct CertificateRecord {
     pub extensions: Vec<ExtensionRecord>,
 }
 
+/// A key's RFC 7512 URI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyUriRecord {
+    pub label: String,
+    pub key_hash: String,
+    pub uri: String,
+}
+
+/// A certificate stored on the token as CKO_CERTIFICATE under its key's CKA_ID (hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredCertificateRecord {
+    pub name: String,
+    pub key: String,
+    pub id: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArtifactRecord {
     pub path: String,
@@ -324,6 +351,9 @@ impl ReportBuilder {
             exceptions: Vec::new(),
             keys: Vec::new(),
             certificates: Vec::new(),
+            crls: Vec::new(),
+            key_uris: Vec::new(),
+            certificates_on_token: Vec::new(),
             artifacts: Vec::new(),
             attachments: Vec::new(),
             quorum: None,
@@ -504,6 +534,19 @@ fn apply(
                 generated: time,
             }),
             Record::CertificateSigned(cert) => report.certificates.push(cert),
+            Record::CrlSigned(crl) => report.crls.push(crl),
+            Record::KeyUri {
+                label,
+                key_hash,
+                uri,
+            } => report.key_uris.push(KeyUriRecord {
+                label,
+                key_hash,
+                uri,
+            }),
+            Record::CertificateStored { name, key, id } => report
+                .certificates_on_token
+                .push(StoredCertificateRecord { name, key, id }),
             Record::ArtifactWritten(artifact) => report.artifacts.push(artifact),
             Record::PersonalCard(card) => report.personal_cards.push(card),
             Record::ConfirmationSigned(c) => {

@@ -10,6 +10,7 @@ use super::bundle::{
 };
 
 mod artifacts;
+mod crls;
 mod issued;
 mod progress;
 mod script;

@@ -188,6 +188,17 @@ impl Hsm for FaultyHsm {
         call("pin_limits", "C_GetTokenInfo")?;
         self.0.pin_limits()
     }
+    fn warnings(&self) -> Vec<String> {
+        self.0.warnings()
+    }
+    fn mechanisms(&mut self) -> Result<Option<Vec<super::capabilities::Offered>>, HsmError> {
+        call("mechanisms", "C_GetMechanismList")?;
+        self.0.mechanisms()
+    }
+    fn login_protected(&mut self) -> Result<(), HsmError> {
+        call("login_protected", "C_Login")?;
+        self.0.login_protected()
+    }
     fn login_so(&mut self, pin: &SecretString) -> Result<(), HsmError> {
         call("login_so", "C_Login")?;
         self.0.login_so(pin)

@@ -27,6 +27,8 @@ pub struct MockHsm {
     counter: u64,
     /// Certificates stored with [`Hsm::store_certificate`], by key label.
     certs: BTreeMap<String, Vec<u8>>,
+    /// What C_GetMechanismList/Info report; `None` (the default): the mock does not say.
+    pub offered: Option<Vec<super::capabilities::Offered>>,
     /// Every mutating call, in order, so tests can prove what did (not) reach the HSM. Shared, so a
     /// test keeps a handle after the driver has taken the mock.
     pub calls: Arc<Mutex<Vec<String>>>,
@@ -60,6 +62,7 @@ impl MockHsm {
             keys: BTreeMap::new(),
             counter: 0,
             certs: BTreeMap::new(),
+            offered: None,
             calls: Arc::default(),
         }
     }
@@ -255,6 +258,22 @@ impl Hsm for MockHsm {
                 Ok(sig.to_bytes().to_vec())
             }
         }
+    }
+
+    fn mechanisms(&mut self) -> Result<Option<Vec<super::capabilities::Offered>>, HsmError> {
+        Ok(self.offered.clone())
+    }
+
+    /// The PIN pad always takes the right PIN here: the test is about who types it, not what.
+    fn login_protected(&mut self) -> Result<(), HsmError> {
+        self.call("C_Login(user, protected authentication path)".into());
+        if !self.limits.protected_path {
+            let mut e = HsmError::new("C_Login", "no PIN pad on this token", "type the PIN");
+            e.ckr = "CKR_ARGUMENTS_BAD".into();
+            return Err(e);
+        }
+        self.logged_in = true;
+        Ok(())
     }
 
     fn pin_limits(&mut self) -> Result<PinLimits, HsmError> {

@@ -1,6 +1,7 @@
 //! HSM access. `pkcs11.rs` is the only place in keyrite that imports cryptoki; everything else
 //! talks to the [`Hsm`] trait, so the driver and tests can use the in-memory [`mock::MockHsm`].
 
+pub mod capabilities;
 pub mod faulty;
 pub mod mock;
 pub mod pkcs11;
@@ -199,6 +200,20 @@ pub trait Hsm {
     /// login needed).
     fn pin_limits(&mut self) -> Result<PinLimits, HsmError> {
         Err(unsupported("read the token's PIN limits"))
+    }
+    /// What the room should know about this token before it is used (e.g. its serial is shared).
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// The ceremony-key mechanisms the token offers, with their key sizes (C_GetMechanismList,
+    /// C_GetMechanismInfo); `None` when this driver cannot tell.
+    fn mechanisms(&mut self) -> Result<Option<Vec<capabilities::Offered>>, HsmError> {
+        Ok(None)
+    }
+    /// C_Login as user with no PIN from keyrite: the person types it on the token's own PIN pad or
+    /// PED (CKF_PROTECTED_AUTHENTICATION_PATH).
+    fn login_protected(&mut self) -> Result<(), HsmError> {
+        Err(unsupported("C_Login (protected authentication path)"))
     }
     /// C_Login as the security officer (any user login is ended first).
     fn login_so(&mut self, pin: &SecretString) -> Result<(), HsmError> {

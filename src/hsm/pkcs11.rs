@@ -11,20 +11,22 @@ mod certs;
 mod data;
 pub(super) mod fixes;
 mod keys;
+mod mechanisms;
 mod module;
 mod reauth;
 mod select;
 
-pub use module::{init_token, list_tokens};
+pub use mechanisms::SignQuirks;
+pub use module::{finalize_modules, init_token, list_tokens};
 pub use select::wanted_label;
 
+use super::capabilities::{Mech, Offered};
 use super::{
     AgreementKey, Hsm, HsmError, KeyPairInfo, PinChange, PinLimits, PinState, SignMechanism,
     TokenIdentity,
 };
 use crate::script::{KeyAlgorithm, TokenSelector};
 use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
@@ -38,6 +40,11 @@ pub struct Pkcs11Hsm {
     session: Session,
     identity: TokenIdentity,
     slot: Slot,
+    /// The token's ceremony mechanisms, read once (C_GetMechanismList/Info).
+    offered: Option<Vec<super::capabilities::Offered>>,
+    quirks: SignQuirks,
+    /// Said once at activation (e.g. a serial other tokens share).
+    warnings: Vec<String>,
     /// The PIN of the user login, for keys that need a context-specific login per signature
     /// (CKA_ALWAYS_AUTHENTICATE; `reauth`). Zeroized on drop.
     user_pin: Option<SecretString>,
@@ -119,10 +126,17 @@ impl Pkcs11Hsm {
         let session = ctx.open_rw_session(*slot).ck("C_OpenSession", || {
             format!("open token \"{}\"", identity.token_label)
         })?;
+        let seen: Vec<&TokenIdentity> = tokens.iter().map(|(_, t)| t).collect();
+        let warnings = select::duplicate_serial(&seen, identity)
+            .into_iter()
+            .collect();
         Ok(Pkcs11Hsm {
             session,
             identity: identity.clone(),
             slot: *slot,
+            offered: None,
+            quirks: SignQuirks::default(),
+            warnings,
             user_pin: None,
         })
     }
@@ -220,6 +234,7 @@ impl Hsm for Pkcs11Hsm {
             .session
             .generate_key_pair(&mechanism, &public_template, &private_template)
             .ck("C_GenerateKeyPair", || doing.clone())?;
+        self.check_key_protection(private, label)?;
         let info = self.describe(label, private, public).map_err(|mut e| {
             e.what = format!(
                 "{} (the key pair was generated; inspect it before retrying)",
@@ -258,9 +273,9 @@ impl Hsm for Pkcs11Hsm {
     ) -> Result<Vec<u8>, HsmError> {
         let doing = format!("sign with \"{label}\"");
         self.require_login(&doing)?;
-        let (mech, key_type) = match mechanism {
-            SignMechanism::RsaPkcs1Sha256 => (Mechanism::Sha256RsaPkcs, KeyType::RSA),
-            SignMechanism::RsaPkcs1Sha384 => (Mechanism::Sha384RsaPkcs, KeyType::RSA),
+        let (hashed, key_type) = match mechanism {
+            SignMechanism::RsaPkcs1Sha256 => (Some(Mech::Sha256RsaPkcs), KeyType::RSA),
+            SignMechanism::RsaPkcs1Sha384 => (Some(Mech::Sha384RsaPkcs), KeyType::RSA),
             // A message passed by mistake would be silently truncated into a valid-looking signature.
             SignMechanism::EcdsaPrehashed if ![32, 48, 64].contains(&data.len()) => {
                 return Err(HsmError::new(
@@ -272,7 +287,7 @@ impl Hsm for Pkcs11Hsm {
                     "hash the data on the host first (this is a keyrite bug if you see it)",
                 ))
             }
-            SignMechanism::EcdsaPrehashed => (Mechanism::Ecdsa, KeyType::EC),
+            SignMechanism::EcdsaPrehashed => (None, KeyType::EC),
         };
         let template = [
             Attribute::Class(ObjectClass::PRIVATE_KEY),
@@ -293,7 +308,35 @@ impl Hsm for Pkcs11Hsm {
                 "check that the script's signature algorithm matches the key's algorithm",
             ));
         }
-        self.sign_object(&mech, key, label, data)
+        match hashed {
+            Some(hashed) => self.sign_rsa(key, hashed, label, data),
+            None => self.sign_ecdsa(key, data, label, &doing),
+        }
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
+    }
+
+    fn mechanisms(&mut self) -> Result<Option<Vec<Offered>>, HsmError> {
+        self.offered().map(Some)
+    }
+
+    /// No PIN from keyrite: C_Login with a NULL PIN, which the token takes on its own pad or PED.
+    fn login_protected(&mut self) -> Result<(), HsmError> {
+        let what = || {
+            format!(
+                "log in to token \"{}\" on its PIN pad",
+                self.identity.token_label
+            )
+        };
+        match self.session.login(UserType::User, None) {
+            Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
+                self.session.logout().ck("C_Logout", what)?;
+                self.session.login(UserType::User, None).ck("C_Login", what)
+            }
+            other => other.ck("C_Login", what),
+        }
     }
 
     fn store_certificate(

@@ -151,6 +151,15 @@ impl<H: Hsm> Hsm for TimedHsm<H> {
     fn pin_limits(&mut self) -> Result<PinLimits, HsmError> {
         measure("pin_limits", || self.0.pin_limits())
     }
+    fn warnings(&self) -> Vec<String> {
+        self.0.warnings()
+    }
+    fn mechanisms(&mut self) -> Result<Option<Vec<super::capabilities::Offered>>, HsmError> {
+        measure("mechanisms", || self.0.mechanisms())
+    }
+    fn login_protected(&mut self) -> Result<(), HsmError> {
+        measure("login_protected", || self.0.login_protected())
+    }
     fn login_so(&mut self, pin: &SecretString) -> Result<(), HsmError> {
         measure("login_so", || self.0.login_so(pin))
     }

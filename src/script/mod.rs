@@ -1,5 +1,6 @@
 //! The ceremony script: model, parsing with source locations, and the security-level policy.
 
+pub mod crl;
 pub mod diagnostic;
 pub mod model;
 pub mod parse;
@@ -8,6 +9,7 @@ pub mod quorum;
 pub mod signers;
 pub mod signing;
 
+pub use crl::{CrlKind, CrlProfile, RevocationReason, RevokedEntry};
 pub use diagnostic::{has_errors, Diagnostic, KeyPath, Severity, Target};
 pub use model::*;
 pub use parse::{load, parse, LoadedScript, SUPPORTED_FORMATS};

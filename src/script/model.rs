@@ -23,6 +23,9 @@ pub struct Script {
     pub keys: Vec<KeySpec>,
     #[serde(default)]
     pub certificates: Vec<CertificateProfile>,
+    /// Certificate revocation lists signed by `sign_crl` steps (crl.rs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crls: Vec<super::crl::CrlProfile>,
     /// The M-of-N custodian quorum that holds the HSM's activation secret (script_quorum.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum: Option<super::quorum::QuorumConfig>,
@@ -324,12 +327,24 @@ pub struct CertificateProfile {
     pub key: String,
     pub profile: CertificateKind,
     pub subject: Subject,
-    pub validity_days: u32,
+    /// Validity from the signing time; give this or `not_after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity_days: Option<u32>,
+    /// Explicit notBefore, RFC 3339 UTC; defaults to the signing time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    /// Explicit notAfter, RFC 3339 UTC; "9999-12-31T23:59:59Z" is RFC 5280's "no well-defined
+    /// expiration date" (written as GeneralizedTime 99991231235959Z).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
     /// Signature hash; defaults to SHA-256 for P-256/RSA-3072 and SHA-384 for P-384/RSA-4096.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature_hash: Option<HashAlgorithm>,
     #[serde(default)]
     pub extensions: ExtensionOptions,
+    /// Also store the certificate on the token (CKO_CERTIFICATE, the key's CKA_ID and label).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub store_on_token: bool,
 }
 
 impl CertificateProfile {
@@ -346,25 +361,63 @@ pub enum CertificateKind {
     RootCa,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Subject {
     /// ISO 3166-1 alpha-2 country code.
     #[serde(rename = "C")]
     pub country: String,
+    /// stateOrProvinceName.
+    #[serde(rename = "ST", default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// localityName.
+    #[serde(rename = "L", default, skip_serializing_if = "Option::is_none")]
+    pub locality: Option<String>,
+    #[serde(
+        rename = "postalCode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub postal_code: Option<String>,
+    /// streetAddress.
+    #[serde(rename = "street", default, skip_serializing_if = "Option::is_none")]
+    pub street: Option<String>,
     #[serde(rename = "O")]
     pub organization: String,
     #[serde(rename = "CN")]
     pub common_name: String,
 }
 
+impl Subject {
+    /// The attributes in the order the certificate carries them (CA/B BR 7.1.4.2: C, ST, L,
+    /// postalCode, street, O, CN): (short name, value).
+    pub fn attributes(&self) -> Vec<(&'static str, &str)> {
+        let optional = [
+            ("ST", &self.state),
+            ("L", &self.locality),
+            ("postalCode", &self.postal_code),
+            ("street", &self.street),
+        ];
+        let mut out = vec![("C", self.country.as_str())];
+        out.extend(
+            optional
+                .into_iter()
+                .filter_map(|(n, v)| v.as_deref().map(|v| (n, v))),
+        );
+        out.push(("O", self.organization.as_str()));
+        out.push(("CN", self.common_name.as_str()));
+        out
+    }
+}
+
 impl fmt::Display for Subject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "C={}, O={}, CN={}",
-            self.country, self.organization, self.common_name
-        )
+        let parts: Vec<String> = self
+            .attributes()
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        f.write_str(&parts.join(", "))
     }
 }
 
@@ -379,6 +432,12 @@ pub struct ExtensionOptions {
     /// Add digitalSignature to keyUsage (for a root that also signs OCSP responses directly).
     #[serde(default)]
     pub digital_signature: bool,
+    /// certificatePolicies: policy OIDs in dotted form (non-critical).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
+    /// A CPS URI qualifier added to each policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cps_uri: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -408,13 +467,24 @@ pub struct Step {
     /// For `attach`: what the file is, e.g. "video recording of the whole ceremony".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment: Option<String>,
+    /// For `sign_crl`: the CRL name (a `[[crls]]` entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl: Option<String>,
+    /// Distinct confirmers the step needs per role, e.g. `{ operator = 2, security-officer = 1 }`; on
+    /// top of `min_confirmations`, which it raises to the sum when that is larger.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub min_per_role: std::collections::BTreeMap<Role, u32>,
 }
 
 impl Step {
     /// Number of distinct operational confirmations this step needs.
     pub fn required_confirmations(&self) -> u32 {
         let floor = if self.action.is_sensitive() { 2 } else { 1 };
-        self.min_confirmations.unwrap_or(floor).max(floor)
+        let per_role: u32 = self.min_per_role.values().sum();
+        self.min_confirmations
+            .unwrap_or(floor)
+            .max(floor)
+            .max(per_role)
     }
 }
 
@@ -451,6 +521,8 @@ pub enum Action {
     RetireShares,
     /// Sign a test message with `key` and verify the signature with its public key.
     SignTestMessage,
+    /// Build, sign in the HSM and verify the CRL named by `crl`.
+    SignCrl,
 }
 
 impl Action {
@@ -466,6 +538,7 @@ impl Action {
                 | Action::Reshare
                 | Action::RetireShares
                 | Action::SignTestMessage
+                | Action::SignCrl
         )
     }
 
@@ -486,6 +559,7 @@ impl Action {
                 | Action::ActivateQuorum
                 | Action::Reshare
                 | Action::SignTestMessage
+                | Action::SignCrl
         )
     }
 
@@ -505,6 +579,7 @@ impl Action {
             Action::Reshare => "reshare",
             Action::RetireShares => "retire_shares",
             Action::SignTestMessage => "sign_test_message",
+            Action::SignCrl => "sign_crl",
         }
     }
 }
@@ -526,6 +601,10 @@ impl Script {
 
     pub fn certificate(&self, name: &str) -> Option<&CertificateProfile> {
         self.certificates.iter().find(|c| c.name == name)
+    }
+
+    pub fn crl(&self, name: &str) -> Option<&super::crl::CrlProfile> {
+        self.crls.iter().find(|c| c.name == name)
     }
 }
 
@@ -573,10 +652,14 @@ mod tests {
                 country: "DE".into(),
                 organization: "O".into(),
                 common_name: "CN".into(),
+                ..Subject::default()
             },
-            validity_days: 1,
+            validity_days: Some(1),
+            not_before: None,
+            not_after: None,
             signature_hash: None,
             extensions: ExtensionOptions::default(),
+            store_on_token: false,
         };
         assert_eq!(cert.file(), key.public_key_file());
     }

@@ -537,8 +537,9 @@ mod tests {
             "t.toml:24:1: error: unknown field `pin` in [hsm] — remove it or correct its spelling; [hsm] accepts: \
              module, token, cards_module"
         );
-        let src = GOOD.replace("C = \"NO\"", "C = \"NO\", L = \"Oslo\"");
-        assert!(first_error(&src).contains("unknown field `L` in `subject` in [[certificates]]"));
+        // OU is not among the attributes a CA certificate's subject may carry (CA/B BR 7.1.2.10.2).
+        let src = GOOD.replace("C = \"NO\"", "C = \"NO\", OU = \"PKI\"");
+        assert!(first_error(&src).contains("unknown field `OU` in `subject` in [[certificates]]"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ const MAX_VALIDITY_DAYS: u32 = 36525;
 mod artifacts;
 mod attach;
 mod cards;
+mod crl;
 mod existing;
 mod participants;
 mod quorum;
@@ -56,6 +57,7 @@ fn check_as(loaded: &LoadedScript, rehearsal: bool) -> Vec<Diagnostic> {
     c.fingerprints();
     c.attachments();
     c.quorum();
+    c.crls();
     c.displayed_text();
     // Stable: findings at the same place keep the order of the rules above.
     c.out.sort_by_key(|d| (d.line, d.col));
@@ -393,12 +395,15 @@ impl Checker<'_> {
                     );
                 }
             }
-            let days = c.validity_days;
-            if days == 0 || days > MAX_VALIDITY_DAYS {
-                let what = format!("validity_days = {days} must be between 1 and {MAX_VALIDITY_DAYS} days (100 years)");
-                let fix = "set the validity in days; root CAs commonly use 20 to 25 years (7300 to 9125 days)";
-                self.error(&at.key("validity_days"), Target::Value, what, fix);
+            match c.validity_days {
+                Some(days) if days == 0 || days > MAX_VALIDITY_DAYS => {
+                    let what = format!("validity_days = {days} must be between 1 and {MAX_VALIDITY_DAYS} days (100 years)");
+                    let fix = "set the validity in days; root CAs commonly use 20 to 25 years (7300 to 9125 days)";
+                    self.error(&at.clone().key("validity_days"), Target::Value, what, fix);
+                }
+                _ => {}
             }
+            self.root_profile(i);
         }
     }
 }

@@ -242,6 +242,7 @@ fn action_text(action: Action) -> &'static str {
         Action::Reshare => "split the same secret afresh onto the new cards",
         Action::RetireShares => "destroy the old shares on the old cards",
         Action::SignTestMessage => "sign a test message with the key and verify it",
+        Action::SignCrl => "build the CRL, sign it in the HSM and check it with the issuer",
     }
 }
 

@@ -52,10 +52,18 @@ pub fn lint_root_tbs(
         .iter_rdn()
         .flat_map(|rdn| rdn.iter().map(|atv| atv.oid))
         .collect();
+    let expected: Vec<_> = profile
+        .subject
+        .attributes()
+        .iter()
+        .map(|(short, _)| super::profile::attribute_oid(short))
+        .collect();
     check(
-        order == [COUNTRY_NAME, ORGANIZATION_NAME, COMMON_NAME]
+        order == expected
+            && order.first() == Some(&COUNTRY_NAME)
+            && order.ends_with(&[ORGANIZATION_NAME, COMMON_NAME])
             && tbs.subject().iter_rdn().all(|r| r.len() == 1),
-        "subject must be C, O, CN in that order, one attribute each",
+        "subject must be C, [ST, L, postalCode, street,] O, CN in that order, one attribute each",
     );
     let country_tag = tbs
         .subject()

@@ -3,6 +3,7 @@
 
 pub mod card;
 pub mod cms;
+pub mod crl;
 pub mod extensions;
 pub mod lint;
 mod profile;
@@ -74,17 +75,23 @@ pub fn sign_root(
 ) -> Result<SignedCertificate, CertError> {
     let build = |e: &dyn std::fmt::Display| CertError::Build(e.to_string());
     let subject = profile::subject_name(&profile.subject).map_err(|e| build(&e))?;
-    let days = u64::from(profile.validity_days);
-    let not_after = not_before + Duration::from_secs(days * 86_400);
+    let (not_before, not_after) = validity_of(profile, not_before).map_err(CertError::Lint)?;
     let validity = Validity::new(
         Time::try_from(not_before).map_err(|e| build(&e))?,
         Time::try_from(not_after).map_err(|e| build(&e))?,
     );
     let serial = SerialNumber::new(serial).map_err(|e| build(&e))?;
+    let mut policies = Vec::new();
+    for oid in &profile.extensions.policies {
+        let oid = der::asn1::ObjectIdentifier::new(oid)
+            .map_err(|e| CertError::Lint(format!("policy OID \"{oid}\": {e}")))?;
+        policies.push((oid, profile.extensions.cps_uri.clone()));
+    }
     let root = profile::Root {
         subject,
         path_len: profile.extensions.path_len,
         digital_signature: profile.extensions.digital_signature,
+        policies,
     };
     let mut builder =
         CertificateBuilder::new(root, serial, validity, key.spki()?).map_err(|e| build(&e))?;
@@ -101,6 +108,25 @@ pub fn sign_root(
     let cert = Certificate::from_der(&der).map_err(|e| build(&e))?;
     signer::verify_self_signed(&cert).map_err(CertError::Verify)?;
     describe(&cert, &der)
+}
+
+/// notBefore and notAfter: the script's explicit times, else `now` and `validity_days` from it.
+/// Times from 2050 on are written as GeneralizedTime (99991231235959Z for "9999-12-31T23:59:59Z").
+pub fn validity_of(
+    profile: &CertificateProfile,
+    now: SystemTime,
+) -> Result<(SystemTime, SystemTime), String> {
+    let parse = |t: &str| crate::script::crl::parse_utc(t).map(SystemTime::from);
+    let not_before = match &profile.not_before {
+        Some(t) => parse(t)?,
+        None => now,
+    };
+    let not_after = match (&profile.not_after, profile.validity_days) {
+        (Some(t), _) => parse(t)?,
+        (None, Some(days)) => not_before + Duration::from_secs(u64::from(days) * 86_400),
+        (None, None) => return Err("the profile gives neither validity_days nor not_after".into()),
+    };
+    Ok((not_before, not_after))
 }
 
 fn describe(cert: &Certificate, der: &[u8]) -> Result<SignedCertificate, CertError> {

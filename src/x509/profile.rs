@@ -1,17 +1,23 @@
 //! The root CA builder profile (CA/B Forum BR 7.1.2.1): subject C, O, CN in that order; critical
 //! basicConstraints CA:TRUE; critical keyUsage keyCertSign + cRLSign; SKI (RFC 5280 method 1) and an
-//! AKI carrying the same key identifier.
+//! AKI carrying the same key identifier. The script may add ST, L, postalCode and street (in BR
+//! 7.1.4.2 order between C and O) and certificatePolicies.
 
 use crate::script::Subject;
-use const_oid::db::rfc4519::{COMMON_NAME, COUNTRY_NAME, ORGANIZATION_NAME};
+use const_oid::db::rfc4519::{
+    COMMON_NAME, COUNTRY_NAME, LOCALITY_NAME, ORGANIZATION_NAME, POSTAL_CODE,
+    ST as STATE_OR_PROVINCE_NAME, STREET,
+};
 use der::asn1::{Any, PrintableStringRef, Utf8StringRef};
 use der::{Decode, Encode};
 use spki::SubjectPublicKeyInfoRef;
 use x509_cert::attr::AttributeTypeAndValue;
 use x509_cert::builder::profile::BuilderProfile;
 use x509_cert::certificate::TbsCertificate;
+use x509_cert::ext::pkix::certpolicy::{PolicyInformation, PolicyQualifierInfo};
 use x509_cert::ext::pkix::{
-    AuthorityKeyIdentifier, BasicConstraints, KeyUsage, KeyUsages, SubjectKeyIdentifier,
+    AuthorityKeyIdentifier, BasicConstraints, CertificatePolicies, KeyUsage, KeyUsages,
+    SubjectKeyIdentifier,
 };
 use x509_cert::ext::{Extension, ToExtension};
 use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
@@ -20,28 +26,37 @@ pub struct Root {
     pub subject: Name,
     pub path_len: Option<u8>,
     pub digital_signature: bool,
+    /// certificatePolicies (OID, optional CPS URI); none means no extension.
+    pub policies: Vec<(der::asn1::ObjectIdentifier, Option<String>)>,
 }
 
-/// C (PrintableString), O and CN (UTF8String), one attribute per RDN, in the order pkilint expects.
+/// The OID of each subject attribute keyrite writes, by the script's short name.
+pub fn attribute_oid(short: &str) -> der::asn1::ObjectIdentifier {
+    match short {
+        "C" => COUNTRY_NAME,
+        "ST" => STATE_OR_PROVINCE_NAME,
+        "L" => LOCALITY_NAME,
+        "postalCode" => POSTAL_CODE,
+        "street" => STREET,
+        "O" => ORGANIZATION_NAME,
+        _ => COMMON_NAME,
+    }
+}
+
+/// C (PrintableString), then the others as UTF8String, one attribute per RDN, in the order pkilint
+/// expects.
 pub fn subject_name(subject: &Subject) -> der::Result<Name> {
     let mut rdns = RdnSequence::default();
-    let values = [
-        (
-            COUNTRY_NAME,
-            Any::from(PrintableStringRef::new(&subject.country)?),
-        ),
-        (
-            ORGANIZATION_NAME,
-            Any::from(Utf8StringRef::new(&subject.organization)?),
-        ),
-        (
-            COMMON_NAME,
-            Any::from(Utf8StringRef::new(&subject.common_name)?),
-        ),
-    ];
-    for (oid, value) in values {
+    for (short, text) in subject.attributes() {
+        let value = match short {
+            "C" => Any::from(PrintableStringRef::new(text)?),
+            _ => Any::from(Utf8StringRef::new(text)?),
+        };
         let mut rdn = RelativeDistinguishedName::default();
-        rdn.insert(AttributeTypeAndValue { oid, value })?;
+        rdn.insert(AttributeTypeAndValue {
+            oid: attribute_oid(short),
+            value,
+        })?;
         rdns.push(rdn);
     }
     // Name's constructor from an RdnSequence is hazmat-gated; its DER decoder is not.
@@ -81,6 +96,24 @@ impl BuilderProfile for Root {
         };
         extensions.push(ski.to_extension(tbs.subject(), &extensions)?);
         extensions.push(aki.to_extension(tbs.subject(), &extensions)?);
+        if !self.policies.is_empty() {
+            let mut infos = Vec::new();
+            for (oid, cps) in &self.policies {
+                let qualifiers = match cps {
+                    Some(uri) => Some(vec![PolicyQualifierInfo {
+                        policy_qualifier_id: const_oid::db::rfc5280::ID_QT_CPS,
+                        qualifier: Some(Any::from(der::asn1::Ia5StringRef::new(uri)?)),
+                    }]),
+                    None => None,
+                };
+                infos.push(PolicyInformation {
+                    policy_identifier: *oid,
+                    policy_qualifiers: qualifiers,
+                });
+            }
+            let policies = CertificatePolicies(infos);
+            extensions.push(policies.to_extension(tbs.subject(), &extensions)?);
+        }
         Ok(extensions)
     }
 }

@@ -12,10 +12,14 @@ fn profile() -> CertificateProfile {
             country: "DE".into(),
             organization: "Example Trust, Inc.".into(),
             common_name: "Example Root".into(),
+            ..Subject::default()
         },
-        validity_days: 3650,
+        validity_days: Some(3650),
+        not_before: None,
+        not_after: None,
         signature_hash: None,
         extensions: ExtensionOptions::default(),
+        store_on_token: false,
     }
 }
 
@@ -85,6 +89,7 @@ fn lints_catch_a_key_swap_and_a_profile_mismatch_before_signing() {
         subject: profile::subject_name(&profile().subject).unwrap(),
         path_len: None,
         digital_signature: false,
+        policies: Vec::new(),
     };
     let validity = Validity::new(
         Time::try_from(SystemTime::now()).unwrap(),

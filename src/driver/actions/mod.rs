@@ -17,7 +17,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use crate::hsm::HsmOpener as Opener;
 
+pub(super) mod crl;
+mod hsm_checks;
 pub(super) mod keys;
+pub(super) mod token_objects;
 
 /// CKA manufacturerID of SoftHSM2 tokens, also when reached through the p11-kit proxy.
 pub(super) const SOFTHSM_MANUFACTURER: &str = "SoftHSM project";
@@ -39,6 +42,10 @@ pub(super) fn on_step_started(
     operator: &mut dyn Operator,
 ) -> Result<()> {
     let step = &script.steps[index];
+    if step.action == Action::SignCrl {
+        crl::on_step_started(state, script, step, operator);
+        return Ok(());
+    }
     if step.action != Action::ConfirmFingerprint {
         return Ok(());
     }
@@ -138,6 +145,7 @@ fn perform_action(
         Action::Reshare => super::quorum_reshare::reshare(state, ctx, operator, pins, opener),
         Action::RetireShares => super::quorum_retire::retire(state, ctx, operator, pins, opener),
         Action::SignTestMessage => super::quorum::sign_test_message(state, ctx, operator),
+        Action::SignCrl => crl::perform(state, ctx, operator),
     }
 }
 
@@ -222,6 +230,13 @@ fn activate(
         id.manufacturer, id.model, id.serial, id.firmware_version, id.token_label
     );
     operator.notice(Notice::Info { text: &shown });
+    for warning in hsm.warnings() {
+        operator.notice(Notice::Warning { text: &warning });
+    }
+    let mut hsm = hsm;
+    if let Err(e) = hsm_checks::check_token(ctx.script, hsm.as_mut()) {
+        return failed(state, ctx, "open_and_login", e);
+    }
     super::hsm_login::login_with_retries(state, ctx, hsm, operator, pins)
 }
 
@@ -413,6 +428,7 @@ pub(super) fn key_generated(
             public_key_file: file,
         },
     )?;
+    token_objects::log_key_uri(state, &ctx.step.id, &info)?;
     let proven = info.attributes.prove_in_hsm_generation();
     if ctx.mode.rehearsal {
         keys::note_generated(&ctx.script.ceremony.id, &info)?;
@@ -517,7 +533,7 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
             extensions: cert.extensions,
         }),
     )?;
-    Ok(Ok(()))
+    token_objects::store_certificate(state, ctx, profile, &cert.der)
 }
 
 /// Log out and close the session, if one is open. Called by the deactivate step and at the end of

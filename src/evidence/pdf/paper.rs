@@ -88,7 +88,11 @@ pub fn planned(l: &mut Layout, s: &Script) {
                 c.name.clone(),
                 c.key.clone(),
                 c.subject.to_string(),
-                format!("{} days", c.validity_days),
+                match (&c.not_after, c.validity_days) {
+                    (Some(t), _) => format!("until {t}"),
+                    (None, Some(days)) => format!("{days} days"),
+                    (None, None) => String::new(),
+                },
             ]
         })
         .collect();

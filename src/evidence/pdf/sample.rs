@@ -102,6 +102,9 @@ pub fn sample_report(steps: usize) -> Report {
             generated: "2026-01-02T10:10:00Z".into(),
         }],
         certificates: vec![],
+        crls: vec![],
+        key_uris: vec![],
+        certificates_on_token: vec![],
         artifacts: vec![],
         attachments: vec![],
         personal_cards: people[1..]

@@ -10,7 +10,7 @@ use crate::hsm::{spki, AgreementKey, Hsm, HsmError, KeyAttributes};
 use crate::script::KeyAlgorithm;
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
-use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::types::Ulong;
 use der::asn1::OctetString;
@@ -27,6 +27,26 @@ fn raw_point(ec_point: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl Pkcs11Hsm {
+    /// Refuse, naming the card, a token whose mechanism list lacks CKM_ECDH1_DERIVE (tpm2-pkcs11
+    /// 1.9, for one), before a key is generated or a derivation tried.
+    fn require_ecdh(&self, doing: &str) -> Result<(), HsmError> {
+        let ctx = super::module::loaded_module(&self.identity.module_path)?;
+        let list = ctx
+            .get_mechanism_list(self.slot)
+            .ck("C_GetMechanismList", || doing.to_string())?;
+        if list.contains(&MechanismType::ECDH1_DERIVE) {
+            return Ok(());
+        }
+        Err(HsmError::new(
+            doing,
+            format!(
+                "card \"{}\" does not offer CKM_ECDH1_DERIVE, so it cannot hold a sealed share",
+                self.token()
+            ),
+            "use medium = \"data-object\" for this card (the default), or a card whose module offers ECDH",
+        ))
+    }
+
     fn agreement_private(&self, label: &str, doing: &str) -> Result<Vec<ObjectHandle>, HsmError> {
         self.require_login(doing)?;
         self.find(
@@ -159,6 +179,7 @@ impl Pkcs11Hsm {
                 "use that key (it is found by label) or name another key_label for the card",
             ));
         }
+        self.require_ecdh(&doing)?;
         let id = self.random(super::KEY_ID_LEN)?;
         let common = |private: bool| {
             vec![
@@ -213,6 +234,7 @@ impl Pkcs11Hsm {
                 ))
             }
         };
+        self.require_ecdh(&doing)?;
         let len = Ulong::try_from(32usize).ck("C_DeriveKey", || doing.clone())?;
         let template = [
             Attribute::Class(ObjectClass::SECRET_KEY),

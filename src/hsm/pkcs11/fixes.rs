@@ -71,6 +71,18 @@ pub(crate) fn fix_for(function: &str, ckr: &str) -> String {
         "CKR_DATA_LEN_RANGE" | "CKR_DATA_INVALID" => {
             "the data to sign has a length the mechanism refuses: ECDSA signs a digest, not the message"
         }
+        // A template the token will not take often comes back as a bare general error (tpm2-pkcs11's
+        // "attr mismatch"): that is not a cabling problem.
+        "CKR_GENERAL_ERROR" | "CKR_FUNCTION_FAILED"
+            if matches!(
+                function,
+                "C_GenerateKeyPair" | "C_CreateObject" | "C_SetAttributeValue" | "C_GetAttributeValue"
+            ) =>
+        {
+            "the token refused the request without saying why; with this function that usually means \
+             it does not accept an attribute keyrite asked for (docs/hsm-compatibility.md lists what \
+             keyrite needs): check the token's own log, and its key or object policy"
+        }
         "CKR_DEVICE_ERROR" | "CKR_GENERAL_ERROR" | "CKR_DEVICE_MEMORY" => {
             "the HSM reported a hardware or internal error: check its cabling, power and own logs, \
              restart it and repeat the step; if it happens again, stop the ceremony and call the vendor"
@@ -120,5 +132,8 @@ mod tests {
         assert!(fix_for("C_Login", "CKR_PIN_INCORRECT").contains("remaining tries"));
         assert!(fix_for("C_Sign", "CKR_USER_NOT_LOGGED_IN").starts_with("log in"));
         assert!(fix_for("C_Sign", "CKR_VENDOR_DEFINED").contains("CKR_VENDOR_DEFINED"));
+        assert!(fix_for("C_GenerateKeyPair", "CKR_GENERAL_ERROR").contains("attribute"));
+        assert!(!fix_for("C_GenerateKeyPair", "CKR_GENERAL_ERROR").contains("cabling"));
+        assert!(fix_for("C_Sign", "CKR_GENERAL_ERROR").contains("cabling"));
     }
 }

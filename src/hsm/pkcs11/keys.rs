@@ -243,8 +243,11 @@ fn rsa_bits(modulus: &[u8]) -> usize {
 
 type Templates = (Mechanism<'static>, Vec<Attribute>, Vec<Attribute>);
 
-/// Mechanism, public and private templates for a ceremony key: the private half is a token object
-/// that only signs and never leaves the HSM; the public half only verifies.
+/// Mechanism, public and private templates for a ceremony key. Only what the evidence needs is asked
+/// for, so that every token accepts it: the private half is a token object that is private, sensitive,
+/// non-extractable and signs; the public half carries no usage flags at all (tpm2-pkcs11 derives
+/// CKA_VERIFY from the private key's flags and refuses a template that disagrees). What matters is
+/// read back afterwards ([`Pkcs11Hsm::check_key_protection`]) rather than assumed.
 pub(super) fn templates(
     label: &str,
     id: &[u8],
@@ -263,16 +266,8 @@ pub(super) fn templates(
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
         Attribute::Sign(true),
-        Attribute::Decrypt(false),
-        Attribute::Unwrap(false),
-        Attribute::Derive(false),
     ]);
     let mut public = common(false);
-    public.extend([
-        Attribute::Verify(true),
-        Attribute::Encrypt(false),
-        Attribute::Wrap(false),
-    ]);
     let mechanism = match spki::ec_params_der(algorithm) {
         Some(params) => {
             public.push(Attribute::EcParams(params));
@@ -286,4 +281,57 @@ pub(super) fn templates(
         }
     };
     Ok((mechanism, public, private))
+}
+
+impl Pkcs11Hsm {
+    /// After generation: the private key must read back as private, sensitive and non-extractable
+    /// (a token may silently ignore a template attribute). `None` where the token does not say.
+    pub(super) fn check_key_protection(
+        &self,
+        private: ObjectHandle,
+        label: &str,
+    ) -> Result<(), HsmError> {
+        use AttributeType as T;
+        let (mut is_private, mut sensitive, mut extractable) = (None, None, None);
+        for attr in self.attributes(private, &[T::Private, T::Sensitive, T::Extractable], label)? {
+            match attr {
+                Attribute::Private(v) => is_private = Some(v),
+                Attribute::Sensitive(v) => sensitive = Some(v),
+                Attribute::Extractable(v) => extractable = Some(v),
+                _ => {}
+            }
+        }
+        let mut wrong = Vec::new();
+        if is_private != Some(true) {
+            wrong.push(format!("CKA_PRIVATE is {}", shown(is_private)));
+        }
+        if sensitive != Some(true) {
+            wrong.push(format!("CKA_SENSITIVE is {}", shown(sensitive)));
+        }
+        if extractable != Some(false) {
+            wrong.push(format!("CKA_EXTRACTABLE is {}", shown(extractable)));
+        }
+        if wrong.is_empty() {
+            return Ok(());
+        }
+        Err(HsmError::new(
+            format!("check key \"{label}\""),
+            format!(
+                "token \"{}\" generated \"{label}\" without the protection keyrite asked for: {} \
+                 (the key pair is on the token)",
+                self.token(),
+                wrong.join(", ")
+            ),
+            "stop: do not use this key; have the security officer destroy it and check the HSM's key \
+             policy before generating again",
+        ))
+    }
+}
+
+fn shown(v: Option<bool>) -> &'static str {
+    match v {
+        Some(true) => "true",
+        Some(false) => "false",
+        None => "not reported",
+    }
 }

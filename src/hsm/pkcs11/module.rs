@@ -20,12 +20,38 @@ const MAX_TOKEN_LABEL: usize = 32;
 /// to the same tokens.
 static PROVISIONING: Mutex<()> = Mutex::new(());
 
+static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+
+/// C_Finalize every module this process initialised, once everything is done (`main`, before
+/// exit): a module that talks to a daemon or a network HSM then closes its connection cleanly
+/// instead of having it cut. A module that finalizes badly is reported, not fatal.
+pub fn finalize_modules() {
+    let Some(modules) = MODULES.get() else {
+        return;
+    };
+    let drained: Vec<(PathBuf, Pkcs11)> = modules
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .drain()
+        .collect();
+    for (path, ctx) in drained {
+        match ctx.finalize() {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiNotInitialized, _)) => {}
+            Err(e) => eprintln!(
+                "keyrite: C_Finalize of {} failed at exit: {e} (nothing is lost: the evidence was \
+                 already written)",
+                path.display()
+            ),
+        }
+    }
+}
+
 /// The initialised context for a module, shared by every session in the process. A second
 /// C_Initialize would return CKR_CRYPTOKI_ALREADY_INITIALIZED, and C_Finalize would kill everyone's
-/// sessions, so keyrite initialises each module once and never finalizes it (the OS unloads it at
-/// exit). Keyed by canonical path, so two spellings of one library (symlinks) share one context.
+/// sessions, so keyrite initialises each module once and finalizes it only at exit
+/// ([`finalize_modules`]). Keyed by canonical path, so two spellings of one library (symlinks)
+/// share one context.
 pub(super) fn loaded_module(module_path: &str) -> Result<Pkcs11, HsmError> {
-    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
     let path = Path::new(module_path);
     if !path.is_file() {
         let fix = if module_path.to_ascii_lowercase().contains("softhsm") {
@@ -197,15 +223,29 @@ fn init_token_untimed(
             "choose another token label; labels must be unique to select tokens by label",
         ));
     }
-    let Some((free, _)) = present_tokens(ctx)?
+    let free: Vec<Slot> = present_tokens(ctx)?
         .into_iter()
-        .find(|(_, info)| !info.token_initialized())
-    else {
-        return Err(HsmError::new(
+        .filter(|(_, info)| !info.token_initialized())
+        .map(|(slot, _)| slot)
+        .collect();
+    let free = match free.as_slice() {
+        [one] => *one,
+        [] => return Err(HsmError::new(
             F,
             format!("{module_path} shows no uninitialised token"),
             "free a slot: with SoftHSM, check directories.tokendir in SOFTHSM2_CONF is writable",
-        ));
+        )),
+        // C_InitToken erases a token: never guess which of several blank ones is the ceremony's.
+        many => return Err(HsmError::new(
+            F,
+            format!(
+                "{module_path} shows {} uninitialised tokens, so keyrite cannot tell which one is \
+                     \"{label}\"; nothing was initialised",
+                many.len()
+            ),
+            "connect only the ceremony's HSM (remove or initialise the other blank tokens), then \
+                 perform the step again",
+        )),
     };
     ctx.init_token(free, so_pin, label)
         .ck("C_InitToken", || format!("initialise token \"{label}\""))?;

@@ -219,6 +219,27 @@ pub(crate) fn selection_error(
     }
 }
 
+/// A warning when another token of the module reports the chosen token's serial (every tpm2-pkcs11
+/// and NSS token reports 0000000000000000): the serial then proves nothing about which device this is.
+pub(crate) fn duplicate_serial(all: &[&TokenIdentity], chosen: &TokenIdentity) -> Option<String> {
+    let others: Vec<&str> = all
+        .iter()
+        .filter(|t| t.serial == chosen.serial && t.token_label != chosen.token_label)
+        .map(|t| t.token_label.as_str())
+        .collect();
+    if others.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "token \"{}\" shares its serial {} with {} other token(s) of this module (\"{}\"): the serial does \
+         not tell them apart, so compare the token label and the device itself before going on",
+        chosen.token_label,
+        chosen.serial,
+        others.len(),
+        others.join("\", \"")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,5 +358,40 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(wanted_label(&by_serial), None);
+    }
+}
+
+#[cfg(test)]
+mod duplicate_serial_tests {
+    use super::*;
+
+    fn token(label: &str, serial: &str) -> TokenIdentity {
+        TokenIdentity {
+            module_path: "m".into(),
+            library_description: String::new(),
+            library_manufacturer: String::new(),
+            library_version: String::new(),
+            token_label: label.into(),
+            manufacturer: String::new(),
+            model: String::new(),
+            serial: serial.into(),
+            hardware_version: String::new(),
+            firmware_version: String::new(),
+        }
+    }
+
+    #[test]
+    fn two_tokens_with_one_serial_are_named() {
+        let (a, b, c) = (
+            token("hsm", "0000000000000000"),
+            token("card-a", "0000000000000000"),
+            token("card-b", "1234"),
+        );
+        let w = duplicate_serial(&[&a, &b, &c], &a).unwrap();
+        assert!(
+            w.contains("0000000000000000") && w.contains("card-a") && !w.contains("card-b"),
+            "{w}"
+        );
+        assert_eq!(duplicate_serial(&[&a, &b, &c], &c), None);
     }
 }

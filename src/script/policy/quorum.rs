@@ -34,9 +34,16 @@ impl Checker<'_> {
             return;
         };
         let at = root().key("quorum");
-        self.quorum_set(&at, q.threshold, &q.cards);
+        // Cards written or destroyed here need their holders in the room; cards only read (activation,
+        // health check) need only as many holders present as the threshold.
+        let writes = self
+            .s
+            .steps
+            .iter()
+            .any(|s| matches!(s.action, Action::SplitActivation | Action::RetireShares));
+        self.quorum_set(&at, q.threshold, &q.cards, writes);
         if let Some(r) = &q.reshare {
-            self.quorum_set(&at.clone().key("reshare"), r.threshold, &r.cards);
+            self.quorum_set(&at.clone().key("reshare"), r.threshold, &r.cards, true);
         }
         let splits = self
             .s
@@ -154,7 +161,7 @@ impl Checker<'_> {
         );
     }
 
-    fn quorum_set(&mut self, at: &KeyPath, threshold: u16, cards: &[QuorumCard]) {
+    fn quorum_set(&mut self, at: &KeyPath, threshold: u16, cards: &[QuorumCard], writes: bool) {
         let level = self.s.ceremony.security_level;
         let n = cards.len();
         let m = usize::from(threshold);
@@ -191,11 +198,14 @@ impl Checker<'_> {
             let fix = "split onto fewer cards, e.g. one per custodian who must be able to activate";
             self.error(&at.clone().key("cards"), Target::Key, what, fix);
         }
+        self.presented_here(at, threshold, cards, writes);
         let mut holders: HashMap<&str, usize> = HashMap::new();
         let mut labels: HashMap<String, usize> = HashMap::new();
         for (i, card) in cards.iter().enumerate() {
             let c = at.clone().key("cards").index(i);
             match self.s.participant(&card.holder) {
+                // A holder who is not in the room: their card stays in its bag (presented_here below).
+                None if !writes => {}
                 None => {
                     let known = quoted(
                         self.s
