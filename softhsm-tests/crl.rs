@@ -89,6 +89,18 @@ fn crl_issuance_after_the_root_ceremony_and_a_second_crl_from_the_first() {
         assert_eq!(String::from_utf8_lossy(&found.stdout).trim(), "");
     }
     let r = report(&crl1);
+    // The root key was found as an existing key pinned by hash, and the report says where it lives.
+    assert_eq!(r["existing_keys"].as_array().map(Vec::len), Some(1), "{r}");
+    let uris = r["key_uris"].as_array().unwrap();
+    assert_eq!(uris.len(), 1, "one URI per key, logged once");
+    assert!(uris[0]["uri"]
+        .as_str()
+        .unwrap()
+        .starts_with("pkcs11:token=example-quorum-hsm;serial="));
+    assert!(uris[0]["uri"]
+        .as_str()
+        .unwrap()
+        .ends_with(";object=example-root-quorum-2026;type=private"));
     let recorded = &r["crls"][0];
     assert_eq!(recorded["number"], 1);
     assert_eq!(recorded["revoked"].as_array().unwrap().len(), 2);
@@ -306,4 +318,71 @@ fn a_never_expiring_root_with_policies_passes_openssl_strict_and_pkilint() {
         ours, theirs,
         "the token holds exactly the certificate in the bundle"
     );
+}
+
+/// resume.rs's rule for sign_crl: killed after the HSM signed (nothing logged) or after the file was
+/// written (not yet bound), `keyrite resume` signs again and the bundle holds one verified CRL.
+/// (A PIN-activated root: resume does not take up a session the quorum opened.)
+#[test]
+fn a_crl_step_killed_mid_way_is_resumed_to_one_verified_crl() {
+    for kill_at in [
+        "sign-crl:after-sign_crl",
+        "sign-crl:before-artifact_written",
+    ] {
+        let Some(mut env) = Env::new() else {
+            return;
+        };
+        let (out, root_bundle) = env.rehearse("root-ca-p256.toml", "root", None);
+        assert!(out.status.success(), "{}", text(&out));
+        let root_cert = root_bundle.join("artifacts/example-root-p256-2026.pem");
+        let script = script_in(&env, "killed", &root_cert, |s| {
+            // No [quorum]: the P-256 root's HSM is logged in with its user PIN.
+            let (head, rest) = s.split_once("[quorum]").unwrap();
+            let steps = &rest[rest.find("[[steps]]").unwrap()..];
+            format!("{head}{steps}")
+                .replace("example-root-quorum-2026", "example-root-p256-2026")
+                .replace("example-quorum-hsm", "example-root-hsm")
+                .replace("action = \"activate_quorum\"", "action = \"activate_hsm\"")
+        });
+        std::fs::copy(
+            &root_cert,
+            script.parent().unwrap().join("example-root-p256-2026.pem"),
+        )
+        .unwrap();
+        let vars = [("KEYRITE_TEST_KILL_AT", kill_at)];
+        let (out, bundle) = env.rehearse_with(script.to_str().unwrap(), "killed", None, &vars);
+        assert!(
+            !out.status.success(),
+            "{kill_at}: the kill hook did not fire: {}",
+            text(&out)
+        );
+        let resumed = std::process::Command::new(env!("CARGO_BIN_EXE_keyrite"))
+            .args(["resume", bundle.to_str().unwrap(), "--auto", "--env"])
+            .arg(env.env_dir())
+            .current_dir(root())
+            .env_remove("SOFTHSM2_CONF")
+            .env_remove("KEYRITE_REHEARSAL_DIR")
+            .output()
+            .unwrap();
+        assert!(resumed.status.success(), "{kill_at}: {}", text(&resumed));
+        verify(&bundle);
+        let log = std::fs::read_to_string(bundle.join("audit.jsonl")).unwrap();
+        assert_eq!(
+            log.matches("\"kind\":\"crl_signed\"").count(),
+            1,
+            "{kill_at}"
+        );
+        assert!(log.contains("\"kind\":\"step_resumed\""), "{kill_at}");
+        let crl = bundle.join("artifacts/example-root-p256-2026-crl-1.crl.pem");
+        let checked = sh(&format!(
+            "openssl crl -in {} -CAfile {} -noout",
+            crl.display(),
+            root_cert.display()
+        ));
+        assert!(
+            text(&checked).contains("verify OK"),
+            "{kill_at}: {}",
+            text(&checked)
+        );
+    }
 }

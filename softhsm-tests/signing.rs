@@ -150,3 +150,194 @@ fn an_existing_root_key_is_found_by_hash_and_a_wrong_or_ambiguous_key_stops_befo
     stopped_before_signing(&out, &bundle, "activate-hsm", "2 private keys");
     let _ = SOFTHSM;
 }
+
+fn ok(cmd: &str) -> String {
+    let out = sh(cmd);
+    assert!(out.status.success(), "{cmd}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// report.json against docs/report.schema.json (python jsonschema from the pkilint venv).
+fn schema_valid(bundle: &Path) {
+    let python = std::env::var("KEYRITE_JSONSCHEMA_PYTHON").unwrap_or_else(|_| {
+        root()
+            .join(".venv-pkilint/bin/python")
+            .display()
+            .to_string()
+    });
+    if !Path::new(&python).exists() {
+        return;
+    }
+    ok(&format!(
+        "{python} -c 'import json,sys,jsonschema; jsonschema.Draft202012Validator(json.load(open(sys.argv[1]))).validate(json.load(open(sys.argv[2])))' {} {}",
+        root().join("docs/report.schema.json").display(),
+        bundle.join("report.json").display()
+    ));
+}
+
+/// pkilint's CA/B linter at WARNING with `kind`; in CI a missing pkilint fails.
+fn pkilint(kind: &str, cert: &Path) {
+    let pkilint = std::env::var("KEYRITE_PKILINT")
+        .ok()
+        .map(|p| p.replace("lint_cabf_serverauth_cert", ""))
+        .or_else(|| {
+            let venv = root().join(".venv-pkilint/bin/");
+            venv.exists().then(|| venv.display().to_string())
+        })
+        .or_else(|| common::tool("lint_cabf_serverauth_cert").map(|_| String::new()));
+    let Some(dir) = pkilint else {
+        return;
+    };
+    let lint = sh(&format!(
+        "{dir}lint_cabf_serverauth_cert lint -t {kind} -s WARNING {}",
+        cert.display()
+    ));
+    assert!(lint.status.success(), "pkilint {kind}: {}", text(&lint));
+}
+
+/// Root ceremony with the quorum split → a subordinate CA from an openssl request → a
+/// cross-certificate for an openssl partner root; each bundle checked by openssl, pkilint and
+/// `keyrite verify`; a bad-signature request, an RSA-1024 request and a tampered certificate are
+/// refused.
+#[test]
+fn root_then_sub_ca_from_an_openssl_request_then_a_cross_certificate() {
+    let Some(mut env) = Env::new() else {
+        return;
+    };
+    let dir = env.dir.path().to_path_buf();
+    let (out, root_bundle) = env.rehearse("root-ca-quorum.toml", "root", None);
+    assert!(out.status.success(), "{}", text(&out));
+    let root_pem = root_bundle.join("artifacts/example-root-quorum-2026.pem");
+    let d = dir.display();
+
+    // The issuing CA makes its key and request with openssl (RSA-3072, SHA-256).
+    ok(&format!(
+        "openssl req -new -newkey rsa:3072 -nodes -keyout {d}/sub.key -out {d}/sub.csr \
+         -subj '/C=DE/O=Example Trust Services GmbH/CN=Example Issuing CA 2026'"
+    ));
+    let csr = dir.join("sub.csr");
+    let (out, bundle) =
+        env.rehearse_with_attach("sub-ca-signing.toml", "sub", "sign-issuing-ca", &csr);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("TO BE SIGNED"), "{}", text(&out));
+    verify(&bundle);
+    schema_valid(&bundle);
+    let sub = bundle.join("artifacts/example-issuing-ca-2026.pem");
+    ok(&format!(
+        "openssl verify -x509_strict -CAfile {} {}",
+        root_pem.display(),
+        sub.display()
+    ));
+    let chain = bundle.join("artifacts/example-issuing-ca-2026.chain.pem");
+    ok(&format!(
+        "openssl verify -x509_strict -CAfile {} {}",
+        root_pem.display(),
+        chain.display()
+    ));
+    let cert_key = ok(&format!(
+        "openssl x509 -in {} -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum",
+        sub.display()
+    ));
+    let csr_key = ok(&format!(
+        "openssl req -in {d}/sub.csr -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum"
+    ));
+    assert_eq!(cert_key, csr_key, "the sub-CA's key is the request's");
+    pkilint("INTERNAL-UNCONSTRAINED-TLS-CA", &sub);
+    let r = report(&bundle);
+    let issued = &r["ca_certificates"][0];
+    let csr_sha = ok(&format!("sha256sum {d}/sub.csr"));
+    assert_eq!(
+        issued["input_sha256"].as_str(),
+        csr_sha.split_whitespace().next()
+    );
+    assert_eq!(
+        issued["subject_key_hash"].as_str(),
+        cert_key.split_whitespace().next()
+    );
+    assert_eq!(issued["issuer_key_hash"], r["existing_keys"][0]["key_hash"]);
+    let text_form = ok(&format!("openssl x509 -in {} -noout -text", sub.display()));
+    for want in [
+        "CA:TRUE, pathlen:0",
+        "Certificate Sign, CRL Sign",
+        "TLS Web Server Authentication",
+        "2.23.140.1.2.2",
+        "http://pki.example.com/example-root-quorum-2026.crl",
+        "CA Issuers - URI:http://pki.example.com/example-root-quorum-2026.crt",
+    ] {
+        assert!(text_form.contains(want), "{want}: {text_form}");
+    }
+    // A certificate altered after the ceremony fails `keyrite verify`.
+    let copy = dir.join("tampered");
+    ok(&format!("cp -r {} {}", bundle.display(), copy.display()));
+    let pem = std::fs::read_to_string(&sub).unwrap();
+    let flipped = pem.replacen("MII", "MIJ", 1);
+    std::fs::write(copy.join("artifacts/example-issuing-ca-2026.pem"), flipped).unwrap();
+    let v = common::keyrite(&["verify", copy.to_str().unwrap()]);
+    assert!(!v.status.success(), "{}", text(&v));
+
+    // A request whose signature was altered, and an RSA-1024 request: refused before any bundle.
+    let der = ok(&format!(
+        "openssl req -in {d}/sub.csr -outform DER -out {d}/sub.der && echo done"
+    ));
+    assert!(der.contains("done"));
+    let mut bytes = std::fs::read(dir.join("sub.der")).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(dir.join("bad-signature.der"), bytes).unwrap();
+    ok(&format!(
+        "openssl req -new -newkey rsa:1024 -nodes -keyout {d}/weak.key -out {d}/weak.csr \
+         -subj '/C=DE/O=Example/CN=Weak CA'"
+    ));
+    for (name, file, says) in [
+        ("bad-sig", "bad-signature.der", "does not verify"),
+        ("weak", "weak.csr", "RSA-1024, too weak"),
+    ] {
+        let (out, bundle) = env.rehearse_with_attach(
+            "sub-ca-signing.toml",
+            name,
+            "sign-issuing-ca",
+            &dir.join(file),
+        );
+        assert!(!out.status.success(), "{name}: {}", text(&out));
+        assert!(text(&out).contains(says), "{name}: {}", text(&out));
+        assert!(!bundle.exists(), "{name}: no bundle, no partial output");
+    }
+
+    // The partner CA's root (openssl, P-384) is cross-certified by our root.
+    ok(&format!(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-384 -nodes -keyout {d}/partner.key \
+         -out {d}/partner.pem -days 3650 -subj '/C=FR/O=Partner Trust SA/CN=Partner Root CA 2026' \
+         -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign"
+    ));
+    let partner = dir.join("partner.pem");
+    let (out, bundle) =
+        env.rehearse_with_attach("cross-certificate.toml", "cross", "cross-sign", &partner);
+    assert!(out.status.success(), "{}", text(&out));
+    verify(&bundle);
+    schema_valid(&bundle);
+    let cross = bundle.join("artifacts/example-cross-partner-root-2026.pem");
+    ok(&format!(
+        "openssl verify -x509_strict -CAfile {} {}",
+        root_pem.display(),
+        cross.display()
+    ));
+    pkilint("EXTERNAL-CROSS-CA", &cross);
+    // The partner's subject, key and key identifier are kept.
+    let partner_ski = ok(&format!(
+        "openssl x509 -in {d}/partner.pem -noout -ext subjectKeyIdentifier"
+    ));
+    let cross_ski = ok(&format!(
+        "openssl x509 -in {} -noout -ext subjectKeyIdentifier",
+        cross.display()
+    ));
+    assert_eq!(partner_ski, cross_ski);
+    let subject = |f: &str| {
+        ok(&format!(
+            "openssl x509 -in {f} -noout -subject -nameopt RFC2253"
+        ))
+    };
+    assert_eq!(
+        subject(&format!("{d}/partner.pem")),
+        subject(cross.to_str().unwrap())
+    );
+}

@@ -360,11 +360,15 @@ fn attach_paths(values: &[String], script: &script::Script) -> Result<BTreeMap<S
         if !script
             .steps
             .iter()
-            .any(|s| s.id == step && s.action == script::Action::Attach)
+            // Issue 11: a step signing for another CA takes its request or certificate this way.
+            .any(|s| {
+                s.id == step
+                    && (s.action == script::Action::Attach || s.action.issues_ca_certificate())
+            })
         {
             return Err(Error::input(
                 format!("--attach {value}: the script has no attach step \"{step}\""),
-                "name the id of a step with action = \"attach\"",
+                "name the id of a step with action = \"attach\", \"sign_subordinate_ca\" or \"sign_cross_certificate\"",
             ));
         }
         paths.insert(step.to_string(), path.to_string());

@@ -104,6 +104,8 @@ fn shipped_scripts_and_the_documented_example_have_no_diagnostics() {
             "key-activation",
             "share-health-check",
             "reshare",
+            "sub-ca-signing",
+            "cross-certificate",
             "crl-issuance",
         ]
         .iter()

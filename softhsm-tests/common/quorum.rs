@@ -62,6 +62,21 @@ impl Env {
         answers: Option<&str>,
         vars: &[(&str, &str)],
     ) -> (Output, PathBuf) {
+        self.run_rehearsal(script, name, answers, vars, &[])
+    }
+
+    fn rehearse_args(&mut self, script: &str, name: &str, extra: &[&str]) -> (Output, PathBuf) {
+        self.run_rehearsal(script, name, None, &[], extra)
+    }
+
+    fn run_rehearsal(
+        &mut self,
+        script: &str,
+        name: &str,
+        answers: Option<&str>,
+        vars: &[(&str, &str)],
+        extra: &[&str],
+    ) -> (Output, PathBuf) {
         let out = self.dir.path().join(name);
         let env = self.env_dir();
         let mut args = vec![
@@ -76,6 +91,7 @@ impl Env {
             "--env".into(),
             env.display().to_string(),
         ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         match answers {
             Some(text) => {
                 let file = self.dir.path().join(format!("{name}.answers.toml"));
@@ -98,6 +114,18 @@ impl Env {
             self.bundles.push(out.clone());
         }
         (result, out)
+    }
+
+    /// [`Env::rehearse`] with `--attach STEP=PATH` (a request or certificate to sign, issue 11).
+    pub fn rehearse_with_attach(
+        &mut self,
+        script: &str,
+        name: &str,
+        step: &str,
+        file: &Path,
+    ) -> (Output, PathBuf) {
+        let attach = format!("{step}={}", file.display());
+        self.rehearse_args(script, name, &["--attach", &attach])
     }
 
     pub fn tokens(&self) -> Vec<toml::Value> {

@@ -114,6 +114,11 @@ pub(crate) struct State {
     /// The step and operation of the last `hsm_intent` whose result is not logged yet, for the
     /// test-only crash hook's `after-OP` points.
     pub intent_open: Option<(String, String)>,
+    /// Issue 11: the certificate for another CA that the current step will sign, built and shown
+    /// to the room when the step started (actions/certs.rs).
+    pub prepared: Option<actions::certs::PreparedIssue>,
+    /// The folder of the script file, for input paths the script gives (None: the current folder).
+    pub script_dir: Option<std::path::PathBuf>,
     /// CRLs whose `crl_signed` entry is in the log (`keyrite resume` does not sign them again).
     pub crls_signed: std::collections::BTreeSet<String>,
     /// Keys whose `key_uri` entry this run has written.
@@ -148,6 +153,8 @@ impl State {
             relogin_by_quorum: false,
             adopt: None,
             intent_open: None,
+            prepared: None,
+            script_dir: None,
             crls_signed: Default::default(),
             key_uris_logged: Default::default(),
         }
@@ -232,6 +239,8 @@ impl Ceremony<'_> {
         // Every refusal that can come before the first step comes before the bundle exists.
         let attachments = operator.given_attachments();
         startup::check(&loaded.script, &mode, out, &attachments, opener)?;
+        let script_dir = Path::new(&loaded.file_name).parent();
+        actions::certs::check_inputs_before_start(&loaded.script, script_dir, &attachments)?;
         let crl_inputs = actions::crl::read_inputs(loaded)?;
         let opened_cards = personal_cards::open_all(&loaded.script, &mode.cards, opener)?;
         let bundle = Bundle::create(out)?;
@@ -241,6 +250,7 @@ impl Ceremony<'_> {
         let log_path = bundle.path(LOG_FILE);
         let log = AuditLog::create(&log_path).map_err(|e| Error::io("create", &log_path, &e))?;
         let mut state = State::new(log, bundle);
+        state.script_dir = Path::new(&loaded.file_name).parent().map(Path::to_path_buf);
         state.record(None, vec![], &started_record(loaded, &mode))?;
         actions::crl::copy_inputs(&mut state, &loaded.script, &crl_inputs)?;
         let mut engine = Engine::new(&loaded.script);

@@ -90,6 +90,45 @@ pub struct RehearsalFile {
     /// The keys generated in this folder: the trusted source of a rehearsal's existing-key hashes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<RehearsalKey>,
+    /// CA certificates signed in this folder: a later rehearsal's issuer certificate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<RehearsalCertificate>,
+}
+
+/// A CA certificate a rehearsed ceremony signed, by the hash of the key it certifies: a later
+/// rehearsal that issues with that key takes it as the issuer certificate, as a `run` reads the
+/// script's `issuer_certificate` file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RehearsalCertificate {
+    pub ceremony_id: String,
+    pub key_hash: String,
+    pub pem: String,
+}
+
+/// The newest CA certificate for the key with `key_hash` signed in the running rehearsal's folder.
+pub fn recorded_certificate(key_hash: &str) -> Result<Option<RehearsalCertificate>> {
+    let Some(dir) = running() else {
+        return Ok(None);
+    };
+    let env = RehearsalEnv::open(&dir)?;
+    Ok(env
+        .file
+        .certificates
+        .iter()
+        .rev()
+        .find(|c| c.key_hash == key_hash)
+        .cloned())
+}
+
+/// Record a CA certificate signed in the running rehearsal's folder (nothing outside a rehearsal).
+pub fn note_certificate(cert: RehearsalCertificate) -> Result<()> {
+    let Some(dir) = running() else {
+        return Ok(());
+    };
+    let mut env = RehearsalEnv::open(&dir)?;
+    env.file.certificates.push(cert);
+    env.save()
 }
 
 /// A key a rehearsed ceremony generated on a token of this folder. A later rehearsal that uses it as
@@ -243,6 +282,7 @@ impl RehearsalEnv {
                 cards: Vec::new(),
                 splits: Vec::new(),
                 keys: Vec::new(),
+                certificates: Vec::new(),
             }
         };
         Ok(RehearsalEnv { dir, conf, file })
@@ -321,6 +361,7 @@ impl RehearsalEnv {
             if let Ok(now) = RehearsalEnv::open(&self.dir) {
                 self.file.splits = now.file.splits;
                 self.file.keys = now.file.keys;
+                self.file.certificates = now.file.certificates;
             }
             self.file.tokens.push(RehearsalToken {
                 label: label.into(),

@@ -48,9 +48,16 @@ pub fn resumption(action: Action) -> Resumption {
         // Keys from earlier ceremonies are found and checked again after the new login.
         | Action::ActivateHsm
         | Action::DeactivateHsm
-        // A signature made before the kill never left keyrite: the certificate is made again.
+        // A signature made before the kill never left keyrite: the certificate is made again. With
+        // `store_on_token`, a copy stored just before the kill stays on the token beside the new one
+        // (certificate objects are public and can be deleted by the SO).
         | Action::SignCertificate
         | Action::SignTestMessage
+        // Issue 11: the certificate is built, shown and confirmed again with a NEW serial from
+        // the HSM's RNG (a serial is never reused); files written but never logged are discarded
+        // by the reopen, and the certificate of the interrupted attempt never left keyrite.
+        | Action::SignSubordinateCa
+        | Action::SignCrossCertificate
         // No `crl_signed` in the log: signed again (a signature made before the kill never left
         // keyrite). Logged: the step completes without signing. Written and bound but not
         // logged: the file is read back, verified with the issuer and recorded.
@@ -162,6 +169,14 @@ pub fn resume(
             _ => None,
         })
         .collect();
+    let key_uris_logged = up
+        .entries()
+        .iter()
+        .filter_map(|e| match parse_event(e) {
+            Ok(Parsed::Record(Record::KeyUri { label, .. })) => Some(label),
+            _ => None,
+        })
+        .collect();
     let (mut state, mut engine, loaded, _lock) = up.continue_log("resume")?;
     state.cards = cards;
     state.unsigned_by = refused.clone();
@@ -169,6 +184,7 @@ pub fn resume(
     state.relogin_by_quorum = session == resume_quorum::Session::Quorum;
     state.adopt = adopt;
     state.crls_signed = crls_signed;
+    state.key_uris_logged = key_uris_logged;
     for key in keys {
         state.keys.insert(key.label.clone(), key);
     }

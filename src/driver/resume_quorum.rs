@@ -224,6 +224,22 @@ mod tests {
         ),
         (Action::SignTestMessage, true, true, false, "-", Again),
         (Action::SignCrl, true, true, false, "crl_signed", Again),
+        (
+            Action::SignSubordinateCa,
+            true,
+            true,
+            false,
+            "ca_certificate_signed",
+            Again,
+        ),
+        (
+            Action::SignCrossCertificate,
+            true,
+            true,
+            false,
+            "ca_certificate_signed",
+            Again,
+        ),
     ];
 
     /// The row of each action: no catch-all, so a new action does not compile until it has one.
@@ -244,6 +260,8 @@ mod tests {
             Action::RetireShares => 12,
             Action::SignTestMessage => 13,
             Action::SignCrl => 14,
+            Action::SignSubordinateCa => 15,
+            Action::SignCrossCertificate => 16,
         }
     }
 

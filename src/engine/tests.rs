@@ -40,6 +40,7 @@ fn script() -> Script {
         },
         policy: PolicyOptions::default(),
         quorum: None,
+        ca_certificates: Vec::new(),
         participants: vec![
             person("Mia", Role::MasterOfCeremony),
             person("Otto", Role::Operator),

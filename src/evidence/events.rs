@@ -263,6 +263,10 @@ pub enum Record {
     },
     /// A key from an earlier ceremony found after activation, with the hash it was pinned to.
     ExistingKeyFound(super::signing::ExistingKeyRecord),
+    /// What a step issuing a certificate to another CA will sign, shown before its confirmations.
+    CertificatePresented(super::signing::PresentedRecord),
+    /// A certificate issued to another CA (subordinate or cross-certificate).
+    CaCertificateSigned(super::signing::IssuedCertificateRecord),
     /// Always the last entry; binds report.json to the log.
     ReportWritten {
         report_sha256: String,

@@ -392,6 +392,11 @@ impl HsmOrder {
             Record::HsmActivated { .. } => (Action::ActivateHsm, "open_and_login"),
             Record::KeyGenerated { .. } => (Action::GenerateKey, "generate_key_pair"),
             Record::CertificateSigned(_) => (Action::SignCertificate, "sign_certificate"),
+            // Issue 11: a certificate for another CA, inside its own kind of step.
+            Record::CaCertificateSigned(r) if r.issued_as == "subordinate-ca" => {
+                (Action::SignSubordinateCa, "sign_ca_certificate")
+            }
+            Record::CaCertificateSigned(_) => (Action::SignCrossCertificate, "sign_ca_certificate"),
             Record::CrlSigned(_) => (Action::SignCrl, "sign_crl"),
             Record::CertificateStored { .. } => (Action::SignCertificate, "store_certificate"),
             Record::Attached { .. } => {

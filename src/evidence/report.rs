@@ -67,6 +67,9 @@ pub struct Report {
     /// Test messages signed, with the signing key's hash.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub test_signatures: Vec<super::signing::TestSignatureReport>,
+    /// Certificates issued to other CAs: subordinate CAs and cross-certificates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ca_certificates: Vec<super::signing::IssuedCertificateRecord>,
     pub log_head: LogHead,
 }
 
@@ -361,6 +364,7 @@ impl ReportBuilder {
             signed_confirmations: Vec::new(),
             existing_keys: Vec::new(),
             test_signatures: Vec::new(),
+            ca_certificates: Vec::new(),
             log_head: LogHead {
                 seq: first.seq,
                 hash: first.hash.clone(),
@@ -601,6 +605,8 @@ fn apply(
             | Record::QuorumPins(_)
             | Record::SealedShareRetired(_) => {}
             Record::ExistingKeyFound(k) => report.existing_keys.push(k),
+            Record::CaCertificateSigned(c) => report.ca_certificates.push(c),
+            Record::CertificatePresented(_) => {}
             Record::TestMessageSigned {
                 key,
                 signature_algorithm,

@@ -41,3 +41,54 @@ pub struct TestSignatureReport {
     pub verified: bool,
     pub time: String,
 }
+
+/// `certificate_presented`: what a step that issues a certificate to another CA will sign, shown to
+/// the room before its confirmations. The signed certificate's TBS hashes to `tbs_sha256`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresentedRecord {
+    pub name: String,
+    pub subject: String,
+    pub issuer: String,
+    pub serial: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub subject_key_hash: String,
+    pub extensions: Vec<crate::x509::extensions::ExtensionRecord>,
+    /// SHA-256 of the DER TBSCertificate the HSM will sign.
+    pub tbs_sha256: String,
+}
+
+/// `ca_certificate_signed`: a certificate issued to another CA (a subordinate CA from its request,
+/// or a cross-certificate), with everything an auditor needs to check it against its inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuedCertificateRecord {
+    pub name: String,
+    /// "subordinate-ca" or "cross-certificate" (not `kind`: that names the log event).
+    pub issued_as: String,
+    /// The signing key (script label) and its hash.
+    pub issuer_key: String,
+    pub issuer_key_hash: String,
+    /// SHA-256 of the issuer certificate's DER; the certificate is the chain file's last one.
+    pub issuer_certificate_sha256: String,
+    /// The certified key's hash (SHA-256 of its DER SubjectPublicKeyInfo).
+    pub subject_key_hash: String,
+    /// "certificate request", "certificate" or "public key".
+    pub input_kind: String,
+    /// SHA-256 of the input file exactly as read, and its PEM copy in the bundle.
+    pub input_sha256: String,
+    pub input_file: String,
+    pub subject: String,
+    pub issuer: String,
+    pub serial: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub signature_algorithm: String,
+    pub sha256_fingerprint: String,
+    pub tbs_sha256: String,
+    pub file: String,
+    /// The certificate then the issuer certificate, PEM.
+    pub chain_file: String,
+    pub extensions: Vec<crate::x509::extensions::ExtensionRecord>,
+}

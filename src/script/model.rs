@@ -23,6 +23,9 @@ pub struct Script {
     pub keys: Vec<KeySpec>,
     #[serde(default)]
     pub certificates: Vec<CertificateProfile>,
+    /// Certificates the script's keys issue to other CAs: subordinate CAs, cross-certificates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ca_certificates: Vec<super::signing::CaCertificate>,
     /// Certificate revocation lists signed by `sign_crl` steps (crl.rs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub crls: Vec<super::crl::CrlProfile>,
@@ -461,7 +464,8 @@ pub struct Step {
     /// For `generate_key` and `confirm_fingerprint`: the key label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// For `sign_certificate`: the certificate name.
+    /// For `sign_certificate`: the certificate name; for `sign_subordinate_ca` and
+    /// `sign_cross_certificate`: the `[[ca_certificates]]` name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
     /// For `attach`: what the file is, e.g. "video recording of the whole ceremony".
@@ -521,6 +525,11 @@ pub enum Action {
     RetireShares,
     /// Sign a test message with `key` and verify the signature with its public key.
     SignTestMessage,
+    // Issue 11: certificates for other CAs, named by the step's `certificate` ([[ca_certificates]]).
+    /// Issue a subordinate CA certificate from a PKCS#10 request.
+    SignSubordinateCa,
+    /// Issue a cross-certificate for another CA's certificate or public key.
+    SignCrossCertificate,
     /// Build, sign in the HSM and verify the CRL named by `crl`.
     SignCrl,
 }
@@ -538,6 +547,8 @@ impl Action {
                 | Action::Reshare
                 | Action::RetireShares
                 | Action::SignTestMessage
+                | Action::SignSubordinateCa
+                | Action::SignCrossCertificate
                 | Action::SignCrl
         )
     }
@@ -559,7 +570,17 @@ impl Action {
                 | Action::ActivateQuorum
                 | Action::Reshare
                 | Action::SignTestMessage
+                | Action::SignSubordinateCa
+                | Action::SignCrossCertificate
                 | Action::SignCrl
+        )
+    }
+
+    /// Issue 11: actions whose `certificate` names a `[[ca_certificates]]` entry.
+    pub fn issues_ca_certificate(self) -> bool {
+        matches!(
+            self,
+            Action::SignSubordinateCa | Action::SignCrossCertificate
         )
     }
 
@@ -579,6 +600,8 @@ impl Action {
             Action::Reshare => "reshare",
             Action::RetireShares => "retire_shares",
             Action::SignTestMessage => "sign_test_message",
+            Action::SignSubordinateCa => "sign_subordinate_ca",
+            Action::SignCrossCertificate => "sign_cross_certificate",
             Action::SignCrl => "sign_crl",
         }
     }
@@ -601,6 +624,10 @@ impl Script {
 
     pub fn certificate(&self, name: &str) -> Option<&CertificateProfile> {
         self.certificates.iter().find(|c| c.name == name)
+    }
+
+    pub fn ca_certificate(&self, name: &str) -> Option<&super::signing::CaCertificate> {
+        self.ca_certificates.iter().find(|c| c.name == name)
     }
 
     pub fn crl(&self, name: &str) -> Option<&super::crl::CrlProfile> {

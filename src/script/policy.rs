@@ -19,6 +19,7 @@ mod attach;
 mod cards;
 mod crl;
 mod existing;
+mod issued;
 mod participants;
 mod quorum;
 mod steps;
@@ -50,6 +51,7 @@ fn check_as(loaded: &LoadedScript, rehearsal: bool) -> Vec<Diagnostic> {
     c.keys_and_certificates();
     c.step_references();
     c.existing_keys();
+    c.ca_certificates();
     c.hsm_order();
     c.hsm_config();
     c.subjects();

@@ -242,6 +242,9 @@ fn action_text(action: Action) -> &'static str {
         Action::Reshare => "split the same secret afresh onto the new cards",
         Action::RetireShares => "destroy the old shares on the old cards",
         Action::SignTestMessage => "sign a test message with the key and verify it",
+        Action::SignSubordinateCa | Action::SignCrossCertificate => {
+            "sign exactly what the notes show as TO BE SIGNED, then check it and its chain"
+        }
         Action::SignCrl => "build the CRL, sign it in the HSM and check it with the issuer",
     }
 }

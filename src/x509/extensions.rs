@@ -35,7 +35,8 @@ pub fn issuer_and_extensions(cert: &Certificate) -> (String, Vec<ExtensionRecord
     (tbs.issuer().to_string(), extensions)
 }
 
-fn record(ext: &Extension) -> ExtensionRecord {
+/// One extension as the log and report show it.
+pub fn record(ext: &Extension) -> ExtensionRecord {
     let oid = ext.extn_id;
     ExtensionRecord {
         oid: oid.to_string(),
@@ -101,7 +102,7 @@ fn value(ext: &Extension) -> Option<String> {
         let names: Vec<String> = eku.0.iter().map(name).collect();
         return Some(names.join(", "));
     }
-    None
+    super::extension_values::value(ext)
 }
 
 /// The database name without the arc prefix RFC 5280's module gives it ("id-ce-keyUsage" is

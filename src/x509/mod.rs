@@ -4,7 +4,11 @@
 pub mod card;
 pub mod cms;
 pub mod crl;
+pub mod csr;
+pub mod extension_values;
 pub mod extensions;
+pub mod issued;
+pub mod issued_lint;
 pub mod lint;
 mod profile;
 pub mod signer;
@@ -129,7 +133,7 @@ pub fn validity_of(
     Ok((not_before, not_after))
 }
 
-fn describe(cert: &Certificate, der: &[u8]) -> Result<SignedCertificate, CertError> {
+pub(crate) fn describe(cert: &Certificate, der: &[u8]) -> Result<SignedCertificate, CertError> {
     let build = |e: &dyn std::fmt::Display| CertError::Build(e.to_string());
     let tbs = cert.tbs_certificate();
     let (issuer, extensions) = extensions::issuer_and_extensions(cert);
@@ -150,7 +154,7 @@ fn describe(cert: &Certificate, der: &[u8]) -> Result<SignedCertificate, CertErr
     })
 }
 
-fn rfc3339(t: Time) -> String {
+pub(crate) fn rfc3339(t: Time) -> String {
     let secs = t.to_unix_duration().as_secs() as i64;
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()

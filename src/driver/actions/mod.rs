@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use crate::hsm::HsmOpener as Opener;
 
+pub(super) mod certs;
 pub(super) mod crl;
 mod hsm_checks;
 pub(super) mod keys;
@@ -42,6 +43,10 @@ pub(super) fn on_step_started(
     operator: &mut dyn Operator,
 ) -> Result<()> {
     let step = &script.steps[index];
+    // Issue 11: the room sees what will be signed before it confirms.
+    if step.action.issues_ca_certificate() {
+        return certs::present(state, script, step, operator);
+    }
     if step.action == Action::SignCrl {
         crl::on_step_started(state, script, step, operator);
         return Ok(());
@@ -103,7 +108,11 @@ pub(super) fn perform(
     let performed = perform_action(state, ctx, action, operator, pins, opener)?;
     // Keys from earlier ceremonies are found as soon as the HSM is activated (keys.rs).
     if performed.is_ok() && action.is_activation() {
-        return keys::find_all_existing(state, ctx.script, &ctx.step.id, operator);
+        let found = keys::find_all_existing(state, ctx.script, &ctx.step.id, operator)?;
+        if found.is_ok() {
+            token_objects::log_existing_uris(state, ctx)?;
+        }
+        return Ok(found);
     }
     Ok(performed)
 }
@@ -145,6 +154,9 @@ fn perform_action(
         Action::Reshare => super::quorum_reshare::reshare(state, ctx, operator, pins, opener),
         Action::RetireShares => super::quorum_retire::retire(state, ctx, operator, pins, opener),
         Action::SignTestMessage => super::quorum::sign_test_message(state, ctx, operator),
+        Action::SignSubordinateCa | Action::SignCrossCertificate => {
+            certs::sign(state, ctx, operator)
+        }
         Action::SignCrl => crl::perform(state, ctx, operator),
     }
 }
@@ -513,6 +525,7 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
         Err(e) => return Ok(Err(e.to_string())),
     };
     let file = profile.file();
+    let fingerprint = cert.sha256_fingerprint.clone();
     if let Err(e) = write_artifact(state, ctx, &file, cert.pem.as_bytes()) {
         return Ok(Err(e.to_string()));
     }
@@ -533,6 +546,15 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
             extensions: cert.extensions,
         }),
     )?;
+    // A later rehearsal that issues with this key takes this as its issuer certificate.
+    if ctx.mode.rehearsal {
+        super::rehearsal::note_certificate(super::rehearsal::RehearsalCertificate {
+            ceremony_id: ctx.script.ceremony.id.clone(),
+            key_hash: key_hash(&info.spki_der),
+            pem: cert.pem.clone(),
+        })?;
+    }
+    certs::show_fingerprint(operator, name, &fingerprint);
     token_objects::store_certificate(state, ctx, profile, &cert.der)
 }
 

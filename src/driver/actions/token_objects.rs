@@ -56,6 +56,16 @@ pub(super) fn log_key_uri(state: &mut State, step: &str, info: &KeyPairInfo) -> 
     )
 }
 
+/// After an activation found the script's existing keys: their URIs.
+pub(super) fn log_existing_uris(state: &mut State, ctx: &Context<'_>) -> Result<()> {
+    for spec in ctx.script.keys.iter().filter(|k| k.existing.is_some()) {
+        if let Some(info) = state.keys.get(&spec.label).cloned() {
+            log_key_uri(state, &ctx.step.id, &info)?;
+        }
+    }
+    Ok(())
+}
+
 /// `store_on_token`: write the signed certificate to the token beside its key.
 pub(super) fn store_certificate(
     state: &mut State,

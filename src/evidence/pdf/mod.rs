@@ -7,6 +7,7 @@
 
 mod cards;
 mod certificates;
+mod crls;
 mod existing;
 pub mod layout;
 pub mod metrics;

@@ -107,6 +107,51 @@ pub fn planned(l: &mut Layout, s: &Script) {
             &certs,
         );
     }
+    // What each sign_crl step will sign, to compare with the screen, and where to write its
+    // fingerprint as read back.
+    for c in &s.crls {
+        let previous = c
+            .previous_crl
+            .as_deref()
+            .map(|p| format!("; entries of the earlier CRL {p} carry over"))
+            .unwrap_or_default();
+        l.para(
+            Face::Regular,
+            BODY,
+            &format!(
+                "CRL \"{}\": number {}, this update {}, next update {}, signed with key {} (issuer certificate {}){previous}.",
+                c.name, c.number, c.this_update, c.next_update, c.key, c.issuer_certificate
+            ),
+        );
+        let mut rows: Vec<Vec<String>> = c
+            .revoked
+            .iter()
+            .map(|r| vec![r.serial.clone(), r.date.clone(), r.reason.to_string()])
+            .collect();
+        if rows.is_empty() {
+            rows.push(vec![
+                "(none added by this script)".into(),
+                String::new(),
+                String::new(),
+            ]);
+        }
+        l.table(
+            &[
+                Column::new("Revoked serial", 0.45, Face::Mono),
+                Column::new("Date (UTC)", 0.3, Face::Regular),
+                Column::new("Reason", 0.25, Face::Regular),
+            ],
+            &rows,
+        );
+        l.table(
+            &[Column::new(
+                "CRL SHA-256 fingerprint as read back (write it here)",
+                1.0,
+                Face::Mono,
+            )],
+            &[vec![HASH_FIELD.into()]],
+        );
+    }
 }
 
 /// The custodians' cards, each with its bag, and fields for the new bag serial and initials.

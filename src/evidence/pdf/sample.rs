@@ -145,6 +145,7 @@ pub fn sample_report(steps: usize) -> Report {
         }),
         existing_keys: Vec::new(),
         test_signatures: Vec::new(),
+        ca_certificates: Vec::new(),
         log_head: LogHead {
             seq: 42,
             hash: "ef".repeat(32),

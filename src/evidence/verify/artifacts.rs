@@ -111,6 +111,7 @@ pub(super) fn check_reported(v: &mut Verification, bundle: &BundleDir, report: &
     check_keys_and_certificates(v, bundle, report);
     super::crls::check_crls(v, bundle, report);
     super::issued::check_existing_keys(v, bundle, report);
+    super::issued::check_ca_certificates(v, bundle, report);
 }
 
 /// An unfinished run: the files the log's `artifact_written` entries record so far.
