@@ -451,3 +451,40 @@ fn run_at_very_high_refuses_while_online() {
     let v = keyrite(&["verify", out.to_str().unwrap()]);
     assert!(v.status.success(), "{}", text(&v));
 }
+
+/// `[hsm] network_interface` (a network HSM's one interface) is allowed up at very-high, recorded in
+/// the report, and every other interface still stops the run.
+#[test]
+fn a_network_hsms_interface_is_allowed_up_and_recorded() {
+    let up = sh("for i in /sys/class/net/*; do [ \"$(cat $i/type)\" = 772 ] && continue; [ $(( $(cat $i/flags) & 1 )) -eq 1 ] && basename $i; done; true");
+    let up = String::from_utf8_lossy(&up.stdout).to_string();
+    let Some(first) = up.lines().next() else {
+        eprintln!("skipping: no network interface is up to allow");
+        return;
+    };
+    let src = std::fs::read_to_string(root().join(P256))
+        .unwrap()
+        .replacen(
+            "[hsm]\n",
+            &format!("[hsm]\nnetwork_interface = \"{first}\"\n"),
+            1,
+        );
+    let (_dir, out, result, online) = run_on_softhsm_util_token(&src, &pins());
+    let r = report(&out);
+    assert_eq!(
+        r["preflight"]["hsm_interface"], first,
+        "{:#}",
+        r["preflight"]
+    );
+    let others: Vec<&str> = online.lines().filter(|l| *l != first).collect();
+    if others.is_empty() {
+        assert!(result.status.success(), "{}", text(&result));
+        assert_eq!(r["preflight"]["offline"], true);
+        check_root_bundle(&out, false);
+    } else {
+        assert_eq!(result.status.code(), Some(3), "{}", text(&result));
+        assert!(text(&result).contains(others[0]), "{}", text(&result));
+        let v = keyrite(&["verify", out.to_str().unwrap()]);
+        assert!(v.status.success(), "{}", text(&v));
+    }
+}

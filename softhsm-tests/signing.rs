@@ -255,6 +255,16 @@ fn root_then_sub_ca_from_an_openssl_request_then_a_cross_certificate() {
         cert_key.split_whitespace().next()
     );
     assert_eq!(issued["issuer_key_hash"], r["existing_keys"][0]["key_hash"]);
+    // report.pdf names the subordinate CA with the request's SHA-256 (poppler reads it back).
+    if common::tool("pdftotext").is_some() {
+        let pdf = ok(&format!(
+            "pdftotext -layout {} -",
+            bundle.join("report.pdf").display()
+        ));
+        let sha = issued["input_sha256"].as_str().unwrap();
+        assert!(pdf.contains("Subordinate CA certificate"), "{pdf}");
+        assert!(pdf.contains(&sha[..4]) && pdf.contains(&sha[60..]), "{pdf}");
+    }
     let text_form = ok(&format!("openssl x509 -in {} -noout -text", sub.display()));
     for want in [
         "CA:TRUE, pathlen:0",

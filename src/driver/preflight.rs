@@ -104,7 +104,17 @@ fn interfaces(dir: &Path) -> Vec<NetworkInterface> {
 }
 
 /// Warnings for the log and the room: a non-UTC zone, and interfaces that are up.
-pub fn warnings(facts: &HostFacts) -> Vec<String> {
+/// The non-loopback interfaces that are up, less the network HSM's own (`[hsm] network_interface`).
+pub fn online_except(facts: &HostFacts, hsm_interface: Option<&str>) -> Vec<String> {
+    facts
+        .online_interfaces()
+        .into_iter()
+        .filter(|i| Some(*i) != hsm_interface)
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn warnings(facts: &HostFacts, hsm_interface: Option<&str>) -> Vec<String> {
     let mut warnings = Vec::new();
     if !is_utc(&facts.time_zone) {
         warnings.push(format!(
@@ -112,7 +122,18 @@ pub fn warnings(facts: &HostFacts) -> Vec<String> {
             facts.time_zone
         ));
     }
-    let online = facts.online_interfaces();
+    if let Some(i) = hsm_interface {
+        let up = facts.online_interfaces().contains(&i);
+        warnings.push(if up {
+            format!(
+                "network interface {i} is up for the network HSM ([hsm] network_interface); check that its cable \
+                 goes to the HSM alone"
+            )
+        } else {
+            format!("the network HSM's interface {i} ([hsm] network_interface) is not up")
+        });
+    }
+    let online = online_except(facts, hsm_interface);
     if !online.is_empty() {
         warnings.push(format!(
             "network interface(s) up: {}; a ceremony laptop must be offline — unplug the cable, disable Wi-Fi, or `ip link set DEV down`",
@@ -154,8 +175,15 @@ mod tests {
         assert_eq!(facts.online_interfaces(), vec!["eth0", "usb0"]);
         let missing = interfaces(&dir.path().join("nope"));
         assert!(missing[0].up && missing[0].name.starts_with("(cannot list"));
-        let w = warnings(&facts);
+        let w = warnings(&facts, None);
         assert_eq!(w.len(), 2);
         assert!(w[0].contains("Europe/Berlin") && w[1].contains("eth0, usb0"));
+        // A network HSM's interface is allowed up, said so, and only that one.
+        assert_eq!(online_except(&facts, Some("eth0")), vec!["usb0"]);
+        let w = warnings(&facts, Some("eth0"));
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[1].contains("eth0 is up for the network HSM") && w[2].contains("usb0"));
+        assert!(!w[2].contains("eth0"));
+        assert!(warnings(&facts, Some("eth9"))[1].contains("is not up"));
     }
 }

@@ -52,6 +52,7 @@ fn script() -> Script {
             module: "/x.so".into(),
             token: TokenSelector::default(),
             cards_module: None,
+            network_interface: None,
         },
         keys: vec![],
         certificates: vec![],

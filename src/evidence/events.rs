@@ -140,6 +140,9 @@ pub enum Record {
         host: HostFacts,
         offline: bool,
         warnings: Vec<String>,
+        /// The network HSM's interface the script allows up (`[hsm] network_interface`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hsm_interface: Option<String>,
     },
     /// Written before every HSM mutation or session change (write-ahead); a result entry follows.
     HsmIntent {

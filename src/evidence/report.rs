@@ -124,6 +124,9 @@ pub struct Preflight {
     pub host: HostFacts,
     pub offline: bool,
     pub warnings: Vec<String>,
+    /// The network HSM's interface the script allowed up; `offline` is judged without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsm_interface: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -510,11 +513,13 @@ fn apply(
                 host,
                 offline,
                 warnings,
+                hsm_interface,
             } => {
                 report.preflight = Some(Preflight {
                     host,
                     offline,
                     warnings,
+                    hsm_interface,
                 })
             }
             Record::HsmActivated { token } => report.hsm = Some(token),

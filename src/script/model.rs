@@ -163,6 +163,10 @@ pub struct HsmConfig {
     /// PKCS#11 module for the participants' personal cards (e.g. OpenSC's); defaults to `module`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cards_module: Option<String>,
+    /// A network HSM's one network interface (e.g. "eth1"): the offline pre-flight allows it up, and
+    /// records that it did, at every level; every other interface must still be down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_interface: Option<String>,
 }
 
 /// How to find the token. Slot ids change between processes, so they are not offered.

@@ -535,7 +535,7 @@ mod tests {
         assert_eq!(
             first_error(&src),
             "t.toml:24:1: error: unknown field `pin` in [hsm] — remove it or correct its spelling; [hsm] accepts: \
-             module, token, cards_module"
+             module, token, cards_module, network_interface"
         );
         // OU is not among the attributes a CA certificate's subject may carry (CA/B BR 7.1.2.10.2).
         let src = GOOD.replace("C = \"NO\"", "C = \"NO\", OU = \"PKI\"");

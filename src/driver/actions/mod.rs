@@ -163,12 +163,9 @@ fn perform_action(
 
 fn preflight_step(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Performed {
     let host = preflight::gather(now_utc());
-    let warnings = preflight::warnings(&host);
-    let online = host
-        .online_interfaces()
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>();
+    let hsm_interface = ctx.script.hsm.network_interface.clone();
+    let warnings = preflight::warnings(&host, hsm_interface.as_deref());
+    let online = preflight::online_except(&host, hsm_interface.as_deref());
     for w in &warnings {
         operator.notice(Notice::Warning { text: w });
     }
@@ -180,6 +177,7 @@ fn preflight_step(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Opera
             host,
             offline,
             warnings,
+            hsm_interface,
         },
     )?;
     if !offline && ctx.mode.enforce_offline {

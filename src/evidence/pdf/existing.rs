@@ -55,3 +55,38 @@ pub(super) fn existing_keys(l: &mut Layout, r: &Report) {
         );
     }
 }
+
+/// Certificates issued to other CAs: what was signed, from which input, by which key.
+pub(super) fn ca_certificates(l: &mut Layout, r: &Report) {
+    for c in &r.ca_certificates {
+        let kind = match c.issued_as.as_str() {
+            "subordinate-ca" => "Subordinate CA certificate",
+            _ => "Cross-certificate",
+        };
+        l.subheading(&format!("{kind} \"{}\"", c.name));
+        l.key_values(&[
+            regular("Subject", &c.subject),
+            regular("Issuer", &c.issuer),
+            mono("Serial", &c.serial),
+            regular(
+                "Validity (UTC)",
+                format!("{} to {}", c.not_before, c.not_after),
+            ),
+            regular("Signature", &c.signature_algorithm),
+            regular("Signed by key", &c.issuer_key),
+            mono("Issuer key hash", grouped_hex(&c.issuer_key_hash)),
+            mono("Subject key hash", grouped_hex(&c.subject_key_hash)),
+            regular("Input", format!("{} ({})", c.input_kind, c.input_file)),
+            mono("Input SHA-256", grouped_hex(&c.input_sha256)),
+            regular(
+                "Files",
+                format!("{} and the chain {}", c.file, c.chain_file),
+            ),
+        ]);
+        l.ensure(60.0);
+        l.para(Face::Bold, BODY, "SHA-256 fingerprint, to read back:");
+        l.para(Face::Mono, 10.0, &grouped_hex(&c.sha256_fingerprint));
+        l.para(Face::Regular, BODY, &key_hash_words(&c.sha256_fingerprint));
+        l.space(4.0);
+    }
+}

@@ -16,6 +16,7 @@ pub fn layout(report: &Report) -> Vec<Vec<Op>> {
     hsm(&mut l, report);
     keys(&mut l, report);
     super::certificates::section(&mut l, report);
+    super::existing::ca_certificates(&mut l, report);
     super::crls::section(&mut l, report);
     quorum(&mut l, report);
     transcript(&mut l, report);
