@@ -385,6 +385,21 @@ fn abort_closes_a_killed_ceremony_on_the_record() {
         let events = log_events(&out);
         let reopened = events.iter().find(|e| e["kind"] == "reopened").unwrap();
         assert_eq!(reopened["by"], "abort", "{kill_at}");
+        // A key generated before the kill and never logged is looked for and recorded.
+        let found = events
+            .iter()
+            .find(|e| e["kind"] == "found_after_interruption");
+        let made = kill_at.starts_with("generate-root-key:")
+            && !kill_at.ends_with("before-generate_key_pair");
+        assert_eq!(found.is_some(), made, "{kill_at}");
+        if let Some(found) = found {
+            assert_eq!(found["label"], "example-root-p256-2026", "{kill_at}");
+            assert_eq!(
+                found["key_hash"].as_str().map(str::len),
+                Some(64),
+                "{kill_at}"
+            );
+        }
         assert_eq!(
             events.last().unwrap()["kind"],
             "report_written",

@@ -458,7 +458,9 @@ fn three_wrong_card_pins_stop_the_ceremony_on_the_record() {
         .iter()
         .position(|k| k == "confirmation_unsigned")
         .expect("confirmation_unsigned in the log");
-    assert_eq!(kinds[at - 1], "confirmed");
+    // The three refused logins are logged as retries, between the confirmation and its verdict.
+    assert_eq!(kinds[at - 3..at], ["retried", "retried", "retried"]);
+    assert_eq!(kinds[at - 4], "confirmed");
     assert_eq!(kinds[at + 1], "ceremony_aborted");
     assert!(!log.contains("confirmation_signed"));
     // verify passes: the unsigned confirmation is explained by the log, and says so (WARN).

@@ -407,6 +407,18 @@ fn open_pkcs11(
     Ok(Box::new(pkcs11::Pkcs11Hsm::open_timed(module, selector)?))
 }
 
+/// A rehearsal's tokens: [`open_pkcs11`], with the test-only fault hook when it is armed (never in
+/// `keyrite run`: see hsm/faulty.rs).
+fn open_rehearsal(
+    module: &str,
+    selector: &TokenSelector,
+) -> std::result::Result<Box<dyn Hsm + Send>, HsmError> {
+    if crate::hsm::faulty::armed() {
+        return crate::hsm::faulty::open(module, selector, open_pkcs11);
+    }
+    open_pkcs11(module, selector)
+}
+
 fn ceremony_exit(outcome: &crate::driver::Outcome, out: &Path) -> i32 {
     // Written on the paper script by the witnesses, these anchor the bundle outside the laptop: a
     // rewritten log would need a different head.
@@ -489,7 +501,14 @@ fn run(path: &Path, out: &Path, room: Room<'_>, signers_ca: Option<&Path>) -> Re
         return Ok(ceremony_exit(&outcome, out));
     }
     let mut pins = Prompt;
-    conduct(&loaded, mode, operator.as_mut(), &mut pins, out)
+    conduct(
+        &loaded,
+        mode,
+        operator.as_mut(),
+        &mut pins,
+        out,
+        open_pkcs11,
+    )
 }
 
 /// Run the ceremony on the PKCS#11 module of `mode` and turn the outcome into an exit code.
@@ -499,8 +518,9 @@ fn conduct(
     operator: &mut dyn Operator,
     pins: &mut dyn PinSource,
     out: &Path,
+    open: crate::tui::OpenFn,
 ) -> Result<i32> {
-    let mut opener = open_pkcs11;
+    let mut opener = open;
     let outcome = Ceremony {
         loaded,
         mode,
@@ -606,10 +626,17 @@ fn rehearse(
     let code = if room.tui() {
         let attach = attach_paths(room.attach, &loaded.script)?;
         let outcome =
-            crate::tui::conduct(&loaded, mode, Some(&mut pins), attach, open_pkcs11, out)?;
+            crate::tui::conduct(&loaded, mode, Some(&mut pins), attach, open_rehearsal, out)?;
         ceremony_exit(&outcome, out)
     } else {
-        conduct(&loaded, mode, operator.as_mut(), &mut pins, out)?
+        conduct(
+            &loaded,
+            mode,
+            operator.as_mut(),
+            &mut pins,
+            out,
+            open_rehearsal,
+        )?
     };
     if fresh {
         // Later rehearsals on this --env find the split's token; its PINs are the quorum's.

@@ -5,6 +5,7 @@
 // Each test binary includes this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod matrix;
 pub mod quorum;
 pub mod tmux;
 

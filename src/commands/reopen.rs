@@ -30,9 +30,18 @@ pub(super) fn abort(
             let up = crate::driver::reopen::Interrupted::take_up(out)?;
             let softhsm = rehearsal::find_softhsm()?;
             let cards = renv.ensure_cards(&softhsm, &up.loaded.script)?;
+            let label = rehearsal_label(&up.loaded.script.hsm.token);
             drop(up);
+            // Label and serial together: only the rehearsal's throw-away token matches.
+            let token = renv.token(&label).map(|t| TokenSelector {
+                label: Some(t.label.clone()),
+                serial: Some(t.serial.clone()),
+                uri: None,
+            });
+            let hsm = token.as_ref().map(|t| (softhsm.as_str(), t));
             let mut pins = RehearsalPins(renv.tokens().to_vec());
-            crate::driver::reopen::abort(out, reason, cards, &mut pins, &mut operator, &mut opener)?
+            let (p, o) = (&mut pins, &mut operator);
+            crate::driver::reopen::abort(out, reason, cards, hsm, p, o, &mut opener)?
         }
         None => {
             let setup = CardSetup {
@@ -41,8 +50,13 @@ pub(super) fn abort(
                 ca_pem: read_ca(signers_ca)?,
                 rehearsal_ca: false,
             };
+            let script = crate::driver::reopen::Interrupted::take_up(out)?
+                .loaded
+                .script;
+            let hsm = Some((script.hsm.module.as_str(), &script.hsm.token));
             let mut pins = Prompt;
-            crate::driver::reopen::abort(out, reason, setup, &mut pins, &mut operator, &mut opener)?
+            let (p, o) = (&mut pins, &mut operator);
+            crate::driver::reopen::abort(out, reason, setup, hsm, p, o, &mut opener)?
         }
     };
     // The abort itself succeeded: the ceremony is closed on the record.
@@ -77,7 +91,11 @@ pub(super) fn resume(
 ) -> Result<i32> {
     use crate::driver::reopen::cards_setup;
     let bundle_script = out.join(crate::evidence::bundle::SCRIPT_FILE);
-    let loaded = load_checked(&bundle_script)?;
+    // A rehearsal's quorum commitments come from its folder's record, as when it ran.
+    let loaded = match env {
+        Some(_) => super::load_script(&bundle_script, false, crate::script::check_file_rehearsal)?,
+        None => load_checked(&bundle_script)?,
+    };
     let (mut operator, confirmations) = plain_operator(answers, auto, &loaded)?;
     let mut opener = open_pkcs11;
     let outcome = match env {

@@ -94,7 +94,7 @@ pub(super) fn login_with_retries(
         };
         let (reason, sent) = match (login, unsent) {
             (Some(Ok(())), _) => {
-                super::kill_hook::point(&ctx.step.id, "after-open_and_login");
+                state.hsm_returned();
                 return super::actions::activated(state, ctx, hsm);
             }
             (Some(Err(e)), _) if e.ckr == "CKR_PIN_INCORRECT" || e.ckr == "CKR_PIN_LEN_RANGE" => {

@@ -28,6 +28,7 @@ mod quorum_tests;
 pub mod rehearsal;
 pub mod reopen;
 pub mod resume;
+pub mod resume_quorum;
 pub mod startup;
 
 use crate::engine::{Effect, Engine, Event, Input};
@@ -46,7 +47,6 @@ use std::time::Instant;
 
 pub use actions::Opener;
 pub use personal_cards::CardSetup;
-pub use quorum_pins::{KILLED_EXIT, KILL_VAR};
 
 /// How a run differs between `run` and `rehearse`.
 #[derive(Debug, Clone)]
@@ -106,9 +106,14 @@ pub(crate) struct State {
     /// `keyrite resume`: the interrupted run had the HSM logged in; the next action that needs the
     /// session logs in again first (on the record).
     pub reactivate: bool,
+    /// With `reactivate`: the session was the quorum's, so the cards are presented again.
+    pub relogin_by_quorum: bool,
     /// `keyrite resume`: the key whose generation was in flight at the interruption, adopted if
     /// the token holds it.
     pub adopt: Option<String>,
+    /// The step and operation of the last `hsm_intent` whose result is not logged yet, for the
+    /// test-only crash hook's `after-OP` points.
+    pub intent_open: Option<(String, String)>,
     /// Issue 11: the certificate for another CA that the current step will sign, built and shown
     /// to the room when the step started (actions/certs.rs).
     pub prepared: Option<actions::certs::PreparedIssue>,
@@ -145,11 +150,21 @@ impl State {
             unsigned_by: BTreeMap::new(),
             withdrawn: None,
             reactivate: false,
+            relogin_by_quorum: false,
             adopt: None,
+            intent_open: None,
             prepared: None,
             script_dir: None,
             crls_signed: Default::default(),
             key_uris_logged: Default::default(),
+        }
+    }
+
+    /// The HSM answered the operation whose intent is open: the crash hook's `after-OP` point
+    /// (also passed by the next log entry, whichever comes first).
+    pub fn hsm_returned(&mut self) {
+        if let Some((step, op)) = self.intent_open.take() {
+            kill_hook::point(&step, &format!("after-{op}"));
         }
     }
 
@@ -193,6 +208,7 @@ impl State {
                 "report this keyrite defect",
             )
         })?;
+        self.hsm_returned();
         let path = self.log.path().to_path_buf();
         self.log
             .append_unsynced(now_utc(), step, actors, value)

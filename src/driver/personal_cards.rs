@@ -11,7 +11,8 @@ use super::{Opener, State};
 use crate::error::{Error, Result};
 use crate::evidence::bundle::{Bundle, SIGNATURES_DIR, SIGNED_DOCUMENTS, SIGNERS_CA_FILE};
 use crate::evidence::events::{
-    confirmation_message, PersonalCardRecord, Record, SignedConfirmation, UnsignedConfirmation,
+    confirmation_message, PersonalCardRecord, Record, RetryRecord, SignedConfirmation,
+    UnsignedConfirmation,
 };
 use crate::evidence::log::AuditEntry;
 use crate::hsm::spki::key_hash;
@@ -203,12 +204,14 @@ pub(super) fn register(
     Ok(())
 }
 
-/// Log in to `person`'s card (asking the PIN, up to three attempts), run `f`, log out.
+/// Log in to `person`'s card (asking the PIN, up to three attempts), run `f`, log out. Each refused
+/// login is added to `refused` (the caller logs it as a retry where the log is still open).
 fn with_card<T>(
     card: &mut Card,
     person: &str,
     pins: &mut dyn PinSource,
     operator: &mut dyn Operator,
+    refused: &mut Vec<String>,
     f: impl FnOnce(&mut dyn Hsm, &HsmKey) -> std::result::Result<T, crate::hsm::HsmError>,
 ) -> Result<T> {
     let mut last = None;
@@ -228,6 +231,7 @@ fn with_card<T>(
                 operator.notice(Notice::Warning {
                     text: &format!("{person}'s card refused the login: {e}"),
                 });
+                refused.push(format!("{} returned {}", e.function, e.ckr));
                 last = Some(e);
             }
         }
@@ -268,13 +272,31 @@ pub(super) fn sign_confirmation(
     pins: &mut dyn PinSource,
     operator: &mut dyn Operator,
 ) -> Result<Option<String>> {
-    let Some(card) = state.cards.get_mut(person) else {
-        return Ok(None);
-    };
     let message = confirmation_message(&script.ceremony.id, entry, person, role, step);
-    let signed = with_card(card, person, pins, operator, |hsm, key| {
-        Ok((key.sign(hsm, message.as_bytes())?, key.signature_oid()))
-    });
+    let mut refused = Vec::new();
+    let (signed, card_key_hash) = match state.cards.get_mut(person) {
+        Some(card) => (
+            with_card(card, person, pins, operator, &mut refused, |hsm, key| {
+                Ok((key.sign(hsm, message.as_bytes())?, key.signature_oid()))
+            }),
+            key_hash(&card.spki_der),
+        ),
+        None => return Ok(None),
+    };
+    for (n, reason) in refused.into_iter().enumerate() {
+        let retry = RetryRecord {
+            what: "personal_card_pin".into(),
+            attempt: u32::try_from(n + 1).unwrap_or(u32::MAX),
+            reason,
+            sent_to_token: true,
+            token_reports: None,
+        };
+        state.record(
+            Some(step.into()),
+            vec![person.into()],
+            &Record::Retried(retry),
+        )?;
+    }
     let (signature, oid) = match signed {
         Ok(signed) => signed,
         Err(err) => {
@@ -314,7 +336,7 @@ pub(super) fn sign_confirmation(
         message,
         signature_algorithm: algorithm_name(&oid),
         signature: hex::encode(signature),
-        key_hash: key_hash(&card.spki_der),
+        key_hash: card_key_hash,
     };
     operator.notice(Notice::Info {
         text: &format!("{person} signed the confirmation with their card"),
@@ -370,23 +392,31 @@ pub(super) fn sign_reports(
         };
         let cert = card.cert_der.clone();
         let now = std::time::SystemTime::now();
-        let signed = with_card(card, &signer.person, pins, operator, |hsm, key| {
-            documents
-                .iter()
-                .map(|(name, bytes)| {
-                    crate::x509::cms::sign_detached(hsm, key, &cert, bytes, now)
-                        .map(|p7s| (*name, p7s))
-                        .map_err(|e| match e {
-                            crate::x509::CertError::Hsm(h) => h,
-                            other => crate::hsm::HsmError::new(
-                                "CMS signing",
-                                other.to_string(),
-                                "report this keyrite defect",
-                            ),
-                        })
-                })
-                .collect::<std::result::Result<Vec<_>, _>>()
-        });
+        // The log is closed: a refused login is shown, not logged.
+        let signed = with_card(
+            card,
+            &signer.person,
+            pins,
+            operator,
+            &mut Vec::new(),
+            |hsm, key| {
+                documents
+                    .iter()
+                    .map(|(name, bytes)| {
+                        crate::x509::cms::sign_detached(hsm, key, &cert, bytes, now)
+                            .map(|p7s| (*name, p7s))
+                            .map_err(|e| match e {
+                                crate::x509::CertError::Hsm(h) => h,
+                                other => crate::hsm::HsmError::new(
+                                    "CMS signing",
+                                    other.to_string(),
+                                    "report this keyrite defect",
+                                ),
+                            })
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            },
+        );
         match signed {
             Ok(files) => {
                 for (name, p7s) in files {

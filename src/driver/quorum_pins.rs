@@ -4,18 +4,19 @@
 //! derived PINs are sized to the token. Then, SO PIN first — so that nobody who knows the old SO PIN
 //! can C_InitPIN around the quorum once the cards hold their shares:
 //!
-//! | stage (`quorum_pins`) | SO PIN          | user PIN        | test hook (`KEYRITE_TEST_KILL_AT`) |
-//! |-----------------------|-----------------|-----------------|------------------------------------|
-//! | setting-so-pin        | old or derived  | old             | `<purpose>:before-set-so-pin`      |
-//! | so-pin-set            | derived         | old             |                                    |
-//! | setting-user-pin      | derived         | old or derived  | `<purpose>:before-set-user-pin`    |
-//! | done                  | derived         | derived         | `<purpose>:before-record`          |
-//! | failed                | as recorded     | as recorded     |                                    |
+//! | stage (`quorum_pins`) | SO PIN          | user PIN        |
+//! |-----------------------|-----------------|-----------------|
+//! | setting-so-pin        | old or derived  | old             |
+//! | so-pin-set            | derived         | old             |
+//! | setting-user-pin      | derived         | old or derived  |
+//! | done                  | derived         | derived         |
+//! | failed                | as recorded     | as recorded     |
 //!
 //! The user PIN is set by the SO with C_InitPIN, so finishing never needs the old user PIN: M cards
 //! give the derived SO PIN (or, while the SO PIN is still old, the room types it), and C_InitPIN sets
 //! the derived user PIN. Each stage goes into the log before the HSM call it announces, and into a
-//! rehearsal folder's record of the split.
+//! rehearsal folder's record of the split. The test-only crash hook (`kill_hook.rs`) has a point
+//! `STEP:stage-STAGE` right after each stage is recorded.
 
 use super::actions::{intent, Context};
 use super::operator::{Notice, Operator};
@@ -26,20 +27,6 @@ use crate::evidence::events::Record;
 use crate::evidence::quorum::PinsRecord;
 use crate::hsm::{Hsm, HsmError, PinChange, TokenIdentity};
 use secrecy::SecretString;
-
-/// Test-only: `KEYRITE_TEST_KILL_AT=<point>` makes keyrite exit at that point of a PIN change, as a
-/// crash or power cut would, so tests can prove every interrupted state is recorded and can be
-/// finished. Compiled in always, armed only by the variable; never set it in a ceremony.
-pub const KILL_VAR: &str = "KEYRITE_TEST_KILL_AT";
-/// Exit code of a run stopped by [`KILL_VAR`].
-pub const KILLED_EXIT: i32 = 86;
-
-fn kill_point(point: &str) {
-    if std::env::var(KILL_VAR).is_ok_and(|v| v == point) {
-        eprintln!("keyrite: {KILL_VAR}={point}: stopping here as a crash would (test hook)");
-        std::process::exit(KILLED_EXIT);
-    }
-}
 
 /// A (user, SO) PIN pair.
 pub(super) struct Pins {
@@ -78,7 +65,7 @@ impl SoNow {
 
 /// The PIN change being made: for which split, on which token.
 pub(super) struct PinJob<'a> {
-    /// "split", "reshare" or "finish"; also the prefix of the test hook points.
+    /// "split", "reshare" or "finish".
     pub purpose: &'static str,
     pub split_ceremony_id: &'a str,
     pub commitments_sha256: String,
@@ -144,6 +131,7 @@ impl<'a> PinJob<'a> {
             };
             rehearsal::note_split(&split, None)?;
         }
+        super::kill_hook::point(&ctx.step.id, &format!("stage-{stage}"));
         Ok(next)
     }
 
@@ -235,7 +223,7 @@ pub(super) fn change_pins(
     old_so: Option<&SecretString>,
     new: &Pins,
 ) -> crate::error::Result<Result<(), String>> {
-    let (p, serial, sha) = (job.purpose, &job.token.serial, &job.commitments_sha256);
+    let (serial, sha) = (&job.token.serial, &job.commitments_sha256);
     // 1. The SO PIN.
     let so_before = if so_now == SoNow::Derived {
         "derived"
@@ -251,7 +239,6 @@ pub(super) fn change_pins(
         ),
     )?;
     job.record(state, ctx, "setting-so-pin", so_before, "old")?;
-    kill_point(&format!("{p}:before-set-so-pin"));
     if let Err((so_is, e)) = set_so_pin(state, pins, job, so_now, old_so, &new.so) {
         return stop(state, ctx, operator, job, so_is, "old", e);
     }
@@ -266,7 +253,6 @@ pub(super) fn change_pins(
         ),
     )?;
     job.record(state, ctx, "setting-user-pin", "derived", "old or derived")?;
-    kill_point(&format!("{p}:before-set-user-pin"));
     let Some(hsm) = state.hsm.as_mut() else {
         return Ok(Err("the HSM session was lost".into()));
     };
@@ -279,7 +265,6 @@ pub(super) fn change_pins(
         return stop(state, ctx, operator, job, "derived", "derived", e);
     }
     job.record(state, ctx, "done", "derived", "derived")?;
-    kill_point(&format!("{p}:before-record"));
     Ok(Ok(()))
 }
 

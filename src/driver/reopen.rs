@@ -102,9 +102,9 @@ impl Interrupted {
         &self.bundle
     }
 
-    /// The action of the step the ceremony stands at.
-    pub(super) fn current_action(&self) -> Option<crate::script::Action> {
-        self.end.engine.current().map(|s| s.action)
+    /// The id and action of the step the ceremony stands at.
+    pub(super) fn current_step(&self) -> Option<(String, crate::script::Action)> {
+        self.end.engine.current().map(|s| (s.id.clone(), s.action))
     }
 
     /// Where the ceremony stands once the events the log owes are written.
@@ -361,12 +361,58 @@ pub fn cards_setup(out: &Path, mut setup: CardSetup, script: &crate::script::Scr
     setup
 }
 
+/// The key whose generation was in flight at the interruption, looked for on the HSM (`hsm`: its
+/// module and token) with the user PIN: `Ok(Some((step, label, key hash)))` when the token holds
+/// it, `Err(why)` when it could not be looked at.
+fn inspect_in_flight(
+    up: &Interrupted,
+    hsm: Option<(&str, &crate::script::TokenSelector)>,
+    pins: &mut dyn PinSource,
+    opener: &mut Opener<'_>,
+) -> std::result::Result<Option<(String, String, String)>, String> {
+    let Some(label) = up.in_flight().and_then(|(op, detail)| {
+        (op == "generate_key_pair")
+            .then(|| {
+                detail
+                    .strip_prefix("label ")?
+                    .split(',')
+                    .next()
+                    .map(str::to_string)
+            })
+            .flatten()
+    }) else {
+        return Ok(None);
+    };
+    let step = up.current_step().map(|(id, _)| id).unwrap_or_default();
+    let (module, token) = hsm.ok_or("no HSM module was given")?;
+    let mut hsm = opener(module, token).map_err(|e| e.to_string())?;
+    let pin = pins
+        .pin(&super::pins::PinRequest::HsmUser(hsm.identity()))
+        .map_err(|e| e.to_string())?;
+    hsm.login(&pin).map_err(|e| e.to_string())?;
+    drop(pin);
+    let found = match hsm.label_exists(&label) {
+        Ok(true) => hsm
+            .key_pair(&label)
+            .map_err(|e| e.to_string())
+            .map(|info| Some((step, label, crate::hsm::spki::key_hash(&info.spki_der)))),
+        Ok(false) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    };
+    let _ = hsm.logout();
+    found
+}
+
 /// `keyrite abort OUT --reason TEXT`: close an interrupted ceremony on the record, write its report
-/// (ABORTED) and have it signed by the cards the security level requires.
+/// (ABORTED) and have it signed by the cards the security level requires. A key whose generation was
+/// in flight is looked for on the HSM (`hsm`) first, and recorded (`found_after_interruption`, with
+/// its key hash) when the token holds it.
+#[allow(clippy::too_many_arguments)]
 pub fn abort(
     out: &Path,
     reason: &str,
     setup: CardSetup,
+    hsm: Option<(&str, &crate::script::TokenSelector)>,
     pins: &mut dyn PinSource,
     operator: &mut dyn Operator,
     opener: &mut Opener<'_>,
@@ -398,7 +444,35 @@ pub fn abort(
             BTreeMap::new()
         }
     };
+    let found = inspect_in_flight(&up, hsm, pins, opener);
     let (mut state, mut engine, loaded, _lock) = up.continue_log("abort")?;
+    match found {
+        Ok(Some((step, label, key_hash))) => {
+            operator.notice(Notice::Warning {
+                text: &format!(
+                    "key {label} was generated before the interruption and is on the token (key \
+                     hash {key_hash}); it is recorded, and the ceremony that replaces this one must \
+                     destroy it or adopt it on the record"
+                ),
+            });
+            state.record(
+                Some(step),
+                vec![],
+                &Record::FoundAfterInterruption {
+                    operation: "generate_key_pair".into(),
+                    label,
+                    key_hash,
+                },
+            )?;
+        }
+        Ok(None) => {}
+        Err(why) => operator.notice(Notice::Warning {
+            text: &format!(
+                "the HSM was not inspected for the key whose generation was interrupted ({why}); \
+                 check the token for it before the next ceremony"
+            ),
+        }),
+    }
     let reason = format!("closed after an interruption with `keyrite abort`: {reason}");
     for effect in engine.handle(Input::Abort { reason }) {
         if let Effect::Record(event) = effect {

@@ -11,6 +11,7 @@ use super::operator::{Notice, Operator};
 use super::personal_cards::{self, CardSetup};
 use super::pins::PinSource;
 use super::reopen::Interrupted;
+use super::resume_quorum;
 use super::{drive, finish, Io, Opener, Outcome, RunMode, State};
 use crate::engine::{Effect, Input, Phase};
 use crate::error::{Error, Result};
@@ -30,17 +31,15 @@ pub enum Resumption {
     Again,
     /// Performed again, unless the object its intent names is already on the token: then adopted.
     AdoptOrAgain,
-    /// It changes cards or PINs in several writes; a half-done run cannot be continued safely.
-    Refused(&'static str),
+    /// It changes cards or PINs in several writes: performed again when its log entries show that
+    /// nothing was written yet, or (a rehearsal's split) that its PIN change can be finished with the
+    /// cards; otherwise resume refuses, naming the cards and PINs that changed and what to do
+    /// ([`super::resume_quorum::refusal`]).
+    AgainIfUntouched,
 }
 
 /// Every action decides (no catch-all: a new action does not compile until it does).
 pub fn resumption(action: Action) -> Resumption {
-    const CARDS: &str = "cards or HSM PINs may be half-written: close the ceremony with `keyrite \
-                         abort OUT --reason …`, have the security officer check each card \
-                         (`keyrite rehearse` a share-health-check on a copy first), move away the \
-                         share envelopes the run wrote for sealed cards, and run the step's \
-                         ceremony again";
     match action {
         Action::Manual
         | Action::ConfirmFingerprint
@@ -63,12 +62,12 @@ pub fn resumption(action: Action) -> Resumption {
         // keyrite). Logged: the step completes without signing. Written and bound but not
         // logged: the file is read back, verified with the issuer and recorded.
         | Action::SignCrl
-        // Reading shares changes nothing on the cards.
+        // Reading shares changes nothing on the cards; the cards are presented again.
         | Action::ActivateQuorum
         | Action::ShareHealthCheck => Resumption::Again,
         Action::GenerateKey => Resumption::AdoptOrAgain,
         Action::SplitActivation | Action::Reshare | Action::RetireShares => {
-            Resumption::Refused(CARDS)
+            Resumption::AgainIfUntouched
         }
     }
 }
@@ -116,20 +115,6 @@ fn logged_keys(
     Ok(keys)
 }
 
-/// Whether the interrupted run had the HSM logged in, and in which step's action it logged in.
-fn open_session(script: &Script, entries: &[AuditEntry]) -> Option<Action> {
-    let mut step = None;
-    for entry in entries {
-        match entry.kind() {
-            "hsm_activated" => step = entry.step.clone(),
-            "hsm_deactivated" => step = None,
-            _ => {}
-        }
-    }
-    let step = step?;
-    script.steps.iter().find(|s| s.id == step).map(|s| s.action)
-}
-
 /// `keyrite resume OUT`.
 pub fn resume(
     out: &Path,
@@ -146,25 +131,25 @@ pub fn resume(
     let refused = up.refused_cards();
     let cards = personal_cards::into_cards(personal_cards::open_all(&script, &mode.cards, opener)?);
     let phase = up.phase();
-    let current = up.current_action();
-    if let Some(action) = current {
-        if let Resumption::Refused(why) = resumption(action) {
-            return Err(Error::input(
-                format!("the ceremony was interrupted in a {action} step, which cannot be resumed"),
-                why,
-            ));
+    let current = up.current_step();
+    let mut session = resume_quorum::session(&script, up.entries());
+    if let Some((step, action)) = &current {
+        if resumption(*action) == Resumption::AgainIfUntouched {
+            let progress = resume_quorum::progress(up.entries(), step);
+            if let Some(why) = resume_quorum::refusal(*action, &progress, mode.rehearsal) {
+                return Err(Error::input(
+                    format!(
+                        "the ceremony was interrupted in its {action} step \"{step}\" after it had \
+                         changed cards or PINs, so it cannot be resumed"
+                    ),
+                    why.replace("OUT", &out.display().to_string()),
+                ));
+            }
+            // Finishing a split's PIN change opens the HSM itself, without the user PIN.
+            if matches!(progress, resume_quorum::Progress::PinsChanging { .. }) {
+                session = resume_quorum::Session::Closed;
+            }
         }
-    }
-    let session = open_session(&script, up.entries());
-    if let Some(Action::ActivateQuorum | Action::SplitActivation) = session {
-        return Err(Error::input(
-            "the interrupted run had the HSM logged in by the quorum; keyrite resume logs in only \
-             with the user PIN",
-            format!(
-                "close it with `keyrite abort {} --reason …` and run the ceremony again",
-                out.display()
-            ),
-        ));
     }
     let adopt = up
         .in_flight()
@@ -195,7 +180,8 @@ pub fn resume(
     let (mut state, mut engine, loaded, _lock) = up.continue_log("resume")?;
     state.cards = cards;
     state.unsigned_by = refused.clone();
-    state.reactivate = session.is_some();
+    state.reactivate = session != resume_quorum::Session::Closed;
+    state.relogin_by_quorum = session == resume_quorum::Session::Quorum;
     state.adopt = adopt;
     state.crls_signed = crls_signed;
     state.key_uris_logged = key_uris_logged;

@@ -69,7 +69,7 @@ impl HostFacts {
 /// One retry: what was asked again and why. Never holds what was typed (it may be a PIN).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryRecord {
-    /// "hsm_user_pin" or "attachment".
+    /// "hsm_user_pin", "personal_card_pin" or "attachment".
     pub what: String,
     /// 1 for the first retry of this question at this step.
     pub attempt: u32,

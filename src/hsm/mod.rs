@@ -2,6 +2,7 @@
 //! talks to the [`Hsm`] trait, so the driver and tests can use the in-memory [`mock::MockHsm`].
 
 pub mod capabilities;
+pub mod faulty;
 pub mod mock;
 pub mod pkcs11;
 pub mod spki;

@@ -9,7 +9,7 @@
 mod agree;
 mod certs;
 mod data;
-mod fixes;
+pub(super) mod fixes;
 mod keys;
 mod mechanisms;
 mod module;

@@ -95,7 +95,12 @@ pub(super) fn perform(
     if state.reactivate && action.uses_hsm() && !action.is_activation() {
         state.reactivate = false;
         if action != Action::DeactivateHsm {
-            if let Err(why) = activate(state, ctx, operator, pins, opener)? {
+            let again = if std::mem::take(&mut state.relogin_by_quorum) {
+                super::quorum_cards::activate(state, ctx, operator, pins, opener)?
+            } else {
+                activate(state, ctx, operator, pins, opener)?
+            };
+            if let Err(why) = again {
                 return Ok(Err(why));
             }
         }
@@ -200,6 +205,7 @@ pub(super) fn intent(
         },
     )?;
     super::kill_hook::point(&ctx.step.id, &format!("before-{operation}"));
+    state.intent_open = Some((ctx.step.id.clone(), operation.into()));
     Ok(())
 }
 
@@ -395,7 +401,7 @@ fn generate(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -
         }),
         None => return Ok(Err("the HSM is not activated".into())),
     };
-    super::kill_hook::point(&ctx.step.id, "after-generate_key_pair");
+    state.hsm_returned();
     let info = match result {
         Ok(info) => info,
         Err(e) => return failed(state, ctx, "generate_key_pair", e),
@@ -510,7 +516,7 @@ fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Pe
     let signed = with_elapsed(operator, &what, || {
         x509::sign_root(hsm.as_mut(), profile, &key, &serial, SystemTime::now())
     });
-    super::kill_hook::point(&ctx.step.id, "after-sign_certificate");
+    state.hsm_returned();
     let cert = match signed {
         Ok(c) => c,
         Err(x509::CertError::Hsm(e)) => return failed(state, ctx, "sign_certificate", e),

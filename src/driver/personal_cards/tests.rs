@@ -240,8 +240,17 @@ fn a_card_that_refuses_the_pin_three_times_stops_the_ceremony_on_the_record() {
         .iter()
         .position(|e| e["kind"] == "confirmation_unsigned")
         .expect("confirmation_unsigned logged");
-    assert_eq!(kinds[at - 1]["kind"], "confirmed");
-    assert_eq!(kinds[at - 1]["person"], maria);
+    // Each refused login is logged as a retry, between the confirmation and its verdict.
+    for retry in &kinds[at - 3..at] {
+        assert_eq!(retry["kind"], "retried", "{retry}");
+        assert_eq!(retry["what"], "personal_card_pin");
+        assert!(retry["reason"]
+            .as_str()
+            .unwrap()
+            .contains("CKR_PIN_INCORRECT"));
+    }
+    assert_eq!(kinds[at - 4]["kind"], "confirmed");
+    assert_eq!(kinds[at - 4]["person"], maria);
     assert_eq!(kinds[at]["person"], maria);
     assert_eq!(kinds[at + 1]["kind"], "ceremony_aborted");
     assert!(!log.contains("confirmation_signed"));

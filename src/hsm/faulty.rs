@@ -1,0 +1,287 @@
+//! Test-only HSM faults, for the fault matrix (softhsm-tests/fault_matrix.rs): with
+//! `KEYRITE_TEST_HSM_FAULT=N:CKR_NAME` set, the Nth HSM call of the process (counting the opening
+//! of each token as a call) fails with that CKR code, as a pulled cable or a tired device would.
+//! `KEYRITE_TEST_HSM_FAULT=list` fails nothing and prints each call to stderr
+//! (`keyrite test hook: hsm call N OPERATION`), so the matrix takes N's range from a dry run.
+//!
+//! Cannot be triggered in a real ceremony by accident: only `keyrite rehearse` (throw-away
+//! SoftHSM2 tokens) wraps its tokens in [`FaultyHsm`], and only when the variable is set; `keyrite
+//! run` never reads it. CKR codes other than the four below are refused, so a typo fails loudly.
+
+use super::{
+    AgreementKey, Hsm, HsmError, KeyPairInfo, PinChange, PinLimits, PinState, SignMechanism,
+    TokenIdentity,
+};
+use crate::script::{KeyAlgorithm, TokenSelector};
+use secrecy::SecretString;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use zeroize::Zeroizing;
+
+pub const VAR: &str = "KEYRITE_TEST_HSM_FAULT";
+/// The stderr prefix of a listed call.
+pub const LISTED: &str = "keyrite test hook: hsm call ";
+/// The faults the matrix injects.
+pub const CODES: [&str; 4] = [
+    "CKR_DEVICE_ERROR",
+    "CKR_SESSION_HANDLE_INVALID",
+    "CKR_TOKEN_NOT_PRESENT",
+    "CKR_PIN_INCORRECT",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Plan {
+    List,
+    Fail { at: u64, ckr: &'static str },
+}
+
+fn parse(value: &str) -> Result<Plan, String> {
+    if value == "list" {
+        return Ok(Plan::List);
+    }
+    let bad = || format!("{VAR}={value}: expected N:CKR_NAME (CKR_NAME one of {CODES:?}) or list");
+    let (n, name) = value.split_once(':').ok_or_else(bad)?;
+    let at = n.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(bad)?;
+    let ckr = CODES.iter().find(|c| **c == name).ok_or_else(bad)?;
+    Ok(Plan::Fail { at, ckr })
+}
+
+fn plan() -> Option<&'static Plan> {
+    static PLAN: OnceLock<Option<Plan>> = OnceLock::new();
+    PLAN.get_or_init(|| {
+        let value = std::env::var(VAR).ok().filter(|v| !v.is_empty())?;
+        match parse(&value) {
+            Ok(plan) => Some(plan),
+            Err(why) => {
+                // A test that set the variable wrongly must not pass as "no fault happened".
+                eprintln!("keyrite: {why}");
+                std::process::exit(crate::error::exit::BAD_INPUT);
+            }
+        }
+    })
+    .as_ref()
+}
+
+/// Whether the variable is set (a rehearsal then wraps its tokens).
+pub fn armed() -> bool {
+    plan().is_some()
+}
+
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// Count one HSM call; the planned one fails with its CKR code, as the PKCS#11 module would.
+fn call(operation: &'static str, function: &str) -> Result<(), HsmError> {
+    let Some(plan) = plan() else {
+        return Ok(());
+    };
+    let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+    match plan {
+        Plan::List => {
+            eprintln!("{LISTED}{n} {operation}");
+            Ok(())
+        }
+        Plan::Fail { at, ckr } if *at == n => {
+            eprintln!("keyrite: {VAR}: call {n} ({operation}) fails with {ckr} (test hook)");
+            Err(HsmError {
+                function: function.into(),
+                ckr: (*ckr).into(),
+                what: format!("{function} failed with {ckr} (injected by the test hook {VAR})"),
+                fix: super::pkcs11::fixes::fix_for(function, ckr),
+            })
+        }
+        Plan::Fail { .. } => Ok(()),
+    }
+}
+
+/// Open a token through `open`, counting the opening as a call.
+pub fn open(
+    module: &str,
+    selector: &TokenSelector,
+    open: impl FnOnce(&str, &TokenSelector) -> Result<Box<dyn Hsm + Send>, HsmError>,
+) -> Result<Box<dyn Hsm + Send>, HsmError> {
+    call("open", "C_OpenSession")?;
+    Ok(Box::new(FaultyHsm(open(module, selector)?)))
+}
+
+/// An [`Hsm`] whose calls are counted, one of which may fail.
+pub struct FaultyHsm(pub Box<dyn Hsm + Send>);
+
+impl Hsm for FaultyHsm {
+    fn identity(&self) -> &TokenIdentity {
+        self.0.identity()
+    }
+    fn login(&mut self, pin: &SecretString) -> Result<(), HsmError> {
+        call("login", "C_Login")?;
+        self.0.login(pin)
+    }
+    fn logout(&mut self) -> Result<(), HsmError> {
+        call("logout", "C_Logout")?;
+        self.0.logout()
+    }
+    fn label_exists(&mut self, label: &str) -> Result<bool, HsmError> {
+        call("label_exists", "C_FindObjects")?;
+        self.0.label_exists(label)
+    }
+    fn generate_key_pair(
+        &mut self,
+        label: &str,
+        algorithm: KeyAlgorithm,
+    ) -> Result<KeyPairInfo, HsmError> {
+        call("generate_key_pair", "C_GenerateKeyPair")?;
+        self.0.generate_key_pair(label, algorithm)
+    }
+    fn key_pair(&mut self, label: &str) -> Result<KeyPairInfo, HsmError> {
+        call("key_pair", "C_GetAttributeValue")?;
+        self.0.key_pair(label)
+    }
+    fn sign(
+        &mut self,
+        label: &str,
+        mechanism: SignMechanism,
+        data: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
+        call("sign", "C_Sign")?;
+        self.0.sign(label, mechanism, data)
+    }
+    fn random(&mut self, len: usize) -> Result<Vec<u8>, HsmError> {
+        call("random", "C_GenerateRandom")?;
+        self.0.random(len)
+    }
+    fn store_certificate(
+        &mut self,
+        key_label: &str,
+        subject_der: &[u8],
+        der: &[u8],
+    ) -> Result<(), HsmError> {
+        call("store_certificate", "C_CreateObject")?;
+        self.0.store_certificate(key_label, subject_der, der)
+    }
+    fn certificates(&mut self) -> Result<Vec<(String, Vec<u8>)>, HsmError> {
+        call("certificates", "C_FindObjects")?;
+        self.0.certificates()
+    }
+    fn private_key_label(&mut self, id_hex: &str) -> Result<String, HsmError> {
+        call("private_key_label", "C_FindObjects")?;
+        self.0.private_key_label(id_hex)
+    }
+    fn write_data(&mut self, label: &str, value: &[u8]) -> Result<(), HsmError> {
+        call("write_data", "C_CreateObject")?;
+        self.0.write_data(label, value)
+    }
+    fn read_data(&mut self, label: &str) -> Result<Option<Zeroizing<Vec<u8>>>, HsmError> {
+        call("read_data", "C_GetAttributeValue")?;
+        self.0.read_data(label)
+    }
+    fn data_labels(&mut self) -> Result<Vec<String>, HsmError> {
+        call("data_labels", "C_FindObjects")?;
+        self.0.data_labels()
+    }
+    fn destroy_data(&mut self, label: &str) -> Result<usize, HsmError> {
+        call("destroy_data", "C_DestroyObject")?;
+        self.0.destroy_data(label)
+    }
+    fn pin_state(&mut self) -> Result<PinState, HsmError> {
+        call("pin_state", "C_GetTokenInfo")?;
+        self.0.pin_state()
+    }
+    fn pin_limits(&mut self) -> Result<PinLimits, HsmError> {
+        call("pin_limits", "C_GetTokenInfo")?;
+        self.0.pin_limits()
+    }
+    fn warnings(&self) -> Vec<String> {
+        self.0.warnings()
+    }
+    fn mechanisms(&mut self) -> Result<Option<Vec<super::capabilities::Offered>>, HsmError> {
+        call("mechanisms", "C_GetMechanismList")?;
+        self.0.mechanisms()
+    }
+    fn login_protected(&mut self) -> Result<(), HsmError> {
+        call("login_protected", "C_Login")?;
+        self.0.login_protected()
+    }
+    fn login_so(&mut self, pin: &SecretString) -> Result<(), HsmError> {
+        call("login_so", "C_Login")?;
+        self.0.login_so(pin)
+    }
+    fn set_pin(&mut self, change: PinChange<'_>) -> Result<(), HsmError> {
+        call("set_pin", "C_SetPIN")?;
+        self.0.set_pin(change)
+    }
+    fn init_user_pin(&mut self, new: &SecretString) -> Result<(), HsmError> {
+        call("init_user_pin", "C_InitPIN")?;
+        self.0.init_user_pin(new)
+    }
+    fn find_private_keys(
+        &mut self,
+        query: &crate::script::KeyQuery,
+    ) -> Result<Vec<(String, String)>, HsmError> {
+        call("find_private_keys", "C_FindObjects")?;
+        self.0.find_private_keys(query)
+    }
+    fn agreement_key(&mut self, label: &str) -> Result<Option<AgreementKey>, HsmError> {
+        call("agreement_key", "C_FindObjects")?;
+        self.0.agreement_key(label)
+    }
+    fn generate_agreement_key(&mut self, label: &str) -> Result<AgreementKey, HsmError> {
+        call("generate_agreement_key", "C_GenerateKeyPair")?;
+        self.0.generate_agreement_key(label)
+    }
+    fn ecdh(&mut self, label: &str, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        call("ecdh", "C_DeriveKey")?;
+        self.0.ecdh(label, peer)
+    }
+    fn destroy_agreement_key(&mut self, label: &str) -> Result<usize, HsmError> {
+        call("destroy_agreement_key", "C_DestroyObject")?;
+        self.0.destroy_agreement_key(label)
+    }
+}
+
+/// Every method of [`Hsm`] is forwarded (a default method left out would answer "unsupported"
+/// where the real token works): checked against the trait's source.
+#[cfg(test)]
+#[test]
+fn every_hsm_method_is_forwarded() {
+    let methods = |src: &str| -> std::collections::BTreeSet<String> {
+        src.split("fn ")
+            .skip(1)
+            .filter_map(|s| s.split('(').next())
+            .filter(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .map(str::to_string)
+            .collect()
+    };
+    let module = include_str!("mod.rs");
+    let start = module.find("pub trait Hsm {").expect("the trait");
+    let end = start + module[start..].find("\n}\n").expect("its end");
+    let trait_methods = methods(&module[start..end]);
+    let own = include_str!("faulty.rs");
+    let impl_start = own.find("impl Hsm for FaultyHsm").expect("the impl");
+    let forwarded = methods(&own[impl_start..]);
+    let missing: Vec<_> = trait_methods.difference(&forwarded).collect();
+    assert!(missing.is_empty(), "FaultyHsm does not forward {missing:?}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_four_codes_and_list_are_accepted() {
+        assert_eq!(parse("list"), Ok(Plan::List));
+        assert_eq!(
+            parse("3:CKR_DEVICE_ERROR"),
+            Ok(Plan::Fail {
+                at: 3,
+                ckr: "CKR_DEVICE_ERROR"
+            })
+        );
+        for bad in [
+            "0:CKR_DEVICE_ERROR",
+            "3",
+            "x:CKR_PIN_INCORRECT",
+            "3:CKR_OK",
+            "3:ckr_device_error",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+}
