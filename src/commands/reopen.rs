@@ -1,11 +1,9 @@
 //! `keyrite abort` and `keyrite resume`: the commands that take up an interrupted ceremony.
 
-use super::{
-    ceremony_exit, enter_env, load_checked, open_pkcs11, plain_operator, read_ca, rehearsal_label,
-};
+use super::{ceremony_exit, enter_env, load_checked, open_pkcs11, plain_operator, read_ca};
 use crate::driver::operator::{Answers, Headless};
 use crate::driver::pins::Prompt;
-use crate::driver::rehearsal::{self, RehearsalPins};
+use crate::driver::rehearsal::{self, rehearsal_label, RehearsalPins};
 use crate::driver::{CardSetup, RunMode};
 use crate::error::{exit, Error, Result};
 use crate::hsm::spki::grouped_hex;

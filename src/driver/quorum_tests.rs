@@ -520,7 +520,10 @@ fn a_presenter_who_is_not_a_participant_is_never_logged() {
     assert!(!outcome.completed);
     assert!(!calls.iter().any(|c| c == "C_Login"), "{calls:?}");
     let log = std::fs::read_to_string(out.join("audit.jsonl")).unwrap();
-    assert!(!log.contains("Mallory") && !log.contains("86420975"), "{log}");
+    assert!(
+        !log.contains("Mallory") && !log.contains("86420975"),
+        "{log}"
+    );
     assert!(log.contains(crate::engine::UNRECOGNISED), "{log}");
     let v = verify_bundle(&out);
     assert!(v.passed(), "{}", v.table());

@@ -1,5 +1,6 @@
 //! The ceremony script: model, parsing with source locations, and the security-level policy.
 
+pub mod action;
 pub mod crl;
 pub mod diagnostic;
 pub mod model;

@@ -10,6 +10,7 @@ mod attach;
 mod keys;
 mod line_edit;
 pub mod model;
+mod overlay_view;
 mod pin_view;
 pub mod proxy;
 pub mod quorum;

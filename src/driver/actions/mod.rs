@@ -6,21 +6,22 @@ use super::pins::PinSource;
 use super::{now_utc, preflight, RunMode, State};
 use crate::error::Result;
 use crate::evidence::events::Record;
-use crate::evidence::report::CertificateRecord;
 use crate::hsm::spki::{grouped_hex, key_hash};
-use crate::hsm::{Hsm, HsmError, KeyPairInfo};
+use crate::hsm::{Hsm, HsmError};
 use crate::script::{Action, Script, Step};
-use crate::x509::{self, HsmKey};
 use der::pem::LineEnding;
 use secrecy::SecretString;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 pub use crate::hsm::HsmOpener as Opener;
 
 pub(super) mod certs;
 pub(super) mod crl;
+mod generate;
+pub(super) use generate::key_generated;
 mod hsm_checks;
 pub(super) mod keys;
+mod root_cert;
 pub(super) mod token_objects;
 
 /// CKA manufacturerID of SoftHSM2 tokens, also when reached through the p11-kit proxy.
@@ -134,8 +135,8 @@ fn perform_action(
         }
         Action::Preflight => preflight_step(state, ctx, operator),
         Action::ActivateHsm => activate(state, ctx, operator, pins, opener),
-        Action::GenerateKey => generate(state, ctx, operator),
-        Action::SignCertificate => sign(state, ctx, operator),
+        Action::GenerateKey => generate::generate(state, ctx, operator),
+        Action::SignCertificate => root_cert::sign(state, ctx, operator),
         Action::DeactivateHsm => {
             close_hsm(state, Some(&ctx.step.id))?;
             Ok(Ok(()))
@@ -358,100 +359,6 @@ fn with_elapsed<T: Send>(
     })
 }
 
-fn generate(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Performed {
-    let Some(label) = ctx.step.key.as_deref() else {
-        return Ok(Err("the step names no key".into()));
-    };
-    let Some(spec) = ctx.script.key(label) else {
-        return Ok(Err(format!("key {label} is not in the script")));
-    };
-    let Some(hsm) = state.hsm.as_mut() else {
-        return Ok(Err("the HSM is not activated".into()));
-    };
-    if state.keys.contains_key(label) {
-        // `keyrite resume`: generated and logged before the interruption.
-        return Ok(Ok(()));
-    }
-    let exists = hsm.label_exists(label);
-    if state.adopt.as_deref() == Some(label) && exists == Ok(true) {
-        return super::resume::adopt_key(state, ctx, label, operator);
-    }
-    match exists {
-        Ok(true) => {
-            let err = HsmError::new(
-                "C_FindObjects",
-                format!("an object labelled \"{label}\" already exists on the token; nothing was generated"),
-                "choose a new key label in the script, or use a fresh token",
-            );
-            return failed(state, ctx, "generate_key_pair", err);
-        }
-        Err(e) => return failed(state, ctx, "generate_key_pair", e),
-        Ok(false) => {}
-    }
-    intent(
-        state,
-        ctx,
-        "generate_key_pair",
-        format!("label {label}, {}", spec.algorithm),
-    )?;
-    let what = format!("generating {} key in the HSM", spec.algorithm);
-    let result = match state.hsm.as_mut() {
-        Some(hsm) => with_elapsed(operator, &what, || {
-            hsm.generate_key_pair(label, spec.algorithm)
-        }),
-        None => return Ok(Err("the HSM is not activated".into())),
-    };
-    state.hsm_returned();
-    let info = match result {
-        Ok(info) => info,
-        Err(e) => return failed(state, ctx, "generate_key_pair", e),
-    };
-    key_generated(state, ctx, label, info)
-}
-
-/// Write the public key, log `key_generated`, and check the evidence attributes.
-pub(super) fn key_generated(
-    state: &mut State,
-    ctx: &Context<'_>,
-    label: &str,
-    info: KeyPairInfo,
-) -> Performed {
-    let Some(spec) = ctx.script.key(label) else {
-        return Ok(Err(format!("key {label} is not in the script")));
-    };
-    let hash = key_hash(&info.spki_der);
-    let pem = spki_pem(&info.spki_der);
-    let file = spec.public_key_file();
-    if let Err(e) = write_artifact(state, ctx, &file, pem.as_bytes()) {
-        return Ok(Err(e.to_string()));
-    }
-    state.record(
-        Some(ctx.step.id.clone()),
-        vec![],
-        &Record::KeyGenerated {
-            label: label.into(),
-            algorithm: spec.algorithm.to_string(),
-            bits: spec.algorithm.bits(),
-            id: info.id_hex.clone(),
-            key_hash: hash,
-            attributes: info.attributes.clone(),
-            public_key_file: file,
-        },
-    )?;
-    token_objects::log_key_uri(state, &ctx.step.id, &info)?;
-    let proven = info.attributes.prove_in_hsm_generation();
-    if ctx.mode.rehearsal {
-        keys::note_generated(&ctx.script.ceremony.id, &info)?;
-    }
-    state.keys.insert(label.into(), info);
-    if !proven {
-        return Ok(Err(format!(
-            "the token does not confirm that key {label} was generated inside it and can never leave it (CKA_LOCAL, CKA_NEVER_EXTRACTABLE, CKA_ALWAYS_SENSITIVE); do not use this key"
-        )));
-    }
-    Ok(Ok(()))
-}
-
 /// Write a new file into the bundle and log its hash.
 pub(super) fn write_artifact(
     state: &mut State,
@@ -473,87 +380,6 @@ pub(super) fn spki_pem(spki_der: &[u8]) -> String {
         .ok()
         .and_then(|doc| doc.to_pem("PUBLIC KEY", LineEnding::LF).ok())
         .unwrap_or_default()
-}
-
-fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Operator) -> Performed {
-    let Some(name) = ctx.step.certificate.as_deref() else {
-        return Ok(Err("the step names no certificate".into()));
-    };
-    let Some(profile) = ctx.script.certificate(name) else {
-        return Ok(Err(format!("certificate {name} is not in the script")));
-    };
-    let Some(spec) = ctx.script.key(&profile.key) else {
-        return Ok(Err(format!("key {} is not in the script", profile.key)));
-    };
-    let info = match keys::known_key(state, ctx.script, &ctx.step.id, &profile.key, operator)? {
-        Ok(info) => info,
-        Err(why) => return Ok(Err(why)),
-    };
-    let Some(hsm) = state.hsm.as_mut() else {
-        return Ok(Err("the HSM is not activated".into()));
-    };
-    // The token's CKA_LABEL: an existing key may be named otherwise in the script.
-    let key = HsmKey::new(
-        &info.label,
-        spec.algorithm,
-        x509::signature_hash(profile, spec.algorithm),
-        info.spki_der.clone(),
-    );
-    let serial = match x509::serial_from_hsm(hsm.as_mut()) {
-        Ok(s) => s,
-        Err(e) => return failed(state, ctx, "sign_certificate", e),
-    };
-    intent(
-        state,
-        ctx,
-        "sign_certificate",
-        format!("{name} with key {} ({})", profile.key, key.hash),
-    )?;
-    let Some(hsm) = state.hsm.as_mut() else {
-        return Ok(Err("the HSM is not activated".into()));
-    };
-    let what = format!("signing {name} in the HSM");
-    let signed = with_elapsed(operator, &what, || {
-        x509::sign_root(hsm.as_mut(), profile, &key, &serial, SystemTime::now())
-    });
-    state.hsm_returned();
-    let cert = match signed {
-        Ok(c) => c,
-        Err(x509::CertError::Hsm(e)) => return failed(state, ctx, "sign_certificate", e),
-        Err(e) => return Ok(Err(e.to_string())),
-    };
-    let file = profile.file();
-    let fingerprint = cert.sha256_fingerprint.clone();
-    if let Err(e) = write_artifact(state, ctx, &file, cert.pem.as_bytes()) {
-        return Ok(Err(e.to_string()));
-    }
-    state.record(
-        Some(ctx.step.id.clone()),
-        vec![],
-        &Record::CertificateSigned(CertificateRecord {
-            name: name.into(),
-            key: profile.key.clone(),
-            subject: cert.subject,
-            serial: cert.serial_hex,
-            not_before: cert.not_before,
-            not_after: cert.not_after,
-            signature_algorithm: cert.signature_algorithm,
-            sha256_fingerprint: cert.sha256_fingerprint,
-            file,
-            issuer: cert.issuer,
-            extensions: cert.extensions,
-        }),
-    )?;
-    // A later rehearsal that issues with this key takes this as its issuer certificate.
-    if ctx.mode.rehearsal {
-        super::rehearsal::note_certificate(super::rehearsal::RehearsalCertificate {
-            ceremony_id: ctx.script.ceremony.id.clone(),
-            key_hash: key_hash(&info.spki_der),
-            pem: cert.pem.clone(),
-        })?;
-    }
-    certs::show_fingerprint(operator, name, &fingerprint);
-    token_objects::store_certificate(state, ctx, profile, &cert.der)
 }
 
 /// Log out and close the session, if one is open. Called by the deactivate step and at the end of

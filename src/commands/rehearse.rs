@@ -1,0 +1,159 @@
+//! `keyrite rehearse`: the same script on throw-away SoftHSM2 tokens, in a rehearsal folder (--env)
+//! that keeps them between rehearsals.
+
+use super::{
+    attach_paths, ceremony_exit, conduct, load_script, open_rehearsal, operator_for, Room,
+};
+use crate::driver::lock::FolderLock;
+use crate::driver::rehearsal::{self, rehearsal_label, RehearsalEnv, RehearsalPins};
+use crate::driver::RunMode;
+use crate::error::{exit, Error, Result};
+use crate::script::{self, TokenSelector};
+use std::path::{Path, PathBuf};
+
+pub(super) fn rehearse(
+    path: &Path,
+    out: &Path,
+    room: Room<'_>,
+    env: Option<&Path>,
+    module: Option<String>,
+) -> Result<i32> {
+    // A child re-executed by the block below finds its folder here.
+    let inherited = std::env::var_os(rehearsal::DIR_VAR).map(PathBuf::from);
+    // The re-executed child checks the script again, but its warnings were printed by the parent.
+    // The quorum's commitments come from the rehearsal folder's record of the split.
+    let loaded = load_script(path, inherited.is_none(), script::check_file_rehearsal)?;
+    let softhsm = rehearsal::find_softhsm()?;
+    let (dir, _temp) = match (inherited, env) {
+        (Some(dir), _) => (dir, None),
+        (None, Some(dir)) => (dir.to_path_buf(), None),
+        (None, None) => {
+            let temp = tempfile::Builder::new()
+                .prefix("keyrite-rehearsal-")
+                .tempdir()
+                .map_err(|e| {
+                    Error::env(
+                        format!("could not create a temporary folder: {e}"),
+                        "check TMPDIR",
+                    )
+                })?;
+            (temp.path().to_path_buf(), Some(temp))
+        }
+    };
+    let (renv, _env_lock) = match enter_env(&dir)? {
+        Ok(entered) => entered,
+        Err(code) => return Ok(code),
+    };
+    let mut renv = renv;
+    let (mut operator, confirmations) = operator_for(room, &loaded)?;
+    let label = rehearsal_label(&loaded.script.hsm.token);
+    // A script whose first HSM step is a quorum split starts from a factory-fresh token: the split
+    // initialises it, so the rehearsal leaves a free slot instead of making the token.
+    let fresh = loaded
+        .script
+        .steps
+        .iter()
+        .find(|s| s.action.uses_hsm())
+        .is_some_and(|s| s.action == script::Action::SplitActivation)
+        && renv.token(&label).is_none();
+    let module_used = module.unwrap_or(softhsm.clone());
+    let selector = if fresh {
+        say!("REHEARSAL: the split initialises a fresh throw-away SoftHSM2 token \"{label}\"");
+        TokenSelector {
+            label: Some(label.clone()),
+            serial: None,
+            uri: None,
+        }
+    } else {
+        let token = renv.ensure_token(&softhsm, &label)?;
+        say!(
+            "REHEARSAL on throw-away SoftHSM2 token \"{}\" (serial {})",
+            token.label,
+            token.serial
+        );
+        // Label and serial together: only the throw-away token made for this rehearsal matches.
+        TokenSelector {
+            label: Some(token.label.clone()),
+            serial: Some(token.serial.clone()),
+            uri: None,
+        }
+    };
+    let cards = renv.ensure_cards(&softhsm, &loaded.script)?;
+    if env.is_some() {
+        say!(
+            "rehearsal tokens and their PINs: {}",
+            renv.dir.join(rehearsal::ENV_FILE).display()
+        );
+    }
+    let mode = RunMode {
+        rehearsal: true,
+        enforce_offline: false,
+        module: module_used.clone(),
+        token: selector,
+        confirmations,
+        cards,
+    };
+    // One throw-away SoftHSM token per custodian card, each with its own random PIN.
+    if let Some(q) = &loaded.script.quorum {
+        let reshare = q.reshare.iter().flat_map(|r| r.cards.iter());
+        for card in q.cards.iter().chain(reshare) {
+            let label = rehearsal::rehearsal_label(&card.token);
+            renv.ensure_card(&softhsm, &label, &card.holder)?;
+        }
+    }
+    let mut pins = RehearsalPins(renv.tokens().to_vec());
+    let code = if room.tui() {
+        let attach = attach_paths(room.attach, &loaded.script)?;
+        let outcome =
+            crate::tui::conduct(&loaded, mode, Some(&mut pins), attach, open_rehearsal, out)?;
+        ceremony_exit(&outcome, out)
+    } else {
+        conduct(
+            &loaded,
+            mode,
+            operator.as_mut(),
+            &mut pins,
+            out,
+            open_rehearsal,
+        )?
+    };
+    if fresh {
+        // Later rehearsals on this --env find the split's token; its PINs are the quorum's.
+        renv.adopt_token(&module_used, &label)?;
+    }
+    Ok(code)
+}
+
+/// Enter the rehearsal folder `dir`: in this process when it already runs under the folder's
+/// SOFTHSM2_CONF (then locked against a second keyrite, and read under the lock), else by running
+/// keyrite again with it set; `Err` is then that child's exit code.
+pub(crate) fn enter_env(
+    dir: &Path,
+) -> Result<std::result::Result<(RehearsalEnv, FolderLock), i32>> {
+    let renv = RehearsalEnv::open(dir)?;
+    if !renv.is_active() {
+        // SoftHSM reads SOFTHSM2_CONF once, at C_Initialize: run ourselves again with it set.
+        let exe = std::env::current_exe().map_err(|e| {
+            Error::env(
+                format!("cannot find the keyrite executable: {e}"),
+                "run keyrite by its full path",
+            )
+        })?;
+        let status = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("SOFTHSM2_CONF", &renv.conf)
+            .env(rehearsal::DIR_VAR, &renv.dir)
+            .status()
+            .map_err(|e| {
+                Error::env(
+                    format!("could not start the rehearsal: {e}"),
+                    "check the keyrite executable",
+                )
+            })?;
+        return Ok(Err(status.code().unwrap_or(exit::ENVIRONMENT)));
+    }
+    // One keyrite per --env: a second one would make or use the same tokens and lose their PINs.
+    let lock = FolderLock::take(&renv.dir, "the rehearsal folder")?;
+    let renv = RehearsalEnv::open(&renv.dir)?;
+    Ok(Ok((renv, lock)))
+}
