@@ -200,7 +200,7 @@ fn pkilint(kind: &str, cert: &Path) {
 /// `keyrite verify`; a bad-signature request, an RSA-1024 request and a tampered certificate are
 /// refused.
 #[test]
-fn root_then_sub_ca_from_an_openssl_request_then_a_cross_certificate() {
+fn root_then_sub_ca_from_an_openssl_request_then_a_cross_certificate_then_a_crl() {
     let Some(mut env) = Env::new() else {
         return;
     };
@@ -350,4 +350,27 @@ fn root_then_sub_ca_from_an_openssl_request_then_a_cross_certificate() {
         subject(&format!("{d}/partner.pem")),
         subject(cross.to_str().unwrap())
     );
+
+    // 4. A CRL on the same rehearsal HSM: the shipped crl-issuance.toml beside the root certificate
+    // it names, so one token carries the root through every later ceremony of issue 11.
+    let crl_dir = env.dir.path().join("crl-inputs");
+    std::fs::create_dir_all(&crl_dir).unwrap();
+    std::fs::copy(&root_pem, crl_dir.join("example-root-quorum-2026.pem")).unwrap();
+    let crl_script = crl_dir.join("crl-issuance.toml");
+    std::fs::copy(
+        root().join("ceremony-scripts/crl-issuance.toml"),
+        &crl_script,
+    )
+    .unwrap();
+    let (out, bundle) = env.rehearse(crl_script.to_str().unwrap(), "crl", None);
+    assert!(out.status.success(), "{}", text(&out));
+    verify(&bundle);
+    let crl = bundle.join("artifacts/example-root-quorum-2026-crl-1.crl.pem");
+    // openssl 3.0 prints its verdict on stderr.
+    let checked = ok(&format!(
+        "openssl crl -in {} -CAfile {} -noout 2>&1",
+        crl.display(),
+        root_pem.display()
+    ));
+    assert!(checked.contains("verify OK"), "{checked}");
 }
