@@ -148,6 +148,9 @@ fn the_shipped_paper_scripts_never_end_a_page_with_a_heading() {
         "key-activation",
         "share-health-check",
         "reshare",
+        "sub-ca-signing",
+        "cross-certificate",
+        "crl-issuance",
     ] {
         let pdf = dir.path().join(format!("{script}.pdf"));
         let shipped = common::root().join(format!("ceremony-scripts/{script}.toml"));
@@ -193,6 +196,20 @@ fn the_shipped_paper_scripts_never_end_a_page_with_a_heading() {
             assert!(
                 shown.contains("New bag serial"),
                 "{script}: no quorum bag list"
+            );
+        }
+        // Later ceremonies of the root: what each signing step signs, and a field for its fingerprint.
+        let signs = match script {
+            "sub-ca-signing" => Some("Subordinate CA certificate"),
+            "cross-certificate" => Some("Cross-certificate"),
+            "crl-issuance" => Some("CRL \""),
+            _ => None,
+        };
+        if let Some(what) = signs {
+            assert!(shown.contains(what), "{script}: no {what:?}");
+            assert!(
+                shown.contains("fingerprint as read back"),
+                "{script}: no fingerprint field"
             );
         }
     }

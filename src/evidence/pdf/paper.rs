@@ -152,6 +152,49 @@ pub fn planned(l: &mut Layout, s: &Script) {
             &[vec![HASH_FIELD.into()]],
         );
     }
+    // What each sign_subordinate_ca / sign_cross_certificate step will sign, and where to write the
+    // certificate's fingerprint as read back.
+    for c in &s.ca_certificates {
+        let kind = match s
+            .steps
+            .iter()
+            .find(|st| st.certificate.as_deref() == Some(c.name.as_str()))
+            .map(|st| st.action)
+        {
+            Some(Action::SignCrossCertificate) => "Cross-certificate",
+            _ => "Subordinate CA certificate",
+        };
+        let input = c
+            .input
+            .as_deref()
+            .map(|p| format!("from {p}"))
+            .unwrap_or_else(|| "given at run time".into());
+        let validity = match (&c.not_after, c.validity_days) {
+            (Some(t), _) => format!("until {t}"),
+            (None, Some(days)) => format!("{days} days from signing"),
+            (None, None) => "as the script sets it".into(),
+        };
+        let path_len = c
+            .path_len
+            .map(|n| format!(", pathLenConstraint {n}"))
+            .unwrap_or_default();
+        l.para(
+            Face::Regular,
+            BODY,
+            &format!(
+                "{kind} \"{}\": signed with key {}; request or certificate {input}; validity {validity}{path_len}.",
+                c.name, c.issuer_key
+            ),
+        );
+        l.table(
+            &[Column::new(
+                "Certificate SHA-256 fingerprint as read back (write it here)",
+                1.0,
+                Face::Mono,
+            )],
+            &[vec![HASH_FIELD.into()]],
+        );
+    }
 }
 
 /// The custodians' cards, each with its bag, and fields for the new bag serial and initials.
