@@ -9,7 +9,7 @@ use der::{Decode, Encode};
 use std::collections::BTreeSet;
 use x509_cert::certificate::{TbsCertificate, Version};
 use x509_cert::ext::pkix::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectKeyIdentifier,
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, SubjectKeyIdentifier,
 };
 use x509_cert::Certificate;
 
@@ -94,38 +94,13 @@ pub fn lint_issued_tbs(
         exts.iter().all(|e| seen.insert(e.extn_id)),
         "an extension appears twice",
     );
-    match tbs.get_extension::<BasicConstraints>() {
-        Ok(Some((critical, bc))) => {
-            check(critical, "basicConstraints must be critical");
-            check(bc.ca, "basicConstraints must say CA:TRUE");
-            check(
-                bc.path_len_constraint == spec.path_len,
-                "pathLenConstraint differs from the profile",
-            );
-        }
-        _ => check(false, "basicConstraints is missing"),
-    }
-    match tbs.get_extension::<KeyUsage>() {
-        Ok(Some((critical, ku))) => {
-            check(critical, "keyUsage must be critical");
-            check(
-                ku.key_cert_sign() && ku.crl_sign(),
-                "keyUsage must include keyCertSign and cRLSign",
-            );
-            check(
-                ku.digital_signature() == spec.digital_signature,
-                "digitalSignature in keyUsage differs from the profile",
-            );
-            check(
-                !(ku.key_encipherment()
-                    || ku.data_encipherment()
-                    || ku.key_agreement()
-                    || ku.non_repudiation()),
-                "keyUsage of a CA must not allow encipherment, key agreement or non-repudiation",
-            );
-        }
-        _ => check(false, "keyUsage is missing"),
-    }
+    super::lint::ca_extensions(
+        &tbs,
+        spec.path_len,
+        spec.digital_signature,
+        "a CA",
+        &mut check,
+    );
     match tbs.get_extension::<SubjectKeyIdentifier>() {
         Ok(Some((critical, _))) => check(!critical, "subjectKeyIdentifier must not be critical"),
         _ => check(false, "subjectKeyIdentifier is missing"),

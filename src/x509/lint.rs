@@ -124,38 +124,13 @@ pub fn lint_root_tbs(
         "a root must not carry extKeyUsage",
     );
 
-    match tbs.get_extension::<BasicConstraints>() {
-        Ok(Some((critical, bc))) => {
-            check(critical, "basicConstraints must be critical");
-            check(bc.ca, "basicConstraints must say CA:TRUE");
-            check(
-                bc.path_len_constraint == profile.extensions.path_len,
-                "pathLenConstraint differs from the profile",
-            );
-        }
-        _ => check(false, "basicConstraints is missing"),
-    }
-    match tbs.get_extension::<KeyUsage>() {
-        Ok(Some((critical, ku))) => {
-            check(critical, "keyUsage must be critical");
-            check(
-                ku.key_cert_sign() && ku.crl_sign(),
-                "keyUsage must include keyCertSign and cRLSign",
-            );
-            check(
-                ku.digital_signature() == profile.extensions.digital_signature,
-                "digitalSignature in keyUsage differs from the profile",
-            );
-            check(
-                !(ku.key_encipherment()
-                    || ku.data_encipherment()
-                    || ku.key_agreement()
-                    || ku.non_repudiation()),
-                "keyUsage of a root must not allow encipherment, key agreement or non-repudiation",
-            );
-        }
-        _ => check(false, "keyUsage is missing"),
-    }
+    ca_extensions(
+        &tbs,
+        profile.extensions.path_len,
+        profile.extensions.digital_signature,
+        "a root",
+        &mut check,
+    );
     let ski = match tbs.get_extension::<SubjectKeyIdentifier>() {
         Ok(Some((critical, ski))) => {
             check(!critical, "subjectKeyIdentifier must not be critical");
@@ -184,5 +159,48 @@ pub fn lint_root_tbs(
         Ok(())
     } else {
         Err(findings)
+    }
+}
+
+/// basicConstraints and keyUsage of any CA certificate, root or issued: both critical, CA:TRUE,
+/// the profile's pathLen, keyCertSign and cRLSign, and no encipherment uses.
+pub(super) fn ca_extensions(
+    tbs: &TbsCertificate,
+    path_len: Option<u8>,
+    digital_signature: bool,
+    who: &str,
+    check: &mut impl FnMut(bool, &str),
+) {
+    match tbs.get_extension::<BasicConstraints>() {
+        Ok(Some((critical, bc))) => {
+            check(critical, "basicConstraints must be critical");
+            check(bc.ca, "basicConstraints must say CA:TRUE");
+            check(
+                bc.path_len_constraint == path_len,
+                "pathLenConstraint differs from the profile",
+            );
+        }
+        _ => check(false, "basicConstraints is missing"),
+    }
+    match tbs.get_extension::<KeyUsage>() {
+        Ok(Some((critical, ku))) => {
+            check(critical, "keyUsage must be critical");
+            check(
+                ku.key_cert_sign() && ku.crl_sign(),
+                "keyUsage must include keyCertSign and cRLSign",
+            );
+            check(
+                ku.digital_signature() == digital_signature,
+                "digitalSignature in keyUsage differs from the profile",
+            );
+            check(
+                !(ku.key_encipherment()
+                    || ku.data_encipherment()
+                    || ku.key_agreement()
+                    || ku.non_repudiation()),
+                &format!("keyUsage of {who} must not allow encipherment, key agreement or non-repudiation"),
+            );
+        }
+        _ => check(false, "keyUsage is missing"),
     }
 }

@@ -181,14 +181,7 @@ impl Pkcs11Hsm {
         }
         self.require_ecdh(&doing)?;
         let id = self.random(super::KEY_ID_LEN)?;
-        let common = |private: bool| {
-            vec![
-                Attribute::Token(true),
-                Attribute::Private(private),
-                Attribute::Label(label.as_bytes().to_vec()),
-                Attribute::Id(id.clone()),
-            ]
-        };
+        let common = |private: bool| super::keys::key_common(label, &id, private);
         let mut private = common(true);
         private.extend([
             Attribute::Sensitive(true),

@@ -243,6 +243,17 @@ fn rsa_bits(modulus: &[u8]) -> usize {
 
 type Templates = (Mechanism<'static>, Vec<Attribute>, Vec<Attribute>);
 
+/// What every key object keyrite makes carries: on the token, private or not, under its label and
+/// CKA_ID (signing keys here, key-agreement keys in `agree.rs`).
+pub(super) fn key_common(label: &str, id: &[u8], private: bool) -> Vec<Attribute> {
+    vec![
+        Attribute::Token(true),
+        Attribute::Private(private),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Id(id.to_vec()),
+    ]
+}
+
 /// Mechanism, public and private templates for a ceremony key. Only what the evidence needs is asked
 /// for, so that every token accepts it: the private half is a token object that is private, sensitive,
 /// non-extractable and signs; the public half carries no usage flags at all (tpm2-pkcs11 derives
@@ -253,14 +264,7 @@ pub(super) fn templates(
     id: &[u8],
     algorithm: KeyAlgorithm,
 ) -> cryptoki::error::Result<Templates> {
-    let common = |private: bool| {
-        vec![
-            Attribute::Token(true),
-            Attribute::Private(private),
-            Attribute::Label(label.as_bytes().to_vec()),
-            Attribute::Id(id.to_vec()),
-        ]
-    };
+    let common = |private: bool| key_common(label, id, private);
     let mut private = common(true);
     private.extend([
         Attribute::Sensitive(true),
