@@ -185,7 +185,11 @@ impl State {
         event: &impl serde::Serialize,
     ) -> Result<crate::evidence::log::AuditEntry> {
         let entry = self.record_unsynced(step, actors, event)?;
-        self.sync_log()?;
+        // A result announces no action: the next sync (at the latest before the next action)
+        // makes it durable with whatever follows it.
+        if !crate::evidence::log::RESULT_KINDS.contains(&entry.kind()) {
+            self.sync_log()?;
+        }
         Ok(entry)
     }
 
@@ -475,8 +479,10 @@ fn finish(mut state: State, engine: Engine) -> Result<Outcome> {
     let written = state.bundle.write_new(REPORT_FILE, &json)?;
     drop(json);
     // report.pdf is a pure rendering of report.json; verify re-renders it and demands equality.
-    let pdf = crate::evidence::pdf::render_hashed(&report, &written.sha256);
-    state.bundle.write_new(REPORT_PDF_FILE, &pdf)?;
+    // Written as its pages are laid out: the document is never held.
+    state.bundle.write_new_with(REPORT_PDF_FILE, |w| {
+        crate::evidence::pdf::render_to(&report, &written.sha256, w)
+    })?;
     state.record(
         None,
         vec![],
