@@ -12,12 +12,11 @@
 //! report's serialisation and the PDF's sections ask it for each step ([`serialize_steps`],
 //! [`filled`]). Without one installed they use the steps as they are.
 
-use super::{parse_event, Confirmation, Deferred, Parsed, StepRecord};
-use crate::engine::Event;
-use crate::evidence::log::AuditEntry;
+use super::{Confirmation, Deferred, StepRecord};
 use crate::evidence::safe_read::LogLines;
+use crate::script::Role;
 use serde::ser::{Error as _, SerializeSeq};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -86,21 +85,17 @@ impl Filler {
                 continue;
             }
             let line = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
-            let Ok(entry) = serde_json::from_slice::<AuditEntry>(line) else {
+            // Only the members a confirmation needs, straight into their types: the first pass
+            // parsed this very line (the final hash comparison proves it) as the same event.
+            let Ok(entry) = serde_json::from_slice::<ConfirmedLine>(line) else {
                 self.error = Some(format!("{CHANGED}: a line no longer parses"));
                 return None;
             };
-            if let Ok(Parsed::Engine(Event::Confirmed {
-                person,
-                role,
-                counts_for,
-                ..
-            })) = parse_event(&entry)
-            {
+            if entry.event.kind == "confirmed" {
                 return Some(Confirmation {
-                    person,
-                    role,
-                    counts_for,
+                    person: entry.event.person,
+                    role: entry.event.role,
+                    counts_for: entry.event.counts_for,
                     time: entry.time,
                     log_seq: entry.seq,
                 });
@@ -126,6 +121,22 @@ impl Filler {
         }
         Ok(())
     }
+}
+
+/// A `confirmed` entry as the second read needs it (other members are skipped).
+#[derive(Deserialize)]
+struct ConfirmedLine {
+    seq: u64,
+    time: String,
+    event: ConfirmedEvent,
+}
+
+#[derive(Deserialize)]
+struct ConfirmedEvent {
+    kind: String,
+    person: String,
+    role: Role,
+    counts_for: String,
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
