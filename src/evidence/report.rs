@@ -292,3 +292,6 @@ pub fn build(entries: &[AuditEntry]) -> Result<Report, String> {
     }
     Ok(builder.finish(last))
 }
+
+#[cfg(test)]
+mod tests;
