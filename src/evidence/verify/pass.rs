@@ -239,7 +239,11 @@ fn stream(
         .as_ref()
         .and_then(|(_, parsed)| script::prepare(early, bundle, parsed.as_ref()));
     let mut each = Each {
-        replay: script.as_ref().map(Replay::new),
+        replay: script.as_ref().map(|s| {
+            let mut replay = Replay::new(s);
+            replay.forget_finished_steps();
+            replay
+        }),
         signatures: script.as_ref().map(SignatureFacts::new),
         report: None,
         held: None,
