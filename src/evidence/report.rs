@@ -265,6 +265,13 @@ pub fn to_json(report: &Report) -> Result<Vec<u8>, String> {
     Ok(json)
 }
 
+/// [`to_json`]'s bytes written into `out` as they are encoded (the end of a run writes report.json
+/// this way, and verify compares it this way), without the whole encoding in memory.
+pub fn write_json(report: &Report, mut out: impl std::io::Write) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut out, report)?;
+    out.write_all(b"\n")
+}
+
 pub fn parse_event(entry: &AuditEntry) -> Result<Parsed, String> {
     // Deserialised from the borrowed value: no copy of the event per attempt.
     if let Ok(ev) = Event::deserialize(&entry.event) {

@@ -273,10 +273,7 @@ fn check_report_json(
     let mut second_read = Ok(());
     let encode = rebuilt.report.as_ref().ok().map(|report| {
         |w: &mut compare::Sink| {
-            let encoded = rebuilt.filling(bundle, || {
-                serde_json::to_writer_pretty(&mut *w, report)?;
-                w.write_all(b"\n")
-            });
+            let encoded = rebuilt.filling(bundle, || super::report::write_json(report, &mut *w));
             encoded.unwrap_or_else(|e| {
                 second_read = Err(e);
                 Err(std::io::Error::other("the log could not be read again"))
