@@ -364,9 +364,8 @@ fn pdf_date(rfc3339: &str) -> String {
 
 /// The single WinAnsi (CP1252) byte for `c` (PDF 32000-1 Annex D.2), or `None`.
 fn win_ansi_byte(c: char) -> Option<u8> {
-    match c as u32 {
-        cp @ (0x20..=0x7E | 0xA0..=0xFF) => return Some(cp as u8),
-        _ => {}
+    if let cp @ (0x20..=0x7E | 0xA0..=0xFF) = c as u32 {
+        return Some(cp as u8);
     }
     Some(match c {
         '\u{20AC}' => 0x80,
