@@ -40,13 +40,19 @@ pub(super) fn rehearse(
             (temp.path().to_path_buf(), Some(temp))
         }
     };
-    let (renv, _env_lock) = match enter_env(&dir)? {
+    let label = rehearsal_label(&loaded.script.hsm.token);
+    let pqc = rehearsal::pqc::needs_pqc(&loaded.script).then_some(label.as_str());
+    let (renv, _env_lock) = match enter_env(&dir, pqc)? {
         Ok(entered) => entered,
         Err(code) => return Ok(code),
     };
     let mut renv = renv;
     let (mut operator, confirmations) = operator_for(room, &loaded)?;
-    let label = rehearsal_label(&loaded.script.hsm.token);
+    // SoftHSM2 has no ML-DSA: such a script's HSM is a throw-away Kryoptic PQC token.
+    let (hsm_module, hsm_kind) = match pqc {
+        Some(_) => (rehearsal::pqc::find_module()?, "Kryoptic ML-DSA"),
+        None => (softhsm.clone(), "SoftHSM2"),
+    };
     // A script whose first HSM step is a quorum split starts from a factory-fresh token: the split
     // initialises it, so the rehearsal leaves a free slot instead of making the token.
     let fresh = loaded
@@ -56,18 +62,18 @@ pub(super) fn rehearse(
         .find(|s| s.action.uses_hsm())
         .is_some_and(|s| s.action == script::Action::SplitActivation)
         && renv.token(&label).is_none();
-    let module_used = module.unwrap_or(softhsm.clone());
+    let module_used = module.unwrap_or(hsm_module.clone());
     let selector = if fresh {
-        say!("REHEARSAL: the split initialises a fresh throw-away SoftHSM2 token \"{label}\"");
+        say!("REHEARSAL: the split initialises a fresh throw-away {hsm_kind} token \"{label}\"");
         TokenSelector {
             label: Some(label.clone()),
             serial: None,
             uri: None,
         }
     } else {
-        let token = renv.ensure_token(&softhsm, &label)?;
+        let token = renv.ensure_token(&hsm_module, &label)?;
         say!(
-            "REHEARSAL on throw-away SoftHSM2 token \"{}\" (serial {})",
+            "REHEARSAL on throw-away {hsm_kind} token \"{}\" (serial {})",
             token.label,
             token.serial
         );
@@ -127,11 +133,14 @@ pub(super) fn rehearse(
 /// Enter the rehearsal folder `dir`: in this process when it already runs under the folder's
 /// SOFTHSM2_CONF (then locked against a second keyrite, and read under the lock), else by running
 /// keyrite again with it set; `Err` is then that child's exit code.
+/// `pqc` names the HSM token of a script with ML-DSA keys: its private KRYOPTIC_CONF is set too.
 pub(crate) fn enter_env(
     dir: &Path,
+    pqc: Option<&str>,
 ) -> Result<std::result::Result<(RehearsalEnv, FolderLock), i32>> {
     let renv = RehearsalEnv::open(dir)?;
-    if !renv.is_active() {
+    let kryoptic = pqc.map(|label| renv.kryoptic_conf(label)).transpose()?;
+    if !renv.is_active(kryoptic.as_deref()) {
         // SoftHSM reads SOFTHSM2_CONF once, at C_Initialize: run ourselves again with it set.
         let exe = std::env::current_exe().map_err(|e| {
             Error::env(
@@ -139,7 +148,11 @@ pub(crate) fn enter_env(
                 "run keyrite by its full path",
             )
         })?;
-        let status = std::process::Command::new(exe)
+        let mut child = std::process::Command::new(exe);
+        if let Some(conf) = &kryoptic {
+            child.env("KRYOPTIC_CONF", conf);
+        }
+        let status = child
             .args(std::env::args_os().skip(1))
             .env("SOFTHSM2_CONF", &renv.conf)
             .env(rehearsal::DIR_VAR, &renv.dir)
