@@ -48,10 +48,12 @@ pub(super) fn rehearse(
     };
     let mut renv = renv;
     let (mut operator, confirmations) = operator_for(room, &loaded)?;
-    // SoftHSM2 has no ML-DSA: such a script's HSM is a throw-away Kryoptic PQC token.
-    let (hsm_module, hsm_kind) = match pqc {
-        Some(_) => (rehearsal::pqc::find_module()?, "Kryoptic ML-DSA"),
-        None => (softhsm.clone(), "SoftHSM2"),
+    // SoftHSM2 has no ML-DSA: such a script's HSM is a throw-away Kryoptic PQC token, unless
+    // --module names another module to make it on (SoftHSM2's then refuses at activation).
+    let (hsm_module, hsm_kind) = match (pqc, &module) {
+        (Some(_), None) => (rehearsal::pqc::find_module()?, "Kryoptic ML-DSA"),
+        (Some(_), Some(m)) => (m.clone(), "ML-DSA"),
+        (None, _) => (softhsm.clone(), "SoftHSM2"),
     };
     // A script whose first HSM step is a quorum split starts from a factory-fresh token: the split
     // initialises it, so the rehearsal leaves a free slot instead of making the token.

@@ -69,15 +69,15 @@ pub fn rsa_sign_mech(offered: &[Offered], hashed: Mech) -> Option<Mech> {
         .find(|m| find(offered, *m).is_some())
 }
 
-/// Few tokens have ML-DSA yet: say which one would (PKCS#11 3.2's mechanisms, Kryoptic's pqc build).
 fn ml_dsa_missing(mech: Mech, doing: &str, alg: KeyAlgorithm) -> String {
-    format!(
-        "it offers no {} to {doing} {alg} (a PKCS#11 3.2 token with FIPS 204 ML-DSA has it: \
-         Kryoptic 1.5.4 built with its pqc feature does, as softhsm-tests/backends/build-kryoptic-pqc.sh \
-         builds it; SoftHSM2 2.6 does not)",
-        mech.ckm()
-    )
+    format!("it offers no {} to {doing} {alg}", mech.ckm())
 }
+
+/// Few tokens have ML-DSA yet: say which one would (PKCS#11 3.2's mechanisms, Kryoptic's pqc build).
+const ML_DSA_TOKENS: &str =
+    "a token with FIPS 204 ML-DSA (PKCS#11 3.2) offers them: Kryoptic 1.5.4 \
+     built with its pqc feature does (softhsm-tests/backends/build-kryoptic-pqc.sh builds it), \
+     SoftHSM2 2.6 does not";
 
 /// Why the token cannot serve the needs, one sentence per missing piece; empty when it can.
 pub fn refusals(offered: &[Offered], needs: &[Need]) -> Vec<String> {
@@ -139,6 +139,9 @@ pub fn refusals(offered: &[Offered], needs: &[Need]) -> Vec<String> {
                 out.push(why);
             }
         }
+    }
+    if out.iter().any(|w| w.contains("CKM_ML_DSA")) {
+        out.push(ML_DSA_TOKENS.to_string());
     }
     out
 }
@@ -215,9 +218,9 @@ mod tests {
                 Need::Sign(KeyAlgorithm::MlDsa65),
             ],
         );
-        assert_eq!(r.len(), 2, "{r:?}");
+        assert_eq!(r.len(), 3, "{r:?}");
         assert!(r[0].contains("CKM_ML_DSA_KEY_PAIR_GEN") && r[0].contains("ML-DSA-65"));
-        assert!(r[1].contains("CKM_ML_DSA ") && r[1].contains("Kryoptic"));
+        assert!(r[1].contains("CKM_ML_DSA ") && r[2].contains("Kryoptic"));
         let pqc = [o(Mech::MlDsaKeyPairGen, 0, 0), o(Mech::MlDsa, 0, 0)];
         let needs = [
             Need::Generate(KeyAlgorithm::MlDsa87),
