@@ -199,6 +199,39 @@ fn mldsa65_root_with_quorum_then_a_sub_ca_and_a_crl_and_tampering_is_caught() {
         "ML-DSA-65"
     );
 
+    // A sub-CA with an ML-DSA-65 key of its own (an OpenSSL 3.5 request, whose ML-DSA signature
+    // keyrite checks with the ml-dsa crate); the same request with a flipped signature bit is refused.
+    ok(&format!(
+        "{} req -config /etc/ssl/openssl.cnf -new -newkey ml-dsa-65 -nodes -keyout {d}/pq.key \
+         -out {d}/pq.csr -outform DER -subj '/C=DE/O=Example Trust Services GmbH/CN=Example PQC Issuing CA 2026'",
+        p.openssl
+    ));
+    let pq_csr = dir.join("pq.csr");
+    let pq = rehearse(
+        &mut env,
+        &p,
+        &script,
+        "sub-pq",
+        Some(("sign-issuing-ca", &pq_csr)),
+    );
+    let pq_pem = pq.join("artifacts/example-issuing-ca-2026.pem");
+    outside_checks(&p, &pem, &pq_pem);
+    assert_eq!(
+        report(&pq)["ca_certificates"][0]["signature_algorithm"],
+        "ML-DSA-65"
+    );
+    let mut bytes = std::fs::read(&pq_csr).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x01;
+    let bad_csr = dir.join("pq-bad.csr");
+    std::fs::write(&bad_csr, bytes).unwrap();
+    let vars: Vec<(&str, &str)> = p.vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let attach = format!("sign-issuing-ca={}", bad_csr.display());
+    let (out, bad) = env.rehearse_full(&script, "sub-pq-bad", &vars, &["--attach", &attach]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("does not verify"), "{}", text(&out));
+    assert!(!bad.exists(), "no bundle for a refused request");
+
     // A CRL signed by the ML-DSA root, next to a copy of the root certificate as the script wants.
     std::fs::copy(&pem, dir.join(format!("{ROOT}.pem"))).unwrap();
     let script = for_mldsa_root(&env, "crl-issuance.toml", "ML-DSA-65");

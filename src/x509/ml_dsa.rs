@@ -71,3 +71,70 @@ fn verify_with<P: MlDsaParams>(key: &[u8], message: &[u8], sig: &[u8]) -> Result
     })?;
     Ok(key.verify_with_context(message, &[], &sig))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::x509::signer::verify_self_signed;
+    use der::{DecodePem, Encode};
+    use x509_cert::Certificate;
+
+    /// A root an ML-DSA-65 key in Kryoptic signed during a rehearsal; OpenSSL 3.5.5 accepts it
+    /// (`verify -check_ss_sig`).
+    const ROOT: &str = include_str!("testdata/mldsa65-root.pem");
+
+    fn parts() -> (Vec<u8>, ObjectIdentifier, Vec<u8>, Vec<u8>) {
+        let cert = Certificate::from_pem(ROOT).unwrap();
+        let tbs = cert.tbs_certificate();
+        (
+            tbs.subject_public_key_info().to_der().unwrap(),
+            cert.signature_algorithm().oid,
+            tbs.to_der().unwrap(),
+            cert.signature().raw_bytes().to_vec(),
+        )
+    }
+
+    #[test]
+    fn a_token_made_ml_dsa_65_root_verifies_and_one_flipped_bit_does_not() {
+        let cert = Certificate::from_pem(ROOT).unwrap();
+        verify_self_signed(&cert).unwrap();
+        let (spki, oid, tbs, sig) = parts();
+        assert_eq!(parameter_set(&oid), Some(KeyAlgorithm::MlDsa65));
+        assert_eq!(sig.len(), 3309);
+        for at in [0, 1000, sig.len() - 1] {
+            let mut bad = sig.clone();
+            bad[at] ^= 0x01;
+            assert!(verify(&spki, &oid, &tbs, &bad).is_err(), "bit at {at}");
+        }
+        let mut other = tbs.clone();
+        other[10] ^= 0x01;
+        assert!(verify(&spki, &oid, &other, &sig).is_err());
+    }
+
+    #[test]
+    fn an_ml_dsa_key_signs_under_its_parameter_set_oid_without_parameters() {
+        use crate::script::HashAlgorithm;
+        use spki::DynSignatureAlgorithmIdentifier;
+        let (spki, oid, _, _) = parts();
+        let key = crate::x509::HsmKey::new("k", KeyAlgorithm::MlDsa65, HashAlgorithm::Sha384, spki);
+        let id = key.signature_algorithm_identifier().unwrap();
+        assert_eq!(id.oid, oid);
+        assert!(id.parameters.is_none(), "RFC 9881: parameters absent");
+        assert_eq!(crate::x509::signer::algorithm_name(&oid), "ML-DSA-65");
+    }
+
+    #[test]
+    fn the_parameter_set_of_key_and_signature_must_agree() {
+        let (spki, _, tbs, sig) = parts();
+        let e = verify(&spki, &const_oid::db::fips204::ID_ML_DSA_87, &tbs, &sig).unwrap_err();
+        assert!(e.contains("ML-DSA-87") && e.contains("the key is"), "{e}");
+        let e = verify(
+            &spki,
+            &const_oid::db::fips204::ID_ML_DSA_65,
+            &tbs,
+            &sig[..100],
+        )
+        .unwrap_err();
+        assert!(e.contains("3309"), "{e}");
+    }
+}
