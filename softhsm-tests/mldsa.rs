@@ -116,6 +116,12 @@ fn for_mldsa_root(env: &Env, name: &str, algorithm: &str) -> String {
     path.display().to_string()
 }
 
+fn hex_decode(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
 /// `pem_file` with one bit flipped 100 bytes before the end of its DER: inside the signature BIT
 /// STRING, which ends the certificate (an ML-DSA-65 signature is 3309 bytes).
 fn flip_signature_bit(pem_file: &Path, out: &Path) {
@@ -244,6 +250,27 @@ fn mldsa65_root_with_quorum_then_a_sub_ca_and_a_crl_and_tampering_is_caught() {
         pem.display()
     ));
     assert!(text(&said).contains("verify OK"), "{}", text(&said));
+
+    // Activation by two cards and a test signature (key-activation.toml, which names no ML-DSA key
+    // of its own: the folder's Kryoptic token is found again); OpenSSL 3.5 checks the raw signature.
+    let script = for_mldsa_root(&env, "key-activation.toml", "ML-DSA-65");
+    let act = rehearse(&mut env, &p, &script, "activation", None);
+    let log = std::fs::read_to_string(act.join("audit.jsonl")).unwrap();
+    let signed: serde_json::Value = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"]["kind"] == "test_message_signed")
+        .map(|e| e["event"].clone())
+        .expect("a test_message_signed entry");
+    let message = signed["message"].as_str().unwrap();
+    let sig_hex = signed["signature"].as_str().unwrap();
+    std::fs::write(dir.join("msg"), message).unwrap();
+    std::fs::write(dir.join("msg.sig"), hex_decode(sig_hex)).unwrap();
+    ok(&format!(
+        "{} pkeyutl -verify -pubin -inkey {} -rawin -in {d}/msg -sigfile {d}/msg.sig",
+        p.openssl,
+        bundle.join(format!("artifacts/{ROOT}.pub.pem")).display()
+    ));
 
     // One flipped bit in the root's signature: keyrite verify and OpenSSL 3.5 both refuse it.
     let copy = dir.join("tampered-cert");

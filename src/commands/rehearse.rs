@@ -41,7 +41,7 @@ pub(super) fn rehearse(
         }
     };
     let label = rehearsal_label(&loaded.script.hsm.token);
-    let pqc = rehearsal::pqc::needs_pqc(&loaded.script).then_some(label.as_str());
+    let pqc = rehearsal::pqc::needs_pqc(&loaded.script, &dir, &label).then_some(label.as_str());
     let (renv, _env_lock) = match enter_env(&dir, pqc)? {
         Ok(entered) => entered,
         Err(code) => return Ok(code),

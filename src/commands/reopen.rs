@@ -33,7 +33,7 @@ pub(super) fn abort(
                 .unwrap_or_default();
             let pqc = script
                 .as_ref()
-                .is_some_and(|l| rehearsal::pqc::needs_pqc(&l.script))
+                .is_some_and(|l| rehearsal::pqc::needs_pqc(&l.script, dir, &label))
                 .then_some(label.as_str());
             let (mut renv, _lock) = match enter_env(dir, pqc)? {
                 Ok(entered) => entered,
@@ -117,7 +117,8 @@ pub(super) fn resume(
     let outcome = match env {
         Some(dir) => {
             let label = rehearsal_label(&loaded.script.hsm.token);
-            let pqc = rehearsal::pqc::needs_pqc(&loaded.script).then_some(label.as_str());
+            let pqc =
+                rehearsal::pqc::needs_pqc(&loaded.script, dir, &label).then_some(label.as_str());
             let (mut renv, _lock) = match enter_env(dir, pqc)? {
                 Ok(entered) => entered,
                 Err(code) => return Ok(code),

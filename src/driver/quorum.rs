@@ -61,7 +61,7 @@ fn card_module(ctx: &Context<'_>) -> String {
         Some(m) if !ctx.mode.rehearsal => m,
         // An ML-DSA rehearsal's HSM is Kryoptic; its custodian cards stay on SoftHSM2.
         _ if ctx.mode.rehearsal
-            && crate::driver::rehearsal::pqc::needs_pqc(ctx.script)
+            && crate::driver::rehearsal::pqc::active()
             && !ctx.mode.cards.module.is_empty() =>
         {
             ctx.mode.cards.module.clone()
@@ -488,7 +488,7 @@ fn fresh_token(
         Ok(h) => h,
         Err(e) => return failed(state, ctx, "open_and_login", e).map(|r| r.map(|()| (user, so))),
     };
-    if ctx.mode.rehearsal && !rehearsal_token(ctx, &hsm.identity().manufacturer) {
+    if ctx.mode.rehearsal && !rehearsal_token(&hsm.identity().manufacturer) {
         return Ok(Err(
             "rehearsals initialise only SoftHSM2 tokens (Kryoptic ones for ML-DSA keys)".into(),
         ));

@@ -29,10 +29,11 @@ pub(super) const SOFTHSM_MANUFACTURER: &str = "SoftHSM project";
 /// Kryoptic's manufacturerID: the throw-away token of a rehearsal with ML-DSA keys.
 const KRYOPTIC_MANUFACTURER: &str = "Kryoptic Project";
 
-/// May a rehearsal use this token? SoftHSM2's, or for a script with ML-DSA keys Kryoptic's.
-pub(super) fn rehearsal_token(ctx: &Context<'_>, manufacturer: &str) -> bool {
+/// May a rehearsal use this token? SoftHSM2's, or Kryoptic's when the rehearsal runs on its folder's
+/// private Kryoptic configuration (a script with ML-DSA keys).
+pub(super) fn rehearsal_token(manufacturer: &str) -> bool {
     manufacturer == SOFTHSM_MANUFACTURER
-        || (manufacturer == KRYOPTIC_MANUFACTURER && super::rehearsal::pqc::needs_pqc(ctx.script))
+        || (manufacturer == KRYOPTIC_MANUFACTURER && super::rehearsal::pqc::active())
 }
 
 pub(super) struct Context<'a> {
@@ -278,7 +279,7 @@ pub(super) fn open_hsm(
         Ok(h) => h,
         Err(e) => return refuse(state, e),
     };
-    if ctx.mode.rehearsal && !rehearsal_token(ctx, &hsm.identity().manufacturer) {
+    if ctx.mode.rehearsal && !rehearsal_token(&hsm.identity().manufacturer) {
         let err = HsmError::new(
             "select token",
             format!(

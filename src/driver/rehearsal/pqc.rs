@@ -16,9 +16,34 @@ pub const MODULE_VAR: &str = "KEYRITE_KRYOPTIC_PQC_MODULE";
 pub const CACHED_MODULE: &str =
     "keyrite/kryoptic-pqc/libkryoptic_pkcs11-1.5.4-pqc-openssl-3.5.5.so";
 
-/// Does a rehearsal of `script` need an ML-DSA token?
-pub fn needs_pqc(script: &Script) -> bool {
-    script.keys.iter().any(|k| k.algorithm.is_ml_dsa())
+/// Does a rehearsal of `script` in `dir` need the ML-DSA token? When the script has ML-DSA keys, or
+/// when an earlier rehearsal in the folder made its HSM token on Kryoptic (a later activation or
+/// health-check script of the same quorum names no key).
+pub fn needs_pqc(script: &Script, dir: &Path, label: &str) -> bool {
+    script.keys.iter().any(|k| k.algorithm.is_ml_dsa()) || conf_path(dir, label).exists()
+}
+
+/// Is this process a rehearsal on its folder's private Kryoptic token (KRYOPTIC_CONF set by
+/// [`RehearsalEnv::kryoptic_conf`] when keyrite re-executed itself)?
+pub fn active() -> bool {
+    match (std::env::var_os("KRYOPTIC_CONF"), super::running()) {
+        (Some(conf), Some(dir)) => Path::new(&conf).starts_with(dir.join("kryoptic")),
+        _ => false,
+    }
+}
+
+fn conf_path(dir: &Path, label: &str) -> PathBuf {
+    let stem: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    dir.join("kryoptic").join(format!("{stem}.conf"))
 }
 
 /// The Kryoptic PQC module: $KEYRITE_KRYOPTIC_PQC_MODULE, else the build script's cache
@@ -57,19 +82,9 @@ impl RehearsalEnv {
     pub fn kryoptic_conf(&self, label: &str) -> Result<PathBuf> {
         let folder = self.dir.join("kryoptic");
         fs::create_dir_all(&folder).map_err(|e| Error::io("create", &folder, &e))?;
-        let stem: String = label
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let conf = folder.join(format!("{stem}.conf"));
+        let conf = conf_path(&self.dir, label);
         if !conf.exists() {
-            let db = folder.join(format!("{stem}.sql"));
+            let db = conf.with_extension("sql");
             let text = format!(
                 "# keyrite rehearsal: a throw-away Kryoptic ML-DSA token\n[[slots]]\nslot = 1\n\
                  dbtype = \"sqlite\"\ndbargs = \"{}\"\n",

@@ -140,3 +140,30 @@ impl Checker<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::script::parse::parse;
+    use crate::script::policy::check;
+
+    #[test]
+    fn the_shipped_ml_dsa_root_passes_and_a_signature_hash_beside_ml_dsa_is_refused() {
+        let shipped = include_str!("../../../ceremony-scripts/root-ca-mldsa.toml");
+        let errors = |src: &str| -> Vec<String> {
+            let loaded = parse("pq.toml", src).unwrap();
+            check(&loaded)
+                .iter()
+                .map(ToString::to_string)
+                .filter(|d| d.contains("error"))
+                .collect()
+        };
+        assert!(errors(shipped).is_empty(), "{:?}", errors(shipped));
+        let with_hash = shipped.replace(
+            "validity_days = 9131",
+            "validity_days = 9131\nsignature_hash = \"sha384\"",
+        );
+        let found = errors(&with_hash);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("pure ML-DSA"), "{found:?}");
+    }
+}
