@@ -28,6 +28,8 @@ mod quorum_tests;
 pub mod rehearsal;
 pub mod reopen;
 pub mod resume;
+#[cfg(test)]
+mod resume_goldens;
 pub mod resume_quorum;
 pub mod startup;
 pub mod tokens;
