@@ -86,6 +86,26 @@ pub(super) fn rehearse(
             uri: None,
         }
     };
+    // Issue 12: one throw-away token for each of the script's other tokens.
+    // An ML-DSA rehearsal's Kryoptic has one slot, the primary token's: the others stay on SoftHSM2.
+    let others_module = if pqc.is_some() {
+        &softhsm
+    } else {
+        &module_used
+    };
+    let tokens = crate::driver::tokens::rehearsal_tokens(
+        &mut renv,
+        &softhsm,
+        others_module,
+        &loaded.script,
+        true,
+    )?;
+    for (name, (_, sel)) in &tokens {
+        say!(
+            "REHEARSAL: the script's token \"{name}\" is the throw-away SoftHSM2 token {}",
+            sel
+        );
+    }
     let cards = renv.ensure_cards(&softhsm, &loaded.script)?;
     if env.is_some() {
         say!(
@@ -98,6 +118,7 @@ pub(super) fn rehearse(
         enforce_offline: false,
         module: module_used.clone(),
         token: selector,
+        tokens,
         confirmations,
         cards,
     };
