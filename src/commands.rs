@@ -492,6 +492,7 @@ fn run(path: &Path, out: &Path, room: Room<'_>, signers_ca: Option<&Path>) -> Re
         enforce_offline: level >= SecurityLevel::High,
         module: loaded.script.hsm.module.clone(),
         token: loaded.script.hsm.token.clone(),
+        tokens: crate::driver::tokens::script_tokens(&loaded.script),
         confirmations,
         cards: CardSetup {
             module: (loaded.script.hsm.cards_module.clone())

@@ -110,6 +110,13 @@ pub(super) fn resume(
                 )
             })?;
             let cards = renv.ensure_cards(&softhsm, &loaded.script)?;
+            let tokens = crate::driver::tokens::rehearsal_tokens(
+                &mut renv,
+                &softhsm,
+                &softhsm,
+                &loaded.script,
+                false,
+            )?;
             let mode = RunMode {
                 rehearsal: true,
                 enforce_offline: false,
@@ -119,6 +126,7 @@ pub(super) fn resume(
                     serial: Some(token.serial.clone()),
                     uri: None,
                 },
+                tokens,
                 confirmations,
                 cards,
             };
@@ -138,6 +146,7 @@ pub(super) fn resume(
                 enforce_offline: level >= SecurityLevel::High,
                 module: loaded.script.hsm.module.clone(),
                 token: loaded.script.hsm.token.clone(),
+                tokens: crate::driver::tokens::script_tokens(&loaded.script),
                 confirmations,
                 cards: cards_setup(out, setup, &loaded.script),
             };
