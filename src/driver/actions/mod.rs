@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 pub use crate::hsm::HsmOpener as Opener;
 
 pub(super) mod certs;
+mod certs_adopt;
+mod certs_inputs;
 pub(super) mod crl;
 mod generate;
 pub(super) use generate::key_generated;
