@@ -39,6 +39,9 @@ pub struct Report {
     pub participants: Vec<ParticipantRecord>,
     pub preflight: Option<Preflight>,
     pub hsm: Option<TokenIdentity>,
+    /// Issue 12: the ceremony's other tokens (`[[hsms]]`), each with its identity record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<super::tokens::NamedTokenRecord>,
     /// verify's deferred rebuild fills each step's confirmations from the log as it is encoded.
     #[serde(serialize_with = "stream::serialize_steps")]
     pub steps: Vec<StepRecord>,

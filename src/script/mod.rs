@@ -9,6 +9,7 @@ pub mod policy;
 pub mod quorum;
 pub mod signers;
 pub mod signing;
+pub mod tokens;
 
 pub use crl::{CrlKind, CrlProfile, RevocationReason, RevokedEntry};
 pub use diagnostic::{has_errors, Diagnostic, KeyPath, Severity, Target};
@@ -16,6 +17,7 @@ pub use model::*;
 pub use parse::{load, parse, LoadedScript, SUPPORTED_FORMATS};
 pub use quorum::{QuorumCard, QuorumConfig, QuorumSet, ShareMedium};
 pub use signing::{CaCertificate, ExistingKey, KeyQuery, NameSpec};
+pub use tokens::{Activation, NamedHsm, TokenRef};
 
 use std::path::Path;
 

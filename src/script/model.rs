@@ -20,7 +20,11 @@ pub struct Script {
     #[serde(default)]
     pub policy: PolicyOptions,
     pub participants: Vec<Participant>,
+    /// The primary token.
     pub hsm: HsmConfig,
+    /// More tokens in the same ceremony (tokens.rs): a backup HSM, a restore's target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hsms: Vec<super::tokens::NamedHsm>,
     #[serde(default)]
     pub keys: Vec<KeySpec>,
     #[serde(default)]
@@ -159,9 +163,16 @@ impl Participant {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HsmConfig {
+    /// The name steps use for this token when the script has `[[hsms]]`; "primary" by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Path of the PKCS#11 module, e.g. "/usr/lib/softhsm/libsofthsm2.so".
     pub module: String,
     pub token: TokenSelector,
+    /// How the token is activated, checked against its activation step (tokens.rs); the steps
+    /// decide when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<super::tokens::Activation>,
     /// PKCS#11 module for the participants' personal cards (e.g. OpenSC's); defaults to `module`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cards_module: Option<String>,
@@ -251,6 +262,9 @@ pub struct KeySpec {
     /// A key from an earlier ceremony, found after activation and pinned by its hash (signing.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub existing: Option<super::signing::ExistingKey>,
+    /// The token the key lives on (a `[[hsms]]` name); the primary when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsm: Option<String>,
 }
 
 impl KeySpec {
@@ -270,6 +284,13 @@ pub enum KeyAlgorithm {
     P256,
     #[serde(rename = "P-384")]
     P384,
+    /// FIPS 204 ML-DSA (pure, RFC 9881 in X.509): a post-quantum signature key.
+    #[serde(rename = "ML-DSA-44")]
+    MlDsa44,
+    #[serde(rename = "ML-DSA-65")]
+    MlDsa65,
+    #[serde(rename = "ML-DSA-87")]
+    MlDsa87,
 }
 
 impl KeyAlgorithm {
@@ -279,16 +300,22 @@ impl KeyAlgorithm {
             KeyAlgorithm::Rsa4096 => "RSA-4096",
             KeyAlgorithm::P256 => "P-256",
             KeyAlgorithm::P384 => "P-384",
+            KeyAlgorithm::MlDsa44 => "ML-DSA-44",
+            KeyAlgorithm::MlDsa65 => "ML-DSA-65",
+            KeyAlgorithm::MlDsa87 => "ML-DSA-87",
         }
     }
 
-    /// Key size in bits (modulus for RSA, field size for EC).
+    /// Key size in bits (modulus for RSA, field size for EC, the public key's size for ML-DSA).
     pub fn bits(self) -> u32 {
         match self {
             KeyAlgorithm::Rsa3072 => 3072,
             KeyAlgorithm::Rsa4096 => 4096,
             KeyAlgorithm::P256 => 256,
             KeyAlgorithm::P384 => 384,
+            KeyAlgorithm::MlDsa44 | KeyAlgorithm::MlDsa65 | KeyAlgorithm::MlDsa87 => {
+                crate::hsm::spki::ml_dsa_sizes(self).map_or(0, |(public, _)| public as u32 * 8)
+            }
         }
     }
 
@@ -296,11 +323,24 @@ impl KeyAlgorithm {
         matches!(self, KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096)
     }
 
-    /// The hash that matches the key's strength when the profile does not name one.
+    pub fn is_ml_dsa(self) -> bool {
+        matches!(
+            self,
+            KeyAlgorithm::MlDsa44 | KeyAlgorithm::MlDsa65 | KeyAlgorithm::MlDsa87
+        )
+    }
+
+    /// The hash that matches the key's strength when the profile does not name one. Pure ML-DSA
+    /// signs the whole message and uses none: the value is ignored for it.
     pub fn default_hash(self) -> HashAlgorithm {
         match self {
-            KeyAlgorithm::Rsa3072 | KeyAlgorithm::P256 => HashAlgorithm::Sha256,
-            KeyAlgorithm::Rsa4096 | KeyAlgorithm::P384 => HashAlgorithm::Sha384,
+            KeyAlgorithm::Rsa3072 | KeyAlgorithm::P256 | KeyAlgorithm::MlDsa44 => {
+                HashAlgorithm::Sha256
+            }
+            KeyAlgorithm::Rsa4096
+            | KeyAlgorithm::P384
+            | KeyAlgorithm::MlDsa65
+            | KeyAlgorithm::MlDsa87 => HashAlgorithm::Sha384,
         }
     }
 }
@@ -477,6 +517,9 @@ pub struct Step {
     /// For `attach`: what the file is, e.g. "video recording of the whole ceremony".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment: Option<String>,
+    /// The token the step acts on (a `[[hsms]]` name, or the primary's); the primary when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsm: Option<String>,
     /// For `sign_crl`: the CRL name (a `[[crls]]` entry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crl: Option<String>,
@@ -554,6 +597,7 @@ mod tests {
             label: "a/b".into(),
             algorithm: KeyAlgorithm::P256,
             existing: None,
+            hsm: None,
         };
         assert_eq!(key.public_key_file(), "artifacts/a_b.pub.pem");
         let cert = CertificateProfile {

@@ -101,6 +101,7 @@ impl ReportBuilder {
             participants,
             preflight: None,
             hsm: None,
+            tokens: Vec::new(),
             steps: planned
                 .iter()
                 .map(|p| StepRecord {
@@ -318,7 +319,9 @@ fn apply(
                     hsm_interface,
                 })
             }
-            Record::HsmActivated { token } => report.hsm = Some(token),
+            Record::HsmActivated { token, hsm } => {
+                crate::evidence::tokens::activated(&mut report.hsm, &mut report.tokens, hsm, token)
+            }
             Record::KeyGenerated {
                 label,
                 algorithm,
