@@ -1,6 +1,7 @@
 //! The ceremony script: model, parsing with source locations, and the security-level policy.
 
 pub mod action;
+pub mod backup;
 pub mod crl;
 pub mod diagnostic;
 pub mod model;
@@ -10,6 +11,7 @@ pub mod quorum;
 pub mod signers;
 pub mod signing;
 
+pub use backup::{BackupConfig, RestoreConfig};
 pub use crl::{CrlKind, CrlProfile, RevocationReason, RevokedEntry};
 pub use diagnostic::{has_errors, Diagnostic, KeyPath, Severity, Target};
 pub use model::*;
