@@ -18,6 +18,7 @@ pub fn layout(report: &Report) -> Vec<Vec<Op>> {
     super::certificates::section(&mut l, report);
     super::existing::ca_certificates(&mut l, report);
     super::crls::section(&mut l, report);
+    super::backup::section(&mut l, report);
     quorum(&mut l, report);
     transcript(&mut l, report);
     exceptions(&mut l, report);

@@ -220,6 +220,10 @@ impl Pkcs11Hsm {
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
             Attribute::Sign(true),
+            // A signing key only: SoftHSM2 would default these to true for an unwrapped key.
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(false),
+            Attribute::Derive(false),
         ]);
         let key = self
             .session
@@ -284,7 +288,11 @@ impl Pkcs11Hsm {
                 Attribute::PublicExponent(exponent),
             ]),
         }
-        template.push(Attribute::Verify(true));
+        template.extend([
+            Attribute::Verify(true),
+            Attribute::Encrypt(false),
+            Attribute::Wrap(false),
+        ]);
         self.session
             .create_object(&template)
             .ck("C_CreateObject", || doing)
