@@ -77,17 +77,22 @@ fn pinned(
 }
 
 /// The blob and the certificate's SPKI, read and checked against the pins. Nothing is touched yet.
+/// `keyrite resume` reads the copies the interrupted run bound into the bundle (its script folder is
+/// not known then).
 fn inputs(
     state: &State,
     cfg: &RestoreConfig,
+    copies: (&str, &str),
     blob_sha: &str,
     key_sha: &str,
 ) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), String> {
-    let path = |p: &str| match &state.script_dir {
+    let copied = state.bundle.path(copies.0).exists() && state.bundle.path(copies.1).exists();
+    let path = |p: &str, copy: &str| match &state.script_dir {
+        _ if copied => state.bundle.path(copy),
         Some(d) if std::path::Path::new(p).is_relative() => d.join(p),
         _ => std::path::PathBuf::from(p),
     };
-    let blob_path = path(&cfg.blob);
+    let blob_path = path(&cfg.blob, copies.0);
     let blob = std::fs::read(&blob_path)
         .map_err(|e| format!("cannot read the backup blob {}: {e}", blob_path.display()))?;
     let actual = hex::encode(Sha256::digest(&blob));
@@ -98,7 +103,7 @@ fn inputs(
             blob_path.display()
         ));
     }
-    let cert_path = path(&cfg.certificate);
+    let cert_path = path(&cfg.certificate, copies.1);
     let pem = std::fs::read(&cert_path)
         .map_err(|e| format!("cannot read the certificate {}: {e}", cert_path.display()))?;
     let cert = x509_cert::Certificate::from_pem(&pem)
@@ -212,10 +217,15 @@ pub(super) fn restore(
         Ok(x) => x,
         Err(why) => return Ok(Err(why)),
     };
-    let (blob, cert_pem, spki) = match inputs(state, cfg, &blob_sha, &key_sha) {
-        Ok(x) => x,
-        Err(why) => return Ok(Err(why)),
-    };
+    let stem = file_stem(label);
+    let blob_file = format!("artifacts/{stem}.restored-from.wrapped.bin");
+    let cert_file = format!("artifacts/{stem}.original-certificate.pem");
+    let copied = state.bundle.path(&blob_file).exists() && state.bundle.path(&cert_file).exists();
+    let (blob, cert_pem, spki) =
+        match inputs(state, cfg, (&blob_file, &cert_file), &blob_sha, &key_sha) {
+            Ok(x) => x,
+            Err(why) => return Ok(Err(why)),
+        };
     if let Ok((alg, _)) = crate::hsm::spki::public_parts(&spki) {
         if alg != spec.algorithm {
             return Ok(Err(format!(
@@ -253,12 +263,12 @@ pub(super) fn restore(
         Ok(p) => p,
         Err(why) => return Ok(Err(why)),
     };
-    // The inputs go into the bundle, so `keyrite verify` can check them offline.
-    let stem = file_stem(label);
-    let blob_file = format!("artifacts/{stem}.restored-from.wrapped.bin");
-    let cert_file = format!("artifacts/{stem}.original-certificate.pem");
-    write_artifact(state, ctx, &blob_file, &blob)?;
-    write_artifact(state, ctx, &cert_file, &cert_pem)?;
+    // The inputs go into the bundle, so `keyrite verify` can check them offline (once: a resumed
+    // restore found them there).
+    if !copied {
+        write_artifact(state, ctx, &blob_file, &blob)?;
+        write_artifact(state, ctx, &cert_file, &cert_pem)?;
+    }
     operator.notice(Notice::Info {
         text: &format!(
             "restore of key {label}: {} custodians now present their cards to rebuild the key-encryption key",
