@@ -151,6 +151,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn public_parts_round_trip_to_the_same_spki_and_refuse_other_forms() {
+        let point = {
+            let mut p = vec![0x04];
+            p.extend([7u8; 64]);
+            p
+        };
+        let ec = ec_spki_der(KeyAlgorithm::P256, &point).unwrap();
+        let (alg, parts) = public_parts(&ec).unwrap();
+        assert_eq!(alg, KeyAlgorithm::P256);
+        let PublicParts::Ec {
+            params,
+            point: wrapped,
+        } = parts
+        else {
+            panic!("an EC key");
+        };
+        assert_eq!(Some(params), ec_params_der(KeyAlgorithm::P256));
+        assert_eq!(ec_spki_der(KeyAlgorithm::P256, &wrapped).unwrap(), ec);
+        let mut modulus = vec![0xc5u8];
+        modulus.extend([0x11u8; 383]);
+        let rsa = rsa_spki_der(&modulus, &[1, 0, 1]).unwrap();
+        let (alg, parts) = public_parts(&rsa).unwrap();
+        assert_eq!(alg, KeyAlgorithm::Rsa3072);
+        assert_eq!(
+            parts,
+            PublicParts::Rsa {
+                modulus,
+                exponent: vec![1, 0, 1]
+            }
+        );
+        assert!(public_parts(&rsa[..rsa.len() - 1]).is_err());
+    }
+
+    #[test]
     fn grouped_hex_groups_by_four() {
         assert_eq!(grouped_hex("0123456789"), "0123 4567 89");
     }

@@ -77,6 +77,9 @@ fn pinned(
 }
 
 /// The blob and the certificate's SPKI, read and checked against the pins. Nothing is touched yet.
+/// The blob, the certificate PEM and its SubjectPublicKeyInfo (DER).
+type Inputs = (Vec<u8>, Vec<u8>, Vec<u8>);
+
 /// `keyrite resume` reads the copies the interrupted run bound into the bundle (its script folder is
 /// not known then).
 fn inputs(
@@ -85,7 +88,7 @@ fn inputs(
     copies: (&str, &str),
     blob_sha: &str,
     key_sha: &str,
-) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), String> {
+) -> Result<Inputs, String> {
     let copied = state.bundle.path(copies.0).exists() && state.bundle.path(copies.1).exists();
     let path = |p: &str, copy: &str| match &state.script_dir {
         _ if copied => state.bundle.path(copy),
