@@ -128,6 +128,19 @@ impl Env {
         self.rehearse_args(script, name, &["--attach", &attach])
     }
 
+    /// [`Env::rehearse_with_attach`] with extra environment variables (the kill hook).
+    pub fn rehearse_attach_with(
+        &mut self,
+        script: &str,
+        name: &str,
+        step: &str,
+        file: &Path,
+        vars: &[(&str, &str)],
+    ) -> (Output, PathBuf) {
+        let attach = format!("{step}={}", file.display());
+        self.run_rehearsal(script, name, None, vars, &["--attach", &attach])
+    }
+
     pub fn tokens(&self) -> Vec<toml::Value> {
         let text = std::fs::read_to_string(self.env_dir().join("rehearsal.toml")).unwrap();
         let v: toml::Value = toml::from_str(&text).unwrap();

@@ -78,6 +78,20 @@ pub(super) fn rehearse(
             uri: None,
         }
     };
+    // Issue 12: one throw-away token for each of the script's other tokens.
+    let tokens = crate::driver::tokens::rehearsal_tokens(
+        &mut renv,
+        &softhsm,
+        &module_used,
+        &loaded.script,
+        true,
+    )?;
+    for (name, (_, sel)) in &tokens {
+        say!(
+            "REHEARSAL: the script's token \"{name}\" is the throw-away SoftHSM2 token {}",
+            sel
+        );
+    }
     let cards = renv.ensure_cards(&softhsm, &loaded.script)?;
     if env.is_some() {
         say!(
@@ -90,6 +104,7 @@ pub(super) fn rehearse(
         enforce_offline: false,
         module: module_used.clone(),
         token: selector,
+        tokens,
         confirmations,
         cards,
     };

@@ -1,6 +1,6 @@
 //! `keyrite abort` and `keyrite resume`: the commands that take up an interrupted ceremony.
 
-use super::{ceremony_exit, enter_env, load_checked, open_pkcs11, plain_operator, read_ca};
+use super::{ceremony_exit, enter_env, load_checked, open_pkcs11, operator_for, read_ca, Room};
 use crate::driver::operator::{Answers, Headless};
 use crate::driver::pins::Prompt;
 use crate::driver::rehearsal::{self, rehearsal_label, RehearsalPins};
@@ -82,8 +82,7 @@ pub(super) fn abort(
 /// `keyrite resume OUT`.
 pub(super) fn resume(
     out: &Path,
-    answers: Option<&Path>,
-    auto: bool,
+    room: Room<'_>,
     env: Option<&Path>,
     signers_ca: Option<&Path>,
 ) -> Result<i32> {
@@ -94,7 +93,7 @@ pub(super) fn resume(
         Some(_) => super::load_script(&bundle_script, false, crate::script::check_file_rehearsal)?,
         None => load_checked(&bundle_script)?,
     };
-    let (mut operator, confirmations) = plain_operator(answers, auto, &loaded)?;
+    let (mut operator, confirmations) = operator_for(room, &loaded)?;
     let mut opener = open_pkcs11;
     let outcome = match env {
         Some(dir) => {
@@ -111,6 +110,13 @@ pub(super) fn resume(
                 )
             })?;
             let cards = renv.ensure_cards(&softhsm, &loaded.script)?;
+            let tokens = crate::driver::tokens::rehearsal_tokens(
+                &mut renv,
+                &softhsm,
+                &softhsm,
+                &loaded.script,
+                false,
+            )?;
             let mode = RunMode {
                 rehearsal: true,
                 enforce_offline: false,
@@ -120,6 +126,7 @@ pub(super) fn resume(
                     serial: Some(token.serial.clone()),
                     uri: None,
                 },
+                tokens,
                 confirmations,
                 cards,
             };
@@ -139,6 +146,7 @@ pub(super) fn resume(
                 enforce_offline: level >= SecurityLevel::High,
                 module: loaded.script.hsm.module.clone(),
                 token: loaded.script.hsm.token.clone(),
+                tokens: crate::driver::tokens::script_tokens(&loaded.script),
                 confirmations,
                 cards: cards_setup(out, setup, &loaded.script),
             };

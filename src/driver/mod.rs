@@ -29,8 +29,11 @@ mod quorum_tests;
 pub mod rehearsal;
 pub mod reopen;
 pub mod resume;
+#[cfg(test)]
+mod resume_goldens;
 pub mod resume_quorum;
 pub mod startup;
+pub mod tokens;
 
 use crate::engine::{Effect, Engine, Event, Input};
 use crate::error::{Error, Result};
@@ -58,6 +61,9 @@ pub struct RunMode {
     /// The PKCS#11 module actually used (rehearsals replace the script's module with SoftHSM's).
     pub module: String,
     pub token: TokenSelector,
+    /// The module and selector actually used for each `[[hsms]]` token, by name (rehearsals
+    /// replace them with throw-away SoftHSM2 tokens); empty for a one-token script.
+    pub tokens: BTreeMap<String, (String, TokenSelector)>,
     /// Where the confirmations come from; recorded so a report shows how dual control was given.
     pub confirmations: ConfirmationSource,
     /// Where the participants' personal cards are, and the CA that issued them.
@@ -104,11 +110,14 @@ pub(crate) struct State {
     /// Set by an action the room withdrew from (Esc in the PIN dialog): the step goes back to its
     /// confirmations instead of failing.
     pub withdrawn: Option<String>,
-    /// `keyrite resume`: the interrupted run had the HSM logged in; the next action that needs the
-    /// session logs in again first (on the record).
-    pub reactivate: bool,
-    /// With `reactivate`: the session was the quorum's, so the cards are presented again.
-    pub relogin_by_quorum: bool,
+    /// `keyrite resume`: the tokens the interrupted run had logged in (by log name, `None` the
+    /// primary); the next action that needs a token's session logs it in again first (on the
+    /// record). `true`: the session was the quorum's, so the cards are presented again.
+    pub relogin: BTreeMap<Option<String>, bool>,
+    /// The token whose session `hsm` holds (`None`: the primary); tokens.rs.
+    pub current_token: Option<String>,
+    /// The other tokens' sessions, by log name (tokens.rs).
+    pub parked: BTreeMap<Option<String>, tokens::Parked>,
     /// `keyrite resume`: the key whose generation was in flight at the interruption, adopted if
     /// the token holds it.
     pub adopt: Option<String>,
@@ -157,8 +166,9 @@ impl State {
             quorum: None,
             unsigned_by: BTreeMap::new(),
             withdrawn: None,
-            reactivate: false,
-            relogin_by_quorum: false,
+            relogin: BTreeMap::new(),
+            current_token: None,
+            parked: BTreeMap::new(),
             adopt: None,
             intent_open: None,
             prepared: None,
@@ -285,11 +295,11 @@ impl Ceremony<'_> {
                     let _ = state.record(event.step().map(str::to_string), event.actors(), &event);
                 }
             }
-            let _ = actions::close_hsm(&mut state, None);
+            let _ = tokens::close_all(&mut state, None);
             let _ = finish(state, engine);
             return Err(err);
         }
-        actions::close_hsm(&mut state, None)?;
+        tokens::close_all(&mut state, None)?;
         // The report signatures come after report.json (and report.pdf) are final.
         let bundle = state.bundle.clone();
         let mut cards = std::mem::take(&mut state.cards);
@@ -372,7 +382,7 @@ fn drive(
                                 step: plan,
                                 instructions,
                             });
-                            actions::on_step_started(state, script, index, io.operator)?;
+                            actions::on_step_started(state, script, io.mode, index, io.operator)?;
                         }
                         Event::StepWithdrawn { reason, .. } => {
                             io.operator.notice(Notice::Warning {

@@ -498,7 +498,10 @@ fn fresh_token(
     state.record(
         Some(ctx.step.id.clone()),
         vec![],
-        &Record::HsmActivated { token: id },
+        &Record::HsmActivated {
+            token: id,
+            hsm: super::tokens::current(state),
+        },
     )?;
     Ok(Ok((user, so)))
 }

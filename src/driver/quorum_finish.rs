@@ -82,6 +82,7 @@ pub(super) fn finish(
         vec![],
         &Record::HsmActivated {
             token: token.clone(),
+            hsm: super::tokens::current(state),
         },
     )?;
     let method = "finished an interrupted split: C_Login as SO (C_SetPIN if the SO PIN was still the old one), then C_InitPIN (user) as SO";

@@ -239,6 +239,7 @@ fn run_on(
             label: Some("example-quorum-hsm".into()),
             ..TokenSelector::default()
         },
+        tokens: Default::default(),
         confirmations: ConfirmationSource {
             kind: "auto".into(),
             answers_sha256: None,

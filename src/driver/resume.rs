@@ -139,7 +139,7 @@ pub fn resume(
     let cards = personal_cards::into_cards(personal_cards::open_all(&script, &mode.cards, opener)?);
     let phase = up.phase();
     let current = up.current_step();
-    let mut session = resume_quorum::session(&script, up.entries());
+    let mut sessions = resume_quorum::sessions(&script, up.entries());
     if let Some((step, action)) = &current {
         if resumption(*action) == Resumption::AgainIfUntouched {
             let progress = resume_quorum::progress(up.entries(), step);
@@ -154,7 +154,7 @@ pub fn resume(
             }
             // Finishing a split's PIN change opens the HSM itself, without the user PIN.
             if matches!(progress, resume_quorum::Progress::PinsChanging { .. }) {
-                session = resume_quorum::Session::Closed;
+                sessions.remove(&None);
             }
         }
     }
@@ -212,8 +212,11 @@ pub fn resume(
     state.restore_undo = restore_undo;
     state.cards = cards;
     state.unsigned_by = refused.clone();
-    state.reactivate = session != resume_quorum::Session::Closed;
-    state.relogin_by_quorum = session == resume_quorum::Session::Quorum;
+    state.relogin = sessions
+        .into_iter()
+        .filter(|(_, s)| *s != resume_quorum::Session::Closed)
+        .map(|(name, s)| (name, s == resume_quorum::Session::Quorum))
+        .collect();
     state.adopt = adopt;
     state.crls_signed = crls_signed;
     state.key_uris_logged = key_uris_logged;
@@ -244,11 +247,11 @@ pub fn resume(
                     let _ = state.record(event.step().map(str::to_string), event.actors(), &event);
                 }
             }
-            let _ = super::actions::close_hsm(&mut state, None);
+            let _ = super::tokens::close_all(&mut state, None);
             let _ = finish(state, engine);
             return Err(err);
         }
-        super::actions::close_hsm(&mut state, None)?;
+        super::tokens::close_all(&mut state, None)?;
         let (op, pn) = (io.operator, io.pins);
         return end(state, engine, &loaded.script, refused, op, pn);
     }

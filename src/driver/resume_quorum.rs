@@ -8,6 +8,7 @@
 
 use crate::evidence::log::AuditEntry;
 use crate::script::{Action, Script};
+use std::collections::BTreeMap;
 
 /// How far an interrupted quorum step got, read from its own log entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,11 +135,31 @@ pub enum Session {
     Quorum,
 }
 
-/// The session the log leaves open: the last `hsm_activated` not followed by `hsm_deactivated`. A
-/// split or reshare that changed the PINs after it makes it a quorum session.
+/// The primary token's session the log leaves open (see [`sessions`]).
 pub fn session(script: &Script, entries: &[AuditEntry]) -> Session {
-    let mut session = Session::Closed;
+    sessions(script, entries)
+        .remove(&None)
+        .unwrap_or(Session::Closed)
+}
+
+/// Per token (by log name, `None` the primary), the session the log leaves open: the last
+/// `hsm_activated` not followed by `hsm_deactivated`. A split or reshare that changed the PINs
+/// after it makes it a quorum session.
+pub fn sessions(script: &Script, entries: &[AuditEntry]) -> BTreeMap<Option<String>, Session> {
+    let mut all = BTreeMap::new();
     for entry in entries {
+        // Logins and logouts name their token; the quorum's entries act on their step's.
+        let token = match entry.kind() {
+            "hsm_activated" | "hsm_deactivated" => Some(text(entry, "hsm"))
+                .filter(|t| !t.is_empty())
+                .map(str::to_string),
+            _ => entry
+                .step
+                .as_deref()
+                .and_then(|id| script.steps.iter().find(|s| s.id == id))
+                .and_then(|s| script.token_record_name(script.step_token(s))),
+        };
+        let session = all.entry(token).or_insert(Session::Closed);
         match entry.kind() {
             "hsm_activated" => {
                 let action = script
@@ -146,22 +167,22 @@ pub fn session(script: &Script, entries: &[AuditEntry]) -> Session {
                     .iter()
                     .find(|s| Some(&s.id) == entry.step.as_ref())
                     .map(|s| s.action);
-                session = match action {
+                *session = match action {
                     Some(Action::ActivateQuorum | Action::SplitActivation) => Session::Quorum,
                     _ => Session::UserPin,
                 };
             }
-            "hsm_deactivated" => session = Session::Closed,
-            "quorum_split" if session != Session::Closed => session = Session::Quorum,
+            "hsm_deactivated" => *session = Session::Closed,
+            "quorum_split" if *session != Session::Closed => *session = Session::Quorum,
             "quorum_pins"
-                if session != Session::Closed && text(entry, "stage") != "setting-so-pin" =>
+                if *session != Session::Closed && text(entry, "stage") != "setting-so-pin" =>
             {
-                session = Session::Quorum
+                *session = Session::Quorum
             }
             _ => {}
         }
     }
-    session
+    all
 }
 
 #[cfg(test)]

@@ -136,6 +136,7 @@ fn an_unreadable_attachment_is_asked_again() {
         certificate: None,
         attachment: Some("video".into()),
         crl: None,
+        hsm: None,
         min_per_role: Default::default(),
     };
     let mut printed = Vec::new();

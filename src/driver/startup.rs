@@ -91,18 +91,42 @@ fn check_attachment(step: &str, path: &Path) -> Result<()> {
 /// Open the ceremony token without logging in: the module loads, the token is there, and the keys
 /// to generate are not on it yet (public key objects are visible without a login). Skipped when the
 /// first HSM step is a quorum split, which initialises a factory-fresh token itself.
+/// Issue 12: every token of the script, each with the keys generated on it.
 fn check_token(script: &Script, mode: &RunMode, opener: &mut Opener<'_>) -> Result<()> {
-    let first = script.steps.iter().find(|s| s.action.uses_hsm());
+    for token in script.tokens() {
+        let (module, selector) = match mode.tokens.get(token.name) {
+            Some((m, t)) if !token.primary => (m.as_str(), t),
+            _ => (mode.module.as_str(), &mode.token),
+        };
+        check_one_token(script, token.name, module, selector, opener)?;
+    }
+    Ok(())
+}
+
+fn check_one_token(
+    script: &Script,
+    name: &str,
+    module: &str,
+    selector: &crate::script::TokenSelector,
+    opener: &mut Opener<'_>,
+) -> Result<()> {
+    let on_token = |s: &&crate::script::Step| script.step_token(s) == name;
+    let first = script
+        .steps
+        .iter()
+        .filter(on_token)
+        .find(|s| s.action.uses_hsm());
     if first.is_none_or(|s| s.action == Action::SplitActivation) {
         return Ok(());
     }
-    let mut hsm = opener(&mode.module, &mode.token).map_err(|mut e| {
+    let mut hsm = opener(module, selector).map_err(|mut e| {
         e.fix = format!("{}; {NOT_STARTED}", e.fix);
         Error::Hsm(e)
     })?;
     let labels = script
         .steps
         .iter()
+        .filter(on_token)
         .filter(|s| s.action == Action::GenerateKey)
         .filter_map(|s| s.key.as_deref());
     for label in labels {

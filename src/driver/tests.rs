@@ -85,6 +85,7 @@ pub(super) fn run_with_mock(
         enforce_offline: false,
         module: "mock".into(),
         token: TokenSelector::default(),
+        tokens: Default::default(),
         confirmations: ConfirmationSource {
             kind: "auto".into(),
             answers_sha256: None,

@@ -24,6 +24,7 @@ fn step(id: &str, action: Action, confirm_by: Vec<Role>, witnessed_by: Vec<Role>
         certificate: None,
         attachment: None,
         crl: None,
+        hsm: None,
         min_per_role: Default::default(),
     }
 }
@@ -51,11 +52,14 @@ fn script() -> Script {
             person("Ines", Role::IndependentWitness),
         ],
         hsm: HsmConfig {
+            name: None,
             module: "/x.so".into(),
             token: TokenSelector::default(),
+            activation: None,
             cards_module: None,
             network_interface: None,
         },
+        hsms: vec![],
         keys: vec![],
         certificates: vec![],
         crls: vec![],

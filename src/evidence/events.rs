@@ -151,9 +151,14 @@ pub enum Record {
     },
     HsmActivated {
         token: TokenIdentity,
+        /// The script's name for the token when it is not the primary (`[[hsms]]`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hsm: Option<String>,
     },
     HsmDeactivated {
         token_serial: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hsm: Option<String>,
     },
     HsmFailed {
         operation: String,

@@ -56,7 +56,7 @@ pub struct Replay<'s> {
     /// Records the engine produced that the log has not shown yet, in order.
     expected: VecDeque<Event>,
     events: usize,
-    hsm: HsmOrder,
+    hsm: HsmOrder<'s>,
     /// A `confirmation_unsigned` entry not yet followed by its abort.
     must_abort: Option<u64>,
     last_event: Option<(u64, Event)>,
@@ -75,7 +75,7 @@ impl<'s> Replay<'s> {
             engine,
             expected,
             events: 0,
-            hsm: HsmOrder::default(),
+            hsm: HsmOrder::new(script),
             must_abort: None,
             last_event: None,
             reopened: false,
@@ -346,15 +346,23 @@ fn check_started(script: &Script, seq: u64, record: &Record) -> Result<(), Strin
 }
 
 /// Every HSM result must come inside a step authorised for that action, after its write-ahead intent.
-#[derive(Default)]
-struct HsmOrder {
+struct HsmOrder<'s> {
     authorised: Option<(String, Action)>,
     intent: Option<String>,
-    /// After a `reopened` entry by resume: the session may be opened again in any authorised step.
-    reopened: bool,
+    /// Each token's session; after a `reopened` entry by resume, a token the interruption logged
+    /// out may be logged in again in any authorised step.
+    tokens: super::replay_tokens::TokenSessions<'s>,
 }
 
-impl HsmOrder {
+impl<'s> HsmOrder<'s> {
+    fn new(script: &'s Script) -> Self {
+        HsmOrder {
+            authorised: None,
+            intent: None,
+            tokens: super::replay_tokens::TokenSessions::new(script),
+        }
+    }
+
     fn engine_event(&mut self, event: &Event) {
         match event {
             Event::StepAuthorised { step, action, .. } => {
@@ -369,6 +377,8 @@ impl HsmOrder {
     }
 
     fn record(&mut self, entry: &AuditEntry, record: &Record) -> Result<(), String> {
+        let relogin = self.tokens.is_relogin(record);
+        self.tokens.record(entry, record)?;
         let needs = match record {
             Record::HsmIntent { operation, .. } => {
                 self.intent = Some(operation.clone());
@@ -376,11 +386,10 @@ impl HsmOrder {
             }
             // `keyrite resume` logs in again inside the first HSM step after the interruption.
             Record::Reopened(r) if r.by == "resume" => {
-                self.reopened = true;
+                self.tokens.resumed();
                 return Ok(());
             }
-            Record::HsmActivated { .. } if self.reopened && self.authorised.is_some() => {
-                self.reopened = false;
+            Record::HsmActivated { .. } if relogin && self.authorised.is_some() => {
                 return match self.intent.take().as_deref() {
                     Some("open_and_login") => Ok(()),
                     _ => Err(format!(

@@ -36,6 +36,9 @@ pub struct Report {
     pub participants: Vec<ParticipantRecord>,
     pub preflight: Option<Preflight>,
     pub hsm: Option<TokenIdentity>,
+    /// Issue 12: the ceremony's other tokens (`[[hsms]]`), each with its identity record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<super::tokens::NamedTokenRecord>,
     pub steps: Vec<StepRecord>,
     pub exceptions: Vec<ExceptionRecord>,
     pub keys: Vec<KeyRecord>,
@@ -350,6 +353,7 @@ impl ReportBuilder {
             participants,
             preflight: None,
             hsm: None,
+            tokens: Vec::new(),
             steps: planned
                 .iter()
                 .map(|p| StepRecord {
@@ -534,7 +538,9 @@ fn apply(
                     hsm_interface,
                 })
             }
-            Record::HsmActivated { token } => report.hsm = Some(token),
+            Record::HsmActivated { token, hsm } => {
+                super::tokens::activated(&mut report.hsm, &mut report.tokens, hsm, token)
+            }
             Record::KeyGenerated {
                 label,
                 algorithm,

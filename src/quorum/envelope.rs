@@ -164,8 +164,8 @@ pub fn seal(
 fn ephemeral_scalar() -> Result<Zeroizing<NonZeroScalar>, QuorumError> {
     loop {
         let bytes = super::os_random::<32>()?;
-        let repr = p256::FieldBytes::from(*bytes);
-        if let Some(s) = Option::<NonZeroScalar>::from(NonZeroScalar::from_repr(repr)) {
+        let repr = Zeroizing::new(p256::FieldBytes::from(*bytes));
+        if let Some(s) = Option::<NonZeroScalar>::from(NonZeroScalar::from_repr(*repr)) {
             return Ok(Zeroizing::new(s));
         }
     }

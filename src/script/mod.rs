@@ -10,6 +10,7 @@ pub mod policy;
 pub mod quorum;
 pub mod signers;
 pub mod signing;
+pub mod tokens;
 
 pub use backup::{BackupConfig, RestoreConfig};
 pub use crl::{CrlKind, CrlProfile, RevocationReason, RevokedEntry};
@@ -18,6 +19,7 @@ pub use model::*;
 pub use parse::{load, parse, LoadedScript, SUPPORTED_FORMATS};
 pub use quorum::{QuorumCard, QuorumConfig, QuorumSet, ShareMedium};
 pub use signing::{CaCertificate, ExistingKey, KeyQuery, NameSpec};
+pub use tokens::{Activation, NamedHsm, TokenRef};
 
 use std::path::Path;
 

@@ -20,7 +20,11 @@ pub struct Script {
     #[serde(default)]
     pub policy: PolicyOptions,
     pub participants: Vec<Participant>,
+    /// The primary token.
     pub hsm: HsmConfig,
+    /// More tokens in the same ceremony (tokens.rs): a backup HSM, a restore's target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hsms: Vec<super::tokens::NamedHsm>,
     #[serde(default)]
     pub keys: Vec<KeySpec>,
     #[serde(default)]
@@ -165,9 +169,16 @@ impl Participant {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HsmConfig {
+    /// The name steps use for this token when the script has `[[hsms]]`; "primary" by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Path of the PKCS#11 module, e.g. "/usr/lib/softhsm/libsofthsm2.so".
     pub module: String,
     pub token: TokenSelector,
+    /// How the token is activated, checked against its activation step (tokens.rs); the steps
+    /// decide when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<super::tokens::Activation>,
     /// PKCS#11 module for the participants' personal cards (e.g. OpenSC's); defaults to `module`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cards_module: Option<String>,
@@ -257,6 +268,9 @@ pub struct KeySpec {
     /// A key from an earlier ceremony, found after activation and pinned by its hash (signing.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub existing: Option<super::signing::ExistingKey>,
+    /// The token the key lives on (a `[[hsms]]` name); the primary when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsm: Option<String>,
 }
 
 impl KeySpec {
@@ -483,6 +497,9 @@ pub struct Step {
     /// For `attach`: what the file is, e.g. "video recording of the whole ceremony".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment: Option<String>,
+    /// The token the step acts on (a `[[hsms]]` name, or the primary's); the primary when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsm: Option<String>,
     /// For `sign_crl`: the CRL name (a `[[crls]]` entry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crl: Option<String>,
@@ -565,6 +582,7 @@ mod tests {
             label: "a/b".into(),
             algorithm: KeyAlgorithm::P256,
             existing: None,
+            hsm: None,
         };
         assert_eq!(key.public_key_file(), "artifacts/a_b.pub.pem");
         let cert = CertificateProfile {

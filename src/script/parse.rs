@@ -456,7 +456,8 @@ fn serde_diagnostic(file: &str, spans: &SpanIndex, err: &toml::de::Error) -> Dia
 /// where the token table belongs (`token = "…?pin-value=…"`) may be a URI with a PIN but without the
 /// `pkcs11:` scheme that [`super::diagnostic::printable`] recognises.
 fn redact_hsm_string(path: &KeyPath, found: &str) -> String {
-    let under_hsm = matches!(path.segments().first(), Some(Segment::Key(k)) if k == "hsm");
+    let under_hsm =
+        matches!(path.segments().first(), Some(Segment::Key(k)) if k == "hsm" || k == "hsms");
     match found.split_once('?') {
         Some((head, _query)) if under_hsm => format!("{head}?…\""),
         _ => found.to_owned(),
@@ -535,7 +536,7 @@ mod tests {
         assert_eq!(
             first_error(&src),
             "t.toml:24:1: error: unknown field `pin` in [hsm] — remove it or correct its spelling; [hsm] accepts: \
-             module, token, cards_module, network_interface"
+             name, module, token, activation, cards_module, network_interface"
         );
         // OU is not among the attributes a CA certificate's subject may carry (CA/B BR 7.1.2.10.2).
         let src = GOOD.replace("C = \"NO\"", "C = \"NO\", OU = \"PKI\"");

@@ -25,6 +25,7 @@ mod participants;
 mod quorum;
 mod steps;
 mod text;
+mod tokens;
 
 /// All policy findings for `loaded`, sorted by position in the file.
 pub fn check(loaded: &LoadedScript) -> Vec<Diagnostic> {
@@ -54,6 +55,7 @@ fn check_as(loaded: &LoadedScript, rehearsal: bool) -> Vec<Diagnostic> {
     c.existing_keys();
     c.ca_certificates();
     c.hsm_order();
+    c.tokens();
     c.hsm_config();
     c.subjects();
     c.preflight();
@@ -265,21 +267,25 @@ impl Checker<'_> {
 
     fn hsm_config(&mut self) {
         let hsm = &self.s.hsm;
-        let module = root().key("hsm").key("module");
-        let example = "e.g. module = \"/usr/lib/softhsm/libsofthsm2.so\"";
-        if hsm.module.trim().is_empty() {
-            let fix = format!("give the absolute path of the PKCS#11 module, {example}");
-            self.error(&module, Target::Value, "`hsm.module` is empty".into(), fix);
-        } else if !Path::new(&hsm.module).is_absolute() {
-            let what = format!("`hsm.module` \"{}\" is a relative path", hsm.module);
-            let fix = format!(
-                "give the absolute path, {example}, so the library loaded is the one you inspected and not one found on a search path"
-            );
-            self.error(&module, Target::Value, what, fix);
-        }
+        self.hsm_module(&root().key("hsm").key("module"), &hsm.module, "hsm.module");
         let token = root().key("hsm").key("token");
         let selector = hsm.token.clone();
         self.token_selector(&token, &selector, "[hsm.token]");
+    }
+
+    /// A token's module: an absolute path (`field` names it in the messages).
+    fn hsm_module(&mut self, module: &KeyPath, path: &str, field: &str) {
+        let example = "e.g. module = \"/usr/lib/softhsm/libsofthsm2.so\"";
+        if path.trim().is_empty() {
+            let fix = format!("give the absolute path of the PKCS#11 module, {example}");
+            self.error(module, Target::Value, format!("`{field}` is empty"), fix);
+        } else if !Path::new(path).is_absolute() {
+            let what = format!("`{field}` \"{path}\" is a relative path");
+            let fix = format!(
+                "give the absolute path, {example}, so the library loaded is the one you inspected and not one found on a search path"
+            );
+            self.error(module, Target::Value, what, fix);
+        }
     }
 
     /// Exactly one of label, serial or uri, none empty, and a URI without a PIN. `name` says whose

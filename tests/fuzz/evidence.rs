@@ -50,6 +50,7 @@ fn bundle() -> &'static (Vec<u8>, Vec<u8>) {
             enforce_offline: false,
             module: "mock".into(),
             token: TokenSelector::default(),
+            tokens: Default::default(),
             confirmations: ConfirmationSource {
                 kind: "auto".into(),
                 answers_sha256: None,

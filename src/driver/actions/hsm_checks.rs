@@ -9,9 +9,19 @@ use crate::hsm::{Hsm, HsmError};
 use crate::script::{Action, Script};
 
 /// What the script's steps will ask of the HSM, in script order.
+#[cfg(test)]
 pub(crate) fn needs(script: &Script) -> Vec<Need> {
+    needs_on(script, script.primary_token())
+}
+
+/// What the steps that act on the token `token` will ask of it (issue 12).
+pub(crate) fn needs_on(script: &Script, token: &str) -> Vec<Need> {
     let mut out = Vec::new();
-    for step in &script.steps {
+    for step in script
+        .steps
+        .iter()
+        .filter(|s| script.step_token(s) == token)
+    {
         let key = match step.action {
             Action::GenerateKey | Action::SignTestMessage => step.key.as_deref(),
             Action::SignCertificate => step
@@ -39,16 +49,26 @@ pub(crate) fn needs(script: &Script) -> Vec<Need> {
 
 /// `Err` names every shortfall of the token and what to do; `Ok` also when the driver cannot list
 /// the token's mechanisms (the step itself then reports the token's own error).
+#[cfg(test)]
 pub(crate) fn check_token(script: &Script, hsm: &mut dyn Hsm) -> Result<(), HsmError> {
+    check_token_on(script, script.primary_token(), hsm)
+}
+
+/// [`check_token`] for the script's token named `name` (issue 12): the steps that act on it.
+pub(crate) fn check_token_on(
+    script: &Script,
+    name: &str,
+    hsm: &mut dyn Hsm,
+) -> Result<(), HsmError> {
     let token = hsm.identity().token_label.clone();
     let mut problems = Vec::new();
     if let Some(offered) = hsm.mechanisms()? {
-        problems.extend(refusals(&offered, &needs(script)));
+        problems.extend(refusals(&offered, &needs_on(script, name)));
     }
-    let sets_pins = script
-        .steps
-        .iter()
-        .any(|s| matches!(s.action, Action::SplitActivation | Action::Reshare));
+    let sets_pins = script.steps.iter().any(|s| {
+        matches!(s.action, Action::SplitActivation | Action::Reshare)
+            && script.step_token(s) == name
+    });
     if sets_pins {
         let limits = hsm.pin_limits()?;
         if limits.protected_path {

@@ -51,13 +51,16 @@ pub(in crate::driver) fn known_key(
 
 /// Right after an activation: find every existing key of the script now, so a wrong token or a
 /// wrong key stops the ceremony before any step signs.
+/// Issue 12: only the keys that live on the token just activated (`token`).
 pub(in crate::driver) fn find_all_existing(
     state: &mut State,
     script: &Script,
+    token: &str,
     step: &str,
     operator: &mut dyn Operator,
 ) -> Result<std::result::Result<(), String>> {
-    for spec in script.keys.iter().filter(|k| k.existing.is_some()) {
+    let on_token = |k: &&KeySpec| k.existing.is_some() && script.key_token_of(k) == token;
+    for spec in script.keys.iter().filter(on_token) {
         if let Err(why) = known_key(state, script, step, &spec.label, operator)? {
             return Ok(Err(why));
         }

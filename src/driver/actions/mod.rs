@@ -17,6 +17,8 @@ pub use crate::hsm::HsmOpener as Opener;
 
 mod backup;
 pub(super) mod certs;
+mod certs_adopt;
+mod certs_inputs;
 pub(super) mod crl;
 mod generate;
 pub(super) use generate::key_generated;
@@ -42,10 +44,13 @@ pub(super) type Performed = Result<std::result::Result<(), String>>;
 pub(super) fn on_step_started(
     state: &mut State,
     script: &Script,
+    mode: &super::RunMode,
     index: usize,
     operator: &mut dyn Operator,
 ) -> Result<()> {
     let step = &script.steps[index];
+    // What the room is shown comes from the token the step acts on.
+    super::tokens::enter(state, mode, script, step);
     // Issue 11: the room sees what will be signed before it confirms.
     if step.action.issues_ca_certificate() {
         return certs::present(state, script, step, operator);
@@ -94,11 +99,21 @@ pub(super) fn perform(
     pins: &mut dyn PinSource,
     opener: &mut Opener<'_>,
 ) -> Performed {
-    // `keyrite resume`: the interrupted run had the HSM logged in; log in again, on the record.
-    if state.reactivate && action.uses_hsm() && !action.is_activation() {
-        state.reactivate = false;
+    // Issue 12: the step's token's session comes forward, and its context names that token.
+    let mode = super::tokens::enter(state, ctx.mode, ctx.script, ctx.step);
+    let ctx = &super::tokens::context(ctx, mode.as_ref());
+    // `keyrite resume`: the interrupted run had this token logged in; log in again, on the record.
+    // An activation step logs the token in itself.
+    if action.is_activation() {
+        state.relogin.remove(&state.current_token);
+    }
+    let relogin = action.uses_hsm() && !action.is_activation();
+    let by_quorum = relogin
+        .then(|| state.relogin.remove(&state.current_token))
+        .flatten();
+    if let Some(by_quorum) = by_quorum {
         if action != Action::DeactivateHsm {
-            let again = if std::mem::take(&mut state.relogin_by_quorum) {
+            let again = if by_quorum {
                 super::quorum_cards::activate(state, ctx, operator, pins, opener)?
             } else {
                 activate(state, ctx, operator, pins, opener)?
@@ -111,7 +126,8 @@ pub(super) fn perform(
     let performed = perform_action(state, ctx, action, operator, pins, opener)?;
     // Keys from earlier ceremonies are found as soon as the HSM is activated (keys.rs).
     if performed.is_ok() && action.is_activation() {
-        let found = keys::find_all_existing(state, ctx.script, &ctx.step.id, operator)?;
+        let token = ctx.script.step_token(ctx.step);
+        let found = keys::find_all_existing(state, ctx.script, token, &ctx.step.id, operator)?;
         if found.is_ok() {
             token_objects::log_existing_uris(state, ctx)?;
         }
@@ -234,7 +250,13 @@ fn activate(
 ) -> Performed {
     // A second activation replaces the session: log the old one out first, on the record.
     close_hsm(state, Some(&ctx.step.id))?;
-    let detail = format!("module {}, token {}", ctx.mode.module, ctx.mode.token);
+    let named = super::tokens::current(state)
+        .map(|n| format!(" (the script's token \"{n}\")"))
+        .unwrap_or_default();
+    let detail = format!(
+        "module {}, token {}{named}",
+        ctx.mode.module, ctx.mode.token
+    );
     let hsm = match open_hsm(state, ctx, opener, detail)? {
         Ok(h) => h,
         Err(why) => return Ok(Err(why)),
@@ -249,7 +271,8 @@ fn activate(
         operator.notice(Notice::Warning { text: &warning });
     }
     let mut hsm = hsm;
-    if let Err(e) = hsm_checks::check_token(ctx.script, hsm.as_mut()) {
+    let token = ctx.script.step_token(ctx.step);
+    if let Err(e) = hsm_checks::check_token_on(ctx.script, token, hsm.as_mut()) {
         return failed(state, ctx, "open_and_login", e);
     }
     super::hsm_login::login_with_retries(state, ctx, hsm, operator, pins)
@@ -316,7 +339,10 @@ pub(super) fn activated(
     state.record(
         Some(ctx.step.id.clone()),
         vec![],
-        &Record::HsmActivated { token },
+        &Record::HsmActivated {
+            token,
+            hsm: super::tokens::current(state),
+        },
     )?;
     Ok(Ok(()))
 }
@@ -410,7 +436,10 @@ pub(super) fn close_hsm(state: &mut State, step: Option<&str>) -> Result<()> {
     state.record(
         step.map(str::to_string),
         vec![],
-        &Record::HsmDeactivated { token_serial },
+        &Record::HsmDeactivated {
+            token_serial,
+            hsm: super::tokens::current(state),
+        },
     )
 }
 

@@ -58,7 +58,15 @@ pub(super) fn log_key_uri(state: &mut State, step: &str, info: &KeyPairInfo) -> 
 
 /// After an activation found the script's existing keys: their URIs.
 pub(super) fn log_existing_uris(state: &mut State, ctx: &Context<'_>) -> Result<()> {
-    for spec in ctx.script.keys.iter().filter(|k| k.existing.is_some()) {
+    let token = ctx.script.step_token(ctx.step);
+    let here = |k: &&crate::script::KeySpec| ctx.script.key_token_of(k) == token;
+    for spec in ctx
+        .script
+        .keys
+        .iter()
+        .filter(|k| k.existing.is_some())
+        .filter(here)
+    {
         if let Some(info) = state.keys.get(&spec.label).cloned() {
             log_key_uri(state, &ctx.step.id, &info)?;
         }

@@ -149,6 +149,7 @@ fn run_with(
         enforce_offline: false,
         module: "mock".into(),
         token: TokenSelector::default(),
+        tokens: Default::default(),
         confirmations: ConfirmationSource {
             kind: "auto".into(),
             answers_sha256: None,

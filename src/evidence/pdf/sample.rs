@@ -56,6 +56,7 @@ pub fn sample_report(steps: usize) -> Report {
             .collect(),
         preflight: None,
         hsm: None,
+        tokens: Vec::new(),
         steps: (0..steps)
             .map(|i| StepRecord {
                 id: format!("step-{i}"),

@@ -208,6 +208,15 @@ fn hsm(l: &mut Layout, r: &Report) {
         );
         return;
     };
+    token_identity(l, h);
+    // Issue 12: the ceremony's other tokens, each with its own identity record.
+    for t in &r.tokens {
+        l.para(Face::Bold, BODY, &format!("Token \"{}\"", t.name));
+        token_identity(l, &t.token);
+    }
+}
+
+fn token_identity(l: &mut Layout, h: &crate::hsm::TokenIdentity) {
     l.key_values(&[
         regular("Make", &h.manufacturer),
         regular("Model", &h.model),

@@ -264,61 +264,6 @@ impl Checker<'_> {
         }
     }
 
-    pub(super) fn hsm_order(&mut self) {
-        let mut activated_by: Option<usize> = None;
-        let mut deactivated_by: Option<usize> = None;
-        for (i, st) in self.s.steps.iter().enumerate() {
-            let action = st.action;
-            let active = activated_by.is_some();
-            // A split on a factory-fresh token initialises it and logs in: it activates.
-            if action == Action::SplitActivation && !active && deactivated_by.is_none() {
-                activated_by = Some(i);
-                continue;
-            }
-            if action.is_activation() {
-                // A second login on an open session is an HSM error mid-ceremony, and it usually means a
-                // deactivate_hsm step was forgotten or moved.
-                if let Some(on) = activated_by {
-                    let (name, on) = (self.step_name(i), self.step_name(on));
-                    let what = format!(
-                        "{name} activates the HSM, but it is already active: {on} activated it and no \
-                         deactivate_hsm step comes in between"
-                    );
-                    let fix =
-                        format!("remove {name}, or add a deactivate_hsm step between {on} and it");
-                    self.error(&step_path(i).key("action"), Target::Value, what, fix);
-                } else {
-                    activated_by = Some(i);
-                }
-                continue;
-            }
-            if !action.uses_hsm() {
-                continue;
-            }
-            if !active {
-                let name = self.step_name(i);
-                let (what, fix) = match deactivated_by {
-                    Some(d) => {
-                        let off = self.step_name(d);
-                        (
-                            format!("{name} ({action}) uses the HSM after {off} deactivated it"),
-                            format!("move it before {off}, or add an activate_hsm step before it"),
-                        )
-                    }
-                    None => (
-                        format!("{name} ({action}) uses the HSM, but no activate_hsm step comes before it"),
-                        "add an activate_hsm step before it".to_owned(),
-                    ),
-                };
-                self.error(&step_path(i).key("action"), Target::Value, what, fix);
-            }
-            if action == Action::DeactivateHsm {
-                activated_by = None;
-                deactivated_by = Some(i);
-            }
-        }
-    }
-
     pub(super) fn preflight(&mut self) {
         let steps = &self.s.steps;
         let Some(first_hsm) = steps.iter().position(|s| s.action.uses_hsm()) else {
