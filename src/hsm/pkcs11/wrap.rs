@@ -11,6 +11,7 @@ use crate::script::KeyAlgorithm;
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use secrecy::SecretString;
+use zeroize::Zeroize;
 
 fn mechanism(m: WrapMechanism) -> Mechanism<'static> {
     match m {
@@ -116,7 +117,7 @@ impl Pkcs11Hsm {
                 "activate the HSM with its user PIN (or the quorum) before this step",
             ));
         };
-        let template = [
+        let mut template = [
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::KeyType(KeyType::AES),
             Attribute::Token(false),
@@ -131,18 +132,22 @@ impl Pkcs11Hsm {
             Attribute::Encrypt(false),
             Attribute::Decrypt(false),
         ];
-        self.so_login(so_pin)?;
-        let created = self
-            .session
-            .create_object(&template)
-            .ck("C_CreateObject", || doing.clone())
-            .and_then(|kek| self.check_trusted(kek, label, &doing));
+        let created = self.so_login(so_pin).and_then(|()| {
+            self.session
+                .create_object(&template)
+                .ck("C_CreateObject", || doing.clone())
+        });
+        // The template's copy of the KEK is wiped as soon as the token has it.
+        for attr in template.iter_mut() {
+            if let Attribute::Value(v) = attr {
+                v.zeroize();
+            }
+        }
+        let created = created.and_then(|kek| self.check_trusted(kek, label, &doing));
         // Back to the user in every case: the ceremony goes on (or fails) logged in as before.
-        let back = self
-            .session
-            .logout()
-            .ck("C_Logout", || doing.clone())
-            .and_then(|()| Hsm::login(self, &user_pin));
+        // (A refused SO login left nobody logged in: that logout's "not logged in" changes nothing.)
+        let _ = self.session.logout();
+        let back = Hsm::login(self, &user_pin);
         created?;
         back
     }
