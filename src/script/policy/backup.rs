@@ -38,6 +38,14 @@ impl Checker<'_> {
         }
         if let Some(b) = &self.s.backup {
             let at = root().key("backup");
+            if self.s.key(&b.key).is_some_and(|k| k.algorithm.is_ml_dsa()) {
+                let what = format!(
+                    "[backup] names ML-DSA key \"{}\"; keyrite backs up RSA and EC keys only",
+                    b.key
+                );
+                let fix = "back up an RSA or EC key, or remove [backup] (an ML-DSA key then never leaves its token)";
+                self.error(&at.clone().key("key"), Target::Value, what, fix);
+            }
             if self.s.key(&b.key).is_none() {
                 let what = format!(
                     "[backup] names key \"{}\", which no [[keys]] entry defines",
@@ -62,6 +70,18 @@ impl Checker<'_> {
         }
         if let Some(r) = &self.s.restore {
             let at = root().key("restore");
+            if self.s.key(&r.key).is_some_and(|k| k.algorithm.is_ml_dsa()) {
+                let what = format!(
+                    "[restore] names ML-DSA key \"{}\"; keyrite restores RSA and EC keys only",
+                    r.key
+                );
+                self.error(
+                    &at.clone().key("key"),
+                    Target::Value,
+                    what,
+                    "restore an RSA or EC key",
+                );
+            }
             if self.s.key(&r.key).is_none() {
                 let what = format!(
                     "[restore] names key \"{}\", which no [[keys]] entry defines",
