@@ -78,6 +78,15 @@ pub struct Report {
     /// Certificates issued to other CAs: subordinate CAs and cross-certificates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ca_certificates: Vec<super::signing::IssuedCertificateRecord>,
+    /// Issue 12: keys backed up (wrapped under a KEK split to cards).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<super::backup::BackupRecord>,
+    /// Issue 12: keys restored from a backup into this ceremony's token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restores: Vec<super::backup::RestoreRecord>,
+    /// Issue 12: restores undone (refused or interrupted), with what was destroyed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restores_undone: Vec<super::backup::RestoreUndone>,
     pub log_head: LogHead,
 }
 

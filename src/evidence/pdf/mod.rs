@@ -6,6 +6,7 @@
 //! Pages are written as they are laid out ([`writer`]): rendering holds the report and one page.
 //! The paper script for the room (`keyrite print`, [`script`]) shares the layout engine.
 
+mod backup;
 mod cards;
 mod certificates;
 mod crls;

@@ -29,6 +29,7 @@ pub fn lay_out(report: &Report, l: &mut Layout) {
     super::certificates::section(l, report);
     super::existing::ca_certificates(l, report);
     super::crls::section(l, report);
+    super::backup::section(l, report);
     quorum(l, report);
     transcript(l, report);
     exceptions(l, report);
@@ -334,7 +335,16 @@ fn keys(l: &mut Layout, r: &Report) {
 }
 
 fn quorum(l: &mut Layout, r: &Report) {
-    l.heading("Activation quorum");
+    // Issue 12: a restore's cards rebuild a backup's KEK (split "<ceremony id>/kek"), not a PIN.
+    let kek = r
+        .quorum
+        .as_ref()
+        .is_some_and(|q| q.split_ceremony_id.ends_with("/kek"));
+    l.heading(if kek {
+        "Key-encryption key quorum (backup)"
+    } else {
+        "Activation quorum"
+    });
     let Some(q) = &r.quorum else {
         l.para(
             Face::Regular,

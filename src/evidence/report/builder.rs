@@ -102,6 +102,9 @@ impl ReportBuilder {
             preflight: None,
             hsm: None,
             tokens: Vec::new(),
+            backups: Vec::new(),
+            restores: Vec::new(),
+            restores_undone: Vec::new(),
             steps: planned
                 .iter()
                 .map(|p| StepRecord {
@@ -336,7 +339,8 @@ fn apply(
                 bits,
                 id,
                 key_hash,
-                generated_in_hsm: attributes.prove_in_hsm_generation(),
+                generated_in_hsm: attributes.prove_in_hsm_generation()
+                    || attributes.prove_backup_generation(),
                 attributes,
                 public_key_file,
                 generated: time,
@@ -411,6 +415,9 @@ fn apply(
             Record::ExistingKeyFound(k) => report.existing_keys.push(k),
             Record::CaCertificateSigned(c) => report.ca_certificates.push(c),
             Record::CertificatePresented(_) => {}
+            Record::KeyBackedUp(b) => report.backups.push(b),
+            Record::KeyRestored(r) => report.restores.push(r),
+            Record::RestoreUndone(u) => report.restores_undone.push(u),
             Record::TestMessageSigned {
                 key,
                 signature_algorithm,
