@@ -65,6 +65,17 @@ impl Env {
         self.run_rehearsal(script, name, answers, vars, &[])
     }
 
+    /// A rehearsal with extra environment variables and extra arguments (softhsm-tests/mldsa.rs).
+    pub fn rehearse_full(
+        &mut self,
+        script: &str,
+        name: &str,
+        vars: &[(&str, &str)],
+        extra: &[&str],
+    ) -> (Output, PathBuf) {
+        self.run_rehearsal(script, name, None, vars, extra)
+    }
+
     fn rehearse_args(&mut self, script: &str, name: &str, extra: &[&str]) -> (Output, PathBuf) {
         self.run_rehearsal(script, name, None, &[], extra)
     }

@@ -3,6 +3,7 @@
 //! written, so a later rehearsal ceremony can reuse the same tokens with `--env DIR`.
 
 mod cards;
+pub mod pqc;
 
 pub use cards::{CARD_KEY, CA_FILE, CA_TOKEN};
 
@@ -290,8 +291,11 @@ impl RehearsalEnv {
 
     /// Does this process already run under the rehearsal's SOFTHSM2_CONF? SoftHSM reads the variable
     /// once, at C_Initialize, so otherwise the CLI re-executes itself with it set.
-    pub fn is_active(&self) -> bool {
-        std::env::var_os("SOFTHSM2_CONF").is_some_and(|v| Path::new(&v) == self.conf)
+    /// With `kryoptic_conf` (an ML-DSA rehearsal), KRYOPTIC_CONF must name it too.
+    pub fn is_active(&self, kryoptic_conf: Option<&Path>) -> bool {
+        let set =
+            |var: &str, want: &Path| std::env::var_os(var).is_some_and(|v| Path::new(&v) == want);
+        set("SOFTHSM2_CONF", &self.conf) && kryoptic_conf.is_none_or(|k| set("KRYOPTIC_CONF", k))
     }
 
     /// Every token of the folder (the ceremony HSM, the participants CA, the cards).

@@ -106,6 +106,8 @@ pub enum SignMechanism {
     RsaPkcs1Sha384,
     /// CKM_ECDSA over a digest computed by the caller; returns raw r‖s.
     EcdsaPrehashed,
+    /// CKM_ML_DSA (pure ML-DSA, empty context as RFC 9881 requires) over the whole message.
+    MlDsa,
 }
 
 /// The operations a ceremony needs from an HSM. Object handles never escape: keys are named by label.

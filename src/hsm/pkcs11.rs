@@ -288,6 +288,7 @@ impl Hsm for Pkcs11Hsm {
                 ))
             }
             SignMechanism::EcdsaPrehashed => (None, KeyType::EC),
+            SignMechanism::MlDsa => (None, KeyType::ML_DSA),
         };
         let template = [
             Attribute::Class(ObjectClass::PRIVATE_KEY),
@@ -299,6 +300,8 @@ impl Hsm for Pkcs11Hsm {
         if self.key_type(key, label)? != Some(key_type) {
             let kind = if key_type == KeyType::RSA {
                 "RSA"
+            } else if key_type == KeyType::ML_DSA {
+                "ML-DSA"
             } else {
                 "EC"
             };
@@ -310,6 +313,7 @@ impl Hsm for Pkcs11Hsm {
         }
         match hashed {
             Some(hashed) => self.sign_rsa(key, hashed, label, data),
+            None if mechanism == SignMechanism::MlDsa => self.sign_ml_dsa(key, label, data),
             None => self.sign_ecdsa(key, data, label, &doing),
         }
     }

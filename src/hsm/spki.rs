@@ -2,7 +2,7 @@
 //! Pure functions: the PKCS#11 module and the mock both use them.
 
 use crate::script::KeyAlgorithm;
-use const_oid::db::{rfc5912, rfc5912::ID_EC_PUBLIC_KEY};
+use const_oid::db::{fips204, rfc5912, rfc5912::ID_EC_PUBLIC_KEY};
 use der::asn1::{AnyRef, BitString, ObjectIdentifier, OctetString, UintRef};
 use der::{Decode, Encode};
 use sha2::{Digest, Sha256};
@@ -13,8 +13,61 @@ pub fn curve_oid(algorithm: KeyAlgorithm) -> Option<ObjectIdentifier> {
     match algorithm {
         KeyAlgorithm::P256 => Some(rfc5912::SECP_256_R_1),
         KeyAlgorithm::P384 => Some(rfc5912::SECP_384_R_1),
-        KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => None,
+        _ => None,
     }
+}
+
+/// RFC 9881's OID of an ML-DSA parameter set (id-ml-dsa-44/65/87); `None` for other algorithms.
+pub fn ml_dsa_oid(algorithm: KeyAlgorithm) -> Option<ObjectIdentifier> {
+    match algorithm {
+        KeyAlgorithm::MlDsa44 => Some(fips204::ID_ML_DSA_44),
+        KeyAlgorithm::MlDsa65 => Some(fips204::ID_ML_DSA_65),
+        KeyAlgorithm::MlDsa87 => Some(fips204::ID_ML_DSA_87),
+        _ => None,
+    }
+}
+
+/// FIPS 204 sizes in bytes of an ML-DSA parameter set: (public key, signature).
+pub fn ml_dsa_sizes(algorithm: KeyAlgorithm) -> Option<(usize, usize)> {
+    match algorithm {
+        KeyAlgorithm::MlDsa44 => Some((1312, 2420)),
+        KeyAlgorithm::MlDsa65 => Some((1952, 3309)),
+        KeyAlgorithm::MlDsa87 => Some((2592, 4627)),
+        _ => None,
+    }
+}
+
+/// The ML-DSA parameter set an SPKI or signature algorithm OID names.
+pub fn ml_dsa_of_oid(oid: &ObjectIdentifier) -> Option<KeyAlgorithm> {
+    [
+        KeyAlgorithm::MlDsa44,
+        KeyAlgorithm::MlDsa65,
+        KeyAlgorithm::MlDsa87,
+    ]
+    .into_iter()
+    .find(|a| ml_dsa_oid(*a).as_ref() == Some(oid))
+}
+
+/// SPKI for an ML-DSA key (RFC 9881): the parameter set's OID with absent parameters, and the raw
+/// public key (CKA_VALUE) as the BIT STRING.
+pub fn ml_dsa_spki_der(algorithm: KeyAlgorithm, value: &[u8]) -> Result<Vec<u8>, String> {
+    let (oid, (size, _)) = ml_dsa_oid(algorithm)
+        .zip(ml_dsa_sizes(algorithm))
+        .ok_or_else(|| format!("{algorithm} is not an ML-DSA algorithm"))?;
+    if value.len() != size {
+        return Err(format!(
+            "CKA_VALUE of an {algorithm} public key is {} bytes, expected {size}",
+            value.len()
+        ));
+    }
+    let spki = SubjectPublicKeyInfoOwned {
+        algorithm: AlgorithmIdentifierOwned {
+            oid,
+            parameters: None,
+        },
+        subject_public_key: BitString::from_bytes(value).map_err(|e| e.to_string())?,
+    };
+    spki.to_der().map_err(|e| e.to_string())
 }
 
 /// DER of the namedCurve OID, the value PKCS#11 expects in CKA_EC_PARAMS.
@@ -93,6 +146,21 @@ mod tests {
     #[test]
     fn grouped_hex_groups_by_four() {
         assert_eq!(grouped_hex("0123456789"), "0123 4567 89");
+    }
+
+    #[test]
+    fn an_ml_dsa_spki_is_the_oid_without_parameters_around_the_raw_key() {
+        let der = ml_dsa_spki_der(KeyAlgorithm::MlDsa65, &[7u8; 1952]).unwrap();
+        let spki = SubjectPublicKeyInfoOwned::from_der(&der).unwrap();
+        assert_eq!(spki.algorithm.oid.to_string(), "2.16.840.1.101.3.4.3.18");
+        assert!(spki.algorithm.parameters.is_none());
+        assert_eq!(spki.subject_public_key.raw_bytes(), &[7u8; 1952][..]);
+        let err = ml_dsa_spki_der(KeyAlgorithm::MlDsa87, &[7u8; 1952]).unwrap_err();
+        assert!(err.contains("expected 2592"), "{err}");
+        assert_eq!(
+            ml_dsa_of_oid(&fips204::ID_ML_DSA_44),
+            Some(KeyAlgorithm::MlDsa44)
+        );
     }
 
     #[test]

@@ -284,6 +284,13 @@ pub enum KeyAlgorithm {
     P256,
     #[serde(rename = "P-384")]
     P384,
+    /// FIPS 204 ML-DSA (pure, RFC 9881 in X.509): a post-quantum signature key.
+    #[serde(rename = "ML-DSA-44")]
+    MlDsa44,
+    #[serde(rename = "ML-DSA-65")]
+    MlDsa65,
+    #[serde(rename = "ML-DSA-87")]
+    MlDsa87,
 }
 
 impl KeyAlgorithm {
@@ -293,16 +300,22 @@ impl KeyAlgorithm {
             KeyAlgorithm::Rsa4096 => "RSA-4096",
             KeyAlgorithm::P256 => "P-256",
             KeyAlgorithm::P384 => "P-384",
+            KeyAlgorithm::MlDsa44 => "ML-DSA-44",
+            KeyAlgorithm::MlDsa65 => "ML-DSA-65",
+            KeyAlgorithm::MlDsa87 => "ML-DSA-87",
         }
     }
 
-    /// Key size in bits (modulus for RSA, field size for EC).
+    /// Key size in bits (modulus for RSA, field size for EC, the public key's size for ML-DSA).
     pub fn bits(self) -> u32 {
         match self {
             KeyAlgorithm::Rsa3072 => 3072,
             KeyAlgorithm::Rsa4096 => 4096,
             KeyAlgorithm::P256 => 256,
             KeyAlgorithm::P384 => 384,
+            KeyAlgorithm::MlDsa44 | KeyAlgorithm::MlDsa65 | KeyAlgorithm::MlDsa87 => {
+                crate::hsm::spki::ml_dsa_sizes(self).map_or(0, |(public, _)| public as u32 * 8)
+            }
         }
     }
 
@@ -310,11 +323,24 @@ impl KeyAlgorithm {
         matches!(self, KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096)
     }
 
-    /// The hash that matches the key's strength when the profile does not name one.
+    pub fn is_ml_dsa(self) -> bool {
+        matches!(
+            self,
+            KeyAlgorithm::MlDsa44 | KeyAlgorithm::MlDsa65 | KeyAlgorithm::MlDsa87
+        )
+    }
+
+    /// The hash that matches the key's strength when the profile does not name one. Pure ML-DSA
+    /// signs the whole message and uses none: the value is ignored for it.
     pub fn default_hash(self) -> HashAlgorithm {
         match self {
-            KeyAlgorithm::Rsa3072 | KeyAlgorithm::P256 => HashAlgorithm::Sha256,
-            KeyAlgorithm::Rsa4096 | KeyAlgorithm::P384 => HashAlgorithm::Sha384,
+            KeyAlgorithm::Rsa3072 | KeyAlgorithm::P256 | KeyAlgorithm::MlDsa44 => {
+                HashAlgorithm::Sha256
+            }
+            KeyAlgorithm::Rsa4096
+            | KeyAlgorithm::P384
+            | KeyAlgorithm::MlDsa65
+            | KeyAlgorithm::MlDsa87 => HashAlgorithm::Sha384,
         }
     }
 }

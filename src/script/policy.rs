@@ -250,6 +250,7 @@ impl Checker<'_> {
         }
         self.artifact_clashes(&sound_keys, &sound_certs);
         self.signature_hashes();
+        self.ml_dsa_without_hash();
     }
 
     fn known_keys_fix(&self, wanted: &str) -> String {

@@ -28,6 +28,15 @@ pub(super) mod token_objects;
 
 /// CKA manufacturerID of SoftHSM2 tokens, also when reached through the p11-kit proxy.
 pub(super) const SOFTHSM_MANUFACTURER: &str = "SoftHSM project";
+/// Kryoptic's manufacturerID: the throw-away token of a rehearsal with ML-DSA keys.
+const KRYOPTIC_MANUFACTURER: &str = "Kryoptic Project";
+
+/// May a rehearsal use this token? SoftHSM2's, or Kryoptic's when the rehearsal runs on its folder's
+/// private Kryoptic configuration (a script with ML-DSA keys).
+pub(super) fn rehearsal_token(manufacturer: &str) -> bool {
+    manufacturer == SOFTHSM_MANUFACTURER
+        || (manufacturer == KRYOPTIC_MANUFACTURER && super::rehearsal::pqc::active())
+}
 
 pub(super) struct Context<'a> {
     pub script: &'a Script,
@@ -272,7 +281,7 @@ fn activate(
 }
 
 /// Open the ceremony's HSM token after a write-ahead `open_and_login` intent (`detail` says how).
-/// A rehearsal refuses any token that is not SoftHSM2's. The inner `Err` is a failure already
+/// A rehearsal refuses any token that is not SoftHSM2's (or, with ML-DSA keys, Kryoptic's). The inner `Err` is a failure already
 /// logged as `hsm_failed`.
 /// What the token's driver warns of (a serial it shares with another token) is shown and logged.
 pub(super) fn open_hsm(
@@ -292,11 +301,12 @@ pub(super) fn open_hsm(
         Ok(h) => h,
         Err(e) => return refuse(state, e),
     };
-    if ctx.mode.rehearsal && hsm.identity().manufacturer != SOFTHSM_MANUFACTURER {
+    if ctx.mode.rehearsal && !rehearsal_token(&hsm.identity().manufacturer) {
         let err = HsmError::new(
             "select token",
             format!(
-                "token \"{}\" is made by \"{}\"; rehearsals run only on throw-away SoftHSM2 tokens",
+                "token \"{}\" is made by \"{}\"; rehearsals run only on throw-away SoftHSM2 tokens \
+                 (Kryoptic ones for ML-DSA keys)",
                 hsm.identity().token_label,
                 hsm.identity().manufacturer
             ),
