@@ -130,6 +130,13 @@ pub(super) fn rehearse(
             renv.ensure_card(&softhsm, &label, &card.holder)?;
         }
     }
+    // Issue 12: the cards that hold a backup's KEK shares.
+    let backup_cards = loaded.script.backup.iter().flat_map(|b| b.cards.iter());
+    let restore_cards = loaded.script.restore.iter().flat_map(|r| r.cards.iter());
+    for card in backup_cards.chain(restore_cards) {
+        let label = rehearsal::rehearsal_label(&card.token);
+        renv.ensure_card(&softhsm, &label, &card.holder)?;
+    }
     let mut pins = RehearsalPins(renv.tokens().to_vec());
     let code = if room.tui() {
         let attach = attach_paths(room.attach, &loaded.script)?;

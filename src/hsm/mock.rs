@@ -128,6 +128,7 @@ impl MockHsm {
                 always_sensitive: Some(true),
                 extractable: Some(false),
                 sensitive: Some(true),
+                wrap_with_trusted: None,
             },
         })
     }

@@ -124,6 +124,66 @@ pub fn rsa_spki_der(modulus: &[u8], public_exponent: &[u8]) -> Result<Vec<u8>, S
     spki.to_der().map_err(|e| e.to_string())
 }
 
+/// A public key's raw PKCS#11 attributes, read back out of a DER SubjectPublicKeyInfo (issue 12:
+/// a restored key's public object is made from its original certificate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicParts {
+    /// CKA_EC_PARAMS (namedCurve DER) and CKA_EC_POINT (DER OCTET STRING around the point).
+    Ec { params: Vec<u8>, point: Vec<u8> },
+    /// CKA_MODULUS and CKA_PUBLIC_EXPONENT, big-endian unsigned.
+    Rsa { modulus: Vec<u8>, exponent: Vec<u8> },
+}
+
+/// The algorithm and raw attributes of an SPKI keyrite could have made; the SPKI rebuilt from them
+/// must equal the input, so the key hash cannot change on the way.
+pub fn public_parts(spki_der: &[u8]) -> Result<(KeyAlgorithm, PublicParts), String> {
+    let spki = SubjectPublicKeyInfoOwned::from_der(spki_der).map_err(|e| e.to_string())?;
+    let key = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or("the public key has unused bits")?;
+    let (algorithm, parts, rebuilt) = if spki.algorithm.oid == ID_EC_PUBLIC_KEY {
+        let curve: ObjectIdentifier = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .ok_or("an EC key without curve parameters")?
+            .decode_as()
+            .map_err(|e| format!("EC parameters: {e}"))?;
+        let algorithm = [KeyAlgorithm::P256, KeyAlgorithm::P384]
+            .into_iter()
+            .find(|a| curve_oid(*a) == Some(curve))
+            .ok_or_else(|| format!("curve {curve} is not P-256 or P-384"))?;
+        let params = ec_params_der(algorithm).ok_or("no curve parameters")?;
+        let point = OctetString::new(key.to_vec())
+            .and_then(|o| o.to_der())
+            .map_err(|e| e.to_string())?;
+        let rebuilt = ec_spki_der(algorithm, &point)?;
+        (algorithm, PublicParts::Ec { params, point }, rebuilt)
+    } else if spki.algorithm.oid == rfc5912::RSA_ENCRYPTION {
+        let rsa: pkcs1::RsaPublicKey<UintRef<'_>> =
+            pkcs1::RsaPublicKey::from_der(key).map_err(|e| e.to_string())?;
+        let modulus = rsa.modulus.as_bytes().to_vec();
+        let exponent = rsa.public_exponent.as_bytes().to_vec();
+        let algorithm = match modulus.len() * 8 {
+            3072 => KeyAlgorithm::Rsa3072,
+            4096 => KeyAlgorithm::Rsa4096,
+            bits => return Err(format!("an RSA key of {bits} bits")),
+        };
+        let rebuilt = rsa_spki_der(&modulus, &exponent)?;
+        (algorithm, PublicParts::Rsa { modulus, exponent }, rebuilt)
+    } else {
+        return Err(format!(
+            "key algorithm {} is not RSA or EC",
+            spki.algorithm.oid
+        ));
+    };
+    if rebuilt != spki_der {
+        return Err("the public key is not in the DER form keyrite writes".into());
+    }
+    Ok((algorithm, parts))
+}
+
 /// The key hash: SHA-256 over the DER SubjectPublicKeyInfo, lowercase hex. The same bytes that
 /// `openssl pkey -pubin -outform DER | sha256sum` hashes.
 pub fn key_hash(spki_der: &[u8]) -> String {
@@ -142,6 +202,40 @@ pub fn grouped_hex(hex: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_parts_round_trip_to_the_same_spki_and_refuse_other_forms() {
+        let point = {
+            let mut p = vec![0x04];
+            p.extend([7u8; 64]);
+            p
+        };
+        let ec = ec_spki_der(KeyAlgorithm::P256, &point).unwrap();
+        let (alg, parts) = public_parts(&ec).unwrap();
+        assert_eq!(alg, KeyAlgorithm::P256);
+        let PublicParts::Ec {
+            params,
+            point: wrapped,
+        } = parts
+        else {
+            panic!("an EC key");
+        };
+        assert_eq!(Some(params), ec_params_der(KeyAlgorithm::P256));
+        assert_eq!(ec_spki_der(KeyAlgorithm::P256, &wrapped).unwrap(), ec);
+        let mut modulus = vec![0xc5u8];
+        modulus.extend([0x11u8; 383]);
+        let rsa = rsa_spki_der(&modulus, &[1, 0, 1]).unwrap();
+        let (alg, parts) = public_parts(&rsa).unwrap();
+        assert_eq!(alg, KeyAlgorithm::Rsa3072);
+        assert_eq!(
+            parts,
+            PublicParts::Rsa {
+                modulus,
+                exponent: vec![1, 0, 1]
+            }
+        );
+        assert!(public_parts(&rsa[..rsa.len() - 1]).is_err());
+    }
 
     #[test]
     fn grouped_hex_groups_by_four() {

@@ -43,6 +43,11 @@ pub enum Action {
     SignCrossCertificate,
     /// Build, sign in the HSM and verify the CRL named by `crl`.
     SignCrl,
+    // Issue 12: backup and restore (driver/actions/backup.rs, restore.rs).
+    /// Wrap the `[backup]` key under a fresh trusted KEK split M-of-N to the backup cards.
+    BackupKey,
+    /// Rebuild the KEK from M cards and unwrap the `[restore]` blob into the token.
+    RestoreKey,
 }
 
 impl Action {
@@ -61,6 +66,8 @@ impl Action {
                 | Action::SignSubordinateCa
                 | Action::SignCrossCertificate
                 | Action::SignCrl
+                | Action::BackupKey
+                | Action::RestoreKey
         )
     }
 
@@ -84,6 +91,8 @@ impl Action {
                 | Action::SignSubordinateCa
                 | Action::SignCrossCertificate
                 | Action::SignCrl
+                | Action::BackupKey
+                | Action::RestoreKey
         )
     }
 
@@ -114,6 +123,8 @@ impl Action {
             Action::SignSubordinateCa => "sign_subordinate_ca",
             Action::SignCrossCertificate => "sign_cross_certificate",
             Action::SignCrl => "sign_crl",
+            Action::BackupKey => "backup_key",
+            Action::RestoreKey => "restore_key",
         }
     }
 }

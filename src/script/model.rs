@@ -38,6 +38,12 @@ pub struct Script {
     /// The M-of-N custodian quorum that holds the HSM's activation secret (script_quorum.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum: Option<super::quorum::QuorumConfig>,
+    /// Issue 12: the key this ceremony backs up, and the KEK's custodians (backup.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<super::backup::BackupConfig>,
+    /// Issue 12: a backup blob restored into this script's token (backup.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<super::backup::RestoreConfig>,
     pub steps: Vec<Step>,
 }
 
@@ -556,6 +562,11 @@ impl Script {
 
     pub fn ca_certificate(&self, name: &str) -> Option<&super::signing::CaCertificate> {
         self.ca_certificates.iter().find(|c| c.name == name)
+    }
+
+    /// Issue 12: is `label` the key `[backup]` backs up (generated wrappable by a trusted key)?
+    pub fn backs_up(&self, label: &str) -> bool {
+        self.backup.as_ref().is_some_and(|b| b.key == label)
     }
 
     pub fn crl(&self, name: &str) -> Option<&super::crl::CrlProfile> {

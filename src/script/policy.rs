@@ -16,6 +16,7 @@ const MAX_VALIDITY_DAYS: u32 = 36525;
 
 mod artifacts;
 mod attach;
+mod backup;
 mod cards;
 mod crl;
 mod existing;
@@ -62,6 +63,7 @@ fn check_as(loaded: &LoadedScript, rehearsal: bool) -> Vec<Diagnostic> {
     c.attachments();
     c.quorum();
     c.crls();
+    c.backups();
     c.displayed_text();
     // Stable: findings at the same place keep the order of the rules above.
     c.out.sort_by_key(|d| (d.line, d.col));

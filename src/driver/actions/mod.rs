@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::hsm::HsmOpener as Opener;
 
+mod backup;
 pub(super) mod certs;
 mod certs_adopt;
 mod certs_inputs;
@@ -23,6 +24,7 @@ mod generate;
 pub(super) use generate::key_generated;
 mod hsm_checks;
 pub(super) mod keys;
+mod restore;
 mod root_cert;
 pub(super) mod token_objects;
 
@@ -160,7 +162,7 @@ fn perform_action(
         }
         Action::Preflight => preflight_step(state, ctx, operator),
         Action::ActivateHsm => activate(state, ctx, operator, pins, opener),
-        Action::GenerateKey => generate::generate(state, ctx, operator),
+        Action::GenerateKey => generate::generate(state, ctx, operator, pins),
         Action::SignCertificate => root_cert::sign(state, ctx, operator),
         Action::DeactivateHsm => {
             close_hsm(state, Some(&ctx.step.id))?;
@@ -184,6 +186,8 @@ fn perform_action(
             certs::sign(state, ctx, operator)
         }
         Action::SignCrl => crl::perform(state, ctx, operator),
+        Action::BackupKey => backup::backup(state, ctx, operator, pins, opener),
+        Action::RestoreKey => restore::restore(state, ctx, operator, pins, opener),
     }
 }
 

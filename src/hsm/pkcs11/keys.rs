@@ -150,6 +150,7 @@ impl Pkcs11Hsm {
             always_sensitive: None,
             extractable: None,
             sensitive: None,
+            wrap_with_trusted: None,
         };
         let mut id = Vec::new();
         let mut key_type = None;
@@ -172,6 +173,14 @@ impl Pkcs11Hsm {
                 Attribute::Extractable(v) => attributes.extractable = Some(v),
                 Attribute::Sensitive(v) => attributes.sensitive = Some(v),
                 _ => {}
+            }
+        }
+        // Issue 12: only a key made for backup is extractable; then say by which keys.
+        if attributes.extractable == Some(true) {
+            for attr in self.attributes(private, &[T::WrapWithTrusted], label)? {
+                if let Attribute::WrapWithTrusted(v) = attr {
+                    attributes.wrap_with_trusted = Some(v);
+                }
             }
         }
         let unsupported = |what: String| {

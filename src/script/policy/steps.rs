@@ -180,7 +180,11 @@ impl Checker<'_> {
             let cert_path = at.clone().key("certificate");
             let uses_key = matches!(
                 action,
-                Action::GenerateKey | Action::ConfirmFingerprint | Action::SignTestMessage
+                Action::GenerateKey
+                    | Action::ConfirmFingerprint
+                    | Action::SignTestMessage
+                    | Action::BackupKey
+                    | Action::RestoreKey
             );
             match (&st.key, uses_key) {
                 (None, true) => {
