@@ -261,6 +261,14 @@ mod tests {
             "ca_certificate_signed",
             Again,
         ),
+        (
+            Action::DestroyKey,
+            true,
+            true,
+            false,
+            "key_destroyed",
+            Finish,
+        ),
     ];
 
     /// The row of each action: no catch-all, so a new action does not compile until it has one.
@@ -283,6 +291,7 @@ mod tests {
             Action::SignCrl => 14,
             Action::SignSubordinateCa => 15,
             Action::SignCrossCertificate => 16,
+            Action::DestroyKey => 17,
         }
     }
 

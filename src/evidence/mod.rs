@@ -2,6 +2,7 @@
 //! offline verification of all of it.
 
 pub mod bundle;
+pub mod destroy;
 pub mod events;
 pub mod log;
 pub mod pdf;

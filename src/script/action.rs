@@ -43,6 +43,9 @@ pub enum Action {
     SignCrossCertificate,
     /// Build, sign in the HSM and verify the CRL named by `crl`.
     SignCrl,
+    /// Issue 12: destroy every object (private, public, certificate) of the existing key `key`,
+    /// then read back that none remains.
+    DestroyKey,
 }
 
 impl Action {
@@ -61,6 +64,7 @@ impl Action {
                 | Action::SignSubordinateCa
                 | Action::SignCrossCertificate
                 | Action::SignCrl
+                | Action::DestroyKey
         )
     }
 
@@ -84,6 +88,7 @@ impl Action {
                 | Action::SignSubordinateCa
                 | Action::SignCrossCertificate
                 | Action::SignCrl
+                | Action::DestroyKey
         )
     }
 
@@ -114,6 +119,7 @@ impl Action {
             Action::SignSubordinateCa => "sign_subordinate_ca",
             Action::SignCrossCertificate => "sign_cross_certificate",
             Action::SignCrl => "sign_crl",
+            Action::DestroyKey => "destroy_key",
         }
     }
 }

@@ -18,6 +18,7 @@ mod artifacts;
 mod attach;
 mod cards;
 mod crl;
+mod destroy;
 mod existing;
 mod issued;
 mod participants;
@@ -55,6 +56,7 @@ fn check_as(loaded: &LoadedScript, rehearsal: bool) -> Vec<Diagnostic> {
     c.ca_certificates();
     c.hsm_order();
     c.tokens();
+    c.destructions();
     c.hsm_config();
     c.subjects();
     c.preflight();

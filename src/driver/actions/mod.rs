@@ -17,6 +17,7 @@ pub use crate::hsm::HsmOpener as Opener;
 
 pub(super) mod certs;
 pub(super) mod crl;
+pub(super) mod destroy;
 mod generate;
 pub(super) use generate::key_generated;
 mod hsm_checks;
@@ -173,6 +174,7 @@ fn perform_action(
             certs::sign(state, ctx, operator)
         }
         Action::SignCrl => crl::perform(state, ctx, operator),
+        Action::DestroyKey => destroy::perform(state, ctx, operator),
     }
 }
 

@@ -8,6 +8,7 @@
 mod cards;
 mod certificates;
 mod crls;
+mod destroy;
 mod existing;
 pub mod layout;
 pub mod metrics;

@@ -180,7 +180,10 @@ impl Checker<'_> {
             let cert_path = at.clone().key("certificate");
             let uses_key = matches!(
                 action,
-                Action::GenerateKey | Action::ConfirmFingerprint | Action::SignTestMessage
+                Action::GenerateKey
+                    | Action::ConfirmFingerprint
+                    | Action::SignTestMessage
+                    | Action::DestroyKey
             );
             match (&st.key, uses_key) {
                 (None, true) => {
