@@ -135,7 +135,7 @@ fn find_existing(
         )));
     };
     let token = hsm.identity().token_label.clone();
-    let stop = "nothing was signed";
+    let stop = "nothing was signed or destroyed";
     let matches = match hsm.find_private_keys(&query) {
         Ok(m) => m,
         Err(e) => return Ok(Err(format!("key {name}: {e}"))),
