@@ -5,6 +5,8 @@
 //! `openssl verify -x509_strict` and openssl's key hash. Outside CI a missing backend skips with a
 //! message; with KEYRITE_REQUIRE_EXTERNAL=1 (run-all.sh) it fails.
 
+#[path = "backends/backup.rs"]
+mod backup;
 mod common;
 #[path = "backends/fallbacks.rs"]
 mod fallbacks;

@@ -9,6 +9,9 @@ export KEYRITE_REQUIRE_EXTERNAL=1
 export KEYRITE_PKILINT="$PWD/.venv-pkilint/bin/lint_cabf_serverauth_cert"
 # A Python with jsonschema, for validating report.json against docs/report.schema.json.
 export KEYRITE_JSONSCHEMA_PYTHON="$PWD/.venv-pkilint/bin/python"
+# The post-quantum rig setup.sh built (cached): softhsm-tests/mldsa.rs rehearses on it and verifies with it.
+{ read -r pqc_module; read -r pqc_openssl; } < <(bash softhsm-tests/backends/build-kryoptic-pqc.sh)
+export KEYRITE_KRYOPTIC_PQC_MODULE="$pqc_module" KEYRITE_OPENSSL_35="$pqc_openssl"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 echo "==> building and running the test suite (the first build takes several minutes)"

@@ -374,3 +374,114 @@ fn root_then_sub_ca_from_an_openssl_request_then_a_cross_certificate_then_a_crl(
     ));
     assert!(checked.contains("verify OK"), "{checked}");
 }
+
+/// The sub-CA step killed at every point it passes (a dry run lists them): verify says INCOMPLETE,
+/// `keyrite resume` (the quorum's cards presented again) finishes with exactly one certificate on
+/// the record, and openssl accepts it under the root. A TBS presented before the kill is never
+/// signed under its old serial: every serial the log presents is new.
+#[test]
+fn a_sub_ca_step_killed_at_any_point_is_resumed_to_one_verified_certificate() {
+    let Some(mut env) = Env::new() else {
+        return;
+    };
+    let dir = env.dir.path().to_path_buf();
+    let (out, root_bundle) = env.rehearse("root-ca-quorum.toml", "root", None);
+    assert!(out.status.success(), "{}", text(&out));
+    let root_pem = root_bundle.join("artifacts/example-root-quorum-2026.pem");
+    let d = dir.display();
+    ok(&format!(
+        "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-384 -nodes -keyout {d}/sub.key \
+         -out {d}/sub.csr -subj '/C=DE/O=Example Trust Services GmbH/CN=Example Issuing CA 2026'"
+    ));
+    let csr = dir.join("sub.csr");
+    let step = "sign-issuing-ca";
+    let (dry, _) = env.rehearse_attach_with(
+        "sub-ca-signing.toml",
+        "dry",
+        step,
+        &csr,
+        &[("KEYRITE_TEST_KILL_AT", "list")],
+    );
+    assert!(dry.status.success(), "{}", text(&dry));
+    let points: Vec<String> = text(&dry)
+        .lines()
+        .filter_map(|l| l.split("keyrite test hook: kill point ").nth(1))
+        .filter(|p| p.starts_with(&format!("{step}:")))
+        .map(str::to_string)
+        .collect();
+    for want in ["before-sign", "after-sign", "before-artifact_written"] {
+        assert!(
+            points.iter().any(|p| p.contains(want)),
+            "{want} missing from {points:?}"
+        );
+    }
+    let mut adopted = 0;
+    for (i, point) in points.iter().enumerate() {
+        let vars = [("KEYRITE_TEST_KILL_AT", point.as_str())];
+        let (killed, bundle) =
+            env.rehearse_attach_with("sub-ca-signing.toml", &format!("k{i}"), step, &csr, &vars);
+        assert!(
+            !killed.status.success() && text(&killed).contains("killed here"),
+            "{point}: the hook did not fire: {}",
+            text(&killed)
+        );
+        let v = common::keyrite(&["verify", bundle.to_str().unwrap()]);
+        assert_eq!(v.status.code(), Some(6), "{point}: {}", text(&v));
+        let resumed = std::process::Command::new(env!("CARGO_BIN_EXE_keyrite"))
+            .args(["resume", bundle.to_str().unwrap(), "--auto", "--attach"])
+            .arg(format!("{step}={}", csr.display()))
+            .arg("--env")
+            .arg(env.env_dir())
+            .current_dir(root())
+            .env_remove("SOFTHSM2_CONF")
+            .env_remove("KEYRITE_REHEARSAL_DIR")
+            .output()
+            .unwrap();
+        assert!(resumed.status.success(), "{point}: {}", text(&resumed));
+        verify(&bundle);
+        let log = Env::log(&bundle);
+        let of = |kind: &str| -> Vec<&serde_json::Value> {
+            log.iter().filter(|e| e["event"]["kind"] == kind).collect()
+        };
+        assert_eq!(of("ca_certificate_signed").len(), 1, "{point}");
+        let serials: Vec<String> = of("certificate_presented")
+            .iter()
+            .map(|e| e["event"]["serial"].to_string())
+            .collect();
+        let mut unique = serials.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            serials.len(),
+            "{point}: a serial reused: {serials:?}"
+        );
+        // Once the certificate file was bound to the log, resume adopts it: the certificate on
+        // the record is the one presented (and confirmed) before the kill.
+        let signed = &of("ca_certificate_signed")[0]["event"];
+        if of("hsm_intent").iter().any(|e| {
+            e["event"]["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("adopted from the interrupted run"))
+        }) {
+            adopted += 1;
+            assert_eq!(
+                signed["serial"],
+                of("certificate_presented")[0]["event"]["serial"],
+                "{point}"
+            );
+        }
+        let sub = bundle.join("artifacts/example-issuing-ca-2026.pem");
+        ok(&format!(
+            "openssl verify -x509_strict -CAfile {} {}",
+            root_pem.display(),
+            sub.display()
+        ));
+    }
+    // Killed before writing the input's copy or the chain: the certificate was bound already.
+    assert!(adopted >= 2, "{adopted} adopted of {points:?}");
+    println!(
+        "sub-CA step: {} kill points, each resumed to one verified certificate ({adopted} adopted)",
+        points.len()
+    );
+}

@@ -155,6 +155,10 @@ pub enum Command {
         /// CA (PEM) of the personal cards; default: the bundle's signatures/signers-ca.pem.
         #[arg(long, value_name = "FILE")]
         signers_ca: Option<PathBuf>,
+        /// The file a step still to run takes (an `attach` step, or the request or certificate a
+        /// CA-signing step signs), as for `run`: the interrupted step starts over and reads it again.
+        #[arg(long = "attach", value_name = "STEP=PATH")]
+        attach: Vec<String>,
     },
     /// Make the paper script for the room as a PDF: every step with its instructions, the roles
     /// involved, columns for initials and time, and a blank exceptions sheet.

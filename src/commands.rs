@@ -79,10 +79,15 @@ pub fn dispatch(cli: Cli) -> i32 {
             auto,
             env,
             signers_ca,
+            attach,
         } => resume(
             &out,
-            answers.as_deref(),
-            auto,
+            Room {
+                answers: answers.as_deref(),
+                auto,
+                plain: true,
+                attach: &attach,
+            },
             env.as_deref(),
             signers_ca.as_deref(),
         ),

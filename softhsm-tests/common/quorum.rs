@@ -65,6 +65,17 @@ impl Env {
         self.run_rehearsal(script, name, answers, vars, &[])
     }
 
+    /// A rehearsal with extra environment variables and extra arguments (softhsm-tests/mldsa.rs).
+    pub fn rehearse_full(
+        &mut self,
+        script: &str,
+        name: &str,
+        vars: &[(&str, &str)],
+        extra: &[&str],
+    ) -> (Output, PathBuf) {
+        self.run_rehearsal(script, name, None, vars, extra)
+    }
+
     fn rehearse_args(&mut self, script: &str, name: &str, extra: &[&str]) -> (Output, PathBuf) {
         self.run_rehearsal(script, name, None, &[], extra)
     }
@@ -126,6 +137,19 @@ impl Env {
     ) -> (Output, PathBuf) {
         let attach = format!("{step}={}", file.display());
         self.rehearse_args(script, name, &["--attach", &attach])
+    }
+
+    /// [`Env::rehearse_with_attach`] with extra environment variables (the kill hook).
+    pub fn rehearse_attach_with(
+        &mut self,
+        script: &str,
+        name: &str,
+        step: &str,
+        file: &Path,
+        vars: &[(&str, &str)],
+    ) -> (Output, PathBuf) {
+        let attach = format!("{step}={}", file.display());
+        self.run_rehearsal(script, name, None, vars, &["--attach", &attach])
     }
 
     pub fn tokens(&self) -> Vec<toml::Value> {

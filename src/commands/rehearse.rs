@@ -40,13 +40,21 @@ pub(super) fn rehearse(
             (temp.path().to_path_buf(), Some(temp))
         }
     };
-    let (renv, _env_lock) = match enter_env(&dir)? {
+    let label = rehearsal_label(&loaded.script.hsm.token);
+    let pqc = rehearsal::pqc::needs_pqc(&loaded.script, &dir, &label).then_some(label.as_str());
+    let (renv, _env_lock) = match enter_env(&dir, pqc)? {
         Ok(entered) => entered,
         Err(code) => return Ok(code),
     };
     let mut renv = renv;
     let (mut operator, confirmations) = operator_for(room, &loaded)?;
-    let label = rehearsal_label(&loaded.script.hsm.token);
+    // SoftHSM2 has no ML-DSA: such a script's HSM is a throw-away Kryoptic PQC token, unless
+    // --module names another module to make it on (SoftHSM2's then refuses at activation).
+    let (hsm_module, hsm_kind) = match (pqc, &module) {
+        (Some(_), None) => (rehearsal::pqc::find_module()?, "Kryoptic ML-DSA"),
+        (Some(_), Some(m)) => (m.clone(), "ML-DSA"),
+        (None, _) => (softhsm.clone(), "SoftHSM2"),
+    };
     // A script whose first HSM step is a quorum split starts from a factory-fresh token: the split
     // initialises it, so the rehearsal leaves a free slot instead of making the token.
     let fresh = loaded
@@ -56,18 +64,18 @@ pub(super) fn rehearse(
         .find(|s| s.action.uses_hsm())
         .is_some_and(|s| s.action == script::Action::SplitActivation)
         && renv.token(&label).is_none();
-    let module_used = module.unwrap_or(softhsm.clone());
+    let module_used = module.unwrap_or(hsm_module.clone());
     let selector = if fresh {
-        say!("REHEARSAL: the split initialises a fresh throw-away SoftHSM2 token \"{label}\"");
+        say!("REHEARSAL: the split initialises a fresh throw-away {hsm_kind} token \"{label}\"");
         TokenSelector {
             label: Some(label.clone()),
             serial: None,
             uri: None,
         }
     } else {
-        let token = renv.ensure_token(&softhsm, &label)?;
+        let token = renv.ensure_token(&hsm_module, &label)?;
         say!(
-            "REHEARSAL on throw-away SoftHSM2 token \"{}\" (serial {})",
+            "REHEARSAL on throw-away {hsm_kind} token \"{}\" (serial {})",
             token.label,
             token.serial
         );
@@ -79,10 +87,16 @@ pub(super) fn rehearse(
         }
     };
     // Issue 12: one throw-away token for each of the script's other tokens.
+    // An ML-DSA rehearsal's Kryoptic has one slot, the primary token's: the others stay on SoftHSM2.
+    let others_module = if pqc.is_some() {
+        &softhsm
+    } else {
+        &module_used
+    };
     let tokens = crate::driver::tokens::rehearsal_tokens(
         &mut renv,
         &softhsm,
-        &module_used,
+        others_module,
         &loaded.script,
         true,
     )?;
@@ -116,6 +130,13 @@ pub(super) fn rehearse(
             renv.ensure_card(&softhsm, &label, &card.holder)?;
         }
     }
+    // Issue 12: the cards that hold a backup's KEK shares.
+    let backup_cards = loaded.script.backup.iter().flat_map(|b| b.cards.iter());
+    let restore_cards = loaded.script.restore.iter().flat_map(|r| r.cards.iter());
+    for card in backup_cards.chain(restore_cards) {
+        let label = rehearsal::rehearsal_label(&card.token);
+        renv.ensure_card(&softhsm, &label, &card.holder)?;
+    }
     let mut pins = RehearsalPins(renv.tokens().to_vec());
     let code = if room.tui() {
         let attach = attach_paths(room.attach, &loaded.script)?;
@@ -142,11 +163,14 @@ pub(super) fn rehearse(
 /// Enter the rehearsal folder `dir`: in this process when it already runs under the folder's
 /// SOFTHSM2_CONF (then locked against a second keyrite, and read under the lock), else by running
 /// keyrite again with it set; `Err` is then that child's exit code.
+/// `pqc` names the HSM token of a script with ML-DSA keys: its private KRYOPTIC_CONF is set too.
 pub(crate) fn enter_env(
     dir: &Path,
+    pqc: Option<&str>,
 ) -> Result<std::result::Result<(RehearsalEnv, FolderLock), i32>> {
     let renv = RehearsalEnv::open(dir)?;
-    if !renv.is_active() {
+    let kryoptic = pqc.map(|label| renv.kryoptic_conf(label)).transpose()?;
+    if !renv.is_active(kryoptic.as_deref()) {
         // SoftHSM reads SOFTHSM2_CONF once, at C_Initialize: run ourselves again with it set.
         let exe = std::env::current_exe().map_err(|e| {
             Error::env(
@@ -154,7 +178,11 @@ pub(crate) fn enter_env(
                 "run keyrite by its full path",
             )
         })?;
-        let status = std::process::Command::new(exe)
+        let mut child = std::process::Command::new(exe);
+        if let Some(conf) = &kryoptic {
+            child.env("KRYOPTIC_CONF", conf);
+        }
+        let status = child
             .args(std::env::args_os().skip(1))
             .env("SOFTHSM2_CONF", &renv.conf)
             .env(rehearsal::DIR_VAR, &renv.dir)

@@ -1,6 +1,6 @@
 //! `keyrite abort` and `keyrite resume`: the commands that take up an interrupted ceremony.
 
-use super::{ceremony_exit, enter_env, load_checked, open_pkcs11, plain_operator, read_ca};
+use super::{ceremony_exit, enter_env, load_checked, open_pkcs11, operator_for, read_ca, Room};
 use crate::driver::operator::{Answers, Headless};
 use crate::driver::pins::Prompt;
 use crate::driver::rehearsal::{self, rehearsal_label, RehearsalPins};
@@ -21,14 +21,32 @@ pub(super) fn abort(
     let mut opener = open_pkcs11;
     let outcome = match env {
         Some(dir) => {
-            let (mut renv, _lock) = match enter_env(dir)? {
+            // The bundle's script says whether the rehearsal's HSM was a Kryoptic ML-DSA token (a
+            // script that no longer loads is left to take_up below to report).
+            let script = crate::script::check_file_rehearsal(
+                &out.join(crate::evidence::bundle::SCRIPT_FILE),
+            )
+            .0;
+            let label = script
+                .as_ref()
+                .map(|l| rehearsal_label(&l.script.hsm.token))
+                .unwrap_or_default();
+            let pqc = script
+                .as_ref()
+                .is_some_and(|l| rehearsal::pqc::needs_pqc(&l.script, dir, &label))
+                .then_some(label.as_str());
+            let (mut renv, _lock) = match enter_env(dir, pqc)? {
                 Ok(entered) => entered,
                 Err(code) => return Ok(code),
             };
             let up = crate::driver::reopen::Interrupted::take_up(out)?;
-            let softhsm = rehearsal::find_softhsm()?;
-            let cards = renv.ensure_cards(&softhsm, &up.loaded.script)?;
             let label = rehearsal_label(&up.loaded.script.hsm.token);
+            let softhsm = rehearsal::find_softhsm()?;
+            let hsm_module = match pqc {
+                Some(_) => rehearsal::pqc::find_module()?,
+                None => softhsm.clone(),
+            };
+            let cards = renv.ensure_cards(&softhsm, &up.loaded.script)?;
             drop(up);
             // Label and serial together: only the rehearsal's throw-away token matches.
             let token = renv.token(&label).map(|t| TokenSelector {
@@ -36,7 +54,7 @@ pub(super) fn abort(
                 serial: Some(t.serial.clone()),
                 uri: None,
             });
-            let hsm = token.as_ref().map(|t| (softhsm.as_str(), t));
+            let hsm = token.as_ref().map(|t| (hsm_module.as_str(), t));
             let mut pins = RehearsalPins(renv.tokens().to_vec());
             let (p, o) = (&mut pins, &mut operator);
             crate::driver::reopen::abort(out, reason, cards, hsm, p, o, &mut opener)?
@@ -82,8 +100,7 @@ pub(super) fn abort(
 /// `keyrite resume OUT`.
 pub(super) fn resume(
     out: &Path,
-    answers: Option<&Path>,
-    auto: bool,
+    room: Room<'_>,
     env: Option<&Path>,
     signers_ca: Option<&Path>,
 ) -> Result<i32> {
@@ -94,16 +111,22 @@ pub(super) fn resume(
         Some(_) => super::load_script(&bundle_script, false, crate::script::check_file_rehearsal)?,
         None => load_checked(&bundle_script)?,
     };
-    let (mut operator, confirmations) = plain_operator(answers, auto, &loaded)?;
+    let (mut operator, confirmations) = operator_for(room, &loaded)?;
     let mut opener = open_pkcs11;
     let outcome = match env {
         Some(dir) => {
-            let (mut renv, _lock) = match enter_env(dir)? {
+            let label = rehearsal_label(&loaded.script.hsm.token);
+            let pqc =
+                rehearsal::pqc::needs_pqc(&loaded.script, dir, &label).then_some(label.as_str());
+            let (mut renv, _lock) = match enter_env(dir, pqc)? {
                 Ok(entered) => entered,
                 Err(code) => return Ok(code),
             };
             let softhsm = rehearsal::find_softhsm()?;
-            let label = rehearsal_label(&loaded.script.hsm.token);
+            let hsm_module = match pqc {
+                Some(_) => rehearsal::pqc::find_module()?,
+                None => softhsm.clone(),
+            };
             let token = renv.token(&label).cloned().ok_or_else(|| {
                 Error::input(
                     format!("the rehearsal folder has no token \"{label}\""),
@@ -121,7 +144,7 @@ pub(super) fn resume(
             let mode = RunMode {
                 rehearsal: true,
                 enforce_offline: false,
-                module: softhsm,
+                module: hsm_module,
                 token: TokenSelector {
                     label: Some(token.label.clone()),
                     serial: Some(token.serial.clone()),

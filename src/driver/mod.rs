@@ -18,6 +18,7 @@ pub mod preflight;
 pub mod prompt;
 mod quorum;
 mod quorum_cards;
+mod quorum_checks;
 mod quorum_finish;
 mod quorum_pins;
 mod quorum_reshare;
@@ -136,6 +137,13 @@ pub(crate) struct State {
     pub crls_signed: std::collections::BTreeSet<String>,
     /// Keys whose `key_uri` entry this run has written.
     pub key_uris_logged: std::collections::BTreeSet<String>,
+    /// Issue 12: keys whose `key_backed_up` / `key_restored` entry is in the log (`keyrite resume`
+    /// completes such a step without doing it again).
+    pub backups_logged: std::collections::BTreeSet<String>,
+    pub restores_logged: std::collections::BTreeSet<String>,
+    /// Issue 12, `keyrite resume`: the key whose restore was interrupted; what it left on the target
+    /// is destroyed before it runs again.
+    pub restore_undo: Option<String>,
 }
 
 pub fn now_utc() -> String {
@@ -173,6 +181,9 @@ impl State {
             script_dir: None,
             crls_signed: Default::default(),
             key_uris_logged: Default::default(),
+            backups_logged: Default::default(),
+            restores_logged: Default::default(),
+            restore_undo: None,
         }
     }
 

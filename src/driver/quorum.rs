@@ -6,7 +6,7 @@
 //! card and read every card back against the commitments, and only then replace the HSM's PINs (SO
 //! first; see `quorum_pins`). A reshare does the same with a new secret.
 
-use super::actions::{failed, intent, Context, Performed, SOFTHSM_MANUFACTURER};
+use super::actions::{failed, intent, rehearsal_token, Context, Performed, SOFTHSM_MANUFACTURER};
 use super::operator::{Notice, Operator};
 use super::pins::{PinRequest, PinSource};
 use super::quorum_pins::{change_pins, prove_current, PinJob, Pins, SoNow};
@@ -59,6 +59,13 @@ fn card_selector(ctx: &Context<'_>, card: &QuorumCard) -> TokenSelector {
 fn card_module(ctx: &Context<'_>) -> String {
     match ctx.script.quorum.as_ref().and_then(|q| q.module.clone()) {
         Some(m) if !ctx.mode.rehearsal => m,
+        // An ML-DSA rehearsal's HSM is Kryoptic; its custodian cards stay on SoftHSM2.
+        _ if ctx.mode.rehearsal
+            && crate::driver::rehearsal::pqc::active()
+            && !ctx.mode.cards.module.is_empty() =>
+        {
+            ctx.mode.cards.module.clone()
+        }
         _ => ctx.mode.module.clone(),
     }
 }
@@ -481,8 +488,10 @@ fn fresh_token(
         Ok(h) => h,
         Err(e) => return failed(state, ctx, "open_and_login", e).map(|r| r.map(|()| (user, so))),
     };
-    if ctx.mode.rehearsal && hsm.identity().manufacturer != SOFTHSM_MANUFACTURER {
-        return Ok(Err("rehearsals initialise only SoftHSM2 tokens".into()));
+    if ctx.mode.rehearsal && !rehearsal_token(&hsm.identity().manufacturer) {
+        return Ok(Err(
+            "rehearsals initialise only SoftHSM2 tokens (Kryoptic ones for ML-DSA keys)".into(),
+        ));
     }
     if let Err(e) = hsm.login(&user) {
         return failed(state, ctx, "open_and_login", e).map(|r| r.map(|()| (user, so)));

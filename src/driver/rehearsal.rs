@@ -3,6 +3,7 @@
 //! written, so a later rehearsal ceremony can reuse the same tokens with `--env DIR`.
 
 mod cards;
+pub mod pqc;
 
 pub use cards::{CARD_KEY, CA_FILE, CA_TOKEN};
 
@@ -93,6 +94,45 @@ pub struct RehearsalFile {
     /// CA certificates signed in this folder: a later rehearsal's issuer certificate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<RehearsalCertificate>,
+    /// Issue 12: backups made in this folder: a later rehearsed restore's pinned hashes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<RehearsalBackup>,
+}
+
+/// A backup a rehearsed ceremony made: a rehearsed restore takes the blob and key hashes from here
+/// where its script has none (the script cannot know a throw-away key's hashes).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RehearsalBackup {
+    pub ceremony_id: String,
+    pub key: String,
+    pub key_hash: String,
+    pub blob_sha256: String,
+}
+
+/// The newest backup made by ceremony `ceremony_id` in the running rehearsal's folder.
+pub fn recorded_backup(ceremony_id: &str) -> Result<Option<RehearsalBackup>> {
+    let Some(dir) = running() else {
+        return Ok(None);
+    };
+    let env = RehearsalEnv::open(&dir)?;
+    Ok(env
+        .file
+        .backups
+        .iter()
+        .rev()
+        .find(|b| b.ceremony_id == ceremony_id)
+        .cloned())
+}
+
+/// Record a backup made in the running rehearsal's folder (nothing outside a rehearsal).
+pub fn note_backup(backup: RehearsalBackup) -> Result<()> {
+    let Some(dir) = running() else {
+        return Ok(());
+    };
+    let mut env = RehearsalEnv::open(&dir)?;
+    env.file.backups.push(backup);
+    env.save()
 }
 
 /// A CA certificate a rehearsed ceremony signed, by the hash of the key it certifies: a later
@@ -283,6 +323,7 @@ impl RehearsalEnv {
                 splits: Vec::new(),
                 keys: Vec::new(),
                 certificates: Vec::new(),
+                backups: Vec::new(),
             }
         };
         Ok(RehearsalEnv { dir, conf, file })
@@ -290,8 +331,11 @@ impl RehearsalEnv {
 
     /// Does this process already run under the rehearsal's SOFTHSM2_CONF? SoftHSM reads the variable
     /// once, at C_Initialize, so otherwise the CLI re-executes itself with it set.
-    pub fn is_active(&self) -> bool {
-        std::env::var_os("SOFTHSM2_CONF").is_some_and(|v| Path::new(&v) == self.conf)
+    /// With `kryoptic_conf` (an ML-DSA rehearsal), KRYOPTIC_CONF must name it too.
+    pub fn is_active(&self, kryoptic_conf: Option<&Path>) -> bool {
+        let set =
+            |var: &str, want: &Path| std::env::var_os(var).is_some_and(|v| Path::new(&v) == want);
+        set("SOFTHSM2_CONF", &self.conf) && kryoptic_conf.is_none_or(|k| set("KRYOPTIC_CONF", k))
     }
 
     /// Every token of the folder (the ceremony HSM, the participants CA, the cards).
@@ -362,6 +406,7 @@ impl RehearsalEnv {
                 self.file.splits = now.file.splits;
                 self.file.keys = now.file.keys;
                 self.file.certificates = now.file.certificates;
+                self.file.backups = now.file.backups;
             }
             self.file.tokens.push(RehearsalToken {
                 label: label.into(),

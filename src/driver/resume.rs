@@ -40,6 +40,9 @@ pub enum Resumption {
     /// key remains is destroyed, and the read-back recorded); one whose `key_destroyed` is logged
     /// completes without touching the token; otherwise performed again.
     Finish,
+    /// Issue 12 (restore_key): what the interrupted attempt may have put on the target under the
+    /// key's label is destroyed and read back gone (`restore_undone`), then performed again.
+    UndoThenAgain,
 }
 
 /// Every action decides (no catch-all: a new action does not compile until it does).
@@ -71,9 +74,13 @@ pub fn resumption(action: Action) -> Resumption {
         | Action::ShareHealthCheck => Resumption::Again,
         Action::GenerateKey => Resumption::AdoptOrAgain,
         Action::DestroyKey => Resumption::Finish,
-        Action::SplitActivation | Action::Reshare | Action::RetireShares => {
+        // Issue 12: a backup whose `key_backed_up` is logged completes at once; one that wrote
+        // KEK shares to cards but did not finish is refused by name (its KEK, a session object,
+        // died with keyrite: no KEK is left on the token).
+        Action::SplitActivation | Action::Reshare | Action::RetireShares | Action::BackupKey => {
             Resumption::AgainIfUntouched
         }
+        Action::RestoreKey => Resumption::UndoThenAgain,
     }
 }
 
@@ -195,7 +202,32 @@ pub fn resume(
             _ => None,
         })
         .collect();
+    let logged = |kind: &str| -> std::collections::BTreeSet<String> {
+        up.entries()
+            .iter()
+            .filter(|e| e.kind() == kind)
+            .filter_map(|e| {
+                e.event
+                    .get("key")
+                    .and_then(|k| k.as_str())
+                    .map(str::to_string)
+            })
+            .collect()
+    };
+    let (backups_logged, restores_logged) = (logged("key_backed_up"), logged("key_restored"));
+    let restore_undo = current
+        .as_ref()
+        .filter(|(_, a)| resumption(*a) == Resumption::UndoThenAgain)
+        .and_then(|(step, _)| script.steps.iter().find(|s| &s.id == step))
+        .and_then(|s| {
+            s.key
+                .clone()
+                .or_else(|| script.restore.as_ref().map(|r| r.key.clone()))
+        });
     let (mut state, mut engine, loaded, _lock) = up.continue_log("resume")?;
+    state.backups_logged = backups_logged;
+    state.restores_logged = restores_logged;
+    state.restore_undo = restore_undo;
     state.cards = cards;
     state.unsigned_by = refused.clone();
     state.relogin = sessions

@@ -48,6 +48,10 @@ fn text<'a>(entry: &'a AuditEntry, key: &str) -> &'a str {
 /// What the interrupted step `step` left behind.
 pub fn progress(entries: &[AuditEntry], step: &str) -> Progress {
     let mine = step_entries(entries, step);
+    // Issue 12: a backup logged complete left nothing half-done; resuming completes the step.
+    if mine.iter().any(|e| e.kind() == "key_backed_up") {
+        return Progress::Untouched;
+    }
     if let Some(pins) = mine.iter().rev().find(|e| e.kind() == "quorum_pins") {
         let next = text(pins, "next");
         let next = if next.is_empty() {
@@ -93,6 +97,15 @@ pub fn refusal(action: Action, progress: &Progress, rehearsal: bool) -> Option<S
             "the split initialised the token with throw-away PINs that ended with the interrupted \
              keyrite, and no card was written; {ABORT}, have the token re-initialised (the vendor's \
              factory reset; in a rehearsal, a new --env) and run the ceremony again"
+        )),
+        Progress::CardsWritten(cards) if action == Action::BackupKey => Some(format!(
+            "the interrupted backup_key had written shares of a new key-encryption key ({}); its KEK was a \
+             session object and ended with keyrite, so no KEK is on the token, and any blob it wrapped \
+             was not recorded; {ABORT}, have the security officer delete the objects labelled \
+             keyrite-share:<ceremony id>/kek and keyrite-commitments:<ceremony id>/kek from those cards \
+             (pkcs11-tool --delete-object --type data --label …), then back the key up in a new ceremony \
+             that names it as an existing key (docs/operator-guide.md, \"Backing up a root key\")",
+            cards.join("; ")
         )),
         Progress::CardsWritten(cards) => Some(format!(
             "the interrupted {action} had started writing shares ({}) and had not changed the HSM \
@@ -262,6 +275,22 @@ mod tests {
             Again,
         ),
         (
+            Action::BackupKey,
+            true,
+            true,
+            false,
+            "key_backed_up",
+            AgainIfUntouched,
+        ),
+        (
+            Action::RestoreKey,
+            true,
+            true,
+            false,
+            "key_restored",
+            UndoThenAgain,
+        ),
+        (
             Action::DestroyKey,
             true,
             true,
@@ -291,7 +320,9 @@ mod tests {
             Action::SignCrl => 14,
             Action::SignSubordinateCa => 15,
             Action::SignCrossCertificate => 16,
-            Action::DestroyKey => 17,
+            Action::BackupKey => 17,
+            Action::RestoreKey => 18,
+            Action::DestroyKey => 19,
         }
     }
 

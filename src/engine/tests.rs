@@ -41,6 +41,8 @@ fn script() -> Script {
         },
         policy: PolicyOptions::default(),
         quorum: None,
+        backup: None,
+        restore: None,
         ca_certificates: Vec::new(),
         participants: vec![
             person("Mia", Role::MasterOfCeremony),

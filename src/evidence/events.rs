@@ -277,6 +277,12 @@ pub enum Record {
     CertificatePresented(super::signing::PresentedRecord),
     /// A certificate issued to another CA (subordinate or cross-certificate).
     CaCertificateSigned(super::signing::IssuedCertificateRecord),
+    /// Issue 12: a key wrapped under a trusted KEK split to cards (evidence/backup.rs).
+    KeyBackedUp(super::backup::BackupRecord),
+    /// Issue 12: a backup unwrapped into this token and proven to be the backed-up key.
+    KeyRestored(super::backup::RestoreRecord),
+    /// Issue 12: what a refused or interrupted restore had put on the target, destroyed.
+    RestoreUndone(super::backup::RestoreUndone),
     /// Always the last entry; binds report.json to the log.
     ReportWritten {
         report_sha256: String,

@@ -1,6 +1,7 @@
 //! Evidence: the hash-chained audit log, the report derived from it, the bundle on disk, and the
 //! offline verification of all of it.
 
+pub mod backup;
 pub mod bundle;
 pub mod destroy;
 pub mod events;

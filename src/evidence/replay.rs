@@ -412,6 +412,10 @@ impl<'s> HsmOrder<'s> {
             Record::CrlSigned(_) => (Action::SignCrl, "sign_crl"),
             Record::KeyDestroyed(_) => (Action::DestroyKey, "destroy_key"),
             Record::CertificateStored { .. } => (Action::SignCertificate, "store_certificate"),
+            // Issue 12: the result of the last operation of a backup or a restore.
+            Record::KeyBackedUp(_) => (Action::BackupKey, "destroy_kek"),
+            Record::KeyRestored(_) => (Action::RestoreKey, "destroy_kek"),
+            Record::RestoreUndone(_) => (Action::RestoreKey, "undo_restore"),
             Record::Attached { .. } => {
                 let inside = self.authorised.as_ref().is_some_and(|(step, action)| {
                     *action == Action::Attach && entry.step.as_deref() == Some(step.as_str())

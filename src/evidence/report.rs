@@ -76,6 +76,15 @@ pub struct Report {
     /// Certificates issued to other CAs: subordinate CAs and cross-certificates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ca_certificates: Vec<super::signing::IssuedCertificateRecord>,
+    /// Issue 12: keys backed up (wrapped under a KEK split to cards).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<super::backup::BackupRecord>,
+    /// Issue 12: keys restored from a backup into this ceremony's token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restores: Vec<super::backup::RestoreRecord>,
+    /// Issue 12: restores undone (refused or interrupted), with what was destroyed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restores_undone: Vec<super::backup::RestoreUndone>,
     pub log_head: LogHead,
 }
 
@@ -376,6 +385,9 @@ impl ReportBuilder {
             existing_keys: Vec::new(),
             test_signatures: Vec::new(),
             ca_certificates: Vec::new(),
+            backups: Vec::new(),
+            restores: Vec::new(),
+            restores_undone: Vec::new(),
             log_head: LogHead {
                 seq: first.seq,
                 hash: first.hash.clone(),
@@ -547,7 +559,8 @@ fn apply(
                 bits,
                 id,
                 key_hash,
-                generated_in_hsm: attributes.prove_in_hsm_generation(),
+                generated_in_hsm: attributes.prove_in_hsm_generation()
+                    || attributes.prove_backup_generation(),
                 attributes,
                 public_key_file,
                 generated: time,
@@ -623,6 +636,9 @@ fn apply(
             Record::KeyDestroyed(d) => report.destroyed_keys.push(d),
             Record::CaCertificateSigned(c) => report.ca_certificates.push(c),
             Record::CertificatePresented(_) => {}
+            Record::KeyBackedUp(b) => report.backups.push(b),
+            Record::KeyRestored(r) => report.restores.push(r),
+            Record::RestoreUndone(u) => report.restores_undone.push(u),
             Record::TestMessageSigned {
                 key,
                 signature_algorithm,

@@ -10,6 +10,7 @@ use super::bundle::{
 };
 
 mod artifacts;
+mod backup;
 mod compare;
 mod crls;
 mod issued;

@@ -14,6 +14,9 @@ pub enum Mech {
     RsaPkcs,
     Sha256RsaPkcs,
     Sha384RsaPkcs,
+    MlDsaKeyPairGen,
+    /// CKM_ML_DSA: pure ML-DSA over the whole message.
+    MlDsa,
 }
 
 impl Mech {
@@ -25,6 +28,8 @@ impl Mech {
             Mech::RsaPkcs => "CKM_RSA_PKCS",
             Mech::Sha256RsaPkcs => "CKM_SHA256_RSA_PKCS",
             Mech::Sha384RsaPkcs => "CKM_SHA384_RSA_PKCS",
+            Mech::MlDsaKeyPairGen => "CKM_ML_DSA_KEY_PAIR_GEN",
+            Mech::MlDsa => "CKM_ML_DSA",
         }
     }
 }
@@ -64,6 +69,16 @@ pub fn rsa_sign_mech(offered: &[Offered], hashed: Mech) -> Option<Mech> {
         .find(|m| find(offered, *m).is_some())
 }
 
+fn ml_dsa_missing(mech: Mech, doing: &str, alg: KeyAlgorithm) -> String {
+    format!("it offers no {} to {doing} {alg}", mech.ckm())
+}
+
+/// Few tokens have ML-DSA yet: say which one would (PKCS#11 3.2's mechanisms, Kryoptic's pqc build).
+const ML_DSA_TOKENS: &str =
+    "a token with FIPS 204 ML-DSA (PKCS#11 3.2) offers them: Kryoptic 1.5.4 \
+     built with its pqc feature does (softhsm-tests/backends/build-kryoptic-pqc.sh builds it), \
+     SoftHSM2 2.6 does not";
+
 /// Why the token cannot serve the needs, one sentence per missing piece; empty when it can.
 pub fn refusals(offered: &[Offered], needs: &[Need]) -> Vec<String> {
     let mut out = Vec::new();
@@ -82,6 +97,12 @@ pub fn refusals(offered: &[Offered], needs: &[Need]) -> Vec<String> {
                 )),
                 Some(_) => None,
             },
+            Need::Generate(alg) if alg.is_ml_dsa() => find(offered, Mech::MlDsaKeyPairGen)
+                .is_none()
+                .then(|| ml_dsa_missing(Mech::MlDsaKeyPairGen, "generate", alg)),
+            Need::Sign(alg) if alg.is_ml_dsa() => find(offered, Mech::MlDsa)
+                .is_none()
+                .then(|| ml_dsa_missing(Mech::MlDsa, "sign with", alg)),
             Need::Generate(alg) => find(offered, Mech::EcKeyPairGen).is_none().then(|| {
                 format!(
                     "it offers no {} to generate {alg}",
@@ -118,6 +139,9 @@ pub fn refusals(offered: &[Offered], needs: &[Need]) -> Vec<String> {
                 out.push(why);
             }
         }
+    }
+    if out.iter().any(|w| w.contains("CKM_ML_DSA")) {
+        out.push(ML_DSA_TOKENS.to_string());
     }
     out
 }
@@ -183,6 +207,26 @@ mod tests {
         assert_eq!(r.len(), 2, "{r:?}");
         assert!(r[0].contains("CKM_SHA256_RSA_PKCS") && r[0].contains("CKM_RSA_PKCS"));
         assert!(r[1].contains("CKM_ECDSA"));
+    }
+
+    #[test]
+    fn a_token_without_ml_dsa_is_refused_naming_the_mechanism_and_a_token_that_has_it() {
+        let r = refusals(
+            &tpm2(),
+            &[
+                Need::Generate(KeyAlgorithm::MlDsa65),
+                Need::Sign(KeyAlgorithm::MlDsa65),
+            ],
+        );
+        assert_eq!(r.len(), 3, "{r:?}");
+        assert!(r[0].contains("CKM_ML_DSA_KEY_PAIR_GEN") && r[0].contains("ML-DSA-65"));
+        assert!(r[1].contains("CKM_ML_DSA ") && r[2].contains("Kryoptic"));
+        let pqc = [o(Mech::MlDsaKeyPairGen, 0, 0), o(Mech::MlDsa, 0, 0)];
+        let needs = [
+            Need::Generate(KeyAlgorithm::MlDsa87),
+            Need::Sign(KeyAlgorithm::MlDsa87),
+        ];
+        assert!(refusals(&pqc, &needs).is_empty());
     }
 
     #[test]

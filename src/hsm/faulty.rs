@@ -9,8 +9,8 @@
 //! run` never reads it. CKR codes other than the four below are refused, so a typo fails loudly.
 
 use super::{
-    AgreementKey, Hsm, HsmError, KeyPairInfo, PinChange, PinLimits, PinState, SignMechanism,
-    TokenIdentity, TokenObject,
+    AgreementKey, Hsm, HsmError, KekUse, KeyPairInfo, PinChange, PinLimits, PinState,
+    SignMechanism, TokenIdentity, TokenObject, UnwrappedKey, WrapMechanism,
 };
 use crate::script::{KeyAlgorithm, TokenSelector};
 use secrecy::SecretString;
@@ -246,6 +246,66 @@ impl Hsm for FaultyHsm {
     fn destroy_agreement_key(&mut self, label: &str) -> Result<usize, HsmError> {
         call("destroy_agreement_key", "C_DestroyObject")?;
         self.0.destroy_agreement_key(label)
+    }
+    fn wrap_mechanism(&mut self) -> Result<Option<WrapMechanism>, HsmError> {
+        call("wrap_mechanism", "C_GetMechanismList")?;
+        self.0.wrap_mechanism()
+    }
+    fn generate_backup_key_pair(
+        &mut self,
+        label: &str,
+        algorithm: KeyAlgorithm,
+    ) -> Result<KeyPairInfo, HsmError> {
+        call("generate_backup_key_pair", "C_GenerateKeyPair")?;
+        self.0.generate_backup_key_pair(label, algorithm)
+    }
+    fn import_trusted_kek(
+        &mut self,
+        label: &str,
+        kek: &[u8],
+        so_pin: &SecretString,
+        usage: KekUse,
+    ) -> Result<(), HsmError> {
+        call("import_trusted_kek", "C_CreateObject")?;
+        self.0.import_trusted_kek(label, kek, so_pin, usage)
+    }
+    fn wrap_key(
+        &mut self,
+        kek_label: &str,
+        key_label: &str,
+        mechanism: WrapMechanism,
+    ) -> Result<Vec<u8>, HsmError> {
+        call("wrap_key", "C_WrapKey")?;
+        self.0.wrap_key(kek_label, key_label, mechanism)
+    }
+    fn unwrap_key(
+        &mut self,
+        kek_label: &str,
+        blob: &[u8],
+        label: &str,
+        algorithm: KeyAlgorithm,
+        mechanism: WrapMechanism,
+    ) -> Result<UnwrappedKey, HsmError> {
+        call("unwrap_key", "C_UnwrapKey")?;
+        self.0
+            .unwrap_key(kek_label, blob, label, algorithm, mechanism)
+    }
+    fn create_public_key(
+        &mut self,
+        label: &str,
+        id_hex: &str,
+        spki_der: &[u8],
+    ) -> Result<(), HsmError> {
+        call("create_public_key", "C_CreateObject")?;
+        self.0.create_public_key(label, id_hex, spki_der)
+    }
+    fn destroy_labelled(&mut self, label: &str, secret: bool) -> Result<usize, HsmError> {
+        call("destroy_labelled", "C_DestroyObject")?;
+        self.0.destroy_labelled(label, secret)
+    }
+    fn secret_key_count(&mut self) -> Result<usize, HsmError> {
+        call("secret_key_count", "C_FindObjects")?;
+        self.0.secret_key_count()
     }
 }
 

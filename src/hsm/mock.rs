@@ -129,6 +129,7 @@ impl MockHsm {
                 always_sensitive: Some(true),
                 extractable: Some(false),
                 sensitive: Some(true),
+                wrap_with_trusted: None,
             },
         })
     }

@@ -72,6 +72,10 @@ pub struct KeyAttributes {
     pub always_sensitive: Option<bool>,
     pub extractable: Option<bool>,
     pub sensitive: Option<bool>,
+    /// Issue 12: CKA_WRAP_WITH_TRUSTED of a key generated for backup (only trusted keys may wrap
+    /// it). Absent for keys that are never extractable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrap_with_trusted: Option<bool>,
 }
 
 impl KeyAttributes {
@@ -82,6 +86,16 @@ impl KeyAttributes {
             && self.always_sensitive == Some(true)
             && self.extractable == Some(false)
             && self.sensitive == Some(true)
+    }
+
+    /// Issue 12: a key generated for backup: made on the token, sensitive, extractable ONLY wrapped
+    /// by a trusted key (NEVER_EXTRACTABLE is false by design).
+    pub fn prove_backup_generation(&self) -> bool {
+        self.local == Some(true)
+            && self.always_sensitive == Some(true)
+            && self.sensitive == Some(true)
+            && self.extractable == Some(true)
+            && self.wrap_with_trusted == Some(true)
     }
 }
 
@@ -106,6 +120,8 @@ pub enum SignMechanism {
     RsaPkcs1Sha384,
     /// CKM_ECDSA over a digest computed by the caller; returns raw r‖s.
     EcdsaPrehashed,
+    /// CKM_ML_DSA (pure ML-DSA, empty context as RFC 9881 requires) over the whole message.
+    MlDsa,
 }
 
 /// The operations a ceremony needs from an HSM. Object handles never escape: keys are named by label.
@@ -270,6 +286,113 @@ pub trait Hsm {
         let _ = label;
         Err(unsupported("destroy a key-agreement key"))
     }
+
+    // Issue 12: backup and restore (pkcs11/wrap.rs).
+    /// The AES key-wrap mechanism with padding the token offers for C_WrapKey/C_UnwrapKey, `None`
+    /// when it offers none keyrite can call.
+    fn wrap_mechanism(&mut self) -> Result<Option<WrapMechanism>, HsmError> {
+        Err(unsupported("list the key-wrap mechanisms"))
+    }
+    /// As [`Hsm::generate_key_pair`], but the private key is extractable ONLY under a trusted
+    /// wrapping key (CKA_EXTRACTABLE=true, CKA_WRAP_WITH_TRUSTED=true); read back and checked.
+    fn generate_backup_key_pair(
+        &mut self,
+        label: &str,
+        algorithm: KeyAlgorithm,
+    ) -> Result<KeyPairInfo, HsmError> {
+        let _ = (label, algorithm);
+        Err(unsupported("generate a key pair for backup"))
+    }
+    /// Import `kek` (AES-256) as a session-only, public, sensitive, non-extractable secret key
+    /// marked CKA_TRUSTED, which only the security officer may do: the user session is ended, the
+    /// SO logs in with `so_pin`, creates it and logs out, and the user is logged in again with the
+    /// PIN of the earlier user login. Session-only: it dies with the session, even in a crash.
+    fn import_trusted_kek(
+        &mut self,
+        label: &str,
+        kek: &[u8],
+        so_pin: &SecretString,
+        usage: KekUse,
+    ) -> Result<(), HsmError> {
+        let _ = (label, kek, so_pin, usage);
+        Err(unsupported("import a trusted key-encryption key"))
+    }
+    /// C_WrapKey of the private key `key_label` under the secret key `kek_label`.
+    fn wrap_key(
+        &mut self,
+        kek_label: &str,
+        key_label: &str,
+        mechanism: WrapMechanism,
+    ) -> Result<Vec<u8>, HsmError> {
+        let _ = (kek_label, key_label, mechanism);
+        Err(unsupported("C_WrapKey"))
+    }
+    /// C_UnwrapKey of `blob` under `kek_label` into a token private key `label` (sensitive,
+    /// non-extractable, sign), attributes read back.
+    fn unwrap_key(
+        &mut self,
+        kek_label: &str,
+        blob: &[u8],
+        label: &str,
+        algorithm: KeyAlgorithm,
+        mechanism: WrapMechanism,
+    ) -> Result<UnwrappedKey, HsmError> {
+        let _ = (kek_label, blob, label, algorithm, mechanism);
+        Err(unsupported("C_UnwrapKey"))
+    }
+    /// C_CreateObject of the public key `spki_der` as a token object `label` with CKA_ID `id_hex`.
+    fn create_public_key(
+        &mut self,
+        label: &str,
+        id_hex: &str,
+        spki_der: &[u8],
+    ) -> Result<(), HsmError> {
+        let _ = (label, id_hex, spki_der);
+        Err(unsupported("create a public key object"))
+    }
+    /// Destroy every object labelled `label` of the given kinds (`secret`: CKO_SECRET_KEY only;
+    /// else private and public keys); returns how many were destroyed.
+    fn destroy_labelled(&mut self, label: &str, secret: bool) -> Result<usize, HsmError> {
+        let _ = (label, secret);
+        Err(unsupported("destroy objects"))
+    }
+    /// How many CKO_SECRET_KEY objects this session sees (no KEK may be left after a backup or a
+    /// restore).
+    fn secret_key_count(&mut self) -> Result<usize, HsmError> {
+        Err(unsupported("count secret keys"))
+    }
+}
+
+/// Issue 12: the AES key-wrap mechanism a backup uses (RFC 5649, wrapping with padding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WrapMechanism {
+    /// CKM_AES_KEY_WRAP_PAD (0x210A), as SoftHSM2 offers it.
+    #[serde(rename = "CKM_AES_KEY_WRAP_PAD")]
+    AesKeyWrapPad,
+}
+
+impl WrapMechanism {
+    pub fn name(self) -> &'static str {
+        match self {
+            WrapMechanism::AesKeyWrapPad => "CKM_AES_KEY_WRAP_PAD",
+        }
+    }
+}
+
+/// What a trusted KEK imported for a backup or a restore may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KekUse {
+    /// CKA_WRAP only (the backup's token).
+    Wrap,
+    /// CKA_UNWRAP only (the restore's target).
+    Unwrap,
+}
+
+/// A private key unwrapped onto the token: its CKA_ID and the attributes read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnwrappedKey {
+    pub id_hex: String,
+    pub attributes: KeyAttributes,
 }
 
 /// One object of a key on the token (key destruction): its class ("private-key", "public-key",

@@ -16,6 +16,7 @@ mod mechanisms;
 mod module;
 mod reauth;
 mod select;
+mod wrap;
 
 pub use mechanisms::SignQuirks;
 pub use module::{finalize_modules, init_token, list_tokens};
@@ -289,6 +290,7 @@ impl Hsm for Pkcs11Hsm {
                 ))
             }
             SignMechanism::EcdsaPrehashed => (None, KeyType::EC),
+            SignMechanism::MlDsa => (None, KeyType::ML_DSA),
         };
         let template = [
             Attribute::Class(ObjectClass::PRIVATE_KEY),
@@ -300,6 +302,8 @@ impl Hsm for Pkcs11Hsm {
         if self.key_type(key, label)? != Some(key_type) {
             let kind = if key_type == KeyType::RSA {
                 "RSA"
+            } else if key_type == KeyType::ML_DSA {
+                "ML-DSA"
             } else {
                 "EC"
             };
@@ -311,6 +315,7 @@ impl Hsm for Pkcs11Hsm {
         }
         match hashed {
             Some(hashed) => self.sign_rsa(key, hashed, label, data),
+            None if mechanism == SignMechanism::MlDsa => self.sign_ml_dsa(key, label, data),
             None => self.sign_ecdsa(key, data, label, &doing),
         }
     }
@@ -434,5 +439,64 @@ impl Hsm for Pkcs11Hsm {
 
     fn destroy_agreement_key(&mut self, label: &str) -> Result<usize, HsmError> {
         self.destroy_agreement(label)
+    }
+
+    fn wrap_mechanism(&mut self) -> Result<Option<super::WrapMechanism>, HsmError> {
+        self.offered_wrap()
+    }
+
+    fn generate_backup_key_pair(
+        &mut self,
+        label: &str,
+        algorithm: KeyAlgorithm,
+    ) -> Result<KeyPairInfo, HsmError> {
+        self.backup_key_pair(label, algorithm)
+    }
+
+    fn import_trusted_kek(
+        &mut self,
+        label: &str,
+        kek: &[u8],
+        so_pin: &SecretString,
+        usage: super::KekUse,
+    ) -> Result<(), HsmError> {
+        self.trusted_kek(label, kek, so_pin, usage)
+    }
+
+    fn wrap_key(
+        &mut self,
+        kek_label: &str,
+        key_label: &str,
+        mechanism: super::WrapMechanism,
+    ) -> Result<Vec<u8>, HsmError> {
+        self.wrap(kek_label, key_label, mechanism)
+    }
+
+    fn unwrap_key(
+        &mut self,
+        kek_label: &str,
+        blob: &[u8],
+        label: &str,
+        algorithm: KeyAlgorithm,
+        mechanism: super::WrapMechanism,
+    ) -> Result<super::UnwrappedKey, HsmError> {
+        self.unwrap(kek_label, blob, label, algorithm, mechanism)
+    }
+
+    fn create_public_key(
+        &mut self,
+        label: &str,
+        id_hex: &str,
+        spki_der: &[u8],
+    ) -> Result<(), HsmError> {
+        self.public_key_object(label, id_hex, spki_der)
+    }
+
+    fn destroy_labelled(&mut self, label: &str, secret: bool) -> Result<usize, HsmError> {
+        self.destroy_all(label, secret)
+    }
+
+    fn secret_key_count(&mut self) -> Result<usize, HsmError> {
+        self.secret_keys()
     }
 }

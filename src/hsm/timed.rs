@@ -5,8 +5,8 @@
 //! per process: a rehearsal re-executes itself), with a breakdown by operation. Unset, the wrapper only reads two clocks per call.
 
 use super::{
-    AgreementKey, Hsm, HsmError, KeyPairInfo, PinChange, PinLimits, PinState, SignMechanism,
-    TokenIdentity, TokenObject,
+    AgreementKey, Hsm, HsmError, KekUse, KeyPairInfo, PinChange, PinLimits, PinState,
+    SignMechanism, TokenIdentity, TokenObject, UnwrappedKey, WrapMechanism,
 };
 use crate::script::KeyAlgorithm;
 use secrecy::SecretString;
@@ -197,6 +197,70 @@ impl<H: Hsm> Hsm for TimedHsm<H> {
         measure("destroy_agreement_key", || {
             self.0.destroy_agreement_key(label)
         })
+    }
+    fn wrap_mechanism(&mut self) -> Result<Option<WrapMechanism>, HsmError> {
+        measure("wrap_mechanism", || self.0.wrap_mechanism())
+    }
+    fn generate_backup_key_pair(
+        &mut self,
+        label: &str,
+        algorithm: KeyAlgorithm,
+    ) -> Result<KeyPairInfo, HsmError> {
+        measure("generate_backup_key_pair", || {
+            self.0.generate_backup_key_pair(label, algorithm)
+        })
+    }
+    fn import_trusted_kek(
+        &mut self,
+        label: &str,
+        kek: &[u8],
+        so_pin: &SecretString,
+        usage: KekUse,
+    ) -> Result<(), HsmError> {
+        measure("import_trusted_kek", || {
+            self.0.import_trusted_kek(label, kek, so_pin, usage)
+        })
+    }
+    fn wrap_key(
+        &mut self,
+        kek_label: &str,
+        key_label: &str,
+        mechanism: WrapMechanism,
+    ) -> Result<Vec<u8>, HsmError> {
+        measure("wrap_key", || {
+            self.0.wrap_key(kek_label, key_label, mechanism)
+        })
+    }
+    fn unwrap_key(
+        &mut self,
+        kek_label: &str,
+        blob: &[u8],
+        label: &str,
+        algorithm: KeyAlgorithm,
+        mechanism: WrapMechanism,
+    ) -> Result<UnwrappedKey, HsmError> {
+        measure("unwrap_key", || {
+            self.0
+                .unwrap_key(kek_label, blob, label, algorithm, mechanism)
+        })
+    }
+    fn create_public_key(
+        &mut self,
+        label: &str,
+        id_hex: &str,
+        spki_der: &[u8],
+    ) -> Result<(), HsmError> {
+        measure("create_public_key", || {
+            self.0.create_public_key(label, id_hex, spki_der)
+        })
+    }
+    fn destroy_labelled(&mut self, label: &str, secret: bool) -> Result<usize, HsmError> {
+        measure("destroy_labelled", || {
+            self.0.destroy_labelled(label, secret)
+        })
+    }
+    fn secret_key_count(&mut self) -> Result<usize, HsmError> {
+        measure("secret_key_count", || self.0.secret_key_count())
     }
 }
 

@@ -44,6 +44,8 @@ const SECRET_LABEL: &[u8] = b"keyrite/quorum/v1/activation-secret";
 const USER_PIN_LABEL: &[u8] = b"keyrite/quorum/v1/hsm-user-pin";
 const SO_PIN_LABEL: &[u8] = b"keyrite/quorum/v1/hsm-so-pin";
 const DRBG_LABEL: &[u8] = b"keyrite/quorum/v1/split-coefficients";
+/// HKDF salt of a backup's key-encryption key (issue 12).
+const KEK_SALT: &[u8] = b"keyrite/backup/v1/kek";
 /// Characters of a derived PIN (hex of the first 16 bytes of the label hash: 128 bits), unless the
 /// token's PIN limits need another length (see [`pin_length`]).
 pub const DERIVED_PIN_LEN: usize = 32;
@@ -191,6 +193,17 @@ impl Secret {
             self.derive_pin(USER_PIN_LABEL, len),
             self.derive_pin(SO_PIN_LABEL, len),
         )
+    }
+
+    /// Issue 12: the AES-256 key-encryption key of a backup whose secret this is:
+    /// HKDF-SHA256(salt "keyrite/backup/v1/kek", ikm secret, info split id). The split shares the
+    /// random scalar (Feldman needs a scalar), never the key itself.
+    pub fn kek(&self, split_id: &str) -> Result<Zeroizing<[u8; 32]>, QuorumError> {
+        let mut kek = Zeroizing::new([0u8; 32]);
+        hkdf::Hkdf::<Sha256>::new(Some(KEK_SALT), self.0.as_slice())
+            .expand(split_id.as_bytes(), kek.as_mut())
+            .map_err(|e| QuorumError::Encoding(format!("KEK derivation: {e}")))?;
+        Ok(kek)
     }
 
     fn derive_pin(&self, label: &[u8], len: usize) -> SecretString {

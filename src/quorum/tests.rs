@@ -130,3 +130,13 @@ fn derived_pins_fit_the_token_and_keep_the_default_length() {
     let (short, _) = s.hsm_pins(20);
     assert_eq!(short.expose_secret(), &s.user_pin().expose_secret()[..20]);
 }
+
+#[test]
+fn a_backup_kek_is_derived_per_split_and_only_from_the_combined_secret() {
+    let (secret, shares, commitments) = fresh(2, 3);
+    let kek = secret.kek("R-1/kek").unwrap();
+    assert_eq!(kek.len(), 32);
+    assert_ne!(*kek, *secret.kek("R-2/kek").unwrap());
+    let rebuilt = combine(&shares[1..], &commitments).unwrap();
+    assert_eq!(*rebuilt.kek("R-1/kek").unwrap(), *kek);
+}

@@ -46,6 +46,11 @@ pub enum Action {
     /// Issue 12: destroy every object (private, public, certificate) of the existing key `key`,
     /// then read back that none remains.
     DestroyKey,
+    // Issue 12: backup and restore (driver/actions/backup.rs, restore.rs).
+    /// Wrap the `[backup]` key under a fresh trusted KEK split M-of-N to the backup cards.
+    BackupKey,
+    /// Rebuild the KEK from M cards and unwrap the `[restore]` blob into the token.
+    RestoreKey,
 }
 
 impl Action {
@@ -65,6 +70,8 @@ impl Action {
                 | Action::SignCrossCertificate
                 | Action::SignCrl
                 | Action::DestroyKey
+                | Action::BackupKey
+                | Action::RestoreKey
         )
     }
 
@@ -89,6 +96,8 @@ impl Action {
                 | Action::SignCrossCertificate
                 | Action::SignCrl
                 | Action::DestroyKey
+                | Action::BackupKey
+                | Action::RestoreKey
         )
     }
 
@@ -120,6 +129,8 @@ impl Action {
             Action::SignCrossCertificate => "sign_cross_certificate",
             Action::SignCrl => "sign_crl",
             Action::DestroyKey => "destroy_key",
+            Action::BackupKey => "backup_key",
+            Action::RestoreKey => "restore_key",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The ceremony script: model, parsing with source locations, and the security-level policy.
 
 pub mod action;
+pub mod backup;
 pub mod crl;
 pub mod diagnostic;
 pub mod model;
@@ -11,6 +12,7 @@ pub mod signers;
 pub mod signing;
 pub mod tokens;
 
+pub use backup::{BackupConfig, RestoreConfig};
 pub use crl::{CrlKind, CrlProfile, RevocationReason, RevokedEntry};
 pub use diagnostic::{has_errors, Diagnostic, KeyPath, Severity, Target};
 pub use model::*;

@@ -38,6 +38,12 @@ pub struct Script {
     /// The M-of-N custodian quorum that holds the HSM's activation secret (script_quorum.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum: Option<super::quorum::QuorumConfig>,
+    /// Issue 12: the key this ceremony backs up, and the KEK's custodians (backup.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<super::backup::BackupConfig>,
+    /// Issue 12: a backup blob restored into this script's token (backup.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<super::backup::RestoreConfig>,
     pub steps: Vec<Step>,
 }
 
@@ -284,6 +290,13 @@ pub enum KeyAlgorithm {
     P256,
     #[serde(rename = "P-384")]
     P384,
+    /// FIPS 204 ML-DSA (pure, RFC 9881 in X.509): a post-quantum signature key.
+    #[serde(rename = "ML-DSA-44")]
+    MlDsa44,
+    #[serde(rename = "ML-DSA-65")]
+    MlDsa65,
+    #[serde(rename = "ML-DSA-87")]
+    MlDsa87,
 }
 
 impl KeyAlgorithm {
@@ -293,16 +306,22 @@ impl KeyAlgorithm {
             KeyAlgorithm::Rsa4096 => "RSA-4096",
             KeyAlgorithm::P256 => "P-256",
             KeyAlgorithm::P384 => "P-384",
+            KeyAlgorithm::MlDsa44 => "ML-DSA-44",
+            KeyAlgorithm::MlDsa65 => "ML-DSA-65",
+            KeyAlgorithm::MlDsa87 => "ML-DSA-87",
         }
     }
 
-    /// Key size in bits (modulus for RSA, field size for EC).
+    /// Key size in bits (modulus for RSA, field size for EC, the public key's size for ML-DSA).
     pub fn bits(self) -> u32 {
         match self {
             KeyAlgorithm::Rsa3072 => 3072,
             KeyAlgorithm::Rsa4096 => 4096,
             KeyAlgorithm::P256 => 256,
             KeyAlgorithm::P384 => 384,
+            KeyAlgorithm::MlDsa44 | KeyAlgorithm::MlDsa65 | KeyAlgorithm::MlDsa87 => {
+                crate::hsm::spki::ml_dsa_sizes(self).map_or(0, |(public, _)| public as u32 * 8)
+            }
         }
     }
 
@@ -310,11 +329,24 @@ impl KeyAlgorithm {
         matches!(self, KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096)
     }
 
-    /// The hash that matches the key's strength when the profile does not name one.
+    pub fn is_ml_dsa(self) -> bool {
+        matches!(
+            self,
+            KeyAlgorithm::MlDsa44 | KeyAlgorithm::MlDsa65 | KeyAlgorithm::MlDsa87
+        )
+    }
+
+    /// The hash that matches the key's strength when the profile does not name one. Pure ML-DSA
+    /// signs the whole message and uses none: the value is ignored for it.
     pub fn default_hash(self) -> HashAlgorithm {
         match self {
-            KeyAlgorithm::Rsa3072 | KeyAlgorithm::P256 => HashAlgorithm::Sha256,
-            KeyAlgorithm::Rsa4096 | KeyAlgorithm::P384 => HashAlgorithm::Sha384,
+            KeyAlgorithm::Rsa3072 | KeyAlgorithm::P256 | KeyAlgorithm::MlDsa44 => {
+                HashAlgorithm::Sha256
+            }
+            KeyAlgorithm::Rsa4096
+            | KeyAlgorithm::P384
+            | KeyAlgorithm::MlDsa65
+            | KeyAlgorithm::MlDsa87 => HashAlgorithm::Sha384,
         }
     }
 }
@@ -530,6 +562,11 @@ impl Script {
 
     pub fn ca_certificate(&self, name: &str) -> Option<&super::signing::CaCertificate> {
         self.ca_certificates.iter().find(|c| c.name == name)
+    }
+
+    /// Issue 12: is `label` the key `[backup]` backs up (generated wrappable by a trusted key)?
+    pub fn backs_up(&self, label: &str) -> bool {
+        self.backup.as_ref().is_some_and(|b| b.key == label)
     }
 
     pub fn crl(&self, name: &str) -> Option<&super::crl::CrlProfile> {

@@ -16,6 +16,7 @@ const MAX_VALIDITY_DAYS: u32 = 36525;
 
 mod artifacts;
 mod attach;
+mod backup;
 mod cards;
 mod crl;
 mod destroy;
@@ -64,6 +65,7 @@ fn check_as(loaded: &LoadedScript, rehearsal: bool) -> Vec<Diagnostic> {
     c.attachments();
     c.quorum();
     c.crls();
+    c.backups();
     c.displayed_text();
     // Stable: findings at the same place keep the order of the rules above.
     c.out.sort_by_key(|d| (d.line, d.col));
@@ -252,6 +254,7 @@ impl Checker<'_> {
         }
         self.artifact_clashes(&sound_keys, &sound_certs);
         self.signature_hashes();
+        self.ml_dsa_without_hash();
     }
 
     fn known_keys_fix(&self, wanted: &str) -> String {

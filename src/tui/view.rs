@@ -248,6 +248,12 @@ fn action_text(action: Action) -> &'static str {
         Action::DestroyKey => {
             "destroy every object of the key on the token, then check that none remains"
         }
+        Action::BackupKey => {
+            "split a new key-encryption key onto the cards and wrap the key with it (SO PIN)"
+        }
+        Action::RestoreKey => {
+            "rebuild the key-encryption key from the cards and unwrap the key into this token"
+        }
     }
 }
 

@@ -164,7 +164,7 @@ pub fn check_cross_input(bytes: &[u8]) -> Result<CheckedInput, String> {
 }
 
 /// The key's type and size, refusing what a CA must never certify: RSA under 2048 bits, an even or
-/// tiny public exponent, curves other than P-256 and P-384, other algorithms.
+/// tiny public exponent, curves other than P-256 and P-384, malformed ML-DSA keys, other algorithms.
 pub fn subject_key(spki_der: &[u8]) -> Result<SubjectKey, String> {
     let spki = SubjectPublicKeyInfoOwned::from_der(spki_der)
         .map_err(|e| format!("the public key does not decode: {e}"))?;
@@ -226,8 +226,24 @@ pub fn subject_key(spki_der: &[u8]) -> Result<SubjectKey, String> {
             rsa_bits: None,
         });
     }
+    if let Some(set) = crate::hsm::spki::ml_dsa_of_oid(&oid) {
+        // RFC 9881: absent parameters and the raw key of the parameter set's size.
+        let raw = spki.subject_public_key.as_bytes().unwrap_or_default();
+        let size = crate::hsm::spki::ml_dsa_sizes(set).map_or(0, |(k, _)| k);
+        if spki.algorithm.parameters.is_some() || raw.len() != size {
+            return Err(format!(
+                "its {set} key is malformed: RFC 9881 wants no parameters and a {size}-byte key \
+                 (got {} bytes)",
+                raw.len()
+            ));
+        }
+        return Ok(SubjectKey {
+            name: set.as_str().into(),
+            rsa_bits: None,
+        });
+    }
     Err(format!(
-        "its key algorithm {oid} is not one keyrite certifies for a CA (RSA, P-256, P-384)"
+        "its key algorithm {oid} is not one keyrite certifies for a CA (RSA, P-256, P-384, ML-DSA)"
     ))
 }
 

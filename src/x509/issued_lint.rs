@@ -6,6 +6,7 @@ use super::issued::key_id_of;
 use super::signer::HsmKey;
 use crate::script::signing::{eku_oid, CaCertificate};
 use der::{Decode, Encode};
+use spki::DynSignatureAlgorithmIdentifier;
 use std::collections::BTreeSet;
 use x509_cert::certificate::{TbsCertificate, Version};
 use x509_cert::ext::pkix::{
@@ -57,9 +58,10 @@ pub fn lint_issued_tbs(
         spki != key.as_ref().0,
         "the certificate would certify the issuer's own key",
     );
+    // The whole AlgorithmIdentifier: NULL parameters for RSA, absent for ECDSA and ML-DSA (RFC 9881).
     check(
-        tbs.signature().oid == key.signature_oid(),
-        "the TBS signature algorithm does not match the issuer key",
+        key.signature_algorithm_identifier().ok().as_ref() == Some(tbs.signature()),
+        "the TBS signature algorithm (OID and parameters) does not match the issuer key",
     );
     let (v, iv) = (tbs.validity(), itbs.validity());
     check(

@@ -6,6 +6,7 @@ use crate::script::CertificateProfile;
 use const_oid::db::rfc4519::{COMMON_NAME, COUNTRY_NAME, ORGANIZATION_NAME};
 use const_oid::db::rfc5280::ID_CE_EXT_KEY_USAGE;
 use der::{Decode, Encode, Tag, Tagged};
+use spki::DynSignatureAlgorithmIdentifier;
 use std::collections::BTreeSet;
 use x509_cert::certificate::{TbsCertificate, Version};
 use x509_cert::ext::pkix::{
@@ -108,9 +109,10 @@ pub fn lint_root_tbs(
         spki == key.as_ref().0,
         "the certificate's public key is not the HSM key's public key",
     );
+    // The whole AlgorithmIdentifier: NULL parameters for RSA, absent for ECDSA and ML-DSA (RFC 9881).
     check(
-        tbs.signature().oid == key.signature_oid(),
-        "the TBS signature algorithm does not match the key",
+        key.signature_algorithm_identifier().ok().as_ref() == Some(tbs.signature()),
+        "the TBS signature algorithm (OID and parameters) does not match the key",
     );
 
     let exts = tbs.extensions().map(|e| e.as_slice()).unwrap_or_default();

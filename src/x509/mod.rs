@@ -10,6 +10,7 @@ pub mod extensions;
 pub mod issued;
 pub mod issued_lint;
 pub mod lint;
+pub mod ml_dsa;
 mod profile;
 pub mod signer;
 

@@ -79,6 +79,9 @@ impl HsmKey {
             (KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096, HashAlgorithm::Sha384) => {
                 hsm.sign(&self.label, SignMechanism::RsaPkcs1Sha384, message)
             }
+            (KeyAlgorithm::MlDsa44 | KeyAlgorithm::MlDsa65 | KeyAlgorithm::MlDsa87, _) => {
+                hsm.sign(&self.label, SignMechanism::MlDsa, message)
+            }
             (KeyAlgorithm::P256 | KeyAlgorithm::P384, hash) => {
                 let digest = match hash {
                     HashAlgorithm::Sha256 => Sha256::digest(message).to_vec(),
@@ -102,6 +105,10 @@ impl HsmKey {
     }
 
     pub fn signature_oid(&self) -> ObjectIdentifier {
+        // RFC 9881: an ML-DSA signature's OID is the key's parameter set; no separate hash.
+        if let Some(oid) = crate::hsm::spki::ml_dsa_oid(self.algorithm) {
+            return oid;
+        }
         match (self.algorithm.is_rsa(), self.hash) {
             (true, HashAlgorithm::Sha256) => SHA_256_WITH_RSA_ENCRYPTION,
             (true, HashAlgorithm::Sha384) => SHA_384_WITH_RSA_ENCRYPTION,
@@ -123,7 +130,8 @@ impl KeypairRef for HsmKey {
 
 impl DynSignatureAlgorithmIdentifier for HsmKey {
     fn signature_algorithm_identifier(&self) -> spki::Result<AlgorithmIdentifierOwned> {
-        // RFC 4055: RSA PKCS#1 v1.5 carries NULL parameters; RFC 5758: ECDSA carries none.
+        // RFC 4055: RSA PKCS#1 v1.5 carries NULL parameters; RFC 5758 (ECDSA) and RFC 9881
+        // (ML-DSA) carry none.
         let parameters = self.algorithm.is_rsa().then(|| der::asn1::Null.into());
         Ok(AlgorithmIdentifierOwned {
             oid: self.signature_oid(),
@@ -138,7 +146,11 @@ pub fn algorithm_name(oid: &ObjectIdentifier) -> String {
         SHA_384_WITH_RSA_ENCRYPTION => "sha384WithRSAEncryption".into(),
         ECDSA_WITH_SHA_256 => "ecdsa-with-SHA256".into(),
         ECDSA_WITH_SHA_384 => "ecdsa-with-SHA384".into(),
-        other => other.to_string(),
+        other => match super::ml_dsa::parameter_set(&other) {
+            // OpenSSL 3.5 names them so; the parameter set is what the report must show.
+            Some(set) => set.as_str().into(),
+            None => other.to_string(),
+        },
     }
 }
 
@@ -170,6 +182,9 @@ pub fn verify_signature(
                 p384::ecdsa::VerifyingKey::from_public_key_der(spki_der).map_err(|e| fail(&e))?;
             let sig = p384::ecdsa::Signature::from_der(signature).map_err(|e| fail(&e))?;
             verify_ecdsa_prehash(&key, algorithm, message, &sig)
+        }
+        other if super::ml_dsa::parameter_set(&other).is_some() => {
+            super::ml_dsa::verify(spki_der, &other, message, signature)
         }
         other => Err(format!("unsupported signature algorithm {other}")),
     }

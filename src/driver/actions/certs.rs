@@ -10,20 +10,21 @@
 use super::super::operator::{Notice, Operator};
 use super::super::rehearsal;
 use super::super::State;
-use super::{failed, intent, keys, write_artifact, Context, Performed};
+pub(crate) use super::certs_inputs::check_inputs_before_start;
+use super::certs_inputs::{gather, Gathered};
+use super::{failed, intent, Context, Performed};
 use crate::error::Result;
 use crate::evidence::events::Record;
 use crate::evidence::pgp_words::pgp_words;
 use crate::evidence::signing::{IssuedCertificateRecord, PresentedRecord};
 use crate::hsm::spki::{grouped_hex, key_hash};
 use crate::script::signing::{parse_utc, CaCertificate};
-use crate::script::{Action, Script, SecurityLevel};
-use crate::x509::csr::{self, CheckedInput, RSA_POLICY_BITS};
+use crate::script::{Action, Script};
+use crate::x509::csr::CheckedInput;
 use crate::x509::issued::{self, IssuedProfile};
 use crate::x509::{self, HsmKey};
-use der::{Decode, DecodePem, Encode};
+use der::{Decode, Encode};
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use x509_cert::time::{Time, Validity};
 use x509_cert::Certificate;
@@ -42,157 +43,11 @@ pub(crate) struct PreparedIssue {
 
 type Prepared = Result<std::result::Result<PreparedIssue, String>>;
 
-fn kind(action: Action) -> (&'static str, bool) {
+pub(super) fn kind(action: Action) -> (&'static str, bool) {
     match action {
         Action::SignSubordinateCa => ("subordinate-ca", true),
         _ => ("cross-certificate", false),
     }
-}
-
-/// Read the input file: the script's path (relative to the script's folder), else the one given at
-/// run time (`--attach STEP=PATH`, the answers file, or the prompt).
-fn input_path(
-    dir: Option<&Path>,
-    spec: &CaCertificate,
-    step: &str,
-    csr: bool,
-    operator: &mut dyn Operator,
-) -> std::result::Result<PathBuf, String> {
-    if let Some(p) = &spec.input {
-        return Ok(resolve(dir, p));
-    }
-    let what = if csr {
-        "the subordinate CA's certificate request (PKCS#10, PEM or DER)"
-    } else {
-        "the other CA's certificate or public key (PEM or DER)"
-    };
-    operator.attachment(step, what).map(PathBuf::from).ok_or_else(|| {
-        format!("no file was given for {what}; give it with `--attach {step}=PATH`, the answers file's [attachments], or `input` in the script")
-    })
-}
-
-fn resolve(dir: Option<&Path>, path: &str) -> PathBuf {
-    match dir {
-        Some(d) if Path::new(path).is_relative() => d.join(path),
-        _ => PathBuf::from(path),
-    }
-}
-
-/// Read and check an input before anything is signed: a bad request or a weak key is refused here.
-pub(crate) fn check_input(
-    bytes: &[u8],
-    csr: bool,
-    level: SecurityLevel,
-) -> std::result::Result<(CheckedInput, Option<String>), String> {
-    let input = if csr {
-        csr::check_request(bytes)
-    } else {
-        csr::check_cross_input(bytes)
-    }?;
-    let mut warning = None;
-    if let Some(bits) = input.key.rsa_bits.filter(|b| *b < RSA_POLICY_BITS) {
-        if level == SecurityLevel::VeryHigh {
-            return Err(format!(
-                "its key is RSA-{bits}; security level very-high never allows CA keys under RSA-{RSA_POLICY_BITS} \
-                 — have the CA generate an RSA-3072/4096, P-256 or P-384 key"
-            ));
-        }
-        warning = Some(format!(
-            "the key to certify is RSA-{bits}: policy asks for RSA-{RSA_POLICY_BITS} or more for CA keys"
-        ));
-    }
-    Ok((input, warning))
-}
-
-/// Before the bundle exists: every input whose path is known now (the script's, or given with
-/// `--attach`) is read and checked, so a bad request leaves no bundle behind.
-pub(crate) fn check_inputs_before_start(
-    script: &Script,
-    script_dir: Option<&Path>,
-    given: &std::collections::BTreeMap<String, String>,
-) -> crate::error::Result<()> {
-    for step in script
-        .steps
-        .iter()
-        .filter(|s| s.action.issues_ca_certificate())
-    {
-        let Some(spec) = step
-            .certificate
-            .as_deref()
-            .and_then(|c| script.ca_certificate(c))
-        else {
-            continue;
-        };
-        let csr = kind(step.action).1;
-        let path = match (&spec.input, given.get(&step.id)) {
-            (Some(p), _) => resolve(script_dir, p),
-            (None, Some(p)) => PathBuf::from(p),
-            (None, None) => continue,
-        };
-        let refuse = |why: String| {
-            crate::error::Error::input(
-                format!(
-                    "the input of step \"{}\", {}: {why}; nothing has started and no bundle was written",
-                    step.id,
-                    path.display()
-                ),
-                "fix or replace the file, then start again",
-            )
-        };
-        let bytes = std::fs::read(&path).map_err(|e| refuse(e.to_string()))?;
-        check_input(&bytes, csr, script.ceremony.security_level).map_err(refuse)?;
-    }
-    Ok(())
-}
-
-/// The issuer certificate: in a rehearsal, the one a rehearsed ceremony signed for this key in the
-/// same --env folder; otherwise the script's file. Its key must be the issuer key.
-fn issuer_certificate(
-    dir: Option<&Path>,
-    spec: &CaCertificate,
-    issuer_hash: &str,
-) -> std::result::Result<(Certificate, String), String> {
-    let recorded = rehearsal::recorded_certificate(issuer_hash).map_err(|e| e.to_string())?;
-    let bytes = match (recorded, &spec.issuer_certificate) {
-        (Some(rec), _) => rec.pem.into_bytes(),
-        (None, Some(path)) => {
-            let path = resolve(dir, path);
-            std::fs::read(&path).map_err(|e| {
-                format!(
-                    "the issuer certificate {} cannot be read: {e}",
-                    path.display()
-                )
-            })?
-        }
-        (None, None) => {
-            return Err(format!(
-                "[[ca_certificates]] \"{}\" names no issuer_certificate: give the path of the issuing CA's certificate",
-                spec.name
-            ))
-        }
-    };
-    let cert = Certificate::from_pem(&bytes)
-        .or_else(|_| Certificate::from_der(&bytes))
-        .map_err(|e| format!("the issuer certificate is not an X.509 certificate: {e}"))?;
-    let spki = cert
-        .tbs_certificate()
-        .subject_public_key_info()
-        .to_der()
-        .map_err(|e| e.to_string())?;
-    if key_hash(&spki) != issuer_hash {
-        return Err(format!(
-            "the issuer certificate certifies key {}, not the issuer key {} — give the certificate of \
-             the key that signs",
-            grouped_hex(&key_hash(&spki)),
-            grouped_hex(issuer_hash)
-        ));
-    }
-    if cert.tbs_certificate().issuer() == cert.tbs_certificate().subject() {
-        x509::signer::verify_self_signed(&cert)
-            .map_err(|e| format!("the issuer certificate's self-signature does not verify: {e}"))?;
-    }
-    let pem = der::EncodePem::to_pem(&cert, der::pem::LineEnding::LF).map_err(|e| e.to_string())?;
-    Ok((cert, pem))
 }
 
 fn time(secs: i64) -> std::result::Result<Time, String> {
@@ -234,39 +89,16 @@ pub(super) fn prepare(
     else {
         return Ok(Err("the step names no [[ca_certificates]] entry".into()));
     };
-    let (_, csr) = kind(step.action);
-    let issuer_info =
-        match keys::known_key(state, ctx_script, &step.id, &spec.issuer_key, operator)? {
-            Ok(i) => i,
-            Err(why) => return Ok(Err(why)),
-        };
-    let issuer_hash = key_hash(&issuer_info.spki_der);
-    let dir = state.script_dir.clone();
-    let (issuer_cert, issuer_pem) = match issuer_certificate(dir.as_deref(), spec, &issuer_hash) {
-        Ok(c) => c,
+    let Gathered {
+        issuer_info,
+        issuer_hash,
+        issuer_cert,
+        issuer_pem,
+        input,
+    } = match gather(state, ctx_script, step, spec, operator)? {
+        Ok(g) => g,
         Err(why) => return Ok(Err(why)),
     };
-    let path = match input_path(dir.as_deref(), spec, &step.id, csr, operator) {
-        Ok(p) => p,
-        Err(why) => return Ok(Err(why)),
-    };
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) => return Ok(Err(format!("{} cannot be read: {e}", path.display()))),
-    };
-    let (input, warning) = match check_input(&bytes, csr, ctx_script.ceremony.security_level) {
-        Ok(i) => i,
-        Err(why) => {
-            return Ok(Err(format!(
-                "{} (SHA-256 {}) is refused: {why}; nothing was signed",
-                path.display(),
-                hex::encode(Sha256::digest(&bytes))
-            )))
-        }
-    };
-    if let Some(w) = warning {
-        operator.notice(Notice::Warning { text: &w });
-    }
     let subject = match &spec.subject {
         Some(s) => match issued::name_from_spec(s) {
             Ok(n) => n,
@@ -341,6 +173,15 @@ pub(super) fn present(
     operator: &mut dyn Operator,
 ) -> Result<()> {
     state.prepared = None;
+    if let Some(file) = super::certs_adopt::saved_by_interrupted_run(state, script, step) {
+        operator.notice(Notice::Info {
+            text: &format!(
+                "the interrupted run had signed and saved {file}: this step checks it and adopts \
+                 it; nothing is signed again"
+            ),
+        });
+        return Ok(());
+    }
     let prepared = match prepare(state, script, step, operator)? {
         Ok(p) => p,
         Err(why) => {
@@ -427,6 +268,9 @@ pub(super) fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Oper
     else {
         return Ok(Err("the step names no [[ca_certificates]] entry".into()));
     };
+    if super::certs_adopt::saved_by_interrupted_run(state, ctx.script, ctx.step).is_some() {
+        return super::certs_adopt::adopt(state, ctx, spec, operator);
+    }
     let prepared = match state.prepared.take() {
         Some(p) if p.step == ctx.step.id => p,
         _ => {
@@ -443,7 +287,7 @@ pub(super) fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Oper
             }
         }
     };
-    let (kind_name, csr) = kind(ctx.step.action);
+    let (kind_name, _) = kind(ctx.step.action);
     intent(
         state,
         ctx,
@@ -473,15 +317,55 @@ pub(super) fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Oper
         Err(x509::CertError::Hsm(e)) => return failed(state, ctx, "sign_ca_certificate", e),
         Err(e) => return Ok(Err(e.to_string())),
     };
+    let issue = Issue {
+        input,
+        issuer_cert,
+        issuer_pem,
+        issuer_key_hash,
+        tbs_sha256,
+    };
+    finish(state, ctx, spec, issue, cert, operator)
+}
+
+/// What a signed (or adopted) certificate is recorded with.
+pub(super) struct Issue {
+    pub(super) input: CheckedInput,
+    pub(super) issuer_cert: Certificate,
+    pub(super) issuer_pem: String,
+    pub(super) issuer_key_hash: String,
+    pub(super) tbs_sha256: String,
+}
+
+/// Write the certificate, the input's copy and the chain, and log the issued certificate. The
+/// certificate goes first: once it is bound to the log, a resumed step adopts it instead of
+/// signing again (certs_adopt.rs); a file the interrupted run bound already is kept if equal.
+pub(super) fn finish(
+    state: &mut State,
+    ctx: &Context<'_>,
+    spec: &CaCertificate,
+    issue: Issue,
+    cert: x509::SignedCertificate,
+    operator: &mut dyn Operator,
+) -> Performed {
+    let Issue {
+        input,
+        issuer_cert,
+        issuer_pem,
+        issuer_key_hash,
+        tbs_sha256,
+    } = issue;
+    let (kind_name, csr) = kind(ctx.step.action);
     let (file, chain_file, input_file) = (spec.file(), spec.chain_file(), spec.input_file(csr));
     let chain = format!("{}{}", cert.pem, issuer_pem);
     for (path, bytes) in [
-        (&input_file, input.pem.as_bytes()),
         (&file, cert.pem.as_bytes()),
+        (&input_file, input.pem.as_bytes()),
         (&chain_file, chain.as_bytes()),
     ] {
-        if let Err(e) = write_artifact(state, ctx, path, bytes) {
-            return Ok(Err(e.to_string()));
+        match super::certs_adopt::keep_or_write(state, ctx, path, bytes) {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => return Ok(Err(why)),
+            Err(e) => return Ok(Err(e.to_string())),
         }
     }
     let issuer_der = issuer_cert.to_der().unwrap_or_default();

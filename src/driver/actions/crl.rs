@@ -257,6 +257,11 @@ pub(super) fn perform(
     let written = state.bundle.path(&file).exists();
     let detail = match written {
         true => format!("{name}: adopt the CRL written before the interruption; nothing is signed"),
+        // Pure ML-DSA hashes inside the algorithm: name it rather than an unused hash.
+        false if info.algorithm.is_ml_dsa() => format!(
+            "{name} number {} with key {} (pure {})",
+            crl.number, crl.key, info.algorithm
+        ),
         false => format!(
             "{name} number {} with key {} ({})",
             crl.number, crl.key, key.hash

@@ -14,6 +14,7 @@ pub(super) fn generate(
     state: &mut State,
     ctx: &Context<'_>,
     operator: &mut dyn Operator,
+    pins: &mut dyn super::super::pins::PinSource,
 ) -> Performed {
     let Some(label) = ctx.step.key.as_deref() else {
         return Ok(Err("the step names no key".into()));
@@ -44,16 +45,35 @@ pub(super) fn generate(
         Err(e) => return failed(state, ctx, "generate_key_pair", e),
         Ok(false) => {}
     }
+    // Issue 12: a key to back up is generated only where a trusted wrap is possible.
+    let for_backup = ctx.script.backs_up(label);
+    if for_backup {
+        if let Err(why) = super::backup::check_token_can_back_up(state, ctx, pins)? {
+            return Ok(Err(why));
+        }
+    }
     intent(
         state,
         ctx,
         "generate_key_pair",
-        format!("label {label}, {}", spec.algorithm),
+        format!(
+            "label {label}, {}{}",
+            spec.algorithm,
+            if for_backup {
+                ", extractable only wrapped by a trusted key (CKA_WRAP_WITH_TRUSTED), for backup"
+            } else {
+                ""
+            }
+        ),
     )?;
     let what = format!("generating {} key in the HSM", spec.algorithm);
     let result = match state.hsm.as_mut() {
         Some(hsm) => with_elapsed(operator, &what, || {
-            hsm.generate_key_pair(label, spec.algorithm)
+            if for_backup {
+                hsm.generate_backup_key_pair(label, spec.algorithm)
+            } else {
+                hsm.generate_key_pair(label, spec.algorithm)
+            }
         }),
         None => return Ok(Err("the HSM is not activated".into())),
     };
@@ -95,11 +115,21 @@ pub(in crate::driver) fn key_generated(
         },
     )?;
     token_objects::log_key_uri(state, &ctx.step.id, &info)?;
-    let proven = info.attributes.prove_in_hsm_generation();
+    // Issue 12: a key for backup proves the trusted-wrap-only attributes instead.
+    let proven = if ctx.script.backs_up(label) {
+        info.attributes.prove_backup_generation()
+    } else {
+        info.attributes.prove_in_hsm_generation()
+    };
     if ctx.mode.rehearsal {
         keys::note_generated(&ctx.script.ceremony.id, &info)?;
     }
     state.keys.insert(label.into(), info);
+    if !proven && ctx.script.backs_up(label) {
+        return Ok(Err(format!(
+            "the token does not confirm that key {label} was generated inside it, is sensitive and can leave it only wrapped by a trusted key (CKA_LOCAL, CKA_ALWAYS_SENSITIVE, CKA_EXTRACTABLE with CKA_WRAP_WITH_TRUSTED); do not use this key"
+        )));
+    }
     if !proven {
         return Ok(Err(format!(
             "the token does not confirm that key {label} was generated inside it and can never leave it (CKA_LOCAL, CKA_NEVER_EXTRACTABLE, CKA_ALWAYS_SENSITIVE); do not use this key"

@@ -22,20 +22,19 @@ pub(crate) fn needs_on(script: &Script, token: &str) -> Vec<Need> {
         .iter()
         .filter(|s| script.step_token(s) == token)
     {
-        let key = match step.action {
-            Action::GenerateKey | Action::SignTestMessage => step.key.as_deref(),
-            Action::SignCertificate => step
-                .certificate
-                .as_deref()
-                .and_then(|c| script.certificate(c))
-                .map(|c| c.key.as_str()),
-            Action::SignCrl => step
-                .crl
-                .as_deref()
-                .and_then(|c| script.crl(c))
-                .map(|c| c.key.as_str()),
-            _ => None,
-        };
+        // Every step that signs with a key, or makes one (a sub-CA or cross-certificate signs
+        // with its issuer key).
+        let signs = matches!(
+            step.action,
+            Action::GenerateKey
+                | Action::SignTestMessage
+                | Action::SignCertificate
+                | Action::SignCrl
+        ) || step.action.issues_ca_certificate();
+        if !signs {
+            continue;
+        }
+        let key = script.step_key(step);
         let Some(spec) = key.and_then(|k| script.key(k)) else {
             continue;
         };
@@ -126,6 +125,24 @@ mod tests {
             n.contains(&Need::Generate(alg)) && n.contains(&Need::Sign(alg)),
             "{n:?}"
         );
+    }
+
+    #[test]
+    fn the_ca_signing_scripts_need_their_issuer_key_to_sign_and_nothing_generated() {
+        for name in [
+            "sub-ca-signing.toml",
+            "cross-certificate.toml",
+            "crl-issuance.toml",
+        ] {
+            let s = script(name);
+            let n = needs(&s);
+            let alg = s.keys[0].algorithm;
+            assert_eq!(n.first(), Some(&Need::Sign(alg)), "{name}: {n:?}");
+            assert!(
+                !n.iter().any(|x| matches!(x, Need::Generate(_))),
+                "{name}: {n:?}"
+            );
+        }
     }
 
     #[test]

@@ -15,18 +15,31 @@ use std::time::{Duration, Instant};
 
 pub use crate::hsm::HsmOpener as Opener;
 
+mod backup;
 pub(super) mod certs;
+mod certs_adopt;
+mod certs_inputs;
 pub(super) mod crl;
 pub(super) mod destroy;
 mod generate;
 pub(super) use generate::key_generated;
 mod hsm_checks;
 pub(super) mod keys;
+mod restore;
 mod root_cert;
 pub(super) mod token_objects;
 
 /// CKA manufacturerID of SoftHSM2 tokens, also when reached through the p11-kit proxy.
 pub(super) const SOFTHSM_MANUFACTURER: &str = "SoftHSM project";
+/// Kryoptic's manufacturerID: the throw-away token of a rehearsal with ML-DSA keys.
+const KRYOPTIC_MANUFACTURER: &str = "Kryoptic Project";
+
+/// May a rehearsal use this token? SoftHSM2's, or Kryoptic's when the rehearsal runs on its folder's
+/// private Kryoptic configuration (a script with ML-DSA keys).
+pub(super) fn rehearsal_token(manufacturer: &str) -> bool {
+    manufacturer == SOFTHSM_MANUFACTURER
+        || (manufacturer == KRYOPTIC_MANUFACTURER && super::rehearsal::pqc::active())
+}
 
 pub(super) struct Context<'a> {
     pub script: &'a Script,
@@ -150,7 +163,7 @@ fn perform_action(
         }
         Action::Preflight => preflight_step(state, ctx, operator),
         Action::ActivateHsm => activate(state, ctx, operator, pins, opener),
-        Action::GenerateKey => generate::generate(state, ctx, operator),
+        Action::GenerateKey => generate::generate(state, ctx, operator, pins),
         Action::SignCertificate => root_cert::sign(state, ctx, operator),
         Action::DeactivateHsm => {
             close_hsm(state, Some(&ctx.step.id))?;
@@ -175,6 +188,8 @@ fn perform_action(
         }
         Action::SignCrl => crl::perform(state, ctx, operator),
         Action::DestroyKey => destroy::perform(state, ctx, operator),
+        Action::BackupKey => backup::backup(state, ctx, operator, pins, opener),
+        Action::RestoreKey => restore::restore(state, ctx, operator, pins, opener),
     }
 }
 
@@ -275,7 +290,7 @@ fn activate(
 }
 
 /// Open the ceremony's HSM token after a write-ahead `open_and_login` intent (`detail` says how).
-/// A rehearsal refuses any token that is not SoftHSM2's. The inner `Err` is a failure already
+/// A rehearsal refuses any token that is not SoftHSM2's (or, with ML-DSA keys, Kryoptic's). The inner `Err` is a failure already
 /// logged as `hsm_failed`.
 pub(super) fn open_hsm(
     state: &mut State,
@@ -293,11 +308,12 @@ pub(super) fn open_hsm(
         Ok(h) => h,
         Err(e) => return refuse(state, e),
     };
-    if ctx.mode.rehearsal && hsm.identity().manufacturer != SOFTHSM_MANUFACTURER {
+    if ctx.mode.rehearsal && !rehearsal_token(&hsm.identity().manufacturer) {
         let err = HsmError::new(
             "select token",
             format!(
-                "token \"{}\" is made by \"{}\"; rehearsals run only on throw-away SoftHSM2 tokens",
+                "token \"{}\" is made by \"{}\"; rehearsals run only on throw-away SoftHSM2 tokens \
+                 (Kryoptic ones for ML-DSA keys)",
                 hsm.identity().token_label,
                 hsm.identity().manufacturer
             ),

@@ -5,6 +5,7 @@
 //! same bytes and `keyrite verify` re-renders report.pdf and demands byte equality.
 //! The paper script for the room (`keyrite print`, [`script`]) shares the layout engine.
 
+mod backup;
 mod cards;
 mod certificates;
 mod crls;

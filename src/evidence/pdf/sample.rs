@@ -98,6 +98,7 @@ pub fn sample_report(steps: usize) -> Report {
                 always_sensitive: Some(true),
                 extractable: Some(false),
                 sensitive: Some(true),
+                wrap_with_trusted: None,
             },
             generated_in_hsm: true,
             public_key_file: "artifacts/root.pub.pem".into(),
@@ -148,6 +149,9 @@ pub fn sample_report(steps: usize) -> Report {
         existing_keys: Vec::new(),
         test_signatures: Vec::new(),
         ca_certificates: Vec::new(),
+        backups: Vec::new(),
+        restores: Vec::new(),
+        restores_undone: Vec::new(),
         log_head: LogHead {
             seq: 42,
             hash: "ef".repeat(32),

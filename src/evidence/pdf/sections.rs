@@ -18,6 +18,7 @@ pub fn layout(report: &Report) -> Vec<Vec<Op>> {
     super::certificates::section(&mut l, report);
     super::existing::ca_certificates(&mut l, report);
     super::crls::section(&mut l, report);
+    super::backup::section(&mut l, report);
     quorum(&mut l, report);
     transcript(&mut l, report);
     exceptions(&mut l, report);
@@ -314,7 +315,16 @@ fn keys(l: &mut Layout, r: &Report) {
 }
 
 fn quorum(l: &mut Layout, r: &Report) {
-    l.heading("Activation quorum");
+    // Issue 12: a restore's cards rebuild a backup's KEK (split "<ceremony id>/kek"), not a PIN.
+    let kek = r
+        .quorum
+        .as_ref()
+        .is_some_and(|q| q.split_ceremony_id.ends_with("/kek"));
+    l.heading(if kek {
+        "Key-encryption key quorum (backup)"
+    } else {
+        "Activation quorum"
+    });
     let Some(q) = &r.quorum else {
         l.para(
             Face::Regular,

@@ -108,6 +108,7 @@ pub(super) fn check_reported(v: &mut Verification, bundle: &BundleDir, report: &
     check_listed(v, bundle, &listed, "report", true);
     check_keys_and_certificates(v, bundle, report);
     super::crls::check_crls(v, bundle, report);
+    super::backup::check_backups(v, bundle, report);
     super::issued::check_existing_keys(v, bundle, report);
     super::issued::check_ca_certificates(v, bundle, report);
 }

@@ -95,6 +95,7 @@ impl Pkcs11Hsm {
             always_sensitive: None,
             extractable: None,
             sensitive: None,
+            wrap_with_trusted: None,
         };
         let mut derive = None;
         let wanted = [

@@ -5,7 +5,10 @@ use super::{Ck, Pkcs11Hsm};
 use crate::hsm::{spki, HsmError, KeyAttributes, KeyPairInfo};
 use crate::script::KeyAlgorithm;
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{
+    Attribute, AttributeType, KeyType, MlDsaParameterSetType, ObjectClass, ObjectHandle,
+    ParameterSetType,
+};
 use cryptoki::types::Ulong;
 
 impl Pkcs11Hsm {
@@ -147,6 +150,7 @@ impl Pkcs11Hsm {
             always_sensitive: None,
             extractable: None,
             sensitive: None,
+            wrap_with_trusted: None,
         };
         let mut id = Vec::new();
         let mut key_type = None;
@@ -171,11 +175,19 @@ impl Pkcs11Hsm {
                 _ => {}
             }
         }
+        // Issue 12: only a key made for backup is extractable; then say by which keys.
+        if attributes.extractable == Some(true) {
+            for attr in self.attributes(private, &[T::WrapWithTrusted], label)? {
+                if let Attribute::WrapWithTrusted(v) = attr {
+                    attributes.wrap_with_trusted = Some(v);
+                }
+            }
+        }
         let unsupported = |what: String| {
             HsmError::new(
                 doing.clone(),
                 what,
-                "keyrite handles RSA-3072, RSA-4096, P-256 and P-384 keys: name a key of one of those",
+                "keyrite handles RSA-3072, RSA-4096, P-256, P-384 and ML-DSA-44/65/87 keys: name a key of one of those",
             )
         };
         let (algorithm, spki_der) = if key_type == Some(KeyType::EC) {
@@ -211,9 +223,16 @@ impl Pkcs11Hsm {
                 bits => return Err(unsupported(format!("\"{label}\" is an RSA-{bits} key"))),
             };
             (algorithm, spki::rsa_spki_der(&modulus, &exponent))
+        } else if key_type == Some(KeyType::ML_DSA) {
+            ml_dsa_public(&self.attributes(public, &[T::ParameterSet, T::Value], label)?)
+                .ok_or_else(|| {
+                    unsupported(format!(
+                        "\"{label}\" is an ML-DSA key of a parameter set keyrite does not know"
+                    ))
+                })?
         } else {
             return Err(unsupported(format!(
-                "\"{label}\" is neither an RSA nor an EC key"
+                "\"{label}\" is neither an RSA, an EC nor an ML-DSA key"
             )));
         };
         let spki_der = spki_der.map_err(|e| {
@@ -232,6 +251,29 @@ impl Pkcs11Hsm {
         })
     }
 }
+
+/// The parameter set (CKA_PARAMETER_SET) and SPKI (from CKA_VALUE) of an ML-DSA public key.
+fn ml_dsa_public(attrs: &[Attribute]) -> Option<(KeyAlgorithm, Result<Vec<u8>, String>)> {
+    let set = attrs.iter().find_map(|a| match a {
+        Attribute::ParameterSet(p) => Some(Ulong::from(*p)),
+        _ => None,
+    })?;
+    let value = attrs.iter().find_map(|a| match a {
+        Attribute::Value(v) => Some(v.as_slice()),
+        _ => None,
+    })?;
+    let algorithm = ML_DSA_SETS
+        .into_iter()
+        .find(|(_, p)| Ulong::from(ParameterSetType::from(*p)) == set)?
+        .0;
+    Some((algorithm, spki::ml_dsa_spki_der(algorithm, value)))
+}
+
+const ML_DSA_SETS: [(KeyAlgorithm, MlDsaParameterSetType); 3] = [
+    (KeyAlgorithm::MlDsa44, MlDsaParameterSetType::ML_DSA_44),
+    (KeyAlgorithm::MlDsa65, MlDsaParameterSetType::ML_DSA_65),
+    (KeyAlgorithm::MlDsa87, MlDsaParameterSetType::ML_DSA_87),
+];
 
 /// Bit length of a big-endian unsigned integer.
 fn rsa_bits(modulus: &[u8]) -> usize {
@@ -272,12 +314,18 @@ pub(super) fn templates(
         Attribute::Sign(true),
     ]);
     let mut public = common(false);
-    let mechanism = match spki::ec_params_der(algorithm) {
-        Some(params) => {
+    let ml_dsa = ML_DSA_SETS.into_iter().find(|(a, _)| *a == algorithm);
+    let mechanism = match (spki::ec_params_der(algorithm), ml_dsa) {
+        // FIPS 204 key generation: the parameter set goes on the public template (PKCS#11 3.2).
+        (_, Some((_, set))) => {
+            public.push(Attribute::ParameterSet(set.into()));
+            Mechanism::MlDsaKeyPairGen
+        }
+        (Some(params), None) => {
             public.push(Attribute::EcParams(params));
             Mechanism::EccKeyPairGen
         }
-        None => {
+        (None, None) => {
             let bits = Ulong::try_from(algorithm.bits() as usize)?;
             public.push(Attribute::ModulusBits(bits));
             public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));

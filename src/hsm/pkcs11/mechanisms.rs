@@ -6,6 +6,7 @@ use super::{module, Ck, Pkcs11Hsm};
 use crate::hsm::capabilities::{rsa_sign_mech, Mech, Offered};
 use crate::hsm::{spki, HsmError};
 use crate::script::KeyAlgorithm;
+use cryptoki::mechanism::dsa::{HedgeType, SignAdditionalContext};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
 use sha2::{Digest, Sha256, Sha384};
@@ -19,13 +20,15 @@ pub struct SignQuirks {
     pub der_ecdsa: bool,
 }
 
-const MECHS: [(Mech, MechanismType); 6] = [
+const MECHS: [(Mech, MechanismType); 8] = [
     (Mech::RsaKeyPairGen, MechanismType::RSA_PKCS_KEY_PAIR_GEN),
     (Mech::EcKeyPairGen, MechanismType::ECC_KEY_PAIR_GEN),
     (Mech::Ecdsa, MechanismType::ECDSA),
     (Mech::RsaPkcs, MechanismType::RSA_PKCS),
     (Mech::Sha256RsaPkcs, MechanismType::SHA256_RSA_PKCS),
     (Mech::Sha384RsaPkcs, MechanismType::SHA384_RSA_PKCS),
+    (Mech::MlDsaKeyPairGen, MechanismType::ML_DSA_KEY_PAIR_GEN),
+    (Mech::MlDsa, MechanismType::ML_DSA),
 ];
 
 /// DER DigestInfo prefixes (RFC 8017 §9.2, note 1) for SHA-256 and SHA-384.
@@ -112,7 +115,9 @@ impl Pkcs11Hsm {
                 .get_mechanism_info(self.slot, ty)
                 .ck("C_GetMechanismInfo", doing)?;
             let usable = match mech {
-                Mech::RsaKeyPairGen | Mech::EcKeyPairGen => info.generate_key_pair(),
+                Mech::RsaKeyPairGen | Mech::EcKeyPairGen | Mech::MlDsaKeyPairGen => {
+                    info.generate_key_pair()
+                }
                 _ => info.sign(),
             };
             let hidden = self.quirks.no_hash_and_sign
@@ -152,6 +157,18 @@ impl Pkcs11Hsm {
             Mechanism::Sha256RsaPkcs
         };
         self.sign_object(&mech, key, label, data)
+    }
+
+    /// CKM_ML_DSA over the whole message: pure ML-DSA, hedged, with the empty context X.509 uses
+    /// (RFC 9881). No hashing on the host: FIPS 204 hashes the message inside the algorithm.
+    pub(super) fn sign_ml_dsa(
+        &mut self,
+        key: ObjectHandle,
+        label: &str,
+        data: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
+        let params = SignAdditionalContext::new(HedgeType::Preferred, None);
+        self.sign_object(&Mechanism::MlDsa(params), key, label, data)
     }
 
     /// CKM_ECDSA over a host digest; the signature comes back as raw r‖s whatever the token gave.

@@ -75,6 +75,38 @@ impl Checker<'_> {
         }
     }
 
+    /// Pure ML-DSA signs the whole message with no separate hash (RFC 9881): a `signature_hash`
+    /// next to an ML-DSA key would be silently ignored, so it is refused.
+    pub(super) fn ml_dsa_without_hash(&mut self) {
+        let s = self.s;
+        let certs = s.certificates.iter().map(|c| (&c.key, c.signature_hash));
+        let issued = s
+            .ca_certificates
+            .iter()
+            .map(|c| (&c.issuer_key, c.signature_hash));
+        let crls = s.crls.iter().map(|c| (&c.key, c.signature_hash));
+        let sections = [
+            ("certificates", certs.collect::<Vec<_>>()),
+            ("ca_certificates", issued.collect()),
+            ("crls", crls.collect()),
+        ];
+        for (section, entries) in sections {
+            for (i, (key, hash)) in entries.into_iter().enumerate() {
+                let Some(spec) = s.key(key) else { continue };
+                if hash.is_none() || !spec.algorithm.is_ml_dsa() {
+                    continue;
+                }
+                let what = format!(
+                    "{section}[{i}] is signed by {} key \"{key}\", which signs the whole message (pure \
+                     ML-DSA, RFC 9881): it takes no signature_hash",
+                    spec.algorithm
+                );
+                let path = root().key(section).index(i).key("signature_hash");
+                self.error(&path, Target::Value, what, "remove the signature_hash line");
+            }
+        }
+    }
+
     /// CA/B Forum Baseline Requirements 7.1.3.2.2: a P-256 key signs with SHA-256 and a P-384 key with
     /// SHA-384 only. RSA keys may use either.
     pub(super) fn signature_hashes(&mut self) {
@@ -86,7 +118,7 @@ impl Checker<'_> {
             let wanted = match algorithm {
                 KeyAlgorithm::P256 => HashAlgorithm::Sha256,
                 KeyAlgorithm::P384 => HashAlgorithm::Sha384,
-                KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => continue,
+                _ => continue,
             };
             if hash == wanted {
                 continue;
@@ -106,5 +138,32 @@ impl Checker<'_> {
             let path = root().key("certificates").index(i).key("signature_hash");
             self.error(&path, Target::Value, what, fix);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::script::parse::parse;
+    use crate::script::policy::check;
+
+    #[test]
+    fn the_shipped_ml_dsa_root_passes_and_a_signature_hash_beside_ml_dsa_is_refused() {
+        let shipped = include_str!("../../../ceremony-scripts/root-ca-mldsa.toml");
+        let errors = |src: &str| -> Vec<String> {
+            let loaded = parse("pq.toml", src).unwrap();
+            check(&loaded)
+                .iter()
+                .map(ToString::to_string)
+                .filter(|d| d.contains("error"))
+                .collect()
+        };
+        assert!(errors(shipped).is_empty(), "{:?}", errors(shipped));
+        let with_hash = shipped.replace(
+            "validity_days = 9131",
+            "validity_days = 9131\nsignature_hash = \"sha384\"",
+        );
+        let found = errors(&with_hash);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("pure ML-DSA"), "{found:?}");
     }
 }

@@ -56,7 +56,8 @@ impl Checker<'_> {
                                `existing` to generate a new one";
                     self.error(&path, Target::Value, what, fix);
                 }
-                (Action::GenerateKey, None) => {
+                // Issue 12: a restored key is pinned by the backup report's hash.
+                (Action::GenerateKey | Action::RestoreKey, None) => {
                     generated.insert(label);
                 }
                 // Issue 12: only a key pinned by its hash is destroyed, never "whatever the

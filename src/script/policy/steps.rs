@@ -184,6 +184,8 @@ impl Checker<'_> {
                     | Action::ConfirmFingerprint
                     | Action::SignTestMessage
                     | Action::DestroyKey
+                    | Action::BackupKey
+                    | Action::RestoreKey
             );
             match (&st.key, uses_key) {
                 (None, true) => {
