@@ -155,6 +155,14 @@ pub enum Record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hsm: Option<String>,
     },
+    /// What the token's driver warned of when it was opened, e.g. a serial another token of the
+    /// module shares (the serial then proves nothing about which device this is).
+    TokenWarning {
+        token_serial: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hsm: Option<String>,
+        warning: String,
+    },
     HsmDeactivated {
         token_serial: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -271,6 +279,8 @@ pub enum Record {
     },
     /// A key from an earlier ceremony found after activation, with the hash it was pinned to.
     ExistingKeyFound(super::signing::ExistingKeyRecord),
+    /// Issue 12: every object of a key destroyed, and the read-back that none remains.
+    KeyDestroyed(super::destroy::KeyDestroyedRecord),
     /// What a step issuing a certificate to another CA will sign, shown before its confirmations.
     CertificatePresented(super::signing::PresentedRecord),
     /// A certificate issued to another CA (subordinate or cross-certificate).

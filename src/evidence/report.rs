@@ -42,6 +42,9 @@ pub struct Report {
     /// Issue 12: the ceremony's other tokens (`[[hsms]]`), each with its identity record.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tokens: Vec<super::tokens::NamedTokenRecord>,
+    /// Issue 12: keys destroyed, each with the read-back that nothing of it remained.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destroyed_keys: Vec<super::destroy::KeyDestroyedRecord>,
     /// verify's deferred rebuild fills each step's confirmations from the log as it is encoded.
     #[serde(serialize_with = "stream::serialize_steps")]
     pub steps: Vec<StepRecord>,

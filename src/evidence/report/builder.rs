@@ -105,6 +105,7 @@ impl ReportBuilder {
             backups: Vec::new(),
             restores: Vec::new(),
             restores_undone: Vec::new(),
+            destroyed_keys: Vec::new(),
             steps: planned
                 .iter()
                 .map(|p| StepRecord {
@@ -404,6 +405,7 @@ fn apply(
             Record::SharesRetired(r) => quorum::apply_retired(&mut report.quorum, &r),
             Record::ShareSealed(r) => quorum::apply_sealed(&mut report.quorum, &r),
             Record::HsmIntent { .. }
+            | Record::TokenWarning { .. }
             | Record::HsmDeactivated { .. }
             | Record::HsmFailed { .. }
             | Record::FingerprintPresented { .. }
@@ -413,6 +415,7 @@ fn apply(
             | Record::QuorumPins(_)
             | Record::SealedShareRetired(_) => {}
             Record::ExistingKeyFound(k) => report.existing_keys.push(k),
+            Record::KeyDestroyed(d) => report.destroyed_keys.push(d),
             Record::CaCertificateSigned(c) => report.ca_certificates.push(c),
             Record::CertificatePresented(_) => {}
             Record::KeyBackedUp(b) => report.backups.push(b),
