@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::quorum::{verify, Env};
+use common::quorum::{shares_of, verify, walk, Env};
 use common::{report, root, sh, text};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -189,6 +189,28 @@ fn root_with_backup_then_restore_into_a_second_token_and_a_signature_verifies_wi
             "{card}: {held}"
         );
     }
+    // Outside keyrite: two cards' KEK shares (read by pkcs11-tool) rebuild the KEK, and openssl's
+    // RFC 5649 unwrap of the blob gives a private key whose public half has the root's key hash.
+    let split = format!("{BACKUP_ID}/kek");
+    let (shares, commitments) = shares_of(&env, &CARDS[2..], &split);
+    let secret = keyrite::quorum::combine(&shares, &commitments).unwrap();
+    let kek = secret.kek(&split).unwrap();
+    let pk8 = env.dir.path().join("unwrapped.p8.der");
+    ok(&format!(
+        "openssl enc -d -id-aes256-wrap-pad -K {} -iv A65959A6 -in {} -out {}",
+        hex::encode(kek.as_slice()),
+        blob.display(),
+        pk8.display()
+    ));
+    let unwrapped_hash = ok(&format!(
+        "openssl pkey -inform DER -in {} -pubout -outform DER | sha256sum",
+        pk8.display()
+    ));
+    assert!(
+        unwrapped_hash.starts_with(rec["key_hash"].as_str().unwrap()),
+        "{unwrapped_hash}"
+    );
+    std::fs::remove_file(&pk8).unwrap();
     let pdf = ok(&format!(
         "pdftotext -layout {} -",
         b.join("report.pdf").display()
@@ -249,6 +271,22 @@ fn root_with_backup_then_restore_into_a_second_token_and_a_signature_verifies_wi
     assert!(target.contains("Public Key Object"), "{target}");
     no_kek(&env, TARGET);
     no_kek(&env, PRIMARY);
+    // The KEK never reaches a bundle file or keyrite's output, raw or as hex.
+    let kek_hex = hex::encode(kek.as_slice());
+    let mut scanned: Vec<Vec<u8>> = env.captures.clone();
+    for bundle in [&b, &rb] {
+        scanned.extend(walk(bundle).iter().map(|f| std::fs::read(f).unwrap()));
+    }
+    for bytes in &scanned {
+        assert!(
+            !bytes.windows(32).any(|w| w == kek.as_slice()),
+            "the KEK leaked"
+        );
+        assert!(
+            !String::from_utf8_lossy(bytes).contains(&kek_hex),
+            "the KEK leaked as hex"
+        );
+    }
 }
 
 #[test]
