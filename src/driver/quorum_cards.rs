@@ -312,7 +312,7 @@ pub(super) fn activate(
         "module {}, token {} (quorum-derived PIN)",
         ctx.mode.module, ctx.mode.token
     );
-    let mut hsm = match open_hsm(state, ctx, opener, detail)? {
+    let mut hsm = match open_hsm(state, ctx, operator, opener, detail)? {
         Ok(h) => h,
         Err(why) => return Ok(Err(why)),
     };

@@ -48,7 +48,7 @@ pub(super) fn finish(
             "module {}, token {} (no login: the SO finishes the PIN change)",
             ctx.mode.module, ctx.mode.token
         );
-        match open_hsm(state, ctx, opener, detail)? {
+        match open_hsm(state, ctx, operator, opener, detail)? {
             Ok(h) => state.hsm = Some(h),
             Err(why) => return Ok(Err(why)),
         }

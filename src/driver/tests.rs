@@ -432,3 +432,34 @@ fn a_rehearsal_refuses_a_token_that_is_not_softhsm() {
         .contains("rehearsals run only on throw-away SoftHSM2 tokens"));
     assert!(calls.is_empty(), "not even a login");
 }
+
+#[test]
+fn a_token_warning_is_shown_and_logged_at_activation() {
+    let loaded = script();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let said = "token \"t\" shares its serial 0000 with 1 other token(s) of this module";
+    let (outcome, _, printed) = run_with_mock(
+        &loaded,
+        Answers::auto(&loaded.script),
+        &mut FixedPin("1234"),
+        false,
+        &out,
+        |m| m.warnings = vec![said.into()],
+    );
+    assert!(outcome.unwrap().completed, "{printed}");
+    assert!(printed.contains(said), "{printed}");
+    let log = std::fs::read_to_string(out.join("audit.jsonl")).unwrap();
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"token_warning\""))
+        .collect();
+    assert_eq!(warned.len(), 1, "{log}");
+    assert!(
+        warned[0].contains("shares its serial 0000"),
+        "{}",
+        warned[0]
+    );
+    let v = verify_bundle(&out);
+    assert!(v.passed(), "{}", v.table());
+}

@@ -155,6 +155,14 @@ pub enum Record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hsm: Option<String>,
     },
+    /// What the token's driver warned of when it was opened, e.g. a serial another token of the
+    /// module shares (the serial then proves nothing about which device this is).
+    TokenWarning {
+        token_serial: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hsm: Option<String>,
+        warning: String,
+    },
     HsmDeactivated {
         token_serial: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]

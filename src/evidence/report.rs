@@ -620,6 +620,7 @@ fn apply(
             Record::SharesRetired(r) => quorum::apply_retired(&mut report.quorum, &r),
             Record::ShareSealed(r) => quorum::apply_sealed(&mut report.quorum, &r),
             Record::HsmIntent { .. }
+            | Record::TokenWarning { .. }
             | Record::HsmDeactivated { .. }
             | Record::HsmFailed { .. }
             | Record::FingerprintPresented { .. }

@@ -296,30 +296,6 @@ impl Hsm for FaultyHsm {
     }
 }
 
-/// Every method of [`Hsm`] is forwarded (a default method left out would answer "unsupported"
-/// where the real token works): checked against the trait's source.
-#[cfg(test)]
-#[test]
-fn every_hsm_method_is_forwarded() {
-    let methods = |src: &str| -> std::collections::BTreeSet<String> {
-        src.split("fn ")
-            .skip(1)
-            .filter_map(|s| s.split('(').next())
-            .filter(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
-            .map(str::to_string)
-            .collect()
-    };
-    let module = include_str!("mod.rs");
-    let start = module.find("pub trait Hsm {").expect("the trait");
-    let end = start + module[start..].find("\n}\n").expect("its end");
-    let trait_methods = methods(&module[start..end]);
-    let own = include_str!("faulty.rs");
-    let impl_start = own.find("impl Hsm for FaultyHsm").expect("the impl");
-    let forwarded = methods(&own[impl_start..]);
-    let missing: Vec<_> = trait_methods.difference(&forwarded).collect();
-    assert!(missing.is_empty(), "FaultyHsm does not forward {missing:?}");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

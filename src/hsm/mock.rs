@@ -32,6 +32,8 @@ pub struct MockHsm {
     /// Every mutating call, in order, so tests can prove what did (not) reach the HSM. Shared, so a
     /// test keeps a handle after the driver has taken the mock.
     pub calls: Arc<Mutex<Vec<String>>>,
+    /// What [`Hsm::warnings`] says (none unless a test sets some).
+    pub warnings: Vec<String>,
 }
 
 impl MockHsm {
@@ -64,6 +66,7 @@ impl MockHsm {
             certs: BTreeMap::new(),
             offered: None,
             calls: Arc::default(),
+            warnings: Vec::new(),
         }
     }
 
@@ -135,6 +138,9 @@ impl MockHsm {
 }
 
 impl Hsm for MockHsm {
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
+    }
     fn identity(&self) -> &TokenIdentity {
         &self.identity
     }

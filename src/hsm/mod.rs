@@ -3,6 +3,8 @@
 
 pub mod capabilities;
 pub mod faulty;
+#[cfg(test)]
+mod forwarding_tests;
 pub mod mock;
 pub mod pkcs11;
 pub mod spki;

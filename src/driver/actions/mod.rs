@@ -266,7 +266,7 @@ fn activate(
         "module {}, token {}{named}",
         ctx.mode.module, ctx.mode.token
     );
-    let hsm = match open_hsm(state, ctx, opener, detail)? {
+    let hsm = match open_hsm(state, ctx, operator, opener, detail)? {
         Ok(h) => h,
         Err(why) => return Ok(Err(why)),
     };
@@ -276,9 +276,6 @@ fn activate(
         id.manufacturer, id.model, id.serial, id.firmware_version, id.token_label
     );
     operator.notice(Notice::Info { text: &shown });
-    for warning in hsm.warnings() {
-        operator.notice(Notice::Warning { text: &warning });
-    }
     let mut hsm = hsm;
     let token = ctx.script.step_token(ctx.step);
     if let Err(e) = hsm_checks::check_token_on(ctx.script, token, hsm.as_mut()) {
@@ -290,9 +287,11 @@ fn activate(
 /// Open the ceremony's HSM token after a write-ahead `open_and_login` intent (`detail` says how).
 /// A rehearsal refuses any token that is not SoftHSM2's (or, with ML-DSA keys, Kryoptic's). The inner `Err` is a failure already
 /// logged as `hsm_failed`.
+/// What the token's driver warns of (a serial it shares with another token) is shown and logged.
 pub(super) fn open_hsm(
     state: &mut State,
     ctx: &Context<'_>,
+    operator: &mut dyn Operator,
     opener: &mut Opener<'_>,
     detail: String,
 ) -> Result<std::result::Result<Box<dyn Hsm + Send>, String>> {
@@ -318,6 +317,18 @@ pub(super) fn open_hsm(
             "use `keyrite run` for a real HSM; rehearse with SoftHSM2",
         );
         return refuse(state, err);
+    }
+    for warning in hsm.warnings() {
+        operator.notice(Notice::Warning { text: &warning });
+        state.record(
+            Some(ctx.step.id.clone()),
+            vec![],
+            &Record::TokenWarning {
+                token_serial: hsm.identity().serial.clone(),
+                hsm: super::tokens::current(state),
+                warning,
+            },
+        )?;
     }
     Ok(Ok(hsm))
 }
