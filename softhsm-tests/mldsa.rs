@@ -369,3 +369,39 @@ fn a_token_without_mldsa_is_refused_at_activation_naming_the_mechanism() {
     let log = std::fs::read_to_string(bundle.join("audit.jsonl")).unwrap();
     assert!(!log.contains("key_generated"), "{log}");
 }
+
+/// A power cut right after the ML-DSA key was generated: `keyrite resume --env` finds the folder's
+/// Kryoptic token again, adopts the key instead of generating a second one, and finishes; the root
+/// passes keyrite verify and OpenSSL 3.5.
+#[test]
+fn an_interrupted_mldsa_key_generation_resumes_on_the_same_kryoptic_token() {
+    let Some(p) = pqc() else { return };
+    let Some(mut env) = Env::new() else { return };
+    let mut vars: Vec<(&str, &str)> = p.vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    vars.push((
+        "KEYRITE_TEST_KILL_AT",
+        "generate-root-key:after-generate_key_pair",
+    ));
+    let (out, bundle) = env.rehearse_full("root-ca-mldsa.toml", "killed", &vars, &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("killed here"), "{}", text(&out));
+    let resumed = std::process::Command::new(env!("CARGO_BIN_EXE_keyrite"))
+        .args(["resume", bundle.to_str().unwrap(), "--auto", "--env"])
+        .arg(env.env_dir())
+        .current_dir(root())
+        .env_remove("SOFTHSM2_CONF")
+        .env_remove("KRYOPTIC_CONF")
+        .env_remove("KEYRITE_REHEARSAL_DIR")
+        .envs(p.vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert!(
+        text(&resumed).contains("it is adopted, not generated again"),
+        "{}",
+        text(&resumed)
+    );
+    verify(&bundle);
+    let pem = bundle.join(format!("artifacts/{ROOT}.pem"));
+    outside_checks(&p, &pem, &pem);
+}

@@ -114,6 +114,10 @@ pub(crate) struct State {
     /// primary); the next action that needs a token's session logs it in again first (on the
     /// record). `true`: the session was the quorum's, so the cards are presented again.
     pub relogin: BTreeMap<Option<String>, bool>,
+    /// Issue 12: keys whose `key_destroyed` is logged (skipped when existing keys are found).
+    pub destroyed_keys: std::collections::BTreeSet<String>,
+    /// `keyrite resume`: the destruction in flight at the interruption (actions/destroy.rs).
+    pub destroying: Option<actions::destroy::Doomed>,
     /// The token whose session `hsm` holds (`None`: the primary); tokens.rs.
     pub current_token: Option<String>,
     /// The other tokens' sessions, by log name (tokens.rs).
@@ -168,6 +172,8 @@ impl State {
             withdrawn: None,
             relogin: BTreeMap::new(),
             current_token: None,
+            destroyed_keys: Default::default(),
+            destroying: None,
             parked: BTreeMap::new(),
             adopt: None,
             intent_open: None,

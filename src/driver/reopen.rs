@@ -335,7 +335,12 @@ fn in_flight_of(entries: &[AuditEntry]) -> Option<(String, String)> {
     let answered = entries[probe + 1..].iter().any(|e| {
         matches!(
             e.kind(),
-            "hsm_failed" | "hsm_activated" | "hsm_deactivated" | "key_generated" | "crl_signed"
+            "hsm_failed"
+                | "hsm_activated"
+                | "hsm_deactivated"
+                | "key_generated"
+                | "crl_signed"
+                | "key_destroyed"
         ) || e.kind().starts_with("certificate")
     });
     let event = &entries[probe].event;

@@ -36,6 +36,10 @@ pub enum Resumption {
     /// cards; otherwise resume refuses, naming the cards and PINs that changed and what to do
     /// ([`super::resume_quorum::refusal`]).
     AgainIfUntouched,
+    /// Issue 12, key destruction: a destruction whose intent is logged is finished (whatever of the
+    /// key remains is destroyed, and the read-back recorded); one whose `key_destroyed` is logged
+    /// completes without touching the token; otherwise performed again.
+    Finish,
     /// Issue 12 (restore_key): what the interrupted attempt may have put on the target under the
     /// key's label is destroyed and read back gone (`restore_undone`), then performed again.
     UndoThenAgain,
@@ -69,6 +73,7 @@ pub fn resumption(action: Action) -> Resumption {
         | Action::ActivateQuorum
         | Action::ShareHealthCheck => Resumption::Again,
         Action::GenerateKey => Resumption::AdoptOrAgain,
+        Action::DestroyKey => Resumption::Finish,
         // Issue 12: a backup whose `key_backed_up` is logged completes at once; one that wrote
         // KEK shares to cards but did not finish is refused by name (its KEK, a session object,
         // died with keyrite: no KEK is left on the token).
@@ -168,6 +173,19 @@ pub fn resume(
                 .map(str::to_string)
         });
     let keys = logged_keys(&script, up.bundle(), up.entries())?;
+    // Issue 12: destructions logged, and the one in flight at the interruption.
+    let destroying = up
+        .in_flight()
+        .filter(|(op, _)| op == "destroy_key")
+        .and_then(|(_, detail)| super::actions::destroy::Doomed::from_intent(&detail));
+    let destroyed_keys = up
+        .entries()
+        .iter()
+        .filter_map(|e| match parse_event(e) {
+            Ok(Parsed::Record(Record::KeyDestroyed(d))) => Some(d.key),
+            _ => None,
+        })
+        .collect();
     let crls_signed = up
         .entries()
         .iter()
@@ -218,6 +236,8 @@ pub fn resume(
         .map(|(name, s)| (name, s == resume_quorum::Session::Quorum))
         .collect();
     state.adopt = adopt;
+    state.destroying = destroying;
+    state.destroyed_keys = destroyed_keys;
     state.crls_signed = crls_signed;
     state.key_uris_logged = key_uris_logged;
     for key in keys {

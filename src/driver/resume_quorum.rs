@@ -290,6 +290,14 @@ mod tests {
             "key_restored",
             UndoThenAgain,
         ),
+        (
+            Action::DestroyKey,
+            true,
+            true,
+            false,
+            "key_destroyed",
+            Finish,
+        ),
     ];
 
     /// The row of each action: no catch-all, so a new action does not compile until it has one.
@@ -314,6 +322,7 @@ mod tests {
             Action::SignCrossCertificate => 16,
             Action::BackupKey => 17,
             Action::RestoreKey => 18,
+            Action::DestroyKey => 19,
         }
     }
 

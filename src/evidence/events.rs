@@ -279,6 +279,8 @@ pub enum Record {
     },
     /// A key from an earlier ceremony found after activation, with the hash it was pinned to.
     ExistingKeyFound(super::signing::ExistingKeyRecord),
+    /// Issue 12: every object of a key destroyed, and the read-back that none remains.
+    KeyDestroyed(super::destroy::KeyDestroyedRecord),
     /// What a step issuing a certificate to another CA will sign, shown before its confirmations.
     CertificatePresented(super::signing::PresentedRecord),
     /// A certificate issued to another CA (subordinate or cross-certificate).

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod bundle;
+pub mod destroy;
 pub mod events;
 pub mod log;
 pub mod pdf;

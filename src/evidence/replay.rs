@@ -352,6 +352,7 @@ struct HsmOrder<'s> {
     /// Each token's session; after a `reopened` entry by resume, a token the interruption logged
     /// out may be logged in again in any authorised step.
     tokens: super::replay_tokens::TokenSessions<'s>,
+    destroyed: super::destroy::DestroyCheck,
 }
 
 impl<'s> HsmOrder<'s> {
@@ -360,6 +361,7 @@ impl<'s> HsmOrder<'s> {
             authorised: None,
             intent: None,
             tokens: super::replay_tokens::TokenSessions::new(script),
+            destroyed: Default::default(),
         }
     }
 
@@ -379,6 +381,7 @@ impl<'s> HsmOrder<'s> {
     fn record(&mut self, entry: &AuditEntry, record: &Record) -> Result<(), String> {
         let relogin = self.tokens.is_relogin(record);
         self.tokens.record(entry, record)?;
+        self.destroyed.record(entry, record)?;
         let needs = match record {
             Record::HsmIntent { operation, .. } => {
                 self.intent = Some(operation.clone());
@@ -407,6 +410,7 @@ impl<'s> HsmOrder<'s> {
             }
             Record::CaCertificateSigned(_) => (Action::SignCrossCertificate, "sign_ca_certificate"),
             Record::CrlSigned(_) => (Action::SignCrl, "sign_crl"),
+            Record::KeyDestroyed(_) => (Action::DestroyKey, "destroy_key"),
             Record::CertificateStored { .. } => (Action::SignCertificate, "store_certificate"),
             // Issue 12: the result of the last operation of a backup or a restore.
             Record::KeyBackedUp(_) => (Action::BackupKey, "destroy_kek"),

@@ -72,6 +72,7 @@ impl<'s> TokenSessions<'s> {
             | Record::CaCertificateSigned(_)
             | Record::CrlSigned(_)
             | Record::CertificateStored { .. }
+            | Record::KeyDestroyed(_)
                 if self.script.has_several_tokens() =>
             {
                 let Some(step_token) = self.step_token(entry) else {

@@ -39,6 +39,9 @@ pub struct Report {
     /// Issue 12: the ceremony's other tokens (`[[hsms]]`), each with its identity record.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tokens: Vec<super::tokens::NamedTokenRecord>,
+    /// Issue 12: keys destroyed, each with the read-back that nothing of it remained.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destroyed_keys: Vec<super::destroy::KeyDestroyedRecord>,
     pub steps: Vec<StepRecord>,
     pub exceptions: Vec<ExceptionRecord>,
     pub keys: Vec<KeyRecord>,
@@ -354,6 +357,7 @@ impl ReportBuilder {
             preflight: None,
             hsm: None,
             tokens: Vec::new(),
+            destroyed_keys: Vec::new(),
             steps: planned
                 .iter()
                 .map(|p| StepRecord {
@@ -630,6 +634,7 @@ fn apply(
             | Record::QuorumPins(_)
             | Record::SealedShareRetired(_) => {}
             Record::ExistingKeyFound(k) => report.existing_keys.push(k),
+            Record::KeyDestroyed(d) => report.destroyed_keys.push(d),
             Record::CaCertificateSigned(c) => report.ca_certificates.push(c),
             Record::CertificatePresented(_) => {}
             Record::KeyBackedUp(b) => report.backups.push(b),

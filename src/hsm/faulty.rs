@@ -10,7 +10,7 @@
 
 use super::{
     AgreementKey, Hsm, HsmError, KekUse, KeyPairInfo, PinChange, PinLimits, PinState,
-    SignMechanism, TokenIdentity, UnwrappedKey, WrapMechanism,
+    SignMechanism, TokenIdentity, TokenObject, UnwrappedKey, WrapMechanism,
 };
 use crate::script::{KeyAlgorithm, TokenSelector};
 use secrecy::SecretString;
@@ -179,6 +179,19 @@ impl Hsm for FaultyHsm {
     fn destroy_data(&mut self, label: &str) -> Result<usize, HsmError> {
         call("destroy_data", "C_DestroyObject")?;
         self.0.destroy_data(label)
+    }
+    fn key_objects(&mut self, label: &str, id_hex: &str) -> Result<Vec<TokenObject>, HsmError> {
+        call("key_objects", "C_FindObjects")?;
+        self.0.key_objects(label, id_hex)
+    }
+    fn destroy_object(
+        &mut self,
+        label: &str,
+        id_hex: &str,
+        object: &TokenObject,
+    ) -> Result<usize, HsmError> {
+        call("destroy_object", "C_DestroyObject")?;
+        self.0.destroy_object(label, id_hex, object)
     }
     fn pin_state(&mut self) -> Result<PinState, HsmError> {
         call("pin_state", "C_GetTokenInfo")?;

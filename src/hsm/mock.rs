@@ -4,6 +4,7 @@
 
 use super::{
     Hsm, HsmError, KeyAttributes, KeyPairInfo, PinChange, PinLimits, SignMechanism, TokenIdentity,
+    TokenObject,
 };
 use crate::script::KeyAlgorithm;
 use secrecy::{ExposeSecret, SecretString};
@@ -181,6 +182,52 @@ impl Hsm for MockHsm {
 
     fn label_exists(&mut self, label: &str) -> Result<bool, HsmError> {
         Ok(self.keys.contains_key(label))
+    }
+
+    /// A key pair is a private and a public object (and its certificate, when stored).
+    fn key_objects(&mut self, label: &str, id_hex: &str) -> Result<Vec<TokenObject>, HsmError> {
+        self.need_login("C_FindObjects")?;
+        let mut out = Vec::new();
+        for (l, _) in self.keys.iter() {
+            let id = hex::encode(&Sha256::digest(l.as_bytes())[..8]);
+            if l == label || id == id_hex {
+                for class in ["private-key", "public-key"] {
+                    let (label, id_hex) = (l.clone(), id.clone());
+                    out.push(TokenObject {
+                        class: class.into(),
+                        label,
+                        id_hex,
+                    });
+                }
+                if self.certs.contains_key(l) {
+                    let (label, id_hex) = (l.clone(), id.clone());
+                    out.push(TokenObject {
+                        class: "certificate".into(),
+                        label,
+                        id_hex,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The mock keeps a key pair whole: destroying its private key destroys the pair.
+    fn destroy_object(
+        &mut self,
+        label: &str,
+        id_hex: &str,
+        object: &TokenObject,
+    ) -> Result<usize, HsmError> {
+        let found = self.key_objects(label, id_hex)?.contains(object);
+        self.call(format!("destroy_object {} {}", object.class, object.label));
+        if found && object.class == "private-key" {
+            self.keys.remove(&object.label);
+        }
+        if found && object.class == "certificate" {
+            self.certs.remove(&object.label);
+        }
+        Ok(usize::from(found))
     }
 
     fn generate_key_pair(

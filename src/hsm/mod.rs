@@ -210,6 +210,22 @@ pub trait Hsm {
         let _ = label;
         Err(unsupported("destroy data object"))
     }
+    /// Key destruction: every object whose CKA_LABEL is `label` or whose CKA_ID is `id_hex` (any
+    /// class), as the token lists them after a user login.
+    fn key_objects(&mut self, label: &str, id_hex: &str) -> Result<Vec<TokenObject>, HsmError> {
+        let _ = (label, id_hex);
+        Err(unsupported("list a key's objects"))
+    }
+    /// Destroy the objects of [`Hsm::key_objects`] that equal `object`; returns how many.
+    fn destroy_object(
+        &mut self,
+        label: &str,
+        id_hex: &str,
+        object: &TokenObject,
+    ) -> Result<usize, HsmError> {
+        let _ = (label, id_hex, object);
+        Err(unsupported("destroy a key's object"))
+    }
     /// The user-PIN flags as the token reports them now.
     fn pin_state(&mut self) -> Result<PinState, HsmError> {
         Err(unsupported("read token flags"))
@@ -379,6 +395,15 @@ pub enum KekUse {
 pub struct UnwrappedKey {
     pub id_hex: String,
     pub attributes: KeyAttributes,
+}
+
+/// One object of a key on the token (key destruction): its class ("private-key", "public-key",
+/// "certificate", …), CKA_LABEL and CKA_ID (hex).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TokenObject {
+    pub class: String,
+    pub label: String,
+    pub id_hex: String,
 }
 
 /// A card's key-agreement key for sealed shares, with its attributes as the card reports them.

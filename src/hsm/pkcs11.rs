@@ -9,6 +9,7 @@
 mod agree;
 mod certs;
 mod data;
+mod destroy;
 pub(super) mod fixes;
 mod keys;
 mod mechanisms;
@@ -24,7 +25,7 @@ pub use select::wanted_label;
 use super::capabilities::{Mech, Offered};
 use super::{
     AgreementKey, Hsm, HsmError, KeyPairInfo, PinChange, PinLimits, PinState, SignMechanism,
-    TokenIdentity,
+    TokenIdentity, TokenObject,
 };
 use crate::script::{KeyAlgorithm, TokenSelector};
 use cryptoki::error::{Error as CkError, RvError};
@@ -389,6 +390,19 @@ impl Hsm for Pkcs11Hsm {
 
     fn destroy_data(&mut self, label: &str) -> Result<usize, HsmError> {
         self.destroy_data_objects(label)
+    }
+
+    fn key_objects(&mut self, label: &str, id_hex: &str) -> Result<Vec<TokenObject>, HsmError> {
+        self.list_key_objects(label, id_hex)
+    }
+
+    fn destroy_object(
+        &mut self,
+        label: &str,
+        id_hex: &str,
+        object: &TokenObject,
+    ) -> Result<usize, HsmError> {
+        self.destroy_key_object(label, id_hex, object)
     }
 
     fn pin_state(&mut self) -> Result<PinState, HsmError> {

@@ -6,7 +6,7 @@
 
 use super::{
     AgreementKey, Hsm, HsmError, KekUse, KeyPairInfo, PinChange, PinLimits, PinState,
-    SignMechanism, TokenIdentity, UnwrappedKey, WrapMechanism,
+    SignMechanism, TokenIdentity, TokenObject, UnwrappedKey, WrapMechanism,
 };
 use crate::script::KeyAlgorithm;
 use secrecy::SecretString;
@@ -144,6 +144,19 @@ impl<H: Hsm> Hsm for TimedHsm<H> {
     }
     fn destroy_data(&mut self, label: &str) -> Result<usize, HsmError> {
         measure("destroy_data", || self.0.destroy_data(label))
+    }
+    fn key_objects(&mut self, label: &str, id_hex: &str) -> Result<Vec<TokenObject>, HsmError> {
+        measure("key_objects", || self.0.key_objects(label, id_hex))
+    }
+    fn destroy_object(
+        &mut self,
+        label: &str,
+        id_hex: &str,
+        object: &TokenObject,
+    ) -> Result<usize, HsmError> {
+        measure("destroy_object", || {
+            self.0.destroy_object(label, id_hex, object)
+        })
     }
     fn pin_state(&mut self) -> Result<PinState, HsmError> {
         measure("pin_state", || self.0.pin_state())

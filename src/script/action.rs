@@ -43,6 +43,9 @@ pub enum Action {
     SignCrossCertificate,
     /// Build, sign in the HSM and verify the CRL named by `crl`.
     SignCrl,
+    /// Issue 12: destroy every object (private, public, certificate) of the existing key `key`,
+    /// then read back that none remains.
+    DestroyKey,
     // Issue 12: backup and restore (driver/actions/backup.rs, restore.rs).
     /// Wrap the `[backup]` key under a fresh trusted KEK split M-of-N to the backup cards.
     BackupKey,
@@ -66,6 +69,7 @@ impl Action {
                 | Action::SignSubordinateCa
                 | Action::SignCrossCertificate
                 | Action::SignCrl
+                | Action::DestroyKey
                 | Action::BackupKey
                 | Action::RestoreKey
         )
@@ -91,6 +95,7 @@ impl Action {
                 | Action::SignSubordinateCa
                 | Action::SignCrossCertificate
                 | Action::SignCrl
+                | Action::DestroyKey
                 | Action::BackupKey
                 | Action::RestoreKey
         )
@@ -123,6 +128,7 @@ impl Action {
             Action::SignSubordinateCa => "sign_subordinate_ca",
             Action::SignCrossCertificate => "sign_cross_certificate",
             Action::SignCrl => "sign_crl",
+            Action::DestroyKey => "destroy_key",
             Action::BackupKey => "backup_key",
             Action::RestoreKey => "restore_key",
         }

@@ -19,6 +19,7 @@ mod attach;
 mod backup;
 mod cards;
 mod crl;
+mod destroy;
 mod existing;
 mod issued;
 mod participants;
@@ -56,6 +57,7 @@ fn check_as(loaded: &LoadedScript, rehearsal: bool) -> Vec<Diagnostic> {
     c.ca_certificates();
     c.hsm_order();
     c.tokens();
+    c.destructions();
     c.hsm_config();
     c.subjects();
     c.preflight();

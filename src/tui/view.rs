@@ -245,6 +245,9 @@ fn action_text(action: Action) -> &'static str {
             "sign exactly what the notes show as TO BE SIGNED, then check it and its chain"
         }
         Action::SignCrl => "build the CRL, sign it in the HSM and check it with the issuer",
+        Action::DestroyKey => {
+            "destroy every object of the key on the token, then check that none remains"
+        }
         Action::BackupKey => {
             "split a new key-encryption key onto the cards and wrap the key with it (SO PIN)"
         }

@@ -60,7 +60,14 @@ pub(in crate::driver) fn find_all_existing(
     operator: &mut dyn Operator,
 ) -> Result<std::result::Result<(), String>> {
     let on_token = |k: &&KeySpec| k.existing.is_some() && script.key_token_of(k) == token;
-    for spec in script.keys.iter().filter(on_token) {
+    // A key destroyed (or being destroyed when keyrite was interrupted) is not looked for again.
+    let gone = |k: &&KeySpec| {
+        state.destroyed_keys.contains(&k.label)
+            || state.destroying.as_ref().is_some_and(|d| d.key == k.label)
+    };
+    let wanted: Vec<&KeySpec> = script.keys.iter().filter(on_token).collect();
+    let wanted: Vec<&KeySpec> = wanted.into_iter().filter(|k| !gone(k)).collect();
+    for spec in wanted {
         if let Err(why) = known_key(state, script, step, &spec.label, operator)? {
             return Ok(Err(why));
         }
@@ -128,7 +135,7 @@ fn find_existing(
         )));
     };
     let token = hsm.identity().token_label.clone();
-    let stop = "nothing was signed";
+    let stop = "nothing was signed or destroyed";
     let matches = match hsm.find_private_keys(&query) {
         Ok(m) => m,
         Err(e) => return Ok(Err(format!("key {name}: {e}"))),

@@ -20,6 +20,7 @@ pub(super) mod certs;
 mod certs_adopt;
 mod certs_inputs;
 pub(super) mod crl;
+pub(super) mod destroy;
 mod generate;
 pub(super) use generate::key_generated;
 mod hsm_checks;
@@ -186,6 +187,7 @@ fn perform_action(
             certs::sign(state, ctx, operator)
         }
         Action::SignCrl => crl::perform(state, ctx, operator),
+        Action::DestroyKey => destroy::perform(state, ctx, operator),
         Action::BackupKey => backup::backup(state, ctx, operator, pins, opener),
         Action::RestoreKey => restore::restore(state, ctx, operator, pins, opener),
     }

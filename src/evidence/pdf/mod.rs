@@ -9,6 +9,7 @@ mod backup;
 mod cards;
 mod certificates;
 mod crls;
+mod destroy;
 mod existing;
 pub mod layout;
 pub mod metrics;

@@ -57,6 +57,7 @@ pub fn sample_report(steps: usize) -> Report {
         preflight: None,
         hsm: None,
         tokens: Vec::new(),
+        destroyed_keys: Vec::new(),
         steps: (0..steps)
             .map(|i| StepRecord {
                 id: format!("step-{i}"),

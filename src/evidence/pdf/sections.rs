@@ -311,6 +311,7 @@ fn keys(l: &mut Layout, r: &Report) {
         key(l, k);
     }
     super::existing::existing_keys(l, r);
+    super::destroy::destroyed_keys(l, r);
 }
 
 fn quorum(l: &mut Layout, r: &Report) {

@@ -60,6 +60,19 @@ impl Checker<'_> {
                 (Action::GenerateKey | Action::RestoreKey, None) => {
                     generated.insert(label);
                 }
+                // Issue 12: only a key pinned by its hash is destroyed, never "whatever the
+                // token holds under that label".
+                (Action::DestroyKey, None) => {
+                    let what = format!(
+                        "{name} destroys key \"{label}\", which is not pinned by its hash: keyrite \
+                         destroys only a key from an earlier ceremony whose hash the script gives"
+                    );
+                    let fix = format!(
+                        "add existing = {{ key_hash = \"…\" }} to the [[keys]] entry \"{label}\", \
+                         copied from the report of the ceremony that generated it"
+                    );
+                    self.error(&path, Target::Value, what, fix);
+                }
                 (Action::ConfirmFingerprint | Action::SignTestMessage, None)
                     if !generated.contains(label) =>
                 {

@@ -183,6 +183,7 @@ impl Checker<'_> {
                 Action::GenerateKey
                     | Action::ConfirmFingerprint
                     | Action::SignTestMessage
+                    | Action::DestroyKey
                     | Action::BackupKey
                     | Action::RestoreKey
             );
