@@ -77,7 +77,19 @@ fn pdftotext(pdf: &Path) -> String {
     stdout(&out)
 }
 
+/// The page count (pdfinfo), after qpdf has checked the file's structure: keyrite writes its PDFs
+/// itself (evidence/pdf/writer.rs), so the cross-reference table, object offsets and flate streams
+/// are checked by a tool we did not write.
 fn pdf_pages(pdf: &Path) -> usize {
+    if common::tool("qpdf").is_some() {
+        let check = sh(&format!("qpdf --check {}", pdf.display()));
+        let said = text(&check);
+        assert!(
+            check.status.success() && said.contains("No syntax or stream encoding errors"),
+            "qpdf --check {}: {said}",
+            pdf.display()
+        );
+    }
     let info = sh(&format!("pdfinfo {}", pdf.display()));
     assert!(info.status.success(), "pdfinfo: {}", text(&info));
     stdout(&info)
