@@ -1,6 +1,7 @@
 //! Issue 12 on SoftHSM2 rehearsal tokens: root-ca-backup.toml (root key wrapped under a KEK split
 //! 2-of-4 to the custodians' cards) → key-restore.toml into a second token → a signature by the
-//! restored key verifies with openssl under the original root certificate. Every bundle passes
+//! restored key verifies with openssl under the original root certificate → key-destruction.toml
+//! destroys the key on the first token. Every bundle passes
 //! `keyrite verify`; pkcs11-tool confirms from outside what each token holds. Then the refusals
 //! (tampered blob, another key's certificate or blob, fewer than M KEK shares, a token whose SO
 //! cannot import a trusted key) and the crash points (after the wrap / the unwrap, before the KEK
@@ -8,7 +9,7 @@
 
 mod common;
 
-use common::quorum::{verify, Env};
+use common::quorum::{shares_of, verify, walk, Env};
 use common::{report, root, sh, text};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -146,7 +147,7 @@ fn sha256_file(path: &Path) -> String {
 }
 
 #[test]
-fn root_with_backup_then_restore_into_a_second_token_and_a_signature_verifies_with_openssl() {
+fn root_with_backup_then_restore_into_a_second_token_then_destruction_on_the_first() {
     let Some(mut env) = Env::new() else {
         return;
     };
@@ -189,6 +190,28 @@ fn root_with_backup_then_restore_into_a_second_token_and_a_signature_verifies_wi
             "{card}: {held}"
         );
     }
+    // Outside keyrite: two cards' KEK shares (read by pkcs11-tool) rebuild the KEK, and openssl's
+    // RFC 5649 unwrap of the blob gives a private key whose public half has the root's key hash.
+    let split = format!("{BACKUP_ID}/kek");
+    let (shares, commitments) = shares_of(&env, &CARDS[2..], &split);
+    let secret = keyrite::quorum::combine(&shares, &commitments).unwrap();
+    let kek = secret.kek(&split).unwrap();
+    let pk8 = env.dir.path().join("unwrapped.p8.der");
+    ok(&format!(
+        "openssl enc -d -id-aes256-wrap-pad -K {} -iv A65959A6 -in {} -out {}",
+        hex::encode(kek.as_slice()),
+        blob.display(),
+        pk8.display()
+    ));
+    let unwrapped_hash = ok(&format!(
+        "openssl pkey -inform DER -in {} -pubout -outform DER | sha256sum",
+        pk8.display()
+    ));
+    assert!(
+        unwrapped_hash.starts_with(rec["key_hash"].as_str().unwrap()),
+        "{unwrapped_hash}"
+    );
+    std::fs::remove_file(&pk8).unwrap();
     let pdf = ok(&format!(
         "pdftotext -layout {} -",
         b.join("report.pdf").display()
@@ -249,6 +272,46 @@ fn root_with_backup_then_restore_into_a_second_token_and_a_signature_verifies_wi
     assert!(target.contains("Public Key Object"), "{target}");
     no_kek(&env, TARGET);
     no_kek(&env, PRIMARY);
+    // Destruction on the first token (key-destruction.toml for this key): nothing of the key is
+    // left there, while the restored copy on the second token stays.
+    let shipped =
+        std::fs::read_to_string(root().join("ceremony-scripts/key-destruction.toml")).unwrap();
+    let destroy = env.dir.path().join("key-destruction.toml");
+    std::fs::write(
+        &destroy,
+        shipped
+            .replace("example-root-p256-2026", KEY)
+            .replace("EXAMPLE-ROOT-P256-2026", BACKUP_ID),
+    )
+    .unwrap();
+    let (out, db) = env.rehearse(destroy.to_str().unwrap(), "destroy", None);
+    assert!(out.status.success(), "{}", text(&out));
+    verify(&db);
+    let primary = objects(&env, PRIMARY);
+    assert!(
+        !primary.contains(&format!("label:      {KEY}")),
+        "{primary}"
+    );
+    let id = rec["key_id"].as_str().unwrap();
+    assert!(!primary.contains(&format!("ID:         {id}")), "{primary}");
+    assert!(objects(&env, TARGET).contains(&format!("label:      {KEY}")));
+    no_kek(&env, PRIMARY);
+    // The KEK never reaches a bundle file or keyrite's output, raw or as hex.
+    let kek_hex = hex::encode(kek.as_slice());
+    let mut scanned: Vec<Vec<u8>> = env.captures.clone();
+    for bundle in [&b, &rb, &db] {
+        scanned.extend(walk(bundle).iter().map(|f| std::fs::read(f).unwrap()));
+    }
+    for bytes in &scanned {
+        assert!(
+            !bytes.windows(32).any(|w| w == kek.as_slice()),
+            "the KEK leaked"
+        );
+        assert!(
+            !String::from_utf8_lossy(bytes).contains(&kek_hex),
+            "the KEK leaked as hex"
+        );
+    }
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! (softhsm-tests/backends/build-kryoptic-pqc.sh), rehearsed with `keyrite rehearse`. Every bundle
 //! passes `keyrite verify`; every certificate passes OpenSSL 3.5's `verify -check_ss_sig` (the static
 //! openssl the same build makes; Debian's 3.0 cannot read ML-DSA) and pkilint's `lint_pkix_cert` at
-//! WARNING (CA/B Forum rules do not allow ML-DSA); the CRL passes OpenSSL 3.5's `crl -verify`. One
+//! WARNING (CA/B Forum rules do not allow ML-DSA); the CRL passes OpenSSL 3.5's `crl -verify` and
+//! `lint_crl -p PKIX`. One
 //! flipped signature bit in a certificate or a report signature fails keyrite verify and OpenSSL.
 //! Outside CI a missing Kryoptic PQC build skips with a message; with KEYRITE_REQUIRE_EXTERNAL=1
 //! (run-all.sh) it fails.
@@ -250,6 +251,17 @@ fn mldsa65_root_with_quorum_then_a_sub_ca_and_a_crl_and_tampering_is_caught() {
         pem.display()
     ));
     assert!(text(&said).contains("verify OK"), "{}", text(&said));
+    // pkilint's CRL linter with the PKIX profile (its BR profile, like the CA/B certificate lints,
+    // is not for ML-DSA): a root's ARL, clean at WARNING.
+    let lint = root().join(".venv-pkilint/bin/lint_crl");
+    if lint.exists() || std::env::var_os("KEYRITE_REQUIRE_EXTERNAL").is_some() {
+        let found = ok(&format!(
+            "{} lint -t ARL -p PKIX -s WARNING {}",
+            lint.display(),
+            crl_pem.display()
+        ));
+        assert_eq!(found.trim(), "", "lint_crl findings");
+    }
 
     // Activation by two cards and a test signature (key-activation.toml, which names no ML-DSA key
     // of its own: the folder's Kryoptic token is found again); OpenSSL 3.5 checks the raw signature.

@@ -190,25 +190,8 @@ pub(super) fn backup(
         Ok(Err(why)) => return Ok(Err(why)),
         Err(e) => return failed(state, ctx, "backup_key", e),
     };
-    operator.notice(Notice::Info {
-        text: &format!(
-            "backup of key {label}: the key-encryption key is split {m} of {n}; each custodian now writes one share"
-        ),
-    });
-    let cards = match write_cards(
-        state,
-        ctx,
-        operator,
-        pins,
-        opener,
-        &set,
-        &shares,
-        &commitments,
-    )? {
-        Ok(c) => c,
-        Err(why) => return Ok(Err(format!("{why}; the key was not wrapped"))),
-    };
-    drop(shares);
+    // The KEK is imported first: a wrong SO PIN is found before any card is written (the KEK is a
+    // session object, so a failure below leaves nothing on the token either).
     let kek = match secret.kek(&split_id) {
         Ok(k) => k,
         Err(e) => return Ok(Err(e.to_string())),
@@ -233,6 +216,31 @@ pub(super) fn backup(
     if let Err(e) = imported {
         return failed(state, ctx, "import_kek", e);
     }
+    operator.notice(Notice::Info {
+        text: &format!(
+            "backup of key {label}: the key-encryption key is split {m} of {n}; each custodian now writes one share"
+        ),
+    });
+    // Every share is written and read back before the key is wrapped.
+    let cards = match write_cards(
+        state,
+        ctx,
+        operator,
+        pins,
+        opener,
+        &set,
+        &shares,
+        &commitments,
+    )? {
+        Ok(c) => c,
+        Err(why) => {
+            if let Some(hsm) = step_token(state, ctx) {
+                let _ = hsm.destroy_labelled(&kek_name, true);
+            }
+            return Ok(Err(format!("{why}; the key was not wrapped")));
+        }
+    };
+    drop(shares);
     intent(
         state,
         ctx,

@@ -70,7 +70,7 @@ pub fn find_module() -> Result<String> {
             path.display()
         ),
         format!(
-            "build it once with `bash softhsm-tests/backends/build-kryoptic-pqc.sh` (about 2.5 minutes; \
+            "build it once with `bash softhsm-tests/backends/build-kryoptic-pqc.sh` (about 4 minutes on 2 cores; \
              softhsm-tests/setup.sh does it), or set {MODULE_VAR} to a PKCS#11 module with ML-DSA"
         ),
     ))
