@@ -187,7 +187,12 @@ fn load_script(path: &Path, warnings: bool, check: ScriptCheck) -> Result<Loaded
         }
     }
     match loaded {
-        Some(loaded) if errors == 0 => Ok(loaded),
+        Some(mut loaded) if errors == 0 => {
+            // The diagnostics are out: their source positions (about 20 bytes of index per byte
+            // of script) are not needed for the rest of the run.
+            loaded.spans = Default::default();
+            Ok(loaded)
+        }
         _ => Err(Error::Script {
             file: path.display().to_string(),
             count: errors.max(1),

@@ -212,7 +212,11 @@ impl State {
         event: &impl serde::Serialize,
     ) -> Result<crate::evidence::log::AuditEntry> {
         let entry = self.record_unsynced(step, actors, event)?;
-        self.sync_log()?;
+        // A result announces no action: the next sync (at the latest before the next action)
+        // makes it durable with whatever follows it.
+        if !crate::evidence::log::RESULT_KINDS.contains(&entry.kind()) {
+            self.sync_log()?;
+        }
         Ok(entry)
     }
 
@@ -498,12 +502,15 @@ fn finish(mut state: State, engine: Engine) -> Result<Outcome> {
         .map_err(|e| Error::io("read back", state.log.path(), &e))?;
     let report = crate::evidence::scan::report_of(std::io::BufReader::new(log))
         .map_err(|e| Error::env(e, "keep the bundle and report this keyrite defect"))?;
-    let json = report::to_json(&report).map_err(|e| Error::env(e, "report this keyrite defect"))?;
-    let written = state.bundle.write_new(REPORT_FILE, &json)?;
-    drop(json);
+    // Encoded straight into the file: a long report is not held twice.
+    let written = state
+        .bundle
+        .write_new_with(REPORT_FILE, |w| report::write_json(&report, w))?;
     // report.pdf is a pure rendering of report.json; verify re-renders it and demands equality.
-    let pdf = crate::evidence::pdf::render_hashed(&report, &written.sha256);
-    state.bundle.write_new(REPORT_PDF_FILE, &pdf)?;
+    // Written as its pages are laid out: the document is never held.
+    state.bundle.write_new_with(REPORT_PDF_FILE, |w| {
+        crate::evidence::pdf::render_to(&report, &written.sha256, w)
+    })?;
     state.record(
         None,
         vec![],

@@ -173,6 +173,8 @@ pub struct Engine {
     steps: Vec<StepPlan>,
     people: Vec<Person>,
     phase: Phase,
+    /// See [`Engine::forget_finished_steps`].
+    forget_finished: bool,
 }
 
 impl Engine {
@@ -188,7 +190,15 @@ impl Engine {
                 })
                 .collect(),
             phase: Phase::Confirming(0),
+            forget_finished: false,
         }
+    }
+
+    /// Drop who confirmed a step once the next one starts. No decision looks back at an earlier
+    /// step, so this changes nothing but memory: verify's replay of a long log then holds no
+    /// confirmation per step behind it. (A ceremony keeps them: its screens list past steps.)
+    pub fn forget_finished_steps(&mut self) {
+        self.forget_finished = true;
     }
 
     pub fn phase(&self) -> Phase {
@@ -282,6 +292,13 @@ impl Engine {
     }
 
     fn enter(&mut self, index: usize) -> Vec<Effect> {
+        if self.forget_finished {
+            if let Some(done) = index.checked_sub(1).and_then(|i| self.steps.get_mut(i)) {
+                done.confirmed_by = Vec::new();
+                done.witnessed = Vec::new();
+                done.per_role.counted = Vec::new();
+            }
+        }
         match self.steps.get(index) {
             Some(step) => {
                 self.phase = Phase::Confirming(index);

@@ -70,21 +70,59 @@ impl Bundle {
 
     /// Write a new file (relative path with `/`), fsync it, and return its hash record.
     pub fn write_new(&self, relative: &str, bytes: &[u8]) -> Result<ArtifactRecord> {
+        self.write_new_with(relative, |w| w.write_all(bytes))
+    }
+
+    /// [`Self::write_new`] for contents that `write` produces piece by piece (report.pdf, written
+    /// as its pages are laid out), hashed on the way.
+    pub fn write_new_with(
+        &self,
+        relative: &str,
+        write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<ArtifactRecord> {
         let path = self.path(relative);
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
             .map_err(|e| Error::io("create", &path, &e))?;
-        file.write_all(bytes)
-            .map_err(|e| Error::io("write", &path, &e))?;
+        let mut out = Hashing {
+            out: std::io::BufWriter::with_capacity(1 << 16, file),
+            sha: Sha256::new(),
+            size: 0,
+        };
+        write(&mut out).map_err(|e| Error::io("write", &path, &e))?;
+        let Hashing { out, sha, size } = out;
+        let file = out
+            .into_inner()
+            .map_err(|e| Error::io("write", &path, e.error()))?;
         file.sync_all().map_err(|e| Error::io("sync", &path, &e))?;
         sync_parent(&path).map_err(|e| Error::io("sync the folder of", &path, &e))?;
         Ok(ArtifactRecord {
             path: relative.to_string(),
-            sha256: hex::encode(Sha256::digest(bytes)),
-            size: bytes.len() as u64,
+            sha256: hex::encode(sha.finalize()),
+            size,
         })
+    }
+}
+
+/// A writer that hashes and counts what it passes on.
+struct Hashing<W> {
+    out: W,
+    sha: Sha256,
+    size: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(data)?;
+        self.sha.update(&data[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 }
 

@@ -210,6 +210,31 @@ impl AuditLog {
     }
 }
 
+/// Records that report what was already done and announce no action of their own: the driver
+/// writes them without an fsync, and the next synced entry (an intent, an authorisation, a card
+/// record, `report_written`) or the sync before the next action makes them durable. A crash that
+/// loses one leaves its intent on disk, which is how resume already finds an interrupted action.
+/// Everything else (intents, quorum and card records that precede writes to cards, the start,
+/// the end) is fsynced as written.
+pub const RESULT_KINDS: &[&str] = &[
+    "preflight",
+    "hsm_activated",
+    "hsm_deactivated",
+    "key_generated",
+    "key_uri",
+    "fingerprint_presented",
+    "certificate_signed",
+    "certificate_stored",
+    "certificate_presented",
+    "ca_certificate_signed",
+    "crl_signed",
+    "artifact_written",
+    "test_message_signed",
+    "existing_key_found",
+    "personal_card",
+    "confirmation_signed",
+];
+
 /// A break in the chain, located by line number (1-based).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainError {

@@ -84,6 +84,11 @@ impl<'s> Replay<'s> {
         }
     }
 
+    /// Let the engine drop each finished step's confirmers (verify's pass: nothing looks back).
+    pub fn forget_finished_steps(&mut self) {
+        self.engine.forget_finished_steps();
+    }
+
     /// An entry whose event did not parse: the replay fails there.
     pub fn unparsable(&mut self, why: String) {
         self.order_error.get_or_insert(why);

@@ -212,9 +212,28 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
         v.next = vec![format!("finish it: keyrite resume {out}")];
     }
     let recorded = pass.report_sha256().unwrap_or_default().to_string();
-    let Some((report, canonical)) = check_report_json(&mut v, &bundle, &recorded, pass.report)
-    else {
+    let rebuilt = match (pass.report, pass.deferred) {
+        // Confirmations out of plan order cannot be read back step by step: rebuild in full.
+        (Ok(_), Some(d)) if !d.in_order => Rebuilt {
+            report: pass::full_report(&bundle, &pass.log_sha256),
+            deferred: None,
+            log_sha256: pass.log_sha256,
+        },
+        (report, deferred) => Rebuilt {
+            report,
+            deferred,
+            log_sha256: pass.log_sha256,
+        },
+    };
+    let Some((report, canonical)) = check_report_json(&mut v, &bundle, &recorded, &rebuilt) else {
         return v;
+    };
+    // The rebuilt report, if report.json was its bytes (its confirmations read back again for the
+    // PDF); else report.json's parse, which holds them.
+    let filling = if canonical.is_some() {
+        &rebuilt
+    } else {
+        &Rebuilt::whole()
     };
     v.log_head = Some(report.log_head.hash.clone());
     v.result = Some(match &report.abort_reason {
@@ -228,7 +247,7 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
         v.pass(REPORT_FILE, "marked REHEARSAL: the keys are throw-away");
     }
 
-    check_report_pdf(&mut v, &bundle, &report, canonical.as_deref());
+    check_report_pdf(&mut v, &bundle, &report, canonical.as_deref(), filling);
     artifacts::check_reported(&mut v, &bundle, &report);
     if let (Some(s), Some(facts)) = (&pass.script, pass.signatures) {
         signatures::check(&mut v, &bundle, &s.script, facts, signers_ca, true);
@@ -250,15 +269,23 @@ fn check_report_json(
     v: &mut Verification,
     bundle: &BundleDir,
     recorded: &str,
-    rebuilt: Result<Report, String>,
+    rebuilt: &Rebuilt,
 ) -> Option<(Report, Option<String>)> {
-    let encode = rebuilt.as_ref().ok().map(|report| {
-        move |w: &mut compare::Sink| {
-            serde_json::to_writer_pretty(&mut *w, report)?;
-            w.write_all(b"\n")
+    let mut second_read = Ok(());
+    let encode = rebuilt.report.as_ref().ok().map(|report| {
+        |w: &mut compare::Sink| {
+            let encoded = rebuilt.filling(bundle, || super::report::write_json(report, &mut *w));
+            encoded.unwrap_or_else(|e| {
+                second_read = Err(e);
+                Err(std::io::Error::other("the log could not be read again"))
+            })
         }
     });
     let compared = compare::file(bundle, REPORT_FILE, REPORT_LIMIT, encode);
+    if let Err(e) = second_read {
+        v.fail(LOG_FILE, e);
+        return None;
+    }
     let compared = match compared {
         Ok(compared) => compared,
         Err(e) => {
@@ -280,7 +307,7 @@ fn check_report_json(
         return None;
     }
     if compared.same {
-        if let Ok(report) = rebuilt {
+        if let Ok(report) = &rebuilt.report {
             v.pass(
                 REPORT_FILE,
                 format!(
@@ -289,7 +316,7 @@ fn check_report_json(
                     short(&report.log_head.hash)
                 ),
             );
-            return Some((report, Some(actual)));
+            return Some((report.clone(), Some(actual)));
         }
     }
     let report_bytes = match bundle.read(REPORT_FILE, REPORT_LIMIT) {
@@ -310,10 +337,19 @@ fn check_report_json(
             return None;
         }
     };
+    // A deferred rebuild lacks the confirmations a field-by-field comparison needs.
+    let full;
+    let rebuilt = match (&rebuilt.report, &rebuilt.deferred) {
+        (Ok(_), Some(_)) => {
+            full = pass::full_report(bundle, &rebuilt.log_sha256);
+            &full
+        }
+        (report, _) => report,
+    };
     match rebuilt {
         Ok(rebuilt) => {
             v.check(
-                rebuilt == report,
+                *rebuilt == report,
                 REPORT_FILE,
                 format!(
                     "matches the log up to its head (seq {}, {})",
@@ -328,41 +364,119 @@ fn check_report_json(
     Some((report, None))
 }
 
-/// report.pdf must be exactly what this keyrite renders from report.json (compared as the file is
-/// read, without a copy of it). `canonical`: report.json's SHA-256 when its bytes are the report's
-/// own encoding, which the rendering prints (else it is computed again).
+/// report.pdf must be exactly what this keyrite renders from report.json. The rendering is written
+/// page by page into the comparison with the file as it is read: neither is held. `canonical`:
+/// report.json's SHA-256 when its bytes are the report's own encoding, which the rendering prints
+/// (else it is computed again).
 fn check_report_pdf(
     v: &mut Verification,
     bundle: &BundleDir,
     report: &Report,
     canonical: Option<&str>,
+    rebuilt: &Rebuilt,
 ) {
-    let rendered = match canonical {
-        Some(sha256) => super::pdf::render_hashed(report, sha256),
-        None => super::pdf::render(report),
+    let computed;
+    let sha256 = match canonical {
+        Some(sha256) => sha256,
+        None => {
+            computed = super::report::to_json(report)
+                .map(|json| sha256_hex(&json))
+                .unwrap_or_default();
+            &computed
+        }
     };
-    let write = |w: &mut compare::Sink| w.write_all(&rendered);
-    let pdf = match compare::file(bundle, REPORT_PDF_FILE, REPORT_LIMIT, Some(write)) {
+    let mut second_read = Ok(());
+    let write = |w: &mut compare::Sink| {
+        rebuilt
+            .filling(bundle, || super::pdf::render_to(report, sha256, w))
+            .unwrap_or_else(|e| {
+                second_read = Err(e);
+                Err(std::io::Error::other("the log could not be read again"))
+            })
+    };
+    let pdf = compare::file(bundle, REPORT_PDF_FILE, REPORT_LIMIT, Some(write));
+    if let Err(e) = second_read {
+        v.fail(LOG_FILE, e);
+        return;
+    }
+    let pdf = match pdf {
         Ok(pdf) => pdf,
         Err(e) => {
             v.fail(REPORT_PDF_FILE, e.to_string());
             return;
         }
     };
-    v.check(
-        pdf.same,
+    if pdf.same {
+        v.pass(
+            REPORT_PDF_FILE,
+            format!(
+                "byte-identical to the rendering of report.json (SHA-256 {})",
+                short(&pdf.sha256)
+            ),
+        );
+        return;
+    }
+    // Only a failure names the rendering's hash: rendered once more, into a hash.
+    let mut rendered = Hashing(Sha256::new());
+    let _ = rebuilt.filling(bundle, || {
+        super::pdf::render_to(report, sha256, &mut rendered)
+    });
+    v.fail(
         REPORT_PDF_FILE,
-        format!(
-            "byte-identical to the rendering of report.json (SHA-256 {})",
-            short(&pdf.sha256)
-        ),
         format!(
             "differs from the rendering of report.json (SHA-256 {} on disk, {} rendered): \
              the PDF was altered, or made by another keyrite version",
             pdf.sha256,
-            sha256_hex(&rendered)
+            hex::encode(rendered.0.finalize())
         ),
     );
+}
+
+/// The report rebuilt from the log. When its confirmations were deferred (pass.rs), they are read
+/// from the log again, step by step, while it is encoded or rendered.
+struct Rebuilt {
+    report: Result<Report, String>,
+    deferred: Option<super::report::Deferred>,
+    log_sha256: String,
+}
+
+impl Rebuilt {
+    /// For a report that holds its confirmations (report.json's parse).
+    fn whole() -> Self {
+        Rebuilt {
+            report: Err(String::new()),
+            deferred: None,
+            log_sha256: String::new(),
+        }
+    }
+
+    /// Run `f` with every step's confirmations at hand; `Err`: the log could not be read again, or
+    /// was not the file the first pass read.
+    fn filling<T>(&self, bundle: &BundleDir, f: impl FnOnce() -> T) -> Result<T, String> {
+        let Some(deferred) = &self.deferred else {
+            return Ok(f());
+        };
+        let lines = bundle
+            .open_log(LOG_FILE)
+            .map_err(|e| format!("read again: {e}"))?;
+        let filler = super::report::stream::Filler::new(lines, deferred, &self.log_sha256);
+        let (out, read) = super::report::stream::with_filler(filler, f);
+        read.map(|()| out)
+    }
+}
+
+/// A writer that only hashes.
+struct Hashing(Sha256);
+
+impl Write for Hashing {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.update(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Nothing but the ceremony's files at the bundle root, and each of the right kind: a link, a FIFO

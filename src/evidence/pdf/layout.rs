@@ -1,12 +1,10 @@
-//! A small page layout engine over printpdf's operations: headings, wrapped paragraphs, key/value
-//! blocks and tables whose cells wrap, with automatic page breaks. Nothing here reads a clock or a
-//! random source, so the same content always gives the same operations.
+//! A small page layout engine: headings, wrapped paragraphs, key/value blocks and tables whose
+//! cells wrap, with automatic page breaks. Each page is handed to a sink as soon as it is full
+//! (the PDF writer compresses and writes it, so a long report never holds more than one page of
+//! drawing operations). Nothing here reads a clock or a random source, so the same content always
+//! gives the same operations.
 
 use super::metrics::{wrap, Face};
-use printpdf::{
-    Color, Greyscale, Line, LinePoint, Op, PaintMode, PdfFontHandle, Point, Pt, Rect, TextItem,
-    TextMatrix,
-};
 
 /// A4 portrait, in points.
 pub const PAGE_W: f32 = 595.28;
@@ -42,29 +40,69 @@ impl Column {
     }
 }
 
-pub struct Layout {
-    pages: Vec<Vec<Op>>,
+/// One drawing operation (coordinates in points from the bottom left, grey levels 0 = black).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Text {
+        x: f32,
+        y: f32,
+        face: Face,
+        size: f32,
+        text: String,
+    },
+    /// Text rotated by `degrees` around (x, y), for the watermark.
+    RotatedText {
+        x: f32,
+        y: f32,
+        degrees: f32,
+        face: Face,
+        size: f32,
+        text: String,
+    },
+    Line {
+        x1: f32,
+        y1: f32,
+        x2: f32,
+        y2: f32,
+        thickness: f32,
+    },
+    FillRect {
+        x: f32,
+        y: f32,
+        w: f32,
+        h: f32,
+        grey: f32,
+    },
+    FillGrey(f32),
+    OutlineGrey(f32),
+    Save,
+    Restore,
+}
+
+/// Where finished pages go, in order.
+pub type PageSink<'s> = &'s mut dyn FnMut(Vec<Op>);
+
+pub struct Layout<'s> {
+    sink: PageSink<'s>,
     ops: Vec<Op>,
     y: f32,
+    /// Pages handed to the sink so far.
+    pages: usize,
 }
 
-impl Default for Layout {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Layout {
-    pub fn new() -> Self {
+impl<'s> Layout<'s> {
+    pub fn new(sink: PageSink<'s>) -> Self {
         Layout {
-            pages: Vec::new(),
+            sink,
             ops: Vec::new(),
             y: TOP,
+            pages: 0,
         }
     }
 
     pub fn new_page(&mut self) {
-        self.pages.push(std::mem::take(&mut self.ops));
+        (self.sink)(std::mem::take(&mut self.ops));
+        self.pages += 1;
         self.y = TOP;
     }
 
@@ -156,7 +194,11 @@ impl Layout {
 
     /// A bordered table. Every cell wraps inside its column; the header repeats on each new page; a
     /// row taller than a page continues on the next one.
-    pub fn table(&mut self, columns: &[Column], rows: &[Vec<String>]) {
+    pub fn table<R: AsRef<[String]>>(
+        &mut self,
+        columns: &[Column],
+        rows: impl IntoIterator<Item = R>,
+    ) {
         let size = 8.5;
         let lead = leading(size);
         let wrapped_header: Vec<Vec<String>> = columns
@@ -167,6 +209,7 @@ impl Layout {
         let header_h = header_lines as f32 * lead + 2.0 * CELL_PAD;
         let mut header_drawn = false;
         for row in rows {
+            let row = row.as_ref();
             let cells: Vec<Vec<String>> = columns
                 .iter()
                 .enumerate()
@@ -221,14 +264,13 @@ impl Layout {
         let height = count as f32 * lead + 2.0 * CELL_PAD;
         let top = self.y;
         if header {
-            push_fill_rect(
-                &mut self.ops,
-                MARGIN_X,
-                top - height,
-                CONTENT_W,
-                height,
-                0.9,
-            );
+            self.ops.push(Op::FillRect {
+                x: MARGIN_X,
+                y: top - height,
+                w: CONTENT_W,
+                h: height,
+                grey: 0.9,
+            });
         }
         let mut x = MARGIN_X;
         for (column, lines) in columns.iter().zip(cells) {
@@ -252,10 +294,12 @@ impl Layout {
         self.y = bottom;
     }
 
-    /// Finish: every page with its content. A page that was started but left empty is dropped.
-    pub fn finish(mut self) -> Vec<Vec<Op>> {
-        if !self.ops.is_empty() || self.pages.is_empty() {
-            self.pages.push(self.ops);
+    /// Finish: the last page to the sink, unless it was started but left empty. Returns the number
+    /// of pages.
+    pub fn finish(mut self) -> usize {
+        if !self.ops.is_empty() || self.pages == 0 {
+            (self.sink)(std::mem::take(&mut self.ops));
+            self.pages += 1;
         }
         self.pages
     }
@@ -269,28 +313,14 @@ impl Layout {
     }
 }
 
-pub fn grey(level: f32) -> Color {
-    Color::Greyscale(Greyscale {
-        percent: level,
-        icc_profile: None,
-    })
-}
-
 pub fn push_text(ops: &mut Vec<Op>, x: f32, y: f32, face: Face, size: f32, text: &str) {
-    ops.extend([
-        Op::StartTextSection,
-        Op::SetFont {
-            font: PdfFontHandle::Builtin(face.font()),
-            size: Pt(size),
-        },
-        Op::SetTextCursor {
-            pos: Point { x: Pt(x), y: Pt(y) },
-        },
-        Op::ShowText {
-            items: vec![TextItem::Text(text.to_string())],
-        },
-        Op::EndTextSection,
-    ]);
+    ops.push(Op::Text {
+        x,
+        y,
+        face,
+        size,
+        text: text.to_string(),
+    });
 }
 
 /// Text rotated by `degrees` around (x, y), for the watermark.
@@ -303,52 +333,22 @@ pub fn push_rotated_text(
     size: f32,
     text: &str,
 ) {
-    ops.extend([
-        Op::StartTextSection,
-        Op::SetFont {
-            font: PdfFontHandle::Builtin(face.font()),
-            size: Pt(size),
-        },
-        Op::SetTextMatrix {
-            matrix: TextMatrix::TranslateRotate(Pt(x), Pt(y), degrees),
-        },
-        Op::ShowText {
-            items: vec![TextItem::Text(text.to_string())],
-        },
-        Op::EndTextSection,
-    ]);
+    ops.push(Op::RotatedText {
+        x,
+        y,
+        degrees,
+        face,
+        size,
+        text: text.to_string(),
+    });
 }
 
 pub fn push_line(ops: &mut Vec<Op>, x1: f32, y1: f32, x2: f32, y2: f32, thickness: f32) {
-    let point = |x: f32, y: f32| LinePoint {
-        p: Point { x: Pt(x), y: Pt(y) },
-        bezier: false,
-    };
-    ops.extend([
-        Op::SetOutlineThickness { pt: Pt(thickness) },
-        Op::DrawLine {
-            line: Line {
-                points: vec![point(x1, y1), point(x2, y2)],
-                is_closed: false,
-            },
-        },
-    ]);
-}
-
-fn push_fill_rect(ops: &mut Vec<Op>, x: f32, y: f32, w: f32, h: f32, level: f32) {
-    ops.extend([
-        Op::SaveGraphicsState,
-        Op::SetFillColor { col: grey(level) },
-        Op::DrawRectangle {
-            rectangle: Rect {
-                x: Pt(x),
-                y: Pt(y),
-                width: Pt(w),
-                height: Pt(h),
-                mode: Some(PaintMode::Fill),
-                winding_order: None,
-            },
-        },
-        Op::RestoreGraphicsState,
-    ]);
+    ops.push(Op::Line {
+        x1,
+        y1,
+        x2,
+        y2,
+        thickness,
+    });
 }

@@ -3,8 +3,6 @@
 //! The built-in fonts are written with WinAnsiEncoding (CP1252). Characters outside it are shown as
 //! `?`; [`win_ansi`] makes that substitution explicit so what is measured is what is printed.
 
-use printpdf::BuiltinFont;
-
 /// The three faces the documents use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Face {
@@ -14,18 +12,14 @@ pub enum Face {
 }
 
 impl Face {
-    pub fn font(self) -> BuiltinFont {
-        match self {
-            Face::Regular => BuiltinFont::Helvetica,
-            Face::Bold => BuiltinFont::HelveticaBold,
-            Face::Mono => BuiltinFont::Courier,
-        }
-    }
-
     /// Width of `text` in points at `size`.
     pub fn width(self, text: &str, size: f32) -> f32 {
-        let units: u32 = text.chars().map(|c| u32::from(self.char_width(c))).sum();
-        units as f32 * size / 1000.0
+        self.units(text) as f32 * size / 1000.0
+    }
+
+    /// Width of `text` in thousandths of the font size.
+    fn units(self, text: &str) -> u32 {
+        text.chars().map(|c| u32::from(self.char_width(c))).sum()
     }
 
     fn char_width(self, c: char) -> u16 {
@@ -117,35 +111,48 @@ const HELVETICA_BOLD: [u16; 95] = [
 /// Break `text` into lines no wider than `width` points. Words longer than a line (hashes, paths)
 /// are broken between characters, so nothing ever runs outside its cell. Newlines are kept.
 pub fn wrap(text: &str, face: Face, size: f32, width: f32) -> Vec<String> {
+    // Widths are sums of whole font units, so a line's width grows by its next word's units: the
+    // same figures as measuring each candidate line again, without rebuilding it.
+    let fits = |units: u32| units as f32 * size / 1000.0 <= width;
+    let space = face.units(" ");
     let mut lines = Vec::new();
     for paragraph in text.split('\n') {
         let paragraph = win_ansi(paragraph);
         let mut line = String::new();
+        let mut line_units = 0;
         for word in paragraph.split(' ').filter(|w| !w.is_empty()) {
+            let word_units = face.units(word);
             let candidate = if line.is_empty() {
-                word.to_string()
+                word_units
             } else {
-                format!("{line} {word}")
+                line_units + space + word_units
             };
-            if face.width(&candidate, size) <= width {
-                line = candidate;
+            if fits(candidate) {
+                if !line.is_empty() {
+                    line.push(' ');
+                }
+                line.push_str(word);
+                line_units = candidate;
                 continue;
             }
             if !line.is_empty() {
                 lines.push(std::mem::take(&mut line));
             }
-            if face.width(word, size) <= width {
-                line = word.to_string();
+            if fits(word_units) {
+                line.push_str(word);
+                line_units = word_units;
                 continue;
             }
+            line_units = 0;
             for c in word.chars() {
-                let mut next = line.clone();
-                next.push(c);
-                if face.width(&next, size) > width && !line.is_empty() {
+                let next = line_units + u32::from(face.char_width(c));
+                if !fits(next) && !line.is_empty() {
                     lines.push(std::mem::take(&mut line));
                     line.push(c);
+                    line_units = u32::from(face.char_width(c));
                 } else {
-                    line = next;
+                    line.push(c);
+                    line_units = next;
                 }
             }
         }

@@ -3,6 +3,7 @@
 //! [`render`] is a pure function: no clock, no random ids. The PDF dates come from the report's end
 //! time and the trailer /ID from the report.json SHA-256, so the same report.json always gives the
 //! same bytes and `keyrite verify` re-renders report.pdf and demands byte equality.
+//! Pages are written as they are laid out ([`writer`]): rendering holds the report and one page.
 //! The paper script for the room (`keyrite print`, [`script`]) shares the layout engine.
 
 mod backup;
@@ -19,15 +20,14 @@ pub mod sample;
 pub mod script;
 mod sections;
 mod signatures;
+mod writer;
 
 use super::report::Report;
 use crate::hsm::spki::grouped_hex;
-use layout::{grey, push_line, push_rotated_text, push_text, MARGIN_X, PAGE_H, PAGE_W};
+use layout::{push_line, push_rotated_text, push_text, Layout, Op, MARGIN_X, PAGE_H, PAGE_W};
 use metrics::Face;
-use printpdf::{
-    CustomPdfConformance, Mm, Op, PdfConformance, PdfDocument, PdfPage, PdfSaveOptions,
-};
 use sha2::{Digest, Sha256};
+use std::io::{self, Write};
 
 /// Render report.pdf for `report`.
 pub fn render(report: &Report) -> Vec<u8> {
@@ -41,19 +41,26 @@ pub fn render(report: &Report) -> Vec<u8> {
 /// `report::to_json(report)` (the run's end, and verify once report.json is those bytes), so the
 /// report is not encoded again.
 pub fn render_hashed(report: &Report, report_sha256: &str) -> Vec<u8> {
-    let pages = sections::layout(report);
+    let mut bytes = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = render_to(report, report_sha256, &mut bytes);
+    bytes
+}
+
+/// [`render_hashed`] written into `out` page by page (the file at the end of a run, the comparison
+/// in verify), without the document in memory.
+pub fn render_to(report: &Report, report_sha256: &str, out: impl Write) -> io::Result<()> {
     let footer = Footer {
         left: format!("{} - report.json SHA-256", report.ceremony.id),
         hash: grouped_hex(report_sha256),
         watermark: report.rehearsal,
     };
-    let title = format!("Key ceremony report {}", report.ceremony.id);
-    assemble(
-        &title,
-        &report.ended,
-        report_sha256,
-        decorate(pages, &footer),
-    )
+    let info = writer::Info {
+        title: &format!("Key ceremony report {}", report.ceremony.id),
+        date: &report.ended,
+        id_seed: report_sha256,
+    };
+    write_document(out, &info, &footer, |l| sections::lay_out(report, l))
 }
 
 /// What goes at the bottom of every page.
@@ -63,68 +70,76 @@ pub(crate) struct Footer {
     pub watermark: bool,
 }
 
-/// Add the watermark (under the content), the footer and "page x of y" to every page.
-pub(crate) fn decorate(pages: Vec<Vec<Op>>, footer: &Footer) -> Vec<Vec<Op>> {
-    let total = pages.len();
-    pages
-        .into_iter()
-        .enumerate()
-        .map(|(i, content)| {
-            let mut ops = Vec::with_capacity(content.len() + 40);
-            if footer.watermark {
-                ops.push(Op::SaveGraphicsState);
-                ops.push(Op::SetFillColor { col: grey(0.86) });
-                let size = 96.0;
-                let width = Face::Bold.width("REHEARSAL", size);
-                // Centre the rotated word on the page: start half its length down the diagonal.
-                let (s, c) = (45f32.to_radians().sin(), 45f32.to_radians().cos());
-                let x = PAGE_W / 2.0 - c * width / 2.0 + s * size / 3.0;
-                let y = PAGE_H / 2.0 - s * width / 2.0 - c * size / 3.0;
-                push_rotated_text(&mut ops, x, y, 45.0, Face::Bold, size, "REHEARSAL");
-                ops.push(Op::RestoreGraphicsState);
-            }
-            ops.push(Op::SetFillColor { col: grey(0.0) });
-            ops.push(Op::SetOutlineColor { col: grey(0.0) });
-            ops.extend(content);
-            let y = 46.0;
-            push_line(
-                &mut ops,
-                MARGIN_X,
-                y + 12.0,
-                PAGE_W - MARGIN_X,
-                y + 12.0,
-                0.4,
-            );
-            // The ceremony id is on the cover in full; in the footer it yields to the REHEARSAL mark.
-            let room = PAGE_W - 2.0 * MARGIN_X - 130.0;
-            push_text(
-                &mut ops,
-                MARGIN_X,
-                y,
-                Face::Regular,
-                7.5,
-                &fit(&footer.left, room),
-            );
-            let hash_x = MARGIN_X;
-            push_text(&mut ops, hash_x, y - 10.0, Face::Mono, 7.5, &footer.hash);
-            let page = format!("page {} of {}", i + 1, total);
-            let page_w = Face::Regular.width(&page, 8.5);
-            push_text(
-                &mut ops,
-                PAGE_W - MARGIN_X - page_w,
-                y - 10.0,
-                Face::Regular,
-                8.5,
-                &page,
-            );
-            if footer.watermark {
-                let mark = "REHEARSAL - throw-away keys";
-                let w = Face::Bold.width(mark, 7.5);
-                push_text(&mut ops, PAGE_W - MARGIN_X - w, y, Face::Bold, 7.5, mark);
-            }
-            ops
-        })
-        .collect()
+/// Lay out a document with `lay_out` and write it into `out` as its pages fill.
+pub(crate) fn write_document<W: Write>(
+    out: W,
+    info: &writer::Info,
+    footer: &Footer,
+    lay_out: impl FnOnce(&mut Layout),
+) -> io::Result<()> {
+    let mut pdf = writer::Writer::new(out, footer.watermark.then(watermark));
+    let mut sink = |ops: Vec<Op>| pdf.page(&ops);
+    let mut l = Layout::new(&mut sink);
+    lay_out(&mut l);
+    l.finish();
+    pdf.finish(info, |i, total| footer_ops(footer, i, total))
+        .map(drop)
+}
+
+/// The REHEARSAL mark under each page's content.
+pub(crate) fn watermark() -> Vec<Op> {
+    let mut ops = vec![Op::Save, Op::FillGrey(0.86)];
+    let size = 96.0;
+    let width = Face::Bold.width("REHEARSAL", size);
+    // Centre the rotated word on the page: start half its length down the diagonal.
+    let (s, c) = (45f32.to_radians().sin(), 45f32.to_radians().cos());
+    let x = PAGE_W / 2.0 - c * width / 2.0 + s * size / 3.0;
+    let y = PAGE_H / 2.0 - s * width / 2.0 - c * size / 3.0;
+    push_rotated_text(&mut ops, x, y, 45.0, Face::Bold, size, "REHEARSAL");
+    ops.push(Op::Restore);
+    ops
+}
+
+/// The footer of page `i` (from 0) of `total`: the rule, the left text, the hash, "page x of y".
+pub(crate) fn footer_ops(footer: &Footer, i: usize, total: usize) -> Vec<Op> {
+    let mut ops = Vec::with_capacity(8);
+    let y = 46.0;
+    push_line(
+        &mut ops,
+        MARGIN_X,
+        y + 12.0,
+        PAGE_W - MARGIN_X,
+        y + 12.0,
+        0.4,
+    );
+    // The ceremony id is on the cover in full; in the footer it yields to the REHEARSAL mark.
+    let room = PAGE_W - 2.0 * MARGIN_X - 130.0;
+    push_text(
+        &mut ops,
+        MARGIN_X,
+        y,
+        Face::Regular,
+        7.5,
+        &fit(&footer.left, room),
+    );
+    let hash_x = MARGIN_X;
+    push_text(&mut ops, hash_x, y - 10.0, Face::Mono, 7.5, &footer.hash);
+    let page = format!("page {} of {}", i + 1, total);
+    let page_w = Face::Regular.width(&page, 8.5);
+    push_text(
+        &mut ops,
+        PAGE_W - MARGIN_X - page_w,
+        y - 10.0,
+        Face::Regular,
+        8.5,
+        &page,
+    );
+    if footer.watermark {
+        let mark = "REHEARSAL - throw-away keys";
+        let w = Face::Bold.width(mark, 7.5);
+        push_text(&mut ops, PAGE_W - MARGIN_X - w, y, Face::Bold, 7.5, mark);
+    }
+    ops
 }
 
 /// `text` shortened with "..." to at most `width` points in the footer face.
@@ -140,54 +155,6 @@ fn fit(text: &str, width: f32) -> String {
         chars.pop();
     }
     format!("{}...", String::from_iter(&chars))
-}
-
-/// Serialise the pages into a PDF whose every byte follows from the inputs.
-pub(crate) fn assemble(title: &str, date: &str, id_seed: &str, pages: Vec<Vec<Op>>) -> Vec<u8> {
-    let mut doc = PdfDocument::new(title);
-    let seconds = time::OffsetDateTime::parse(date, &time::format_description::well_known::Rfc3339)
-        .map_or(0, |t| t.unix_timestamp());
-    let info = &mut doc.metadata.info;
-    // The document dates are the report's end; printpdf's default is the Unix epoch, never "now".
-    if let Ok(when) = printpdf::OffsetDateTime::from_unix_timestamp(seconds) {
-        info.creation_date = when;
-        info.modification_date = when;
-        info.metadata_date = when;
-    }
-    info.creator = "keyrite".into();
-    info.producer = format!("keyrite {}", env!("CARGO_PKG_VERSION"));
-    info.conformance = PdfConformance::Custom(CustomPdfConformance {
-        requires_xmp_metadata: false,
-        requires_icc_profile: false,
-        ..CustomPdfConformance::default()
-    });
-    let (w, h) = (Mm(PAGE_W * 25.4 / 72.0), Mm(PAGE_H * 25.4 / 72.0));
-    doc.pages = pages
-        .into_iter()
-        .map(|ops| PdfPage::new(w, h, ops))
-        .collect();
-    let opts = PdfSaveOptions {
-        optimize: true,
-        subset_fonts: true,
-        secure: true,
-        image_optimization: None,
-    };
-    let mut warnings = Vec::new();
-    let mut lo = doc.to_lopdf_document(&opts, &mut warnings);
-    // printpdf draws the trailer /ID at random; derive it from the content instead.
-    let id = Sha256::digest(format!("{title}\n{id_seed}").as_bytes())[..16].to_vec();
-    lo.trailer.set(
-        "ID",
-        lopdf::Object::Array(vec![
-            lopdf::Object::String(id.clone(), lopdf::StringFormat::Hexadecimal),
-            lopdf::Object::String(id, lopdf::StringFormat::Hexadecimal),
-        ]),
-    );
-    lo.compress();
-    let mut bytes = Vec::new();
-    // Writing into a Vec cannot fail.
-    let _ = lo.save_to(&mut bytes);
-    bytes
 }
 
 #[cfg(test)]

@@ -4,14 +4,32 @@
 
 use super::layout::{Column, Layout, BODY, BOTTOM, TOP};
 use super::metrics::Face;
-use super::{assemble, decorate, Footer};
+use super::{write_document, Footer};
 use crate::hsm::spki::grouped_hex;
 use crate::script::{LoadedScript, Role, Step};
 
 /// Render the paper script. Deterministic: the same script file gives the same bytes.
 pub fn render(loaded: &LoadedScript) -> Vec<u8> {
     let s = &loaded.script;
-    let mut l = Layout::new();
+    let footer = Footer {
+        left: format!("{} - paper script - script SHA-256", s.ceremony.id),
+        hash: grouped_hex(&loaded.sha256),
+        watermark: false,
+    };
+    let title = format!("Key ceremony script {}", s.ceremony.id);
+    let info = super::writer::Info {
+        title: &title,
+        date: "",
+        id_seed: &loaded.sha256,
+    };
+    let mut bytes = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = write_document(&mut bytes, &info, &footer, |l| lay_out(loaded, l));
+    bytes
+}
+
+fn lay_out(loaded: &LoadedScript, l: &mut Layout) {
+    let s = &loaded.script;
     l.para(
         Face::Bold,
         10.0,
@@ -75,9 +93,9 @@ pub fn render(loaded: &LoadedScript) -> Vec<u8> {
         &rows,
     );
 
-    super::paper::sign_in(&mut l, s);
-    super::paper::planned(&mut l, s);
-    super::paper::quorum_cards(&mut l, s);
+    super::paper::sign_in(l, s);
+    super::paper::planned(l, s);
+    super::paper::quorum_cards(l, s);
 
     l.heading("Steps");
     let rows: Vec<Vec<String>> = s
@@ -157,14 +175,6 @@ pub fn render(loaded: &LoadedScript) -> Vec<u8> {
         ],
         &rows,
     );
-
-    let footer = Footer {
-        left: format!("{} - paper script - script SHA-256", s.ceremony.id),
-        hash: grouped_hex(&loaded.sha256),
-        watermark: false,
-    };
-    let title = format!("Key ceremony script {}", s.ceremony.id);
-    assemble(&title, "", &loaded.sha256, decorate(l.finish(), &footer))
 }
 
 fn step_text(st: &Step) -> String {

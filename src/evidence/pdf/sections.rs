@@ -4,31 +4,41 @@ use super::cards::{transcript_legend, SignedSet, SIGNED_MARK};
 use super::layout::{Column, Layout, BODY, CONTENT_W};
 use super::metrics::{wrap, Face};
 use crate::evidence::pgp_words::pgp_words;
-use crate::evidence::report::{KeyRecord, Report, StepRecord};
+use crate::evidence::report::{stream, KeyRecord, Report, StepRecord};
 use crate::hsm::spki::grouped_hex;
 use crate::hsm::KeyAttributes;
-use printpdf::Op;
+use std::collections::{HashMap, HashSet};
 
-pub fn layout(report: &Report) -> Vec<Vec<Op>> {
-    let mut l = Layout::new();
-    cover(&mut l, report);
-    participants(&mut l, report);
-    hsm(&mut l, report);
-    keys(&mut l, report);
-    super::certificates::section(&mut l, report);
-    super::existing::ca_certificates(&mut l, report);
-    super::crls::section(&mut l, report);
-    super::backup::section(&mut l, report);
-    quorum(&mut l, report);
-    transcript(&mut l, report);
-    exceptions(&mut l, report);
-    attachments(&mut l, report);
-    artifacts(&mut l, report);
-    log_head(&mut l, report);
-    super::signatures::page(&mut l, report);
+/// The report's pages, collected (for tests; rendering streams them through [`lay_out`]).
+#[cfg(test)]
+pub fn layout(report: &Report) -> Vec<Vec<super::layout::Op>> {
+    let mut pages = Vec::new();
+    let mut sink = |ops| pages.push(ops);
+    let mut l = Layout::new(&mut sink);
+    lay_out(report, &mut l);
+    l.finish();
+    pages
+}
+
+/// Lay out every section of the report, in reading order.
+pub fn lay_out(report: &Report, l: &mut Layout) {
+    cover(l, report);
+    participants(l, report);
+    hsm(l, report);
+    keys(l, report);
+    super::certificates::section(l, report);
+    super::existing::ca_certificates(l, report);
+    super::crls::section(l, report);
+    super::backup::section(l, report);
+    quorum(l, report);
+    transcript(l, report);
+    exceptions(l, report);
+    attachments(l, report);
+    artifacts(l, report);
+    log_head(l, report);
+    super::signatures::page(l, report);
     // The personal cards' details are for the auditor who checks them: an appendix.
-    super::cards::section(&mut l, report);
-    l.finish()
+    super::cards::section(l, report);
 }
 
 pub(super) fn regular(label: &str, value: impl Into<String>) -> (&str, String, Face) {
@@ -164,15 +174,26 @@ pub(super) fn roles(roles: &[crate::script::Role]) -> String {
 
 fn participants(l: &mut Layout, r: &Report) {
     l.heading("Participants");
+    // Steps each person confirmed, counted in one walk over the confirmations (a search per
+    // participant through every confirmation was quadratic in a long ceremony).
+    // verify's rebuilt report counted them as it read the log (report/stream.rs).
+    let confirmed = stream::steps_confirmed().unwrap_or_else(|| {
+        let mut confirmed: HashMap<String, usize> = HashMap::new();
+        for s in &r.steps {
+            let mut seen = HashSet::new();
+            for c in &s.confirmations {
+                if seen.insert(c.person.as_str()) {
+                    *confirmed.entry(c.person.clone()).or_default() += 1;
+                }
+            }
+        }
+        confirmed
+    });
     let rows: Vec<Vec<String>> = r
         .participants
         .iter()
         .map(|p| {
-            let steps = r
-                .steps
-                .iter()
-                .filter(|s| s.confirmations.iter().any(|c| c.person == p.name))
-                .count();
+            let steps = confirmed.get(p.name.as_str()).copied().unwrap_or(0);
             vec![
                 p.name.clone(),
                 roles(&p.roles),
@@ -452,23 +473,22 @@ fn transcript(l: &mut Layout, r: &Report) {
             .unwrap_or_else(|| "-".into())
     };
     let signed = SignedSet::of(r);
-    let rows: Vec<Vec<String>> = r
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            // Spaces instead of underscores, so a long action name wraps between its words.
-            let action = s.action.as_str().replace('_', " ");
-            vec![
-                (i + 1).to_string(),
-                format!("{}\n{}", s.title, s.id),
-                action,
-                format!("{}\n{}", time(&s.started), time(&s.ended)),
-                confirmers(s, &signed),
-                s.result.clone(),
-            ]
-        })
-        .collect();
+    // Made as the table consumes them: a long transcript is never held as text.
+    // verify's rebuilt report reads each step's confirmations from the log here (report/stream.rs).
+    let rows = r.steps.iter().enumerate().map(|(i, s)| {
+        let s = stream::filled(i, s);
+        let s = s.as_ref();
+        // Spaces instead of underscores, so a long action name wraps between its words.
+        let action = s.action.as_str().replace('_', " ");
+        vec![
+            (i + 1).to_string(),
+            format!("{}\n{}", s.title, s.id),
+            action,
+            format!("{}\n{}", time(&s.started), time(&s.ended)),
+            confirmers(s, &signed),
+            s.result.clone(),
+        ]
+    });
     l.table(
         &[
             Column::new("#", 0.045, Face::Regular),
@@ -480,7 +500,7 @@ fn transcript(l: &mut Layout, r: &Report) {
             // "not-reached" on one line.
             Column::new("Result", 0.11, Face::Regular),
         ],
-        &rows,
+        rows,
     );
     l.para(
         Face::Regular,

@@ -17,26 +17,26 @@ fn same_report_renders_to_identical_bytes() {
 fn long_transcripts_break_into_numbered_pages() {
     let pages = sections::layout(&sample_report(200));
     assert!(pages.len() > 10, "only {} pages", pages.len());
-    let decorated = decorate(
-        pages,
-        &Footer {
-            left: "x".into(),
-            hash: "y".into(),
-            watermark: true,
-        },
-    );
-    let total = decorated.len();
+    let footer = Footer {
+        left: "x".into(),
+        hash: "y".into(),
+        watermark: true,
+    };
+    let total = pages.len();
     let last = format!("page {total} of {total}");
-    let shows = |ops: &Vec<Op>, needle: &str| {
+    let shows = |ops: &[Op], needle: &str| {
         ops.iter().any(|op| match op {
-            Op::ShowText { items } => items
-                .iter()
-                .any(|i| matches!(i, printpdf::TextItem::Text(t) if t == needle)),
+            Op::Text { text, .. } | Op::RotatedText { text, .. } => text == needle,
             _ => false,
         })
     };
-    assert!(decorated.iter().all(|ops| shows(ops, "REHEARSAL")));
-    assert!(shows(&decorated[total - 1], &last));
+    assert!(shows(&watermark(), "REHEARSAL"));
+    assert!(shows(&footer_ops(&footer, total - 1, total), &last));
+    // The rendering draws the watermark and a footer on every page.
+    let pdf = render(&sample_report(200));
+    let count = |needle: &[u8]| pdf.windows(needle.len()).filter(|w| w == &needle).count();
+    assert!(count(b"/Type /Page ") > 10);
+    assert_eq!(count(b"/Contents [8 0 R "), count(b"/Type /Page "));
 }
 
 #[test]
@@ -60,13 +60,9 @@ fn shown_text(pages: &[Vec<Op>]) -> Vec<String> {
         .iter()
         .flatten()
         .filter_map(|op| match op {
-            Op::ShowText { items } => Some(items.iter().filter_map(|i| match i {
-                printpdf::TextItem::Text(t) => Some(t.clone()),
-                _ => None,
-            })),
+            Op::Text { text, .. } => Some(text.clone()),
             _ => None,
         })
-        .flatten()
         .collect()
 }
 

@@ -16,9 +16,12 @@ use crate::evidence::bundle::LOG_FILE;
 use crate::evidence::events::Record;
 use crate::evidence::log::{AuditEntry, ChainCheck, ChainError};
 use crate::evidence::replay::Replay;
-use crate::evidence::report::{parse_event, ArtifactRecord, Parsed, Report, ReportBuilder};
+use crate::evidence::report::{
+    parse_event, ArtifactRecord, Deferred, Parsed, Report, ReportBuilder,
+};
 use crate::evidence::safe_read::{BundleDir, LogLines, ReadError};
 use crate::script::Script;
+use sha2::{Digest, Sha256};
 
 /// What the pass found in an intact log.
 pub(super) struct Pass {
@@ -30,8 +33,13 @@ pub(super) struct Pass {
     /// script.toml and how the log replayed under it; `None` when it could not be checked.
     pub script: Option<Checked>,
     pub signatures: Option<SignatureFacts>,
-    /// The report rebuilt from every entry but the last (which should be `report_written`).
+    /// The report rebuilt from every entry but the last (which should be `report_written`), each
+    /// step's confirmations deferred: counted here, read again from the log when the report is
+    /// encoded or rendered (src/evidence/report/stream.rs).
     pub report: Result<Report, String>,
+    pub deferred: Option<Deferred>,
+    /// SHA-256 of every byte of audit.jsonl read, so a second read can tell it is the same file.
+    pub log_sha256: String,
     pub engine: EngineSeen,
     /// The `artifact_written` records, in log order.
     pub artifacts: Vec<ArtifactRecord>,
@@ -71,6 +79,7 @@ pub(super) fn read(v: &mut Verification, bundle: &BundleDir) -> Option<Pass> {
     let mut lines = Lines {
         lines,
         buf: Vec::with_capacity(4096),
+        sha: Sha256::new(),
         chain: ChainCheck::default(),
         terminated: 0,
         broken: None,
@@ -121,6 +130,7 @@ pub(super) fn read(v: &mut Verification, bundle: &BundleDir) -> Option<Pass> {
         replayed,
         signatures,
         report,
+        deferred,
         last: Some((last, last_parsed)),
         engine,
         artifacts,
@@ -156,6 +166,8 @@ pub(super) fn read(v: &mut Verification, bundle: &BundleDir) -> Option<Pass> {
         script: None,
         signatures,
         report,
+        deferred,
+        log_sha256: hex::encode(lines.sha.finalize_reset()),
         engine,
         artifacts,
     };
@@ -172,6 +184,8 @@ pub(super) fn read(v: &mut Verification, bundle: &BundleDir) -> Option<Pass> {
 struct Lines {
     lines: LogLines,
     buf: Vec<u8>,
+    /// Every byte read, in order.
+    sha: Sha256,
     chain: ChainCheck,
     /// Lines read that end with a newline.
     terminated: usize,
@@ -182,6 +196,7 @@ struct Lines {
 impl Lines {
     fn next(&mut self) -> Result<Option<AuditEntry>, ReadError> {
         while self.lines.next_line(&mut self.buf)? {
+            self.sha.update(&self.buf);
             // Split on LF only: a CR left in a line fails the canonical-form check.
             let Some(line) = self.buf.strip_suffix(b"\n") else {
                 self.tail = Some(std::mem::take(&mut self.buf));
@@ -205,6 +220,7 @@ struct Streamed {
     replayed: Option<Result<usize, String>>,
     signatures: Option<SignatureFacts>,
     report: Result<Report, String>,
+    deferred: Option<Deferred>,
     last: Option<(AuditEntry, Result<Parsed, String>)>,
     engine: EngineSeen,
     artifacts: Vec<ArtifactRecord>,
@@ -223,7 +239,11 @@ fn stream(
         .as_ref()
         .and_then(|(_, parsed)| script::prepare(early, bundle, parsed.as_ref()));
     let mut each = Each {
-        replay: script.as_ref().map(Replay::new),
+        replay: script.as_ref().map(|s| {
+            let mut replay = Replay::new(s);
+            replay.forget_finished_steps();
+            replay
+        }),
         signatures: script.as_ref().map(SignatureFacts::new),
         report: None,
         held: None,
@@ -248,16 +268,20 @@ fn stream(
         artifacts,
     } = each;
     let replayed = replay.map(Replay::finish);
-    let report = match (report, &head) {
-        (Some(Ok(builder)), Some(head)) => Ok(builder.finish(head)),
-        (Some(Err(e)), _) => Err(e),
-        _ => Err("the log is empty".to_string()),
+    let (report, deferred) = match (report, &head) {
+        (Some(Ok(builder)), Some(head)) => {
+            let (report, deferred) = builder.finish_deferred(head);
+            (Ok(report), deferred)
+        }
+        (Some(Err(e)), _) => (Err(e), None),
+        _ => (Err("the log is empty".to_string()), None),
     };
     Ok(Streamed {
         script,
         replayed,
         signatures,
         report,
+        deferred,
         last: held,
         engine,
         artifacts,
@@ -295,7 +319,7 @@ impl Each<'_> {
         }
         if let Some((prev, prev_parsed)) = self.held.replace((entry, parsed)) {
             self.report = Some(match self.report.take() {
-                None => prev_parsed.and_then(|p| ReportBuilder::start(&prev, p)),
+                None => prev_parsed.and_then(|p| ReportBuilder::start_deferred(&prev, p)),
                 Some(Ok(mut builder)) => prev_parsed
                     .and_then(|p| builder.apply(&prev, p))
                     .map(|()| builder),
@@ -303,5 +327,43 @@ impl Each<'_> {
             });
             self.head = Some(prev);
         }
+    }
+}
+
+/// The report rebuilt in full from a second read of the log, for a deferred rebuild whose
+/// confirmations named steps out of plan order (one read cannot hand them out step by step) and
+/// for the field-by-field comparison with a report.json that differs. Holds every confirmation.
+pub(super) fn full_report(bundle: &BundleDir, log_sha256: &str) -> Result<Report, String> {
+    let mut lines = bundle.open_log(LOG_FILE).map_err(|e| e.to_string())?;
+    let (mut buf, mut sha) = (Vec::with_capacity(4096), Sha256::new());
+    let mut builder: Option<ReportBuilder> = None;
+    let mut held: Option<AuditEntry> = None;
+    let mut head: Option<AuditEntry> = None;
+    while lines.next_line(&mut buf).map_err(|e| e.to_string())? {
+        sha.update(&buf);
+        let Some(line) = buf.strip_suffix(b"\n") else {
+            continue;
+        };
+        let entry: AuditEntry = serde_json::from_slice(line)
+            .map_err(|e| format!("{LOG_FILE} changed while it was being verified: {e}"))?;
+        // Every entry but the last: each waits for the next.
+        if let Some(prev) = held.replace(entry) {
+            let parsed = parse_event(&prev)?;
+            builder = Some(match builder {
+                None => ReportBuilder::start(&prev, parsed)?,
+                Some(mut b) => {
+                    b.apply(&prev, parsed)?;
+                    b
+                }
+            });
+            head = Some(prev);
+        }
+    }
+    if hex::encode(sha.finalize()) != log_sha256 {
+        return Err(format!("{LOG_FILE} changed while it was being verified"));
+    }
+    match (builder, head) {
+        (Some(b), Some(head)) => Ok(b.finish(&head)),
+        _ => Err("the log is empty".into()),
     }
 }

@@ -1,0 +1,193 @@
+//! Each step's confirmations read from the log again while a deferred report (builder.rs) is
+//! encoded as report.json or rendered as report.pdf: one step's confirmations are held at a time.
+//!
+//! A [`Filler`] reads audit.jsonl from the start, hashes every byte it reads, and hands out the
+//! `confirmed` entries in log order, `counts[i]` of them to step `i`. That is the report the
+//! builder would have made, provided the confirmations named the steps in plan order
+//! ([`Deferred::in_order`]; otherwise the caller rebuilds the report in full) and the file is the
+//! one the first pass checked: [`Filler::finish`] compares the SHA-256 of the whole file with
+//! the first pass's.
+//!
+//! The filler is installed for the duration of one encoding or rendering ([`with_filler`]); the
+//! report's serialisation and the PDF's sections ask it for each step ([`serialize_steps`],
+//! [`filled`]). Without one installed they use the steps as they are.
+
+use super::{Confirmation, Deferred, StepRecord};
+use crate::evidence::safe_read::LogLines;
+use crate::script::Role;
+use serde::ser::{Error as _, SerializeSeq};
+use serde::{Deserialize, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// The confirmations of a deferred report, read again from the log.
+pub struct Filler {
+    lines: LogLines,
+    buf: Vec<u8>,
+    sha: Sha256,
+    /// The SHA-256 of audit.jsonl as the first pass read it.
+    expected: String,
+    counts: Vec<u32>,
+    steps_confirmed: HashMap<String, usize>,
+    error: Option<String>,
+}
+
+/// What went wrong reading the log again.
+const CHANGED: &str = "changed while it was being verified";
+
+impl Filler {
+    pub fn new(lines: LogLines, deferred: &Deferred, log_sha256: &str) -> Self {
+        Filler {
+            lines,
+            buf: Vec::with_capacity(4096),
+            sha: Sha256::new(),
+            expected: log_sha256.to_string(),
+            counts: deferred.counts.clone(),
+            steps_confirmed: deferred.steps_confirmed.clone(),
+            error: None,
+        }
+    }
+
+    /// Step `i` with its confirmations.
+    fn fill(&mut self, i: usize, step: &StepRecord) -> StepRecord {
+        let mut step = step.clone();
+        let n = self.counts.get(i).copied().unwrap_or(0);
+        step.confirmations.reserve(n as usize);
+        for _ in 0..n {
+            match self.next_confirmation() {
+                Some(c) => step.confirmations.push(c),
+                None => break,
+            }
+        }
+        step
+    }
+
+    fn next_confirmation(&mut self) -> Option<Confirmation> {
+        while self.error.is_none() {
+            match self.lines.next_line(&mut self.buf) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.error = Some(format!("{CHANGED}: it ended early"));
+                    return None;
+                }
+                Err(e) => {
+                    self.error = Some(e.to_string());
+                    return None;
+                }
+            }
+            self.sha.update(&self.buf);
+            // The first pass demanded canonical lines, in which a confirmation's event carries
+            // exactly this member (a quote inside a string is escaped): other lines are skipped
+            // unparsed.
+            if !contains(&self.buf, br#""kind":"confirmed""#) {
+                continue;
+            }
+            let line = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
+            // Only the members a confirmation needs, straight into their types: the first pass
+            // parsed this very line (the final hash comparison proves it) as the same event.
+            let Ok(entry) = serde_json::from_slice::<ConfirmedLine>(line) else {
+                self.error = Some(format!("{CHANGED}: a line no longer parses"));
+                return None;
+            };
+            if entry.event.kind == "confirmed" {
+                return Some(Confirmation {
+                    person: entry.event.person,
+                    role: entry.event.role,
+                    counts_for: entry.event.counts_for,
+                    time: entry.time,
+                    log_seq: entry.seq,
+                });
+            }
+        }
+        None
+    }
+
+    /// Read the rest of the log and check it is the file the first pass read.
+    fn finish(mut self) -> Result<(), String> {
+        while self.error.is_none() {
+            match self.lines.next_line(&mut self.buf) {
+                Ok(true) => self.sha.update(&self.buf),
+                Ok(false) => break,
+                Err(e) => self.error = Some(e.to_string()),
+            }
+        }
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if hex::encode(self.sha.finalize()) != self.expected {
+            return Err(CHANGED.into());
+        }
+        Ok(())
+    }
+}
+
+/// A `confirmed` entry as the second read needs it (other members are skipped).
+#[derive(Deserialize)]
+struct ConfirmedLine {
+    seq: u64,
+    time: String,
+    event: ConfirmedEvent,
+}
+
+#[derive(Deserialize)]
+struct ConfirmedEvent {
+    kind: String,
+    person: String,
+    role: Role,
+    counts_for: String,
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+thread_local! {
+    static FILLER: RefCell<Option<Filler>> = const { RefCell::new(None) };
+}
+
+/// Run `f` (an encoding or a rendering of a deferred report) with `filler` handing each step its
+/// confirmations; returns what `f` returned and whether the log read again was the same file
+/// ([`Filler::finish`]).
+pub fn with_filler<T>(filler: Filler, f: impl FnOnce() -> T) -> (T, Result<(), String>) {
+    FILLER.with(|cell| *cell.borrow_mut() = Some(filler));
+    let out = f();
+    let finished = match FILLER.with(|cell| cell.borrow_mut().take()) {
+        Some(filler) => filler.finish(),
+        None => Err("the log's second read was lost (a keyrite defect)".into()),
+    };
+    (out, finished)
+}
+
+/// Step `i` as the report holds it, or filled with its confirmations when a filler is installed.
+pub fn filled(i: usize, step: &StepRecord) -> Cow<'_, StepRecord> {
+    FILLER.with(|cell| match cell.borrow_mut().as_mut() {
+        Some(filler) => Cow::Owned(filler.fill(i, step)),
+        None => Cow::Borrowed(step),
+    })
+}
+
+/// How many steps each person confirmed, when a filler is installed (the report's steps do not
+/// hold their confirmations then).
+pub fn steps_confirmed() -> Option<HashMap<String, usize>> {
+    FILLER.with(|cell| cell.borrow().as_ref().map(|f| f.steps_confirmed.clone()))
+}
+
+/// `Report::steps`, each step filled when a filler is installed.
+pub fn serialize_steps<S: Serializer>(steps: &[StepRecord], s: S) -> Result<S::Ok, S::Error> {
+    let installed = FILLER.with(|cell| cell.borrow().is_some());
+    if !installed {
+        return steps.serialize(s);
+    }
+    let mut seq = s.serialize_seq(Some(steps.len()))?;
+    for (i, step) in steps.iter().enumerate() {
+        let step = filled(i, step);
+        seq.serialize_element(step.as_ref())?;
+    }
+    let failed = FILLER.with(|cell| cell.borrow().as_ref().and_then(|f| f.error.clone()));
+    match failed {
+        Some(e) => Err(S::Error::custom(format!("audit.jsonl: {e}"))),
+        None => seq.end(),
+    }
+}

@@ -1,0 +1,151 @@
+//! The deferred rebuild (builder.rs, stream.rs) gives byte for byte the report.json and report.pdf
+//! of the rebuild that holds every confirmation.
+
+use super::stream::{with_filler, Filler};
+use super::{build, parse_event, to_json, ReportBuilder};
+use crate::engine::Event;
+use crate::evidence::events::{ConfirmationSource, ParticipantRecord, PlannedStep, Record};
+use crate::evidence::log::{AuditEntry, AuditLog};
+use crate::evidence::safe_read::BundleDir;
+use crate::script::{Action, Role, SecurityLevel};
+use sha2::{Digest, Sha256};
+
+fn confirmed(step: &str, person: &str) -> serde_json::Value {
+    serde_json::to_value(Event::Confirmed {
+        step: step.into(),
+        person: person.into(),
+        role: Role::Operator,
+        counts_for: "dual-control".into(),
+    })
+    .unwrap()
+}
+
+/// A log of three steps; `confirmations` lists (step, person) in log order.
+fn log(dir: &std::path::Path, confirmations: &[(&str, &str)]) -> Vec<AuditEntry> {
+    let steps = ["s0", "s1", "s2"];
+    let started = Record::CeremonyStarted {
+        ceremony_id: "T-1".into(),
+        name: "Test".into(),
+        kind: "test".into(),
+        place: "Here".into(),
+        security_level: SecurityLevel::Medium,
+        rehearsal: true,
+        confirmations: ConfirmationSource {
+            kind: "auto".into(),
+            answers_sha256: None,
+        },
+        script_file: "script.toml".into(),
+        script_sha256: "00".repeat(32),
+        tool: "keyrite".into(),
+        tool_version: "0".into(),
+        participants: ["Ann", "Bob", "Cy"]
+            .map(|name| ParticipantRecord {
+                name: name.into(),
+                roles: vec![Role::Operator],
+                organisation: None,
+            })
+            .to_vec(),
+        steps: steps
+            .map(|id| PlannedStep {
+                id: id.into(),
+                title: format!("Step {id}"),
+                action: Action::Manual,
+            })
+            .to_vec(),
+    };
+    let mut log = AuditLog::create(&dir.join("audit.jsonl")).unwrap();
+    let mut entries = vec![log
+        .append(
+            "2026-12-02T10:00:00Z".into(),
+            None,
+            vec![],
+            serde_json::to_value(&started).unwrap(),
+        )
+        .unwrap()];
+    for (i, (step, person)) in confirmations.iter().enumerate() {
+        let time = format!("2026-12-02T10:{:02}:{:02}Z", i / 60, i % 60);
+        let event = confirmed(step, person);
+        entries.push(
+            log.append(
+                time,
+                Some(step.to_string()),
+                vec![person.to_string()],
+                event,
+            )
+            .unwrap(),
+        );
+    }
+    entries
+}
+
+fn deferred_rebuild(entries: &[AuditEntry]) -> (super::Report, super::Deferred) {
+    let mut b =
+        ReportBuilder::start_deferred(&entries[0], parse_event(&entries[0]).unwrap()).unwrap();
+    for e in &entries[1..] {
+        b.apply(e, parse_event(e).unwrap()).unwrap();
+    }
+    let (report, deferred) = b.finish_deferred(entries.last().unwrap());
+    (report, deferred.unwrap())
+}
+
+fn filler(dir: &std::path::Path, deferred: &super::Deferred, sha: &str) -> Filler {
+    let lines = BundleDir::open(dir)
+        .unwrap()
+        .open_log("audit.jsonl")
+        .unwrap();
+    Filler::new(lines, deferred, sha)
+}
+
+#[test]
+fn a_deferred_rebuild_encodes_and_renders_the_same_bytes_as_a_full_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries = log(
+        dir.path(),
+        &[
+            ("s0", "Ann"),
+            ("s0", "Bob"),
+            ("s1", "Bob"),
+            ("s1", "Cy"),
+            ("s1", "Ann"),
+            ("s2", "Ann"),
+        ],
+    );
+    let full = build(&entries).unwrap();
+    assert_eq!(full.steps[1].confirmations.len(), 3);
+    let (report, deferred) = deferred_rebuild(&entries);
+    assert!(deferred.in_order);
+    assert_eq!(deferred.counts, [2, 3, 1]);
+    assert_eq!(deferred.steps_confirmed["Ann"], 3);
+    assert!(report.steps.iter().all(|s| s.confirmations.is_empty()));
+    let sha = hex::encode(Sha256::digest(
+        std::fs::read(dir.path().join("audit.jsonl")).unwrap(),
+    ));
+
+    let (json, read) = with_filler(filler(dir.path(), &deferred, &sha), || to_json(&report));
+    assert_eq!(read, Ok(()));
+    assert_eq!(json.unwrap(), to_json(&full).unwrap());
+    // With report.json's hash given, as verify renders (encoding the report again would take the
+    // confirmations the rendering needs).
+    let json_sha = hex::encode(Sha256::digest(to_json(&full).unwrap()));
+    let (pdf, read) = with_filler(filler(dir.path(), &deferred, &sha), || {
+        crate::evidence::pdf::render_hashed(&report, &json_sha)
+    });
+    assert_eq!(read, Ok(()));
+    assert_eq!(pdf, crate::evidence::pdf::render(&full));
+
+    // A log that is not the file the first pass read is refused.
+    let (_, read) = with_filler(filler(dir.path(), &deferred, &"0".repeat(64)), || {
+        to_json(&report)
+    });
+    assert!(read
+        .unwrap_err()
+        .contains("changed while it was being verified"));
+}
+
+#[test]
+fn confirmations_out_of_plan_order_are_noticed() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries = log(dir.path(), &[("s1", "Ann"), ("s0", "Bob")]);
+    let (_, deferred) = deferred_rebuild(&entries);
+    assert!(!deferred.in_order);
+}
