@@ -195,3 +195,26 @@ fn a_destruction_killed_half_way_is_finished_by_resume() {
     assert_eq!(d["destroyed"].as_array().unwrap().len(), 2, "{d}");
     assert_eq!(d["remaining"].as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn a_destruction_killed_after_its_intent_is_finished_by_resume() {
+    let Some(mut env) = Env::new() else {
+        return;
+    };
+    let id = root_with_certificate_on_token(&mut env);
+    // The intent is logged, nothing destroyed yet: resume finds the key whole, checks its hash again.
+    let kill = [(
+        "KEYRITE_TEST_KILL_AT",
+        "destroy-root-key:before-destroy_key",
+    )];
+    let (out, bundle) = env.rehearse_with("key-destruction.toml", "killed", None, &kill);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(objects(&env).iter().filter(|l| l.contains(KEY)).count(), 3);
+    let resumed = resume(&env, &bundle);
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert_nothing_of_the_key_remains(&env, &id);
+    verify(&bundle);
+    let d = &report(&bundle)["destroyed_keys"][0];
+    assert_eq!(d["finished_after_interruption"], true);
+    assert_eq!(d["destroyed"].as_array().unwrap().len(), 3, "{d}");
+}
