@@ -16,6 +16,7 @@ mod crls;
 mod issued;
 mod pass;
 mod progress;
+mod report_signatures;
 mod script;
 mod signatures;
 use super::report::Report;

@@ -4,6 +4,7 @@ pub mod action;
 pub mod backup;
 pub mod crl;
 pub mod diagnostic;
+pub mod keys;
 pub mod model;
 pub mod parse;
 pub mod policy;
