@@ -10,7 +10,7 @@
 mod common;
 
 use common::quorum::{shares_of, verify, walk, Env};
-use common::{report, root, sh, text};
+use common::{ok, report, root, schema_valid, text};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -24,30 +24,6 @@ const CARDS: [&str; 4] = [
     "example-custodian-card-c",
     "example-custodian-card-d",
 ];
-
-fn ok(cmd: &str) -> String {
-    let out = sh(cmd);
-    assert!(out.status.success(), "{cmd}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-/// report.json against docs/report.schema.json (python jsonschema from the pkilint venv).
-fn schema_valid(bundle: &Path) {
-    let python = std::env::var("KEYRITE_JSONSCHEMA_PYTHON").unwrap_or_else(|_| {
-        root()
-            .join(".venv-pkilint/bin/python")
-            .display()
-            .to_string()
-    });
-    if !Path::new(&python).exists() {
-        return;
-    }
-    ok(&format!(
-        "{python} -c 'import json,sys,jsonschema; jsonschema.Draft202012Validator(json.load(open(sys.argv[1]))).validate(json.load(open(sys.argv[2])))' {} {}",
-        root().join("docs/report.schema.json").display(),
-        bundle.join("report.json").display()
-    ));
-}
 
 /// Everything pkcs11-tool lists on `token` (logged in with its rehearsal user PIN).
 fn objects(env: &Env, token: &str) -> String {

@@ -356,14 +356,7 @@ fn a_crl_step_killed_mid_way_is_resumed_to_one_verified_crl() {
             "{kill_at}: the kill hook did not fire: {}",
             text(&out)
         );
-        let resumed = std::process::Command::new(env!("CARGO_BIN_EXE_keyrite"))
-            .args(["resume", bundle.to_str().unwrap(), "--auto", "--env"])
-            .arg(env.env_dir())
-            .current_dir(root())
-            .env_remove("SOFTHSM2_CONF")
-            .env_remove("KEYRITE_REHEARSAL_DIR")
-            .output()
-            .unwrap();
+        let resumed = env.resume(&bundle, &[], &[]);
         assert!(resumed.status.success(), "{kill_at}: {}", text(&resumed));
         verify(&bundle);
         let log = std::fs::read_to_string(bundle.join("audit.jsonl")).unwrap();

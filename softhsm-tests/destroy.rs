@@ -7,8 +7,7 @@
 mod common;
 
 use common::quorum::*;
-use common::{report, root, sh, text};
-use std::path::Path;
+use common::{report, root, schema_valid, sh, text};
 
 const TOKEN: &str = "example-root-hsm";
 const KEY: &str = "example-root-p256-2026";
@@ -69,36 +68,6 @@ fn assert_nothing_of_the_key_remains(env: &Env, id: &str) {
         !after.iter().any(|l| l.contains(KEY) || l.contains(id)),
         "objects left: {after:?}"
     );
-}
-
-/// report.json against docs/report.schema.json, when a Python with jsonschema is at hand.
-fn schema_valid(bundle: &Path) {
-    let python = std::env::var("KEYRITE_JSONSCHEMA_PYTHON").unwrap_or("python3".into());
-    let probe = sh(&format!("{python} -c 'import jsonschema'"));
-    if !probe.status.success() {
-        return;
-    }
-    let checked = sh(&format!(
-        "{python} -c 'import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))' {} {}",
-        bundle.join("report.json").display(),
-        root().join("docs/report.schema.json").display()
-    ));
-    assert!(checked.status.success(), "{}", text(&checked));
-}
-
-fn resume(env: &Env, bundle: &Path) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_keyrite"))
-        .args([
-            "resume",
-            bundle.to_str().unwrap(),
-            "--auto",
-            "--env",
-            env.env_dir().to_str().unwrap(),
-        ])
-        .current_dir(root())
-        .env_remove("SOFTHSM2_CONF")
-        .output()
-        .unwrap()
 }
 
 #[test]
@@ -186,7 +155,7 @@ fn a_destruction_killed_half_way_is_finished_by_resume() {
         2,
         "{half:?}"
     );
-    let resumed = resume(&env, &bundle);
+    let resumed = env.resume(&bundle, &[], &[]);
     assert!(resumed.status.success(), "{}", text(&resumed));
     assert_nothing_of_the_key_remains(&env, &id);
     verify(&bundle);
@@ -210,7 +179,7 @@ fn a_destruction_killed_after_its_intent_is_finished_by_resume() {
     let (out, bundle) = env.rehearse_with("key-destruction.toml", "killed", None, &kill);
     assert!(!out.status.success(), "{}", text(&out));
     assert_eq!(objects(&env).iter().filter(|l| l.contains(KEY)).count(), 3);
-    let resumed = resume(&env, &bundle);
+    let resumed = env.resume(&bundle, &[], &[]);
     assert!(resumed.status.success(), "{}", text(&resumed));
     assert_nothing_of_the_key_remains(&env, &id);
     verify(&bundle);

@@ -11,7 +11,7 @@
 mod common;
 
 use common::quorum::{verify, Env};
-use common::{report, root, sh, text};
+use common::{ok, report, root, sh, text};
 use std::path::{Path, PathBuf};
 
 const ROOT: &str = "example-root-mldsa-2026";
@@ -52,12 +52,6 @@ fn pqc() -> Option<Pqc> {
         openssl,
         vars: vec![("KEYRITE_KRYOPTIC_PQC_MODULE", module)],
     })
-}
-
-fn ok(cmd: &str) -> String {
-    let out = sh(cmd);
-    assert!(out.status.success(), "{cmd}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 fn rehearse(
@@ -397,16 +391,8 @@ fn an_interrupted_mldsa_key_generation_resumes_on_the_same_kryoptic_token() {
     let (out, bundle) = env.rehearse_full("root-ca-mldsa.toml", "killed", &vars, &[]);
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("killed here"), "{}", text(&out));
-    let resumed = std::process::Command::new(env!("CARGO_BIN_EXE_keyrite"))
-        .args(["resume", bundle.to_str().unwrap(), "--auto", "--env"])
-        .arg(env.env_dir())
-        .current_dir(root())
-        .env_remove("SOFTHSM2_CONF")
-        .env_remove("KRYOPTIC_CONF")
-        .env_remove("KEYRITE_REHEARSAL_DIR")
-        .envs(p.vars.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
+    let vars: Vec<(&str, &str)> = p.vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let resumed = env.resume(&bundle, &[], &vars);
     assert!(resumed.status.success(), "{}", text(&resumed));
     assert!(
         text(&resumed).contains("it is adopted, not generated again"),

@@ -5,7 +5,7 @@
 mod common;
 
 use common::quorum::{verify, Env, SOFTHSM};
-use common::{report, root, sh, text};
+use common::{ok, report, root, schema_valid, sh, text};
 use std::path::{Path, PathBuf};
 
 const ROOT_KEY: &str = "example-root-p256-2026";
@@ -149,30 +149,6 @@ fn an_existing_root_key_is_found_by_hash_and_a_wrong_or_ambiguous_key_stops_befo
     let (out, bundle) = env.rehearse(script.to_str().unwrap(), "ambiguous", None);
     stopped_before_signing(&out, &bundle, "activate-hsm", "2 private keys");
     let _ = SOFTHSM;
-}
-
-fn ok(cmd: &str) -> String {
-    let out = sh(cmd);
-    assert!(out.status.success(), "{cmd}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-/// report.json against docs/report.schema.json (python jsonschema from the pkilint venv).
-fn schema_valid(bundle: &Path) {
-    let python = std::env::var("KEYRITE_JSONSCHEMA_PYTHON").unwrap_or_else(|_| {
-        root()
-            .join(".venv-pkilint/bin/python")
-            .display()
-            .to_string()
-    });
-    if !Path::new(&python).exists() {
-        return;
-    }
-    ok(&format!(
-        "{python} -c 'import json,sys,jsonschema; jsonschema.Draft202012Validator(json.load(open(sys.argv[1]))).validate(json.load(open(sys.argv[2])))' {} {}",
-        root().join("docs/report.schema.json").display(),
-        bundle.join("report.json").display()
-    ));
 }
 
 /// pkilint's CA/B linter at WARNING with `kind`; in CI a missing pkilint fails.
@@ -395,12 +371,12 @@ fn a_sub_ca_step_killed_at_any_point_is_resumed_to_one_verified_certificate() {
     ));
     let csr = dir.join("sub.csr");
     let step = "sign-issuing-ca";
-    let (dry, _) = env.rehearse_attach_with(
+    let attach = format!("{step}={}", csr.display());
+    let (dry, _) = env.rehearse_full(
         "sub-ca-signing.toml",
         "dry",
-        step,
-        &csr,
         &[("KEYRITE_TEST_KILL_AT", "list")],
+        &["--attach", &attach],
     );
     assert!(dry.status.success(), "{}", text(&dry));
     let points: Vec<String> = text(&dry)
@@ -418,8 +394,12 @@ fn a_sub_ca_step_killed_at_any_point_is_resumed_to_one_verified_certificate() {
     let mut adopted = 0;
     for (i, point) in points.iter().enumerate() {
         let vars = [("KEYRITE_TEST_KILL_AT", point.as_str())];
-        let (killed, bundle) =
-            env.rehearse_attach_with("sub-ca-signing.toml", &format!("k{i}"), step, &csr, &vars);
+        let (killed, bundle) = env.rehearse_full(
+            "sub-ca-signing.toml",
+            &format!("k{i}"),
+            &vars,
+            &["--attach", &attach],
+        );
         assert!(
             !killed.status.success() && text(&killed).contains("killed here"),
             "{point}: the hook did not fire: {}",
@@ -427,16 +407,8 @@ fn a_sub_ca_step_killed_at_any_point_is_resumed_to_one_verified_certificate() {
         );
         let v = common::keyrite(&["verify", bundle.to_str().unwrap()]);
         assert_eq!(v.status.code(), Some(6), "{point}: {}", text(&v));
-        let resumed = std::process::Command::new(env!("CARGO_BIN_EXE_keyrite"))
-            .args(["resume", bundle.to_str().unwrap(), "--auto", "--attach"])
-            .arg(format!("{step}={}", csr.display()))
-            .arg("--env")
-            .arg(env.env_dir())
-            .current_dir(root())
-            .env_remove("SOFTHSM2_CONF")
-            .env_remove("KEYRITE_REHEARSAL_DIR")
-            .output()
-            .unwrap();
+        let attach = format!("{step}={}", csr.display());
+        let resumed = env.resume(&bundle, &["--attach", &attach], &[]);
         assert!(resumed.status.success(), "{point}: {}", text(&resumed));
         verify(&bundle);
         let log = Env::log(&bundle);

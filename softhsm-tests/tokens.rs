@@ -148,18 +148,7 @@ fn a_kill_with_both_tokens_logged_in_resumes_with_each_logged_in_again() {
     )];
     let (out, bundle) = env.rehearse_with(&script(), "killed", None, &kill);
     assert!(!out.status.success(), "{}", text(&out));
-    let resumed = std::process::Command::new(env!("CARGO_BIN_EXE_keyrite"))
-        .args([
-            "resume",
-            bundle.to_str().unwrap(),
-            "--auto",
-            "--env",
-            env.env_dir().to_str().unwrap(),
-        ])
-        .current_dir(root())
-        .env_remove("SOFTHSM2_CONF")
-        .output()
-        .unwrap();
+    let resumed = env.resume(&bundle, &[], &[]);
     assert!(resumed.status.success(), "{}", text(&resumed));
     check_tokens(&env, &bundle);
     let log = std::fs::read_to_string(bundle.join("audit.jsonl")).unwrap();

@@ -230,3 +230,34 @@ pub fn run_on_softhsm_util_token(
     let online = String::from_utf8_lossy(&online.stdout).trim().to_string();
     (dir, out, result, online)
 }
+
+/// Run `cmd` with sh; it must succeed. Its stdout.
+pub fn ok(cmd: &str) -> String {
+    let out = sh(cmd);
+    assert!(out.status.success(), "{cmd}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// report.json against docs/report.schema.json (python jsonschema from the pkilint venv, or
+/// KEYRITE_JSONSCHEMA_PYTHON); skipped with a message outside CI when that python is missing.
+pub fn schema_valid(bundle: &Path) {
+    let python = std::env::var("KEYRITE_JSONSCHEMA_PYTHON").unwrap_or_else(|_| {
+        root()
+            .join(".venv-pkilint/bin/python")
+            .display()
+            .to_string()
+    });
+    if !Path::new(&python).exists() {
+        assert!(
+            std::env::var_os("KEYRITE_REQUIRE_EXTERNAL").is_none(),
+            "{python} (jsonschema) is required in CI"
+        );
+        eprintln!("skipping the report schema check: {python} not found");
+        return;
+    }
+    ok(&format!(
+        "{python} -c 'import json,sys,jsonschema; jsonschema.Draft202012Validator(json.load(open(sys.argv[1]))).validate(json.load(open(sys.argv[2])))' {} {}",
+        root().join("docs/report.schema.json").display(),
+        bundle.join("report.json").display()
+    ));
+}

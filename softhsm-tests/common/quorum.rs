@@ -139,17 +139,25 @@ impl Env {
         self.rehearse_args(script, name, &["--attach", &attach])
     }
 
-    /// [`Env::rehearse_with_attach`] with extra environment variables (the kill hook).
-    pub fn rehearse_attach_with(
-        &mut self,
-        script: &str,
-        name: &str,
-        step: &str,
-        file: &Path,
-        vars: &[(&str, &str)],
-    ) -> (Output, PathBuf) {
-        let attach = format!("{step}={}", file.display());
-        self.run_rehearsal(script, name, None, vars, &["--attach", &attach])
+    /// `keyrite resume BUNDLE --auto --env ENV` plus `extra` arguments (e.g. `--attach STEP=PATH`)
+    /// and environment variables; its output joins the secret scan.
+    pub fn resume(&mut self, bundle: &Path, extra: &[&str], vars: &[(&str, &str)]) -> Output {
+        let result = Command::new(env!("CARGO_BIN_EXE_keyrite"))
+            .arg("resume")
+            .arg(bundle)
+            .args(["--auto", "--env"])
+            .arg(self.env_dir())
+            .args(extra)
+            .current_dir(root())
+            .env_remove("SOFTHSM2_CONF")
+            .env_remove("KRYOPTIC_CONF")
+            .env_remove("KEYRITE_REHEARSAL_DIR")
+            .envs(vars.iter().copied())
+            .output()
+            .expect("keyrite runs");
+        self.captures.push(result.stdout.clone());
+        self.captures.push(result.stderr.clone());
+        result
     }
 
     pub fn tokens(&self) -> Vec<toml::Value> {
