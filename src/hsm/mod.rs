@@ -67,7 +67,7 @@ pub struct TokenIdentity {
 
 /// Attributes read back from the private key after generation: the evidence that the key was made
 /// inside the HSM and can never leave it. `None` means the token did not report the attribute.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct KeyAttributes {
     pub local: Option<bool>,
     pub never_extractable: Option<bool>,

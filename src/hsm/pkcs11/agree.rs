@@ -89,32 +89,13 @@ impl Pkcs11Hsm {
     ) -> Result<AgreementKey, HsmError> {
         use AttributeType as T;
         let doing = format!("read the key-agreement key \"{label}\"");
-        let mut a = KeyAttributes {
-            local: None,
-            never_extractable: None,
-            always_sensitive: None,
-            extractable: None,
-            sensitive: None,
-            wrap_with_trusted: None,
-        };
+        let mut a = KeyAttributes::default();
         let mut derive = None;
-        let wanted = [
-            T::Local,
-            T::NeverExtractable,
-            T::AlwaysSensitive,
-            T::Extractable,
-            T::Sensitive,
-            T::Derive,
-        ];
+        let wanted = [&super::keys::EVIDENCE[..], &[T::Derive][..]].concat();
         for attr in self.attributes(private, &wanted, label)? {
             match attr {
-                Attribute::Local(v) => a.local = Some(v),
-                Attribute::NeverExtractable(v) => a.never_extractable = Some(v),
-                Attribute::AlwaysSensitive(v) => a.always_sensitive = Some(v),
-                Attribute::Extractable(v) => a.extractable = Some(v),
-                Attribute::Sensitive(v) => a.sensitive = Some(v),
                 Attribute::Derive(v) => derive = Some(v),
-                _ => {}
+                other => super::keys::evidence(&mut a, &other),
             }
         }
         let id = self.id_of(private, label)?;

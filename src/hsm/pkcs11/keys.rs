@@ -144,35 +144,15 @@ impl Pkcs11Hsm {
     ) -> Result<KeyPairInfo, HsmError> {
         use AttributeType as T;
         let doing = format!("read key pair \"{label}\"");
-        let mut attributes = KeyAttributes {
-            local: None,
-            never_extractable: None,
-            always_sensitive: None,
-            extractable: None,
-            sensitive: None,
-            wrap_with_trusted: None,
-        };
+        let mut attributes = KeyAttributes::default();
         let mut id = Vec::new();
         let mut key_type = None;
-        let wanted = [
-            T::Id,
-            T::KeyType,
-            T::Local,
-            T::NeverExtractable,
-            T::AlwaysSensitive,
-            T::Extractable,
-            T::Sensitive,
-        ];
+        let wanted = [&[T::Id, T::KeyType][..], &EVIDENCE[..]].concat();
         for attr in self.attributes(private, &wanted, label)? {
             match attr {
                 Attribute::Id(v) => id = v,
                 Attribute::KeyType(v) => key_type = Some(v),
-                Attribute::Local(v) => attributes.local = Some(v),
-                Attribute::NeverExtractable(v) => attributes.never_extractable = Some(v),
-                Attribute::AlwaysSensitive(v) => attributes.always_sensitive = Some(v),
-                Attribute::Extractable(v) => attributes.extractable = Some(v),
-                Attribute::Sensitive(v) => attributes.sensitive = Some(v),
-                _ => {}
+                other => evidence(&mut attributes, &other),
             }
         }
         // Issue 12: only a key made for backup is extractable; then say by which keys.
@@ -385,5 +365,27 @@ fn shown(v: Option<bool>) -> &'static str {
         Some(true) => "true",
         Some(false) => "false",
         None => "not reported",
+    }
+}
+
+/// The attributes read back from every key keyrite makes or restores: the evidence that it was made
+/// inside the token and cannot leave it ([`KeyAttributes`]).
+pub(super) const EVIDENCE: [AttributeType; 5] = [
+    AttributeType::Local,
+    AttributeType::NeverExtractable,
+    AttributeType::AlwaysSensitive,
+    AttributeType::Extractable,
+    AttributeType::Sensitive,
+];
+
+/// Keep `attr` in `a` if it is one of [`EVIDENCE`].
+pub(super) fn evidence(a: &mut KeyAttributes, attr: &Attribute) {
+    match attr {
+        Attribute::Local(v) => a.local = Some(*v),
+        Attribute::NeverExtractable(v) => a.never_extractable = Some(*v),
+        Attribute::AlwaysSensitive(v) => a.always_sensitive = Some(*v),
+        Attribute::Extractable(v) => a.extractable = Some(*v),
+        Attribute::Sensitive(v) => a.sensitive = Some(*v),
+        _ => {}
     }
 }

@@ -234,31 +234,9 @@ impl Pkcs11Hsm {
             .session
             .unwrap_key(&mechanism(m), kek, blob, &template)
             .ck("C_UnwrapKey", || doing.clone())?;
-        let mut a = KeyAttributes {
-            local: None,
-            never_extractable: None,
-            always_sensitive: None,
-            extractable: None,
-            sensitive: None,
-            wrap_with_trusted: None,
-        };
-        use AttributeType as T;
-        let wanted = [
-            T::Local,
-            T::NeverExtractable,
-            T::AlwaysSensitive,
-            T::Extractable,
-            T::Sensitive,
-        ];
-        for attr in self.attributes(key, &wanted, label)? {
-            match attr {
-                Attribute::Local(v) => a.local = Some(v),
-                Attribute::NeverExtractable(v) => a.never_extractable = Some(v),
-                Attribute::AlwaysSensitive(v) => a.always_sensitive = Some(v),
-                Attribute::Extractable(v) => a.extractable = Some(v),
-                Attribute::Sensitive(v) => a.sensitive = Some(v),
-                _ => {}
-            }
+        let mut a = KeyAttributes::default();
+        for attr in self.attributes(key, &super::keys::EVIDENCE, label)? {
+            super::keys::evidence(&mut a, &attr);
         }
         Ok(UnwrappedKey {
             id_hex: hex::encode(id),
