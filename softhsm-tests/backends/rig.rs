@@ -337,6 +337,32 @@ pub fn verify(out: &Path) {
     );
 }
 
+/// A run refused at `step` (its `step_failed` is logged) with no private key on the HSM token, and a
+/// bundle that still verifies. The log, so the caller can check what was never announced.
+pub fn refused_with_no_key(b: &Backend, out: &Path, step: &str) -> String {
+    let log = std::fs::read_to_string(out.join("audit.jsonl")).unwrap();
+    let failed = log
+        .lines()
+        .find(|l| l.contains("step_failed"))
+        .unwrap_or_else(|| panic!("a failed step in {log}"));
+    assert!(failed.contains(step), "{failed}");
+    let objects = b.p11(&[
+        "--token-label",
+        "example-root-hsm",
+        "--login",
+        "--pin",
+        PIN,
+        "-O",
+    ]);
+    assert!(
+        !text(&objects).contains("Private Key Object"),
+        "{}",
+        text(&objects)
+    );
+    verify(out);
+    log
+}
+
 pub fn report(out: &Path) -> serde_json::Value {
     common::report(out)
 }
