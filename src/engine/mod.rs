@@ -227,7 +227,8 @@ impl Engine {
     }
 
     pub fn handle(&mut self, input: Input) -> Vec<Effect> {
-        let current_id = self.current().map(|s| s.id.clone());
+        // Only an exception or an abort names the current step (not cloned per confirmation).
+        let current_id = |engine: &Self| engine.current().map(|s| s.id.clone());
         match (self.phase, input) {
             (Phase::Completed | Phase::Aborted, Input::Exception { person, text }) => {
                 // Exceptions after the end still belong in the record; they attach to no step.
@@ -235,9 +236,9 @@ impl Engine {
             }
             (Phase::Completed | Phase::Aborted, _) => Vec::new(),
             (_, Input::Exception { person, text }) => {
-                self.exception(current_id.unwrap_or_default(), person, text)
+                self.exception(current_id(self).unwrap_or_default(), person, text)
             }
-            (_, Input::Abort { reason }) => self.abort(current_id, reason),
+            (_, Input::Abort { reason }) => self.abort(current_id(self), reason),
             (Phase::Confirming(i), Input::Confirm { person }) => self.confirm(i, person),
             (Phase::Confirming(i), Input::Proceed) => self.proceed(i),
             (Phase::Performing(i), Input::Confirm { person }) => {
@@ -324,11 +325,11 @@ impl Engine {
                 reason,
             })]
         };
-        let Some(person) = self.people.iter().find(|p| p.name == name).cloned() else {
+        let Some(person) = self.people.iter().find(|p| p.name == name) else {
             return unrecognised(step_id, false);
         };
         let step = &mut self.steps[index];
-        match step.accept(&person) {
+        match step.accept(person) {
             Err(reason) => refused(reason),
             Ok((role, counts_for)) => {
                 // The step is performed only on an explicit Proceed: the room sees every
