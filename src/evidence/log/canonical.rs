@@ -108,6 +108,35 @@ fn special(c: u8) -> bool {
     c == b'"' || c == b'\\' || c < 0x20
 }
 
+/// The index of the first [`special`] byte of `b`, eight bytes at a time (strings are most of a
+/// line). In each word, a byte is flagged when it is zero after XOR with a quote or a backslash, or
+/// below 0x20; the subtraction's borrow can flag a byte only after a truly flagged one, so the
+/// lowest flag is exact.
+fn special_at(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
+    let mut words = b.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let w = u64::from_le_bytes(bytes);
+        let flags = below(w ^ (ONES * u64::from(b'"')), 1)
+            | below(w ^ (ONES * u64::from(b'\\')), 1)
+            | below(w, 0x20);
+        if flags != 0 {
+            return Some(at + (flags.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&c| special(c))
+        .map(|i| at + i)
+}
+
 struct Cursor<'b> {
     s: &'b str,
     b: &'b [u8],
@@ -141,7 +170,7 @@ impl<'b> Cursor<'b> {
     fn plain(&mut self) -> Option<&'b str> {
         self.lit(b"\"")?;
         let start = self.at;
-        self.at += self.b[start..].iter().position(|&c| special(c))?;
+        self.at += special_at(&self.b[start..])?;
         let text = &self.s[start..self.at];
         self.lit(b"\"")?;
         Some(text)
@@ -152,7 +181,7 @@ impl<'b> Cursor<'b> {
         self.lit(b"\"")?;
         let mut escaped = false;
         loop {
-            self.at += self.b[self.at..].iter().position(|&c| special(c))?;
+            self.at += special_at(&self.b[self.at..])?;
             match self.peek()? {
                 b'"' => {
                     self.at += 1;
@@ -239,7 +268,7 @@ impl<'b> Cursor<'b> {
             // Keys without escapes: their bytes are the decoded key, so byte order is key order.
             self.lit(b"\"")?;
             let start = self.at;
-            self.at += self.b[start..].iter().position(|&c| special(c))?;
+            self.at += special_at(&self.b[start..])?;
             let key = start..self.at;
             self.lit(b"\"")?;
             if let Some(last) = &last {
@@ -259,6 +288,37 @@ impl<'b> Cursor<'b> {
                 return Some(());
             }
             self.lit(b",")?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_at_finds_the_first_special_byte_wherever_it_is() {
+        let specials = [b'"', b'\\', 0x00, 0x1f, 0x0a];
+        let others = [
+            b'a', 0x20, 0x7f, 0x80, 0xff, b'!', b'#', b'[', b']', 0x21, 0x5b, 0x5d,
+        ];
+        for len in 0..40 {
+            for &fill in &others {
+                let plain = vec![fill; len];
+                assert_eq!(special_at(&plain), None);
+                for at in 0..len {
+                    for &sp in &specials {
+                        let mut b = plain.clone();
+                        b[at] = sp;
+                        // Another special byte after it, and one below 0x20 after that.
+                        if at + 1 < len {
+                            b[at + 1] = 0x00;
+                        }
+                        assert_eq!(special_at(&b), Some(at), "{b:?}");
+                        assert_eq!(special_at(&b), b.iter().position(|&c| special(c)), "{b:?}");
+                    }
+                }
+            }
         }
     }
 }
