@@ -2,6 +2,8 @@
 //! ceremony, then later ceremonies that use its key from the token, pinned by hash. Outputs are
 //! checked with openssl, pkcs11-tool and sha256sum; every bundle passes `keyrite verify`.
 
+#[path = "signing/adopt.rs"]
+mod adopt;
 mod common;
 
 use common::quorum::{verify, Env, SOFTHSM};

@@ -140,6 +140,23 @@ pub fn resume(
         return finish_signatures(out, &mode.cards, operator, pins, opener);
     };
     let script = up.loaded.script.clone();
+    // Before cards are opened or anything is written: a refusal leaves the bundle as it was.
+    if let Some((step, action)) = &up.current_step() {
+        if action.issues_ca_certificate() {
+            let given = operator.given_attachments();
+            super::actions::certs_adopt::check_before_resume(
+                &script,
+                up.entries(),
+                up.bundle(),
+                step,
+                &given,
+            )
+            .map_err(|r| {
+                let out = out.display().to_string();
+                Error::input(r.what(), r.fix().replace("OUT", &out))
+            })?;
+        }
+    }
     let refused = up.refused_cards();
     let cards = personal_cards::into_cards(personal_cards::open_all(&script, &mode.cards, opener)?);
     let phase = up.phase();

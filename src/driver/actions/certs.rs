@@ -173,11 +173,12 @@ pub(super) fn present(
     operator: &mut dyn Operator,
 ) -> Result<()> {
     state.prepared = None;
-    if let Some(file) = super::certs_adopt::saved_by_interrupted_run(state, script, step) {
+    if let Some(saved) = super::certs_adopt::saved_by_interrupted_run(state, script, step)? {
         operator.notice(Notice::Info {
             text: &format!(
-                "the interrupted run had signed and saved {file}: this step checks it and adopts \
-                 it; nothing is signed again"
+                "the interrupted run had signed and saved {}: this step checks it and adopts \
+                 it; nothing is signed again",
+                saved.file
             ),
         });
         return Ok(());
@@ -268,8 +269,9 @@ pub(super) fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Oper
     else {
         return Ok(Err("the step names no [[ca_certificates]] entry".into()));
     };
-    if super::certs_adopt::saved_by_interrupted_run(state, ctx.script, ctx.step).is_some() {
-        return super::certs_adopt::adopt(state, ctx, spec, operator);
+    if let Some(saved) = super::certs_adopt::saved_by_interrupted_run(state, ctx.script, ctx.step)?
+    {
+        return super::certs_adopt::adopt(state, ctx, spec, saved, operator);
     }
     let prepared = match state.prepared.take() {
         Some(p) if p.step == ctx.step.id => p,
@@ -293,8 +295,13 @@ pub(super) fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Oper
         ctx,
         "sign_ca_certificate",
         format!(
-            "{} ({kind_name}) with key {} ({}), TBS SHA-256 {}",
-            spec.name, spec.issuer_key, prepared.issuer_key_hash, prepared.tbs_sha256
+            "{} ({kind_name}) with key {} ({}), TBS SHA-256 {}, {}{}",
+            spec.name,
+            spec.issuer_key,
+            prepared.issuer_key_hash,
+            prepared.tbs_sha256,
+            super::certs_adopt::INPUT_MARK,
+            prepared.input.sha256
         ),
     )?;
     let Some(hsm) = state.hsm.as_mut() else {

@@ -40,7 +40,7 @@ fn input_path(
     })
 }
 
-fn resolve(dir: Option<&Path>, path: &str) -> PathBuf {
+pub(super) fn resolve(dir: Option<&Path>, path: &str) -> PathBuf {
     match dir {
         Some(d) if Path::new(path).is_relative() => d.join(path),
         _ => PathBuf::from(path),

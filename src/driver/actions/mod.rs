@@ -17,7 +17,7 @@ pub use crate::hsm::HsmOpener as Opener;
 
 mod backup;
 pub(super) mod certs;
-mod certs_adopt;
+pub(super) mod certs_adopt;
 mod certs_inputs;
 pub(super) mod crl;
 pub(super) mod destroy;
