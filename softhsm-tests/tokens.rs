@@ -2,7 +2,8 @@
 //! on two throw-away SoftHSM2 tokens, a key generated on each. Checked from outside with
 //! pkcs11-tool (each key on its own token and only there; its public key's SHA-256, by openssl, is
 //! the report's key hash), and with `keyrite verify`. A kill while both tokens are logged in
-//! resumes with each logged in again on the record.
+//! resumes with each logged in again on the record. A provisioning cut off after it recorded the
+//! tokens' PINs is finished by the next rehearsal on the same --env.
 
 mod common;
 
@@ -170,4 +171,62 @@ fn a_kill_with_both_tokens_logged_in_resumes_with_each_logged_in_again() {
         after.iter().any(|l| l.contains("found_after_interruption")),
         "{log}"
     );
+}
+
+/// A rehearsal killed while it provisioned its tokens left rehearsal.toml with their PINs and no
+/// serials (the PINs are written before any C_InitToken), the primary token initialised with the
+/// recorded SO PIN but its user PIN not set yet, the second token not made. The next rehearsal on
+/// the --env finishes the first with the recorded PINs (instead of refusing its label as taken),
+/// makes the second, and runs.
+#[test]
+fn a_provisioning_cut_off_between_its_pins_and_its_serials_is_finished_next_time() {
+    let Some(mut env) = Env::new() else {
+        return;
+    };
+    let dir = env.env_dir();
+    std::fs::create_dir_all(dir.join("tokens")).unwrap();
+    let conf = format!(
+        "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+        dir.join("tokens").display()
+    );
+    std::fs::write(env.conf(), conf).unwrap();
+    let (so, user) = ("Kq-owl-Lime-so-prim", "Kq-owl-Lime-user-prim");
+    let init = std::process::Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", PRIMARY, "--so-pin", so])
+        .args(["--pin", "not-the-recorded-pin"])
+        .env("SOFTHSM2_CONF", env.conf())
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "softhsm2-util: {}", text(&init));
+    let pending = |label: &str, so: &str, user: &str| {
+        format!("[[tokens]]\nlabel = \"{label}\"\nserial = \"\"\nso_pin = \"{so}\"\nuser_pin = \"{user}\"\n\n")
+    };
+    let record = format!(
+        "note = \"throw-away\"\nsofthsm2_conf = \"{}\"\n\n{}{}",
+        env.conf().display(),
+        pending(PRIMARY, so, user),
+        pending(SECOND, "Kq-owl-Lime-so-sec", "Kq-owl-Lime-user-sec")
+    );
+    std::fs::write(dir.join("rehearsal.toml"), record).unwrap();
+    let (out, bundle) = env.rehearse(&script(), "finished", None);
+    assert!(out.status.success(), "{}", text(&out));
+    check_tokens(&env, &bundle);
+    // One token per label, each with its serial now, opened by the PINs recorded before it was made.
+    let shown = std::process::Command::new("softhsm2-util")
+        .arg("--show-slots")
+        .env("SOFTHSM2_CONF", env.conf())
+        .output()
+        .unwrap();
+    let slots = text(&shown);
+    for (label, user) in [(PRIMARY, user), (SECOND, "Kq-owl-Lime-user-sec")] {
+        let labelled = slots
+            .lines()
+            .filter(|l| l.trim().strip_prefix("Label:").map(str::trim) == Some(label))
+            .count();
+        assert_eq!(labelled, 1, "{slots}");
+        assert_eq!(env.pin(label), user);
+        assert!(env.user_logs_in(label, user), "{label}");
+        assert!(!serial(&env, label).is_empty(), "{label}");
+        assert!(slots.contains(&serial(&env, label)), "{slots}");
+    }
 }

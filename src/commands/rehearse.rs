@@ -5,7 +5,7 @@ use super::{
     attach_paths, ceremony_exit, conduct, load_script, open_rehearsal, operator_for, Room,
 };
 use crate::driver::lock::FolderLock;
-use crate::driver::rehearsal::{self, rehearsal_label, RehearsalEnv, RehearsalPins};
+use crate::driver::rehearsal::{self, rehearsal_label, RehearsalEnv, RehearsalPins, WantedToken};
 use crate::driver::RunMode;
 use crate::error::{exit, Error, Result};
 use crate::script::{self, TokenSelector};
@@ -63,8 +63,27 @@ pub(super) fn rehearse(
         .iter()
         .find(|s| s.action.uses_hsm())
         .is_some_and(|s| s.action == script::Action::SplitActivation)
-        && renv.token(&label).is_none();
+        && !renv.is_recorded(&label);
     let module_used = module.unwrap_or(hsm_module.clone());
+    // Every throw-away token the rehearsal needs, made in one batch: rehearsal.toml is written
+    // twice, not once per token. Issue 12: one for each of the script's other tokens; an ML-DSA
+    // rehearsal's Kryoptic has one slot, the primary token's, so the others stay on SoftHSM2.
+    let others_module = if pqc.is_some() {
+        &softhsm
+    } else {
+        &module_used
+    };
+    let mut wanted: Vec<WantedToken> = crate::driver::tokens::rehearsal_labels(&loaded.script)?
+        .iter()
+        .map(|(_, label)| WantedToken::new(&softhsm, label))
+        .collect();
+    if !fresh {
+        wanted.insert(0, WantedToken::new(&hsm_module, &label));
+    }
+    wanted.extend(rehearsal::card_tokens(&softhsm, &loaded.script));
+    // One per custodian card (and backup KEK card), each with its own random PIN.
+    wanted.extend(rehearsal::custodian_tokens(&softhsm, &loaded.script));
+    renv.provision(&wanted)?;
     let selector = if fresh {
         say!("REHEARSAL: the split initialises a fresh throw-away {hsm_kind} token \"{label}\"");
         TokenSelector {
@@ -85,13 +104,6 @@ pub(super) fn rehearse(
             serial: Some(token.serial.clone()),
             uri: None,
         }
-    };
-    // Issue 12: one throw-away token for each of the script's other tokens.
-    // An ML-DSA rehearsal's Kryoptic has one slot, the primary token's: the others stay on SoftHSM2.
-    let others_module = if pqc.is_some() {
-        &softhsm
-    } else {
-        &module_used
     };
     let tokens = crate::driver::tokens::rehearsal_tokens(
         &mut renv,
@@ -122,21 +134,6 @@ pub(super) fn rehearse(
         confirmations,
         cards,
     };
-    // One throw-away SoftHSM token per custodian card, each with its own random PIN.
-    if let Some(q) = &loaded.script.quorum {
-        let reshare = q.reshare.iter().flat_map(|r| r.cards.iter());
-        for card in q.cards.iter().chain(reshare) {
-            let label = rehearsal::rehearsal_label(&card.token);
-            renv.ensure_card(&softhsm, &label, &card.holder)?;
-        }
-    }
-    // Issue 12: the cards that hold a backup's KEK shares.
-    let backup_cards = loaded.script.backup.iter().flat_map(|b| b.cards.iter());
-    let restore_cards = loaded.script.restore.iter().flat_map(|r| r.cards.iter());
-    for card in backup_cards.chain(restore_cards) {
-        let label = rehearsal::rehearsal_label(&card.token);
-        renv.ensure_card(&softhsm, &label, &card.holder)?;
-    }
     let mut pins = RehearsalPins(renv.tokens().to_vec());
     let code = if room.tui() {
         let attach = attach_paths(room.attach, &loaded.script)?;

@@ -505,12 +505,14 @@ fn finish(mut state: State, engine: Engine) -> Result<Outcome> {
     // Encoded straight into the file: a long report is not held twice.
     let written = state
         .bundle
-        .write_new_with(REPORT_FILE, |w| report::write_json(&report, w))?;
+        .write_new_unlisted(REPORT_FILE, |w| report::write_json(&report, w))?;
     // report.pdf is a pure rendering of report.json; verify re-renders it and demands equality.
     // Written as its pages are laid out: the document is never held.
-    state.bundle.write_new_with(REPORT_PDF_FILE, |w| {
+    state.bundle.write_new_unlisted(REPORT_PDF_FILE, |w| {
         crate::evidence::pdf::render_to(&report, &written.sha256, w)
     })?;
+    // Both files' entries are on disk before the log names the report.
+    state.bundle.sync_folder("")?;
     state.record(
         None,
         vec![],

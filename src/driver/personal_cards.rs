@@ -366,6 +366,7 @@ pub(super) fn sign_reports(
         .filter_map(|d| std::fs::read(bundle.path(d)).ok().map(|b| (*d, b)))
         .collect();
     let mut failures = Vec::new();
+    let mut wrote = false;
     for signer in required_report_signers(script) {
         if let Some(why) = refused.get(&signer.person) {
             failures.push(format!(
@@ -421,7 +422,8 @@ pub(super) fn sign_reports(
             Ok(files) => {
                 for (name, p7s) in files {
                     let file = format!("{SIGNATURES_DIR}/{}.{name}.p7s", signer.stem);
-                    bundle.write_new(&file, &p7s)?;
+                    bundle.write_new_unlisted(&file, |w| w.write_all(&p7s))?;
+                    wrote = true;
                     operator.notice(Notice::Info {
                         text: &format!(
                             "{} ({}) signed {name}: {file}",
@@ -432,6 +434,11 @@ pub(super) fn sign_reports(
             }
             Err(e) => failures.push(format!("{} ({}): {e}", signer.person, signer.reason)),
         }
+    }
+    // One fsync of the folder for every signature: the log, closed before, never names them. A power
+    // cut before it may lose signatures whole; `keyrite resume` then has their signers sign again.
+    if wrote {
+        bundle.sync_folder(SIGNATURES_DIR)?;
     }
     for failure in &failures {
         operator.notice(Notice::Warning {

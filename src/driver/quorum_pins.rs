@@ -129,7 +129,13 @@ impl<'a> PinJob<'a> {
                 user_pin: user.into(),
                 replaced_by: None,
             };
-            rehearsal::note_split(&split, None)?;
+            // A stage that announces a PIN change is on disk before the change; the others report
+            // one already made (an earlier durable stage covers them after a power cut).
+            let durability = match stage.starts_with("setting-") {
+                true => rehearsal::Durability::Now,
+                false => rehearsal::Durability::AtExit,
+            };
+            rehearsal::note_split(&split, None, durability)?;
         }
         super::kill_hook::point(&ctx.step.id, &format!("stage-{stage}"));
         Ok(next)

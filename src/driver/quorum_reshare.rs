@@ -114,7 +114,7 @@ pub(super) fn reshare(
             user_pin: "derived".into(),
             replaced_by: None,
         };
-        rehearsal::note_split(&split, Some(&old_sha))?;
+        rehearsal::note_split(&split, Some(&old_sha), rehearsal::Durability::AtExit)?;
     }
     show_pin(operator, &commitments);
     // The old secret is forgotten (zeroized) here; the session now runs on the new PINs.

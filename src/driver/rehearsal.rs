@@ -4,8 +4,14 @@
 
 mod cards;
 pub mod pqc;
+mod records;
 
-pub use cards::{CARD_KEY, CA_FILE, CA_TOKEN};
+pub use cards::{card_tokens, CARD_KEY, CA_FILE, CA_TOKEN};
+pub use records::{
+    note_backup, note_certificate, note_key, note_split, recorded_backup, recorded_certificate,
+    recorded_key, recorded_split, RehearsalBackup, RehearsalCertificate, RehearsalKey,
+    RehearsalSplit,
+};
 
 use super::pins::{PinRequest, PinSource};
 use crate::error::{Error, Result};
@@ -15,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Where Debian puts the module (the package `softhsm2`).
@@ -57,6 +64,7 @@ pub fn find_softhsm() -> Result<String> {
 #[serde(deny_unknown_fields)]
 pub struct RehearsalToken {
     pub label: String,
+    /// Empty while the token is being made: its PINs are written before C_InitToken sets them.
     pub serial: String,
     /// For a custodian card: the holder named in the script's `[quorum]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,133 +107,6 @@ pub struct RehearsalFile {
     pub backups: Vec<RehearsalBackup>,
 }
 
-/// A backup a rehearsed ceremony made: a rehearsed restore takes the blob and key hashes from here
-/// where its script has none (the script cannot know a throw-away key's hashes).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RehearsalBackup {
-    pub ceremony_id: String,
-    pub key: String,
-    pub key_hash: String,
-    pub blob_sha256: String,
-}
-
-/// The newest backup made by ceremony `ceremony_id` in the running rehearsal's folder.
-pub fn recorded_backup(ceremony_id: &str) -> Result<Option<RehearsalBackup>> {
-    let Some(dir) = running() else {
-        return Ok(None);
-    };
-    let env = RehearsalEnv::open(&dir)?;
-    Ok(env
-        .file
-        .backups
-        .iter()
-        .rev()
-        .find(|b| b.ceremony_id == ceremony_id)
-        .cloned())
-}
-
-/// Record a backup made in the running rehearsal's folder (nothing outside a rehearsal).
-pub fn note_backup(backup: RehearsalBackup) -> Result<()> {
-    let Some(dir) = running() else {
-        return Ok(());
-    };
-    let mut env = RehearsalEnv::open(&dir)?;
-    env.file.backups.push(backup);
-    env.save()
-}
-
-/// A CA certificate a rehearsed ceremony signed, by the hash of the key it certifies: a later
-/// rehearsal that issues with that key takes it as the issuer certificate, as a `run` reads the
-/// script's `issuer_certificate` file.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RehearsalCertificate {
-    pub ceremony_id: String,
-    pub key_hash: String,
-    pub pem: String,
-}
-
-/// The newest CA certificate for the key with `key_hash` signed in the running rehearsal's folder.
-pub fn recorded_certificate(key_hash: &str) -> Result<Option<RehearsalCertificate>> {
-    let Some(dir) = running() else {
-        return Ok(None);
-    };
-    let env = RehearsalEnv::open(&dir)?;
-    Ok(env
-        .file
-        .certificates
-        .iter()
-        .rev()
-        .find(|c| c.key_hash == key_hash)
-        .cloned())
-}
-
-/// Record a CA certificate signed in the running rehearsal's folder (nothing outside a rehearsal).
-pub fn note_certificate(cert: RehearsalCertificate) -> Result<()> {
-    let Some(dir) = running() else {
-        return Ok(());
-    };
-    let mut env = RehearsalEnv::open(&dir)?;
-    env.file.certificates.push(cert);
-    env.save()
-}
-
-/// A key a rehearsed ceremony generated on a token of this folder. A later rehearsal that uses it as
-/// an existing key checks it against this hash, as a `run` checks against the script's `key_hash`
-/// (the script cannot know a throw-away key's hash).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RehearsalKey {
-    pub ceremony_id: String,
-    pub label: String,
-    pub key_hash: String,
-}
-
-/// The newest record of a key labelled `label` generated in the running rehearsal's folder.
-pub fn recorded_key(label: &str) -> Result<Option<RehearsalKey>> {
-    let Some(dir) = running() else {
-        return Ok(None);
-    };
-    let env = RehearsalEnv::open(&dir)?;
-    Ok(env
-        .file
-        .keys
-        .iter()
-        .rev()
-        .find(|k| k.label == label)
-        .cloned())
-}
-
-/// Record a key generated in the running rehearsal's folder (nothing outside a rehearsal).
-pub fn note_key(key: RehearsalKey) -> Result<()> {
-    let Some(dir) = running() else {
-        return Ok(());
-    };
-    let mut env = RehearsalEnv::open(&dir)?;
-    env.file.keys.retain(|k| k.label != key.label);
-    env.file.keys.push(key);
-    env.save()
-}
-
-/// The rehearsal folder's record of one quorum split (or reshare). A rehearsed activation, health
-/// check, reshare or retirement takes the split's commitments from here, as a `run` takes them from
-/// the script's `quorum.commitments_sha256`; an interrupted split is finished from `stage`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RehearsalSplit {
-    pub ceremony_id: String,
-    pub commitments_sha256: String,
-    /// As the log's `quorum_pins.stage`: "done" once both HSM PINs are the split's.
-    pub stage: String,
-    /// "old", "derived" or "old or derived", as in `quorum_pins`.
-    pub so_pin: String,
-    pub user_pin: String,
-    /// A reshare replaced this split: its shares no longer activate anything.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replaced_by: Option<String>,
-}
-
 /// The folder of the running rehearsal: the re-executed child has [`DIR_VAR`] set.
 fn running() -> Option<PathBuf> {
     std::env::var_os(DIR_VAR).map(PathBuf::from)
@@ -234,45 +115,6 @@ fn running() -> Option<PathBuf> {
 /// The folder of the running rehearsal, if this process is one (sealed-share envelopes live there).
 pub fn running_dir() -> Option<PathBuf> {
     running()
-}
-
-/// The newest record of a split made by `ceremony_id` in the running rehearsal's folder.
-pub fn recorded_split(ceremony_id: &str) -> Result<Option<RehearsalSplit>> {
-    let Some(dir) = running() else {
-        return Ok(None);
-    };
-    let env = RehearsalEnv::open(&dir)?;
-    Ok(env
-        .file
-        .splits
-        .iter()
-        .rev()
-        .find(|s| s.ceremony_id == ceremony_id)
-        .cloned())
-}
-
-/// Record (or update, by commitments) a split in the running rehearsal's folder; with `replaces`,
-/// mark that older split as replaced by this one.
-pub fn note_split(split: &RehearsalSplit, replaces: Option<&str>) -> Result<()> {
-    let Some(dir) = running() else {
-        return Ok(());
-    };
-    // Re-read: the folder is the record, not what this process loaded at its start.
-    let mut env = RehearsalEnv::open(&dir)?;
-    let splits = &mut env.file.splits;
-    match splits
-        .iter_mut()
-        .find(|s| s.commitments_sha256 == split.commitments_sha256)
-    {
-        Some(s) => *s = split.clone(),
-        None => splits.push(split.clone()),
-    }
-    if let Some(old) = replaces {
-        for s in splits.iter_mut().filter(|s| s.commitments_sha256 == old) {
-            s.replaced_by = Some(split.commitments_sha256.clone());
-        }
-    }
-    env.save()
 }
 
 /// Whose throw-away personal card a token is.
@@ -343,51 +185,115 @@ impl RehearsalEnv {
         &self.file.tokens
     }
 
+    /// The token labelled `label`, once made (not while its provisioning is unfinished).
     pub fn token(&self, label: &str) -> Option<&RehearsalToken> {
-        self.file.tokens.iter().find(|t| t.label == label)
+        self.file
+            .tokens
+            .iter()
+            .find(|t| t.label == label && !t.serial.is_empty())
+    }
+
+    /// Does the folder hold an entry for `label`, made or being made?
+    pub fn is_recorded(&self, label: &str) -> bool {
+        self.file.tokens.iter().any(|t| t.label == label)
     }
 
     /// The token labelled `label`, made now with random PINs if the folder does not have it yet.
     pub fn ensure_token(&mut self, softhsm_module: &str, label: &str) -> Result<RehearsalToken> {
-        if let Some(t) = self.token(label) {
-            return Ok(t.clone());
-        }
-        let so_pin = random_pin()?;
-        let user_pin = random_pin()?;
-        let serial = pkcs11::init_token(
-            softhsm_module,
-            label,
-            &SecretString::from(so_pin.as_str()),
-            &SecretString::from(user_pin.as_str()),
-        )?;
-        let token = RehearsalToken {
-            label: label.into(),
-            serial,
-            holder: None,
-            so_pin,
-            user_pin,
-        };
-        self.file.tokens.push(token.clone());
-        self.save()?;
-        Ok(token)
+        self.provision(&[WantedToken::new(softhsm_module, label)])?;
+        self.made(label)
     }
 
-    /// A custodian card's token, made now if needed, with its holder recorded in rehearsal.toml.
-    pub fn ensure_card(
-        &mut self,
-        softhsm_module: &str,
-        label: &str,
-        holder: &str,
-    ) -> Result<RehearsalToken> {
-        let token = self.ensure_token(softhsm_module, label)?;
-        if token.holder.as_deref() == Some(holder) {
-            return Ok(token);
+    fn made(&self, label: &str) -> Result<RehearsalToken> {
+        self.token(label).cloned().ok_or_else(|| {
+            Error::env(
+                format!("the rehearsal token \"{label}\" was not made"),
+                "report this keyrite defect",
+            )
+        })
+    }
+
+    /// Make every token of `wanted` the folder lacks, in one batch, and record holders and card
+    /// owners. rehearsal.toml is written (durably) at most twice: the new tokens' random PINs before
+    /// any C_InitToken sets them, then their serials. A keyrite killed in between leaves entries
+    /// without a serial, which the next provisioning finishes (a token already initialised under
+    /// that label gets its user PIN set again with the recorded SO PIN) instead of orphaning it.
+    pub fn provision(&mut self, wanted: &[WantedToken]) -> Result<()> {
+        let mut changed = false;
+        let unfinished: Vec<String> = self
+            .file
+            .tokens
+            .iter()
+            .filter(|t| t.serial.is_empty())
+            .map(|t| t.label.clone())
+            .collect();
+        for w in wanted {
+            match self.file.tokens.iter_mut().find(|t| t.label == w.label) {
+                Some(t) => {
+                    if w.holder.is_some() && t.holder != w.holder {
+                        t.holder = w.holder.clone();
+                        changed = true;
+                    }
+                }
+                None => {
+                    self.file.tokens.push(RehearsalToken {
+                        label: w.label.clone(),
+                        serial: String::new(),
+                        holder: w.holder.clone(),
+                        so_pin: random_pin()?,
+                        user_pin: random_pin()?,
+                    });
+                    changed = true;
+                }
+            }
         }
-        for t in self.file.tokens.iter_mut().filter(|t| t.label == label) {
-            t.holder = Some(holder.to_string());
+        let to_make: Vec<&WantedToken> = wanted
+            .iter()
+            .filter(|w| self.token(&w.label).is_none())
+            .collect();
+        if !to_make.is_empty() {
+            // The PINs are on disk before a token is initialised with them.
+            self.save(Durability::Now)?;
+            changed = false;
         }
-        self.save()?;
-        Ok(self.token(label).cloned().unwrap_or(token))
+        for w in to_make {
+            let Some(i) = self.file.tokens.iter().position(|t| t.label == w.label) else {
+                continue;
+            };
+            if !self.file.tokens[i].serial.is_empty() {
+                continue; // wanted twice
+            }
+            let t = &self.file.tokens[i];
+            let so = SecretString::from(t.so_pin.as_str());
+            let user = SecretString::from(t.user_pin.as_str());
+            let finished = match unfinished.contains(&w.label) {
+                true => pkcs11::finish_token(&w.module, &w.label, &so, &user)?,
+                false => None,
+            };
+            let serial = match finished {
+                Some(serial) => serial,
+                None => pkcs11::init_token(&w.module, &w.label, &so, &user)?,
+            };
+            self.file.tokens[i].serial = serial;
+            changed = true;
+        }
+        for w in wanted {
+            let Some(person) = &w.card_of else { continue };
+            if self.file.cards.iter().any(|c| &c.person == person) {
+                continue;
+            }
+            let token = self.made(&w.label)?;
+            self.file.cards.push(RehearsalCard {
+                person: person.clone(),
+                token_label: token.label.clone(),
+                serial: token.serial.clone(),
+            });
+            changed = true;
+        }
+        if changed {
+            self.save(Durability::Now)?;
+        }
+        Ok(())
     }
 
     /// Record a token that a quorum split initialised (its PINs are derived from the quorum secret
@@ -415,14 +321,17 @@ impl RehearsalEnv {
                 so_pin: String::new(),
                 user_pin: String::new(),
             });
-            self.save()?;
+            self.save(Durability::Now)?;
         }
         Ok(())
     }
 
-    /// Write rehearsal.toml atomically: a temporary file, fsync, rename over the old one, fsync of
-    /// the folder. A kill at any moment leaves either the old or the new file whole.
-    fn save(&self) -> Result<()> {
+    /// Write rehearsal.toml atomically: a temporary file, fsync, rename over the old one. A kill
+    /// or power cut at any moment leaves either an older file or the new one whole. With
+    /// [`Durability::Now`] the folder is fsynced too, so the new file survives a power cut before
+    /// this returns; with [`Durability::AtExit`] that fsync waits for [`sync_deferred`] or the next
+    /// durable save.
+    fn save(&self, durability: Durability) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         let path = self.dir.join(ENV_FILE);
         let text = toml::to_string_pretty(&self.file).map_err(|e| {
@@ -439,18 +348,99 @@ impl RehearsalEnv {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| Error::io("write", &tmp, &e))?;
-        // The data is fsynced before the rename: after a split this file holds the only record of
-        // the split's commitments and PIN-change stage, and a power cut must not leave it empty.
+        // The data is fsynced before the rename: this file holds the only copy of the tokens' PINs
+        // and the splits' records, and a power cut must not leave it empty.
         f.write_all(text.as_bytes())
             .and_then(|()| f.sync_all())
             .map_err(|e| Error::io("write", &tmp, &e))?;
         fs::rename(&tmp, &path).map_err(|e| Error::io("replace", &path, &e))?;
-        // The rename is durable only once the folder's entry is on disk: a power cut must leave the
-        // old file or the new one, never neither.
-        fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io("sync", &self.dir, &e))
+        let mut unsynced = UNSYNCED.lock().unwrap_or_else(PoisonError::into_inner);
+        match durability {
+            Durability::AtExit => {
+                *unsynced = Some(self.dir.clone());
+                Ok(())
+            }
+            // The rename is durable only once the folder's entry is on disk.
+            Durability::Now => {
+                sync_folder(&self.dir)?;
+                *unsynced = None;
+                Ok(())
+            }
+        }
     }
+}
+
+/// When a rehearsal.toml write must survive a power cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Before the write returns: what the next action depends on (PINs before C_InitToken, a split's
+    /// stage before the PIN change it announces).
+    Now,
+    /// By the end of the process ([`sync_deferred`]): results of what was already done (a key, a
+    /// certificate, a split's finished stage), which the next keyrite reads.
+    AtExit,
+}
+
+/// A rehearsal folder whose newest rehearsal.toml was renamed in but not yet fsynced there.
+static UNSYNCED: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+fn sync_folder(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("sync", dir, &e))
+}
+
+/// Make the last [`Durability::AtExit`] write durable (`main`, before exit).
+pub fn sync_deferred() -> Result<()> {
+    let dir = UNSYNCED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    dir.map_or(Ok(()), |dir| sync_folder(&dir))
+}
+
+/// A token a rehearsal needs, made by [`RehearsalEnv::provision`] if the folder lacks it.
+#[derive(Debug, Clone)]
+pub struct WantedToken {
+    pub module: String,
+    pub label: String,
+    /// A custodian card's holder, as the script's `[quorum]` (or backup) names them.
+    pub holder: Option<String>,
+    /// The carded participant whose personal card this token is.
+    pub card_of: Option<String>,
+}
+
+impl WantedToken {
+    pub fn new(module: &str, label: &str) -> Self {
+        WantedToken {
+            module: module.into(),
+            label: label.into(),
+            holder: None,
+            card_of: None,
+        }
+    }
+
+    pub fn held_by(mut self, holder: &str) -> Self {
+        self.holder = Some(holder.into());
+        self
+    }
+}
+
+/// One custodian card token per card of the script's quorum (and its reshares), backups and
+/// restores, with its holder.
+pub fn custodian_tokens(softhsm: &str, script: &crate::script::Script) -> Vec<WantedToken> {
+    let quorum = script.quorum.iter().flat_map(|q| {
+        q.cards
+            .iter()
+            .chain(q.reshare.iter().flat_map(|r| r.cards.iter()))
+    });
+    let backup = script.backup.iter().flat_map(|b| b.cards.iter());
+    let restore = script.restore.iter().flat_map(|r| r.cards.iter());
+    quorum
+        .chain(backup)
+        .chain(restore)
+        .map(|c| WantedToken::new(softhsm, &rehearsal_label(&c.token)).held_by(&c.holder))
+        .collect()
 }
 
 /// A SoftHSM2 token has no cable: the device and internal errors it returns mean its files are

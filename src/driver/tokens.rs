@@ -103,6 +103,30 @@ pub(crate) fn close_all(state: &mut State, step: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// The rehearsal token label of each `[[hsms]]` token, by name; refuses two tokens that would share
+/// one rehearsal token.
+pub fn rehearsal_labels(script: &Script) -> Result<Vec<(String, String)>> {
+    use super::rehearsal::rehearsal_label;
+    use crate::error::Error;
+    let primary = rehearsal_label(&script.hsm.token);
+    let mut out: Vec<(String, String)> = Vec::new();
+    for h in &script.hsms {
+        let label = rehearsal_label(&h.token);
+        if label == primary || out.iter().any(|(_, l)| *l == label) {
+            return Err(Error::input(
+                format!(
+                    "token \"{}\" would share the rehearsal token \"{label}\" with another of the \
+                     script's tokens (a rehearsal makes every token on one SoftHSM2)",
+                    h.name
+                ),
+                "give each token its own label in the script",
+            ));
+        }
+        out.push((h.name.clone(), label));
+    }
+    Ok(out)
+}
+
 /// A rehearsal's throw-away SoftHSM2 token for each `[[hsms]]` token, by name: made now with
 /// random PINs (`create`), or only looked up (`keyrite resume` and `abort`, which must find the
 /// tokens the interrupted rehearsal used). Selected by label and serial together, so only the
@@ -114,35 +138,17 @@ pub fn rehearsal_tokens(
     script: &Script,
     create: bool,
 ) -> Result<BTreeMap<String, (String, TokenSelector)>> {
-    use super::rehearsal::rehearsal_label;
     use crate::error::Error;
-    let primary = rehearsal_label(&script.hsm.token);
     let mut out = BTreeMap::new();
-    for h in &script.hsms {
-        let label = rehearsal_label(&h.token);
-        if label == primary
-            || out
-                .values()
-                .any(|(_, t): &(String, TokenSelector)| t.label.as_deref() == Some(label.as_str()))
-        {
-            return Err(Error::input(
-                format!(
-                    "token \"{}\" would share the rehearsal token \"{label}\" with another of the \
-                     script's tokens (a rehearsal makes every token on one SoftHSM2)",
-                    h.name
-                ),
-                "give each token its own label in the script",
-            ));
-        }
+    for (name, label) in rehearsal_labels(script)? {
         let token = match (renv.token(&label).cloned(), create) {
             (Some(t), _) => t,
             (None, true) => renv.ensure_token(softhsm, &label)?,
             (None, false) => {
                 return Err(Error::input(
                     format!(
-                        "the rehearsal folder has no token \"{label}\" (the script's token \"{}\")",
-                        h.name
-                    ),
+                    "the rehearsal folder has no token \"{label}\" (the script's token \"{name}\")"
+                ),
                     "give the --env folder the interrupted rehearsal used",
                 ))
             }
@@ -152,7 +158,7 @@ pub fn rehearsal_tokens(
             serial: Some(token.serial.clone()),
             uri: None,
         };
-        out.insert(h.name.clone(), (module.to_string(), selector));
+        out.insert(name, (module.to_string(), selector));
     }
     Ok(out)
 }

@@ -11,6 +11,7 @@ mod tests;
 
 use crate::script::{Action, Role, Script};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 pub use step::{PerRole, StepPlan};
 
 /// What happens to the ceremony, as told by the people in the room or the driver.
@@ -175,22 +176,35 @@ pub struct Engine {
     phase: Phase,
     /// See [`Engine::forget_finished_steps`].
     forget_finished: bool,
+    /// Each participant's index in `people` (the first, if a name repeats): a confirmation finds
+    /// its person without a search through every participant.
+    by_name: HashMap<String, usize>,
+    /// Whether each participant has confirmed or witnessed the current step: the step's lists,
+    /// by person, so a confirmation is checked without a search through them.
+    acted: Vec<bool>,
 }
 
 impl Engine {
     pub fn new(script: &Script) -> Self {
+        let people: Vec<Person> = script
+            .participants
+            .iter()
+            .map(|p| Person {
+                name: p.name.clone(),
+                roles: p.roles().collect(),
+            })
+            .collect();
+        let mut by_name = HashMap::with_capacity(people.len());
+        for (i, p) in people.iter().enumerate() {
+            by_name.entry(p.name.clone()).or_insert(i);
+        }
         Engine {
             steps: script.steps.iter().map(StepPlan::from_step).collect(),
-            people: script
-                .participants
-                .iter()
-                .map(|p| Person {
-                    name: p.name.clone(),
-                    roles: p.roles().collect(),
-                })
-                .collect(),
+            acted: vec![false; people.len()],
+            people,
             phase: Phase::Confirming(0),
             forget_finished: false,
+            by_name,
         }
     }
 
@@ -227,7 +241,8 @@ impl Engine {
     }
 
     pub fn handle(&mut self, input: Input) -> Vec<Effect> {
-        let current_id = self.current().map(|s| s.id.clone());
+        // Only an exception or an abort names the current step (not cloned per confirmation).
+        let current_id = |engine: &Self| engine.current().map(|s| s.id.clone());
         match (self.phase, input) {
             (Phase::Completed | Phase::Aborted, Input::Exception { person, text }) => {
                 // Exceptions after the end still belong in the record; they attach to no step.
@@ -235,9 +250,9 @@ impl Engine {
             }
             (Phase::Completed | Phase::Aborted, _) => Vec::new(),
             (_, Input::Exception { person, text }) => {
-                self.exception(current_id.unwrap_or_default(), person, text)
+                self.exception(current_id(self).unwrap_or_default(), person, text)
             }
-            (_, Input::Abort { reason }) => self.abort(current_id, reason),
+            (_, Input::Abort { reason }) => self.abort(current_id(self), reason),
             (Phase::Confirming(i), Input::Confirm { person }) => self.confirm(i, person),
             (Phase::Confirming(i), Input::Proceed) => self.proceed(i),
             (Phase::Performing(i), Input::Confirm { person }) => {
@@ -267,6 +282,7 @@ impl Engine {
             }
             (Phase::Confirming(i) | Phase::Performing(i), Input::Resume) => {
                 self.phase = Phase::Confirming(i);
+                self.acted.fill(false);
                 let step = &mut self.steps[i];
                 step.confirmed_by.clear();
                 step.per_role.counted.clear();
@@ -302,6 +318,7 @@ impl Engine {
         match self.steps.get(index) {
             Some(step) => {
                 self.phase = Phase::Confirming(index);
+                self.acted.fill(false);
                 vec![Effect::Record(Event::StepStarted {
                     step: step.id.clone(),
                     title: step.title.clone(),
@@ -324,11 +341,16 @@ impl Engine {
                 reason,
             })]
         };
-        let Some(person) = self.people.iter().find(|p| p.name == name).cloned() else {
+        let Some(&at) = self.by_name.get(&name) else {
             return unrecognised(step_id, false);
         };
+        let person = &self.people[at];
         let step = &mut self.steps[index];
-        match step.accept(&person) {
+        let acted = &mut self.acted[at];
+        debug_assert_eq!(*acted, step.has_acted(&person.name));
+        let accepted = step.accept_checked(person, *acted);
+        *acted |= accepted.is_ok();
+        match accepted {
             Err(reason) => refused(reason),
             Ok((role, counts_for)) => {
                 // The step is performed only on an explicit Proceed: the room sees every

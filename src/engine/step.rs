@@ -46,14 +46,20 @@ impl StepPlan {
         }
     }
 
-    fn has_acted(&self, name: &str) -> bool {
+    pub(super) fn has_acted(&self, name: &str) -> bool {
         self.confirmed_by.iter().any(|p| p == name) || self.witnessed.iter().any(|(_, p)| p == name)
     }
 
-    /// Accept `person`'s confirmation or say why not. Returns the role it counts under and whether it
-    /// is a dual-control confirmation or a witness attestation.
-    pub(super) fn accept(&mut self, person: &Person) -> Result<(Role, &'static str), String> {
-        if self.has_acted(&person.name) {
+    /// Accept `person`'s confirmation or say why not: the role it counts under and whether it is a
+    /// dual-control confirmation or a witness attestation. `acted`: whether the person confirmed
+    /// or witnessed this step already (the engine keeps that by person, rather than searching the
+    /// step's lists).
+    pub(super) fn accept_checked(
+        &mut self,
+        person: &Person,
+        acted: bool,
+    ) -> Result<(Role, &'static str), String> {
+        if acted {
             return Err(format!(
                 "{} has already confirmed this step; one person never counts twice",
                 person.name

@@ -80,6 +80,20 @@ impl Bundle {
         relative: &str,
         write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     ) -> Result<ArtifactRecord> {
+        let written = self.write_new_unlisted(relative, write)?;
+        let path = self.path(relative);
+        sync_parent(&path).map_err(|e| Error::io("sync the folder of", &path, &e))?;
+        Ok(written)
+    }
+
+    /// [`Self::write_new_with`] for one of several new files of one folder that nothing names
+    /// before all are written: the file is fsynced, its folder's entry only by a later
+    /// [`Self::sync_folder`], once for the batch. Until then a power cut can lose the file whole.
+    pub fn write_new_unlisted(
+        &self,
+        relative: &str,
+        write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<ArtifactRecord> {
         let path = self.path(relative);
         let file = OpenOptions::new()
             .write(true)
@@ -97,12 +111,20 @@ impl Bundle {
             .into_inner()
             .map_err(|e| Error::io("write", &path, e.error()))?;
         file.sync_all().map_err(|e| Error::io("sync", &path, &e))?;
-        sync_parent(&path).map_err(|e| Error::io("sync the folder of", &path, &e))?;
         Ok(ArtifactRecord {
             path: relative.to_string(),
             sha256: hex::encode(sha.finalize()),
             size,
         })
+    }
+
+    /// Make the entries of the files written into folder `relative` ("" for the bundle's root)
+    /// durable: fsync the folder.
+    pub fn sync_folder(&self, relative: &str) -> Result<()> {
+        let dir = self.path(relative);
+        fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io("sync", &dir, &e))
     }
 }
 

@@ -4,7 +4,7 @@
 //! replay checks the hash is the one the same bundle found and pinned (`existing_key_found`).
 
 use super::events::Record;
-use super::log::AuditEntry;
+use super::log::EntryRef;
 use crate::hsm::TokenObject;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -42,7 +42,7 @@ pub(super) struct DestroyCheck {
 }
 
 impl DestroyCheck {
-    pub(super) fn record(&mut self, entry: &AuditEntry, record: &Record) -> Result<(), String> {
+    pub(super) fn record(&mut self, entry: EntryRef, record: &Record) -> Result<(), String> {
         let seq = entry.seq;
         match record {
             Record::ExistingKeyFound(k) => {

@@ -14,6 +14,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
+pub mod canonical;
+
 pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +50,65 @@ impl AuditEntry {
     /// The canonical encoding, made once for both the line and the hash.
     fn encode(&self) -> Encoded {
         Encoded::new(self)
+    }
+
+    pub fn view(&self) -> EntryRef<'_> {
+        EntryRef {
+            seq: self.seq,
+            time: &self.time,
+            step: self.step.as_deref(),
+            hash: &self.hash,
+            kind: self.kind(),
+        }
+    }
+}
+
+/// What the checks that follow the chain (replay, report, signatures) read of an entry beside its
+/// parsed event, borrowed from an [`AuditEntry`] or straight from a scanned line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    pub seq: u64,
+    pub time: &'a str,
+    pub step: Option<&'a str>,
+    pub hash: &'a str,
+    /// The event's `kind` ("" when it has none).
+    pub kind: &'a str,
+}
+
+impl<'a> From<&'a AuditEntry> for EntryRef<'a> {
+    fn from(entry: &'a AuditEntry) -> Self {
+        entry.view()
+    }
+}
+
+/// A line that passed the chain check: scanned in place (the usual case), or parsed into an entry
+/// by the exact path.
+#[derive(Debug)]
+pub enum Checked<'a> {
+    Scanned(canonical::Line<'a>),
+    Parsed(Box<AuditEntry>),
+}
+
+impl Checked<'_> {
+    pub fn view(&self) -> EntryRef<'_> {
+        match self {
+            Checked::Scanned(line) => EntryRef {
+                seq: line.seq,
+                time: line.time,
+                step: line.step,
+                hash: line.hash,
+                kind: line.kind,
+            },
+            Checked::Parsed(entry) => entry.view(),
+        }
+    }
+
+    /// The entry as an [`AuditEntry`] (its event as a `Value`).
+    pub fn into_entry(self) -> Result<AuditEntry, serde_json::Error> {
+        match self {
+            Checked::Scanned(line) => serde_json::from_str(line.line),
+            Checked::Parsed(entry) => Ok(*entry),
+        }
     }
 }
 
@@ -282,28 +343,82 @@ impl ChainCheck {
 
     /// Check `bytes`, the next line without its newline, and return its entry.
     pub fn next(&mut self, bytes: &[u8]) -> Result<AuditEntry, ChainError> {
+        let line = self.read + 1;
+        self.check(bytes)?.into_entry().map_err(|e| ChainError {
+            line,
+            what: format!("not a valid log entry: {e}"),
+        })
+    }
+
+    /// [`Self::next`] without building the entry: a line in the scanned subset of canonical lines
+    /// (log/canonical.rs) is checked in place, with the same findings; any other line takes the
+    /// exact path (parse, re-encode, compare), which alone decides what the scan does not accept.
+    pub fn check<'a>(&mut self, bytes: &'a [u8]) -> Result<Checked<'a>, ChainError> {
         self.read += 1;
-        let n = self.read;
-        let fail = |what: String| Err(ChainError { line: n, what });
         let Ok(line) = std::str::from_utf8(bytes) else {
-            return fail("not UTF-8".into());
+            return Err(self.error("not UTF-8".into()));
         };
+        match canonical::scan(line) {
+            Some(scanned) => self.scanned(scanned).map(Checked::Scanned),
+            None => self.exact(line).map(|e| Checked::Parsed(Box::new(e))),
+        }
+    }
+
+    fn error(&self, what: String) -> ChainError {
+        ChainError {
+            line: self.read,
+            what,
+        }
+    }
+
+    /// The link checks of a line the scan proved canonical, in the exact path's order.
+    fn scanned<'a>(
+        &mut self,
+        line: canonical::Line<'a>,
+    ) -> Result<canonical::Line<'a>, ChainError> {
+        let expected = self.read as u64 - 1;
+        if line.seq != expected {
+            return Err(self.error(format!("seq is {}, expected {expected}", line.seq)));
+        }
+        if line.prev != self.prev {
+            return Err(self.error("prev does not match the previous entry's hash".into()));
+        }
+        let (head, tail) = line.unhashed();
+        let mut sha = Sha256::new();
+        sha.update(head);
+        sha.update(tail);
+        let mut hex = [0u8; 64];
+        // 32 bytes always fit 64 hex digits.
+        let _ = hex::encode_to_slice(sha.finalize(), &mut hex);
+        if hex[..] != *line.hash.as_bytes() {
+            return Err(self.error("hash does not match the entry's content".into()));
+        }
+        self.prev.clear();
+        self.prev.push_str(line.hash);
+        Ok(line)
+    }
+
+    /// Parse, re-encode and compare: decides every line the scan leaves to it.
+    fn exact(&mut self, line: &str) -> Result<AuditEntry, ChainError> {
         let entry: AuditEntry = match serde_json::from_str(line) {
             Ok(e) => e,
-            Err(e) => return fail(format!("not a valid log entry: {e}")),
+            Err(e) => return Err(self.error(format!("not a valid log entry: {e}"))),
         };
         let encoded = entry.encode();
-        if encoded.line(&entry.hash) != bytes {
-            return fail("the line is not in canonical form (edited after writing?)".into());
+        if encoded.line(&entry.hash) != line.as_bytes() {
+            return Err(
+                self.error("the line is not in canonical form (edited after writing?)".into())
+            );
         }
-        if entry.seq != n as u64 - 1 {
-            return fail(format!("seq is {}, expected {}", entry.seq, n - 1));
+        let expected = self.read as u64 - 1;
+        if entry.seq != expected {
+            return Err(self.error(format!("seq is {}, expected {expected}", entry.seq)));
         }
         if entry.prev != self.prev {
-            return fail("prev does not match the previous entry's hash".into());
+            return Err(self.error("prev does not match the previous entry's hash".into()));
         }
         if encoded.hash() != entry.hash {
-            return fail("hash does not match the entry's content".into());
+            return Err(self.error("hash does not match the entry's content".into()));
         }
         self.prev.clone_from(&entry.hash);
         Ok(entry)
@@ -372,119 +487,4 @@ impl<R: BufRead> Iterator for ChainReader<R> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn sample(dir: &Path) -> PathBuf {
-        let path = dir.join("audit.jsonl");
-        let mut log = AuditLog::create(&path).unwrap();
-        log.append(
-            "2026-01-01T00:00:00Z".into(),
-            None,
-            vec![],
-            json!({"kind": "a", "z": 1, "b": [2]}),
-        )
-        .unwrap();
-        log.append(
-            "2026-01-01T00:00:01Z".into(),
-            Some("s".into()),
-            vec!["Ann".into()],
-            json!({"kind": "b"}),
-        )
-        .unwrap();
-        path
-    }
-
-    #[test]
-    fn chain_verifies_and_keys_are_sorted() {
-        let dir = tempfile::tempdir().unwrap();
-        let bytes = std::fs::read(sample(dir.path())).unwrap();
-        let entries = read_chain(&bytes).unwrap();
-        assert_eq!(entries.len(), 2);
-        assert_eq!(entries[1].prev, entries[0].hash);
-        let first = String::from_utf8(bytes).unwrap();
-        assert!(
-            first.starts_with(r#"{"actors":[],"event":{"b":[2],"kind":"a","z":1},"hash":"#),
-            "{first}"
-        );
-    }
-
-    #[test]
-    fn every_single_byte_change_breaks_the_chain() {
-        let dir = tempfile::tempdir().unwrap();
-        let bytes = std::fs::read(sample(dir.path())).unwrap();
-        for i in 0..bytes.len() {
-            let mut bad = bytes.clone();
-            bad[i] ^= 0x01;
-            assert!(
-                read_chain(&bad).is_err(),
-                "flipping byte {i} went unnoticed"
-            );
-        }
-    }
-
-    #[test]
-    fn the_two_part_encoding_is_the_canonical_json_of_the_whole_entry() {
-        let entry = AuditEntry {
-            seq: 7,
-            time: "2026-01-01T00:00:00Z".into(),
-            step: None,
-            actors: vec!["Zoë \"Z\" Ångström".into(), "a\\b\n".into()],
-            event: json!({"kind": "k", "b": {"z": [1, "\u{1}"], "a": null}, "a": "é"}),
-            prev: GENESIS_PREV.into(),
-            hash: "x".into(),
-        };
-        let whole = serde_json::to_value(&entry).unwrap();
-        assert_eq!(entry.to_line().as_bytes(), canonical_json(&whole));
-        let mut unhashed = whole;
-        unhashed.as_object_mut().unwrap().remove("hash");
-        assert_eq!(
-            entry.compute_hash(),
-            hex::encode(Sha256::digest(canonical_json(&unhashed)))
-        );
-    }
-
-    #[test]
-    fn unsynced_entries_chain_like_synced_ones_and_stream_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
-        let mut log = AuditLog::create(&path).unwrap();
-        let t = || "2026-01-01T00:00:00Z".to_string();
-        let a = log
-            .append_unsynced(t(), None, vec![], json!({"kind": "a"}))
-            .unwrap();
-        let b = log.append(t(), None, vec![], json!({"kind": "b"})).unwrap();
-        let c = log
-            .append_unsynced(t(), Some("s".into()), vec![], json!({"kind": "c"}))
-            .unwrap();
-        log.sync().unwrap();
-        let bytes = std::fs::read(&path).unwrap();
-        let streamed = ChainReader::new(&bytes[..])
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        assert_eq!(streamed, vec![a, b, c]);
-        assert_eq!(read_chain(&bytes).unwrap(), streamed);
-    }
-
-    #[test]
-    fn the_reader_names_the_broken_line_and_stops_there() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut bytes = std::fs::read(sample(dir.path())).unwrap();
-        bytes.pop(); // the last newline
-        let mut reader = ChainReader::new(&bytes[..]);
-        assert!(reader.next().unwrap().is_ok());
-        let err = reader.next().unwrap().unwrap_err();
-        assert_eq!(err.line, 2);
-        assert!(err.what.contains("not terminated"), "{}", err.what);
-        assert!(reader.next().is_none());
-        assert_eq!(read_chain(b"").unwrap_err(), empty_log());
-    }
-
-    #[test]
-    fn an_existing_log_is_never_overwritten() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = sample(dir.path());
-        assert!(AuditLog::create(&path).is_err());
-    }
-}
+mod tests;

@@ -6,7 +6,7 @@
 //! replays, even when its hashes were recomputed.
 
 use super::events::{Record, UnsignedConfirmation};
-use super::log::AuditEntry;
+use super::log::{AuditEntry, EntryRef};
 use super::report::{parse_event, Parsed};
 use crate::engine::{Effect, Engine, Event, Input, UNRECOGNISED};
 use crate::script::{Action, Script};
@@ -59,7 +59,9 @@ pub struct Replay<'s> {
     hsm: HsmOrder<'s>,
     /// A `confirmation_unsigned` entry not yet followed by its abort.
     must_abort: Option<u64>,
-    last_event: Option<(u64, Event)>,
+    /// The last engine event when it is a confirmation: its seq, person and step (what a
+    /// `confirmation_unsigned` must name), in buffers reused confirmation to confirmation.
+    last_confirmed: Option<(u64, String, String)>,
     /// A `reopened` entry by `keyrite resume` not yet followed by its `step_resumed`.
     reopened: bool,
     order_error: Option<String>,
@@ -77,7 +79,7 @@ impl<'s> Replay<'s> {
             events: 0,
             hsm: HsmOrder::new(script),
             must_abort: None,
-            last_event: None,
+            last_confirmed: None,
             reopened: false,
             order_error: None,
             engine_error: None,
@@ -94,10 +96,11 @@ impl<'s> Replay<'s> {
         self.order_error.get_or_insert(why);
     }
 
-    pub fn entry(&mut self, entry: &AuditEntry, parsed: &Parsed) {
+    pub fn entry<'a>(&mut self, entry: impl Into<EntryRef<'a>>, parsed: &Parsed) {
         if self.order_error.is_some() {
             return;
         }
+        let entry = entry.into();
         let checked = match parsed {
             Parsed::Engine(event) => self.engine_event(entry.seq, event),
             Parsed::Record(record) => self.record(entry, record),
@@ -123,7 +126,17 @@ impl<'s> Replay<'s> {
         }
         self.hsm.engine_event(event);
         self.events += 1;
-        self.last_event = Some((seq, event.clone()));
+        match (event, &mut self.last_confirmed) {
+            (Event::Confirmed { person, step, .. }, Some((at, p, s))) => {
+                *at = seq;
+                p.clone_from(person);
+                s.clone_from(step);
+            }
+            (Event::Confirmed { person, step, .. }, last) => {
+                *last = Some((seq, person.clone(), step.clone()))
+            }
+            (_, last) => *last = None,
+        }
         if self.engine_error.is_none() {
             if let Err(e) = self.follow(seq, event) {
                 self.engine_error = Some(e);
@@ -160,14 +173,14 @@ impl<'s> Replay<'s> {
         }
     }
 
-    fn record(&mut self, entry: &AuditEntry, record: &Record) -> Result<(), String> {
+    fn record(&mut self, entry: EntryRef, record: &Record) -> Result<(), String> {
         check_started(self.script, entry.seq, record)?;
         if let Record::Reopened(r) = record {
             self.reopened = r.by == "resume";
         }
         self.hsm.record(entry, record)?;
         if let Record::ConfirmationUnsigned(u) = record {
-            check_unsigned(entry.seq, u, self.last_event.as_ref())?;
+            check_unsigned(entry.seq, u, self.last_confirmed.as_ref())?;
             self.must_abort = Some(entry.seq);
         }
         Ok(())
@@ -290,10 +303,10 @@ fn describe(event: &Event) -> String {
 fn check_unsigned(
     seq: u64,
     unsigned: &UnsignedConfirmation,
-    last: Option<&(u64, Event)>,
+    last: Option<&(u64, String, String)>,
 ) -> Result<(), String> {
     match last {
-        Some((at, Event::Confirmed { person, step, .. }))
+        Some((at, person, step))
             if *at == unsigned.confirmed_seq
                 && *person == unsigned.person
                 && *step == unsigned.step =>
@@ -383,7 +396,7 @@ impl<'s> HsmOrder<'s> {
         }
     }
 
-    fn record(&mut self, entry: &AuditEntry, record: &Record) -> Result<(), String> {
+    fn record(&mut self, entry: EntryRef, record: &Record) -> Result<(), String> {
         let relogin = self.tokens.is_relogin(record);
         self.tokens.record(entry, record)?;
         self.destroyed.record(entry, record)?;
@@ -423,7 +436,7 @@ impl<'s> HsmOrder<'s> {
             Record::RestoreUndone(_) => (Action::RestoreKey, "undo_restore"),
             Record::Attached { .. } => {
                 let inside = self.authorised.as_ref().is_some_and(|(step, action)| {
-                    *action == Action::Attach && entry.step.as_deref() == Some(step.as_str())
+                    *action == Action::Attach && entry.step == Some(step.as_str())
                 });
                 return match inside {
                     true => Ok(()),
@@ -448,21 +461,18 @@ impl<'s> HsmOrder<'s> {
             // A split on a fresh token initialises it and logs in: it activates too.
             let activates = action.is_activation() || *action == Action::SplitActivation;
             let allowed = *action == needs.0 || (needs.0 == Action::ActivateHsm && activates);
-            allowed && entry.step.as_deref() == Some(step.as_str())
+            allowed && entry.step == Some(step.as_str())
         });
         if !authorised {
             return Err(format!(
                 "log entry {}: an HSM result ({}) outside a step authorised for {}",
-                entry.seq,
-                entry.kind(),
-                needs.0
+                entry.seq, entry.kind, needs.0
             ));
         }
         if self.intent.take().as_deref() != Some(needs.1) {
             return Err(format!(
                 "log entry {}: {} has no write-ahead intent before it",
-                entry.seq,
-                entry.kind()
+                entry.seq, entry.kind
             ));
         }
         Ok(())

@@ -4,7 +4,7 @@
 //! result must come while the token of its step is logged in.
 
 use super::events::Record;
-use super::log::AuditEntry;
+use super::log::EntryRef;
 use crate::script::Script;
 use std::collections::BTreeSet;
 
@@ -26,8 +26,8 @@ impl<'s> TokenSessions<'s> {
     }
 
     /// The log name of the token the entry's step acts on.
-    fn step_token(&self, entry: &AuditEntry) -> Option<Option<String>> {
-        let id = entry.step.as_deref()?;
+    fn step_token(&self, entry: EntryRef) -> Option<Option<String>> {
+        let id = entry.step?;
         let step = self.script.steps.iter().find(|s| s.id == id)?;
         Some(self.script.token_record_name(self.script.step_token(step)))
     }
@@ -45,7 +45,7 @@ impl<'s> TokenSessions<'s> {
 
     /// Follow logins and logouts; refuse a login on another token than its step's, and an HSM
     /// result while its step's token is not logged in.
-    pub(super) fn record(&mut self, entry: &AuditEntry, record: &Record) -> Result<(), String> {
+    pub(super) fn record(&mut self, entry: EntryRef, record: &Record) -> Result<(), String> {
         let seq = entry.seq;
         match record {
             Record::HsmActivated { hsm, token } => {
@@ -81,7 +81,7 @@ impl<'s> TokenSessions<'s> {
                 if !self.open.contains(&step_token) {
                     return Err(format!(
                         "log entry {seq}: {} in a step on {}, which is not logged in there",
-                        entry.kind(),
+                        entry.kind,
                         self.describe(&step_token)
                     ));
                 }

@@ -4,7 +4,7 @@
 //! demands equality: a report cannot claim anything the chained log does not.
 
 use super::events::{ConfirmationSource, HostFacts, ParticipantRecord, PersonalCardRecord, Record};
-use super::log::AuditEntry;
+use super::log::{AuditEntry, Checked};
 use crate::engine::Event;
 use crate::hsm::{KeyAttributes, TokenIdentity};
 use crate::script::{Action, CeremonyInfo, Role};
@@ -285,6 +285,26 @@ pub fn to_json(report: &Report) -> Result<Vec<u8>, String> {
 pub fn write_json(report: &Report, mut out: impl std::io::Write) -> std::io::Result<()> {
     serde_json::to_writer_pretty(&mut out, report)?;
     out.write_all(b"\n")
+}
+
+/// [`parse_event`] of a checked line: a scanned line's event is parsed from its bytes (a canonical
+/// object parses from its bytes as from its `Value`), without building the `Value`; only an event
+/// that parses as neither kind is built, for [`parse_event`]'s message.
+pub fn parse_checked(checked: &Checked) -> Result<Parsed, String> {
+    let line = match checked {
+        Checked::Scanned(line) => line,
+        Checked::Parsed(entry) => return parse_event(entry),
+    };
+    if let Ok(ev) = serde_json::from_str::<Event>(line.event) {
+        return Ok(Parsed::Engine(ev));
+    }
+    if let Ok(record) = serde_json::from_str::<Record>(line.event) {
+        return Ok(Parsed::Record(record));
+    }
+    match serde_json::from_str::<AuditEntry>(line.line) {
+        Ok(entry) => parse_event(&entry),
+        Err(e) => Err(format!("log entry {} does not parse: {e}", line.seq)),
+    }
 }
 
 pub fn parse_event(entry: &AuditEntry) -> Result<Parsed, String> {

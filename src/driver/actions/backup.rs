@@ -358,6 +358,7 @@ fn finish(
                 replaced_by: None,
             },
             None,
+            rehearsal::Durability::AtExit,
         )?;
         rehearsal::note_backup(rehearsal::RehearsalBackup {
             ceremony_id: ctx.script.ceremony.id.clone(),

@@ -5,7 +5,7 @@
 //! DIR/participants-ca.pem is the CA certificate an auditor uses as `-CAfile`; each ceremony also
 //! copies it into its bundle as signatures/signers-ca.pem.
 
-use super::{RehearsalCard, RehearsalEnv};
+use super::{RehearsalEnv, WantedToken};
 use crate::driver::personal_cards::CardSetup;
 use crate::error::{Error, Result};
 use crate::hsm::pkcs11::Pkcs11Hsm;
@@ -75,6 +75,26 @@ fn card_label(script: &Script, person: &str, card: &TokenSelector) -> String {
     })
 }
 
+/// The tokens of the participants CA and of each carded participant's card (none without cards).
+pub fn card_tokens(module: &str, script: &Script) -> Vec<WantedToken> {
+    let cards: Vec<WantedToken> = script
+        .participants
+        .iter()
+        .filter_map(|p| {
+            let card = p.card.as_ref()?;
+            let mut token = WantedToken::new(module, &card_label(script, &p.name, card));
+            token.card_of = Some(p.name.clone());
+            Some(token)
+        })
+        .collect();
+    if cards.is_empty() {
+        return cards;
+    }
+    std::iter::once(WantedToken::new(module, CA_TOKEN))
+        .chain(cards)
+        .collect()
+}
+
 impl RehearsalEnv {
     /// Make (or reuse) the participants CA and a card per carded participant; say where they are.
     pub fn ensure_cards(&mut self, module: &str, script: &Script) -> Result<CardSetup> {
@@ -86,7 +106,7 @@ impl RehearsalEnv {
             return Ok(setup);
         }
         let now = SystemTime::now();
-        self.ensure_token(module, CA_TOKEN)?;
+        self.provision(&card_tokens(module, script))?;
         let mut ca_hsm = open_logged_in(self, module, CA_TOKEN)?;
         let ca_key = p256_key(&mut ca_hsm, CA_KEY)?;
         let ca_path = self.dir.join(CA_FILE);
@@ -114,7 +134,7 @@ impl RehearsalEnv {
         for p in script.participants.iter() {
             let Some(card) = &p.card else { continue };
             let label = card_label(script, &p.name, card);
-            let token = self.ensure_token(module, &label)?;
+            let token = self.made(&label)?;
             let mut hsm = open_logged_in(self, module, &label)?;
             if hsm.certificates()?.is_empty() {
                 let key = p256_key(&mut hsm, CARD_KEY)?;
@@ -133,14 +153,6 @@ impl RehearsalEnv {
                 hsm.store_certificate(CARD_KEY, &subject_der, &der)?;
             }
             hsm.logout()?;
-            if !self.file.cards.iter().any(|c| c.person == p.name) {
-                self.file.cards.push(RehearsalCard {
-                    person: p.name.clone(),
-                    token_label: token.label.clone(),
-                    serial: token.serial.clone(),
-                });
-                self.save()?;
-            }
             setup.tokens.insert(
                 p.name.clone(),
                 TokenSelector {

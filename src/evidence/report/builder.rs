@@ -10,7 +10,7 @@ use super::{
 };
 use crate::engine::Event;
 use crate::evidence::events::Record;
-use crate::evidence::log::AuditEntry;
+use crate::evidence::log::EntryRef;
 use crate::evidence::quorum;
 use crate::script::CeremonyInfo;
 use std::collections::HashMap;
@@ -39,9 +39,19 @@ impl Deferred {
         if let Some(n) = self.counts.get_mut(step) {
             *n += 1;
         }
-        if self.last_by.get(person) != Some(&step) {
-            self.last_by.insert(person.to_string(), step);
-            *self.steps_confirmed.entry(person.to_string()).or_default() += 1;
+        // Allocates only for a person's first confirmation.
+        match self.last_by.get_mut(person) {
+            Some(last) if *last == step => {}
+            Some(last) => {
+                *last = step;
+                if let Some(n) = self.steps_confirmed.get_mut(person) {
+                    *n += 1;
+                }
+            }
+            None => {
+                self.last_by.insert(person.to_string(), step);
+                self.steps_confirmed.insert(person.to_string(), 1);
+            }
         }
     }
 }
@@ -60,7 +70,8 @@ pub struct ReportBuilder {
 }
 
 impl ReportBuilder {
-    pub fn start(first: &AuditEntry, parsed: Parsed) -> Result<Self, String> {
+    pub fn start<'a>(first: impl Into<EntryRef<'a>>, parsed: Parsed) -> Result<Self, String> {
+        let first = first.into();
         let Parsed::Record(Record::CeremonyStarted {
             ceremony_id,
             name,
@@ -92,8 +103,8 @@ impl ReportBuilder {
                 place,
                 security_level,
             },
-            started: first.time.clone(),
-            ended: first.time.clone(),
+            started: first.time.to_string(),
+            ended: first.time.to_string(),
             tool,
             tool_version,
             script_file,
@@ -135,7 +146,7 @@ impl ReportBuilder {
             ca_certificates: Vec::new(),
             log_head: LogHead {
                 seq: first.seq,
-                hash: first.hash.clone(),
+                hash: first.hash.to_string(),
             },
         };
         let mut ids = std::collections::HashSet::new();
@@ -149,7 +160,10 @@ impl ReportBuilder {
     }
 
     /// [`Self::start`] for a builder that counts each step's confirmations instead of holding them.
-    pub fn start_deferred(first: &AuditEntry, parsed: Parsed) -> Result<Self, String> {
+    pub fn start_deferred<'a>(
+        first: impl Into<EntryRef<'a>>,
+        parsed: Parsed,
+    ) -> Result<Self, String> {
         let mut builder = Self::start(first, parsed)?;
         builder.deferred = Some(Deferred {
             counts: vec![0; builder.report.steps.len()],
@@ -160,27 +174,35 @@ impl ReportBuilder {
     }
 
     /// Apply an entry after the first.
-    pub fn apply(&mut self, entry: &AuditEntry, parsed: Parsed) -> Result<(), String> {
+    pub fn apply<'a>(
+        &mut self,
+        entry: impl Into<EntryRef<'a>>,
+        parsed: Parsed,
+    ) -> Result<(), String> {
         apply(
             &mut self.report,
             &mut self.cursor,
             self.deferred.as_mut(),
-            entry,
+            entry.into(),
             parsed,
         )
     }
 
     /// The report whose head is `last`, the last entry applied (or the first).
-    pub fn finish(self, last: &AuditEntry) -> Report {
+    pub fn finish<'a>(self, last: impl Into<EntryRef<'a>>) -> Report {
         self.finish_deferred(last).0
     }
 
     /// [`Self::finish`], with the counts a deferred build kept instead of the confirmations.
-    pub fn finish_deferred(mut self, last: &AuditEntry) -> (Report, Option<Deferred>) {
-        self.report.ended.clone_from(&last.time);
+    pub fn finish_deferred<'a>(
+        mut self,
+        last: impl Into<EntryRef<'a>>,
+    ) -> (Report, Option<Deferred>) {
+        let last = last.into();
+        self.report.ended = last.time.to_string();
         self.report.log_head = LogHead {
             seq: last.seq,
-            hash: last.hash.clone(),
+            hash: last.hash.to_string(),
         };
         (self.report, self.deferred)
     }
@@ -221,15 +243,16 @@ fn apply(
     report: &mut Report,
     cursor: &mut usize,
     deferred: Option<&mut Deferred>,
-    entry: &AuditEntry,
+    entry: EntryRef,
     parsed: Parsed,
 ) -> Result<(), String> {
-    let (time, seq) = (entry.time.clone(), entry.seq);
+    // Owned only where a record keeps it (not for a deferred confirmation).
+    let (time, seq) = (entry.time, entry.seq);
     match parsed {
         Parsed::Engine(event) => match event {
             Event::StepStarted { step, .. } => {
                 let s = step_mut(report, cursor, &step, seq)?;
-                s.started = Some(time);
+                s.started = Some(time.to_string());
                 s.result = "aborted".into();
             }
             Event::Confirmed {
@@ -245,7 +268,7 @@ fn apply(
                         person,
                         role,
                         counts_for,
-                        time,
+                        time: time.to_string(),
                         log_seq: seq,
                     }),
                 }
@@ -259,7 +282,7 @@ fn apply(
                     s.refusals.push(Refusal {
                         person: Some(person),
                         reason,
-                        time,
+                        time: time.to_string(),
                     });
                 }
             }
@@ -268,10 +291,10 @@ fn apply(
                 s.refusals.push(Refusal {
                     person: None,
                     reason,
-                    time: time.clone(),
+                    time: time.to_string(),
                 });
                 s.result = "refused".into();
-                s.ended = Some(time);
+                s.ended = Some(time.to_string());
             }
             Event::StepAuthorised { .. }
             | Event::StepWithdrawn { .. }
@@ -279,19 +302,19 @@ fn apply(
             Event::StepCompleted { step } => {
                 let s = step_mut(report, cursor, &step, seq)?;
                 s.result = "completed".into();
-                s.ended = Some(time);
+                s.ended = Some(time.to_string());
             }
             Event::StepFailed { step, .. } => {
                 let s = step_mut(report, cursor, &step, seq)?;
                 s.result = "failed".into();
-                s.ended = Some(time);
+                s.ended = Some(time.to_string());
             }
             Event::ExceptionRecorded { step, person, text } => {
                 report.exceptions.push(ExceptionRecord {
                     step,
                     person,
                     text,
-                    time,
+                    time: time.to_string(),
                 })
             }
             Event::CeremonyCompleted => {
@@ -344,7 +367,7 @@ fn apply(
                     || attributes.prove_backup_generation(),
                 attributes,
                 public_key_file,
-                generated: time,
+                generated: time.to_string(),
             }),
             Record::CertificateSigned(cert) => report.certificates.push(cert),
             Record::CrlSigned(crl) => report.crls.push(crl),
@@ -367,7 +390,7 @@ fn apply(
                     step: c.step,
                     person: c.person,
                     role: c.role,
-                    time,
+                    time: time.to_string(),
                     confirmed_seq: c.confirmed_seq,
                     key_hash: c.key_hash,
                     log_seq: seq,
@@ -381,12 +404,12 @@ fn apply(
                 sha256,
                 size,
             } => report.attachments.push(AttachmentRecord {
-                step: entry.step.clone().unwrap_or_default(),
+                step: entry.step.unwrap_or_default().to_string(),
                 description,
                 file_name,
                 sha256,
                 size,
-                time,
+                time: time.to_string(),
             }),
             Record::ReportWritten { .. } => {
                 return Err(format!(
@@ -430,12 +453,12 @@ fn apply(
             } => report
                 .test_signatures
                 .push(crate::evidence::signing::TestSignatureReport {
-                    step: entry.step.clone().unwrap_or_default(),
+                    step: entry.step.unwrap_or_default().to_string(),
                     key,
                     key_hash,
                     signature_algorithm,
                     verified,
-                    time,
+                    time: time.to_string(),
                 }),
         },
     }

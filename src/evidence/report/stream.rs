@@ -13,6 +13,7 @@
 //! [`filled`]). Without one installed they use the steps as they are.
 
 use super::{Confirmation, Deferred, StepRecord};
+use crate::evidence::log::canonical;
 use crate::evidence::safe_read::LogLines;
 use crate::script::Role;
 use serde::ser::{Error as _, SerializeSeq};
@@ -78,15 +79,23 @@ impl Filler {
                 }
             }
             self.sha.update(&self.buf);
-            // The first pass demanded canonical lines, in which a confirmation's event carries
-            // exactly this member (a quote inside a string is escaped): other lines are skipped
-            // unparsed.
-            if !contains(&self.buf, br#""kind":"confirmed""#) {
-                continue;
-            }
             let line = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
-            // Only the members a confirmation needs, straight into their types: the first pass
-            // parsed this very line (the final hash comparison proves it) as the same event.
+            // A line in the scanned subset (log/canonical.rs, nearly every line keyrite writes)
+            // is located in place: a confirmation's members are read from it, any other line is
+            // skipped. Either way only what a confirmation needs is read: the first pass parsed
+            // this very line (the final hash comparison proves it) as the same event.
+            match std::str::from_utf8(line).ok().and_then(canonical::scan) {
+                Some(scanned) if scanned.kind == "confirmed" => {
+                    if let Some(c) = scanned_confirmation(&scanned) {
+                        return Some(c);
+                    }
+                }
+                Some(_) => continue,
+                // Other lines: in a canonical line a confirmation's event carries exactly this
+                // member (a quote inside a string is escaped); lines without it are skipped.
+                None if !contains(line, br#""kind":"confirmed""#) => continue,
+                None => {}
+            }
             let Ok(entry) = serde_json::from_slice::<ConfirmedLine>(line) else {
                 self.error = Some(format!("{CHANGED}: a line no longer parses"));
                 return None;
@@ -137,6 +146,29 @@ struct ConfirmedEvent {
     person: String,
     role: Role,
     counts_for: String,
+}
+
+/// The confirmation of a scanned line whose event is `confirmed`, its strings borrowed until
+/// they are kept; `None` leaves the line to the full parse.
+fn scanned_confirmation(scanned: &canonical::Line) -> Option<Confirmation> {
+    let event: BorrowedConfirmed = serde_json::from_str(scanned.event).ok()?;
+    Some(Confirmation {
+        person: event.person.into_owned(),
+        role: event.role,
+        counts_for: event.counts_for.into_owned(),
+        time: scanned.time.to_string(),
+        log_seq: scanned.seq,
+    })
+}
+
+/// [`ConfirmedEvent`] with its strings borrowed from the line where they need no unescaping.
+#[derive(Deserialize)]
+struct BorrowedConfirmed<'a> {
+    #[serde(borrow)]
+    person: Cow<'a, str>,
+    role: Role,
+    #[serde(borrow)]
+    counts_for: Cow<'a, str>,
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

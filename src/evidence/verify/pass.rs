@@ -14,10 +14,10 @@ use super::signatures::SignatureFacts;
 use super::{short, Verification};
 use crate::evidence::bundle::LOG_FILE;
 use crate::evidence::events::Record;
-use crate::evidence::log::{AuditEntry, ChainCheck, ChainError};
+use crate::evidence::log::{self, AuditEntry, ChainCheck, ChainError, EntryRef};
 use crate::evidence::replay::Replay;
 use crate::evidence::report::{
-    parse_event, ArtifactRecord, Deferred, Parsed, Report, ReportBuilder,
+    parse_checked, parse_event, ArtifactRecord, Deferred, Parsed, Report, ReportBuilder,
 };
 use crate::evidence::safe_read::{BundleDir, LogLines, ReadError};
 use crate::script::Script;
@@ -27,9 +27,9 @@ use sha2::{Digest, Sha256};
 pub(super) struct Pass {
     /// Bytes of an unterminated last line (a run that stopped while writing it).
     pub torn: Option<usize>,
-    /// The last intact entry and its event.
+    /// The last intact entry, and the report hash it records when it is `report_written`.
     pub last: AuditEntry,
-    pub last_parsed: Result<Parsed, String>,
+    pub report_written: Option<String>,
     /// script.toml and how the log replayed under it; `None` when it could not be checked.
     pub script: Option<Checked>,
     pub signatures: Option<SignatureFacts>,
@@ -48,10 +48,7 @@ pub(super) struct Pass {
 impl Pass {
     /// The SHA-256 of report.json the last entry binds, when the log ends with `report_written`.
     pub fn report_sha256(&self) -> Option<&str> {
-        match &self.last_parsed {
-            Ok(Parsed::Record(Record::ReportWritten { report_sha256 })) => Some(report_sha256),
-            _ => None,
-        }
+        self.report_written.as_deref()
     }
 
     pub fn finished(&self) -> bool {
@@ -79,6 +76,8 @@ pub(super) fn read(v: &mut Verification, bundle: &BundleDir) -> Option<Pass> {
     let mut lines = Lines {
         lines,
         buf: Vec::with_capacity(4096),
+        last: Vec::with_capacity(4096),
+        keep: false,
         sha: Sha256::new(),
         chain: ChainCheck::default(),
         terminated: 0,
@@ -131,14 +130,17 @@ pub(super) fn read(v: &mut Verification, bundle: &BundleDir) -> Option<Pass> {
         signatures,
         report,
         deferred,
-        last: Some((last, last_parsed)),
+        report_written,
         engine,
         artifacts,
-    } = streamed
-    else {
-        // Unreachable: an intact log with a terminated line has a last entry.
-        v.fail(LOG_FILE, "the log is empty");
-        return None;
+    } = streamed;
+    // The last intact line, parsed in full (it passed the chain check, so it parses).
+    let last = match serde_json::from_slice::<AuditEntry>(lines.last_line()) {
+        Ok(last) => last,
+        Err(e) => {
+            v.fail(LOG_FILE, format!("the last entry: {e}"));
+            return None;
+        }
     };
     let entries = lines.terminated;
     v.pass(
@@ -162,7 +164,7 @@ pub(super) fn read(v: &mut Verification, bundle: &BundleDir) -> Option<Pass> {
     let mut pass = Pass {
         torn,
         last,
-        last_parsed,
+        report_written,
         script: None,
         signatures,
         report,
@@ -180,10 +182,13 @@ pub(super) fn read(v: &mut Verification, bundle: &BundleDir) -> Option<Pass> {
 }
 
 /// The lines of the log: the intact entries one by one; after a break in the chain, or the torn
-/// last line, the rest of the file is still read (its limits still apply) and nothing is returned.
+/// last line, [`Lines::drain`] reads the rest of the file (its limits still apply).
 struct Lines {
     lines: LogLines,
     buf: Vec<u8>,
+    /// The last intact line, once `buf` has moved on (`keep`: `buf` still holds it).
+    last: Vec<u8>,
+    keep: bool,
     /// Every byte read, in order.
     sha: Sha256,
     chain: ChainCheck,
@@ -194,23 +199,53 @@ struct Lines {
 }
 
 impl Lines {
-    fn next(&mut self) -> Result<Option<AuditEntry>, ReadError> {
-        while self.lines.next_line(&mut self.buf)? {
-            self.sha.update(&self.buf);
-            // Split on LF only: a CR left in a line fails the canonical-form check.
-            let Some(line) = self.buf.strip_suffix(b"\n") else {
-                self.tail = Some(std::mem::take(&mut self.buf));
-                continue;
-            };
-            self.terminated += 1;
-            if self.broken.is_none() {
-                match self.chain.next(line) {
-                    Ok(entry) => return Ok(Some(entry)),
-                    Err(e) => self.broken = Some(e),
-                }
+    /// The next intact entry, checked in place; `None` at the end, at a torn last line or at a
+    /// break in the chain.
+    fn next(&mut self) -> Result<Option<log::Checked<'_>>, ReadError> {
+        if self.broken.is_some() || !self.read_line()? {
+            return Ok(None);
+        }
+        // Split on LF only: a CR left in a line fails the canonical-form check.
+        let line = &self.buf[..self.buf.len() - 1];
+        match self.chain.check(line) {
+            Ok(checked) => {
+                self.keep = true;
+                Ok(Some(checked))
+            }
+            Err(e) => {
+                self.broken = Some(e);
+                Ok(None)
             }
         }
-        Ok(None)
+    }
+
+    /// Read the next line into `buf`; true when it is a whole (terminated) line.
+    fn read_line(&mut self) -> Result<bool, ReadError> {
+        if std::mem::take(&mut self.keep) {
+            std::mem::swap(&mut self.buf, &mut self.last);
+        }
+        if !self.lines.next_line(&mut self.buf)? {
+            return Ok(false);
+        }
+        self.sha.update(&self.buf);
+        if self.buf.last() != Some(&b'\n') {
+            self.tail = Some(std::mem::take(&mut self.buf));
+            return Ok(false);
+        }
+        self.terminated += 1;
+        Ok(true)
+    }
+
+    /// Read what is left of the file after the last entry returned.
+    fn drain(&mut self) -> Result<(), ReadError> {
+        while self.tail.is_none() && self.read_line()? {}
+        Ok(())
+    }
+
+    /// The last intact line, without its newline.
+    fn last_line(&self) -> &[u8] {
+        let line = if self.keep { &self.buf } else { &self.last };
+        line.strip_suffix(b"\n").unwrap_or(line)
     }
 }
 
@@ -221,7 +256,8 @@ struct Streamed {
     signatures: Option<SignatureFacts>,
     report: Result<Report, String>,
     deferred: Option<Deferred>,
-    last: Option<(AuditEntry, Result<Parsed, String>)>,
+    /// The report hash, when the last entry is `report_written`.
+    report_written: Option<String>,
     engine: EngineSeen,
     artifacts: Vec<ArtifactRecord>,
 }
@@ -231,9 +267,9 @@ fn stream(
     bundle: &BundleDir,
     early: &mut Verification,
 ) -> Result<Streamed, ReadError> {
-    let first = lines.next()?.map(|entry| {
-        let parsed = parse_event(&entry);
-        (entry, parsed)
+    let first = lines.next()?.map(|checked| {
+        let parsed = parse_checked(&checked);
+        (checked, parsed)
     });
     let script = first
         .as_ref()
@@ -247,34 +283,37 @@ fn stream(
         signatures: script.as_ref().map(SignatureFacts::new),
         report: None,
         held: None,
-        head: None,
+        head: Kept::default(),
+        report_written: None,
         engine: EngineSeen::default(),
         artifacts: Vec::new(),
     };
-    if let Some((entry, parsed)) = first {
-        each.entry(entry, parsed);
-        while let Some(entry) = lines.next()? {
-            let parsed = parse_event(&entry);
-            each.entry(entry, parsed);
+    if let Some((checked, parsed)) = first {
+        each.entry(checked.view(), parsed);
+        while let Some(checked) = lines.next()? {
+            let parsed = parse_checked(&checked);
+            each.entry(checked.view(), parsed);
         }
     }
+    lines.drain()?;
     let Each {
         replay,
         signatures,
         report,
-        held,
         head,
+        report_written,
         engine,
         artifacts,
+        ..
     } = each;
     let replayed = replay.map(Replay::finish);
-    let (report, deferred) = match (report, &head) {
-        (Some(Ok(builder)), Some(head)) => {
-            let (report, deferred) = builder.finish_deferred(head);
+    let (report, deferred) = match report {
+        Some(Ok(builder)) => {
+            let (report, deferred) = builder.finish_deferred(head.view());
             (Ok(report), deferred)
         }
-        (Some(Err(e)), _) => (Err(e), None),
-        _ => (Err("the log is empty".to_string()), None),
+        Some(Err(e)) => (Err(e), None),
+        None => (Err("the log is empty".to_string()), None),
     };
     Ok(Streamed {
         script,
@@ -282,7 +321,7 @@ fn stream(
         signatures,
         report,
         deferred,
-        last: held,
+        report_written,
         engine,
         artifacts,
     })
@@ -293,39 +332,101 @@ struct Each<'s> {
     replay: Option<Replay<'s>>,
     signatures: Option<SignatureFacts>,
     report: Option<Result<ReportBuilder, String>>,
-    /// The report covers every entry but the last, so each entry waits here for the next.
-    held: Option<(AuditEntry, Result<Parsed, String>)>,
+    /// The report covers every entry but the last, which should be `report_written`: such an
+    /// entry waits here for the next, if any; every other entry is applied at once (when it is the
+    /// last, the log is unfinished and the report is not compared).
+    held: Option<(Kept, Result<Parsed, String>)>,
     /// The last entry applied to the report: its head.
-    head: Option<AuditEntry>,
+    head: Kept,
+    /// The report hash of the latest entry, when it is `report_written`.
+    report_written: Option<String>,
     engine: EngineSeen,
     artifacts: Vec<ArtifactRecord>,
 }
 
 impl Each<'_> {
-    fn entry(&mut self, entry: AuditEntry, parsed: Result<Parsed, String>) {
+    fn entry(&mut self, entry: EntryRef, parsed: Result<Parsed, String>) {
         let ok = parsed.as_ref().ok();
         if let Some(replay) = self.replay.as_mut() {
             match &parsed {
-                Ok(p) => replay.entry(&entry, p),
+                Ok(p) => replay.entry(entry, p),
                 Err(e) => replay.unparsable(e.clone()),
             }
         }
         if let Some(signatures) = self.signatures.as_mut() {
-            signatures.entry(&entry, ok);
+            signatures.entry(entry, ok);
         }
         self.engine.entry(ok);
         if let Some(Parsed::Record(Record::ArtifactWritten(a))) = ok {
             self.artifacts.push(a.clone());
         }
-        if let Some((prev, prev_parsed)) = self.held.replace((entry, parsed)) {
-            self.report = Some(match self.report.take() {
-                None => prev_parsed.and_then(|p| ReportBuilder::start_deferred(&prev, p)),
-                Some(Ok(mut builder)) => prev_parsed
-                    .and_then(|p| builder.apply(&prev, p))
-                    .map(|()| builder),
-                Some(Err(e)) => Err(e),
-            });
-            self.head = Some(prev);
+        self.report_written = match ok {
+            Some(Parsed::Record(Record::ReportWritten { report_sha256 })) => {
+                Some(report_sha256.clone())
+            }
+            _ => None,
+        };
+        if let Some((held, held_parsed)) = self.held.take() {
+            self.apply(held.view(), held_parsed);
+        }
+        if self.report_written.is_some() {
+            let mut kept = Kept::default();
+            kept.set(entry);
+            self.held = Some((kept, parsed));
+        } else {
+            self.apply(entry, parsed);
+        }
+    }
+
+    fn apply(&mut self, entry: EntryRef, parsed: Result<Parsed, String>) {
+        self.report = Some(match self.report.take() {
+            None => parsed.and_then(|p| ReportBuilder::start_deferred(entry, p)),
+            Some(Ok(mut builder)) => parsed
+                .and_then(|p| builder.apply(entry, p))
+                .map(|()| builder),
+            Some(Err(e)) => Err(e),
+        });
+        self.head.set(entry);
+    }
+}
+
+/// An entry's members kept past its line (the report's head), in buffers reused entry to entry.
+#[derive(Default)]
+struct Kept {
+    seq: u64,
+    time: String,
+    step: Option<String>,
+    hash: String,
+    kind: String,
+}
+
+impl Kept {
+    fn set(&mut self, entry: EntryRef) {
+        self.seq = entry.seq;
+        for (to, from) in [
+            (&mut self.time, entry.time),
+            (&mut self.hash, entry.hash),
+            (&mut self.kind, entry.kind),
+        ] {
+            to.clear();
+            to.push_str(from);
+        }
+        match (&mut self.step, entry.step) {
+            (Some(to), Some(from)) => {
+                to.clear();
+                to.push_str(from);
+            }
+            (to, from) => *to = from.map(str::to_string),
+        }
+    }
+
+    fn view(&self) -> EntryRef<'_> {
+        EntryRef {
+            seq: self.seq,
+            time: &self.time,
+            step: self.step.as_deref(),
+            hash: &self.hash,
+            kind: &self.kind,
         }
     }
 }

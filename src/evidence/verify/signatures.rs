@@ -9,7 +9,7 @@ use crate::evidence::bundle::{LOG_FILE, SIGNATURES_DIR, SIGNERS_CA_FILE};
 use crate::evidence::events::{
     confirmation_message_at, PersonalCardRecord, Record, SignedConfirmation, UnsignedConfirmation,
 };
-use crate::evidence::log::AuditEntry;
+use crate::evidence::log::EntryRef;
 use crate::evidence::report::Parsed;
 use crate::evidence::safe_read::{BundleDir, FILE_LIMIT};
 use crate::hsm::spki::key_hash;
@@ -79,7 +79,8 @@ impl SignatureFacts {
     }
 
     /// The next entry of the log, with its event when it parsed.
-    pub fn entry(&mut self, entry: &AuditEntry, parsed: Option<&Parsed>) {
+    pub fn entry<'a>(&mut self, entry: impl Into<EntryRef<'a>>, parsed: Option<&Parsed>) {
+        let entry = entry.into();
         self.last_seq = entry.seq;
         if let Some(Parsed::Engine(event)) = parsed {
             // Whether any engine entry follows `ceremony_started`: the room had started the first
@@ -118,17 +119,35 @@ impl SignatureFacts {
             Some(Parsed::Engine(Event::Confirmed {
                 step, person, role, ..
             })) => {
-                let c = Confirmed {
-                    hash: entry.hash.clone(),
-                    time: entry.time.clone(),
-                    person: person.clone(),
-                    role: *role,
-                    step: step.clone(),
-                };
-                if self.keep_confirmed {
-                    self.confirmed.insert(entry.seq, c);
-                } else {
-                    self.latest = Some((entry.seq, c));
+                match &mut self.latest {
+                    // The latest one not kept, overwritten in place (no allocation per entry).
+                    Some((at, c)) if !self.keep_confirmed => {
+                        *at = entry.seq;
+                        for (to, from) in [
+                            (&mut c.hash, entry.hash),
+                            (&mut c.time, entry.time),
+                            (&mut c.person, person.as_str()),
+                            (&mut c.step, step.as_str()),
+                        ] {
+                            to.clear();
+                            to.push_str(from);
+                        }
+                        c.role = *role;
+                    }
+                    _ => {
+                        let c = Confirmed {
+                            hash: entry.hash.to_string(),
+                            time: entry.time.to_string(),
+                            person: person.clone(),
+                            role: *role,
+                            step: step.clone(),
+                        };
+                        if self.keep_confirmed {
+                            self.confirmed.insert(entry.seq, c);
+                        } else {
+                            self.latest = Some((entry.seq, c));
+                        }
+                    }
                 }
             }
             _ => {}

@@ -260,6 +260,41 @@ fn init_token_untimed(
             "list the tokens (pkcs11-tool -L) and check the module's configuration",
         ));
     };
+    set_user_pin(ctx, slot, label, so_pin, user_pin)?;
+    Ok(token.serial)
+}
+
+/// Rehearsal provisioning interrupted after its C_InitToken: if the module shows a token labelled
+/// `label`, set its user PIN with `so_pin` (the SO PIN it was initialised with) and return its
+/// serial; `None` if there is no such token (the interruption came before C_InitToken).
+pub fn finish_token(
+    module_path: &str,
+    label: &str,
+    so_pin: &SecretString,
+    user_pin: &SecretString,
+) -> Result<Option<String>, HsmError> {
+    crate::hsm::timed::measure("finish_token", || {
+        let ctx = &loaded_module(module_path)?;
+        let _only_one = PROVISIONING.lock().unwrap_or_else(PoisonError::into_inner);
+        let found = initialised_tokens(ctx, module_path)?
+            .into_iter()
+            .find(|(_, t)| t.token_label == label);
+        let Some((slot, token)) = found else {
+            return Ok(None);
+        };
+        set_user_pin(ctx, slot, label, so_pin, user_pin)?;
+        Ok(Some(token.serial))
+    })
+}
+
+/// Log in as SO and set the user PIN (C_InitPIN).
+fn set_user_pin(
+    ctx: &Pkcs11,
+    slot: Slot,
+    label: &str,
+    so_pin: &SecretString,
+    user_pin: &SecretString,
+) -> Result<(), HsmError> {
     let session = ctx
         .open_rw_session(slot)
         .ck("C_OpenSession", || format!("open token \"{label}\""))?;
@@ -268,6 +303,5 @@ fn init_token_untimed(
         .login(UserType::So, Some(so_pin))
         .ck("C_Login", what)?;
     session.init_pin(user_pin).ck("C_InitPIN", what)?;
-    session.logout().ck("C_Logout", what)?;
-    Ok(token.serial)
+    session.logout().ck("C_Logout", what)
 }
