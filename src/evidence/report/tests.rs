@@ -149,3 +149,44 @@ fn confirmations_out_of_plan_order_are_noticed() {
     let (_, deferred) = deferred_rebuild(&entries);
     assert!(!deferred.in_order);
 }
+
+/// A scanned line's event parses as the entry's does, a confirmation's by its own path included
+/// (with a member the variant does not know, and with one it lacks).
+#[test]
+fn a_checked_line_parses_as_its_entry() {
+    use crate::evidence::log::ChainCheck;
+    use crate::evidence::report::{parse_checked, Parsed};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut log = AuditLog::create(&path).unwrap();
+    let mut extra = confirmed("s0", "Ann");
+    extra["note"] = "x".into();
+    let mut lacking = confirmed("s0", "Ann");
+    lacking.as_object_mut().unwrap().remove("role");
+    let mut bad_role = confirmed("s0", "Ann");
+    bad_role["role"] = "king".into();
+    for event in [confirmed("s0", "Zoë \"Z\""), extra, lacking, bad_role] {
+        log.append(
+            "2026-01-01T00:00:00Z".into(),
+            Some("s0".into()),
+            vec![],
+            event,
+        )
+        .unwrap();
+    }
+    let bytes = std::fs::read(&path).unwrap();
+    let mut chain = ChainCheck::default();
+    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let checked = chain.check(line).unwrap();
+        let entry: AuditEntry = serde_json::from_slice(line).unwrap();
+        let describe = |p: Result<Parsed, String>| match p {
+            Ok(Parsed::Engine(e)) => format!("engine {e:?}"),
+            Ok(Parsed::Record(r)) => format!("record {r:?}"),
+            Err(e) => format!("error {e}"),
+        };
+        assert_eq!(
+            describe(parse_checked(&checked)),
+            describe(parse_event(&entry))
+        );
+    }
+}
