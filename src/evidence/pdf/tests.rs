@@ -35,8 +35,8 @@ fn long_transcripts_break_into_numbered_pages() {
     // The rendering draws the watermark and a footer on every page.
     let pdf = render(&sample_report(200));
     let count = |needle: &[u8]| pdf.windows(needle.len()).filter(|w| w == &needle).count();
-    assert!(count(b"/Type /Page ") > 10);
-    assert_eq!(count(b"/Contents [8 0 R "), count(b"/Type /Page "));
+    assert!(count(b"/Type/Page/") > 10);
+    assert_eq!(count(b"/Contents[8 0 R "), count(b"/Type/Page/"));
 }
 
 #[test]

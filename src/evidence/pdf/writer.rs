@@ -1,31 +1,44 @@
-//! keyrite's own PDF writer: pages are compressed and written as they are laid out, so a report
-//! of any length holds one page of drawing operations, never the whole document (printpdf, used
-//! before, held every page's operations and then lopdf's copy of them until the end).
+//! The PDF file of report.pdf and the paper script, written with pdf-writer (the typst project's
+//! low-level writer): it numbers nothing and holds nothing, so pages are compressed and written as
+//! they are laid out and a report of any length holds one page of drawing operations.
 //!
-//! The output is a plain PDF 1.7 file: the three built-in fonts in WinAnsiEncoding, one content
-//! stream per page (flate), and, on every page, a shared REHEARSAL watermark stream under the
-//! content and a footer stream over it. The footers ("page x of y") are written last, when the
-//! page count is known; each page object already names its footer's object number. Every byte
-//! follows from the inputs: no clock, the trailer /ID derived from a hash.
+//! The file: PDF 1.7, the three built-in fonts in WinAnsiEncoding, one flate content stream per
+//! page, and on every page a shared REHEARSAL watermark stream under the content and a footer
+//! stream over it. The footers ("page x of y") are written last, when the page count is known;
+//! each page object already names its footer's object number. Every byte follows from the inputs:
+//! no clock, the trailer /ID derived from a hash.
+//!
+//! Why not `pdf_writer::Pdf`: it keeps the whole file in one buffer until `finish`. report.pdf
+//! is about 1 KB a step and 40 bytes a confirmation, 25 MB for verify's 1M-entry bench bundle,
+//! which alone would be most of the 64 MB RSS target and would also delay verify's comparison
+//! with the file on disk to the end (docs/performance.md, issue 15, fourth pass). So each object
+//! is written into its own `Chunk` whose bytes go straight to `out`, its offset recorded; only the
+//! cross-reference table and trailer are written here (`Pdf::finish` writes them from its own
+//! buffer's offsets and pdf-writer takes none from outside).
 
 use super::layout::{Op, PAGE_H, PAGE_W};
-use super::metrics::Face;
+use super::metrics::{win_ansi_byte, Face};
+use pdf_writer::writers::{Catalog, DocumentInfo, Resources};
+use pdf_writer::{Chunk, Content, Date, Filter, Name, Rect, Ref, Settings, Str, TextStr};
 use sha2::{Digest, Sha256};
+use std::fmt::Write as _;
 use std::io::{self, Write};
 
-const CATALOG: u32 = 1;
-const PAGES: u32 = 2;
-const INFO: u32 = 3;
-const RESOURCES: u32 = 4;
-const FONTS: [(Face, &str, u32); 3] = [
-    (Face::Regular, "Helvetica", 5),
-    (Face::Bold, "Helvetica-Bold", 6),
-    (Face::Mono, "Courier", 7),
+const CATALOG: Ref = Ref::new(1);
+const PAGES: Ref = Ref::new(2);
+const INFO: Ref = Ref::new(3);
+const RESOURCES: Ref = Ref::new(4);
+const FONTS: [(Face, &[u8], Ref); 3] = [
+    (Face::Regular, b"Helvetica", Ref::new(5)),
+    (Face::Bold, b"Helvetica-Bold", Ref::new(6)),
+    (Face::Mono, b"Courier", Ref::new(7)),
 ];
-const WATERMARK: u32 = 8;
+const WATERMARK: Ref = Ref::new(8);
 /// miniz's fastest level: content streams are repetitive text operators, which it still packs
 /// about 6:1, at a fraction of the default level's time (verify re-renders every page).
 const FLATE_LEVEL: u8 = 1;
+/// Compact: pdf-writer's default indents every dictionary for people reading the file.
+const SETTINGS: Settings = Settings { pretty: false };
 
 /// A PDF being written page by page into `out`.
 pub(crate) struct Writer<W: Write> {
@@ -34,11 +47,12 @@ pub(crate) struct Writer<W: Write> {
     /// Byte offset of every object written, by object number - 1 (0: not written yet).
     offsets: Vec<u64>,
     /// Each page's object and its footer's (written by [`Writer::finish`]).
-    pages: Vec<(u32, u32)>,
+    pages: Vec<(Ref, Ref)>,
     watermark: bool,
     /// The first write error; later writes are skipped.
     error: Option<io::Error>,
-    content: Vec<u8>,
+    /// A line of text in WinAnsi, reused.
+    text: Vec<u8>,
 }
 
 /// What the document's information dictionary and trailer say.
@@ -51,70 +65,57 @@ pub(crate) struct Info<'a> {
 }
 
 impl<W: Write> Writer<W> {
-    /// Start a document; with `watermark`, every page shows `watermark_ops` under its content.
+    /// Start a document; with `watermark`, every page shows those operations under its content.
     pub fn new(out: W, watermark: Option<Vec<Op>>) -> Self {
         let mut w = Writer {
             out,
             at: 0,
             // Object 8, the watermark, only when there is one.
-            offsets: vec![0; WATERMARK as usize - usize::from(watermark.is_none())],
+            offsets: vec![0; WATERMARK.get() as usize - usize::from(watermark.is_none())],
             pages: Vec::new(),
             watermark: watermark.is_some(),
             error: None,
-            content: Vec::with_capacity(1 << 16),
+            text: Vec::new(),
         };
         // A binary comment line tells transfer tools the file is binary.
         w.bytes(b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n");
-        let mut fonts = Vec::new();
-        for (face, name, num) in FONTS {
-            w.object(
-                num,
-                format!(
-                    "<< /Type /Font /Subtype /Type1 /BaseFont /{name} /Encoding /WinAnsiEncoding >>"
-                )
-                .as_bytes(),
-            );
-            fonts.push(format!("/{} {num} 0 R", font_name(face)));
+        for (_, base, id) in FONTS {
+            w.object(|c| {
+                c.type1_font(id)
+                    .base_font(Name(base))
+                    .encoding_predefined(Name(b"WinAnsiEncoding"));
+            });
         }
-        w.object(
-            RESOURCES,
-            format!("<< /Font << {} >> >>", fonts.join(" ")).as_bytes(),
-        );
+        w.object(|c| {
+            let mut resources = c.indirect(RESOURCES).start::<Resources>();
+            let mut fonts = resources.fonts();
+            for (face, _, id) in FONTS {
+                fonts.pair(font_name(face), id);
+            }
+        });
         if let Some(ops) = watermark {
-            let mut content = Vec::new();
-            encode(&mut content, &ops);
-            w.stream(WATERMARK, &content);
+            w.stream(WATERMARK, Content::with_settings(SETTINGS), &ops);
         }
         w
     }
 
     /// Write one page: its content now, its footer (object number reserved) at the end.
     pub fn page(&mut self, ops: &[Op]) {
-        let mut content = std::mem::take(&mut self.content);
-        content.clear();
-        // Black text and lines, whatever the watermark left.
-        content.extend_from_slice(b"0 g\n0 G\n");
-        encode(&mut content, ops);
-        let next = self.offsets.len() as u32 + 1;
-        let (stream, page, footer) = (next, next + 1, next + 2);
+        let next = self.offsets.len() as i32 + 1;
+        let (stream, page, footer) = (Ref::new(next), Ref::new(next + 1), Ref::new(next + 2));
         self.offsets.extend([0, 0, 0]);
-        self.stream(stream, &content);
-        self.content = content;
-        let under = if self.watermark {
-            format!("{WATERMARK} 0 R ")
-        } else {
-            String::new()
-        };
-        self.object(
-            page,
-            format!(
-                "<< /Type /Page /Parent {PAGES} 0 R /MediaBox [0 0 {} {}] /Resources {RESOURCES} 0 R \
-                 /Contents [{under}{stream} 0 R {footer} 0 R] >>",
-                fmt(PAGE_W, 100),
-                fmt(PAGE_H, 100)
-            )
-            .as_bytes(),
-        );
+        let mut content = Content::with_settings_and_capacity(SETTINGS, 1 << 16);
+        // Black text and lines, whatever the watermark left.
+        content.set_fill_gray(0.0).set_stroke_gray(0.0);
+        self.stream(stream, content, ops);
+        let under = self.watermark.then_some(WATERMARK);
+        self.object(|c| {
+            c.page(page)
+                .parent(PAGES)
+                .media_box(Rect::new(0.0, 0.0, PAGE_W, PAGE_H))
+                .contents_array(under.into_iter().chain([stream, footer]))
+                .pair(Name(b"Resources"), RESOURCES);
+        });
         self.pages.push((page, footer));
     }
 
@@ -127,72 +128,80 @@ impl<W: Write> Writer<W> {
     ) -> io::Result<W> {
         let total = self.pages.len();
         let pages = std::mem::take(&mut self.pages);
-        let mut content = Vec::new();
         for (i, &(_, footer_obj)) in pages.iter().enumerate() {
-            content.clear();
-            encode(&mut content, &footer(i, total));
-            self.stream(footer_obj, &content);
+            self.stream(
+                footer_obj,
+                Content::with_settings(SETTINGS),
+                &footer(i, total),
+            );
         }
-        let kids: Vec<String> = pages.iter().map(|(p, _)| format!("{p} 0 R")).collect();
-        self.object(
-            PAGES,
-            format!(
-                "<< /Type /Pages /Kids [{}] /Count {total} >>",
-                kids.join(" ")
-            )
-            .as_bytes(),
-        );
-        self.object(
-            CATALOG,
-            format!("<< /Type /Catalog /Pages {PAGES} 0 R >>").as_bytes(),
-        );
+        self.object(|c| {
+            c.pages(PAGES)
+                .kids(pages.iter().map(|&(page, _)| page))
+                .count(total as i32);
+        });
+        self.object(|c| {
+            c.indirect(CATALOG).start::<Catalog>().pages(PAGES);
+        });
         let date = pdf_date(info.date);
-        let mut dict = b"<< /Title ".to_vec();
-        text_string(&mut dict, info.title);
-        dict.extend_from_slice(
-            format!(
-                " /Creator (keyrite) /Producer (keyrite {}) /CreationDate ({date}) /ModDate ({date}) >>",
-                env!("CARGO_PKG_VERSION")
-            )
-            .as_bytes(),
-        );
-        self.object(INFO, &dict);
-        let xref = self.at;
-        let mut table = format!("xref\n0 {}\n0000000000 65535 f \n", self.offsets.len() + 1);
-        for offset in &self.offsets {
-            table.push_str(&format!("{offset:010} 00000 n \n"));
-        }
-        let id = hex::encode(&Sha256::digest(format!("{}\n{}", info.title, info.id_seed))[..16]);
-        table.push_str(&format!(
-            "trailer\n<< /Size {} /Root {CATALOG} 0 R /Info {INFO} 0 R /ID [<{id}> <{id}>] >>\nstartxref\n{xref}\n%%EOF\n",
-            self.offsets.len() + 1
-        ));
-        self.bytes(table.as_bytes());
+        self.object(|c| {
+            c.indirect(INFO)
+                .start::<DocumentInfo>()
+                .title(TextStr(info.title))
+                .creator(TextStr("keyrite"))
+                .producer(TextStr(concat!("keyrite ", env!("CARGO_PKG_VERSION"))))
+                .creation_date(date)
+                .modified_date(date);
+        });
+        self.xref_and_trailer(info);
         match self.error.take() {
             Some(e) => Err(e),
             None => Ok(self.out),
         }
     }
 
-    fn object(&mut self, num: u32, body: &[u8]) {
-        self.offsets[num as usize - 1] = self.at;
-        self.bytes(format!("{num} 0 obj\n").as_bytes());
-        self.bytes(body);
-        self.bytes(b"\nendobj\n");
+    /// The cross-reference table (20 bytes an object, written in pieces) and the trailer.
+    fn xref_and_trailer(&mut self, info: &Info) {
+        let xref = self.at;
+        let size = self.offsets.len() + 1;
+        let mut table = format!("xref\n0 {size}\n0000000000 65535 f \n");
+        for offset in std::mem::take(&mut self.offsets) {
+            // 20 bytes with the newline: the space before it is part of the entry.
+            let _ = writeln!(table, "{offset:010} 00000 n ");
+            if table.len() >= 1 << 14 {
+                self.bytes(table.as_bytes());
+                table.clear();
+            }
+        }
+        let id = hex::encode(&Sha256::digest(format!("{}\n{}", info.title, info.id_seed))[..16]);
+        let _ = write!(
+            table,
+            "trailer\n<</Size {size}/Root {} 0 R/Info {} 0 R/ID[<{id}><{id}>]>>\n\
+             startxref\n{xref}\n%%EOF\n",
+            CATALOG.get(),
+            INFO.get()
+        );
+        self.bytes(table.as_bytes());
     }
 
-    fn stream(&mut self, num: u32, content: &[u8]) {
-        let packed = miniz_oxide::deflate::compress_to_vec_zlib(content, FLATE_LEVEL);
-        self.offsets[num as usize - 1] = self.at;
-        self.bytes(
-            format!(
-                "{num} 0 obj\n<< /Length {} /Filter /FlateDecode >>\nstream\n",
-                packed.len()
-            )
-            .as_bytes(),
-        );
-        self.bytes(&packed);
-        self.bytes(b"\nendstream\nendobj\n");
+    /// Write the one object `write` puts into a chunk, recording its offset.
+    fn object(&mut self, write: impl FnOnce(&mut Chunk)) {
+        let mut chunk = Chunk::with_settings(SETTINGS);
+        write(&mut chunk);
+        if let Some(id) = chunk.refs().next() {
+            debug_assert_eq!(chunk.refs().len(), 1, "one object per chunk");
+            self.offsets[id.get() as usize - 1] = self.at;
+        }
+        self.bytes(chunk.as_bytes());
+    }
+
+    /// Write `ops` after what `content` holds, compressed, as stream object `id`.
+    fn stream(&mut self, id: Ref, mut content: Content, ops: &[Op]) {
+        encode(&mut content, ops, &mut self.text);
+        let packed = miniz_oxide::deflate::compress_to_vec_zlib(&content.finish(), FLATE_LEVEL);
+        self.object(|c| {
+            c.stream(id, &packed).filter(Filter::FlateDecode);
+        });
     }
 
     fn bytes(&mut self, b: &[u8]) {
@@ -206,16 +215,18 @@ impl<W: Write> Writer<W> {
     }
 }
 
-fn font_name(face: Face) -> &'static str {
-    match face {
-        Face::Regular => "F1",
-        Face::Bold => "F2",
-        Face::Mono => "F3",
-    }
+fn font_name(face: Face) -> Name<'static> {
+    Name(match face {
+        Face::Regular => b"F1",
+        Face::Bold => b"F2",
+        Face::Mono => b"F3",
+    })
 }
 
-/// The content-stream operators for `ops`.
-fn encode(out: &mut Vec<u8>, ops: &[Op]) {
+/// The content-stream operators for `ops`. Coordinates are rounded to 1/100 point (grey levels to
+/// 1/1000, the watermark's rotation to 1/10000): pdf-writer writes the shortest exact form of a
+/// float, and a coordinate summed from many f32 steps would otherwise carry noise digits.
+fn encode(content: &mut Content, ops: &[Op], text: &mut Vec<u8>) {
     for op in ops {
         match op {
             Op::Text {
@@ -223,17 +234,14 @@ fn encode(out: &mut Vec<u8>, ops: &[Op]) {
                 y,
                 face,
                 size,
-                text,
+                text: t,
             } => {
-                out.extend_from_slice(b"BT /");
-                out.extend_from_slice(font_name(*face).as_bytes());
-                num(out, *size, 100);
-                out.extend_from_slice(b" Tf");
-                num(out, *x, 100);
-                num(out, *y, 100);
-                out.extend_from_slice(b" Td ");
-                literal(out, text);
-                out.extend_from_slice(b" Tj ET\n");
+                content
+                    .begin_text()
+                    .set_font(font_name(*face), round(*size, 100))
+                    .next_line(round(*x, 100), round(*y, 100))
+                    .show(win_ansi(t, text))
+                    .end_text();
             }
             Op::RotatedText {
                 x,
@@ -241,21 +249,16 @@ fn encode(out: &mut Vec<u8>, ops: &[Op]) {
                 degrees,
                 face,
                 size,
-                text,
+                text: t,
             } => {
                 let (s, c) = degrees.to_radians().sin_cos();
-                out.extend_from_slice(b"BT /");
-                out.extend_from_slice(font_name(*face).as_bytes());
-                num(out, *size, 100);
-                out.extend_from_slice(b" Tf");
-                for v in [c, s, -s, c] {
-                    num(out, v, 10_000);
-                }
-                num(out, *x, 100);
-                num(out, *y, 100);
-                out.extend_from_slice(b" Tm ");
-                literal(out, text);
-                out.extend_from_slice(b" Tj ET\n");
+                let (s, c) = (round(s, 10_000), round(c, 10_000));
+                content
+                    .begin_text()
+                    .set_font(font_name(*face), round(*size, 100))
+                    .set_text_matrix([c, s, -s, c, round(*x, 100), round(*y, 100)])
+                    .show(win_ansi(t, text))
+                    .end_text();
             }
             Op::Line {
                 x1,
@@ -264,139 +267,65 @@ fn encode(out: &mut Vec<u8>, ops: &[Op]) {
                 y2,
                 thickness,
             } => {
-                num(out, *thickness, 100);
-                out.extend_from_slice(b" w");
-                num(out, *x1, 100);
-                num(out, *y1, 100);
-                out.extend_from_slice(b" m");
-                num(out, *x2, 100);
-                num(out, *y2, 100);
-                out.extend_from_slice(b" l S\n");
+                content
+                    .set_line_width(round(*thickness, 100))
+                    .move_to(round(*x1, 100), round(*y1, 100))
+                    .line_to(round(*x2, 100), round(*y2, 100))
+                    .stroke();
             }
             Op::FillRect { x, y, w, h, grey } => {
-                out.extend_from_slice(b"q");
-                num(out, *grey, 1000);
-                out.extend_from_slice(b" g");
-                for v in [x, y, w, h] {
-                    num(out, *v, 100);
-                }
-                out.extend_from_slice(b" re f Q\n");
+                content
+                    .save_state()
+                    .set_fill_gray(round(*grey, 1000))
+                    .rect(
+                        round(*x, 100),
+                        round(*y, 100),
+                        round(*w, 100),
+                        round(*h, 100),
+                    )
+                    .fill_nonzero()
+                    .restore_state();
             }
             Op::FillGrey(level) => {
-                num(out, *level, 1000);
-                out.extend_from_slice(b" g\n");
+                content.set_fill_gray(round(*level, 1000));
             }
             Op::OutlineGrey(level) => {
-                num(out, *level, 1000);
-                out.extend_from_slice(b" G\n");
+                content.set_stroke_gray(round(*level, 1000));
             }
-            Op::Save => out.extend_from_slice(b"q\n"),
-            Op::Restore => out.extend_from_slice(b"Q\n"),
+            Op::Save => {
+                content.save_state();
+            }
+            Op::Restore => {
+                content.restore_state();
+            }
         }
     }
 }
 
-/// " v" rounded to 1/`scale` (a power of ten), without trailing zeros.
-fn num(out: &mut Vec<u8>, v: f32, scale: u32) {
-    out.push(b' ');
-    out.extend_from_slice(fmt(v, scale).as_bytes());
+/// `v` rounded to 1/`scale`.
+fn round(v: f32, scale: u32) -> f32 {
+    ((f64::from(v) * f64::from(scale)).round() / f64::from(scale)) as f32
 }
 
-fn fmt(v: f32, scale: u32) -> String {
-    let scaled = (f64::from(v) * f64::from(scale)).round() as i64;
-    let sign = if scaled < 0 { "-" } else { "" };
-    let (whole, mut frac) = (
-        scaled.unsigned_abs() / u64::from(scale),
-        scaled.unsigned_abs() % u64::from(scale),
-    );
-    if frac == 0 {
-        return format!("{sign}{whole}");
-    }
-    let mut digits = scale.ilog10() as usize;
-    while frac % 10 == 0 {
-        frac /= 10;
-        digits -= 1;
-    }
-    format!("{sign}{whole}.{frac:0digits$}")
+/// `t` in WinAnsiEncoding, in `buf` (characters outside it become `?`).
+fn win_ansi<'b>(t: &str, buf: &'b mut Vec<u8>) -> Str<'b> {
+    buf.clear();
+    buf.extend(t.chars().map(|c| win_ansi_byte(c).unwrap_or(b'?')));
+    Str(buf)
 }
 
-/// `text` as a PDF literal string in WinAnsiEncoding (other characters become `?`).
-fn literal(out: &mut Vec<u8>, text: &str) {
-    out.push(b'(');
-    for c in text.chars() {
-        let b = win_ansi_byte(c).unwrap_or(b'?');
-        if matches!(b, b'(' | b')' | b'\\') {
-            out.push(b'\\');
-        }
-        out.push(b);
-    }
-    out.push(b')');
-}
-
-/// A text string for the information dictionary: ASCII as a literal, anything else UTF-16BE.
-fn text_string(out: &mut Vec<u8>, text: &str) {
-    if text.chars().all(|c| (' '..='~').contains(&c)) {
-        literal(out, text);
-    } else {
-        out.extend_from_slice(b"<FEFF");
-        for unit in text.encode_utf16() {
-            out.extend_from_slice(format!("{unit:04X}").as_bytes());
-        }
-        out.push(b'>');
-    }
-}
-
-/// `D:YYYYMMDDHHmmSS+00'00'` for an RFC 3339 time (the epoch when it does not parse).
-fn pdf_date(rfc3339: &str) -> String {
+/// The PDF date (UTC) of an RFC 3339 time (the epoch when it does not parse).
+fn pdf_date(rfc3339: &str) -> Date {
     let when = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
         .map(|t| t.to_offset(time::UtcOffset::UTC))
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "D:{:04}{:02}{:02}{:02}{:02}{:02}+00'00'",
-        when.year(),
-        u8::from(when.month()),
-        when.day(),
-        when.hour(),
-        when.minute(),
-        when.second()
-    )
-}
-
-/// The single WinAnsi (CP1252) byte for `c` (PDF 32000-1 Annex D.2), or `None`.
-fn win_ansi_byte(c: char) -> Option<u8> {
-    if let cp @ (0x20..=0x7E | 0xA0..=0xFF) = c as u32 {
-        return Some(cp as u8);
-    }
-    Some(match c {
-        '\u{20AC}' => 0x80,
-        '\u{201A}' => 0x82,
-        '\u{0192}' => 0x83,
-        '\u{201E}' => 0x84,
-        '\u{2026}' => 0x85,
-        '\u{2020}' => 0x86,
-        '\u{2021}' => 0x87,
-        '\u{02C6}' => 0x88,
-        '\u{2030}' => 0x89,
-        '\u{0160}' => 0x8A,
-        '\u{2039}' => 0x8B,
-        '\u{0152}' => 0x8C,
-        '\u{017D}' => 0x8E,
-        '\u{2018}' => 0x91,
-        '\u{2019}' => 0x92,
-        '\u{201C}' => 0x93,
-        '\u{201D}' => 0x94,
-        '\u{2022}' => 0x95,
-        '\u{2013}' => 0x96,
-        '\u{2014}' => 0x97,
-        '\u{02DC}' => 0x98,
-        '\u{2122}' => 0x99,
-        '\u{0161}' => 0x9A,
-        '\u{203A}' => 0x9B,
-        '\u{0153}' => 0x9C,
-        '\u{017E}' => 0x9E,
-        '\u{0178}' => 0x9F,
-        _ => return None,
-    })
+    Date::new(when.year().clamp(0, 9999) as u16)
+        .month(u8::from(when.month()))
+        .day(when.day())
+        .hour(when.hour())
+        .minute(when.minute())
+        .second(when.second())
+        .utc_offset_hour(0)
 }
 
 #[cfg(test)]
@@ -404,20 +333,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_are_short_and_exact_to_their_scale() {
-        assert_eq!(fmt(595.28, 100), "595.28");
-        assert_eq!(fmt(50.0, 100), "50");
-        assert_eq!(fmt(-0.5, 100), "-0.5");
-        assert_eq!(fmt(0.70710677, 10_000), "0.7071");
-        assert_eq!(fmt(0.05, 100), "0.05");
-        assert_eq!(fmt(0.0, 100), "0");
+    fn numbers_are_rounded_to_their_scale() {
+        let mut content = Content::with_settings(SETTINGS);
+        let ops = [Op::Line {
+            x1: 595.28,
+            y1: 50.0,
+            x2: 12.345_67,
+            y2: 773.540_04,
+            thickness: 0.5,
+        }];
+        encode(&mut content, &ops, &mut Vec::new());
+        let stream = String::from_utf8(content.finish().into_vec()).unwrap();
+        assert_eq!(stream, " 0.5 w 595.28 50 m 12.35 773.54 l\nS");
     }
 
     #[test]
     fn text_is_win_ansi_with_parentheses_and_backslashes_escaped() {
-        let mut out = Vec::new();
-        literal(&mut out, "a(b)\\ é € 漢");
-        assert_eq!(out, b"(a\\(b\\)\\\\ \xE9 \x80 ?)");
+        let mut content = Content::with_settings(SETTINGS);
+        let text = |t: &str| Op::Text {
+            x: 1.0,
+            y: 2.0,
+            face: Face::Mono,
+            size: 8.5,
+            text: t.into(),
+        };
+        encode(
+            &mut content,
+            &[text("a)(b\\"), text("é € 漢")],
+            &mut Vec::new(),
+        );
+        assert_eq!(
+            &*content.finish(),
+            b"BT/F3 8.5 Tf 1 2 Td(a\\)\\(b\\\\)Tj\nET\nBT/F3 8.5 Tf 1 2 Td<E92080203F>Tj\nET"
+                .as_slice()
+        );
     }
 
     #[test]
@@ -428,7 +377,7 @@ mod tests {
         }
         let info = Info {
             title: "Titre é",
-            date: "2026-12-02T10:00:00Z",
+            date: "2026-12-02T10:00:00+01:00",
             id_seed: "x",
         };
         let pdf = w.finish(&info, |_, _| vec![Op::Save]).unwrap();
@@ -440,13 +389,16 @@ mod tests {
             .and_then(|n| n.parse().ok())
             .unwrap();
         let table = std::str::from_utf8(&pdf[xref..]).unwrap();
+        assert!(table.starts_with("xref\n0 18\n0000000000 65535 f \n"));
         let count: usize = table.lines().nth(1).unwrap()[2..].parse().unwrap();
         assert_eq!(count, 8 + 3 * 3 + 1);
         for (n, line) in table.lines().skip(3).take(count - 1).enumerate() {
+            assert_eq!(line.len() + 1, 20, "{line:?}");
             let at: usize = line[..10].parse().unwrap();
             assert!(pdf[at..].starts_with(format!("{} 0 obj\n", n + 1).as_bytes()));
         }
-        assert!(text.contains("/CreationDate (D:20261202100000+00'00')"));
+        assert!(text.contains("/CreationDate(D:20261202090000Z)"));
         assert!(text.contains("/Count 3"));
+        assert!(text.contains("/Title<FEFF00540069007400720065002000E9>"));
     }
 }
