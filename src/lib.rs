@@ -1,6 +1,9 @@
 //! keyrite: a key-ceremony orchestrator. See docs/architecture.md for how the folders map onto trust
 //! boundaries.
 #![forbid(unsafe_code)]
+// No unwrap()/expect() outside tests: what a user or an HSM can cause is an error that says what to
+// do (clippy.toml lets tests unwrap).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cli;
 pub mod commands;

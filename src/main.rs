@@ -1,4 +1,5 @@
 #![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 //! Thin entry point: parse the command line, dispatch, exit with the documented code.
 
 use clap::Parser;
