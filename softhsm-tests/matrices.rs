@@ -1,7 +1,8 @@
 //! The crash, fault and full-disk matrices of issue 10 (item 7), on the real binary and SoftHSM2.
 //!
 //! - Crash: a dry run with `KEYRITE_TEST_KILL_AT=list` names every kill point the P-256 root
-//!   ceremony and the quorum sequence (split, activation, health check, reshare and retire) pass,
+//!   ceremony, the quorum sequence (split, activation, health check, reshare and retire) and the
+//!   key destruction after the P-256 root pass,
 //!   so new actions are covered without editing this file. keyrite is then SIGKILLed at each: verify
 //!   must say INCOMPLETE (exit 6); every object on the tokens must be named by a log; and `keyrite
 //!   resume` must finish the bundle to one that verifies, or else `keyrite abort` close it as an
@@ -28,6 +29,7 @@ const QUORUM: [&str; 4] = [
     "ceremony-scripts/share-health-check.toml",
     "ceremony-scripts/reshare.toml",
 ];
+const DESTRUCTION: [&str; 2] = [P256, "ceremony-scripts/key-destruction.toml"];
 
 fn have_tools() -> bool {
     common::have("softhsm2-util") && common::have("pkcs11-tool") && Path::new(SOFTHSM).exists()
@@ -224,6 +226,19 @@ fn kill_matrix_root_ceremony() {
 
 #[test]
 fn kill_matrix_quorum_sequence() {
+    kill_matrix_sequence("quorum sequence", &QUORUM, 0);
+}
+
+/// Issue 12: `key-destruction.toml` after the P-256 root it destroys; only the destruction's points
+/// are killed (the root's are `kill_matrix_root_ceremony`'s).
+#[test]
+fn kill_matrix_key_destruction() {
+    kill_matrix_sequence("key destruction", &DESTRUCTION, 1);
+}
+
+/// Each ceremony of `scripts` in turn on one rehearsal folder; every kill point of the ceremonies
+/// from `first` on is killed on a copy of the folder as that ceremony found it.
+fn kill_matrix_sequence(what: &str, scripts: &[&str], first: usize) {
     if !have_tools() {
         eprintln!("skipping the kill matrix: SoftHSM2 or pkcs11-tool missing");
         return;
@@ -234,14 +249,16 @@ fn kill_matrix_quorum_sequence() {
     let env = dir.path().join("env");
     let mut cases: Vec<(usize, String)> = Vec::new();
     let mut bundles: Vec<PathBuf> = Vec::new();
-    for (i, script) in QUORUM.iter().enumerate() {
+    for (i, script) in scripts.iter().enumerate() {
         if i > 0 {
             copy_env(&env, &dir.path().join(format!("before-{i}")));
         }
         let out = dir.path().join(format!("dry-{i}"));
         let dry = rehearse(script, &env, &out, &[(KILL_VAR, "list")]);
         assert!(dry.status.success(), "{script}: {}", text(&dry));
-        cases.extend(listed(&dry, KILL_LISTED).into_iter().map(|p| (i, p)));
+        if i >= first {
+            cases.extend(listed(&dry, KILL_LISTED).into_iter().map(|p| (i, p)));
+        }
         bundles.push(out);
     }
     let all = cases.len();
@@ -254,17 +271,17 @@ fn kill_matrix_quorum_sequence() {
         }
         let name = format!(
             "{}:{point}",
-            QUORUM[*i].trim_start_matches("ceremony-scripts/")
+            scripts[*i].trim_start_matches("ceremony-scripts/")
         );
-        killed(QUORUM[*i], &env, &out, point).map_err(|e| format!("{name}: {e}"))?;
+        killed(scripts[*i], &env, &out, point).map_err(|e| format!("{name}: {e}"))?;
         after_kill(&name, &env, &out, &bundles[..*i])
     });
-    print_counts("quorum sequence", all, chosen.len(), full, &results);
+    print_counts(what, all, chosen.len(), full, &results);
     for (case, r) in chosen.iter().zip(&results) {
         if let Ok((Closed::Aborted, why)) = r {
             println!(
                 "  aborted after {}:{}: {why}",
-                QUORUM[case.0].trim_start_matches("ceremony-scripts/"),
+                scripts[case.0].trim_start_matches("ceremony-scripts/"),
                 case.1
             );
         }

@@ -18,7 +18,7 @@ pub(super) fn rehearse(
     env: Option<&Path>,
     module: Option<String>,
 ) -> Result<i32> {
-    // A child re-executed by the block below finds its folder here.
+    // A child that enter_env (below) had to re-execute finds its folder here.
     let inherited = std::env::var_os(rehearsal::DIR_VAR).map(PathBuf::from);
     // The re-executed child checks the script again, but its warnings were printed by the parent.
     // The quorum's commitments come from the rehearsal folder's record of the split.
@@ -158,8 +158,8 @@ pub(super) fn rehearse(
 }
 
 /// Enter the rehearsal folder `dir`: in this process when it already runs under the folder's
-/// SOFTHSM2_CONF (then locked against a second keyrite, and read under the lock), else by running
-/// keyrite again with it set; `Err` is then that child's exit code.
+/// SOFTHSM2_CONF or can still set it (then locked against a second keyrite, and read under the
+/// lock), else by running keyrite again with it set; `Err` is then that child's exit code.
 /// `pqc` names the HSM token of a script with ML-DSA keys: its private KRYOPTIC_CONF is set too.
 pub(crate) fn enter_env(
     dir: &Path,
@@ -168,32 +168,50 @@ pub(crate) fn enter_env(
     let renv = RehearsalEnv::open(dir)?;
     let kryoptic = pqc.map(|label| renv.kryoptic_conf(label)).transpose()?;
     if !renv.is_active(kryoptic.as_deref()) {
-        // SoftHSM reads SOFTHSM2_CONF once, at C_Initialize: run ourselves again with it set.
-        let exe = std::env::current_exe().map_err(|e| {
-            Error::env(
-                format!("cannot find the keyrite executable: {e}"),
-                "run keyrite by its full path",
-            )
-        })?;
-        let mut child = std::process::Command::new(exe);
-        if let Some(conf) = &kryoptic {
-            child.env("KRYOPTIC_CONF", conf);
+        let mut vars = vec![
+            ("SOFTHSM2_CONF", renv.conf.clone()),
+            (rehearsal::DIR_VAR, renv.dir.clone()),
+        ];
+        vars.extend(kryoptic.map(|conf| ("KRYOPTIC_CONF", conf)));
+        // SoftHSM reads SOFTHSM2_CONF once, at C_Initialize. Before any module is loaded, and
+        // while this is the process's only thread (nothing can read the environment while it
+        // changes), set it here; else run ourselves again with it set.
+        if crate::hsm::pkcs11::no_module_loaded() && only_thread() {
+            for (var, value) in vars {
+                std::env::set_var(var, value);
+            }
+        } else {
+            return reexecute(&vars).map(Err);
         }
-        let status = child
-            .args(std::env::args_os().skip(1))
-            .env("SOFTHSM2_CONF", &renv.conf)
-            .env(rehearsal::DIR_VAR, &renv.dir)
-            .status()
-            .map_err(|e| {
-                Error::env(
-                    format!("could not start the rehearsal: {e}"),
-                    "check the keyrite executable",
-                )
-            })?;
-        return Ok(Err(status.code().unwrap_or(exit::ENVIRONMENT)));
     }
     // One keyrite per --env: a second one would make or use the same tokens and lose their PINs.
     let lock = FolderLock::take(&renv.dir, "the rehearsal folder")?;
     let renv = RehearsalEnv::open(&renv.dir)?;
     Ok(Ok((renv, lock)))
+}
+
+/// Is this the process's only thread (Linux: one entry in /proc/self/task)? `false` when unknown.
+fn only_thread() -> bool {
+    std::fs::read_dir("/proc/self/task").is_ok_and(|tasks| tasks.count() == 1)
+}
+
+/// Run keyrite again with the same arguments and `vars` set; its exit code.
+fn reexecute(vars: &[(&str, PathBuf)]) -> Result<i32> {
+    let exe = std::env::current_exe().map_err(|e| {
+        Error::env(
+            format!("cannot find the keyrite executable: {e}"),
+            "run keyrite by its full path",
+        )
+    })?;
+    let status = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .envs(vars.iter().map(|(var, value)| (*var, value)))
+        .status()
+        .map_err(|e| {
+            Error::env(
+                format!("could not start the rehearsal: {e}"),
+                "check the keyrite executable",
+            )
+        })?;
+    Ok(status.code().unwrap_or(exit::ENVIRONMENT))
 }

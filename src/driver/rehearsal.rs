@@ -30,7 +30,7 @@ pub const SOFTHSM_MODULES: [&str; 2] = [
     "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
 ];
 pub const ENV_FILE: &str = "rehearsal.toml";
-/// Set in the re-executed child: the rehearsal folder it must use.
+/// Set (with SOFTHSM2_CONF) once a process has entered a rehearsal folder: the folder it uses.
 pub const DIR_VAR: &str = "KEYRITE_REHEARSAL_DIR";
 
 /// The rehearsal token's label for a script's token selector: the label the script asks for, or one
@@ -107,7 +107,7 @@ pub struct RehearsalFile {
     pub backups: Vec<RehearsalBackup>,
 }
 
-/// The folder of the running rehearsal: the re-executed child has [`DIR_VAR`] set.
+/// The folder of the running rehearsal: [`DIR_VAR`] is set once the process entered it.
 fn running() -> Option<PathBuf> {
     std::env::var_os(DIR_VAR).map(PathBuf::from)
 }
@@ -172,7 +172,8 @@ impl RehearsalEnv {
     }
 
     /// Does this process already run under the rehearsal's SOFTHSM2_CONF? SoftHSM reads the variable
-    /// once, at C_Initialize, so otherwise the CLI re-executes itself with it set.
+    /// once, at C_Initialize, so otherwise the CLI sets it before any module is loaded (or
+    /// re-executes itself with it set).
     /// With `kryoptic_conf` (an ML-DSA rehearsal), KRYOPTIC_CONF must name it too.
     pub fn is_active(&self, kryoptic_conf: Option<&Path>) -> bool {
         let set =

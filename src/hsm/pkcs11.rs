@@ -19,7 +19,7 @@ mod select;
 mod wrap;
 
 pub use mechanisms::SignQuirks;
-pub use module::{finalize_modules, finish_token, init_token, list_tokens};
+pub use module::{finalize_modules, finish_token, init_token, list_tokens, no_module_loaded};
 pub use select::wanted_label;
 
 use super::capabilities::{Mech, Offered};

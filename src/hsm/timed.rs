@@ -2,7 +2,7 @@
 //! `KEYRITE_HSM_TIMES=FILE` set, every [`Hsm`] call made through [`TimedHsm`], and every module load,
 //! token provisioning and session opening wrapped in [`measure`], adds its wall time to one
 //! process-wide sum, and [`write_summary`] appends `hsm_ns=<sum> calls=<n>` to FILE at exit (one line
-//! per process: a rehearsal re-executes itself), with a breakdown by operation. Unset, the wrapper only reads two clocks per call.
+//! per process: a rehearsal may re-execute itself), with a breakdown by operation. Unset, the wrapper only reads two clocks per call.
 
 use super::{
     AgreementKey, Hsm, HsmError, KekUse, KeyPairInfo, PinChange, PinLimits, PinState,

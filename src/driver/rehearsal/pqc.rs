@@ -1,7 +1,7 @@
 //! Rehearsals of scripts with ML-DSA keys. SoftHSM2 2.6 has no ML-DSA, so the ceremony HSM of such a
 //! rehearsal is a throw-away token of Kryoptic built with its `pqc` feature (OpenSSL 3.5 inside), with
 //! a configuration private to the rehearsal folder, as SoftHSM's is: ENV/kryoptic/<token>.conf names one
-//! SQLite slot, ENV/kryoptic/<token>.sql, set as KRYOPTIC_CONF when keyrite re-executes itself (Kryoptic
+//! SQLite slot, ENV/kryoptic/<token>.sql, set as KRYOPTIC_CONF when keyrite enters the folder (Kryoptic
 //! reads it once, at C_Initialize). Custodian and personal cards stay on SoftHSM2.
 
 use super::RehearsalEnv;
@@ -24,7 +24,7 @@ pub fn needs_pqc(script: &Script, dir: &Path, label: &str) -> bool {
 }
 
 /// Is this process a rehearsal on its folder's private Kryoptic token (KRYOPTIC_CONF set by
-/// [`RehearsalEnv::kryoptic_conf`] when keyrite re-executed itself)?
+/// [`RehearsalEnv::kryoptic_conf`] when keyrite entered the folder)?
 pub fn active() -> bool {
     match (std::env::var_os("KRYOPTIC_CONF"), super::running()) {
         (Some(conf), Some(dir)) => Path::new(&conf).starts_with(dir.join("kryoptic")),

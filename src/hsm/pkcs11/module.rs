@@ -46,6 +46,13 @@ pub fn finalize_modules() {
     }
 }
 
+/// Has this process loaded no PKCS#11 module yet (so a module's environment can still be set)?
+pub fn no_module_loaded() -> bool {
+    MODULES
+        .get()
+        .is_none_or(|m| m.lock().unwrap_or_else(PoisonError::into_inner).is_empty())
+}
+
 /// The initialised context for a module, shared by every session in the process. A second
 /// C_Initialize would return CKR_CRYPTOKI_ALREADY_INITIALIZED, and C_Finalize would kill everyone's
 /// sessions, so keyrite initialises each module once and finalizes it only at exit
