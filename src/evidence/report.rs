@@ -12,6 +12,7 @@ use crate::x509::extensions::ExtensionRecord;
 use serde::{Deserialize, Serialize};
 
 mod builder;
+pub mod shared;
 pub mod stream;
 pub use builder::{Deferred, ReportBuilder};
 

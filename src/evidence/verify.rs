@@ -19,7 +19,8 @@ mod progress;
 mod report_signatures;
 mod script;
 mod signatures;
-use super::report::Report;
+use super::report::shared::{self, Tap};
+use super::report::{stream, Report};
 use super::safe_read::{BundleDir, Kind, REPORT_LIMIT};
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -230,12 +231,17 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
     // report.json is the rebuilt report's encoding with the hash the log records: the rendering
     // prints that hash. When report.json turns out otherwise, the guess is dropped and report.pdf
     // compared afterwards, as before.
+    // Both read the log's confirmations again through one shared read (report/shared.rs).
+    let (json_tap, pdf_tap) = match rebuilt.report.as_ref().ok().and_then(|_| rebuilt.shared(&bundle)) {
+        Some((json_tap, pdf_tap)) => (Some(json_tap), Some(pdf_tap)),
+        None => (None, None),
+    };
     let (json, guessed) = std::thread::scope(|scope| {
         let guess = rebuilt.report.as_ref().ok().map(|report| {
             let (bundle, rebuilt, recorded) = (&bundle, &rebuilt, recorded.as_str());
-            scope.spawn(move || compare_pdf(bundle, report, recorded, rebuilt))
+            scope.spawn(move || compare_pdf(bundle, report, recorded, rebuilt, pdf_tap))
         });
-        let json = check_report_json(&mut v, &bundle, &recorded, &rebuilt);
+        let json = check_report_json(&mut v, &bundle, &recorded, &rebuilt, json_tap);
         (json, guess.and_then(|g| g.join().ok()))
     });
     let Some((report, canonical)) = json else {
@@ -274,7 +280,7 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
                     &computed
                 }
             };
-            compare_pdf(&bundle, &report, sha256, filling)
+            compare_pdf(&bundle, &report, sha256, filling, None)
         }
     };
     check_report_pdf(&mut v, &bundle, pdf);
@@ -300,11 +306,14 @@ fn check_report_json(
     bundle: &BundleDir,
     recorded: &str,
     rebuilt: &Rebuilt,
+    tap: Option<Tap>,
 ) -> Option<(Report, Option<String>)> {
     let mut second_read = Ok(());
     let encode = rebuilt.report.as_ref().ok().map(|report| {
         |w: &mut compare::Sink| {
-            let encoded = rebuilt.filling(bundle, || super::report::write_json(report, &mut *w));
+            let encoded = rebuilt.filling(bundle, tap, || {
+                super::report::write_json(report, &mut *w)
+            });
             encoded.unwrap_or_else(|e| {
                 second_read = Err(e);
                 Err(std::io::Error::other("the log could not be read again"))
@@ -402,11 +411,12 @@ fn compare_pdf<'a>(
     report: &'a Report,
     sha256: &'a str,
     rebuilt: &'a Rebuilt,
+    tap: Option<Tap>,
 ) -> PdfCompared<'a> {
     let mut second_read = Ok(());
     let write = |w: &mut compare::Sink| {
         rebuilt
-            .filling(bundle, || super::pdf::render_to(report, sha256, w))
+            .filling(bundle, tap, || super::pdf::render_to(report, sha256, w))
             .unwrap_or_else(|e| {
                 second_read = Err(e);
                 Err(std::io::Error::other("the log could not be read again"))
@@ -463,7 +473,7 @@ fn check_report_pdf(v: &mut Verification, bundle: &BundleDir, pdf: PdfCompared) 
     }
     // Only a failure names the rendering's hash: rendered once more, into a hash.
     let mut rendered = Hashing(Sha256::new());
-    let _ = rebuilt.filling(bundle, || {
+    let _ = rebuilt.filling(bundle, None, || {
         super::pdf::render_to(report, sha256, &mut rendered)
     });
     v.fail(
@@ -495,18 +505,40 @@ impl Rebuilt {
         }
     }
 
-    /// Run `f` with every step's confirmations at hand; `Err`: the log could not be read again, or
-    /// was not the file the first pass read.
-    fn filling<T>(&self, bundle: &BundleDir, f: impl FnOnce() -> T) -> Result<T, String> {
+    /// Run `f` with every step's confirmations at hand, from `tap` (a read shared with another
+    /// thread) or a read of its own; `Err`: the log could not be read again, or was not the file
+    /// the first pass read.
+    fn filling<T>(
+        &self,
+        bundle: &BundleDir,
+        tap: Option<Tap>,
+        f: impl FnOnce() -> T,
+    ) -> Result<T, String> {
         let Some(deferred) = &self.deferred else {
             return Ok(f());
         };
-        let lines = bundle
-            .open_log(LOG_FILE)
-            .map_err(|e| format!("read again: {e}"))?;
-        let filler = super::report::stream::Filler::new(lines, deferred, &self.log_sha256);
-        let (out, read) = super::report::stream::with_filler(filler, f);
+        let (out, read) = match tap {
+            Some(tap) => stream::with_tap(tap, f),
+            None => {
+                let lines = bundle
+                    .open_log(LOG_FILE)
+                    .map_err(|e| format!("read again: {e}"))?;
+                stream::with_filler(stream::Filler::new(lines, deferred, &self.log_sha256), f)
+            }
+        };
         read.map(|()| out)
+    }
+
+    /// Two taps of one later read of the log, when the report is deferred and the log opens
+    /// (otherwise each reads on its own, and says why it cannot).
+    fn shared(&self, bundle: &BundleDir) -> Option<(Tap, Tap)> {
+        let deferred = self.deferred.as_ref()?;
+        let lines = bundle.open_log(LOG_FILE).ok()?;
+        Some(shared::split(stream::Filler::new(
+            lines,
+            deferred,
+            &self.log_sha256,
+        )))
     }
 }
 

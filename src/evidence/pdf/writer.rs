@@ -18,6 +18,9 @@
 
 use super::layout::{Op, PAGE_H, PAGE_W};
 use super::metrics::{win_ansi_byte, Face};
+use miniz_oxide::deflate::core::{
+    compress, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush, TDEFLStatus,
+};
 use pdf_writer::writers::{Catalog, DocumentInfo, Resources};
 use pdf_writer::{Chunk, Content, Date, Filter, Name, Rect, Ref, Settings, Str, TextStr};
 use sha2::{Digest, Sha256};
@@ -53,6 +56,7 @@ pub(crate) struct Writer<W: Write> {
     error: Option<io::Error>,
     /// A line of text in WinAnsi, reused.
     text: Vec<u8>,
+    deflate: Deflater,
 }
 
 /// What the document's information dictionary and trailer say.
@@ -76,6 +80,7 @@ impl<W: Write> Writer<W> {
             watermark: watermark.is_some(),
             error: None,
             text: Vec::new(),
+            deflate: Deflater::new(),
         };
         // A binary comment line tells transfer tools the file is binary.
         w.bytes(b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n");
@@ -198,10 +203,13 @@ impl<W: Write> Writer<W> {
     /// Write `ops` after what `content` holds, compressed, as stream object `id`.
     fn stream(&mut self, id: Ref, mut content: Content, ops: &[Op]) {
         encode(&mut content, ops, &mut self.text);
-        let packed = miniz_oxide::deflate::compress_to_vec_zlib(&content.finish(), FLATE_LEVEL);
+        let n = self.deflate.zlib(&content.finish());
+        // The output buffer lent out while the object is written (a Vec's take allocates nothing).
+        let packed = std::mem::take(&mut self.deflate.out);
         self.object(|c| {
-            c.stream(id, &packed).filter(Filter::FlateDecode);
+            c.stream(id, &packed[..n]).filter(Filter::FlateDecode);
         });
+        self.deflate.out = packed;
     }
 
     fn bytes(&mut self, b: &[u8]) {
@@ -212,6 +220,51 @@ impl<W: Write> Writer<W> {
             Ok(()) => self.at += b.len() as u64,
             Err(e) => self.error = Some(e),
         }
+    }
+}
+
+/// `miniz_oxide::deflate::compress_to_vec_zlib` at [`FLATE_LEVEL`] with one compressor and one
+/// output buffer for every stream: a new compressor is about 300 KB allocated and zeroed, twice a
+/// page (content and footer), which was half the cost of deflating a page (docs/performance.md).
+/// `reset` restores a new compressor's state, so the bytes are the same (a unit test compares).
+struct Deflater {
+    compressor: Box<CompressorOxide>,
+    out: Vec<u8>,
+}
+
+impl Deflater {
+    fn new() -> Self {
+        // Window bits > 0: a zlib header and checksum, as compress_to_vec_zlib writes.
+        let flags = create_comp_flags_from_zip_params(FLATE_LEVEL.into(), 1, 0);
+        Deflater {
+            compressor: Box::new(CompressorOxide::new(flags)),
+            out: Vec::new(),
+        }
+    }
+
+    /// `input` deflated in zlib format into the first bytes of `out`: their count.
+    fn zlib(&mut self, mut input: &[u8]) -> usize {
+        self.compressor.reset();
+        self.out.clear();
+        self.out.resize(input.len().div_ceil(2).max(64), 0);
+        let mut at = 0;
+        loop {
+            let (status, read, written) =
+                compress(&mut self.compressor, input, &mut self.out[at..], TDEFLFlush::Finish);
+            at += written;
+            input = input.get(read..).unwrap_or_default();
+            match status {
+                TDEFLStatus::Okay if self.out.len() - at < 64 => {
+                    let grown = self.out.len() * 2;
+                    self.out.resize(grown, 0);
+                }
+                TDEFLStatus::Okay => {}
+                // Done, or a failure miniz_oxide's own compress_to_vec_zlib treats as a bug (a
+                // panic there): what was written ends the stream, and the comparison says so.
+                _ => break,
+            }
+        }
+        at
     }
 }
 
@@ -331,6 +384,28 @@ fn pdf_date(rfc3339: &str) -> Date {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_reused_compressor_writes_what_a_new_one_per_stream_writes() {
+        // Text-like, empty, one byte, incompressible (the output outgrows input / 2) and long
+        // inputs, in an order where each follows a different kind.
+        let mut noise = Vec::new();
+        let mut x = 0x2545_f491_u32;
+        for _ in 0..70_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            noise.push(x as u8);
+        }
+        let text = b"BT/F1 8 Tf 56.69 700.5 Td(Op 12 operator)Tj\nET\n".repeat(900);
+        let inputs: [&[u8]; 7] = [&text, b"", b"x", &noise, &text[..5_000], &noise[..100], &text];
+        let mut deflater = Deflater::new();
+        for input in inputs {
+            let fresh = miniz_oxide::deflate::compress_to_vec_zlib(input, FLATE_LEVEL);
+            let n = deflater.zlib(input);
+            assert_eq!(&deflater.out[..n], fresh.as_slice(), "{} bytes", input.len());
+        }
+    }
 
     #[test]
     fn numbers_are_rounded_to_their_scale() {

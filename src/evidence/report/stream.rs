@@ -12,6 +12,7 @@
 //! report's serialisation and the PDF's sections ask it for each step ([`serialize_steps`],
 //! [`filled`]). Without one installed they use the steps as they are.
 
+use super::shared::Tap;
 use super::{Confirmation, Deferred, StepRecord};
 use crate::evidence::log::canonical;
 use crate::evidence::safe_read::LogLines;
@@ -54,15 +55,31 @@ impl Filler {
     /// Step `i` with its confirmations.
     fn fill(&mut self, i: usize, step: &StepRecord) -> StepRecord {
         let mut step = step.clone();
+        self.confirmations(i, &mut step.confirmations);
+        step
+    }
+
+    /// Step `i`'s confirmations appended to `to`.
+    fn confirmations(&mut self, i: usize, to: &mut Vec<Confirmation>) {
         let n = self.counts.get(i).copied().unwrap_or(0);
-        step.confirmations.reserve(n as usize);
+        to.reserve(n as usize);
         for _ in 0..n {
             match self.next_confirmation() {
-                Some(c) => step.confirmations.push(c),
+                Some(c) => to.push(c),
                 None => break,
             }
         }
-        step
+    }
+
+    /// Step `i`'s confirmations, and the read's error after them (for a shared read).
+    pub(super) fn step(&mut self, i: usize) -> super::shared::Step {
+        let mut confirmations = Vec::new();
+        self.confirmations(i, &mut confirmations);
+        (confirmations, self.error.clone())
+    }
+
+    pub(super) fn steps_confirmed(&self) -> &HashMap<String, usize> {
+        &self.steps_confirmed
     }
 
     fn next_confirmation(&mut self) -> Option<Confirmation> {
@@ -114,7 +131,7 @@ impl Filler {
     }
 
     /// Read the rest of the log and check it is the file the first pass read.
-    fn finish(mut self) -> Result<(), String> {
+    pub(super) fn finish(mut self) -> Result<(), String> {
         while self.error.is_none() {
             match self.lines.next_line(&mut self.buf) {
                 Ok(true) => self.sha.update(&self.buf),
@@ -175,27 +192,92 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// What hands a thread's encoding or rendering each step's confirmations.
+enum Installed {
+    Own(Filler),
+    /// A read shared with another thread (shared.rs).
+    Tap {
+        tap: Tap,
+        /// The read's error as of the last step taken.
+        error: Option<String>,
+    },
+}
+
+impl Installed {
+    fn fill(&mut self, i: usize, step: &StepRecord) -> StepRecord {
+        match self {
+            Installed::Own(filler) => filler.fill(i, step),
+            Installed::Tap { tap, error } => {
+                let (confirmations, read_error) = tap.step(i);
+                *error = read_error;
+                let mut step = step.clone();
+                step.confirmations.extend(confirmations);
+                step
+            }
+        }
+    }
+
+    fn error(&self) -> Option<&String> {
+        match self {
+            Installed::Own(filler) => filler.error.as_ref(),
+            Installed::Tap { error, .. } => error.as_ref(),
+        }
+    }
+
+    fn steps_confirmed(&self) -> &HashMap<String, usize> {
+        match self {
+            Installed::Own(filler) => &filler.steps_confirmed,
+            Installed::Tap { tap, .. } => tap.steps_confirmed(),
+        }
+    }
+
+    fn finish(self) -> Result<(), String> {
+        match self {
+            Installed::Own(filler) => filler.finish(),
+            Installed::Tap { tap, .. } => tap.finish(),
+        }
+    }
+}
+
 thread_local! {
-    static FILLER: RefCell<Option<Filler>> = const { RefCell::new(None) };
+    static FILLER: RefCell<Option<Installed>> = const { RefCell::new(None) };
 }
 
 /// Run `f` (an encoding or a rendering of a deferred report) with `filler` handing each step its
 /// confirmations; returns what `f` returned and whether the log read again was the same file
 /// ([`Filler::finish`]).
 pub fn with_filler<T>(filler: Filler, f: impl FnOnce() -> T) -> (T, Result<(), String>) {
-    FILLER.with(|cell| *cell.borrow_mut() = Some(filler));
+    installed(Installed::Own(filler), f)
+}
+
+/// [`with_filler`] with one of two taps of a filler shared by two threads (shared.rs).
+pub fn with_tap<T>(tap: Tap, f: impl FnOnce() -> T) -> (T, Result<(), String>) {
+    installed(Installed::Tap { tap, error: None }, f)
+}
+
+fn installed<T>(source: Installed, f: impl FnOnce() -> T) -> (T, Result<(), String>) {
+    /// Uninstalls on a panic in `f` too: a dropped tap no longer holds the other thread back.
+    struct Uninstall;
+    impl Drop for Uninstall {
+        fn drop(&mut self) {
+            let _ = FILLER.try_with(|cell| cell.borrow_mut().take());
+        }
+    }
+    FILLER.with(|cell| *cell.borrow_mut() = Some(source));
+    let uninstall = Uninstall;
     let out = f();
     let finished = match FILLER.with(|cell| cell.borrow_mut().take()) {
-        Some(filler) => filler.finish(),
+        Some(source) => source.finish(),
         None => Err("the log's second read was lost (a keyrite defect)".into()),
     };
+    drop(uninstall);
     (out, finished)
 }
 
 /// Step `i` as the report holds it, or filled with its confirmations when a filler is installed.
 pub fn filled(i: usize, step: &StepRecord) -> Cow<'_, StepRecord> {
     FILLER.with(|cell| match cell.borrow_mut().as_mut() {
-        Some(filler) => Cow::Owned(filler.fill(i, step)),
+        Some(source) => Cow::Owned(source.fill(i, step)),
         None => Cow::Borrowed(step),
     })
 }
@@ -203,7 +285,7 @@ pub fn filled(i: usize, step: &StepRecord) -> Cow<'_, StepRecord> {
 /// How many steps each person confirmed, when a filler is installed (the report's steps do not
 /// hold their confirmations then).
 pub fn steps_confirmed() -> Option<HashMap<String, usize>> {
-    FILLER.with(|cell| cell.borrow().as_ref().map(|f| f.steps_confirmed.clone()))
+    FILLER.with(|cell| cell.borrow().as_ref().map(|f| f.steps_confirmed().clone()))
 }
 
 /// `Report::steps`, each step filled when a filler is installed.
@@ -217,7 +299,7 @@ pub fn serialize_steps<S: Serializer>(steps: &[StepRecord], s: S) -> Result<S::O
         let step = filled(i, step);
         seq.serialize_element(step.as_ref())?;
     }
-    let failed = FILLER.with(|cell| cell.borrow().as_ref().and_then(|f| f.error.clone()));
+    let failed = FILLER.with(|cell| cell.borrow().as_ref().and_then(|f| f.error().cloned()));
     match failed {
         Some(e) => Err(S::Error::custom(format!("audit.jsonl: {e}"))),
         None => seq.end(),

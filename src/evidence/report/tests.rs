@@ -1,7 +1,7 @@
 //! The deferred rebuild (builder.rs, stream.rs) gives byte for byte the report.json and report.pdf
 //! of the rebuild that holds every confirmation.
 
-use super::stream::{with_filler, Filler};
+use super::stream::{with_filler, with_tap, Filler};
 use super::{build, parse_event, to_json, ReportBuilder};
 use crate::engine::Event;
 use crate::evidence::events::{ConfirmationSource, ParticipantRecord, PlannedStep, Record};
@@ -188,5 +188,99 @@ fn a_checked_line_parses_as_its_entry() {
             describe(parse_checked(&checked)),
             describe(parse_event(&entry))
         );
+    }
+}
+
+/// What an encoding and a rendering give, each with a read of its own, and with two taps of one
+/// shared read on two threads (as verify runs them; the queue holds 4 confirmations in tests, so
+/// the thread ahead waits for the other).
+type Outputs = (
+    (Result<Vec<u8>, String>, Result<(), String>),
+    (Vec<u8>, Result<(), String>),
+);
+
+fn own_and_shared(
+    dir: &std::path::Path,
+    report: &super::Report,
+    deferred: &super::Deferred,
+    sha: &str,
+) -> (Outputs, Outputs) {
+    let encode = || to_json(report).map_err(|e| e.to_string());
+    let render = || crate::evidence::pdf::render_hashed(report, &"ab".repeat(32));
+    let own = (
+        with_filler(filler(dir, deferred, sha), encode),
+        with_filler(filler(dir, deferred, sha), render),
+    );
+    let (json_tap, pdf_tap) = super::shared::split(filler(dir, deferred, sha));
+    let shared = std::thread::scope(|scope| {
+        let pdf = scope.spawn(|| with_tap(pdf_tap, render));
+        let json = with_tap(json_tap, encode);
+        (json, pdf.join().unwrap())
+    });
+    (own, shared)
+}
+
+#[test]
+fn a_shared_read_gives_each_thread_what_a_read_of_its_own_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let people = ["Ann", "Bob", "Cy"];
+    let confirmations: Vec<(&str, &str)> = ["s0", "s1", "s2"]
+        .iter()
+        .zip([9, 2, 14])
+        .flat_map(|(step, n)| (0..n).map(move |i| (*step, people[i % 3])))
+        .collect();
+    let entries = log(dir.path(), &confirmations);
+    let (report, deferred) = deferred_rebuild(&entries);
+    let bytes = std::fs::read(dir.path().join("audit.jsonl")).unwrap();
+    let sha = hex::encode(Sha256::digest(&bytes));
+    let full = build(&entries).unwrap();
+
+    let (own, shared) = own_and_shared(dir.path(), &report, &deferred, &sha);
+    assert_eq!(shared, own);
+    assert_eq!(shared.0 .0.unwrap(), to_json(&full).unwrap());
+    assert_eq!(shared.0 .1, Ok(()));
+    assert_eq!(shared.1 .1, Ok(()));
+
+    // Not the file the first pass read: both threads are told, as each read of its own is.
+    let (own, shared) = own_and_shared(dir.path(), &report, &deferred, &"0".repeat(64));
+    assert_eq!(shared, own);
+    assert!(shared.1 .1.unwrap_err().contains("changed while"));
+
+    // Cut short inside step s1's confirmations, and inside s2's: the error found by whichever
+    // thread reads first reaches both, with the same steps filled before it.
+    let starts: Vec<usize> = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i + 1)
+        .collect();
+    for cut in [starts[10], starts[15] - 7] {
+        std::fs::write(dir.path().join("audit.jsonl"), &bytes[..cut]).unwrap();
+        let (own, shared) = own_and_shared(dir.path(), &report, &deferred, &sha);
+        assert_eq!(shared, own);
+        assert!(shared.0 .1.unwrap_err().contains("changed while"));
+    }
+}
+
+#[test]
+fn a_tap_never_used_holds_the_other_back_from_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let confirmations: Vec<(&str, &str)> = (0..12).map(|_| ("s1", "Bob")).collect();
+    let entries = log(dir.path(), &confirmations);
+    let (report, deferred) = deferred_rebuild(&entries);
+    let sha = hex::encode(Sha256::digest(
+        std::fs::read(dir.path().join("audit.jsonl")).unwrap(),
+    ));
+    let own = with_filler(filler(dir.path(), &deferred, &sha), || to_json(&report));
+    for first in [true, false] {
+        let (a, b) = super::shared::split(filler(dir.path(), &deferred, &sha));
+        let (used, unused) = if first { (a, b) } else { (b, a) };
+        // Dropped on another thread while this one reads (or before it starts).
+        let json = std::thread::scope(|scope| {
+            scope.spawn(move || drop(unused));
+            with_tap(used, || to_json(&report))
+        });
+        assert_eq!(json.0.unwrap(), own.0.as_ref().unwrap().clone());
+        assert_eq!(json.1, Ok(()));
     }
 }
