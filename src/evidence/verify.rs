@@ -232,7 +232,12 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
     // prints that hash. When report.json turns out otherwise, the guess is dropped and report.pdf
     // compared afterwards, as before.
     // Both read the log's confirmations again through one shared read (report/shared.rs).
-    let (json_tap, pdf_tap) = match rebuilt.report.as_ref().ok().and_then(|_| rebuilt.shared(&bundle)) {
+    let (json_tap, pdf_tap) = match rebuilt
+        .report
+        .as_ref()
+        .ok()
+        .and_then(|_| rebuilt.shared(&bundle))
+    {
         Some((json_tap, pdf_tap)) => (Some(json_tap), Some(pdf_tap)),
         None => (None, None),
     };
@@ -311,9 +316,8 @@ fn check_report_json(
     let mut second_read = Ok(());
     let encode = rebuilt.report.as_ref().ok().map(|report| {
         |w: &mut compare::Sink| {
-            let encoded = rebuilt.filling(bundle, tap, || {
-                super::report::write_json(report, &mut *w)
-            });
+            let encoded =
+                rebuilt.filling(bundle, tap, || super::report::write_json(report, &mut *w));
             encoded.unwrap_or_else(|e| {
                 second_read = Err(e);
                 Err(std::io::Error::other("the log could not be read again"))

@@ -249,8 +249,12 @@ impl Deflater {
         self.out.resize(input.len().div_ceil(2).max(64), 0);
         let mut at = 0;
         loop {
-            let (status, read, written) =
-                compress(&mut self.compressor, input, &mut self.out[at..], TDEFLFlush::Finish);
+            let (status, read, written) = compress(
+                &mut self.compressor,
+                input,
+                &mut self.out[at..],
+                TDEFLFlush::Finish,
+            );
             at += written;
             input = input.get(read..).unwrap_or_default();
             match status {
@@ -398,12 +402,25 @@ mod tests {
             noise.push(x as u8);
         }
         let text = b"BT/F1 8 Tf 56.69 700.5 Td(Op 12 operator)Tj\nET\n".repeat(900);
-        let inputs: [&[u8]; 7] = [&text, b"", b"x", &noise, &text[..5_000], &noise[..100], &text];
+        let inputs: [&[u8]; 7] = [
+            &text,
+            b"",
+            b"x",
+            &noise,
+            &text[..5_000],
+            &noise[..100],
+            &text,
+        ];
         let mut deflater = Deflater::new();
         for input in inputs {
             let fresh = miniz_oxide::deflate::compress_to_vec_zlib(input, FLATE_LEVEL);
             let n = deflater.zlib(input);
-            assert_eq!(&deflater.out[..n], fresh.as_slice(), "{} bytes", input.len());
+            assert_eq!(
+                &deflater.out[..n],
+                fresh.as_slice(),
+                "{} bytes",
+                input.len()
+            );
         }
     }
 

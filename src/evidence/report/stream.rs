@@ -194,7 +194,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// What hands a thread's encoding or rendering each step's confirmations.
 enum Installed {
-    Own(Filler),
+    Own(Box<Filler>),
     /// A read shared with another thread (shared.rs).
     Tap {
         tap: Tap,
@@ -247,7 +247,7 @@ thread_local! {
 /// confirmations; returns what `f` returned and whether the log read again was the same file
 /// ([`Filler::finish`]).
 pub fn with_filler<T>(filler: Filler, f: impl FnOnce() -> T) -> (T, Result<(), String>) {
-    installed(Installed::Own(filler), f)
+    installed(Installed::Own(Box::new(filler)), f)
 }
 
 /// [`with_filler`] with one of two taps of a filler shared by two threads (shared.rs).
