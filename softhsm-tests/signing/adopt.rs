@@ -1,4 +1,4 @@
-//! `keyrite resume` after a sub-CA step was killed once its certificate was
+//! `keyrite resume` after a sub-CA or cross-certificate step was killed once its certificate was
 //! saved (bound to the log, or saved with its `artifact_written` lost as a power cut would lose
 //! it; driver/actions/certs_adopt.rs): the certificate is adopted, never signed again, and every
 //! reason not to adopt it is refused by name with what to do. Each refusal is checked for its exit
@@ -23,6 +23,11 @@ const SUB: Signing = Signing {
     script: "sub-ca-signing.toml",
     step: "sign-issuing-ca",
     cert: "artifacts/example-issuing-ca-2026.pem",
+};
+const CROSS: Signing = Signing {
+    script: "cross-certificate.toml",
+    step: "cross-sign",
+    cert: "artifacts/example-cross-partner-root-2026.pem",
 };
 const STEP: &str = SUB.step;
 const CERT: &str = SUB.cert;
@@ -339,6 +344,42 @@ fn a_certificate_saved_whose_record_a_power_cut_lost_is_adopted_not_signed_again
     let bundle = SUB.killed_at(&mut env, "unbound", &csr, SAVED);
     assert!(!SUB.bound(&bundle));
     adopted(&mut env, &bundle, &csr, &root_pem);
+}
+
+/// Issue 11's cross-certificate: the HSM signed it and keyrite saved it, then the kill fell before
+/// its record (`artifact_written` not yet logged), or before the partner certificate's copy (the
+/// certificate bound): resume adopts it both times, the HSM is not asked to sign again, and
+/// openssl verifies the cross-certificate under the root.
+#[test]
+fn a_cross_certificate_signed_before_the_kill_is_adopted_not_signed_again() {
+    let Some(mut env) = Env::new() else {
+        return;
+    };
+    let (out, root_bundle) = env.rehearse("root-ca-quorum.toml", "root", None);
+    assert!(out.status.success(), "{}", text(&out));
+    let root_pem = root_bundle.join("artifacts/example-root-quorum-2026.pem");
+    let d = env.dir.path().display().to_string();
+    ok(&format!(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-384 -nodes \
+         -keyout {d}/partner.key -out {d}/partner.pem -days 3650 \
+         -subj '/C=FR/O=Partner Trust SA/CN=Partner Root CA 2026' \
+         -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign"
+    ));
+    let partner = env.dir.path().join("partner.pem");
+    for (name, point) in [("cross-unbound", SAVED), ("cross-bound", BOUND)] {
+        let bundle = CROSS.killed_at(&mut env, name, &partner, point);
+        assert_eq!(CROSS.bound(&bundle), point == BOUND, "{point}");
+        adopted_by(&CROSS, &mut env, &bundle, &partner, &root_pem);
+        let cross = bundle.join(CROSS.cert);
+        // The partner's subject is kept.
+        let subject = |f: &Path| {
+            ok(&format!(
+                "openssl x509 -in {} -noout -subject -nameopt RFC2253",
+                f.display()
+            ))
+        };
+        assert_eq!(subject(&partner), subject(&cross), "{point}");
+    }
 }
 
 fn sha256sum_bytes(bytes: &[u8]) -> String {
