@@ -100,6 +100,9 @@ fn logged_spki(bundle: &Bundle, file: &str) -> Result<Vec<u8>> {
         })
 }
 
+/// Keys from earlier ceremonies the interrupted run found, by name, with their logged key hash.
+type LoggedExisting = BTreeMap<String, (KeyPairInfo, String)>;
+
 /// The keys the interrupted run logged: generated (`key_generated`), and found from earlier
 /// ceremonies (`existing_key_found`, the last per key, with its logged hash), read back from their
 /// public key files. Keys destroyed, or being destroyed, are left out.
@@ -108,7 +111,7 @@ fn logged_keys(
     bundle: &Bundle,
     entries: &[AuditEntry],
     gone: &dyn Fn(&str) -> bool,
-) -> Result<(Vec<KeyPairInfo>, BTreeMap<String, (KeyPairInfo, String)>)> {
+) -> Result<(Vec<KeyPairInfo>, LoggedExisting)> {
     let mut generated = Vec::new();
     let mut existing = BTreeMap::new();
     for entry in entries {
