@@ -146,9 +146,8 @@ fn a_destruction_killed_half_way_is_finished_by_resume() {
     };
     let id = root_with_certificate_on_token(&mut env);
     // The private key is destroyed, the public key and the certificate not yet, nothing logged.
-    let kill = [("KEYRITE_TEST_KILL_AT", "destroy-root-key:destroyed-object")];
-    let (out, bundle) = env.rehearse_with("key-destruction.toml", "killed", None, &kill);
-    assert!(!out.status.success(), "{}", text(&out));
+    let point = "destroy-root-key:destroyed-object";
+    let bundle = env.killed("key-destruction.toml", "killed", point, &[]);
     let half = objects(&env);
     assert_eq!(
         half.iter().filter(|l| l.contains(KEY)).count(),
@@ -172,12 +171,8 @@ fn a_destruction_killed_after_its_intent_is_finished_by_resume() {
     };
     let id = root_with_certificate_on_token(&mut env);
     // The intent is logged, nothing destroyed yet: resume finds the key whole, checks its hash again.
-    let kill = [(
-        "KEYRITE_TEST_KILL_AT",
-        "destroy-root-key:before-destroy_key",
-    )];
-    let (out, bundle) = env.rehearse_with("key-destruction.toml", "killed", None, &kill);
-    assert!(!out.status.success(), "{}", text(&out));
+    let point = "destroy-root-key:before-destroy_key";
+    let bundle = env.killed("key-destruction.toml", "killed", point, &[]);
     assert_eq!(objects(&env).iter().filter(|l| l.contains(KEY)).count(), 3);
     let resumed = env.resume(&bundle, &[], &[]);
     assert!(resumed.status.success(), "{}", text(&resumed));
@@ -197,9 +192,12 @@ fn a_destruction_killed_after_activation_finds_the_key_again_on_resume() {
         return;
     };
     let id = root_with_certificate_on_token(&mut env);
-    let kill = [("KEYRITE_TEST_KILL_AT", "activate-hsm:after-step")];
-    let (out, bundle) = env.rehearse_with("key-destruction.toml", "killed", None, &kill);
-    assert!(!out.status.success(), "{}", text(&out));
+    let bundle = env.killed(
+        "key-destruction.toml",
+        "killed",
+        "activate-hsm:after-step",
+        &[],
+    );
     let found = |b: &std::path::Path| {
         std::fs::read_to_string(b.join("audit.jsonl"))
             .unwrap()
