@@ -257,62 +257,26 @@ impl RehearsalEnv {
             self.save(Durability::Now)?;
             changed = false;
         }
-        // C_InitToken one token after the other (each changes SoftHSM's slot list), then set the
-        // user PINs on parallel threads: an SO login and C_InitPIN per token, no slot list read.
-        let mut made: Vec<(usize, pkcs11::UnfinishedToken)> = Vec::new();
         for w in to_make {
             let Some(i) = self.file.tokens.iter().position(|t| t.label == w.label) else {
                 continue;
             };
-            if !self.file.tokens[i].serial.is_empty() || made.iter().any(|(j, _)| *j == i) {
+            if !self.file.tokens[i].serial.is_empty() {
                 continue; // wanted twice
             }
-            let so = SecretString::from(self.file.tokens[i].so_pin.as_str());
+            let t = &self.file.tokens[i];
+            let so = SecretString::from(t.so_pin.as_str());
+            let user = SecretString::from(t.user_pin.as_str());
             let finished = match unfinished.contains(&w.label) {
-                true => pkcs11::found_token(&w.module, &w.label)?,
+                true => pkcs11::finish_token(&w.module, &w.label, &so, &user)?,
                 false => None,
             };
-            let token = match finished {
-                Some(token) => token,
-                None => pkcs11::init_token_without_user_pin(&w.module, &w.label, &so)?,
+            let serial = match finished {
+                Some(serial) => serial,
+                None => pkcs11::init_token(&w.module, &w.label, &so, &user)?,
             };
-            made.push((i, token));
-        }
-        let tokens = &self.file.tokens;
-        let pins_set: Vec<std::result::Result<(), HsmError>> = std::thread::scope(|scope| {
-            let threads: Vec<_> = made
-                .iter()
-                .map(|(i, token)| {
-                    let t = &tokens[*i];
-                    scope.spawn(move || {
-                        let so = SecretString::from(t.so_pin.as_str());
-                        let user = SecretString::from(t.user_pin.as_str());
-                        token.set_user_pin(&so, &user)
-                    })
-                })
-                .collect();
-            threads
-                .into_iter()
-                .map(|thread| thread.join().unwrap_or_else(|_| Err(panicked())))
-                .collect()
-        });
-        // Every thread has ended: a token whose PIN failed stays without a serial (finished next
-        // time), and the others are recorded.
-        let mut failed = None;
-        for ((i, token), set) in made.into_iter().zip(pins_set) {
-            match set {
-                Ok(()) => {
-                    self.file.tokens[i].serial = token.serial.clone();
-                    changed = true;
-                }
-                Err(e) => failed = failed.or(Some(e)),
-            }
-        }
-        if let Some(e) = failed {
-            if changed {
-                self.save(Durability::Now)?;
-            }
-            return Err(e.into());
+            self.file.tokens[i].serial = serial;
+            changed = true;
         }
         for w in wanted {
             let Some(person) = &w.card_of else { continue };
@@ -499,14 +463,6 @@ pub fn damaged_token_fix(rehearsal: bool, mut err: HsmError) -> HsmError {
                 .into();
     }
     err
-}
-
-fn panicked() -> HsmError {
-    HsmError::new(
-        "C_InitPIN",
-        "setting a rehearsal token's user PIN panicked",
-        "report this keyrite defect; rehearse with a new --env folder",
-    )
 }
 
 /// 16 characters from the OS RNG over an unambiguous alphabet (~93 bits).

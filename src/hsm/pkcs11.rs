@@ -19,10 +19,7 @@ mod select;
 mod wrap;
 
 pub use mechanisms::SignQuirks;
-pub use module::{
-    finalize_modules, found_token, init_token, init_token_without_user_pin, list_tokens,
-    no_module_loaded, UnfinishedToken,
-};
+pub use module::{finalize_modules, finish_token, init_token, list_tokens, no_module_loaded};
 pub use select::wanted_label;
 
 use super::capabilities::{Mech, Offered};

@@ -25,35 +25,12 @@ static HSM_CALLS: AtomicU64 = AtomicU64::new(0);
 /// Per operation: (nanoseconds, calls), for the summary's breakdown.
 static BY_NAME: Mutex<BTreeMap<&str, (u64, u64)>> = Mutex::new(BTreeMap::new());
 
-/// Calls in flight on any thread, and since when at least one has been: rehearsal provisioning runs
-/// PKCS#11 calls on several threads at once, and B2 subtracts the wall time during which any call
-/// ran, not the sum of overlapping calls.
-static IN_FLIGHT: Mutex<(u32, Option<Instant>)> = Mutex::new((0, None));
-
-/// Run `op`, adding its wall time to the process's PKCS#11 time under `name`. The process total
-/// counts wall time covered by at least one call (overlapping calls on other threads count once);
-/// the breakdown by name sums each call's own time.
+/// Run `op`, adding its wall time to the process's PKCS#11 time under `name`.
 pub fn measure<T>(name: &'static str, op: impl FnOnce() -> T) -> T {
     let start = Instant::now();
-    {
-        let mut flight = IN_FLIGHT.lock().unwrap_or_else(PoisonError::into_inner);
-        if flight.0 == 0 {
-            flight.1 = Some(start);
-        }
-        flight.0 += 1;
-    }
     let out = op();
     let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    {
-        let mut flight = IN_FLIGHT.lock().unwrap_or_else(PoisonError::into_inner);
-        flight.0 = flight.0.saturating_sub(1);
-        if flight.0 == 0 {
-            if let Some(since) = flight.1.take() {
-                let busy = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                HSM_NANOS.fetch_add(busy, Ordering::Relaxed);
-            }
-        }
-    }
+    HSM_NANOS.fetch_add(nanos, Ordering::Relaxed);
     HSM_CALLS.fetch_add(1, Ordering::Relaxed);
     let mut by_name = BY_NAME.lock().unwrap_or_else(PoisonError::into_inner);
     let slot = by_name.entry(name).or_default();

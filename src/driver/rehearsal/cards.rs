@@ -66,18 +66,6 @@ fn p256_key(hsm: &mut dyn Hsm, label: &str) -> Result<HsmKey> {
     ))
 }
 
-/// A card's logged-in session, and its new key when the card has no certificate yet.
-type Prepared = (TimedHsm<Pkcs11Hsm>, Option<HsmKey>);
-
-fn prepare_card(renv: &RehearsalEnv, module: &str, label: &str) -> Result<Prepared> {
-    let mut hsm = open_logged_in(renv, module, label)?;
-    let key = match hsm.certificates()?.is_empty() {
-        true => Some(p256_key(&mut hsm, CARD_KEY)?),
-        false => None,
-    };
-    Ok((hsm, key))
-}
-
 /// The card token label for a person: the label the script names, else "card-<stem>" (≤ 32 bytes).
 fn card_label(script: &Script, person: &str, card: &TokenSelector) -> String {
     crate::hsm::pkcs11::wanted_label(card).unwrap_or_else(|| {
@@ -119,36 +107,8 @@ impl RehearsalEnv {
         }
         let now = SystemTime::now();
         self.provision(&card_tokens(module, script))?;
-        // Each card (and the CA) is its own token: log in and find or generate each key on its own
-        // thread, then issue the certificates one by one with the CA's session.
-        let carded: Vec<(&str, String)> = script
-            .participants
-            .iter()
-            .filter_map(|p| {
-                Some((
-                    p.name.as_str(),
-                    card_label(script, &p.name, p.card.as_ref()?),
-                ))
-            })
-            .collect();
-        let (ca, cards) = std::thread::scope(|scope| {
-            let renv = &*self;
-            let cards: Vec<_> = carded
-                .iter()
-                .map(|(_, label)| scope.spawn(move || prepare_card(renv, module, label)))
-                .collect();
-            let ca = open_logged_in(renv, module, CA_TOKEN)
-                .and_then(|mut hsm| Ok((p256_key(&mut hsm, CA_KEY)?, hsm)));
-            let cards: Vec<Result<Prepared>> = cards
-                .into_iter()
-                .map(|t| {
-                    t.join()
-                        .unwrap_or_else(|_| Err(hsm_err("a card thread panicked")))
-                })
-                .collect();
-            (ca, cards)
-        });
-        let (ca_key, mut ca_hsm) = ca?;
+        let mut ca_hsm = open_logged_in(self, module, CA_TOKEN)?;
+        let ca_key = p256_key(&mut ca_hsm, CA_KEY)?;
         let ca_path = self.dir.join(CA_FILE);
         let ca_pem = match std::fs::read_to_string(&ca_path) {
             Ok(pem) => pem,
@@ -171,11 +131,14 @@ impl RehearsalEnv {
             }
         };
         let ca = Certificate::from_pem(ca_pem.as_bytes()).map_err(hsm_err)?;
-        for ((person, label), prepared) in carded.iter().zip(cards) {
-            let (mut hsm, key) = prepared?;
-            let token = self.made(label)?;
-            if let Some(key) = key {
-                let subject = name(REHEARSAL_ORG, person).map_err(hsm_err)?;
+        for p in script.participants.iter() {
+            let Some(card) = &p.card else { continue };
+            let label = card_label(script, &p.name, card);
+            let token = self.made(&label)?;
+            let mut hsm = open_logged_in(self, module, &label)?;
+            if hsm.certificates()?.is_empty() {
+                let key = p256_key(&mut hsm, CARD_KEY)?;
+                let subject = name(REHEARSAL_ORG, &p.name).map_err(hsm_err)?;
                 let subject_der = subject.to_der().map_err(hsm_err)?;
                 let serial = serial_from_hsm(&mut ca_hsm)?;
                 let spki = key.spki()?.to_der().map_err(hsm_err)?;
@@ -191,7 +154,7 @@ impl RehearsalEnv {
             }
             hsm.logout()?;
             setup.tokens.insert(
-                person.to_string(),
+                p.name.clone(),
                 TokenSelector {
                     label: Some(token.label.clone()),
                     serial: Some(token.serial.clone()),

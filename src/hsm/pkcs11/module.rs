@@ -198,46 +198,8 @@ pub fn init_token(
     so_pin: &SecretString,
     user_pin: &SecretString,
 ) -> Result<String, HsmError> {
-    let token = init_token_without_user_pin(module_path, label, so_pin)?;
-    token.set_user_pin(so_pin, user_pin)?;
-    Ok(token.serial)
-}
-
-/// A token that has an SO PIN and no user PIN yet: [`init_token_without_user_pin`] made it, or
-/// [`found_token`] found it after an interrupted provisioning.
-#[derive(Debug)]
-pub struct UnfinishedToken {
-    module_path: String,
-    label: String,
-    slot: Slot,
-    pub serial: String,
-}
-
-impl UnfinishedToken {
-    /// Log in as SO and set the user PIN (C_InitPIN). Tokens of one module may be finished on
-    /// several threads at once: no slot list is read, so SoftHSM's slot map is not changed (its
-    /// C_GetSlotList adds a slot, unlocked, after a C_InitToken; C_InitToken stays serialised).
-    pub fn set_user_pin(
-        &self,
-        so_pin: &SecretString,
-        user_pin: &SecretString,
-    ) -> Result<(), HsmError> {
-        crate::hsm::timed::measure("init_user_pin", || {
-            let ctx = loaded_module(&self.module_path)?;
-            set_user_pin(&ctx, self.slot, &self.label, so_pin, user_pin)
-        })
-    }
-}
-
-/// Rehearsal provisioning, first half: C_InitToken on the one uninitialised token with `label` and
-/// the SO PIN. Serialised in the process; [`UnfinishedToken::set_user_pin`] finishes it.
-pub fn init_token_without_user_pin(
-    module_path: &str,
-    label: &str,
-    so_pin: &SecretString,
-) -> Result<UnfinishedToken, HsmError> {
     crate::hsm::timed::measure("init_token", || {
-        init_token_untimed(module_path, label, so_pin)
+        init_token_untimed(module_path, label, so_pin, user_pin)
     })
 }
 
@@ -245,7 +207,8 @@ fn init_token_untimed(
     module_path: &str,
     label: &str,
     so_pin: &SecretString,
-) -> Result<UnfinishedToken, HsmError> {
+    user_pin: &SecretString,
+) -> Result<String, HsmError> {
     const F: &str = "init token";
     // Token labels are blank-padded: trailing blanks would be lost and the token never found again.
     if label.is_empty() || label.len() > MAX_TOKEN_LABEL || label.ends_with(' ') {
@@ -304,30 +267,30 @@ fn init_token_untimed(
             "list the tokens (pkcs11-tool -L) and check the module's configuration",
         ));
     };
-    Ok(UnfinishedToken {
-        module_path: module_path.into(),
-        label: label.into(),
-        slot,
-        serial: token.serial,
-    })
+    set_user_pin(ctx, slot, label, so_pin, user_pin)?;
+    Ok(token.serial)
 }
 
-/// Rehearsal provisioning interrupted after its C_InitToken: the token labelled `label`, if the
-/// module shows one, to have its user PIN set again with the SO PIN it was initialised with; `None`
-/// if there is no such token (the interruption came before C_InitToken).
-pub fn found_token(module_path: &str, label: &str) -> Result<Option<UnfinishedToken>, HsmError> {
+/// Rehearsal provisioning interrupted after its C_InitToken: if the module shows a token labelled
+/// `label`, set its user PIN with `so_pin` (the SO PIN it was initialised with) and return its
+/// serial; `None` if there is no such token (the interruption came before C_InitToken).
+pub fn finish_token(
+    module_path: &str,
+    label: &str,
+    so_pin: &SecretString,
+    user_pin: &SecretString,
+) -> Result<Option<String>, HsmError> {
     crate::hsm::timed::measure("finish_token", || {
         let ctx = &loaded_module(module_path)?;
         let _only_one = PROVISIONING.lock().unwrap_or_else(PoisonError::into_inner);
         let found = initialised_tokens(ctx, module_path)?
             .into_iter()
             .find(|(_, t)| t.token_label == label);
-        Ok(found.map(|(slot, token)| UnfinishedToken {
-            module_path: module_path.into(),
-            label: label.into(),
-            slot,
-            serial: token.serial,
-        }))
+        let Some((slot, token)) = found else {
+            return Ok(None);
+        };
+        set_user_pin(ctx, slot, label, so_pin, user_pin)?;
+        Ok(Some(token.serial))
     })
 }
 
