@@ -109,16 +109,31 @@ pub(super) fn on_step_started(
 /// A power cut can then lose an authorisation, and the results after it, that nothing acted on;
 /// the ceremony resumes at the confirmed step. Anything not listed syncs first, as does every
 /// action while `keyrite resume` has a token to log in again or a key to adopt (the driver checks).
+/// Exhaustive, so a new action is decided here, not left to a default.
 pub(super) fn syncs_before_any_effect(action: Action) -> bool {
-    matches!(
-        action,
+    match action {
         Action::Manual
-            | Action::Preflight
-            | Action::ConfirmFingerprint
-            | Action::GenerateKey
-            | Action::SignCertificate
-            | Action::DeactivateHsm
-    )
+        | Action::Preflight
+        | Action::ConfirmFingerprint
+        | Action::GenerateKey
+        | Action::SignCertificate
+        | Action::DeactivateHsm => true,
+        // Cards, bundle files, token PINs or objects may change before their first synced entry.
+        Action::ActivateHsm
+        | Action::Attach
+        | Action::SplitActivation
+        | Action::ActivateQuorum
+        | Action::ShareHealthCheck
+        | Action::Reshare
+        | Action::RetireShares
+        | Action::SignTestMessage
+        | Action::SignSubordinateCa
+        | Action::SignCrossCertificate
+        | Action::SignCrl
+        | Action::DestroyKey
+        | Action::BackupKey
+        | Action::RestoreKey => false,
+    }
 }
 
 pub(super) fn perform(
