@@ -422,17 +422,10 @@ fn a_kill_after_the_wrap_or_the_unwrap_leaves_no_kek_and_resume_says_what_to_do(
         return;
     };
     // Backup killed after the wrap, before the KEK is destroyed.
-    let kill = [("KEYRITE_TEST_KILL_AT", "backup-root-key:before-destroy_kek")];
-    let (out, killed) = env.rehearse_with("root-ca-backup.toml", "killed", None, &kill);
-    assert!(!out.status.success(), "{}", text(&out));
+    let point = "backup-root-key:before-destroy_kek";
+    let killed = env.killed("root-ca-backup.toml", "killed", point, &[]);
     no_kek(&env, PRIMARY);
-    let resumed = common::keyrite(&[
-        "resume",
-        killed.to_str().unwrap(),
-        "--auto",
-        "--env",
-        env.env_dir().to_str().unwrap(),
-    ]);
+    let resumed = env.resume(&killed, &[], &[]);
     refused(&resumed, "had written shares of a new key-encryption key");
     refused(&resumed, "no KEK is on the token");
     let aborted = common::keyrite(&[
@@ -461,21 +454,11 @@ fn a_kill_after_the_wrap_or_the_unwrap_leaves_no_kek_and_resume_says_what_to_do(
             .replace("BLOB", &format!("{KEY}.wrapped.bin"))
             .replace("CERT", &format!("{KEY}.pem"))
     });
-    let kill = [(
-        "KEYRITE_TEST_KILL_AT",
-        "restore-root-key:before-destroy_kek",
-    )];
-    let (out, rb) = env.rehearse_with(script.to_str().unwrap(), "restore-killed", None, &kill);
-    assert!(!out.status.success(), "{}", text(&out));
+    let point = "restore-root-key:before-destroy_kek";
+    let rb = env.killed(script.to_str().unwrap(), "restore-killed", point, &[]);
     no_kek(&env, TARGET);
     assert!(objects(&env, TARGET).contains(&format!("label:      {label}")));
-    let resumed = common::keyrite(&[
-        "resume",
-        rb.to_str().unwrap(),
-        "--auto",
-        "--env",
-        env.env_dir().to_str().unwrap(),
-    ]);
+    let resumed = env.resume(&rb, &[], &[]);
     assert!(resumed.status.success(), "{}", text(&resumed));
     verify(&rb);
     let r = report(&rb);

@@ -146,9 +146,8 @@ fn a_destruction_killed_half_way_is_finished_by_resume() {
     };
     let id = root_with_certificate_on_token(&mut env);
     // The private key is destroyed, the public key and the certificate not yet, nothing logged.
-    let kill = [("KEYRITE_TEST_KILL_AT", "destroy-root-key:destroyed-object")];
-    let (out, bundle) = env.rehearse_with("key-destruction.toml", "killed", None, &kill);
-    assert!(!out.status.success(), "{}", text(&out));
+    let point = "destroy-root-key:destroyed-object";
+    let bundle = env.killed("key-destruction.toml", "killed", point, &[]);
     let half = objects(&env);
     assert_eq!(
         half.iter().filter(|l| l.contains(KEY)).count(),
@@ -172,12 +171,8 @@ fn a_destruction_killed_after_its_intent_is_finished_by_resume() {
     };
     let id = root_with_certificate_on_token(&mut env);
     // The intent is logged, nothing destroyed yet: resume finds the key whole, checks its hash again.
-    let kill = [(
-        "KEYRITE_TEST_KILL_AT",
-        "destroy-root-key:before-destroy_key",
-    )];
-    let (out, bundle) = env.rehearse_with("key-destruction.toml", "killed", None, &kill);
-    assert!(!out.status.success(), "{}", text(&out));
+    let point = "destroy-root-key:before-destroy_key";
+    let bundle = env.killed("key-destruction.toml", "killed", point, &[]);
     assert_eq!(objects(&env).iter().filter(|l| l.contains(KEY)).count(), 3);
     let resumed = env.resume(&bundle, &[], &[]);
     assert!(resumed.status.success(), "{}", text(&resumed));
@@ -186,4 +181,70 @@ fn a_destruction_killed_after_its_intent_is_finished_by_resume() {
     let d = &report(&bundle)["destroyed_keys"][0];
     assert_eq!(d["finished_after_interruption"], true);
     assert_eq!(d["destroyed"].as_array().unwrap().len(), 3, "{d}");
+}
+
+/// Killed after the activation step found and logged the key: resume shows the logged key, logs in
+/// again and finds the key again by its logged hash before destroying it. A token whose key under
+/// that label is another one is refused, and nothing is destroyed.
+#[test]
+fn a_destruction_killed_after_activation_finds_the_key_again_on_resume() {
+    let Some(mut env) = Env::new() else {
+        return;
+    };
+    let id = root_with_certificate_on_token(&mut env);
+    let bundle = env.killed(
+        "key-destruction.toml",
+        "killed",
+        "activate-hsm:after-step",
+        &[],
+    );
+    let found = |b: &std::path::Path| {
+        std::fs::read_to_string(b.join("audit.jsonl"))
+            .unwrap()
+            .matches("\"existing_key_found\"")
+            .count()
+    };
+    assert_eq!(found(&bundle), 1);
+    // A copy of the interrupted bundle, for a token whose key is swapped.
+    let swapped = env.dir.path().join("swapped");
+    assert!(sh(&format!(
+        "cp -a '{}' '{}'",
+        bundle.display(),
+        swapped.display()
+    ))
+    .status
+    .success());
+    let resumed = env.resume(&bundle, &[], &[]);
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert_nothing_of_the_key_remains(&env, &id);
+    verify(&bundle);
+    assert_eq!(report(&bundle)["result"], "completed");
+    assert_eq!(found(&bundle), 2, "found again after the new login");
+    let d = &report(&bundle)["destroyed_keys"][0];
+    assert_eq!(d["destroyed"].as_array().unwrap().len(), 3, "{d}");
+    // The key is gone; another key under its label is not the one the log found.
+    let pin = env.pin(TOKEN);
+    let gen = env.p11(
+        TOKEN,
+        &pin,
+        &[
+            "--keypairgen",
+            "--key-type",
+            "EC:prime256v1",
+            "--label",
+            KEY,
+            "--id",
+            "42",
+        ],
+    );
+    assert!(gen.status.success(), "{}", text(&gen));
+    let refused = env.resume(&swapped, &[], &[]);
+    let said = text(&refused);
+    assert!(
+        said.contains("nothing was signed or destroyed") && said.contains("has key hash"),
+        "{said}"
+    );
+    assert_eq!(report(&swapped)["result"], "aborted", "{said}");
+    assert!(report(&swapped)["destroyed_keys"].is_null());
+    assert_eq!(objects(&env).iter().filter(|l| l.contains(KEY)).count(), 2);
 }

@@ -226,19 +226,21 @@ fn kill_matrix_root_ceremony() {
 
 #[test]
 fn kill_matrix_quorum_sequence() {
-    kill_matrix_sequence("quorum sequence", &QUORUM, 0);
+    kill_matrix_sequence("quorum sequence", &QUORUM, 0, true);
 }
 
 /// Issue 12: `key-destruction.toml` after the P-256 root it destroys; only the destruction's points
-/// are killed (the root's are `kill_matrix_root_ceremony`'s).
+/// are killed (the root's are `kill_matrix_root_ceremony`'s). Every one resumes: nothing in it
+/// changes cards or PINs, and the existing key is found again after the new login.
 #[test]
 fn kill_matrix_key_destruction() {
-    kill_matrix_sequence("key destruction", &DESTRUCTION, 1);
+    kill_matrix_sequence("key destruction", &DESTRUCTION, 1, false);
 }
 
 /// Each ceremony of `scripts` in turn on one rehearsal folder; every kill point of the ceremonies
-/// from `first` on is killed on a copy of the folder as that ceremony found it.
-fn kill_matrix_sequence(what: &str, scripts: &[&str], first: usize) {
+/// from `first` on is killed on a copy of the folder as that ceremony found it. `aborts`: whether a
+/// point may close by an honest abort (resume refusing) rather than resume.
+fn kill_matrix_sequence(what: &str, scripts: &[&str], first: usize, aborts: bool) {
     if !have_tools() {
         eprintln!("skipping the kill matrix: SoftHSM2 or pkcs11-tool missing");
         return;
@@ -277,16 +279,23 @@ fn kill_matrix_sequence(what: &str, scripts: &[&str], first: usize) {
         after_kill(&name, &env, &out, &bundles[..*i])
     });
     print_counts(what, all, chosen.len(), full, &results);
+    let mut aborted = Vec::new();
     for (case, r) in chosen.iter().zip(&results) {
         if let Ok((Closed::Aborted, why)) = r {
-            println!(
-                "  aborted after {}:{}: {why}",
+            let at = format!(
+                "{}:{}: {why}",
                 scripts[case.0].trim_start_matches("ceremony-scripts/"),
                 case.1
             );
+            println!("  aborted after {at}");
+            aborted.push(at);
         }
     }
     fail_on(&results);
+    assert!(
+        aborts || aborted.is_empty(),
+        "closed by abort, not resumed: {aborted:?}"
+    );
 }
 
 /// CI samples every `KEYRITE_MATRIX_STEP`-th quorum kill point (default 1: all).

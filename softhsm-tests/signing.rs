@@ -452,8 +452,9 @@ fn a_sub_ca_step_killed_at_any_point_is_resumed_to_one_verified_certificate() {
             sub.display()
         ));
     }
-    // Killed before writing the input's copy or the chain: the certificate was bound already.
-    assert!(adopted >= 2, "{adopted} adopted of {points:?}");
+    // Killed once the certificate was saved (before its record, before the input's copy, before
+    // the chain): adopted. Only a signature still in memory at the kill is made again.
+    assert!(adopted >= 3, "{adopted} adopted of {points:?}");
     println!(
         "sub-CA step: {} kill points, each resumed to one verified certificate ({adopted} adopted)",
         points.len()

@@ -17,6 +17,20 @@ pub const OLD_CARDS: [&str; 4] = [
     "example-custodian-card-d",
 ];
 
+/// keyrite with `args` from the repository root, with none of the test runner's token
+/// configuration (the rehearsal folder names its own) and with `vars` set.
+fn keyrite_command(args: &[String], vars: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keyrite"));
+    command
+        .args(args)
+        .current_dir(root())
+        .env_remove("SOFTHSM2_CONF")
+        .env_remove("KRYOPTIC_CONF")
+        .env_remove("KEYRITE_REHEARSAL_DIR")
+        .envs(vars.iter().copied());
+    command
+}
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     /// Every stdout and stderr of every keyrite run, for the secret scan.
@@ -111,20 +125,24 @@ impl Env {
             }
             None => args.push("--auto".into()),
         }
-        let result = Command::new(env!("CARGO_BIN_EXE_keyrite"))
-            .args(&args)
-            .current_dir(root())
-            .env_remove("SOFTHSM2_CONF")
-            .env_remove("KEYRITE_REHEARSAL_DIR")
-            .envs(vars.iter().copied())
-            .output()
-            .expect("keyrite runs");
-        self.captures.push(result.stdout.clone());
-        self.captures.push(result.stderr.clone());
+        let result = self.run(keyrite_command(&args, vars));
         if out.join("audit.jsonl").exists() {
             self.bundles.push(out.clone());
         }
         (result, out)
+    }
+
+    /// A rehearsal killed at `point` by the test hook KEYRITE_TEST_KILL_AT (`STEP:POINT`), with
+    /// `extra` arguments; the hook must have fired. Returns the interrupted bundle.
+    pub fn killed(&mut self, script: &str, name: &str, point: &str, extra: &[&str]) -> PathBuf {
+        let vars = [("KEYRITE_TEST_KILL_AT", point)];
+        let (out, bundle) = self.run_rehearsal(script, name, None, &vars, extra);
+        assert!(
+            !out.status.success() && text(&out).contains("killed here"),
+            "{point}: the hook did not fire: {}",
+            text(&out)
+        );
+        bundle
     }
 
     /// [`Env::rehearse`] with `--attach STEP=PATH` (a request or certificate to sign, issue 11).
@@ -142,19 +160,16 @@ impl Env {
     /// `keyrite resume BUNDLE --auto --env ENV` plus `extra` arguments (e.g. `--attach STEP=PATH`)
     /// and environment variables; its output joins the secret scan.
     pub fn resume(&mut self, bundle: &Path, extra: &[&str], vars: &[(&str, &str)]) -> Output {
-        let result = Command::new(env!("CARGO_BIN_EXE_keyrite"))
-            .arg("resume")
-            .arg(bundle)
-            .args(["--auto", "--env"])
-            .arg(self.env_dir())
-            .args(extra)
-            .current_dir(root())
-            .env_remove("SOFTHSM2_CONF")
-            .env_remove("KRYOPTIC_CONF")
-            .env_remove("KEYRITE_REHEARSAL_DIR")
-            .envs(vars.iter().copied())
-            .output()
-            .expect("keyrite runs");
+        let mut args = vec!["resume".into(), bundle.display().to_string()];
+        args.extend(["--auto".into(), "--env".into()]);
+        args.push(self.env_dir().display().to_string());
+        args.extend(extra.iter().map(|a| a.to_string()));
+        self.run(keyrite_command(&args, vars))
+    }
+
+    /// Run a keyrite command; its output joins the secret scan.
+    fn run(&mut self, mut command: Command) -> Output {
+        let result = command.output().expect("keyrite runs");
         self.captures.push(result.stdout.clone());
         self.captures.push(result.stderr.clone());
         result

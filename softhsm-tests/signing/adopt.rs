@@ -1,5 +1,6 @@
-//! `keyrite resume` after a sub-CA step was killed once its certificate was bound to the log
-//! (driver/actions/certs_adopt.rs): the certificate is adopted, never signed again, and every
+//! `keyrite resume` after a sub-CA or cross-certificate step was killed once its certificate was
+//! saved (bound to the log, or saved with its `artifact_written` lost as a power cut would lose
+//! it; driver/actions/certs_adopt.rs): the certificate is adopted, never signed again, and every
 //! reason not to adopt it is refused by name with what to do. Each refusal is checked for its exit
 //! code, its words, that nothing was signed again (the log's signing intents and presented serials)
 //! and what `keyrite verify` says of the bundle; the refusals the room can mend end in a resume that
@@ -11,13 +12,53 @@ use keyrite::evidence::log::AuditEntry;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-const STEP: &str = "sign-issuing-ca";
-const CERT: &str = "artifacts/example-issuing-ca-2026.pem";
+/// A certificate-issuing step of a shipped script, and the certificate file it writes.
+struct Signing {
+    script: &'static str,
+    step: &'static str,
+    cert: &'static str,
+}
+
+const SUB: Signing = Signing {
+    script: "sub-ca-signing.toml",
+    step: "sign-issuing-ca",
+    cert: "artifacts/example-issuing-ca-2026.pem",
+};
+const CROSS: Signing = Signing {
+    script: "cross-certificate.toml",
+    step: "cross-sign",
+    cert: "artifacts/example-cross-partner-root-2026.pem",
+};
+const STEP: &str = SUB.step;
+const CERT: &str = SUB.cert;
 /// The certificate's `artifact_written` is logged; the request's copy is on disk, not yet logged.
-const BOUND: &str = "sign-issuing-ca:before-artifact_written#2";
+const BOUND: &str = "before-artifact_written#2";
+/// The certificate is saved, its `artifact_written` not yet logged.
+const SAVED: &str = "before-artifact_written";
+
+impl Signing {
+    fn attach(&self, input: &Path) -> String {
+        format!("{}={}", self.step, input.display())
+    }
+
+    /// The step run from `input` and killed at `point` (of this step).
+    fn killed_at(&self, env: &mut Env, name: &str, input: &Path, point: &str) -> PathBuf {
+        let at = format!("{}:{point}", self.step);
+        let bundle = env.killed(self.script, name, &at, &["--attach", &self.attach(input)]);
+        assert!(bundle.join(self.cert).exists(), "{at}");
+        bundle
+    }
+
+    /// Is the certificate bound by an `artifact_written` in the log?
+    fn bound(&self, bundle: &Path) -> bool {
+        Env::log(bundle)
+            .iter()
+            .any(|e| e["event"]["kind"] == "artifact_written" && e["event"]["path"] == self.cert)
+    }
+}
 
 fn attach(csr: &Path) -> String {
-    format!("{STEP}={}", csr.display())
+    SUB.attach(csr)
 }
 
 fn sha256sum(file: &Path) -> String {
@@ -30,19 +71,7 @@ fn sha256sum(file: &Path) -> String {
 
 /// A sub-CA signing from `csr` killed once its certificate is bound to the log.
 fn killed_after_binding(env: &mut Env, name: &str, csr: &Path) -> PathBuf {
-    let (killed, bundle) = env.rehearse_full(
-        "sub-ca-signing.toml",
-        name,
-        &[("KEYRITE_TEST_KILL_AT", BOUND)],
-        &["--attach", &attach(csr)],
-    );
-    assert!(
-        !killed.status.success() && text(&killed).contains("killed here"),
-        "{}",
-        text(&killed)
-    );
-    assert!(bundle.join(CERT).exists(), "{}", text(&killed));
-    bundle
+    SUB.killed_at(env, name, csr, BOUND)
 }
 
 /// What the HSM was asked to sign, as the log tells: the signing intents that are not adoptions,
@@ -91,8 +120,13 @@ fn refused_before_reopening(env: &mut Env, bundle: &Path, csr: &Path, says: &[&s
 /// The resume that adopts: one certificate on the record, the serial presented before the kill,
 /// no second signing, openssl verifies it under the root and the bundle verifies.
 fn adopted(env: &mut Env, bundle: &Path, csr: &Path, root_pem: &Path) {
+    adopted_by(&SUB, env, bundle, csr, root_pem)
+}
+
+fn adopted_by(how: &Signing, env: &mut Env, bundle: &Path, csr: &Path, root_pem: &Path) {
+    let saved = std::fs::read(bundle.join(how.cert)).unwrap();
     let (intents, serials) = signing(bundle);
-    let out = env.resume(bundle, &["--attach", &attach(csr)], &[]);
+    let out = env.resume(bundle, &["--attach", &how.attach(csr)], &[]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("adopted"), "{}", text(&out));
     assert_eq!(signing(bundle), (intents, serials.clone()), "signed again");
@@ -108,10 +142,11 @@ fn adopted(env: &mut Env, bundle: &Path, csr: &Path, root_pem: &Path) {
         Some(sha256sum(csr).as_str())
     );
     verify(bundle);
+    assert_eq!(std::fs::read(bundle.join(how.cert)).unwrap(), saved);
     ok(&format!(
         "openssl verify -x509_strict -CAfile {} {}",
         root_pem.display(),
-        bundle.join(CERT).display()
+        bundle.join(how.cert).display()
     ));
 }
 
@@ -159,9 +194,7 @@ fn resume_refuses_to_adopt_a_certificate_that_is_missing_altered_or_from_another
     };
     let dir = env.dir.path().to_path_buf();
     let d = dir.display();
-    let (out, root_bundle) = env.rehearse("root-ca-quorum.toml", "root", None);
-    assert!(out.status.success(), "{}", text(&out));
-    let root_pem = root_bundle.join("artifacts/example-root-quorum-2026.pem");
+    let root_pem = quorum_root(&mut env);
     for name in ["sub", "other"] {
         ok(&format!(
             "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout \
@@ -259,6 +292,85 @@ fn resume_refuses_to_adopt_a_certificate_that_is_missing_altered_or_from_another
         "{}",
         text(&v)
     );
+}
+
+/// A power cut right after the certificate was saved and its `artifact_written` appended: the
+/// log does not fsync that entry, so it is lost (here: the kill at the next point, then the log's
+/// last line removed), while the certificate file (fsynced) and its signing intent remain. The
+/// reopen keeps the file, and the step adopts it by the TBS hash the intent logged. Killed before
+/// the `artifact_written` is appended at all, the same.
+#[test]
+fn a_certificate_saved_whose_record_a_power_cut_lost_is_adopted_not_signed_again() {
+    let Some(mut env) = Env::new() else {
+        return;
+    };
+    let root_pem = quorum_root(&mut env);
+    let d = env.dir.path().display().to_string();
+    ok(&format!(
+        "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout {d}/sub.key \
+         -out {d}/sub.csr -subj '/C=DE/O=Example Trust Services GmbH/CN=Example Issuing CA 2026'"
+    ));
+    let csr = env.dir.path().join("sub.csr");
+
+    let bundle = SUB.killed_at(&mut env, "power-cut", &csr, BOUND);
+    let log_path = bundle.join("audit.jsonl");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    let last = lines.last().unwrap();
+    assert!(
+        last.contains("\"artifact_written\"") && last.contains(CERT),
+        "the last entry is not the certificate's record: {last}"
+    );
+    let lost = lines[..lines.len() - 1].join("\n") + "\n";
+    std::fs::write(&log_path, lost).unwrap();
+    assert!(!SUB.bound(&bundle));
+    adopted(&mut env, &bundle, &csr, &root_pem);
+    assert!(SUB.bound(&bundle));
+
+    let bundle = SUB.killed_at(&mut env, "unbound", &csr, SAVED);
+    assert!(!SUB.bound(&bundle));
+    adopted(&mut env, &bundle, &csr, &root_pem);
+}
+
+/// Issue 11's cross-certificate: the HSM signed it and keyrite saved it, then the kill fell before
+/// its record (`artifact_written` not yet logged), or before the partner certificate's copy (the
+/// certificate bound): resume adopts it both times, the HSM is not asked to sign again, and
+/// openssl verifies the cross-certificate under the root.
+#[test]
+fn a_cross_certificate_signed_before_the_kill_is_adopted_not_signed_again() {
+    let Some(mut env) = Env::new() else {
+        return;
+    };
+    let root_pem = quorum_root(&mut env);
+    let d = env.dir.path().display().to_string();
+    ok(&format!(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-384 -nodes \
+         -keyout {d}/partner.key -out {d}/partner.pem -days 3650 \
+         -subj '/C=FR/O=Partner Trust SA/CN=Partner Root CA 2026' \
+         -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign"
+    ));
+    let partner = env.dir.path().join("partner.pem");
+    for (name, point) in [("cross-unbound", SAVED), ("cross-bound", BOUND)] {
+        let bundle = CROSS.killed_at(&mut env, name, &partner, point);
+        assert_eq!(CROSS.bound(&bundle), point == BOUND, "{point}");
+        adopted_by(&CROSS, &mut env, &bundle, &partner, &root_pem);
+        let cross = bundle.join(CROSS.cert);
+        // The partner's subject is kept.
+        let subject = |f: &Path| {
+            ok(&format!(
+                "openssl x509 -in {} -noout -subject -nameopt RFC2253",
+                f.display()
+            ))
+        };
+        assert_eq!(subject(&partner), subject(&cross), "{point}");
+    }
+}
+
+/// The quorum root ceremony the signing steps issue under; its certificate's path.
+fn quorum_root(env: &mut Env) -> PathBuf {
+    let (out, root_bundle) = env.rehearse("root-ca-quorum.toml", "root", None);
+    assert!(out.status.success(), "{}", text(&out));
+    root_bundle.join("artifacts/example-root-quorum-2026.pem")
 }
 
 fn sha256sum_bytes(bytes: &[u8]) -> String {

@@ -118,6 +118,10 @@ pub(crate) struct State {
     pub destroyed_keys: std::collections::BTreeSet<String>,
     /// `keyrite resume`: the destruction in flight at the interruption (actions/destroy.rs).
     pub destroying: Option<actions::destroy::Doomed>,
+    /// `keyrite resume`: keys from earlier ceremonies the interrupted run logged as found
+    /// (`existing_key_found`), by name, with the logged key hash. Their logged public key stands in
+    /// `keys` until the token is logged in again; then they are found again and must have that hash.
+    pub refind: BTreeMap<String, String>,
     /// The token whose session `hsm` holds (`None`: the primary); tokens.rs.
     pub current_token: Option<String>,
     /// The other tokens' sessions, by log name (tokens.rs).
@@ -174,6 +178,7 @@ impl State {
             current_token: None,
             destroyed_keys: Default::default(),
             destroying: None,
+            refind: BTreeMap::new(),
             parked: BTreeMap::new(),
             adopt: None,
             intent_open: None,

@@ -166,6 +166,13 @@ impl Interrupted {
         }
         let mut discarded = Vec::new();
         for name in unbound_files(&bundle, &entries) {
+            // A certificate the HSM signed and keyrite saved, its record lost: the resumed step
+            // adopts it (actions/certs_adopt.rs), so it is never signed twice.
+            if by == "resume"
+                && super::actions::certs_adopt::signed_by_intent(&bundle, &entries, &name)
+            {
+                continue;
+            }
             let path = bundle.path(&name);
             if let Ok(bytes) = std::fs::read(&path) {
                 discarded.push(DiscardedFile {

@@ -22,6 +22,7 @@ use crate::evidence::report::{parse_event, Parsed};
 use crate::hsm::KeyPairInfo;
 use crate::script::{Action, Script};
 use der::DecodePem;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// How an action interrupted in its step is taken up.
@@ -84,47 +85,83 @@ pub fn resumption(action: Action) -> Resumption {
     }
 }
 
-/// The keys the interrupted run logged as generated, read back from their public key files.
+/// The public key the interrupted run wrote to the bundle, as DER SubjectPublicKeyInfo.
+fn logged_spki(bundle: &Bundle, file: &str) -> Result<Vec<u8>> {
+    let path = bundle.path(file);
+    let pem = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, &e))?;
+    spki::SubjectPublicKeyInfoOwned::from_pem(pem.as_bytes())
+        .ok()
+        .and_then(|s| der::Encode::to_der(&s).ok())
+        .ok_or_else(|| {
+            Error::env(
+                format!("{} is not a PEM public key", path.display()),
+                "check the bundle with `keyrite verify`",
+            )
+        })
+}
+
+/// Keys from earlier ceremonies the interrupted run found, by name, with their logged key hash.
+type LoggedExisting = BTreeMap<String, (KeyPairInfo, String)>;
+
+/// The keys the interrupted run logged: generated (`key_generated`), and found from earlier
+/// ceremonies (`existing_key_found`, the last per key, with its logged hash), read back from their
+/// public key files. Keys destroyed, or being destroyed, are left out.
 fn logged_keys(
     script: &Script,
     bundle: &Bundle,
     entries: &[AuditEntry],
-) -> Result<Vec<KeyPairInfo>> {
-    let mut keys = Vec::new();
+    gone: &dyn Fn(&str) -> bool,
+) -> Result<(Vec<KeyPairInfo>, LoggedExisting)> {
+    let mut generated = Vec::new();
+    let mut existing = BTreeMap::new();
     for entry in entries {
-        let Ok(Parsed::Record(Record::KeyGenerated {
-            label,
-            id,
-            attributes,
-            public_key_file,
-            ..
-        })) = parse_event(entry)
-        else {
-            continue;
-        };
-        let Some(spec) = script.key(&label) else {
-            continue;
-        };
-        let path = bundle.path(&public_key_file);
-        let pem = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, &e))?;
-        let spki = spki::SubjectPublicKeyInfoOwned::from_pem(pem.as_bytes())
-            .ok()
-            .and_then(|s| der::Encode::to_der(&s).ok())
-            .ok_or_else(|| {
-                Error::env(
-                    format!("{} is not a PEM public key", path.display()),
-                    "check the bundle with `keyrite verify`",
-                )
-            })?;
-        keys.push(KeyPairInfo {
-            label,
-            id_hex: id,
-            algorithm: spec.algorithm,
-            spki_der: spki,
-            attributes,
-        });
+        match parse_event(entry) {
+            Ok(Parsed::Record(Record::KeyGenerated {
+                label,
+                id,
+                attributes,
+                public_key_file,
+                ..
+            })) => {
+                let Some(spec) = script.key(&label) else {
+                    continue;
+                };
+                generated.push(KeyPairInfo {
+                    spki_der: logged_spki(bundle, &public_key_file)?,
+                    label,
+                    id_hex: id,
+                    algorithm: spec.algorithm,
+                    attributes,
+                });
+            }
+            Ok(Parsed::Record(Record::ExistingKeyFound(k))) => {
+                let Some(spec) = script.key(&k.key).filter(|_| !gone(&k.key)) else {
+                    continue;
+                };
+                let spki_der = logged_spki(bundle, &k.public_key_file)?;
+                if crate::hsm::spki::key_hash(&spki_der) != k.key_hash {
+                    return Err(Error::input(
+                        format!(
+                            "{} does not hold the key {} the log found (key hash {})",
+                            k.public_key_file, k.key, k.key_hash
+                        ),
+                        "this is damage or tampering, not an interruption: keep the bundle as it \
+                         is and check it with `keyrite verify`",
+                    ));
+                }
+                let info = KeyPairInfo {
+                    label: k.label,
+                    id_hex: k.id,
+                    algorithm: spec.algorithm,
+                    spki_der,
+                    attributes: k.attributes,
+                };
+                existing.insert(k.key, (info, k.key_hash));
+            }
+            _ => {}
+        }
     }
-    Ok(keys)
+    Ok((generated, existing))
 }
 
 /// `keyrite resume OUT`.
@@ -189,7 +226,6 @@ pub fn resume(
                 .and_then(|d| d.split(',').next())
                 .map(str::to_string)
         });
-    let keys = logged_keys(&script, up.bundle(), up.entries())?;
     // Issue 12: destructions logged, and the one in flight at the interruption.
     let destroying = up
         .in_flight()
@@ -202,7 +238,11 @@ pub fn resume(
             Ok(Parsed::Record(Record::KeyDestroyed(d))) => Some(d.key),
             _ => None,
         })
-        .collect();
+        .collect::<std::collections::BTreeSet<String>>();
+    let gone = |key: &str| {
+        destroyed_keys.contains(key) || destroying.as_ref().is_some_and(|d| d.key == key)
+    };
+    let (keys, existing) = logged_keys(&script, up.bundle(), up.entries(), &gone)?;
     let crls_signed = up
         .entries()
         .iter()
@@ -259,6 +299,12 @@ pub fn resume(
     state.key_uris_logged = key_uris_logged;
     for key in keys {
         state.keys.insert(key.label.clone(), key);
+    }
+    // Found again, and checked against the logged hash, when the token is logged in again
+    // (actions/keys.rs); until then the room is shown the logged key.
+    for (name, (info, hash)) in existing {
+        state.keys.insert(name.clone(), info);
+        state.refind.insert(name, hash);
     }
     if phase == Phase::Completed || phase == Phase::Aborted {
         operator.notice(Notice::Info {

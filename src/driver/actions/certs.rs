@@ -295,10 +295,11 @@ pub(super) fn sign(state: &mut State, ctx: &Context<'_>, operator: &mut dyn Oper
         ctx,
         "sign_ca_certificate",
         format!(
-            "{} ({kind_name}) with key {} ({}), TBS SHA-256 {}, {}{}",
+            "{} ({kind_name}) with key {} ({}), {}{}, {}{}",
             spec.name,
             spec.issuer_key,
             prepared.issuer_key_hash,
+            super::certs_adopt::TBS_MARK,
             prepared.tbs_sha256,
             super::certs_adopt::INPUT_MARK,
             prepared.input.sha256

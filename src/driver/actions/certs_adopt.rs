@@ -6,6 +6,8 @@
 //! still missing, so one certificate is issued, never two, and no serial is used twice. A bound
 //! certificate that is missing or altered, or an input other than the logged one, is refused before
 //! the bundle is reopened ([`check_before_resume`]), and again in the step: never signed again.
+//! A certificate saved whose `artifact_written` a power cut lost (the driver does not fsync it) is
+//! kept by the reopen and adopted too when its TBS is the one the signing intent logged.
 
 use super::super::operator::{Notice, Operator};
 use super::super::State;
@@ -16,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::evidence::bundle::Bundle;
 use crate::evidence::events::Record;
 use crate::evidence::log::{read_chain, AuditEntry};
-use crate::evidence::report::{parse_event, Parsed};
+use crate::evidence::report::{parse_event, ArtifactRecord, Parsed};
 use crate::hsm::spki::grouped_hex;
 use crate::script::signing::CaCertificate;
 use crate::script::Script;
@@ -30,21 +32,71 @@ use x509_cert::Certificate;
 /// one the room confirmed (certs.rs writes it, [`bound_in`] reads it back).
 pub(super) const INPUT_MARK: &str = "input SHA-256 ";
 
-/// A step's certificate file as the log binds it.
+/// How a signing intent names the TBS the HSM is asked to sign (certs.rs writes it).
+pub(super) const TBS_MARK: &str = "TBS SHA-256 ";
+
+/// A step's certificate file as the log binds it, or as the signing intent names it.
 pub(super) struct Bound {
     pub(super) file: String,
-    /// The SHA-256 its `artifact_written` entry records.
+    /// The SHA-256 its `artifact_written` entry records (or, unlogged, the file's).
     sha256: String,
     /// The input's SHA-256 the step's last signing intent names (logs of older keyrite have none).
     input_sha256: Option<String>,
+    /// False: saved, but its `artifact_written` never reached the log (a power cut); the file's
+    /// TBS is the one the signing intent logged, so it is the certificate the HSM signed.
+    logged: bool,
+}
+
+/// The 64 hex digits that follow `mark` in an intent's detail.
+fn hash_after(detail: &str, mark: &str) -> Option<String> {
+    detail
+        .split(mark)
+        .nth(1)
+        .and_then(|rest| rest.get(..64))
+        .map(str::to_string)
+}
+
+/// SHA-256 of a PEM certificate's DER TBSCertificate.
+fn tbs_sha256(pem: &[u8]) -> Option<String> {
+    let cert = Certificate::from_pem(pem).ok()?;
+    let tbs = cert.tbs_certificate().to_der().ok()?;
+    Some(hex::encode(Sha256::digest(tbs)))
+}
+
+/// Whether the bundle file `name`, which no `artifact_written` binds, is a certificate whose TBS a
+/// logged signing intent names: the HSM signed it and keyrite saved it before the interruption,
+/// so `keyrite resume` keeps it for the step to adopt instead of discarding it.
+pub(in crate::driver) fn signed_by_intent(
+    bundle: &Bundle,
+    entries: &[AuditEntry],
+    name: &str,
+) -> bool {
+    let Some(tbs) = std::fs::read(bundle.path(name))
+        .ok()
+        .and_then(|pem| tbs_sha256(&pem))
+    else {
+        return false;
+    };
+    entries.iter().any(|e| match parse_event(e) {
+        Ok(Parsed::Record(Record::HsmIntent { operation, detail })) => {
+            operation == "sign_ca_certificate" && hash_after(&detail, TBS_MARK) == Some(tbs.clone())
+        }
+        _ => false,
+    })
 }
 
 /// `step`'s certificate file if the log binds it (only a resumed step finds one: the policy keeps
-/// artifact names unique within a ceremony). The log, not the folder, decides, so a bound
-/// certificate deleted from the bundle is refused instead of signed again.
-fn bound_in(entries: &[AuditEntry], step: &str, spec: &CaCertificate) -> Option<Bound> {
+/// artifact names unique within a ceremony), or if the bundle holds it unbound with the TBS the
+/// step's signing intent logged. The log, not the folder, decides that a bound certificate was
+/// saved, so a bound certificate deleted from the bundle is refused instead of signed again.
+fn bound_in(
+    bundle: &Bundle,
+    entries: &[AuditEntry],
+    step: &str,
+    spec: &CaCertificate,
+) -> Option<Bound> {
     let file = spec.file();
-    let (mut sha256, mut input_sha256) = (None, None);
+    let (mut sha256, mut input_sha256, mut tbs) = (None, None, None);
     for entry in entries.iter().filter(|e| e.step.as_deref() == Some(step)) {
         match parse_event(entry) {
             Ok(Parsed::Record(Record::ArtifactWritten(a))) if a.path == file => {
@@ -53,19 +105,26 @@ fn bound_in(entries: &[AuditEntry], step: &str, spec: &CaCertificate) -> Option<
             Ok(Parsed::Record(Record::HsmIntent { operation, detail }))
                 if operation == "sign_ca_certificate" =>
             {
-                input_sha256 = detail
-                    .split(INPUT_MARK)
-                    .nth(1)
-                    .and_then(|rest| rest.get(..64))
-                    .map(str::to_string);
+                input_sha256 = hash_after(&detail, INPUT_MARK);
+                tbs = hash_after(&detail, TBS_MARK);
             }
             _ => {}
         }
     }
-    Some(Bound {
+    if let Some(sha256) = sha256 {
+        return Some(Bound {
+            file,
+            sha256,
+            input_sha256,
+            logged: true,
+        });
+    }
+    let pem = std::fs::read(bundle.path(&file)).ok()?;
+    (tbs.is_some() && tbs_sha256(&pem) == tbs).then(|| Bound {
+        sha256: hex::encode(Sha256::digest(&pem)),
         file,
-        sha256: sha256?,
         input_sha256,
+        logged: false,
     })
 }
 
@@ -93,7 +152,7 @@ pub(super) fn saved_by_interrupted_run(
              with `keyrite verify`",
         )
     })?;
-    Ok(bound_in(&entries, &step.id, spec))
+    Ok(bound_in(&state.bundle, &entries, &step.id, spec))
 }
 
 /// Why a saved certificate is not adopted: the words the room reads (resume_goldens.rs pins them).
@@ -233,7 +292,7 @@ pub(in crate::driver) fn check_before_resume(
     let Some(spec) = spec_of(script, step) else {
         return Ok(());
     };
-    let Some(bound) = bound_in(entries, step_id, spec) else {
+    let Some(bound) = bound_in(bundle, entries, step_id, spec) else {
         return Ok(());
     };
     read_bound(bundle, &bound)?;
@@ -340,6 +399,19 @@ pub(super) fn adopt(
             grouped_hex(&described.sha256_fingerprint)
         ),
     });
+    if !bound.logged {
+        // Saved before the interruption, its record lost: bound now, as the signing would have.
+        let artifact = ArtifactRecord {
+            path: file.clone(),
+            sha256: bound.sha256.clone(),
+            size: pem.len() as u64,
+        };
+        state.record(
+            Some(ctx.step.id.clone()),
+            vec![],
+            &Record::ArtifactWritten(artifact),
+        )?;
+    }
     let issue = Issue {
         input,
         issuer_cert,

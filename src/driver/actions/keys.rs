@@ -49,8 +49,8 @@ pub(in crate::driver) fn known_key(
     Ok(Ok(info))
 }
 
-/// Right after an activation: find every existing key of the script now, so a wrong token or a
-/// wrong key stops the ceremony before any step signs.
+/// Right after an activation (or `keyrite resume`'s login again): find every existing key of the
+/// script now, so a wrong token or a wrong key stops the ceremony before any step signs.
 /// Issue 12: only the keys that live on the token just activated (`token`).
 pub(in crate::driver) fn find_all_existing(
     state: &mut State,
@@ -68,6 +68,10 @@ pub(in crate::driver) fn find_all_existing(
     let wanted: Vec<&KeySpec> = script.keys.iter().filter(on_token).collect();
     let wanted: Vec<&KeySpec> = wanted.into_iter().filter(|k| !gone(k)).collect();
     for spec in wanted {
+        // `keyrite resume`: the key the interrupted run found is looked for on the token again.
+        if state.refind.contains_key(&spec.label) {
+            state.keys.remove(&spec.label);
+        }
         if let Err(why) = known_key(state, script, step, &spec.label, operator)? {
             return Ok(Err(why));
         }
@@ -201,6 +205,16 @@ fn find_existing(
             grouped_hex(&expected)
         )));
     }
+    if let Some(logged) = state.refind.get(name).filter(|logged| **logged != hash) {
+        return Ok(Err(format!(
+            "key {name} on token \"{token}\" (label \"{label}\", CKA_ID {id}) has key hash {}, but \
+             before the interruption this ceremony found the key with hash {}; {stop} — this is \
+             not the key the ceremony started with: check the token, or close the ceremony with \
+             `keyrite abort`",
+            grouped_hex(&hash),
+            grouped_hex(logged)
+        )));
+    }
     if info.algorithm != spec.algorithm {
         return Ok(Err(format!(
             "key {name} is a {} key, but the script says {}; {stop} — correct the algorithm in \
@@ -235,6 +249,7 @@ fn find_existing(
             public_key_file: file,
         }),
     )?;
+    state.refind.remove(name);
     state.keys.insert(name.clone(), info.clone());
     Ok(Ok(info))
 }

@@ -166,6 +166,12 @@ pub(super) fn perform(
             if let Err(why) = again {
                 return Ok(Err(why));
             }
+            // The keys the interrupted run found are found again, with the hashes it logged.
+            let token = ctx.script.step_token(ctx.step);
+            let found = keys::find_all_existing(state, ctx.script, token, &ctx.step.id, operator)?;
+            if let Err(why) = found {
+                return Ok(Err(why));
+            }
         }
     }
     let performed = perform_action(state, ctx, action, operator, pins, opener)?;

@@ -2,9 +2,33 @@
 //! --env: the splits (their commitments and PIN-change stage), generated keys, signed CA
 //! certificates and backups, each a script's stand-in for values a throw-away ceremony cannot know.
 
-use super::{running, Durability, RehearsalEnv};
+use super::{running, Durability, RehearsalEnv, RehearsalFile};
 use crate::error::Result;
 use serde::{Deserialize, Serialize};
+
+/// The newest record of one kind (`list`) that `pick` accepts, in the running rehearsal's folder
+/// (none outside a rehearsal).
+fn recorded<T: Clone>(
+    list: impl FnOnce(&RehearsalFile) -> &Vec<T>,
+    pick: impl Fn(&T) -> bool,
+) -> Result<Option<T>> {
+    let Some(dir) = running() else {
+        return Ok(None);
+    };
+    let env = RehearsalEnv::open(&dir)?;
+    Ok(list(&env.file).iter().rev().find(|r| pick(r)).cloned())
+}
+
+/// Change the running rehearsal folder's records with `edit` and save them (nothing outside a
+/// rehearsal). The folder is re-read first: it is the record, not what this process loaded.
+fn note(edit: impl FnOnce(&mut RehearsalFile), durability: Durability) -> Result<()> {
+    let Some(dir) = running() else {
+        return Ok(());
+    };
+    let mut env = RehearsalEnv::open(&dir)?;
+    edit(&mut env.file);
+    env.save(durability)
+}
 
 /// A backup a rehearsed ceremony made: a rehearsed restore takes the blob and key hashes from here
 /// where its script has none (the script cannot know a throw-away key's hashes).
@@ -19,27 +43,12 @@ pub struct RehearsalBackup {
 
 /// The newest backup made by ceremony `ceremony_id` in the running rehearsal's folder.
 pub fn recorded_backup(ceremony_id: &str) -> Result<Option<RehearsalBackup>> {
-    let Some(dir) = running() else {
-        return Ok(None);
-    };
-    let env = RehearsalEnv::open(&dir)?;
-    Ok(env
-        .file
-        .backups
-        .iter()
-        .rev()
-        .find(|b| b.ceremony_id == ceremony_id)
-        .cloned())
+    recorded(|f| &f.backups, |b| b.ceremony_id == ceremony_id)
 }
 
 /// Record a backup made in the running rehearsal's folder (nothing outside a rehearsal).
 pub fn note_backup(backup: RehearsalBackup) -> Result<()> {
-    let Some(dir) = running() else {
-        return Ok(());
-    };
-    let mut env = RehearsalEnv::open(&dir)?;
-    env.file.backups.push(backup);
-    env.save(Durability::AtExit)
+    note(|f| f.backups.push(backup), Durability::AtExit)
 }
 
 /// A CA certificate a rehearsed ceremony signed, by the hash of the key it certifies: a later
@@ -55,27 +64,12 @@ pub struct RehearsalCertificate {
 
 /// The newest CA certificate for the key with `key_hash` signed in the running rehearsal's folder.
 pub fn recorded_certificate(key_hash: &str) -> Result<Option<RehearsalCertificate>> {
-    let Some(dir) = running() else {
-        return Ok(None);
-    };
-    let env = RehearsalEnv::open(&dir)?;
-    Ok(env
-        .file
-        .certificates
-        .iter()
-        .rev()
-        .find(|c| c.key_hash == key_hash)
-        .cloned())
+    recorded(|f| &f.certificates, |c| c.key_hash == key_hash)
 }
 
 /// Record a CA certificate signed in the running rehearsal's folder (nothing outside a rehearsal).
 pub fn note_certificate(cert: RehearsalCertificate) -> Result<()> {
-    let Some(dir) = running() else {
-        return Ok(());
-    };
-    let mut env = RehearsalEnv::open(&dir)?;
-    env.file.certificates.push(cert);
-    env.save(Durability::AtExit)
+    note(|f| f.certificates.push(cert), Durability::AtExit)
 }
 
 /// A key a rehearsed ceremony generated on a token of this folder. A later rehearsal that uses it as
@@ -91,28 +85,16 @@ pub struct RehearsalKey {
 
 /// The newest record of a key labelled `label` generated in the running rehearsal's folder.
 pub fn recorded_key(label: &str) -> Result<Option<RehearsalKey>> {
-    let Some(dir) = running() else {
-        return Ok(None);
-    };
-    let env = RehearsalEnv::open(&dir)?;
-    Ok(env
-        .file
-        .keys
-        .iter()
-        .rev()
-        .find(|k| k.label == label)
-        .cloned())
+    recorded(|f| &f.keys, |k| k.label == label)
 }
 
 /// Record a key generated in the running rehearsal's folder (nothing outside a rehearsal).
 pub fn note_key(key: RehearsalKey) -> Result<()> {
-    let Some(dir) = running() else {
-        return Ok(());
+    let edit = |f: &mut RehearsalFile| {
+        f.keys.retain(|k| k.label != key.label);
+        f.keys.push(key);
     };
-    let mut env = RehearsalEnv::open(&dir)?;
-    env.file.keys.retain(|k| k.label != key.label);
-    env.file.keys.push(key);
-    env.save(Durability::AtExit)
+    note(edit, Durability::AtExit)
 }
 
 /// The rehearsal folder's record of one quorum split (or reshare). A rehearsed activation, health
@@ -135,17 +117,7 @@ pub struct RehearsalSplit {
 
 /// The newest record of a split made by `ceremony_id` in the running rehearsal's folder.
 pub fn recorded_split(ceremony_id: &str) -> Result<Option<RehearsalSplit>> {
-    let Some(dir) = running() else {
-        return Ok(None);
-    };
-    let env = RehearsalEnv::open(&dir)?;
-    Ok(env
-        .file
-        .splits
-        .iter()
-        .rev()
-        .find(|s| s.ceremony_id == ceremony_id)
-        .cloned())
+    recorded(|f| &f.splits, |s| s.ceremony_id == ceremony_id)
 }
 
 /// Record (or update, by commitments) a split in the running rehearsal's folder; with `replaces`,
@@ -156,23 +128,20 @@ pub fn note_split(
     replaces: Option<&str>,
     durability: Durability,
 ) -> Result<()> {
-    let Some(dir) = running() else {
-        return Ok(());
-    };
-    // Re-read: the folder is the record, not what this process loaded at its start.
-    let mut env = RehearsalEnv::open(&dir)?;
-    let splits = &mut env.file.splits;
-    match splits
-        .iter_mut()
-        .find(|s| s.commitments_sha256 == split.commitments_sha256)
-    {
-        Some(s) => *s = split.clone(),
-        None => splits.push(split.clone()),
-    }
-    if let Some(old) = replaces {
-        for s in splits.iter_mut().filter(|s| s.commitments_sha256 == old) {
-            s.replaced_by = Some(split.commitments_sha256.clone());
+    let edit = |f: &mut RehearsalFile| {
+        let splits = &mut f.splits;
+        match splits
+            .iter_mut()
+            .find(|s| s.commitments_sha256 == split.commitments_sha256)
+        {
+            Some(s) => *s = split.clone(),
+            None => splits.push(split.clone()),
         }
-    }
-    env.save(durability)
+        if let Some(old) = replaces {
+            for s in splits.iter_mut().filter(|s| s.commitments_sha256 == old) {
+                s.replaced_by = Some(split.commitments_sha256.clone());
+            }
+        }
+    };
+    note(edit, durability)
 }
