@@ -89,7 +89,8 @@ fn an_existing_root_key_is_found_by_hash_and_a_wrong_or_ambiguous_key_stops_befo
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .find(|e| e["event"]["kind"] == "test_message_signed")
         .unwrap();
-    let dir = env.dir.path();
+    let dir = env.dir.path().to_path_buf();
+    let dir = dir.as_path();
     std::fs::write(dir.join("msg"), entry["event"]["message"].as_str().unwrap()).unwrap();
     std::fs::write(
         dir.join("sig"),
@@ -103,6 +104,30 @@ fn an_existing_root_key_is_found_by_hash_and_a_wrong_or_ambiguous_key_stops_befo
         dir.join("msg").display()
     ));
     assert!(v.status.success(), "openssl dgst: {}", text(&v));
+
+    // Killed after the activation found the key: resume finds it again after the new login (by
+    // the logged hash) and signs the test message with it.
+    let killed = env.killed(
+        script.to_str().unwrap(),
+        "killed",
+        "activate-hsm:after-step",
+        &[],
+    );
+    let resumed = env.resume(&killed, &[], &[]);
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    verify(&killed);
+    let r = report(&killed);
+    assert_eq!(r["result"], "completed");
+    assert_eq!(r["test_signatures"][0]["key_hash"], root_hash.as_str());
+    assert_eq!(r["test_signatures"][0]["verified"], true);
+    let found_again = Env::log(&killed)
+        .iter()
+        .filter(|e| e["event"]["kind"] == "existing_key_found")
+        .count();
+    assert_eq!(
+        found_again, 2,
+        "found, then found again after the new login"
+    );
 
     // A key the rehearsal did not generate (pkcs11-tool made it) is checked against the script's
     // hash: the root's hash is not its hash.
