@@ -423,7 +423,14 @@ fn drive(
                     }
                 }
                 Effect::Perform { index, action } => {
-                    state.sync_log()?; // the authorisation is on disk before the action
+                    // The authorisation is on disk before the action: synced here, or with the
+                    // action's own first synced entry when nothing precedes that (actions.rs).
+                    if !actions::syncs_before_any_effect(action)
+                        || !state.relogin.is_empty()
+                        || state.adopt.is_some()
+                    {
+                        state.sync_log()?;
+                    }
                     let ctx = actions::Context {
                         script,
                         mode: io.mode,

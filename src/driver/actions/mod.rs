@@ -101,6 +101,41 @@ pub(super) fn on_step_started(
     Ok(())
 }
 
+/// Actions that do nothing outside the log before their first synced entry, so the driver need
+/// not fsync their authorisation first (the later fsync makes it durable too, as the log is written
+/// in order). Manual steps, the pre-flight and the fingerprint read-back change nothing outside the
+/// log (they read the host or the token); key generation, root signing and deactivation only read
+/// the token (C_FindObjects, C_GenerateRandom) before the `hsm_intent` they append with an fsync.
+/// A power cut can then lose an authorisation, and the results after it, that nothing acted on;
+/// the ceremony resumes at the confirmed step. Anything not listed syncs first, as does every
+/// action while `keyrite resume` has a token to log in again or a key to adopt (the driver checks).
+/// Exhaustive, so a new action is decided here, not left to a default.
+pub(super) fn syncs_before_any_effect(action: Action) -> bool {
+    match action {
+        Action::Manual
+        | Action::Preflight
+        | Action::ConfirmFingerprint
+        | Action::GenerateKey
+        | Action::SignCertificate
+        | Action::DeactivateHsm => true,
+        // Cards, bundle files, token PINs or objects may change before their first synced entry.
+        Action::ActivateHsm
+        | Action::Attach
+        | Action::SplitActivation
+        | Action::ActivateQuorum
+        | Action::ShareHealthCheck
+        | Action::Reshare
+        | Action::RetireShares
+        | Action::SignTestMessage
+        | Action::SignSubordinateCa
+        | Action::SignCrossCertificate
+        | Action::SignCrl
+        | Action::DestroyKey
+        | Action::BackupKey
+        | Action::RestoreKey => false,
+    }
+}
+
 pub(super) fn perform(
     state: &mut State,
     ctx: &Context<'_>,
