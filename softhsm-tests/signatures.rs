@@ -275,10 +275,10 @@ fn every_signature_verifies_with_openssl_and_tampering_is_named() {
     );
 }
 
-/// The durability order, seen from outside by strace (issue 15 moved these fsyncs onto threads so
-/// that they share journal commits): every evidence file and its folder are fsynced before the log
-/// entry that names the file is written (`artifact_written`, `report_written`), and every report
-/// signature and the signatures folder are fsynced before keyrite exits.
+/// The durability order, seen from outside by strace, for any change that batches or moves
+/// fsyncs (issue 15): every evidence file and its folder are fsynced after the file was created
+/// and before the log entry that names it is written (`artifact_written`, `report_written`), and
+/// every report signature and the signatures folder before keyrite exits.
 #[test]
 fn evidence_is_fsynced_before_the_log_names_it() {
     let Some(strace) = common::tool("strace") else {

@@ -366,7 +366,7 @@ pub(super) fn sign_reports(
         .filter_map(|d| std::fs::read(bundle.path(d)).ok().map(|b| (*d, b)))
         .collect();
     let mut failures = Vec::new();
-    let mut written = Vec::new();
+    let mut wrote = false;
     for signer in required_report_signers(script) {
         if let Some(why) = refused.get(&signer.person) {
             failures.push(format!(
@@ -422,9 +422,8 @@ pub(super) fn sign_reports(
             Ok(files) => {
                 for (name, p7s) in files {
                     let file = format!("{SIGNATURES_DIR}/{}.{name}.p7s", signer.stem);
-                    // Durable while the next signer's card signs; waited for below.
-                    let (_, syncing) = bundle.write_new_syncing(&file, |w| w.write_all(&p7s))?;
-                    written.push(syncing);
+                    bundle.write_new_unlisted(&file, |w| w.write_all(&p7s))?;
+                    wrote = true;
                     operator.notice(Notice::Info {
                         text: &format!(
                             "{} ({}) signed {name}: {file}",
@@ -436,12 +435,10 @@ pub(super) fn sign_reports(
             Err(e) => failures.push(format!("{} ({}): {e}", signer.person, signer.reason)),
         }
     }
-    // One fsync of the folder for every signature, beside the last files': the log, closed before,
-    // never names them. A power cut before it may lose signatures whole; `keyrite resume` then
-    // has their signers sign again.
-    if !written.is_empty() {
-        written.push(bundle.folder_syncing(SIGNATURES_DIR)?);
-        crate::evidence::bundle::wait_all(written)?;
+    // One fsync of the folder for every signature: the log, closed before, never names them. A power
+    // cut before it may lose signatures whole; `keyrite resume` then has their signers sign again.
+    if wrote {
+        bundle.sync_folder(SIGNATURES_DIR)?;
     }
     for failure in &failures {
         operator.notice(Notice::Warning {

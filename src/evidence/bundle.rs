@@ -80,9 +80,9 @@ impl Bundle {
         relative: &str,
         write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     ) -> Result<ArtifactRecord> {
-        let (written, file) = self.write_new_syncing(relative, write)?;
-        let folder = self.folder_syncing(parent_of(relative))?;
-        wait_all([file, folder])?;
+        let written = self.write_new_unlisted(relative, write)?;
+        let path = self.path(relative);
+        sync_parent(&path).map_err(|e| Error::io("sync the folder of", &path, &e))?;
         Ok(written)
     }
 
@@ -94,20 +94,6 @@ impl Bundle {
         relative: &str,
         write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     ) -> Result<ArtifactRecord> {
-        let (written, file) = self.write_new_syncing(relative, write)?;
-        file.wait()?;
-        Ok(written)
-    }
-
-    /// [`Self::write_new_unlisted`] whose fsync has only started, on its own thread: the caller
-    /// goes on (lays out the next file, asks the next card to sign) and [`Syncing::wait`]s, or
-    /// [`wait_all`]s, before anything names the file. The fsync starts as soon as the file is
-    /// written, so a power cut finds it no less durable than a blocking fsync would have left it.
-    pub fn write_new_syncing(
-        &self,
-        relative: &str,
-        write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-    ) -> Result<(ArtifactRecord, Syncing)> {
         let path = self.path(relative);
         let file = OpenOptions::new()
             .write(true)
@@ -124,85 +110,22 @@ impl Bundle {
         let file = out
             .into_inner()
             .map_err(|e| Error::io("write", &path, e.error()))?;
-        let written = ArtifactRecord {
+        file.sync_all().map_err(|e| Error::io("sync", &path, &e))?;
+        Ok(ArtifactRecord {
             path: relative.to_string(),
             sha256: hex::encode(sha.finalize()),
             size,
-        };
-        Ok((written, Syncing::start(path, file)))
+        })
     }
 
     /// Make the entries of the files written into folder `relative` ("" for the bundle's root)
     /// durable: fsync the folder.
     pub fn sync_folder(&self, relative: &str) -> Result<()> {
-        self.folder_syncing(relative)?.wait()
-    }
-
-    /// [`Self::sync_folder`] started on its own thread, to run beside the fsyncs of its files.
-    pub fn folder_syncing(&self, relative: &str) -> Result<Syncing> {
         let dir = self.path(relative);
-        let folder = fs::File::open(&dir).map_err(|e| Error::io("sync", &dir, &e))?;
-        Ok(Syncing::start(dir, folder))
+        fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io("sync", &dir, &e))
     }
-}
-
-/// An fsync running on its own thread. Several started together reach the disk in one journal
-/// commit where one after the other they would wait for one commit each (3–4 ms apiece on a
-/// busy ext4, far more on a USB stick); nothing that names the files is written before every one
-/// of them is waited for.
-#[must_use = "wait for the fsync before anything names the file"]
-pub struct Syncing {
-    path: PathBuf,
-    state: SyncState,
-}
-
-enum SyncState {
-    Running(std::thread::JoinHandle<std::io::Result<()>>),
-    /// No thread could be started: the fsync ran on the caller's (only the overlap is lost).
-    Done(std::io::Result<()>),
-}
-
-impl Syncing {
-    /// Start fsyncing `file` (a file or a folder opened for reading), named `path` in errors.
-    pub fn start(path: PathBuf, file: fs::File) -> Self {
-        // The file goes to the thread only once it runs, so a thread refused leaves it here.
-        let (give, take) = std::sync::mpsc::channel::<fs::File>();
-        let spawned = std::thread::Builder::new()
-            .name("fsync".into())
-            .spawn(move || take.recv().map_or(Ok(()), |file| file.sync_all()));
-        let state = match spawned {
-            Ok(thread) => match give.send(file) {
-                Ok(()) => SyncState::Running(thread),
-                Err(std::sync::mpsc::SendError(file)) => SyncState::Done(file.sync_all()),
-            },
-            Err(_) => SyncState::Done(file.sync_all()),
-        };
-        Syncing { path, state }
-    }
-
-    /// Block until the file is durable.
-    pub fn wait(self) -> Result<()> {
-        let result = match self.state {
-            SyncState::Running(thread) => thread
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("the fsync thread stopped"))),
-            SyncState::Done(result) => result,
-        };
-        result.map_err(|e| Error::io("sync", &self.path, &e))
-    }
-}
-
-/// Wait for every fsync (none is left running) and report the first that failed.
-pub fn wait_all(syncs: impl IntoIterator<Item = Syncing>) -> Result<()> {
-    syncs
-        .into_iter()
-        .map(Syncing::wait)
-        .fold(Ok(()), |first, next| first.and(next))
-}
-
-/// The folder part of a bundle-relative path ("" for the bundle's root).
-fn parent_of(relative: &str) -> &str {
-    relative.rsplit_once('/').map_or("", |(folder, _)| folder)
 }
 
 /// A writer that hashes and counts what it passes on.
@@ -249,53 +172,5 @@ mod tests {
         assert!(bundle.write_new("artifacts/a.pem", b"xyz").is_err());
         assert_eq!(fs::read(bundle.path("artifacts/a.pem")).unwrap(), b"abc");
         assert!(Bundle::create(bundle.root()).is_err());
-    }
-
-    #[test]
-    fn fsyncs_started_together_are_all_waited_for_and_the_first_failure_is_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let bundle = Bundle::create(&dir.path().join("out")).unwrap();
-        let (a, sa) = bundle
-            .write_new_syncing("artifacts/a", |w| w.write_all(b"abc"))
-            .unwrap();
-        let (_, sb) = bundle
-            .write_new_syncing("artifacts/b", |w| w.write_all(b"xyz"))
-            .unwrap();
-        assert_eq!(a.sha256, hex::encode(Sha256::digest(b"abc")));
-        assert_eq!(a.size, 3);
-        let folder = bundle.folder_syncing(ARTIFACTS_DIR).unwrap();
-        wait_all([sa, sb, folder]).unwrap();
-        assert_eq!(fs::read(bundle.path("artifacts/b")).unwrap(), b"xyz");
-
-        // A failure in the middle is the one reported; the fsyncs after it are still waited for.
-        let failed = Syncing {
-            path: bundle.path("artifacts/gone"),
-            state: SyncState::Done(Err(std::io::Error::other("disk gone"))),
-        };
-        let (_, sc) = bundle
-            .write_new_syncing("artifacts/c", |w| w.write_all(b"c"))
-            .unwrap();
-        let err = wait_all([bundle.folder_syncing("").unwrap(), failed, sc])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("artifacts/gone") && err.contains("disk gone"),
-            "{err}"
-        );
-        // A folder that is not there fails before any thread starts, naming it.
-        let missing = bundle
-            .folder_syncing("signatures")
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(missing.contains("signatures"), "{missing}");
-        assert_eq!(
-            [
-                parent_of("report.json"),
-                parent_of("signatures/a.p7s"),
-                parent_of("a/b/c")
-            ],
-            ["", "signatures", "a/b"]
-        );
     }
 }
