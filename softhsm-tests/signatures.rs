@@ -327,7 +327,9 @@ fn evidence_is_fsynced_before_the_log_names_it() {
     let mut synced: Vec<(String, usize)> = Vec::new();
     let mut pending: std::collections::HashMap<&str, String> = Default::default();
     for (at, line) in lines.iter().enumerate() {
+        // strace pads the pid column ("8475  fsync(").
         let (pid, call) = line.split_once(' ').unwrap();
+        let call = call.trim_start();
         if let Some(rest) = call.strip_prefix("fsync(") {
             let path = rest.split_once('<').unwrap().1.split_once('>').unwrap().0;
             if rest.ends_with("<unfinished ...>") {
