@@ -52,10 +52,12 @@ pub struct Candidate<'a> {
 pub fn required_signers(level: SecurityLevel, people: &[Candidate<'_>]) -> Vec<RequiredSigner> {
     let roles = signing_roles(level);
     let names: Vec<&str> = people.iter().map(|p| p.name).collect();
+    let stems = stems(&names);
     people
         .iter()
-        .filter(|p| p.carded)
-        .filter_map(|p| {
+        .zip(stems)
+        .filter(|(p, _)| p.carded)
+        .filter_map(|(p, stem)| {
             let reason = match roles.iter().find(|r| p.roles.contains(r)) {
                 Some(role) => role.to_string(),
                 None if every_carded_participant_signs(level) => format!(
@@ -67,7 +69,7 @@ pub fn required_signers(level: SecurityLevel, people: &[Candidate<'_>]) -> Vec<R
             Some(RequiredSigner {
                 person: p.name.to_string(),
                 reason,
-                stem: stem_among(&names, p.name),
+                stem,
             })
         })
         .collect()
@@ -132,23 +134,42 @@ pub fn signer_stem(script: &Script, person: &str) -> String {
     stem_among(&names, person)
 }
 
+/// Every participant's stem ([`signer_stem`]), in script order, in one pass: a check over all
+/// participants (verify's report signatures) would otherwise redo the pass for each of them.
+pub fn signer_stems(script: &Script) -> Vec<String> {
+    let names: Vec<&str> = script
+        .participants
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    stems(&names)
+}
+
 /// [`signer_stem`] over the participants' names in script order.
 pub fn stem_among(names: &[&str], person: &str) -> String {
-    let mut taken: Vec<String> = Vec::new();
-    for name in names {
-        let base = slug(name);
-        let mut stem = base.clone();
-        let mut n = 2;
-        while taken.contains(&stem) {
-            stem = format!("{base}-{n}");
-            n += 1;
-        }
-        if *name == person {
-            return stem;
-        }
-        taken.push(stem);
+    match names.iter().position(|name| *name == person) {
+        Some(at) => stems(&names[..=at]).pop().unwrap_or_else(|| slug(person)),
+        None => slug(person),
     }
-    slug(person)
+}
+
+/// The stem of each of `names`, in order: a later name whose stem is taken gets "-2", "-3", ….
+fn stems(names: &[&str]) -> Vec<String> {
+    let mut taken = std::collections::HashSet::with_capacity(names.len());
+    names
+        .iter()
+        .map(|name| {
+            let base = slug(name);
+            let mut stem = base.clone();
+            let mut n = 2;
+            while taken.contains(&stem) {
+                stem = format!("{base}-{n}");
+                n += 1;
+            }
+            taken.insert(stem.clone());
+            stem
+        })
+        .collect()
 }
 
 fn slug(name: &str) -> String {
@@ -177,5 +198,34 @@ mod tests {
         assert_eq!(slug("Sven Lindqvist"), "sven-lindqvist");
         assert_eq!(slug("Zoë  O'Neil"), "zo-o-neil");
         assert_eq!(slug("李"), "participant");
+    }
+
+    #[test]
+    fn a_taken_stem_gets_the_next_free_number_and_one_pass_agrees_with_each_lookup() {
+        let names = [
+            "Sven Lindqvist",
+            "sven lindqvist",
+            "Sven-Lindqvist-2",
+            "李",
+            "Ana",
+            "李",
+        ];
+        let all = stems(&names);
+        assert_eq!(
+            all,
+            [
+                "sven-lindqvist",
+                "sven-lindqvist-2",
+                "sven-lindqvist-2-2",
+                "participant",
+                "ana",
+                "participant-2"
+            ]
+        );
+        // A name given twice is looked up as its first holder.
+        for (at, name) in names.iter().enumerate().take(5) {
+            assert_eq!(stem_among(&names, name), all[at]);
+        }
+        assert_eq!(stem_among(&names, "Nobody Here"), "nobody-here");
     }
 }

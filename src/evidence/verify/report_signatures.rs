@@ -5,7 +5,7 @@ use super::signatures::{Card, Explained};
 use super::Verification;
 use crate::evidence::bundle::{SIGNATURES_DIR, SIGNED_DOCUMENTS, SIGNERS_CA_FILE};
 use crate::evidence::safe_read::{BundleDir, Kind, ReadError, FILE_LIMIT, REPORT_LIMIT};
-use crate::script::signers::{signer_stem, signers_by_role};
+use crate::script::signers::{signer_stems, signers_by_role};
 use crate::script::{Script, SecurityLevel};
 use crate::x509::cms::verify_detached;
 use der::Encode;
@@ -23,10 +23,9 @@ pub(super) fn check_report_signatures(
         .copied()
         .filter(|d| !matches!(bundle.kind(d), Ok(None)))
         .collect();
-    let stems: BTreeMap<String, &str> = script
-        .participants
-        .iter()
-        .map(|p| (signer_stem(script, &p.name), p.name.as_str()))
+    let stems: BTreeMap<String, &str> = signer_stems(script)
+        .into_iter()
+        .zip(script.participants.iter().map(|p| p.name.as_str()))
         .collect();
     let mut present: BTreeSet<String> = BTreeSet::new();
     let names = match bundle.list(SIGNATURES_DIR) {
