@@ -27,8 +27,7 @@ pub struct Line<'a> {
     pub seq: u64,
     pub step: Option<&'a str>,
     pub time: &'a str,
-    /// `"hash":"…",`, which the hash does not cover.
-    hash_member: Range<usize>,
+    spans: Spans,
 }
 
 impl<'a> Line<'a> {
@@ -36,9 +35,49 @@ impl<'a> Line<'a> {
     pub fn unhashed(&self) -> (&'a [u8], &'a [u8]) {
         let bytes = self.line.as_bytes();
         (
-            &bytes[..self.hash_member.start],
-            &bytes[self.hash_member.end..],
+            &bytes[..self.spans.hash_member.start],
+            &bytes[self.spans.hash_member.end..],
         )
+    }
+
+    /// Where its members are in the line, to rebuild the view over a copy of the line.
+    pub fn spans(&self) -> &Spans {
+        &self.spans
+    }
+}
+
+/// A scanned line's members as byte ranges of the line: a [`Line`] without the borrow, so it can
+/// travel with a copy of the line (to another thread) and be rebuilt there by [`Spans::line`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spans {
+    actors: Range<usize>,
+    event: Range<usize>,
+    /// Empty when the event has no `kind`.
+    kind: Range<usize>,
+    hash: Range<usize>,
+    prev: Range<usize>,
+    seq: u64,
+    step: Option<Range<usize>>,
+    time: Range<usize>,
+    /// `"hash":"…",`, which the hash does not cover.
+    hash_member: Range<usize>,
+}
+
+impl Spans {
+    /// The view over `line`, which must be the line these spans were scanned from (or a copy).
+    pub fn line<'a>(&self, line: &'a str) -> Line<'a> {
+        Line {
+            line,
+            actors: &line[self.actors.clone()],
+            event: &line[self.event.clone()],
+            kind: &line[self.kind.clone()],
+            hash: &line[self.hash.clone()],
+            prev: &line[self.prev.clone()],
+            seq: self.seq,
+            step: self.step.clone().map(|r| &line[r]),
+            time: &line[self.time.clone()],
+            spans: self.clone(),
+        }
     }
 }
 
@@ -49,7 +88,6 @@ pub const MAX_DEPTH: usize = 64;
 /// Locate the members of `line` if it is in the scanned subset of canonical lines.
 pub fn scan(line: &str) -> Option<Line<'_>> {
     let mut c = Cursor {
-        s: line,
         b: line.as_bytes(),
         at: 0,
     };
@@ -65,11 +103,11 @@ pub fn scan(line: &str) -> Option<Line<'_>> {
             c.lit(b",")?;
         }
     }
-    let actors = &line[start..c.at];
+    let actors = start..c.at;
     c.lit(b",\"event\":")?;
     let start = c.at;
     let kind = c.event()?;
-    let event = &line[start..c.at];
+    let event = start..c.at;
     c.lit(b",")?;
     let member = c.at;
     c.lit(b"\"hash\":")?;
@@ -89,17 +127,19 @@ pub fn scan(line: &str) -> Option<Line<'_>> {
     c.lit(b",\"time\":")?;
     let time = c.plain()?;
     c.lit(b"}")?;
-    (c.at == c.b.len()).then_some(Line {
-        line,
-        actors,
-        event,
-        kind,
-        hash,
-        prev,
-        seq,
-        step,
-        time,
-        hash_member,
+    (c.at == c.b.len()).then(|| {
+        Spans {
+            actors,
+            event,
+            kind,
+            hash,
+            prev,
+            seq,
+            step,
+            time,
+            hash_member,
+        }
+        .line(line)
     })
 }
 
@@ -138,7 +178,6 @@ fn special_at(b: &[u8]) -> Option<usize> {
 }
 
 struct Cursor<'b> {
-    s: &'b str,
     b: &'b [u8],
     at: usize,
 }
@@ -166,12 +205,12 @@ impl<'b> Cursor<'b> {
         self.eat_all(bytes).then_some(())
     }
 
-    /// A string with no escape at all; its contents.
-    fn plain(&mut self) -> Option<&'b str> {
+    /// A string with no escape at all; where its contents are.
+    fn plain(&mut self) -> Option<Range<usize>> {
         self.lit(b"\"")?;
         let start = self.at;
         self.at += special_at(&self.b[start..])?;
-        let text = &self.s[start..self.at];
+        let text = start..self.at;
         self.lit(b"\"")?;
         Some(text)
     }
@@ -218,11 +257,12 @@ impl<'b> Cursor<'b> {
         Some(n)
     }
 
-    /// The event: an object; its `kind` when that is a plain string ("" when it has none).
-    fn event(&mut self) -> Option<&'b str> {
+    /// The event: an object; where its `kind` is when that is a plain string (empty when it has
+    /// none).
+    fn event(&mut self) -> Option<Range<usize>> {
         let mut kind = None;
         self.object(1, &mut kind)?;
-        Some(kind.unwrap_or(""))
+        Some(kind.unwrap_or(0..0))
     }
 
     fn value(&mut self, depth: usize) -> Option<()> {
@@ -255,7 +295,7 @@ impl<'b> Cursor<'b> {
     }
 
     /// An object with keys in strictly increasing order; at depth 1, its `kind` is noted.
-    fn object(&mut self, depth: usize, kind: &mut Option<&'b str>) -> Option<()> {
+    fn object(&mut self, depth: usize, kind: &mut Option<Range<usize>>) -> Option<()> {
         if depth > MAX_DEPTH {
             return None;
         }
