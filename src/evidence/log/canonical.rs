@@ -27,7 +27,8 @@ pub struct Line<'a> {
     pub seq: u64,
     pub step: Option<&'a str>,
     pub time: &'a str,
-    spans: Spans,
+    /// `"hash":"…",`, which the hash does not cover.
+    hash_member: Range<usize>,
 }
 
 impl<'a> Line<'a> {
@@ -35,14 +36,31 @@ impl<'a> Line<'a> {
     pub fn unhashed(&self) -> (&'a [u8], &'a [u8]) {
         let bytes = self.line.as_bytes();
         (
-            &bytes[..self.spans.hash_member.start],
-            &bytes[self.spans.hash_member.end..],
+            &bytes[..self.hash_member.start],
+            &bytes[self.hash_member.end..],
         )
     }
 
     /// Where its members are in the line, to rebuild the view over a copy of the line.
-    pub fn spans(&self) -> &Spans {
-        &self.spans
+    pub fn spans(&self) -> Spans {
+        // Every member is a slice of `line` (a missing kind its empty start: see `scan`), so a
+        // member's range starts where its bytes do.
+        let base = self.line.as_ptr() as usize;
+        let at = |s: &str| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        Spans {
+            actors: at(self.actors),
+            event: at(self.event),
+            kind: at(self.kind),
+            hash: at(self.hash),
+            prev: at(self.prev),
+            seq: self.seq,
+            step: self.step.map(at),
+            time: at(self.time),
+            hash_member: self.hash_member.clone(),
+        }
     }
 }
 
@@ -52,7 +70,7 @@ impl<'a> Line<'a> {
 pub struct Spans {
     actors: Range<usize>,
     event: Range<usize>,
-    /// Empty when the event has no `kind`.
+    /// `0..0` when the event has no `kind`.
     kind: Range<usize>,
     hash: Range<usize>,
     prev: Range<usize>,
@@ -65,18 +83,18 @@ pub struct Spans {
 
 impl Spans {
     /// The view over `line`, which must be the line these spans were scanned from (or a copy).
-    pub fn line<'a>(&self, line: &'a str) -> Line<'a> {
+    pub fn line(self, line: &str) -> Line<'_> {
         Line {
             line,
-            actors: &line[self.actors.clone()],
-            event: &line[self.event.clone()],
-            kind: &line[self.kind.clone()],
-            hash: &line[self.hash.clone()],
-            prev: &line[self.prev.clone()],
+            actors: &line[self.actors],
+            event: &line[self.event],
+            kind: &line[self.kind],
+            hash: &line[self.hash],
+            prev: &line[self.prev],
             seq: self.seq,
-            step: self.step.clone().map(|r| &line[r]),
-            time: &line[self.time.clone()],
-            spans: self.clone(),
+            step: self.step.map(|r| &line[r]),
+            time: &line[self.time],
+            hash_member: self.hash_member,
         }
     }
 }
@@ -257,8 +275,8 @@ impl<'b> Cursor<'b> {
         Some(n)
     }
 
-    /// The event: an object; where its `kind` is when that is a plain string (empty when it has
-    /// none).
+    /// The event: an object; where its `kind` is when that is a plain string (`0..0`, the line's
+    /// empty start, when it has none: every member of a [`Line`] is then a slice of the line).
     fn event(&mut self) -> Option<Range<usize>> {
         let mut kind = None;
         self.object(1, &mut kind)?;
@@ -359,6 +377,21 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn spans_rebuild_the_same_view_over_a_copy_of_the_line() {
+        for line in [
+            r#"{"actors":["A \"B\""],"event":{"a":[1,{"kind":"x"}],"kind":"k"},"hash":"h","prev":"p","seq":12,"step":"s","time":"t"}"#,
+            r#"{"actors":[],"event":{"z":null},"hash":"h","prev":"p","seq":0,"step":null,"time":"t"}"#,
+        ] {
+            let scanned = scan(line).unwrap();
+            let copy = line.to_string();
+            let rebuilt = scanned.spans().line(&copy);
+            assert_eq!(rebuilt, scan(&copy).unwrap());
+            assert_eq!(rebuilt, scanned);
+            assert_eq!(rebuilt.unhashed(), scanned.unhashed());
         }
     }
 }

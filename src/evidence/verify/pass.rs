@@ -1,8 +1,9 @@
-//! One pass over audit.jsonl for `keyrite verify`. Each line is read under safe_read's limits,
-//! chain-checked and parsed once, then handed to every check that reads the log: the replay, the
-//! report rebuild, the signature checks' collector, the artifact list and the progress facts. The
-//! log is never held: memory is one line (two for the report's head), the engine, the report being
-//! rebuilt, and what the signature checks keep (src/evidence/verify/signatures.rs).
+//! One pass over audit.jsonl for `keyrite verify`. Each line is read under safe_read's limits and
+//! chain-checked on a reader thread, then parsed once here and handed to every check that reads the
+//! log: the replay, the report rebuild, the signature checks' collector, the artifact list and the
+//! progress facts (the two threads: pass/lines.rs). The log is never held: memory is a few batches
+//! of lines, the engine, the report being rebuilt, and what the signature checks keep
+//! (src/evidence/verify/signatures.rs).
 //!
 //! The findings come out in the order the old whole-file reader gave them: a read error (a line or
 //! the file over its limit) wins over everything, then a complete entry that lost its newline, an

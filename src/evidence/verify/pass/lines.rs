@@ -199,7 +199,7 @@ impl Batch {
         let entry = match checked {
             log::Checked::Scanned(line) => {
                 self.text.push_str(line.line);
-                Entry::Scanned(line.spans().clone())
+                Entry::Scanned(line.spans())
             }
             log::Checked::Parsed(entry) => Entry::Parsed(entry),
         };
