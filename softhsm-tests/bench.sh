@@ -95,7 +95,9 @@ baseline() { run_id=$((run_id + 1)); timed "$1" bash softhsm-tests/baseline.sh "
 rehearse() { # rehearse NAME SCRIPT [env var assignment]
   local name=$1 script=$2
   run_id=$((run_id + 1))
-  timed "$name" env KEYRITE_HSM_TIMES="$work/hsm-$run_id" "$bin" rehearse "$script" --auto \
+  # The variable rides on the call (bash exports it to what `timed` runs): an `env` process in
+  # between would add its exec to keyrite's wall time, and so to B2.
+  KEYRITE_HSM_TIMES="$work/hsm-$run_id" timed "$name" "$bin" rehearse "$script" --auto \
     --out "$work/out-$run_id" --env "$work/env-$run_id"
   # B2: this run's wall time minus every PKCS#11 call its processes timed.
   local wall hsm

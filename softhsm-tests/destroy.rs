@@ -220,6 +220,12 @@ fn a_destruction_killed_after_activation_finds_the_key_again_on_resume() {
     verify(&bundle);
     assert_eq!(report(&bundle)["result"], "completed");
     assert_eq!(found(&bundle), 2, "found again after the new login");
+    let listed = &report(&bundle)["existing_keys"];
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        1,
+        "the key once: {listed}"
+    );
     let d = &report(&bundle)["destroyed_keys"][0];
     assert_eq!(d["destroyed"].as_array().unwrap().len(), 3, "{d}");
     // The key is gone; another key under its label is not the one the log found.

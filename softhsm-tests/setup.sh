@@ -14,9 +14,10 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# libengine-pkcs11-openssl (the libp11 engine) and time (GNU /usr/bin/time) are for softhsm-tests/baseline.sh
+# strace checks the order of fsyncs (softhsm_signatures). libengine-pkcs11-openssl (the libp11 engine) and
+# time (GNU /usr/bin/time) are for softhsm-tests/baseline.sh
 # and softhsm-tests/bench.sh.
-packages=(softhsm2 opensc openssl p11-kit p11-kit-modules poppler-utils qpdf tmux libengine-pkcs11-openssl time)
+packages=(softhsm2 opensc openssl p11-kit p11-kit-modules poppler-utils qpdf tmux libengine-pkcs11-openssl time strace)
 # tpm2-pkcs11 over a software TPM behind the tpm2-abrmd resource manager (softhsm-tests/backends/tpm2.sh).
 packages+=(swtpm tpm2-tools libtpm2-pkcs11-1 libtss2-tcti-swtpm0 tpm2-abrmd libtss2-tcti-tabrmd0 dbus)
 # Kryoptic's build against the system OpenSSL 3.0 and SQLite; OpenSSL 3.5's build (make, perl, gcc).

@@ -274,3 +274,121 @@ fn every_signature_verifies_with_openssl_and_tampering_is_named() {
         text(&o)
     );
 }
+
+/// The durability order, seen from outside by strace, for any change that batches or moves
+/// fsyncs (issue 15): every evidence file and its folder are fsynced after the file was created
+/// and before the log entry that names it is written (`artifact_written`, `report_written`), and
+/// every report signature and the signatures folder before keyrite exits.
+#[test]
+fn evidence_is_fsynced_before_the_log_names_it() {
+    let Some(strace) = common::tool("strace") else {
+        return;
+    };
+    if !have_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (out, trace) = (dir.path().join("out"), dir.path().join("strace.txt"));
+    let run = Command::new(strace)
+        .args([
+            "-f",
+            "-y",
+            "-s",
+            "4096",
+            "-e",
+            "trace=openat,fsync,write",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_keyrite"))
+        .args([
+            "rehearse",
+            "softhsm-tests/bench/full-work.toml",
+            "--auto",
+            "--out",
+        ])
+        .arg(&out)
+        .arg("--env")
+        .arg(dir.path().join("env"))
+        .current_dir(common::root())
+        .env_remove("SOFTHSM2_CONF")
+        .env_remove("KRYOPTIC_CONF")
+        .env_remove("KEYRITE_REHEARSAL_DIR")
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(verify(&out).status.success());
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = trace.lines().collect();
+    // strace pads the result: "fsync(5</x>)     = 0".
+    let returned = |call: &str| call.rsplit_once(')').map(|(_, r)| r.trim().to_string());
+    // Where each fsync of a path returned 0: its own line, or the line that resumed it.
+    let root = out.canonicalize().unwrap();
+    let mut synced: Vec<(String, usize)> = Vec::new();
+    let mut pending: std::collections::HashMap<&str, String> = Default::default();
+    for (at, line) in lines.iter().enumerate() {
+        // strace pads the pid column ("8475  fsync(").
+        let (pid, call) = line.split_once(' ').unwrap();
+        let call = call.trim_start();
+        if let Some(rest) = call.strip_prefix("fsync(") {
+            let path = rest.split_once('<').unwrap().1.split_once('>').unwrap().0;
+            if rest.ends_with("<unfinished ...>") {
+                pending.insert(pid, path.to_string());
+            } else {
+                assert_eq!(returned(rest), Some("= 0".to_string()), "{line}");
+                synced.push((path.to_string(), at));
+            }
+        } else if call.starts_with("<... fsync resumed>") {
+            assert_eq!(returned(call), Some("= 0".to_string()), "{line}");
+            synced.push((pending.remove(pid).unwrap(), at));
+        }
+    }
+    // The line where `path` was created: the first openat that returned a descriptor on it (its
+    // own line, or "<... openat resumed>" when another thread's call came between).
+    let created = |path: &Path| {
+        let fd = format!("<{}>", path.display());
+        lines
+            .iter()
+            .position(|l| l.contains("openat") && l.ends_with(&fd))
+            .unwrap_or_else(|| panic!("{} is never created", path.display()))
+    };
+    // `file` and its folder are both fsynced after the file was created and before line `limit`.
+    let durable_by = |file: &Path, limit: usize| {
+        let made = created(file);
+        for path in [file, file.parent().unwrap()] {
+            let path = path.display().to_string();
+            assert!(
+                synced
+                    .iter()
+                    .any(|(p, at)| *p == path && made < *at && *at < limit),
+                "{path} is not fsynced between line {} and line {} of the trace:\n{trace}",
+                made + 1,
+                limit + 1
+            );
+        }
+    };
+    let log_write = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains("audit.jsonl>, \"") && l.contains(needle))
+            .unwrap_or_else(|| panic!("no log write with {needle}"))
+    };
+    for artifact in ["bench-full-root.pub.pem", "bench-full-root.pem"] {
+        let named = log_write(&format!("artifacts/{artifact}"));
+        durable_by(&root.join("artifacts").join(artifact), named);
+    }
+    let named = log_write("report_written");
+    for file in ["report.json", "report.pdf"] {
+        durable_by(&root.join(file), named);
+    }
+    let exit = lines.len();
+    let signatures: Vec<PathBuf> = std::fs::read_dir(out.join("signatures"))
+        .unwrap()
+        .map(|e| root.join("signatures").join(e.unwrap().file_name()))
+        .filter(|p| p.extension().is_some_and(|x| x == "p7s"))
+        .collect();
+    assert_eq!(signatures.len(), 6, "three signers, two documents each");
+    for p7s in &signatures {
+        durable_by(p7s, exit);
+    }
+}

@@ -437,7 +437,18 @@ fn apply(
             | Record::FoundAfterInterruption { .. }
             | Record::QuorumPins(_)
             | Record::SealedShareRetired(_) => {}
-            Record::ExistingKeyFound(k) => report.existing_keys.push(k),
+            // A resume finds the key again after its new login (the log keeps both finds): the
+            // report lists each key once. A find with another hash would be a second entry, but
+            // resume stops before that is logged.
+            Record::ExistingKeyFound(k) => {
+                if !report
+                    .existing_keys
+                    .iter()
+                    .any(|e| e.key == k.key && e.key_hash == k.key_hash && e.id == k.id)
+                {
+                    report.existing_keys.push(k)
+                }
+            }
             Record::KeyDestroyed(d) => report.destroyed_keys.push(d),
             Record::CaCertificateSigned(c) => report.ca_certificates.push(c),
             Record::CertificatePresented(_) => {}
