@@ -158,12 +158,16 @@ fn produce(
         let mut batch = recycled.try_recv().unwrap_or_default();
         batch.text.clear();
         batch.items.clear();
-        while batch.items.len() < batching.lines && batch.text.len() < batching.bytes {
+        // At least one line a batch, whatever `batching` says.
+        loop {
             let Some(checked) = lines.next()? else {
                 more = false;
                 break;
             };
             batch.push(checked);
+            if batch.items.len() >= batching.lines || batch.text.len() >= batching.bytes {
+                break;
+            }
         }
         if !batch.items.is_empty() && tx.send(batch).is_err() {
             // The consumer is gone: it panicked, and the scope passes its panic on.

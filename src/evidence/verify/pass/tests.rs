@@ -76,10 +76,11 @@ fn said(log: &[u8], batching: Batching) -> Said {
     (v.checks, pass)
 }
 
-/// Every hand-over we care about: each line, a few lines, by bytes, and the whole log at once.
+/// Every hand-over we care about: each line (0 lines means 1), a few lines, by bytes, and the
+/// whole log at once.
 fn batchings(log: &[u8]) -> Vec<Batching> {
     let line = lines_of(log).first().map_or(1, |l| l.len());
-    let mut out: Vec<Batching> = (1..=ENTRIES + 1)
+    let mut out: Vec<Batching> = (0..=ENTRIES + 1)
         .map(|lines| Batching {
             lines,
             bytes: usize::MAX,
