@@ -463,3 +463,25 @@ fn a_token_warning_is_shown_and_logged_at_activation() {
     let v = verify_bundle(&out);
     assert!(v.passed(), "{}", v.table());
 }
+
+/// The log pass hands entries from its reader thread over in batches: a completed bundle, and the
+/// same cut short mid-line, verify the same whatever the batch size.
+#[test]
+fn verify_says_the_same_whatever_the_log_pass_batch_size() {
+    use crate::evidence::verify::{verify_bundle_batched, Verdict};
+    let (_dir, out) = completed_bundle();
+    let same = |verdict: Verdict| {
+        let whole = verify_bundle(&out);
+        assert_eq!(whole.verdict(), verdict, "{whole:?}");
+        for lines in [1, 2, 3, 5] {
+            let batched = verify_bundle_batched(&out, lines);
+            assert_eq!(format!("{batched:?}"), format!("{whole:?}"), "{lines}");
+        }
+    };
+    same(Verdict::Verified);
+    let path = out.join("audit.jsonl");
+    let log = std::fs::read(&path).unwrap();
+    let ends: Vec<usize> = (0..log.len()).filter(|&i| log[i] == b'\n').collect();
+    std::fs::write(&path, &log[..ends[ends.len() - 6] + 20]).unwrap();
+    same(Verdict::Incomplete);
+}

@@ -175,6 +175,20 @@ pub fn verify_bundle(dir: &Path) -> Verification {
 /// [`verify_bundle`], checking signer certificates against `signers_ca` (PEM) instead of the
 /// bundle's own copy of the signers CA.
 pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification {
+    verify_batched(dir, signers_ca, pass::Batching::default())
+}
+
+/// [`verify_bundle`] with the log pass handing over `lines` lines at a time (tests of the hand-over).
+#[cfg(test)]
+pub(crate) fn verify_bundle_batched(dir: &Path, lines: usize) -> Verification {
+    let batching = pass::Batching {
+        lines,
+        bytes: usize::MAX,
+    };
+    verify_batched(dir, None, batching)
+}
+
+fn verify_batched(dir: &Path, signers_ca: Option<&str>, batching: pass::Batching) -> Verification {
     let mut v = Verification::default();
     let bundle = match BundleDir::open(dir) {
         Ok(bundle) => bundle,
@@ -187,7 +201,7 @@ pub fn verify_bundle_with(dir: &Path, signers_ca: Option<&str>) -> Verification 
         }
     };
     check_bundle_root(&mut v, &bundle);
-    let Some(pass) = pass::read(&mut v, &bundle) else {
+    let Some(pass) = pass::read(&mut v, &bundle, batching) else {
         return v;
     };
     if !pass.finished() {

@@ -40,6 +40,63 @@ impl<'a> Line<'a> {
             &bytes[self.hash_member.end..],
         )
     }
+
+    /// Where its members are in the line, to rebuild the view over a copy of the line.
+    pub fn spans(&self) -> Spans {
+        // Every member is a slice of `line` (a missing kind its empty start: see `scan`), so a
+        // member's range starts where its bytes do.
+        let base = self.line.as_ptr() as usize;
+        let at = |s: &str| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        Spans {
+            actors: at(self.actors),
+            event: at(self.event),
+            kind: at(self.kind),
+            hash: at(self.hash),
+            prev: at(self.prev),
+            seq: self.seq,
+            step: self.step.map(at),
+            time: at(self.time),
+            hash_member: self.hash_member.clone(),
+        }
+    }
+}
+
+/// A scanned line's members as byte ranges of the line: a [`Line`] without the borrow, so it can
+/// travel with a copy of the line (to another thread) and be rebuilt there by [`Spans::line`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spans {
+    actors: Range<usize>,
+    event: Range<usize>,
+    /// `0..0` when the event has no `kind`.
+    kind: Range<usize>,
+    hash: Range<usize>,
+    prev: Range<usize>,
+    seq: u64,
+    step: Option<Range<usize>>,
+    time: Range<usize>,
+    /// `"hash":"…",`, which the hash does not cover.
+    hash_member: Range<usize>,
+}
+
+impl Spans {
+    /// The view over `line`, which must be the line these spans were scanned from (or a copy).
+    pub fn line(self, line: &str) -> Line<'_> {
+        Line {
+            line,
+            actors: &line[self.actors],
+            event: &line[self.event],
+            kind: &line[self.kind],
+            hash: &line[self.hash],
+            prev: &line[self.prev],
+            seq: self.seq,
+            step: self.step.map(|r| &line[r]),
+            time: &line[self.time],
+            hash_member: self.hash_member,
+        }
+    }
 }
 
 /// The deepest nesting of arrays and objects inside an event that the scan follows (serde_json
@@ -49,7 +106,6 @@ pub const MAX_DEPTH: usize = 64;
 /// Locate the members of `line` if it is in the scanned subset of canonical lines.
 pub fn scan(line: &str) -> Option<Line<'_>> {
     let mut c = Cursor {
-        s: line,
         b: line.as_bytes(),
         at: 0,
     };
@@ -65,11 +121,11 @@ pub fn scan(line: &str) -> Option<Line<'_>> {
             c.lit(b",")?;
         }
     }
-    let actors = &line[start..c.at];
+    let actors = start..c.at;
     c.lit(b",\"event\":")?;
     let start = c.at;
     let kind = c.event()?;
-    let event = &line[start..c.at];
+    let event = start..c.at;
     c.lit(b",")?;
     let member = c.at;
     c.lit(b"\"hash\":")?;
@@ -89,17 +145,19 @@ pub fn scan(line: &str) -> Option<Line<'_>> {
     c.lit(b",\"time\":")?;
     let time = c.plain()?;
     c.lit(b"}")?;
-    (c.at == c.b.len()).then_some(Line {
-        line,
-        actors,
-        event,
-        kind,
-        hash,
-        prev,
-        seq,
-        step,
-        time,
-        hash_member,
+    (c.at == c.b.len()).then(|| {
+        Spans {
+            actors,
+            event,
+            kind,
+            hash,
+            prev,
+            seq,
+            step,
+            time,
+            hash_member,
+        }
+        .line(line)
     })
 }
 
@@ -138,7 +196,6 @@ fn special_at(b: &[u8]) -> Option<usize> {
 }
 
 struct Cursor<'b> {
-    s: &'b str,
     b: &'b [u8],
     at: usize,
 }
@@ -166,12 +223,12 @@ impl<'b> Cursor<'b> {
         self.eat_all(bytes).then_some(())
     }
 
-    /// A string with no escape at all; its contents.
-    fn plain(&mut self) -> Option<&'b str> {
+    /// A string with no escape at all; where its contents are.
+    fn plain(&mut self) -> Option<Range<usize>> {
         self.lit(b"\"")?;
         let start = self.at;
         self.at += special_at(&self.b[start..])?;
-        let text = &self.s[start..self.at];
+        let text = start..self.at;
         self.lit(b"\"")?;
         Some(text)
     }
@@ -218,11 +275,12 @@ impl<'b> Cursor<'b> {
         Some(n)
     }
 
-    /// The event: an object; its `kind` when that is a plain string ("" when it has none).
-    fn event(&mut self) -> Option<&'b str> {
+    /// The event: an object; where its `kind` is when that is a plain string (`0..0`, the line's
+    /// empty start, when it has none: every member of a [`Line`] is then a slice of the line).
+    fn event(&mut self) -> Option<Range<usize>> {
         let mut kind = None;
         self.object(1, &mut kind)?;
-        Some(kind.unwrap_or(""))
+        Some(kind.unwrap_or(0..0))
     }
 
     fn value(&mut self, depth: usize) -> Option<()> {
@@ -255,7 +313,7 @@ impl<'b> Cursor<'b> {
     }
 
     /// An object with keys in strictly increasing order; at depth 1, its `kind` is noted.
-    fn object(&mut self, depth: usize, kind: &mut Option<&'b str>) -> Option<()> {
+    fn object(&mut self, depth: usize, kind: &mut Option<Range<usize>>) -> Option<()> {
         if depth > MAX_DEPTH {
             return None;
         }
@@ -319,6 +377,21 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn spans_rebuild_the_same_view_over_a_copy_of_the_line() {
+        for line in [
+            r#"{"actors":["A \"B\""],"event":{"a":[1,{"kind":"x"}],"kind":"k"},"hash":"h","prev":"p","seq":12,"step":"s","time":"t"}"#,
+            r#"{"actors":[],"event":{"z":null},"hash":"h","prev":"p","seq":0,"step":null,"time":"t"}"#,
+        ] {
+            let scanned = scan(line).unwrap();
+            let copy = line.to_string();
+            let rebuilt = scanned.spans().line(&copy);
+            assert_eq!(rebuilt, scan(&copy).unwrap());
+            assert_eq!(rebuilt, scanned);
+            assert_eq!(rebuilt.unhashed(), scanned.unhashed());
         }
     }
 }

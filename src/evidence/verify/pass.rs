@@ -1,8 +1,9 @@
-//! One pass over audit.jsonl for `keyrite verify`. Each line is read under safe_read's limits,
-//! chain-checked and parsed once, then handed to every check that reads the log: the replay, the
-//! report rebuild, the signature checks' collector, the artifact list and the progress facts. The
-//! log is never held: memory is one line (two for the report's head), the engine, the report being
-//! rebuilt, and what the signature checks keep (src/evidence/verify/signatures.rs).
+//! One pass over audit.jsonl for `keyrite verify`. Each line is read under safe_read's limits and
+//! chain-checked on a reader thread, then parsed once here and handed to every check that reads the
+//! log: the replay, the report rebuild, the signature checks' collector, the artifact list and the
+//! progress facts (the two threads: pass/lines.rs). The log is never held: memory is a few batches
+//! of lines, the engine, the report being rebuilt, and what the signature checks keep
+//! (src/evidence/verify/signatures.rs).
 //!
 //! The findings come out in the order the old whole-file reader gave them: a read error (a line or
 //! the file over its limit) wins over everything, then a complete entry that lost its newline, an
@@ -14,14 +15,20 @@ use super::signatures::SignatureFacts;
 use super::{short, Verification};
 use crate::evidence::bundle::LOG_FILE;
 use crate::evidence::events::Record;
-use crate::evidence::log::{self, AuditEntry, ChainCheck, ChainError, EntryRef};
+use crate::evidence::log::{AuditEntry, EntryRef};
 use crate::evidence::replay::Replay;
 use crate::evidence::report::{
-    parse_checked, parse_event, ArtifactRecord, Deferred, Parsed, Report, ReportBuilder,
+    parse_event, ArtifactRecord, Deferred, Parsed, Report, ReportBuilder,
 };
-use crate::evidence::safe_read::{BundleDir, LogLines, ReadError};
+use crate::evidence::safe_read::{BundleDir, ReadError};
 use crate::script::Script;
+pub(super) use lines::Batching;
+use lines::{Entries, Lines};
 use sha2::{Digest, Sha256};
+
+mod lines;
+#[cfg(test)]
+mod tests;
 
 /// What the pass found in an intact log.
 pub(super) struct Pass {
@@ -56,8 +63,9 @@ impl Pass {
     }
 }
 
-/// Read and check audit.jsonl; `None` when nothing more can be checked (the reason is in `v`).
-pub(super) fn read(v: &mut Verification, bundle: &BundleDir) -> Option<Pass> {
+/// Read and check audit.jsonl, the lines handed from the reader thread to this one `batching` at a
+/// time; `None` when nothing more can be checked (the reason is in `v`).
+pub(super) fn read(v: &mut Verification, bundle: &BundleDir, batching: Batching) -> Option<Pass> {
     let lines = match bundle.open_log(LOG_FILE) {
         Ok(lines) => lines,
         Err(ReadError::Missing) if progress::only_the_script(bundle) => {
@@ -73,20 +81,12 @@ pub(super) fn read(v: &mut Verification, bundle: &BundleDir) -> Option<Pass> {
             return None;
         }
     };
-    let mut lines = Lines {
-        lines,
-        buf: Vec::with_capacity(4096),
-        last: Vec::with_capacity(4096),
-        keep: false,
-        sha: Sha256::new(),
-        chain: ChainCheck::default(),
-        terminated: 0,
-        broken: None,
-        tail: None,
-    };
+    let mut lines = Lines::new(lines);
     // script.toml is checked when the first entry names it, but its findings follow the chain's.
     let mut early = Verification::default();
-    let streamed = match stream(&mut lines, bundle, &mut early) {
+    let streamed = match lines::pipelined(&mut lines, batching, |entries| {
+        stream(entries, bundle, &mut early)
+    }) {
         Ok(streamed) => streamed,
         Err(e) => {
             v.fail(LOG_FILE, e.to_string());
@@ -181,74 +181,6 @@ pub(super) fn read(v: &mut Verification, bundle: &BundleDir) -> Option<Pass> {
     Some(pass)
 }
 
-/// The lines of the log: the intact entries one by one; after a break in the chain, or the torn
-/// last line, [`Lines::drain`] reads the rest of the file (its limits still apply).
-struct Lines {
-    lines: LogLines,
-    buf: Vec<u8>,
-    /// The last intact line, once `buf` has moved on (`keep`: `buf` still holds it).
-    last: Vec<u8>,
-    keep: bool,
-    /// Every byte read, in order.
-    sha: Sha256,
-    chain: ChainCheck,
-    /// Lines read that end with a newline.
-    terminated: usize,
-    broken: Option<ChainError>,
-    tail: Option<Vec<u8>>,
-}
-
-impl Lines {
-    /// The next intact entry, checked in place; `None` at the end, at a torn last line or at a
-    /// break in the chain.
-    fn next(&mut self) -> Result<Option<log::Checked<'_>>, ReadError> {
-        if self.broken.is_some() || !self.read_line()? {
-            return Ok(None);
-        }
-        // Split on LF only: a CR left in a line fails the canonical-form check.
-        let line = &self.buf[..self.buf.len() - 1];
-        match self.chain.check(line) {
-            Ok(checked) => {
-                self.keep = true;
-                Ok(Some(checked))
-            }
-            Err(e) => {
-                self.broken = Some(e);
-                Ok(None)
-            }
-        }
-    }
-
-    /// Read the next line into `buf`; true when it is a whole (terminated) line.
-    fn read_line(&mut self) -> Result<bool, ReadError> {
-        if std::mem::take(&mut self.keep) {
-            std::mem::swap(&mut self.buf, &mut self.last);
-        }
-        if !self.lines.next_line(&mut self.buf)? {
-            return Ok(false);
-        }
-        self.sha.update(&self.buf);
-        if self.buf.last() != Some(&b'\n') {
-            self.tail = Some(std::mem::take(&mut self.buf));
-            return Ok(false);
-        }
-        self.terminated += 1;
-        Ok(true)
-    }
-
-    /// Read what is left of the file after the last entry returned.
-    fn drain(&mut self) -> Result<(), ReadError> {
-        while self.tail.is_none() && self.read_line()? {}
-        Ok(())
-    }
-
-    /// The last intact line, without its newline.
-    fn last_line(&self) -> &[u8] {
-        let line = if self.keep { &self.buf } else { &self.last };
-        line.strip_suffix(b"\n").unwrap_or(line)
-    }
-}
-
 /// What the streamed entries gave every check.
 struct Streamed {
     script: Option<Script>,
@@ -262,15 +194,8 @@ struct Streamed {
     artifacts: Vec<ArtifactRecord>,
 }
 
-fn stream(
-    lines: &mut Lines,
-    bundle: &BundleDir,
-    early: &mut Verification,
-) -> Result<Streamed, ReadError> {
-    let first = lines.next()?.map(|checked| {
-        let parsed = parse_checked(&checked);
-        (checked, parsed)
-    });
+fn stream(entries: &mut Entries, bundle: &BundleDir, early: &mut Verification) -> Streamed {
+    let first = entries.next();
     let script = first
         .as_ref()
         .and_then(|(_, parsed)| script::prepare(early, bundle, parsed.as_ref()));
@@ -290,12 +215,10 @@ fn stream(
     };
     if let Some((checked, parsed)) = first {
         each.entry(checked.view(), parsed);
-        while let Some(checked) = lines.next()? {
-            let parsed = parse_checked(&checked);
+        while let Some((checked, parsed)) = entries.next() {
             each.entry(checked.view(), parsed);
         }
     }
-    lines.drain()?;
     let Each {
         replay,
         signatures,
@@ -315,7 +238,7 @@ fn stream(
         Some(Err(e)) => (Err(e), None),
         None => (Err("the log is empty".to_string()), None),
     };
-    Ok(Streamed {
+    Streamed {
         script,
         replayed,
         signatures,
@@ -324,7 +247,7 @@ fn stream(
         report_written,
         engine,
         artifacts,
-    })
+    }
 }
 
 /// The checks fed one entry at a time.
