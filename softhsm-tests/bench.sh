@@ -9,9 +9,11 @@
 #   and the criterion benches: a TUI frame ≤ 1 ms, a 200-step report.pdf ≤ 100 ms, the quorum.
 # Pairs run alternately (A, B, A, B, …); ratios are per pair, reported as median [min, max].
 #
-# Usage: softhsm-tests/bench.sh [--quick] [--runs N]
+# Usage: softhsm-tests/bench.sh [--quick] [--runs N] [--only LIST]
 #   --quick   one run each, small sizes, a short criterion pass: proves every bench works and asserts
 #             no time (CI runs this after the tests).
+#   --only    a comma-separated subset of b1, b1b (with B2 and B1b's RSS), b4, b3, criterion: e.g.
+#             `--only b1b --runs 21` to compare two builds' B2 without the rest.
 # CARGO=kcargo selects the cargo wrapper (default: cargo). KEEP=1 keeps the work folder.
 # KEYRITE_BIN=PATH benches that keyrite binary instead of building one (e.g. a build from before a
 # change; B2 needs a build that knows KEYRITE_HSM_TIMES). NO_CRITERION=1 skips the criterion benches.
@@ -21,14 +23,24 @@ root=$PWD
 
 quick=0
 runs=9
+only=""
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
-    --runs) runs=$2; shift ;;
-    *) echo "bench: unknown argument $1 (use --quick or --runs N)" >&2; exit 2 ;;
+    --runs) runs=${2:?--runs needs a number}; shift ;;
+    --only) only=${2:?--only needs a list, e.g. b1b,b3}; shift ;;
+    *) echo "bench: unknown argument $1 (use --quick, --runs N or --only LIST)" >&2; exit 2 ;;
   esac
   shift
 done
+for part in ${only//,/ }; do
+  case $part in
+    b1 | b1b | b4 | b3 | criterion) ;;
+    *) echo "bench: --only knows b1, b1b, b4, b3 and criterion, not \"$part\"" >&2; exit 2 ;;
+  esac
+done
+# wants PART: is PART to run (all of them without --only)?
+wants() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 if [ "$quick" = 1 ]; then
   runs=1
   sizes=(10000)
@@ -111,33 +123,38 @@ rehearse() { # rehearse NAME SCRIPT [env var assignment]
 echo "keyrite bench: $runs run(s) per figure on $(nproc) CPU(s), $(uname -sr), keyrite $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 
 # B1 and B1b: A (baseline) and B (keyrite) alternately. One warm-up pair first, not counted.
-baseline warm; rehearse warm softhsm-tests/bench/same-work.toml
-for _ in $(seq "$runs"); do
-  baseline b1.base; rehearse b1.keyrite softhsm-tests/bench/same-work.toml
-done
-for _ in $(seq "$runs"); do
-  baseline b1b.base; rehearse b1b.keyrite softhsm-tests/bench/full-work.toml
-done
-ratios "$work/b1.base" "$work/b1.keyrite" 1 >"$work/b1.ratio"
-ratios "$work/b1b.base" "$work/b1b.keyrite" 1 >"$work/b1b.ratio"
-ratios "$work/b1.base" "$work/b1.keyrite" 2 >"$work/b1.cpuratio"
-
+if wants b1 || wants b1b; then
+  baseline warm; rehearse warm softhsm-tests/bench/same-work.toml
+fi
 echo
 echo "figure                                                     median [min, max]                  target"
-line "baseline.sh wall ms (B1 pairs)" "$(stats "$work/b1.base" 1)" "-"
-line "B1 keyrite rehearse, same work: wall ms" "$(stats "$work/b1.keyrite" 1)" "-"
-r=$(median "$work/b1.ratio" 1)
-line "B1 same work: keyrite / baseline wall" "$(stats "$work/b1.ratio" 1)" "<= 1.0x  $(verdict "$r" '<=' 1.0)"
-line "B1 same work: keyrite / baseline CPU" "$(stats "$work/b1.cpuratio" 1)" "-"
-line "baseline.sh wall ms (B1b pairs)" "$(stats "$work/b1b.base" 1)" "-"
-line "B1b keyrite rehearse, full work: wall ms" "$(stats "$work/b1b.keyrite" 1)" "-"
-r=$(median "$work/b1b.ratio" 1)
-line "B1b full work: keyrite / baseline wall" "$(stats "$work/b1b.ratio" 1)" "<= 3.0x  $(verdict "$r" '<=' 3.0)"
-line "B1b PKCS#11 time ms" "$(stats "$work/b1b.keyrite.outside" 2)" "-"
-r=$(median "$work/b1b.keyrite.outside" 1)
-line "B2 B1b outside PKCS#11: wall - HSM ms" "$(stats "$work/b1b.keyrite.outside" 1)" "<= 30 ms  $(verdict "$r" '<=' 30)"
-r=$(median "$work/b1b.keyrite" 3)
-line "B4 B1b peak RSS KB" "$(stats "$work/b1b.keyrite" 3)" "<= 30720 KB  $(verdict "$r" '<=' 30720)"
+if wants b1; then
+  for _ in $(seq "$runs"); do
+    baseline b1.base; rehearse b1.keyrite softhsm-tests/bench/same-work.toml
+  done
+  ratios "$work/b1.base" "$work/b1.keyrite" 1 >"$work/b1.ratio"
+  ratios "$work/b1.base" "$work/b1.keyrite" 2 >"$work/b1.cpuratio"
+  line "baseline.sh wall ms (B1 pairs)" "$(stats "$work/b1.base" 1)" "-"
+  line "B1 keyrite rehearse, same work: wall ms" "$(stats "$work/b1.keyrite" 1)" "-"
+  r=$(median "$work/b1.ratio" 1)
+  line "B1 same work: keyrite / baseline wall" "$(stats "$work/b1.ratio" 1)" "<= 1.0x  $(verdict "$r" '<=' 1.0)"
+  line "B1 same work: keyrite / baseline CPU" "$(stats "$work/b1.cpuratio" 1)" "-"
+fi
+if wants b1b; then
+  for _ in $(seq "$runs"); do
+    baseline b1b.base; rehearse b1b.keyrite softhsm-tests/bench/full-work.toml
+  done
+  ratios "$work/b1b.base" "$work/b1b.keyrite" 1 >"$work/b1b.ratio"
+  line "baseline.sh wall ms (B1b pairs)" "$(stats "$work/b1b.base" 1)" "-"
+  line "B1b keyrite rehearse, full work: wall ms" "$(stats "$work/b1b.keyrite" 1)" "-"
+  r=$(median "$work/b1b.ratio" 1)
+  line "B1b full work: keyrite / baseline wall" "$(stats "$work/b1b.ratio" 1)" "<= 3.0x  $(verdict "$r" '<=' 3.0)"
+  line "B1b PKCS#11 time ms" "$(stats "$work/b1b.keyrite.outside" 2)" "-"
+  r=$(median "$work/b1b.keyrite.outside" 1)
+  line "B2 B1b outside PKCS#11: wall - HSM ms" "$(stats "$work/b1b.keyrite.outside" 1)" "<= 30 ms  $(verdict "$r" '<=' 30)"
+  r=$(median "$work/b1b.keyrite" 3)
+  line "B4 B1b peak RSS KB" "$(stats "$work/b1b.keyrite" 3)" "<= 30720 KB  $(verdict "$r" '<=' 30720)"
+fi
 
 # Long ceremonies for B3 and B4: medium, no HSM, manual steps each confirmed by K operators, so a log
 # has 2 + steps × (K + 3) entries (started, K confirmations, authorised, completed per step). A script
@@ -167,14 +184,17 @@ PY
 }
 
 # B4: a 10,000-step rehearsal (1,000 in --quick), one confirmation per step, bundle on disk.
-long_script "$steps_b4" 1 >"$work/long-$steps_b4.toml"
-timed b4.long "$bin" rehearse "$work/long-$steps_b4.toml" --auto --out "$work/b4-out" --env "$work/b4-env"
-r=$(median "$work/b4.long" 3)
-line "B4 $steps_b4-step rehearsal peak RSS KB (wall ms $(median "$work/b4.long" 1))" "$(stats "$work/b4.long" 3)" "<= 65536 KB  $(verdict "$r" '<=' 65536)"
-rm -rf "$work/b4-out" "$work/b4-env"
+if wants b4; then
+  long_script "$steps_b4" 1 >"$work/long-$steps_b4.toml"
+  timed b4.long "$bin" rehearse "$work/long-$steps_b4.toml" --auto --out "$work/b4-out" --env "$work/b4-env"
+  r=$(median "$work/b4.long" 3)
+  line "B4 $steps_b4-step rehearsal peak RSS KB (wall ms $(median "$work/b4.long" 1))" "$(stats "$work/b4.long" 3)" "<= 65536 KB  $(verdict "$r" '<=' 65536)"
+  rm -rf "$work/b4-out" "$work/b4-env"
+fi
 
 # B3: verify generated ceremonies (200 confirmations per step); each bundle is made once by a rehearsal.
 runs_b3=$(( runs < 3 ? runs : 3 ))
+wants b3 || sizes=()
 for entries in "${sizes[@]}"; do
   long_script $(( (entries - 2) / 203 )) 200 >"$big/v-$entries.toml"
   "$bin" rehearse "$big/v-$entries.toml" --auto --out "$big/v-$entries" --env "$big/v-env-$entries" >/dev/null
@@ -191,7 +211,7 @@ done
 # The criterion benches (their own statistics; estimate with its confidence interval).
 if [ "$quick" = 1 ]; then crit=(--warm-up-time 0.2 --measurement-time 0.5 --sample-size 10); else crit=(); fi
 for b in tui report_pdf quorum; do
-  [ "${NO_CRITERION:-0}" = 1 ] && break
+  { [ "${NO_CRITERION:-0}" = 1 ] || ! wants criterion; } && break
   if ! $cargo bench --locked --quiet --bench "$b" -- "${crit[@]}" >"$work/crit-$b.out" 2>"$work/crit-$b.err"; then
     echo "bench: criterion bench $b failed" >&2
     cat "$work/crit-$b.err" >&2
@@ -213,4 +233,4 @@ for b in tui report_pdf quorum; do
 done
 
 echo
-echo "bench: done ($([ "$quick" = 1 ] && echo quick || echo "$runs runs"); all benches ran)"
+echo "bench: done ($([ "$quick" = 1 ] && echo quick || echo "$runs runs"); ${only:+only $only, }all benches asked for ran)"
