@@ -229,21 +229,7 @@ fn a_destruction_killed_after_activation_finds_the_key_again_on_resume() {
     let d = &report(&bundle)["destroyed_keys"][0];
     assert_eq!(d["destroyed"].as_array().unwrap().len(), 3, "{d}");
     // The key is gone; another key under its label is not the one the log found.
-    let pin = env.pin(TOKEN);
-    let gen = env.p11(
-        TOKEN,
-        &pin,
-        &[
-            "--keypairgen",
-            "--key-type",
-            "EC:prime256v1",
-            "--label",
-            KEY,
-            "--id",
-            "42",
-        ],
-    );
-    assert!(gen.status.success(), "{}", text(&gen));
+    env.generate_p256(TOKEN, KEY, "42");
     let refused = env.resume(&swapped, &[], &[]);
     let said = text(&refused);
     assert!(

@@ -131,21 +131,7 @@ fn an_existing_root_key_is_found_by_hash_and_a_wrong_or_ambiguous_key_stops_befo
 
     // A key the rehearsal did not generate (pkcs11-tool made it) is checked against the script's
     // hash: the root's hash is not its hash.
-    let pin = env.pin(HSM);
-    let made = env.p11(
-        HSM,
-        &pin,
-        &[
-            "--keypairgen",
-            "--key-type",
-            "EC:prime256v1",
-            "--label",
-            "other-key",
-            "--id",
-            "0b0b",
-        ],
-    );
-    assert!(made.status.success(), "{}", text(&made));
+    env.generate_p256(HSM, "other-key", "0b0b");
     let wrong = std::fs::read_to_string(&script)
         .unwrap()
         .replace(
@@ -159,20 +145,7 @@ fn an_existing_root_key_is_found_by_hash_and_a_wrong_or_ambiguous_key_stops_befo
     stopped_before_signing(&out, &bundle, "activate-hsm", "but the script pins");
 
     // A second private key under the root's label: the lookup is ambiguous.
-    let made = env.p11(
-        HSM,
-        &pin,
-        &[
-            "--keypairgen",
-            "--key-type",
-            "EC:prime256v1",
-            "--label",
-            ROOT_KEY,
-            "--id",
-            "0c0c",
-        ],
-    );
-    assert!(made.status.success(), "{}", text(&made));
+    env.generate_p256(HSM, ROOT_KEY, "0c0c");
     let (out, bundle) = env.rehearse(script.to_str().unwrap(), "ambiguous", None);
     stopped_before_signing(&out, &bundle, "activate-hsm", "2 private keys");
     let _ = SOFTHSM;

@@ -207,6 +207,26 @@ impl Env {
             .expect("pkcs11-tool runs")
     }
 
+    /// A P-256 key pair made on `token` by pkcs11-tool (not by keyrite), under `label` and `id`
+    /// (hex); the tool must succeed.
+    pub fn generate_p256(&self, token: &str, label: &str, id: &str) {
+        let args = [
+            "--keypairgen",
+            "--key-type",
+            "EC:prime256v1",
+            "--label",
+            label,
+            "--id",
+            id,
+        ];
+        let made = self.p11(token, &self.pin(token), &args);
+        assert!(
+            made.status.success(),
+            "pkcs11-tool --keypairgen: {}",
+            text(&made)
+        );
+    }
+
     /// The value of a data object on a card, read by pkcs11-tool.
     pub fn read_object(&self, card: &str, label: &str) -> Vec<u8> {
         let file = self.dir.path().join("object.bin");
