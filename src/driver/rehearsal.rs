@@ -5,6 +5,7 @@
 mod cards;
 pub mod pqc;
 mod records;
+mod stored;
 
 pub use cards::{card_tokens, CARD_KEY, CA_FILE, CA_TOKEN};
 pub use records::{
@@ -148,13 +149,13 @@ impl RehearsalEnv {
         }
         let env_file = dir.join(ENV_FILE);
         let file = if env_file.exists() {
-            let text =
-                fs::read_to_string(&env_file).map_err(|e| Error::io("read", &env_file, &e))?;
-            toml::from_str(&text).map_err(|e| {
-                Error::input(
-                    format!("{}: {}", env_file.display(), e.message()),
-                    "restore the file or use a new --env folder",
-                )
+            stored::LAST.read(&env_file, |text| {
+                toml::from_str(text).map_err(|e| {
+                    Error::input(
+                        format!("{}: {}", env_file.display(), e.message()),
+                        "restore the file or use a new --env folder",
+                    )
+                })
             })?
         } else {
             RehearsalFile {
@@ -215,8 +216,8 @@ impl RehearsalEnv {
     }
 
     /// Make every token of `wanted` the folder lacks, in one batch, and record holders and card
-    /// owners. rehearsal.toml is written (durably) at most twice: the new tokens' random PINs before
-    /// any C_InitToken sets them, then their serials. A keyrite killed in between leaves entries
+    /// owners. rehearsal.toml is written at most twice: the new tokens' random PINs, durably, before
+    /// any C_InitToken sets them, then their serials (the folder's fsync deferred). A keyrite killed in between leaves entries
     /// without a serial, which the next provisioning finishes (a token already initialised under
     /// that label gets its user PIN set again with the recorded SO PIN) instead of orphaning it.
     pub fn provision(&mut self, wanted: &[WantedToken]) -> Result<()> {
@@ -291,8 +292,10 @@ impl RehearsalEnv {
             });
             changed = true;
         }
+        // Serials, holders and card owners record what is already done: a power cut that loses
+        // them leaves entries without a serial, which the next provisioning finishes.
         if changed {
-            self.save(Durability::Now)?;
+            self.save(Durability::AtExit)?;
         }
         Ok(())
     }
@@ -335,12 +338,14 @@ impl RehearsalEnv {
     fn save(&self, durability: Durability) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         let path = self.dir.join(ENV_FILE);
-        let text = toml::to_string_pretty(&self.file).map_err(|e| {
-            Error::env(
-                format!("could not encode {ENV_FILE}: {e}"),
-                "report this keyrite defect",
-            )
-        })?;
+        let text = toml::to_string_pretty(&self.file)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|e| {
+                Error::env(
+                    format!("could not encode {ENV_FILE}: {e}"),
+                    "report this keyrite defect",
+                )
+            })?;
         let tmp = self.dir.join(format!("{ENV_FILE}.new"));
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -355,6 +360,7 @@ impl RehearsalEnv {
             .and_then(|()| f.sync_all())
             .map_err(|e| Error::io("write", &tmp, &e))?;
         fs::rename(&tmp, &path).map_err(|e| Error::io("replace", &path, &e))?;
+        stored::LAST.wrote(text, &self.file);
         let mut unsynced = UNSYNCED.lock().unwrap_or_else(PoisonError::into_inner);
         match durability {
             Durability::AtExit => {
