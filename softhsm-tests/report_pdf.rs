@@ -225,6 +225,23 @@ fn root_rehearsal_report_matches_its_schema_and_reads_back_from_the_pdf() {
     // One flipped byte in report.pdf or report.json fails verify, naming that file.
     let fails = flip_and_verify(&out, &dir.path().join("t-pdf"), "report.pdf");
     assert!(fails.contains("report.pdf"), "{fails}");
+    // verify keeps the confirmations in a temporary file; without one (no usable $TMPDIR) it
+    // reads them from the log again, with the same findings.
+    for bundle in [&out, &dir.path().join("t-pdf")] {
+        let no_tmp = Command::new(env!("CARGO_BIN_EXE_keyrite"))
+            .args(["verify", bundle.to_str().unwrap()])
+            .env("TMPDIR", dir.path().join("no-such-folder"))
+            .output()
+            .unwrap();
+        let with_tmp = keyrite(&["verify", bundle.to_str().unwrap()]);
+        assert_eq!(
+            no_tmp.status.code(),
+            with_tmp.status.code(),
+            "{}",
+            text(&no_tmp)
+        );
+        assert_eq!(stdout(&no_tmp), stdout(&with_tmp));
+    }
     let fails = flip_and_verify(&out, &dir.path().join("t-json"), "report.json");
     assert!(fails.contains("report.json"), "{fails}");
     // A bundle without its PDF does not verify either.

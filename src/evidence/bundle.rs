@@ -78,7 +78,7 @@ impl Bundle {
     pub fn write_new_with(
         &self,
         relative: &str,
-        write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+        write: impl FnOnce(&mut (dyn Write + Send)) -> std::io::Result<()>,
     ) -> Result<ArtifactRecord> {
         let written = self.write_new_unlisted(relative, write)?;
         let path = self.path(relative);
@@ -92,7 +92,7 @@ impl Bundle {
     pub fn write_new_unlisted(
         &self,
         relative: &str,
-        write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+        write: impl FnOnce(&mut (dyn Write + Send)) -> std::io::Result<()>,
     ) -> Result<ArtifactRecord> {
         let path = self.path(relative);
         let file = OpenOptions::new()

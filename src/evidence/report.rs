@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 mod builder;
 pub mod shared;
+pub mod spill;
 pub mod stream;
 pub use builder::{Deferred, ReportBuilder};
 

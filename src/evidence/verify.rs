@@ -523,9 +523,8 @@ impl Rebuilt {
         }
     }
 
-    /// Run `f` with every step's confirmations at hand, from `tap` (a read shared with another
-    /// thread) or a read of its own; `Err`: the log could not be read again, or was not the file
-    /// the first pass read.
+    /// Run `f` with every step's confirmations at hand: from `tap` (a read shared with another
+    /// thread), the first pass's spill, or a read of its own; `Err`: they could not be read back.
     fn filling<T>(
         &self,
         bundle: &BundleDir,
@@ -535,9 +534,10 @@ impl Rebuilt {
         let Some(deferred) = &self.deferred else {
             return Ok(f());
         };
-        let (out, read) = match tap {
-            Some(tap) => stream::with_tap(tap, f),
-            None => {
+        let (out, read) = match (tap, stream::Filler::from_spill(deferred)) {
+            (Some(tap), _) => stream::with_tap(tap, f),
+            (None, Some(filler)) => stream::with_filler(filler, f),
+            (None, None) => {
                 let lines = bundle
                     .open_log(LOG_FILE)
                     .map_err(|e| format!("read again: {e}"))?;
@@ -547,10 +547,11 @@ impl Rebuilt {
         read.map(|()| out)
     }
 
-    /// Two taps of one later read of the log, when the report is deferred and the log opens
-    /// (otherwise each reads on its own, and says why it cannot).
+    /// Two taps of one later read of the log, when the report is deferred without a spill and
+    /// the log opens (otherwise each reads on its own, and says why it cannot).
     fn shared(&self, bundle: &BundleDir) -> Option<(Tap, Tap)> {
-        let deferred = self.deferred.as_ref()?;
+        // With the first pass's spill each reads its own copy (cheaper than sharing a read).
+        let deferred = self.deferred.as_ref().filter(|d| d.spill.is_none())?;
         let lines = bundle.open_log(LOG_FILE).ok()?;
         Some(shared::split(stream::Filler::new(
             lines,

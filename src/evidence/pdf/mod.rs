@@ -49,7 +49,7 @@ pub fn render_hashed(report: &Report, report_sha256: &str) -> Vec<u8> {
 
 /// [`render_hashed`] written into `out` page by page (the file at the end of a run, the comparison
 /// in verify), without the document in memory.
-pub fn render_to(report: &Report, report_sha256: &str, out: impl Write) -> io::Result<()> {
+pub fn render_to(report: &Report, report_sha256: &str, out: impl Write + Send) -> io::Result<()> {
     let footer = Footer {
         left: format!("{} - report.json SHA-256", report.ceremony.id),
         hash: grouped_hex(report_sha256),
@@ -70,20 +70,44 @@ pub(crate) struct Footer {
     pub watermark: bool,
 }
 
-/// Lay out a document with `lay_out` and write it into `out` as its pages fill.
-pub(crate) fn write_document<W: Write>(
+/// Pages laid out ahead of the one being written: enough to keep both threads busy, while a
+/// long report still holds only a few pages.
+const PAGES_AHEAD: usize = 4;
+
+/// Lay out a document with `lay_out` and write it into `out` as its pages fill. The pages are
+/// encoded, compressed and written on a second thread while the next ones are laid out (about
+/// half of a long report's rendering each; docs/performance.md). `lay_out` runs on this thread,
+/// where verify's confirmations are at hand (report/stream.rs). The bytes are those of one
+/// thread: the writer gets the same pages in the same order.
+pub(crate) fn write_document<W: Write + Send>(
     out: W,
     info: &writer::Info,
     footer: &Footer,
     lay_out: impl FnOnce(&mut Layout),
 ) -> io::Result<()> {
-    let mut pdf = writer::Writer::new(out, footer.watermark.then(watermark));
-    let mut sink = |ops: Vec<Op>| pdf.page(&ops);
-    let mut l = Layout::new(&mut sink);
-    lay_out(&mut l);
-    l.finish();
-    pdf.finish(info, |i, total| footer_ops(footer, i, total))
-        .map(drop)
+    std::thread::scope(|scope| {
+        let (pages, laid_out) = std::sync::mpsc::sync_channel::<Vec<Op>>(PAGES_AHEAD);
+        let writer = scope.spawn(move || {
+            let mut pdf = writer::Writer::new(out, footer.watermark.then(watermark));
+            for ops in laid_out {
+                pdf.page(&ops);
+            }
+            pdf.finish(info, |i, total| footer_ops(footer, i, total))
+                .map(drop)
+        });
+        {
+            // A writer that stopped has panicked: its join below says so.
+            let mut sink = |ops: Vec<Op>| drop(pages.send(ops));
+            let mut l = Layout::new(&mut sink);
+            lay_out(&mut l);
+            l.finish();
+        }
+        // The last page is sent: the writer's loop ends, and it writes the footers and the rest.
+        drop(pages);
+        writer
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the PDF writer thread failed")))
+    })
 }
 
 /// The REHEARSAL mark under each page's content.

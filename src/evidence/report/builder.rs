@@ -3,6 +3,7 @@
 //! counts them, and they are read from the log again, one step at a time, when the report is
 //! encoded or rendered (report/stream.rs), so the rebuilt report does not grow with them.
 
+use super::spill;
 use super::{
     AttachmentRecord, Confirmation, ExceptionRecord, KeyRecord, KeyUriRecord, LogHead, Parsed,
     Preflight, Refusal, Report, SignedConfirmationReport, StepRecord, StoredCertificateRecord,
@@ -14,9 +15,10 @@ use crate::evidence::log::EntryRef;
 use crate::evidence::quorum;
 use crate::script::CeremonyInfo;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What a deferred build keeps instead of each step's confirmations.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Deferred {
     /// Confirmations of each step, in plan order.
     pub counts: Vec<u32>,
@@ -28,10 +30,24 @@ pub struct Deferred {
     pub steps_confirmed: HashMap<String, usize>,
     /// The last step counted for each person.
     last_by: HashMap<String, usize>,
+    /// The confirmations themselves, while a temporary file takes them (spill.rs).
+    spilling: Option<spill::Writer>,
+    /// The confirmations, written: where report.json and report.pdf take them from. `None`: the
+    /// log is read again instead.
+    pub spill: Option<Arc<spill::Spill>>,
 }
 
 impl Deferred {
-    fn note(&mut self, step: usize, person: &str) {
+    fn note(&mut self, step: usize, c: Confirmation) {
+        // A spill that fails (a full disk) is dropped: the log is read again instead.
+        if let Some(w) = self.spilling.as_mut() {
+            if w.push(&c.person, c.role, &c.counts_for, &c.time, c.log_seq)
+                .is_err()
+            {
+                self.spilling = None;
+            }
+        }
+        let person = c.person.as_str();
         if step < self.last_step {
             self.in_order = false;
         }
@@ -168,6 +184,7 @@ impl ReportBuilder {
         builder.deferred = Some(Deferred {
             counts: vec![0; builder.report.steps.len()],
             in_order: true,
+            spilling: spill::Writer::new().ok(),
             ..Deferred::default()
         });
         Ok(builder)
@@ -204,6 +221,9 @@ impl ReportBuilder {
             seq: last.seq,
             hash: last.hash.to_string(),
         };
+        if let Some(d) = self.deferred.as_mut() {
+            d.spill = d.spilling.take().and_then(|w| w.finish().ok());
+        }
         (self.report, self.deferred)
     }
 }
@@ -262,15 +282,16 @@ fn apply(
                 counts_for,
             } => {
                 let i = step_index(report, cursor, &step, seq)?;
+                let c = Confirmation {
+                    person,
+                    role,
+                    counts_for,
+                    time: time.to_string(),
+                    log_seq: seq,
+                };
                 match deferred {
-                    Some(d) => d.note(i, &person),
-                    None => report.steps[i].confirmations.push(Confirmation {
-                        person,
-                        role,
-                        counts_for,
-                        time: time.to_string(),
-                        log_seq: seq,
-                    }),
+                    Some(d) => d.note(i, c),
+                    None => report.steps[i].confirmations.push(c),
                 }
             }
             Event::ConfirmationRefused {

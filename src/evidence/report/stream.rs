@@ -13,7 +13,7 @@
 //! [`filled`]). Without one installed they use the steps as they are.
 
 use super::shared::Tap;
-use super::{Confirmation, Deferred, StepRecord};
+use super::{spill, Confirmation, Deferred, StepRecord};
 use crate::evidence::log::canonical;
 use crate::evidence::safe_read::LogLines;
 use crate::script::Role;
@@ -24,9 +24,11 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-/// The confirmations of a deferred report, read again from the log.
+/// The confirmations of a deferred report, read again from the log, or from the first pass's
+/// spill when it has one (spill.rs; then `lines` is `None`).
 pub struct Filler {
-    lines: LogLines,
+    spill: Option<spill::Reader>,
+    lines: Option<LogLines>,
     buf: Vec<u8>,
     sha: Sha256,
     /// The SHA-256 of audit.jsonl as the first pass read it.
@@ -38,10 +40,29 @@ pub struct Filler {
 
 /// What went wrong reading the log again.
 const CHANGED: &str = "changed while it was being verified";
+/// What went wrong reading the first pass's confirmations back (a keyrite defect, or the
+/// temporary file's disk).
+const SPILL: &str = "the confirmations kept by the first pass could not be read back";
 
 impl Filler {
     pub fn new(lines: LogLines, deferred: &Deferred, log_sha256: &str) -> Self {
+        Self::with(None, Some(lines), deferred, log_sha256)
+    }
+
+    /// A filler from the first pass's spill, if it has one.
+    pub fn from_spill(deferred: &Deferred) -> Option<Self> {
+        let spill = spill::Reader::new(deferred.spill.as_ref()?);
+        Some(Self::with(Some(spill), None, deferred, ""))
+    }
+
+    fn with(
+        spill: Option<spill::Reader>,
+        lines: Option<LogLines>,
+        deferred: &Deferred,
+        log_sha256: &str,
+    ) -> Self {
         Filler {
+            spill,
             lines,
             buf: Vec::with_capacity(4096),
             sha: Sha256::new(),
@@ -83,8 +104,26 @@ impl Filler {
     }
 
     fn next_confirmation(&mut self) -> Option<Confirmation> {
+        if let Some(spill) = self.spill.as_mut() {
+            let next = spill.next_confirmation();
+            return match next {
+                Ok(Some(c)) => Some(c),
+                Ok(None) => {
+                    self.error = Some(format!("{SPILL}: it ended early"));
+                    None
+                }
+                Err(e) => {
+                    self.error = Some(format!("{SPILL}: {e}"));
+                    None
+                }
+            };
+        }
+        let Some(lines) = self.lines.as_mut() else {
+            self.error = Some(format!("{SPILL}: no source"));
+            return None;
+        };
         while self.error.is_none() {
-            match self.lines.next_line(&mut self.buf) {
+            match lines.next_line(&mut self.buf) {
                 Ok(true) => {}
                 Ok(false) => {
                     self.error = Some(format!("{CHANGED}: it ended early"));
@@ -132,8 +171,18 @@ impl Filler {
 
     /// Read the rest of the log and check it is the file the first pass read.
     pub(super) fn finish(mut self) -> Result<(), String> {
+        if let Some(spill) = &self.spill {
+            return match self.error {
+                Some(e) => Err(e),
+                None if !spill.is_done() => Err(format!("{SPILL}: confirmations left over")),
+                None => Ok(()),
+            };
+        }
+        let Some(lines) = self.lines.as_mut() else {
+            return Err(format!("{SPILL}: no source"));
+        };
         while self.error.is_none() {
-            match self.lines.next_line(&mut self.buf) {
+            match lines.next_line(&mut self.buf) {
                 Ok(true) => self.sha.update(&self.buf),
                 Ok(false) => break,
                 Err(e) => self.error = Some(e.to_string()),

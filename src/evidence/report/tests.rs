@@ -140,6 +140,26 @@ fn a_deferred_rebuild_encodes_and_renders_the_same_bytes_as_a_full_one() {
     assert!(read
         .unwrap_err()
         .contains("changed while it was being verified"));
+
+    // The first pass's spill: the same bytes, without the log (deleted here), on two threads.
+    std::fs::remove_file(dir.path().join("audit.jsonl")).unwrap();
+    let spilled = || Filler::from_spill(&deferred).expect("the first pass spilled");
+    let (json, pdf) = std::thread::scope(|scope| {
+        let pdf = scope.spawn(|| {
+            with_filler(spilled(), || {
+                crate::evidence::pdf::render_hashed(&report, &json_sha)
+            })
+        });
+        (
+            with_filler(spilled(), || to_json(&report)),
+            pdf.join().unwrap(),
+        )
+    });
+    assert_eq!((json.0.unwrap(), json.1), (to_json(&full).unwrap(), Ok(())));
+    assert_eq!(pdf, (crate::evidence::pdf::render(&full), Ok(())));
+    // A spill read short of its end is refused (a keyrite defect, never a silent report).
+    let (_, read) = with_filler(spilled(), || ());
+    assert!(read.unwrap_err().contains("left over"));
 }
 
 #[test]
