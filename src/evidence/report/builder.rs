@@ -13,7 +13,7 @@ use crate::engine::Event;
 use crate::evidence::events::Record;
 use crate::evidence::log::EntryRef;
 use crate::evidence::quorum;
-use crate::script::CeremonyInfo;
+use crate::script::{CeremonyInfo, Role};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -38,16 +38,15 @@ pub struct Deferred {
 }
 
 impl Deferred {
-    fn note(&mut self, step: usize, c: Confirmation) {
+    /// Count (and spill) one confirmation of step `step`; `c` borrows the entry's strings.
+    fn note(&mut self, step: usize, c: ConfirmationRef) {
+        let ConfirmationRef(person, role, counts_for, time, seq) = c;
         // A spill that fails (a full disk) is dropped: the log is read again instead.
         if let Some(w) = self.spilling.as_mut() {
-            if w.push(&c.person, c.role, &c.counts_for, &c.time, c.log_seq)
-                .is_err()
-            {
+            if w.push(person, role, counts_for, time, seq).is_err() {
                 self.spilling = None;
             }
         }
-        let person = c.person.as_str();
         if step < self.last_step {
             self.in_order = false;
         }
@@ -71,6 +70,10 @@ impl Deferred {
         }
     }
 }
+
+/// A confirmation's person, role, word ("dual-control", "witness"), time and log sequence number,
+/// borrowed from its entry.
+struct ConfirmationRef<'a>(&'a str, Role, &'a str, &'a str, u64);
 
 /// The report built one entry at a time, so that nobody has to hold the log: [`ReportBuilder::start`]
 /// with the first entry, [`ReportBuilder::apply`] each later one, [`ReportBuilder::finish`] with the
@@ -282,16 +285,15 @@ fn apply(
                 counts_for,
             } => {
                 let i = step_index(report, cursor, &step, seq)?;
-                let c = Confirmation {
-                    person,
-                    role,
-                    counts_for,
-                    time: time.to_string(),
-                    log_seq: seq,
-                };
                 match deferred {
-                    Some(d) => d.note(i, c),
-                    None => report.steps[i].confirmations.push(c),
+                    Some(d) => d.note(i, ConfirmationRef(&person, role, &counts_for, time, seq)),
+                    None => report.steps[i].confirmations.push(Confirmation {
+                        person,
+                        role,
+                        counts_for,
+                        time: time.to_string(),
+                        log_seq: seq,
+                    }),
                 }
             }
             Event::ConfirmationRefused {
