@@ -105,6 +105,10 @@ impl Filler {
 
     fn next_confirmation(&mut self) -> Option<Confirmation> {
         if let Some(spill) = self.spill.as_mut() {
+            // After an error the spill's offset is no longer a record's start: read no further.
+            if self.error.is_some() {
+                return None;
+            }
             let next = spill.next_confirmation();
             return match next {
                 Ok(Some(c)) => Some(c),
@@ -169,7 +173,8 @@ impl Filler {
         None
     }
 
-    /// Read the rest of the log and check it is the file the first pass read.
+    /// Read the rest of the log and check it is the file the first pass read; from a spill, check
+    /// that every confirmation was handed out.
     pub(super) fn finish(mut self) -> Result<(), String> {
         if let Some(spill) = &self.spill {
             return match self.error {
