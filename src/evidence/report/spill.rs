@@ -27,12 +27,11 @@ pub struct Writer {
 }
 
 /// The strings confirmations repeat (people, their roles' words), each kept once and written as
-/// an index.
+/// an index. A role is written as its index in [`Role::ALL`].
 #[derive(Debug, Default)]
 struct Names {
     index: HashMap<String, u32>,
     list: Vec<String>,
-    roles: Vec<Role>,
 }
 
 impl Names {
@@ -44,15 +43,6 @@ impl Names {
         self.index.insert(name.to_string(), i);
         self.list.push(name.to_string());
         i
-    }
-
-    fn role(&mut self, role: Role) -> u32 {
-        let at = self.roles.iter().position(|r| *r == role);
-        let i = at.unwrap_or_else(|| {
-            self.roles.push(role);
-            self.roles.len() - 1
-        });
-        u32::try_from(i).unwrap_or(u32::MAX)
     }
 }
 
@@ -79,7 +69,7 @@ impl Writer {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a time too long"))?;
         let (person, role, counts_for) = (
             self.names.of(person),
-            self.names.role(role),
+            Role::ALL.iter().position(|r| *r == role).unwrap_or(0) as u32,
             self.names.of(counts_for),
         );
         for n in [person, role, counts_for, time_len] {
@@ -112,7 +102,6 @@ pub struct Spill {
 
 /// One reader of a spill, at its own offset.
 pub struct Reader {
-    spill: Arc<Spill>,
     from: BufReader<At>,
     read: u64,
 }
@@ -138,7 +127,6 @@ impl Reader {
             offset: 0,
         };
         Reader {
-            spill: Arc::clone(spill),
             from: BufReader::with_capacity(1 << 16, at),
             read: 0,
         }
@@ -146,7 +134,7 @@ impl Reader {
 
     /// The next confirmation; `Ok(None)` after the last.
     pub fn next_confirmation(&mut self) -> io::Result<Option<Confirmation>> {
-        if self.read == self.spill.count {
+        if self.is_done() {
             return Ok(None);
         }
         let mut head = [0u8; 24];
@@ -158,19 +146,19 @@ impl Reader {
         };
         let mut seq = [0u8; 8];
         seq.copy_from_slice(&head[16..24]);
-        let names = &self.spill.names;
+        let mut time = vec![0u8; word(3)];
+        self.from.read_exact(&mut time)?;
+        let names = &self.from.get_ref().spill.names;
         let name =
             |i: usize| {
                 names.list.get(i).cloned().ok_or_else(|| {
                     io::Error::new(io::ErrorKind::InvalidData, "a name the spill lacks")
                 })
             };
-        let role =
-            names.roles.get(word(1)).copied().ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidData, "a role the spill lacks")
-            })?;
-        let mut time = vec![0u8; word(3)];
-        self.from.read_exact(&mut time)?;
+        let role = Role::ALL
+            .get(word(1))
+            .copied()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a role the spill lacks"))?;
         let time = String::from_utf8(time)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a time not UTF-8"))?;
         self.read += 1;
@@ -185,7 +173,7 @@ impl Reader {
 
     /// Were all confirmations read?
     pub fn is_done(&self) -> bool {
-        self.read == self.spill.count
+        self.read == self.from.get_ref().spill.count
     }
 }
 

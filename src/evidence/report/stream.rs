@@ -40,9 +40,15 @@ pub struct Filler {
 
 /// What went wrong reading the log again.
 const CHANGED: &str = "changed while it was being verified";
-/// What went wrong reading the first pass's confirmations back (a keyrite defect, or the
-/// temporary file's disk).
-const SPILL: &str = "the confirmations kept by the first pass could not be read back";
+/// What went wrong reading the first pass's confirmations back (the temporary file's disk, or a
+/// keyrite defect), and what to do.
+fn spill_error(detail: &str) -> String {
+    format!(
+        "the confirmations the first pass kept in a temporary file could not be read back ({detail}): \
+         run keyrite verify again with TMPDIR naming a folder with free space; if it happens again, \
+         report this keyrite defect"
+    )
+}
 
 impl Filler {
     pub fn new(lines: LogLines, deferred: &Deferred, log_sha256: &str) -> Self {
@@ -113,17 +119,17 @@ impl Filler {
             return match next {
                 Ok(Some(c)) => Some(c),
                 Ok(None) => {
-                    self.error = Some(format!("{SPILL}: it ended early"));
+                    self.error = Some(spill_error("it ended early"));
                     None
                 }
                 Err(e) => {
-                    self.error = Some(format!("{SPILL}: {e}"));
+                    self.error = Some(spill_error(&e.to_string()));
                     None
                 }
             };
         }
         let Some(lines) = self.lines.as_mut() else {
-            self.error = Some(format!("{SPILL}: no source"));
+            self.error = Some(spill_error("no source"));
             return None;
         };
         while self.error.is_none() {
@@ -179,12 +185,12 @@ impl Filler {
         if let Some(spill) = &self.spill {
             return match self.error {
                 Some(e) => Err(e),
-                None if !spill.is_done() => Err(format!("{SPILL}: confirmations left over")),
+                None if !spill.is_done() => Err(spill_error("confirmations left over")),
                 None => Ok(()),
             };
         }
         let Some(lines) = self.lines.as_mut() else {
-            return Err(format!("{SPILL}: no source"));
+            return Err(spill_error("no source"));
         };
         while self.error.is_none() {
             match lines.next_line(&mut self.buf) {

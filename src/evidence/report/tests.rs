@@ -159,7 +159,12 @@ fn a_deferred_rebuild_encodes_and_renders_the_same_bytes_as_a_full_one() {
     assert_eq!(pdf, (crate::evidence::pdf::render(&full), Ok(())));
     // A spill read short of its end is refused (a keyrite defect, never a silent report).
     let (_, read) = with_filler(spilled(), || ());
-    assert!(read.unwrap_err().contains("left over"));
+    let err = read.unwrap_err();
+    assert!(err.contains("left over"), "{err}");
+    assert!(
+        err.contains("run keyrite verify again with TMPDIR"),
+        "{err}"
+    );
 }
 
 #[test]
