@@ -302,13 +302,19 @@ impl Each<'_> {
     }
 
     fn apply(&mut self, entry: EntryRef, parsed: Result<Parsed, String>) {
-        self.report = Some(match self.report.take() {
-            None => parsed.and_then(|p| ReportBuilder::start_deferred(entry, p)),
-            Some(Ok(mut builder)) => parsed
-                .and_then(|p| builder.apply(entry, p))
-                .map(|()| builder),
-            Some(Err(e)) => Err(e),
-        });
+        // In place: the builder is large, and moving it out and back for every entry was a tenth
+        // of the log pass (memmove).
+        match &mut self.report {
+            None => {
+                self.report = Some(parsed.and_then(|p| ReportBuilder::start_deferred(entry, p)))
+            }
+            Some(Ok(builder)) => {
+                if let Err(e) = parsed.and_then(|p| builder.apply(entry, p)) {
+                    self.report = Some(Err(e));
+                }
+            }
+            Some(Err(_)) => {}
+        }
         self.head.set(entry);
     }
 }
