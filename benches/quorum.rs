@@ -1,9 +1,5 @@
 //! Split + verify every share + combine M shares, for 3-of-5 and 9-of-16 (docs/performance.md).
 
-/// The keyrite binary's allocator (src/main.rs), so the figure is the binary's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use criterion::{criterion_group, criterion_main, Criterion};
 use keyrite::quorum::{combine, split, Secret};
 

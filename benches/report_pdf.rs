@@ -1,10 +1,6 @@
 //! report.pdf rendering speed: a report with a 200-step transcript must render in ≤ 100 ms
 //! (docs/performance.md records the measured number).
 
-/// The keyrite binary's allocator (src/main.rs), so the figure is the binary's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use criterion::{criterion_group, criterion_main, Criterion};
 use keyrite::evidence::pdf::{render, sample::sample_report};
 use std::hint::black_box;

@@ -1,9 +1,5 @@
 //! One frame of the terminal UI rendered at 200×60 into ratatui's TestBackend. Target ≤ 1 ms.
 
-/// The keyrite binary's allocator (src/main.rs), so the figure is the binary's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use criterion::{criterion_group, criterion_main, Criterion};
 use keyrite::engine::StepPlan;
 use keyrite::tui::model::{update, DriverEvent, EvidenceRow, Model, Msg};
