@@ -23,7 +23,6 @@ use super::report::shared::{self, Tap};
 use super::report::{stream, Report};
 use super::safe_read::{BundleDir, Kind, REPORT_LIMIT};
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::Path;
 
 /// One line of the verification table.
@@ -490,7 +489,7 @@ fn check_report_pdf(v: &mut Verification, bundle: &BundleDir, pdf: PdfCompared) 
         return;
     }
     // Only a failure names the rendering's hash: rendered once more, into a hash.
-    let mut rendered = Hashing(Sha256::new());
+    let mut rendered = compare::Hashing(Sha256::new());
     let _ = rebuilt.filling(bundle, None, || {
         super::pdf::render_to(report, sha256, &mut rendered)
     });
@@ -558,20 +557,6 @@ impl Rebuilt {
             deferred,
             &self.log_sha256,
         )))
-    }
-}
-
-/// A writer that only hashes.
-struct Hashing(Sha256);
-
-impl Write for Hashing {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.update(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
