@@ -218,8 +218,9 @@ impl RehearsalEnv {
     /// Make every token of `wanted` the folder lacks, in one batch, and record holders and card
     /// owners. rehearsal.toml is written at most twice: the new tokens' random PINs, durably,
     /// before any C_InitToken sets them, then their serials (the folder's fsync deferred). A
-    /// keyrite killed in between leaves entries without a serial, which the next provisioning finishes (a token already initialised under
-    /// that label gets its user PIN set again with the recorded SO PIN) instead of orphaning it.
+    /// keyrite killed in between leaves entries without a serial, which the next provisioning
+    /// finishes (a token already initialised under that label gets its user PIN set again with the
+    /// recorded SO PIN) instead of orphaning it.
     pub fn provision(&mut self, wanted: &[WantedToken]) -> Result<()> {
         let mut changed = false;
         let unfinished: Vec<String> = self

@@ -67,11 +67,15 @@ impl Writer {
     ) -> io::Result<()> {
         let time_len = u32::try_from(time.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a time too long"))?;
-        let (person, role, counts_for) = (
-            self.names.of(person),
-            Role::ALL.iter().position(|r| *r == role).unwrap_or(0) as u32,
-            self.names.of(counts_for),
-        );
+        // Every role is in Role::ALL; one that were not is refused, never written as another.
+        let role = Role::ALL
+            .iter()
+            .position(|r| *r == role)
+            .and_then(|i| u32::try_from(i).ok())
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, "a role outside Role::ALL")
+            })?;
+        let (person, counts_for) = (self.names.of(person), self.names.of(counts_for));
         for n in [person, role, counts_for, time_len] {
             self.out.write_all(&n.to_le_bytes())?;
         }
